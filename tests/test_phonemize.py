@@ -1,0 +1,64 @@
+"""engine/phonemize.py: espeak-ng under one lock, Piper's phoneme id convention."""
+
+from __future__ import annotations
+
+import threading
+import unicodedata
+from concurrent.futures import ThreadPoolExecutor
+
+from litestream.engine import PiperVoice
+from litestream.engine.phonemize import ESPEAK_LOCK, phonemes_to_ids, phonemize
+
+SENTENCES = [
+    "Hello world.",
+    "The quick brown fox jumps over the lazy dog.",
+    "Is it 5 o'clock yet? No, it's half past four!",
+    "Streaming speech should never stutter; the next chunk is due before the buffer runs dry.",
+]
+
+
+def test_phonemize_keeps_stress_and_punctuation() -> None:
+    phonemes = phonemize("Hello, world.", "en-us")
+    assert phonemes == "həlˈoʊ, wˈɜːld."
+
+
+def test_phonemize_empty_text() -> None:
+    assert phonemize("   \n ", "en-us") == ""
+
+
+def test_ids_structure_for_known_sentence(voice: PiperVoice) -> None:
+    ids = voice.phoneme_ids("Hello world.")
+    id_map = voice.config.phoneme_id_map
+    assert ids[:2] == [1, 0]  # ^ then _
+    assert ids[-1] == 2  # $
+    assert ids[1::2] == [0] * ((len(ids) - 1) // 2)  # a pad after BOS and after each phoneme
+    phonemes = ids[2:-1:2]
+    assert phonemes[0] == id_map["h"][0] == 20
+    assert id_map["ˈ"][0] in phonemes  # stress kept
+    assert phonemes[-1] == id_map["."][0] == 10  # punctuation kept
+    assert ids == [1, 0, 20, 0, 59, 0, 24, 0, 120, 0, 27, 0, 100, 0, 3, 0, 35, 0, 120, 0,
+                   62, 0, 122, 0, 24, 0, 17, 0, 10, 0, 2]
+
+
+def test_ids_use_nfd_and_skip_unknown() -> None:
+    id_map = {"_": [0], "^": [1], "$": [2], "e": [5], "\u0301": [6]}
+    # "é" precomposed decomposes to e + combining acute; "?" is unknown and skipped.
+    assert phonemes_to_ids(unicodedata.normalize("NFC", "é?"), id_map) == [1, 0, 5, 0, 6, 0, 2]
+
+
+def test_concurrent_phonemize_matches_sequential() -> None:
+    work = SENTENCES * 10
+    expected = [phonemize(text, "en-us") for text in work]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        got = list(pool.map(lambda text: phonemize(text, "en-us"), work))
+    assert got == expected
+
+
+def test_phonemize_waits_for_the_lock() -> None:
+    done = threading.Event()
+    with ESPEAK_LOCK:
+        thread = threading.Thread(target=lambda: (phonemize("Hi.", "en-us"), done.set()))
+        thread.start()
+        assert not done.wait(0.2)  # blocked while another caller holds espeak
+    thread.join(5)
+    assert done.is_set()
