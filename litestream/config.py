@@ -1,0 +1,332 @@
+"""The one typed configuration of a litestream server.
+
+Every setting has a default here. Flags (`litestream serve --help`), environment variables
+(`LITESTREAM_<NAME>`) and an optional TOML file map onto these fields and nothing else reads the
+environment. Precedence, lowest to highest: defaults, TOML file, environment, flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from litestream.errors import ConfigError
+
+ENV_PREFIX = "LITESTREAM_"
+
+
+def _default_workers() -> int:
+    # Measured on CPU: N workers of one intra-op thread each beat one worker of N threads.
+    return max(1, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class Config:
+    """Server settings. Each field's metadata holds its help text (shown by --help)."""
+
+    # --- network
+    host: str = field(default="127.0.0.1", metadata={"help": "address to listen on"})
+    port: int = field(default=8765, metadata={"help": "TCP port"})
+    tls_cert: Path | None = field(default=None, metadata={"help": "PEM certificate: serve wss://"})
+    tls_key: Path | None = field(default=None, metadata={"help": "PEM private key for --tls-cert"})
+
+    # --- voice and engine
+    voice: Path | None = field(
+        default=None, metadata={"help": "Piper .onnx voice (default: bundled en_US-joe-medium)"}
+    )
+    extra_voices: tuple[Path, ...] = field(
+        default=(), metadata={"help": "more Piper .onnx voices clients may choose (comma list)"}
+    )
+    device: str = field(default="auto", metadata={"help": "auto, cpu or cuda"})
+    workers: int = field(
+        default_factory=_default_workers, metadata={"help": "inference threads (default: cores)"}
+    )
+    intra_op_threads: int = field(default=1, metadata={"help": "ONNX Runtime threads per worker"})
+    max_batch: int = field(
+        default=0, metadata={"help": "chunks per session.run (0: 1 on CPU, 8 on CUDA)"}
+    )
+    deterministic: bool = field(
+        default=False, metadata={"help": "noise scales 0: identical text gives identical audio"}
+    )
+
+    # --- stream defaults (protocol-v1 config message)
+    frame_ms: int = field(default=40, metadata={"help": "default audio frame length, ms"})
+    audio_format: str = field(default="s16le", metadata={"help": "default format: s16le|f32le"})
+
+    # --- scheduler knobs
+    first_audio_target_ms: int = field(
+        default=300, metadata={"help": "first chunk deadline after its text arrives, ms"}
+    )
+    jitter_ms: int = field(default=150, metadata={"help": "jitter budget before a buffer runs dry"})
+    lookahead_s: float = field(
+        default=4.0, metadata={"help": "unplayed audio per stream beyond which it waits, s"}
+    )
+    max_lookahead_s: float = field(
+        default=20.0, metadata={"help": "unplayed audio beyond which it waits even if idle, s"}
+    )
+    target_utilization: float = field(
+        default=0.9, metadata={"help": "admission control: refuse above this predicted load"}
+    )
+    max_streams: int = field(default=0, metadata={"help": "hard cap on open streams (0: none)"})
+    max_chunk_chars: int = field(default=300, metadata={"help": "longest chunk, characters"})
+
+    # --- limits and security (protocol-v1 handshake refusals)
+    api_keys: tuple[str, ...] = field(
+        default=(),
+        metadata={"help": "accepted API keys (comma list); none: no auth", "secret": True},
+    )
+    api_keys_file: Path | None = field(
+        default=None, metadata={"help": "file with one API key per line"}
+    )
+    allowed_origins: tuple[str, ...] = field(
+        default=(), metadata={"help": "allowed Origin headers (comma list); none: any"}
+    )
+    max_message_bytes: int = field(
+        default=64 * 1024, metadata={"help": "largest client message (close 1009 above)"}
+    )
+    max_buffered_chars: int = field(
+        default=20_000, metadata={"help": "text buffered per stream before text_too_long"}
+    )
+    max_stream_chars: int = field(
+        default=200_000, metadata={"help": "text one stream may send in all"}
+    )
+    idle_timeout_s: float = field(
+        default=300.0, metadata={"help": "close a stream with no message and no audio for this"}
+    )
+    messages_per_s: float = field(
+        default=50.0, metadata={"help": "message rate per key (or client address)"}
+    )
+    chars_per_s: float = field(
+        default=2000.0, metadata={"help": "text rate per key (or client address)"}
+    )
+    streams_per_key: int = field(
+        default=32, metadata={"help": "concurrent streams per key (or client address)"}
+    )
+    send_buffer_s: float = field(
+        default=30.0, metadata={"help": "audio queued to a slow reader before it is closed, s"}
+    )
+    slow_reader_timeout_s: float = field(
+        default=10.0, metadata={"help": "how long a client may stop reading before close"}
+    )
+
+    # --- lifecycle and logs
+    drain_grace_s: float = field(
+        default=30.0, metadata={"help": "on SIGTERM, time streams get to finish"}
+    )
+    log_level: str = field(default="INFO", metadata={"help": "DEBUG, INFO, WARNING, ERROR"})
+    log_json: bool = field(default=False, metadata={"help": "log one JSON object per line"})
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    @property
+    def first_audio_target_s(self) -> float:
+        return self.first_audio_target_ms / 1000.0
+
+    @property
+    def jitter_s(self) -> float:
+        return self.jitter_ms / 1000.0
+
+    def all_api_keys(self) -> frozenset[str]:
+        """Keys from --api-keys and --api-keys-file together."""
+        keys = set(self.api_keys)
+        if self.api_keys_file is not None:
+            try:
+                text = self.api_keys_file.read_text(encoding="utf-8")
+            except OSError as exc:
+                raise ConfigError(
+                    f"api_keys_file: cannot read {self.api_keys_file}: {exc}"
+                ) from exc
+            keys.update(line.strip() for line in text.splitlines() if line.strip())
+        return frozenset(keys)
+
+
+def _check(cond: bool, name: str, why: str) -> None:
+    if not cond:
+        raise ConfigError(f"invalid setting {name}: {why}")
+
+
+def _validate(c: Config) -> None:
+    _check(0 < c.port < 65536, "port", f"{c.port} is not a TCP port")
+    _check(c.workers >= 1, "workers", "must be at least 1")
+    _check(c.intra_op_threads >= 1, "intra_op_threads", "must be at least 1")
+    _check(c.max_batch >= 0, "max_batch", "must be 0 (auto) or more")
+    _check(c.device in ("auto", "cpu", "cuda"), "device", f"{c.device!r} is not auto, cpu or cuda")
+    _check(10 <= c.frame_ms <= 1000, "frame_ms", "must be 10..1000 (protocol-v1)")
+    _check(c.audio_format in ("s16le", "f32le"), "audio_format", "must be s16le or f32le")
+    _check(c.first_audio_target_ms > 0, "first_audio_target_ms", "must be positive")
+    _check(c.jitter_ms >= 0, "jitter_ms", "must not be negative")
+    _check(0 < c.lookahead_s <= c.max_lookahead_s, "lookahead_s", "must be in (0, max_lookahead_s]")
+    _check(0 < c.target_utilization <= 1.5, "target_utilization", "must be in (0, 1.5]")
+    _check(c.max_streams >= 0, "max_streams", "must not be negative")
+    _check(c.max_chunk_chars >= 40, "max_chunk_chars", "must be at least 40")
+    _check(c.max_message_bytes >= 1024, "max_message_bytes", "must be at least 1024")
+    _check(c.max_buffered_chars >= 1, "max_buffered_chars", "must be positive")
+    _check(c.max_stream_chars >= c.max_buffered_chars, "max_stream_chars", "below max_buffered")
+    for name in ("idle_timeout_s", "messages_per_s", "chars_per_s", "send_buffer_s",
+                 "slow_reader_timeout_s"):
+        _check(getattr(c, name) > 0, name, "must be positive")
+    _check(c.streams_per_key >= 1, "streams_per_key", "must be at least 1")
+    _check(c.drain_grace_s >= 0, "drain_grace_s", "must not be negative")
+    _check(c.log_level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR"), "log_level", c.log_level)
+    _check((c.tls_cert is None) == (c.tls_key is None), "tls_cert", "needs tls_key, and back")
+    for key in c.api_keys:
+        _check(bool(key) and key == key.strip(), "api_keys", "an empty or padded key")
+
+
+# ---------------------------------------------------------------- mapping sources onto Config
+
+def _field_types() -> dict[str, Any]:
+    return typing.get_type_hints(Config)
+
+
+def _base_type(tp: Any) -> Any:
+    """`Path | None` -> Path; `tuple[str, ...]` -> tuple."""
+    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return args[0]
+    return typing.get_origin(tp) or tp
+
+
+def _item_type(tp: Any) -> Any:
+    args = typing.get_args(tp)
+    return args[0] if args else str
+
+
+def _convert(name: str, raw: Any) -> Any:
+    """Turn a string (env, flag) or TOML value into the field's type, or raise ConfigError."""
+    tp = _field_types()[name]
+    base = _base_type(tp)
+    try:
+        if raw is None:
+            return None
+        if base is bool:
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(f"{raw!r} is not a boolean")
+        if base is tuple:
+            item = _item_type(tp)
+            items = raw if isinstance(raw, list | tuple) else str(raw).split(",")
+            return tuple(item(str(x).strip()) for x in items if str(x).strip())
+        if base in (int, float):
+            if isinstance(raw, bool):
+                raise ValueError(f"{raw!r} is not a number")
+            return base(raw)
+        if base is Path:
+            return Path(str(raw)).expanduser() if str(raw) else None
+        return str(raw)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"invalid setting {name}: {exc}") from exc
+
+
+def _from_mapping(values: Mapping[str, Any], source: str) -> dict[str, Any]:
+    known = {f.name for f in fields(Config)}
+    out: dict[str, Any] = {}
+    for key, raw in values.items():
+        name = key.replace("-", "_")
+        if name not in known:
+            raise ConfigError(f"unknown setting {key!r} in {source}")
+        out[name] = _convert(name, raw)
+    return out
+
+
+def load_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    # Settings may sit at the top level or under [litestream].
+    table = data.get("litestream", data)
+    return _from_mapping(table, str(path))
+
+
+def from_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    known = {f.name for f in fields(Config)}
+    picked: dict[str, str] = {}
+    for key, value in environ.items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        name = key[len(ENV_PREFIX):].lower()
+        if name == "config":
+            continue  # LITESTREAM_CONFIG names the TOML file, not a field
+        if name not in known:
+            raise ConfigError(f"unknown environment variable {key}")
+        picked[name] = value
+    return _from_mapping(picked, "environment")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per Config field, each documented from the field's metadata."""
+    parser.add_argument("--config", type=Path, default=None,
+                        help="TOML file of settings (env LITESTREAM_CONFIG)")
+    defaults = Config()
+    for f in fields(Config):
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f.metadata.get("help", "")
+        env = ENV_PREFIX + f.name.upper()
+        default = _show(getattr(defaults, f.name))
+        shown = "" if f.metadata.get("secret") else f" (default: {default})"
+        full_help = f"{help_text}{shown}; env {env}"
+        if _base_type(_field_types()[f.name]) is bool:
+            parser.add_argument(flag, dest=f.name, default=None,
+                                action=argparse.BooleanOptionalAction, help=full_help)
+        else:
+            parser.add_argument(flag, dest=f.name, default=None, metavar=f.name.upper(),
+                                help=full_help)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ",".join(str(v) for v in value) or "none"
+    return "none" if value is None else str(value)
+
+
+def build(
+    args: argparse.Namespace | None = None,
+    environ: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> Config:
+    """Defaults < TOML file < environment < flags < keyword overrides (for tests)."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    toml_path = getattr(args, "config", None) or environ.get(ENV_PREFIX + "CONFIG")
+    if toml_path:
+        values.update(load_toml(Path(toml_path)))
+    values.update(from_env(environ))
+    if args is not None:
+        flagged = {f.name: getattr(args, f.name, None) for f in fields(Config)}
+        values.update(_from_mapping({k: v for k, v in flagged.items() if v is not None}, "flags"))
+    values.update(overrides)
+    try:
+        return Config(**values)
+    except TypeError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def replace(config: Config, **changes: Any) -> Config:
+    return dataclasses.replace(config, **changes)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="litestream serve",
+        description="Serve realtime TTS over WebSocket (protocol v1) on ws://HOST:PORT/v1/stream.",
+    )
+    add_arguments(parser)
+    return parser.parse_args(argv)

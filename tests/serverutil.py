@@ -1,0 +1,60 @@
+"""Start a real litestream server on a free loopback port, in this process (uvicorn's habit).
+
+The deterministic voice is loaded once per test session and shared by every server, so each
+test pays only for the server, not for loading the model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from litestream import config as config_mod
+from litestream.engine import PiperVoice
+from litestream.server import LitestreamServer
+
+_VOICES: dict[str, PiperVoice] = {}
+
+
+def shared_voices() -> dict[str, PiperVoice]:
+    if not _VOICES:
+        voice = PiperVoice.load(deterministic=True)
+        _VOICES[voice.info.id] = voice
+    return dict(_VOICES)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class RunningServer:
+    server: LitestreamServer
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/v1/stream"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@contextlib.asynccontextmanager
+async def run_server(**overrides: Any) -> AsyncIterator[RunningServer]:
+    """`async with run_server(workers=2) as srv:` -> srv.url, srv.http_url, srv.server."""
+    overrides.setdefault("workers", 2)
+    overrides.setdefault("deterministic", True)
+    config = config_mod.build(environ={}, host="127.0.0.1", port=free_port(), **overrides)
+    server = LitestreamServer(config, voices=shared_voices())
+    await server.start()
+    try:
+        yield RunningServer(server, server.port)
+    finally:
+        await server.close()
