@@ -265,10 +265,19 @@ def from_env(environ: Mapping[str, str]) -> dict[str, Any]:
         name = key[len(ENV_PREFIX):].lower()
         if name == "config":
             continue  # LITESTREAM_CONFIG names the TOML file, not a field
+        if _is_service_link(name, value):
+            continue
         if name not in known:
             raise ConfigError(f"unknown environment variable {key}")
         picked[name] = value
     return _from_mapping(picked, "environment")
+
+
+def _is_service_link(name: str, value: str) -> bool:
+    """Kubernetes injects LITESTREAM_SERVICE_HOST, LITESTREAM_PORT=tcp://... and friends for a
+    Service named `litestream`; they are not settings and must not stop the start."""
+    return (name.startswith(("service_", "port_")) or
+            (name == "port" and value.startswith(("tcp://", "udp://"))))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,0 +1,82 @@
+"""The one Config: defaults, TOML < environment < flags, and clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from litestream import config as config_mod
+from litestream.config import Config
+from litestream.errors import ConfigError
+
+
+def test_defaults_are_valid() -> None:
+    config = Config()
+    assert config.port == 8765
+    assert config.workers >= 1
+    assert config.api_keys == ()
+
+
+def test_precedence_toml_env_flags(tmp_path: Path) -> None:
+    toml = tmp_path / "litestream.toml"
+    toml.write_text('[litestream]\nport = 9000\nworkers = 3\nframe_ms = 20\n')
+    args = config_mod.parse_args(["--config", str(toml), "--workers", "4"])
+    config = config_mod.build(args, environ={"LITESTREAM_PORT": "9100"})
+    assert (config.port, config.workers, config.frame_ms) == (9100, 4, 20)
+
+
+def test_env_types_and_lists() -> None:
+    config = config_mod.build(environ={
+        "LITESTREAM_API_KEYS": "a1, b2", "LITESTREAM_LOG_JSON": "true",
+        "LITESTREAM_ALLOWED_ORIGINS": "https://x.example",
+    })
+    assert config.api_keys == ("a1", "b2")
+    assert config.log_json is True
+    assert config.allowed_origins == ("https://x.example",)
+
+
+@pytest.mark.parametrize("environ,needle", [
+    ({"LITESTREAM_PORT": "http"}, "port"),
+    ({"LITESTREAM_PORT": "70000"}, "port"),
+    ({"LITESTREAM_WORKERS": "0"}, "workers"),
+    ({"LITESTREAM_DEVICE": "tpu"}, "device"),
+    ({"LITESTREAM_FRAME_MS": "5"}, "frame_ms"),
+    ({"LITESTREAM_LOG_JSON": "maybe"}, "log_json"),
+    ({"LITESTREAM_NO_SUCH_THING": "1"}, "LITESTREAM_NO_SUCH_THING"),
+])
+def test_invalid_values_stop_the_start(environ: dict[str, str], needle: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        config_mod.build(environ=environ)
+    assert needle in str(info.value)
+
+
+def test_bad_toml_is_a_config_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("port = = 1")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        config_mod.build(environ={"LITESTREAM_CONFIG": str(bad)})
+
+
+def test_api_keys_file(tmp_path: Path) -> None:
+    keys = tmp_path / "keys"
+    keys.write_text("k1\n\n  k2  \n")
+    config = config_mod.build(environ={}, api_keys=("k0",), api_keys_file=keys)
+    assert config.all_api_keys() == {"k0", "k1", "k2"}
+
+
+def test_help_documents_every_setting(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        config_mod.parse_args(["--help"])
+    out = capsys.readouterr().out
+    for field in Config.__dataclass_fields__:
+        assert "--" + field.replace("_", "-") in out
+        assert "LITESTREAM_" + field.upper() in out
+
+
+def test_kubernetes_service_links_are_not_settings() -> None:
+    config = config_mod.build(environ={
+        "LITESTREAM_SERVICE_HOST": "10.0.0.7", "LITESTREAM_SERVICE_PORT_WS": "8765",
+        "LITESTREAM_PORT": "tcp://10.0.0.7:8765", "LITESTREAM_PORT_8765_TCP_PROTO": "tcp",
+    })
+    assert config.port == 8765
