@@ -1,0 +1,441 @@
+"""Handshake security and per-client limits, sans I/O: no asyncio, no sockets, no clock.
+
+protocol-v1: Endpoint. Refusals happen at the handshake as plain HTTP before the upgrade:
+401 (key missing or wrong), 403 (Origin not allowed), 400 (bad query parameter), 429 (over
+rate or concurrent-stream quota, with Retry-After), 503 (draining or no capacity, with
+Retry-After). This module decides; the server only writes the response it is handed.
+
+Every time-dependent call takes `now` (seconds, monotonic) from the caller, so tests drive it
+with a fake clock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import math
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from litestream.config import Config
+
+
+# ---------------------------------------------------------------- refusals
+
+
+class RefusalReason(StrEnum):
+    """Why a handshake was refused. A bounded set: it is a metrics label."""
+
+    UNAUTHORIZED = "unauthorized"  # 401
+    ORIGIN = "origin"  # 403
+    BAD_PARAM = "bad_param"  # 400
+    RATE = "rate"  # 429, over the message rate
+    STREAMS = "streams"  # 429, over the concurrent-stream quota
+    DRAINING = "draining"  # 503, shutting down
+    CAPACITY = "capacity"  # 503, admission control said no
+
+
+# HTTP status for each reason; the one place this mapping lives.
+STATUS_FOR_REASON: dict[RefusalReason, int] = {
+    RefusalReason.UNAUTHORIZED: 401,
+    RefusalReason.ORIGIN: 403,
+    RefusalReason.BAD_PARAM: 400,
+    RefusalReason.RATE: 429,
+    RefusalReason.STREAMS: 429,
+    RefusalReason.DRAINING: 503,
+    RefusalReason.CAPACITY: 503,
+}
+
+# The `code` in a refusal's JSON body. protocol-v1 has codes for most refusals; it has none
+# for 401 and 403, so those two are litestream's choice ("unauthorized", "forbidden_origin"),
+# documented in docs/protocol.md. They only ever appear in handshake bodies, never in an
+# `error` message on an open stream.
+CODE_FOR_REASON: dict[RefusalReason, str] = {
+    RefusalReason.UNAUTHORIZED: "unauthorized",
+    RefusalReason.ORIGIN: "forbidden_origin",
+    RefusalReason.BAD_PARAM: "invalid_param",
+    RefusalReason.RATE: "rate_limited",
+    RefusalReason.STREAMS: "rate_limited",
+    RefusalReason.DRAINING: "overloaded",
+    RefusalReason.CAPACITY: "overloaded",
+}
+
+# Retry-After when nobody can know when a slot frees up (a stream ends when its client says).
+STREAMS_RETRY_AFTER_S = 1.0
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A handshake refusal: what the server answers instead of upgrading."""
+
+    status: int  # HTTP status: 400, 401, 403, 429 or 503
+    reason: RefusalReason  # bounded; the metrics label
+    message: str  # human-readable; never contains a key or client text
+    retry_after_s: float | None = None  # sent as Retry-After (whole seconds, rounded up)
+    code: str = ""  # JSON body code; "" means CODE_FOR_REASON[reason]
+    param: str | None = None  # for 400: the query parameter at fault
+
+    @property
+    def body_code(self) -> str:
+        return self.code or CODE_FOR_REASON[self.reason]
+
+
+def refuse(
+    reason: RefusalReason,
+    message: str,
+    *,
+    retry_after_s: float | None = None,
+    code: str = "",
+    param: str | None = None,
+) -> Refusal:
+    """Build a Refusal with the status that belongs to its reason."""
+    return Refusal(
+        status=STATUS_FOR_REASON[reason],
+        reason=reason,
+        message=message,
+        retry_after_s=retry_after_s,
+        code=code,
+        param=param,
+    )
+
+
+def refuse_unauthorized() -> Refusal:
+    # One message for missing and wrong keys: the answer must not say which it was.
+    return refuse(RefusalReason.UNAUTHORIZED, "missing or invalid API key")
+
+
+def refuse_origin() -> Refusal:
+    return refuse(RefusalReason.ORIGIN, "origin not allowed")
+
+
+def refuse_bad_param(param: str, why: str) -> Refusal:
+    """400 naming the parameter (protocol-v1: Endpoint). A bad voice gets `invalid_voice`."""
+    code = "invalid_voice" if param == "voice" else "invalid_param"
+    return refuse(RefusalReason.BAD_PARAM, f"{param}: {why}", code=code, param=param)
+
+
+def refuse_draining(retry_after_s: float) -> Refusal:
+    return refuse(RefusalReason.DRAINING, "server is shutting down", retry_after_s=retry_after_s)
+
+
+def refuse_capacity(retry_after_s: float) -> Refusal:
+    return refuse(
+        RefusalReason.CAPACITY, "no capacity for another stream", retry_after_s=retry_after_s
+    )
+
+
+def retry_after_header(retry_after_s: float) -> str:
+    """HTTP Retry-After is whole delta-seconds; round up so a client never retries early."""
+    return str(max(1, math.ceil(retry_after_s)))
+
+
+def refusal_body(refusal: Refusal) -> bytes:
+    """JSON body: {"error": {"code": ..., "message": ...}} (+ "param", "retry_after_s")."""
+    error: dict[str, object] = {"code": refusal.body_code, "message": refusal.message}
+    if refusal.param is not None:
+        error["param"] = refusal.param
+    if refusal.retry_after_s is not None:
+        error["retry_after_s"] = round(refusal.retry_after_s, 3)
+    return json.dumps({"error": error}, separators=(",", ":")).encode("utf-8")
+
+
+def refusal_headers(refusal: Refusal) -> list[tuple[str, str]]:
+    """Headers to send with refusal_body(): content type, Retry-After, WWW-Authenticate."""
+    headers = [("Content-Type", "application/json")]
+    if refusal.retry_after_s is not None:
+        headers.append(("Retry-After", retry_after_header(refusal.retry_after_s)))
+    if refusal.status == 401:
+        # RFC 7235 section 3.1: a 401 must carry a challenge.
+        headers.append(("WWW-Authenticate", 'Bearer realm="litestream"'))
+    return headers
+
+
+# ---------------------------------------------------------------- API keys
+
+
+def key_label(key: str) -> str:
+    """A stable, non-secret name for a key: safe for logs and as a rate-limit bucket id."""
+    return "key-" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:8]
+
+
+class KeyCheck:
+    """Constant-time API key check against every configured key."""
+
+    def __init__(self, keys: frozenset[str]) -> None:
+        # Compare sha256 digests, not the keys: every comparison is 32 bytes against 32
+        # bytes, so neither the time nor an early length mismatch tells a key's length.
+        self._digests: tuple[tuple[bytes, str], ...] = tuple(
+            (hashlib.sha256(k.encode("utf-8")).digest(), key_label(k)) for k in sorted(keys) if k
+        )
+
+    @property
+    def enabled(self) -> bool:
+        """False when no keys are configured: every client is let in (protocol-v1: 401)."""
+        return bool(self._digests)
+
+    def check(self, presented: str | None) -> str | None:
+        """The key's label when `presented` is a configured key, else None.
+
+        Always None when no keys are configured; the server checks `enabled` first.
+        """
+        if not self._digests or not presented:
+            return None
+        digest = hashlib.sha256(presented.encode("utf-8")).digest()
+        found: str | None = None
+        # Compare against every key, no early exit, so the time does not tell which matched.
+        for stored, label in self._digests:
+            if hmac.compare_digest(digest, stored):
+                found = label
+        return found
+
+
+def extract_key(headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
+    """The presented key: `Authorization: Bearer KEY`, else the `token` query parameter.
+
+    protocol-v1: Endpoint. Header names are case-insensitive; the scheme must be exactly
+    "Bearer" followed by one space. A header with another scheme falls back to the query.
+    """
+    auth: str | None = None
+    for name, value in headers.items():
+        if name.lower() == "authorization":
+            auth = value
+            break
+    if auth is not None and auth.startswith("Bearer "):
+        key = auth[len("Bearer ") :].strip()
+        if key:
+            return key
+    token = query.get("token")
+    if token:
+        return token
+    return None
+
+
+# ---------------------------------------------------------------- Origin
+
+_DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+
+
+def _normalize_origin(origin: str) -> str:
+    """scheme://host[:port], lower-cased, no trailing slash, default port dropped."""
+    text = origin.strip().rstrip("/").lower()
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError:
+        return text  # not a URL; it can still match an identical allowlist entry
+    if not parts.scheme or not parts.hostname:
+        return text  # e.g. "null" (sandboxed iframes, file://)
+    host = parts.hostname
+    if ":" in host:
+        host = f"[{host}]"  # IPv6 literal
+    if port is None or port == _DEFAULT_PORTS.get(parts.scheme):
+        return f"{parts.scheme}://{host}"
+    return f"{parts.scheme}://{host}:{port}"
+
+
+def origin_allowed(origin: str | None, allowed: tuple[str, ...]) -> bool:
+    """protocol-v1: 403 when the Origin header is not in the allowlist.
+
+    Empty allowlist: any origin. With one, a request without Origin is allowed (non-browser
+    clients send none; the Origin check protects browsers, keys protect the rest), a present
+    Origin must match an entry exactly up to case, trailing slash and default port, and an
+    entry "*" allows every origin.
+    """
+    if not allowed or origin is None:
+        return True
+    wanted = _normalize_origin(origin)
+    return any(entry.strip() == "*" or _normalize_origin(entry) == wanted for entry in allowed)
+
+
+# ---------------------------------------------------------------- rate limiting
+
+
+@dataclass
+class _Bucket:
+    tokens: float  # may go negative: debt from a message bigger than the burst
+    updated_s: float  # `now` of the last refill
+
+
+class RateLimiter:
+    """Token buckets keyed by client id (a key label, or the client address without keys).
+
+    A request of `cost` is let through when the bucket holds min(cost, burst) tokens, and
+    then takes the whole cost, which may leave the bucket in debt. So a single message larger
+    than the burst is never refused forever; it is paid for by waiting afterwards, and the
+    long-run rate stays at `rate_per_s`.
+
+    Memory is bounded: a full bucket is the same as no bucket, so full ones are forgotten
+    lazily, and at most `max_clients` are tracked (the least recently used is evicted, which
+    only ever forgives it: it comes back with a full bucket).
+    """
+
+    # Idle buckets forgotten per call: bounded work per call, amortized cleanup.
+    _SWEEP_PER_CALL = 4
+
+    def __init__(self, rate_per_s: float, burst: float, *, max_clients: int = 100_000) -> None:
+        if rate_per_s <= 0 or burst <= 0 or max_clients < 1:
+            raise ValueError("rate_per_s, burst and max_clients must be positive")
+        self.rate_per_s = rate_per_s
+        self.burst = burst
+        self.max_clients = max_clients
+        # Least recently touched first: the front is the oldest, the first to be idle.
+        self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def _tokens_at(self, bucket: _Bucket, now: float) -> float:
+        elapsed_s = max(0.0, now - bucket.updated_s)  # a clock step back never costs tokens
+        return min(self.burst, bucket.tokens + elapsed_s * self.rate_per_s)
+
+    def wait_s(self, client: str, cost: float, now: float) -> float:
+        """Seconds until `cost` would be allowed (0.0: now). Consumes nothing."""
+        if cost <= 0:
+            return 0.0
+        bucket = self._buckets.get(client)
+        tokens = self.burst if bucket is None else self._tokens_at(bucket, now)
+        need = min(cost, self.burst)
+        if tokens >= need:
+            return 0.0
+        return (need - tokens) / self.rate_per_s
+
+    def consume(self, client: str, cost: float, now: float) -> None:
+        """Take `cost` tokens unconditionally (the caller checked wait_s first)."""
+        if cost <= 0:
+            return
+        bucket = self._buckets.get(client)
+        if bucket is None:
+            bucket = _Bucket(tokens=self.burst, updated_s=now)
+            self._buckets[client] = bucket
+        else:
+            self._buckets.move_to_end(client)
+        bucket.tokens = self._tokens_at(bucket, now) - cost
+        bucket.updated_s = max(bucket.updated_s, now)
+        self._sweep(now)
+
+    def allow(self, client: str, cost: float, now: float) -> float:
+        """0.0 when allowed (and consumed), else seconds until it would be (Retry-After)."""
+        wait = self.wait_s(client, cost, now)
+        if wait == 0.0:
+            self.consume(client, cost, now)
+        return wait
+
+    def _sweep(self, now: float) -> None:
+        while len(self._buckets) > self.max_clients:
+            self._buckets.popitem(last=False)
+        for _ in range(self._SWEEP_PER_CALL):
+            if not self._buckets:
+                return
+            client, oldest = next(iter(self._buckets.items()))
+            if self._tokens_at(oldest, now) < self.burst:
+                return
+            del self._buckets[client]
+
+
+class StreamQuota:
+    """Concurrent streams per client. Only clients with open streams take memory."""
+
+    def __init__(self, max_per_client: int) -> None:
+        if max_per_client < 1:
+            raise ValueError("max_per_client must be at least 1")
+        self.max_per_client = max_per_client
+        self._open: dict[str, int] = {}
+
+    def acquire(self, client: str) -> bool:
+        """Take a slot; False (and nothing taken) when the client is at its quota."""
+        n = self._open.get(client, 0)
+        if n >= self.max_per_client:
+            return False
+        self._open[client] = n + 1
+        return True
+
+    def release(self, client: str) -> None:
+        """Give a slot back. Releasing a client with no slot is a no-op, not an error."""
+        n = self._open.get(client, 0)
+        if n <= 1:
+            self._open.pop(client, None)
+        else:
+            self._open[client] = n - 1
+
+    def count(self, client: str) -> int:
+        return self._open.get(client, 0)
+
+    @property
+    def total(self) -> int:
+        return sum(self._open.values())
+
+
+# ---------------------------------------------------------------- the bundle the server uses
+
+# Burst allowance of both rate buckets, in seconds of their rate: lets a client send a
+# paragraph or a quick run of LLM tokens at once without tripping the limit.
+BURST_S = 2.0
+
+
+class ClientLimits:
+    """Per-client limits from Config: message rate, text rate, concurrent streams.
+
+    `client` is the key label from KeyCheck.check() when keys are configured, else the
+    client's address, so limits are "per key (or client address)" as Config documents.
+    """
+
+    def __init__(
+        self,
+        messages_per_s: float,
+        chars_per_s: float,
+        streams_per_key: int,
+        *,
+        burst_s: float = BURST_S,
+        max_clients: int = 100_000,
+    ) -> None:
+        self.messages = RateLimiter(
+            messages_per_s, max(1.0, messages_per_s * burst_s), max_clients=max_clients
+        )
+        self.chars = RateLimiter(
+            chars_per_s, max(1.0, chars_per_s * burst_s), max_clients=max_clients
+        )
+        self.streams = StreamQuota(streams_per_key)
+
+    @classmethod
+    def from_config(cls, config: Config) -> ClientLimits:
+        return cls(config.messages_per_s, config.chars_per_s, config.streams_per_key)
+
+    def admit_handshake(self, client: str, now: float) -> Refusal | None:
+        """None: admitted, and one stream slot is taken (call release() when it closes).
+
+        A handshake costs one message from the message bucket, so a client hammering the
+        endpoint with refused handshakes is slowed down too.
+        """
+        wait = self.messages.allow(client, 1.0, now)
+        if wait > 0.0:
+            return refuse(RefusalReason.RATE, "too many requests", retry_after_s=wait)
+        if not self.streams.acquire(client):
+            return refuse(
+                RefusalReason.STREAMS,
+                f"too many concurrent streams (limit {self.streams.max_per_client})",
+                retry_after_s=STREAMS_RETRY_AFTER_S,
+            )
+        return None
+
+    def on_message(self, client: str, chars: int, now: float) -> float:
+        """0.0: go ahead (both buckets charged). Else seconds until it would be allowed.
+
+        A refused message charges neither bucket, so a limited client is not pushed further
+        into debt by its own refused messages. Pass chars=0 for control messages.
+        """
+        wait = max(self.messages.wait_s(client, 1.0, now), self.chars.wait_s(client, chars, now))
+        if wait > 0.0:
+            return wait
+        self.messages.consume(client, 1.0, now)
+        self.chars.consume(client, chars, now)
+        return 0.0
+
+    def release(self, client: str) -> None:
+        """The stream admitted by admit_handshake() closed."""
+        self.streams.release(client)
