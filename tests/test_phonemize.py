@@ -56,8 +56,13 @@ def test_concurrent_phonemize_matches_sequential() -> None:
 
 def test_phonemize_waits_for_the_lock() -> None:
     done = threading.Event()
+
+    def speak() -> None:
+        phonemize("Hi.", "en-us")
+        done.set()
+
     with ESPEAK_LOCK:
-        thread = threading.Thread(target=lambda: (phonemize("Hi.", "en-us"), done.set()))
+        thread = threading.Thread(target=speak)
         thread.start()
         assert not done.wait(0.2)  # blocked while another caller holds espeak
     thread.join(5)

@@ -1,0 +1,209 @@
+"""The ``litestream`` command: serve | say | voices | bench."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+import numpy as np
+
+from litestream.errors import LitestreamError
+
+logger = logging.getLogger("litestream.cli")
+
+DEFAULT_LAYOUTS = "1x1,1x2,2x1"
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="litestream", description="Realtime text-to-speech streaming server."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    # `serve` is dispatched before parsing (its flags belong to litestream.server); this entry
+    # only makes it show up in --help.
+    commands.add_parser("serve", help="run the streaming server (litestream serve --help)")
+
+    say = commands.add_parser("say", help="synthesize text to a WAV file")
+    say.add_argument("text", nargs="?", default="-", help='text to speak; "-" or none: stdin')
+    say.add_argument("-o", "--output", required=True, help='WAV file to write ("-": stdout)')
+    say.add_argument("--voice", default=None,
+                     help="voice .onnx path (local), or voice id with --server")
+    say.add_argument("--speed", type=float, default=1.0, help="1.0 normal, 2.0 twice as fast")
+    say.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    say.add_argument("--threads", type=int, default=1, help="intra-op threads")
+    say.add_argument("--server", default=None, metavar="URL",
+                     help="synthesize on a running server (ws://host:port/...) instead")
+
+    voices = commands.add_parser("voices", help="list available voices")
+    voices.add_argument("paths", nargs="*", type=Path,
+                        help="extra .onnx files or directories holding them")
+    voices.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    bench = commands.add_parser("bench", help="benchmarks")
+    bench_commands = bench.add_subparsers(dest="bench_command", required=True, metavar="WHAT")
+    engine = bench_commands.add_parser("engine", help="engine RTF per worker x thread layout")
+    engine.add_argument("--layouts", default=DEFAULT_LAYOUTS,
+                        help=f"comma-separated WORKERSxTHREADS (default {DEFAULT_LAYOUTS})")
+    engine.add_argument("--runs", type=int, default=5, help="timed runs per layout")
+    engine.add_argument("--voice", type=Path, default=None, help="voice .onnx path")
+    engine.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    return parser
+
+
+def _read_text(text: str, stdin: TextIO) -> str:
+    return stdin.read() if text == "-" else text
+
+
+def _write_output(output: str, audio: np.ndarray, sample_rate: int) -> None:
+    from litestream.wav import write_wav
+
+    if output == "-":
+        write_wav(sys.stdout.buffer, audio, sample_rate)
+        sys.stdout.buffer.flush()
+    else:
+        write_wav(Path(output), audio, sample_rate)
+
+
+def _cmd_say(args: argparse.Namespace, out: TextIO) -> int:
+    text = _read_text(args.text, sys.stdin)
+    # Figures go to stderr when the WAV itself goes to stdout.
+    report = sys.stderr if args.output == "-" else out
+    if args.server:
+        from litestream.client import synthesize as remote_synthesize
+
+        start = time.perf_counter()
+        sample_rate, pcm = remote_synthesize(args.server, text, voice=args.voice,
+                                             speed=args.speed)
+        wall_s = time.perf_counter() - start
+        _write_output(args.output, pcm, sample_rate)
+        audio_s = len(pcm) / sample_rate
+        print(f"audio {audio_s:.2f} s  wall {wall_s:.2f} s  (server {args.server})", file=report)
+        return 0
+
+    from litestream.engine import PiperVoice
+    from litestream.segmenter import Segmenter
+
+    voice = PiperVoice.load(Path(args.voice) if args.voice else None,
+                            intra_op_threads=args.threads, device=args.device)
+    # The same segmenter as the server, so `say` hears the chunks a stream would.
+    segmenter = Segmenter()
+    chunks = segmenter.feed(text) + segmenter.flush()
+    if not chunks:
+        print("litestream say: nothing speakable in the text", file=sys.stderr)
+        return 1
+    pieces: list[np.ndarray] = []
+    compute_s = 0.0
+    for chunk in chunks:
+        start = time.perf_counter()
+        pieces.append(voice.synthesize(chunk, speed=args.speed))
+        compute_s += time.perf_counter() - start
+    audio = np.concatenate(pieces)
+    _write_output(args.output, audio, voice.sample_rate)
+    audio_s = len(audio) / voice.sample_rate
+    print(f"audio {audio_s:.2f} s  compute {compute_s:.2f} s  RTF {compute_s / audio_s:.3f}  "
+          f"({len(chunks)} chunk(s), {voice.provider})", file=report)
+    return 0
+
+
+def _cmd_voices(args: argparse.Namespace, out: TextIO) -> int:
+    from litestream.engine import list_voices
+
+    voices = list_voices(args.paths)
+    if args.json:
+        rows = [{"id": v.id, "language": v.language, "sample_rate": v.sample_rate,
+                 "source": v.source, "model_path": str(v.model_path),
+                 "config_path": str(v.config_path)} for v in voices]
+        print(json.dumps(rows, indent=2), file=out)
+        return 0
+    table = [("ID", "LANGUAGE", "SAMPLE RATE", "SOURCE")]
+    table += [(v.id, v.language, str(v.sample_rate), v.source) for v in voices]
+    widths = [max(len(row[i]) for row in table) for i in range(3)]
+    for row in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  "
+              + row[3], file=out)
+    return 0
+
+
+def _cmd_bench_engine(args: argparse.Namespace, out: TextIO) -> int:
+    from litestream.engine.bench import BENCH_TEXT, bench_latency, bench_layouts, parse_layouts
+    from litestream.engine.piper import PiperVoice
+
+    try:
+        layouts = parse_layouts(args.layouts)
+    except ValueError as exc:
+        print(f"litestream bench engine: {exc}", file=sys.stderr)
+        return 2
+    loaded: dict[int, PiperVoice] = {}
+    results = bench_layouts(layouts, model_path=args.voice, runs=args.runs, device=args.device,
+                            progress=lambda msg: print(f"... {msg}", file=sys.stderr),
+                            loaded=loaded)
+    voice = next(iter(loaded.values()))
+    print(f"engine benchmark: voice {voice.info.id}, {voice.provider}, {os.cpu_count()} CPUs, "
+          f"{args.runs} runs per layout, chunk of {len(BENCH_TEXT)} chars", file=out)
+    print(f"{'layout':<8}{'sessions':<10}{'median RTF':>12}{'throughput':>14}  (audio s / s)",
+          file=out)
+    for r in results:
+        print(f"{r.layout.name:<8}{r.sessions:<10}{r.median_rtf:>12.3f}"
+              f"{r.throughput_audio_s_per_s:>14.2f}", file=out)
+    for layout in layouts:
+        own = [r for r in results if r.layout == layout and r.sessions == "own"]
+        shared = [r for r in results if r.layout == layout and r.sessions == "shared"]
+        if own and shared:
+            best, other = (own[0], shared[0]) if (
+                own[0].throughput_audio_s_per_s >= shared[0].throughput_audio_s_per_s
+            ) else (shared[0], own[0])
+            print(f"{layout.name}: {best.sessions} sessions are faster "
+                  f"({best.throughput_audio_s_per_s:.2f} vs {other.throughput_audio_s_per_s:.2f}"
+                  f" audio s/s); use sessions={best.sessions}", file=out)
+    best_all = max(results, key=lambda r: r.throughput_audio_s_per_s)
+    print(f"best layout: {best_all.layout.name} ({best_all.sessions} sessions), "
+          f"{best_all.throughput_audio_s_per_s:.2f} audio s/s", file=out)
+    single = loaded.get(1) or PiperVoice.load(args.voice, intra_op_threads=1, device=args.device)
+    latency = bench_latency(single, runs=args.runs)
+    print(f"single chunk, 1 thread: {latency.long_chars}-char sentence "
+          f"{latency.long_compute_s * 1000:.0f} ms compute, {latency.short_words}-word phrase "
+          f"{latency.short_compute_s * 1000:.0f} ms, phoneme_ids "
+          f"{latency.phoneme_ids_s * 1000:.2f} ms", file=out)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int:
+    """Entry point of ``litestream``; returns the exit status."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    out = out or sys.stdout
+    if args_list and args_list[0] == "serve":
+        # Lazy: the server pulls in websockets, uvloop and metrics that other commands skip.
+        from litestream.server import main as serve_main
+
+        return int(serve_main(args_list[1:]) or 0)
+    args = _build_parser().parse_args(args_list)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        if args.command == "say":
+            return _cmd_say(args, out)
+        if args.command == "voices":
+            return _cmd_voices(args, out)
+        if args.command == "bench" and args.bench_command == "engine":
+            return _cmd_bench_engine(args, out)
+    except LitestreamError as exc:
+        print(f"litestream {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        # `litestream voices | head`: the reader left; not an error worth a traceback.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
