@@ -1,0 +1,462 @@
+// litestream browser player: protocol v1 over a WebSocket (json encoding), PCM through an
+// AudioWorklet ring buffer (pcm-worklet.js). No build step; an ES module.
+//
+// Page query parameters:
+//   server=ws://host:port[/path] (or http(s)://, or host:port)  another server than this page's
+//   token=KEY            API key, sent as the `token` query parameter (browsers cannot set headers)
+//   prebuffer_ms=N       jitter pre-buffer before playback starts (default 0: play the first frame)
+//   format=s16le|f32le   PCM format to ask for (default f32le: no conversion needed)
+//
+// window.litestreamStats is kept up to date for tests and curious humans:
+//   {state, ttfaMs, ttfpMs, underruns, underrunMs, playedMs, bufferedMs, receivedMs, audioMs,
+//    chunks, sampleRate, contextRate, voice, cleared, error}
+// state: "idle" -> "connecting" -> "playing" -> "done" (server done AND buffer drained),
+//        or "stopped" (Stop pressed) / "error".
+
+const params = new URLSearchParams(location.search);
+const PREBUFFER_MS = Math.max(0, Number(params.get("prebuffer_ms") ?? 0) || 0);
+const FORMAT = params.get("format") === "s16le" ? "s16le" : "f32le";
+const TOKEN = params.get("token");
+
+const $ = (id) => document.getElementById(id);
+const ui = {
+  text: $("text"),
+  speak: $("speak"),
+  stop: $("stop"),
+  voice: $("voice"),
+  voiceRow: $("voice-row"),
+  state: $("stat-state"),
+  ttfa: $("stat-ttfa"),
+  buffered: $("stat-buffered"),
+  underruns: $("stat-underruns"),
+  played: $("stat-played"),
+  chunks: $("stat-chunks"),
+  audio: $("stat-audio"),
+  chunkText: $("stat-chunk-text"),
+  message: $("message"),
+};
+
+function freshStats() {
+  return {
+    state: "idle",
+    ttfaMs: null, // Speak click -> first audio frame received
+    ttfpMs: null, // Speak click -> first audio sample handed to the audio output
+    underruns: 0,
+    underrunMs: 0,
+    playedMs: 0,
+    bufferedMs: 0,
+    receivedMs: 0,
+    audioMs: 0, // sum of the server's chunk duration_ms
+    chunks: 0,
+    sampleRate: null,
+    contextRate: null,
+    contextState: null,
+    voice: null,
+    cleared: false,
+    error: null,
+  };
+}
+const stats = freshStats();
+window.litestreamStats = stats;
+
+// ------------------------------------------------------------------ server URLs
+
+export function streamUrl(voice) {
+  let base;
+  const override = params.get("server");
+  if (override) {
+    let s = override;
+    if (/^https?:\/\//i.test(s)) s = s.replace(/^http/i, "ws");
+    else if (!/^wss?:\/\//i.test(s)) s = `${location.protocol === "https:" ? "wss" : "ws"}://${s}`;
+    const u = new URL(s);
+    if (u.pathname === "/" || u.pathname === "") u.pathname = "/v1/stream";
+    base = u;
+  } else {
+    base = new URL(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/v1/stream`);
+  }
+  base.searchParams.set("format", FORMAT);
+  if (voice) base.searchParams.set("voice", voice);
+  if (TOKEN) base.searchParams.set("token", TOKEN);
+  return base.toString();
+}
+
+function httpBase() {
+  const ws = new URL(streamUrl());
+  ws.protocol = ws.protocol === "wss:" ? "https:" : "http:";
+  ws.pathname = "/";
+  ws.search = "";
+  return ws;
+}
+
+// ------------------------------------------------------------------ audio output
+
+// One AudioContext (+ worklet node) per sample rate, reused across streams.
+let audio = null; // {ctx, node, rate, resample: bool}
+let audioPending = null;
+
+async function ensureAudio(sampleRate) {
+  if (audio && audio.rate === sampleRate) {
+    if (audio.ctx.state !== "running") await audio.ctx.resume().catch(() => {});
+    return audio;
+  }
+  if (audioPending && audioPending.rate === sampleRate) return audioPending.promise;
+  const promise = (async () => {
+    if (audio) {
+      audio.ctx.close().catch(() => {});
+      audio = null;
+    }
+    let ctx;
+    let resample = false;
+    try {
+      ctx = new AudioContext({ sampleRate, latencyHint: "interactive" });
+    } catch (err) {
+      console.warn(`AudioContext refused ${sampleRate} Hz (${err}); resampling in JS`);
+      ctx = new AudioContext({ latencyHint: "interactive" });
+      resample = ctx.sampleRate !== sampleRate;
+    }
+    await ctx.audioWorklet.addModule(new URL("./pcm-worklet.js", import.meta.url));
+    const node = new AudioWorkletNode(ctx, "litestream-pcm-player", {
+      numberOfInputs: 0,
+      numberOfOutputs: 1,
+      outputChannelCount: [1],
+    });
+    node.connect(ctx.destination);
+    node.port.onmessage = (event) => onWorkletMessage(event.data);
+    ctx.onstatechange = () => {
+      stats.contextState = ctx.state;
+    };
+    if (ctx.state !== "running") await ctx.resume().catch(() => {});
+    audio = { ctx, node, rate: sampleRate, resample };
+    return audio;
+  })();
+  audioPending = { rate: sampleRate, promise };
+  try {
+    return await promise;
+  } finally {
+    if (audioPending && audioPending.promise === promise) audioPending = null;
+  }
+}
+
+// Streaming linear resampler (only used when the AudioContext refuses the voice's rate).
+class LinearResampler {
+  constructor(from, to) {
+    this.step = from / to; // input samples per output sample
+    this.pos = 0; // position of the next output sample, relative to this.prev's index (-1)
+    this.prev = 0; // last input sample of the previous block
+    this.havePrev = false;
+  }
+
+  process(input) {
+    if (input.length === 0) return new Float32Array(0);
+    // Virtual signal: [prev, ...input] when havePrev, else input; pos indexes into it.
+    const offset = this.havePrev ? 1 : 0;
+    const total = input.length + offset;
+    const at = (i) => (i < offset ? this.prev : input[i - offset]);
+    const out = [];
+    let pos = this.pos;
+    while (pos <= total - 1) {
+      const i = Math.floor(pos);
+      const frac = pos - i;
+      const a = at(i);
+      const b = i + 1 < total ? at(i + 1) : a;
+      if (i + 1 >= total && frac > 0) break;
+      out.push(a + (b - a) * frac);
+      pos += this.step;
+    }
+    // Keep the last input sample; the next block's index 0 is it.
+    this.pos = pos - (total - 1);
+    this.prev = input[input.length - 1];
+    this.havePrev = true;
+    return Float32Array.from(out);
+  }
+}
+
+// ------------------------------------------------------------------ session
+
+let gen = 0; // stream generation; messages from older ones are ignored
+let session = null;
+
+function setState(state, message = "") {
+  stats.state = state;
+  ui.message.textContent = message;
+  render();
+}
+
+function render() {
+  const ms = (v) => (v == null ? "–" : `${Math.round(v)} ms`);
+  ui.state.textContent = stats.state;
+  ui.ttfa.textContent =
+    stats.ttfaMs == null
+      ? "–"
+      : `${Math.round(stats.ttfaMs)} ms` +
+        (stats.ttfpMs == null ? "" : `, heard at ${Math.round(stats.ttfpMs)} ms`);
+  ui.buffered.textContent = ms(stats.bufferedMs);
+  ui.underruns.textContent =
+    String(stats.underruns) + (stats.underrunMs ? ` (${Math.round(stats.underrunMs)} ms silent)` : "");
+  ui.played.textContent = ms(stats.playedMs);
+  ui.chunks.textContent = String(stats.chunks);
+  ui.audio.textContent = ms(stats.audioMs);
+  const busy = stats.state === "connecting" || stats.state === "playing";
+  ui.stop.disabled = !busy;
+}
+
+function onWorkletMessage(msg) {
+  if (!session || msg.gen !== session.gen) return;
+  const rate = session.outRate;
+  if (msg.type === "stats") {
+    stats.bufferedMs = (msg.buffered / rate) * 1000;
+    stats.playedMs = (msg.played / rate) * 1000;
+    stats.underruns = msg.underruns;
+    stats.underrunMs = (msg.underrunSamples / rate) * 1000;
+    render();
+  } else if (msg.type === "started") {
+    if (stats.ttfpMs == null) stats.ttfpMs = performance.now() - session.t0;
+    render();
+  } else if (msg.type === "drained") {
+    if (stats.state === "playing") setState("done");
+    session.finish();
+  }
+}
+
+class Session {
+  constructor(text, voice) {
+    this.gen = ++gen;
+    this.t0 = performance.now();
+    this.text = text;
+    this.voice = voice;
+    this.ws = null;
+    this.rate = null; // the server's sample rate
+    this.outRate = null; // the AudioContext's rate
+    this.format = FORMAT;
+    this.resampler = null;
+    this.node = null;
+    this.pending = []; // Float32Arrays received before the worklet is ready
+    this.serverDone = false;
+    this.closed = false;
+  }
+
+  start() {
+    Object.assign(stats, freshStats(), { state: "connecting" });
+    setState("connecting");
+    let ws;
+    try {
+      ws = new WebSocket(streamUrl(this.voice));
+    } catch (err) {
+      this.fail(`cannot connect: ${err.message}`);
+      return;
+    }
+    ws.binaryType = "arraybuffer";
+    this.ws = ws;
+    ws.onopen = () => {
+      ws.send(JSON.stringify({ type: "text", text: this.text }));
+      ws.send(JSON.stringify({ type: "end" }));
+    };
+    ws.onmessage = (event) => this.onMessage(event.data);
+    ws.onerror = () => {}; // onclose reports it
+    ws.onclose = (event) => this.onClose(event);
+  }
+
+  onMessage(data) {
+    if (session !== this || stats.state === "stopped") return;
+    if (typeof data !== "string") {
+      this.onAudio(data);
+      return;
+    }
+    let msg;
+    try {
+      msg = JSON.parse(data);
+    } catch {
+      console.warn("unparseable message", data);
+      return;
+    }
+    switch (msg.type) {
+      case "ready":
+        this.onReady(msg);
+        break;
+      case "chunk":
+        stats.chunks += 1;
+        stats.audioMs += Number(msg.duration_ms) || 0;
+        ui.chunkText.textContent = msg.text ?? "";
+        render();
+        break;
+      case "done":
+        this.serverDone = true;
+        stats.serverStats = msg.stats ?? null;
+        this.flushPending();
+        if (this.node) this.node.port.postMessage({ type: "end" });
+        else this.endWhenReady = true;
+        break;
+      case "error":
+        console.warn("server error", msg);
+        if (msg.fatal) this.fail(`${msg.code}: ${msg.message}`);
+        else ui.message.textContent = `server: ${msg.code}: ${msg.message}`;
+        break;
+      case "cleared":
+      case "flushed":
+      default:
+        break;
+    }
+  }
+
+  onReady(msg) {
+    this.rate = Number(msg.sample_rate);
+    this.format = msg.format || FORMAT;
+    stats.sampleRate = this.rate;
+    stats.voice = msg.voice ?? null;
+    setState("playing");
+    ensureAudio(this.rate).then(
+      (a) => {
+        if (session !== this || stats.state !== "playing") return;
+        this.outRate = a.ctx.sampleRate;
+        stats.contextRate = this.outRate;
+        stats.contextState = a.ctx.state;
+        if (a.resample) this.resampler = new LinearResampler(this.rate, this.outRate);
+        this.node = a.node;
+        this.node.port.postMessage({
+          type: "reset",
+          gen: this.gen,
+          prebufferSamples: Math.round((PREBUFFER_MS / 1000) * this.outRate),
+        });
+        this.flushPending();
+        if (this.endWhenReady) this.node.port.postMessage({ type: "end" });
+      },
+      (err) => this.fail(`audio output failed: ${err.message ?? err}`),
+    );
+  }
+
+  decode(buf) {
+    if (this.format === "s16le") {
+      const pcm = new Int16Array(buf, 0, buf.byteLength >> 1);
+      const out = new Float32Array(pcm.length);
+      for (let i = 0; i < pcm.length; i++) out[i] = pcm[i] / 32768;
+      return out;
+    }
+    return new Float32Array(buf, 0, buf.byteLength >> 2);
+  }
+
+  onAudio(buf) {
+    if (stats.ttfaMs == null) stats.ttfaMs = performance.now() - this.t0;
+    let samples = this.decode(buf);
+    stats.receivedMs += (samples.length / (this.rate || 22050)) * 1000;
+    if (this.node) {
+      this.send(samples);
+    } else {
+      this.pending.push(samples);
+    }
+  }
+
+  send(samples) {
+    if (this.resampler) samples = this.resampler.process(samples);
+    if (samples.length === 0) return;
+    // Transfer the buffer; copy first when the view does not own the whole buffer.
+    const own =
+      samples.byteOffset === 0 && samples.byteLength === samples.buffer.byteLength
+        ? samples
+        : samples.slice();
+    this.node.port.postMessage({ type: "audio", samples: own }, [own.buffer]);
+  }
+
+  flushPending() {
+    if (!this.node) return;
+    for (const s of this.pending) this.send(s);
+    this.pending = [];
+  }
+
+  onClose(event) {
+    this.closed = true;
+    if (session !== this) return;
+    if (stats.state === "connecting" || (stats.state === "playing" && !this.serverDone)) {
+      this.fail(`connection closed (${event.code}${event.reason ? `: ${event.reason}` : ""})`);
+    }
+  }
+
+  stop() {
+    if (stats.state !== "connecting" && stats.state !== "playing") return;
+    if (this.node) this.node.port.postMessage({ type: "clear" });
+    this.pending = [];
+    setState("stopped");
+    const ws = this.ws;
+    if (ws && ws.readyState === WebSocket.OPEN) {
+      ws.send(JSON.stringify({ type: "clear" }));
+      // Wait briefly for `cleared` (or done) before closing; drop any audio meanwhile.
+      const timer = setTimeout(() => ws.close(1000), 1000);
+      ws.onmessage = (event) => {
+        if (typeof event.data !== "string") return;
+        try {
+          const msg = JSON.parse(event.data);
+          if (msg.type === "cleared" && session === this) stats.cleared = true;
+          if (msg.type === "cleared" || msg.type === "done") {
+            clearTimeout(timer);
+            ws.close(1000);
+          }
+        } catch {
+          /* ignore */
+        }
+      };
+    } else if (ws && ws.readyState === WebSocket.CONNECTING) {
+      ws.onopen = () => ws.close(1000);
+    }
+  }
+
+  fail(message) {
+    if (this.node) this.node.port.postMessage({ type: "clear" });
+    stats.error = message;
+    setState("error", message);
+    if (this.ws && this.ws.readyState <= WebSocket.OPEN) this.ws.close(1000);
+  }
+
+  finish() {
+    if (this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.close(1000);
+  }
+}
+
+// ------------------------------------------------------------------ controls
+
+async function loadVoices() {
+  try {
+    const res = await fetch(new URL("/v1/voices", httpBase()), { cache: "no-store" });
+    if (!res.ok) throw new Error(`HTTP ${res.status}`);
+    const body = await res.json();
+    const voices = Array.isArray(body.voices) ? body.voices : [];
+    if (voices.length === 0) throw new Error("no voices");
+    ui.voice.replaceChildren(
+      ...voices.map((v) => {
+        const opt = document.createElement("option");
+        opt.value = v.id;
+        opt.textContent = [v.id, v.language, v.sample_rate && `${v.sample_rate} Hz`]
+          .filter(Boolean)
+          .join(" · ");
+        if (v.sample_rate) opt.dataset.rate = String(v.sample_rate);
+        if (v.id === body.default) opt.selected = true;
+        return opt;
+      }),
+    );
+    ui.voiceRow.hidden = false;
+  } catch (err) {
+    // Optional endpoint: without it the server's default voice is used.
+    console.info(`voice list unavailable (${err.message}); using the server's default voice`);
+    ui.voiceRow.hidden = true;
+  }
+}
+
+ui.speak.addEventListener("click", () => {
+  const text = ui.text.value.trim();
+  if (!text) {
+    ui.message.textContent = "Type something to speak first.";
+    return;
+  }
+  if (session) session.stop();
+  // Create/resume the AudioContext inside the click (user activation) when we can guess the
+  // rate; onReady reuses it when the server's rate matches.
+  const guess = Number(ui.voice.selectedOptions[0]?.dataset.rate) || audio?.rate;
+  if (guess) ensureAudio(guess).catch(() => {});
+  session = new Session(text, ui.voiceRow.hidden ? null : ui.voice.value || null);
+  session.start();
+});
+
+ui.stop.addEventListener("click", () => {
+  if (session) session.stop();
+});
+
+render();
+loadVoices();

@@ -1,0 +1,228 @@
+#!/usr/bin/env node
+// Real-browser test of the litestream player: Debian's chromium, headless, driven by
+// playwright-core (which downloads no browser).
+//
+//   node browser_test.mjs --url http://127.0.0.1:PORT [--screenshot out.png] [--stop-screenshot out2.png]
+//   (or LITESTREAM_HTTP_URL, LITESTREAM_SCREENSHOT, LITESTREAM_STOP_SCREENSHOT, CHROMIUM)
+//
+// Check 1 (play): fill #text, click #speak, wait for state "done"; expect chunks > 0,
+//   played audio == the sum of the server's chunk duration_ms (within 10% or 300 ms),
+//   0 underruns, and the page's audio clock running at real time.
+// Check 2 (stop): speak a long text, click #stop mid-stream; expect state "stopped", the
+//   server's `cleared`, and played ms frozen afterwards.
+// Prints one JSON line (prefix "RESULT ") and exits 0 only when every check passed.
+//
+// Headless audio: nothing special is needed. Debian's chromium 156, headless (new headless
+// mode), in a container with no sound device (no /dev/snd, no PulseAudio) falls back to a
+// fake audio output stream driven by a timer: the AudioContext is "running" and its clock
+// advances in real time (the play check measures played-audio / wall-clock ~= 1.0, which is
+// what makes the 0-underrun assertion meaningful). Verified both with and without
+// --mute-audio and --autoplay-policy=no-user-gesture-required (Playwright's click is a
+// trusted user gesture, so the context would resume anyway); both flags are kept so a
+// machine with a real sound card stays silent and a context created outside the click
+// cannot stay "suspended".
+
+import { existsSync } from "node:fs";
+import { parseArgs } from "node:util";
+import { chromium } from "playwright-core";
+
+const { values: opts } = parseArgs({
+  options: {
+    url: { type: "string", default: process.env.LITESTREAM_HTTP_URL },
+    screenshot: { type: "string", default: process.env.LITESTREAM_SCREENSHOT ?? "browser-test.png" },
+    "stop-screenshot": { type: "string", default: process.env.LITESTREAM_STOP_SCREENSHOT },
+    chromium: { type: "string", default: process.env.CHROMIUM ?? "/usr/bin/chromium" },
+    timeout: { type: "string", default: process.env.LITESTREAM_BROWSER_TIMEOUT_S ?? "60" },
+    only: { type: "string" }, // "play" or "stop"
+    headed: { type: "boolean", default: false },
+  },
+});
+
+const PLAY_TEXT =
+  "The quick brown fox jumps over the lazy dog. Streaming speech begins as soon as the first " +
+  "sentence is ready. Each later sentence arrives before the one before it has finished playing. " +
+  "This is how a listener hears no gaps at all.";
+const STOP_TEXT = Array.from(
+  { length: 8 },
+  (_, i) =>
+    `This is sentence number ${i + 1} of a long passage that will be interrupted by the stop button.`,
+).join(" ");
+
+const TIMEOUT_MS = Number(opts.timeout) * 1000;
+const CHROMIUM_ARGS = [
+  "--autoplay-policy=no-user-gesture-required",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+  "--mute-audio",
+  "--disable-dev-shm-usage",
+];
+
+const summary = { ok: false, url: opts.url, checks: {}, failures: [] };
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function check(name, cond, detail) {
+  summary.checks[name] = Boolean(cond);
+  if (!cond) summary.failures.push(`${name}: ${detail}`);
+  return Boolean(cond);
+}
+
+async function openPage(browser) {
+  const page = await browser.newPage({ viewport: { width: 900, height: 760 } });
+  const problems = [];
+  page.on("pageerror", (err) => problems.push(`pageerror: ${err.message}`));
+  page.on("console", (msg) => {
+    if (msg.type() === "error") problems.push(`console: ${msg.text()}`);
+  });
+  await page.goto(new URL("/", opts.url).toString(), { waitUntil: "load" });
+  await page.waitForFunction(() => window.litestreamStats?.state === "idle", null, {
+    timeout: 10_000,
+  });
+  return { page, problems };
+}
+
+const getStats = (page) => page.evaluate(() => ({ ...window.litestreamStats }));
+
+async function playCheck(browser) {
+  const { page, problems } = await openPage(browser);
+  await page.fill("#text", PLAY_TEXT);
+  const t0 = Date.now();
+  await page.click("#speak");
+  // Sample the audio clock vs wall time while it plays, to prove it advances in real time.
+  let firstPlay = null;
+  let st;
+  for (;;) {
+    st = await getStats(page);
+    if (firstPlay == null && st.playedMs > 0) firstPlay = { wall: Date.now(), played: st.playedMs };
+    if (["done", "error", "stopped"].includes(st.state)) break;
+    if (Date.now() - t0 > TIMEOUT_MS) break;
+    await sleep(50);
+  }
+  const wallPlayMs = firstPlay ? Date.now() - firstPlay.wall : null;
+  await page.screenshot({ path: opts.screenshot, fullPage: true });
+  const result = {
+    state: st.state,
+    error: st.error,
+    chunks: st.chunks,
+    audioMs: Math.round(st.audioMs),
+    playedMs: Math.round(st.playedMs),
+    receivedMs: Math.round(st.receivedMs),
+    underruns: st.underruns,
+    underrunMs: Math.round(st.underrunMs),
+    ttfaMs: st.ttfaMs == null ? null : Math.round(st.ttfaMs),
+    ttfpMs: st.ttfpMs == null ? null : Math.round(st.ttfpMs),
+    sampleRate: st.sampleRate,
+    contextRate: st.contextRate,
+    wallMs: Date.now() - t0,
+    // played audio per wall-clock ms from first sound to done: ~1.0 when the clock is real time
+    realtimeRatio:
+      firstPlay && wallPlayMs > 0
+        ? Number(((st.playedMs - firstPlay.played) / wallPlayMs).toFixed(3))
+        : null,
+    pageProblems: problems,
+    screenshot: opts.screenshot,
+    contextState: st.contextState,
+  };
+  summary.play = result;
+  check("play.done", st.state === "done", `state ${st.state} (${st.error ?? "timeout?"})`);
+  check("play.chunks", st.chunks > 0, `chunks ${st.chunks}`);
+  const tol = Math.max(300, 0.1 * st.audioMs);
+  check(
+    "play.played_matches_audio",
+    st.audioMs > 0 && Math.abs(st.playedMs - st.audioMs) <= tol,
+    `playedMs ${st.playedMs} vs audioMs ${st.audioMs} (tolerance ${tol})`,
+  );
+  check("play.no_underruns", st.underruns === 0, `${st.underruns} underruns (${st.underrunMs} ms)`);
+  check("play.ttfa", st.ttfaMs != null && st.ttfaMs > 0, `ttfaMs ${st.ttfaMs}`);
+  // The audio clock must run at real time: finishing N ms of audio takes ~N ms of wall time.
+  check(
+    "play.realtime_clock",
+    result.realtimeRatio != null && result.realtimeRatio > 0.8 && result.realtimeRatio < 1.25,
+    `played/wall ratio ${result.realtimeRatio}`,
+  );
+  check("play.no_page_errors", problems.length === 0, problems.join("; "));
+  await page.close();
+}
+
+async function stopCheck(browser) {
+  const { page, problems } = await openPage(browser);
+  await page.fill("#text", STOP_TEXT);
+  await page.click("#speak");
+  const t0 = Date.now();
+  let st;
+  for (;;) {
+    st = await getStats(page);
+    if (st.playedMs >= 1200 || ["done", "error", "stopped"].includes(st.state)) break;
+    if (Date.now() - t0 > TIMEOUT_MS) break;
+    await sleep(25);
+  }
+  const before = st;
+  const stopDisabledBefore = await page.isDisabled("#stop");
+  await page.click("#stop");
+  await page.waitForFunction(() => window.litestreamStats.state !== "playing", null, {
+    timeout: 5_000,
+  }).catch(() => {});
+  await sleep(400); // let the worklet's final stats and the server's `cleared` arrive
+  const after1 = await getStats(page);
+  await sleep(1500);
+  const after2 = await getStats(page);
+  if (opts["stop-screenshot"]) await page.screenshot({ path: opts["stop-screenshot"], fullPage: true });
+  summary.stop = {
+    stateBefore: before.state,
+    playedAtClickMs: Math.round(before.playedMs),
+    playedAfterMs: Math.round(after1.playedMs),
+    playedLaterMs: Math.round(after2.playedMs),
+    audioMs: Math.round(after2.audioMs),
+    state: after2.state,
+    cleared: after2.cleared,
+    bufferedMs: Math.round(after2.bufferedMs),
+    pageProblems: problems,
+  };
+  check("stop.was_playing", before.state === "playing" && before.playedMs > 0 && !stopDisabledBefore,
+    `state ${before.state}, played ${before.playedMs}, stop disabled ${stopDisabledBefore}`);
+  check("stop.state", after2.state === "stopped", `state ${after2.state}`);
+  check("stop.cleared", after2.cleared === true, "no `cleared` from the server");
+  check("stop.silent_after", after2.playedMs === after1.playedMs,
+    `played grew after stop: ${after1.playedMs} -> ${after2.playedMs}`);
+  // Stats are posted every ~100 ms, so allow that much plus click latency.
+  check("stop.prompt", after1.playedMs - before.playedMs < 400,
+    `played ${after1.playedMs - before.playedMs} ms after the click`);
+  check("stop.no_page_errors", problems.length === 0, problems.join("; "));
+  await page.close();
+}
+
+async function main() {
+  if (!opts.url) throw new Error("--url http://HOST:PORT (or LITESTREAM_HTTP_URL) is required");
+  if (!existsSync(opts.chromium)) {
+    throw new Error(`no chromium at ${opts.chromium}: run .ci/browser-deps.sh (apt-get install chromium)`);
+  }
+  const browser = await chromium.launch({
+    executablePath: opts.chromium,
+    headless: !opts.headed,
+    args: CHROMIUM_ARGS,
+    timeout: 30_000,
+  });
+  summary.browser = browser.version();
+  try {
+    if (opts.only !== "stop") await playCheck(browser);
+    if (opts.only !== "play") await stopCheck(browser);
+  } finally {
+    await browser.close();
+  }
+  summary.ok = summary.failures.length === 0;
+}
+
+const started = Date.now();
+try {
+  await main();
+} catch (err) {
+  summary.failures.push(`exception: ${err.stack ?? err}`);
+  summary.ok = false;
+}
+summary.runtimeMs = Date.now() - started;
+console.log(`RESULT ${JSON.stringify(summary)}`);
+process.exit(summary.ok ? 0 : 1);
