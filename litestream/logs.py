@@ -1,0 +1,166 @@
+"""Logging for the "litestream" logger tree: plain or JSON lines, the session on every line.
+
+Redaction: API keys and client text never appear in logs. Code logs key labels
+(security.key_label) and counts, never the values; as a second line of defence both formatters
+replace any `extra` field named like a secret or like text (see REDACTED_FIELDS) with
+redact(value), which keeps only the length.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Mapping, MutableMapping
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+ROOT_LOGGER = "litestream"
+
+# `extra` fields whose values are never written, only their length.
+REDACTED_FIELDS = frozenset(
+    {"text", "key", "api_key", "token", "authorization", "password", "secret"}
+)
+
+# Attributes every LogRecord has; anything else on a record came from `extra`.
+_RECORD_ATTRS = frozenset(
+    logging.LogRecord("x", logging.INFO, __file__, 0, "", None, None).__dict__
+) | {"message", "asctime", "taskName"}
+
+# Marks the handler setup_logging() installed, so calling it twice replaces, not stacks.
+_HANDLER_MARK = "_litestream_handler"
+
+_REASON_MAX_CHARS = 64
+
+
+def redact(value: object) -> str:
+    """What a log line shows instead of a secret or client text: only its size."""
+    if value is None:
+        return "<none>"
+    if isinstance(value, str | bytes):
+        return f"<redacted {len(value)} chars>" if isinstance(value, str) else (
+            f"<redacted {len(value)} bytes>"
+        )
+    return "<redacted>"
+
+
+def _extras(record: logging.LogRecord) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, value in record.__dict__.items():
+        if name in _RECORD_ATTRS or name.startswith("_"):
+            continue
+        out[name] = redact(value) if name.lower() in REDACTED_FIELDS else value
+    return out
+
+
+class PlainFormatter(logging.Formatter):
+    """`2024-05-01T12:00:00.123Z INFO litestream.server [s-1a2b] message k=v ...`"""
+
+    def format(self, record: logging.LogRecord) -> str:
+        ts = _timestamp(record)
+        extras = _extras(record)
+        session = extras.pop("session", None)
+        parts = [ts, record.levelname, record.name]
+        if session is not None:
+            parts.append(f"[{session}]")
+        parts.append(record.getMessage())
+        parts.extend(f"{k}={v}" for k, v in sorted(extras.items()))
+        line = " ".join(parts)
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        if record.stack_info:
+            line += "\n" + self.formatStack(record.stack_info)
+        return line
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ts, level, logger, msg, then every `extra` field."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        obj: dict[str, Any] = {
+            "ts": _timestamp(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for name, value in _extras(record).items():
+            obj.setdefault(name, value)  # an extra never overwrites the four fixed fields
+        if record.exc_info:
+            obj["exc"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            obj["stack"] = self.formatStack(record.stack_info)
+        # default=str: an odd extra (a Path, an enum) must not turn a log call into a crash.
+        return json.dumps(obj, default=str, ensure_ascii=False, separators=(",", ":"))
+
+
+def _timestamp(record: logging.LogRecord) -> str:
+    dt = datetime.fromtimestamp(record.created, tz=UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+def setup_logging(level: str, json_output: bool, stream: TextIO | None = None) -> logging.Logger:
+    """Configure the "litestream" logger tree; safe to call again (replaces its handler).
+
+    Records still propagate to the root logger, which has no handler in a server process
+    (so nothing prints twice) and is where pytest's caplog listens.
+    """
+    logger = logging.getLogger(ROOT_LOGGER)
+    logger.setLevel(level.upper())
+    for handler in list(logger.handlers):
+        if getattr(handler, _HANDLER_MARK, False):
+            logger.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr if stream is None else stream)
+    handler.setFormatter(JsonFormatter() if json_output else PlainFormatter())
+    setattr(handler, _HANDLER_MARK, True)
+    logger.addHandler(handler)
+    return logger
+
+
+class SessionAdapter(logging.LoggerAdapter):
+    """Puts `session=<id>` on every line; per-call `extra` is merged, not dropped."""
+
+    def __init__(self, logger: logging.Logger, session: str) -> None:
+        super().__init__(logger, {"session": session})
+
+    @property
+    def session(self) -> str:
+        return str((self.extra or {})["session"])
+
+    def process(
+        self, msg: Any, kwargs: MutableMapping[str, Any]
+    ) -> tuple[Any, MutableMapping[str, Any]]:
+        extra: Mapping[str, Any] = kwargs.get("extra") or {}
+        kwargs["extra"] = {**extra, **(self.extra or {})}
+        return msg, kwargs
+
+
+def stream_summary(
+    logger: logging.Logger | logging.LoggerAdapter,
+    *,
+    session: str,
+    chars: int,
+    audio_ms: int,
+    ttfa_ms: int | None,
+    stalls: int,
+    underrun_ms: int,
+    close_code: int,
+    reason: str,
+) -> None:
+    """The ONE line logged per finished stream, at INFO: counts only, never text."""
+    # `reason` is a short code from the server ("end", "clear", "client_gone", ...); cap it
+    # so a message echoed by mistake cannot carry a paragraph of client text into the logs.
+    reason = reason[:_REASON_MAX_CHARS]
+    fields = {
+        "event": "stream_summary",
+        "session": session,
+        "chars": int(chars),
+        "audio_ms": int(audio_ms),
+        "ttfa_ms": None if ttfa_ms is None else int(ttfa_ms),
+        "stalls": int(stalls),
+        "underrun_ms": int(underrun_ms),
+        "close_code": int(close_code),
+        "reason": reason,
+    }
+    base = logger.logger if isinstance(logger, logging.LoggerAdapter) else logger
+    # The message stays short: both formatters print every field after it (plain: k=v).
+    base.info("stream done", extra=fields)

@@ -1,0 +1,162 @@
+"""Prometheus metrics of one litestream server, on its own registry.
+
+Every label has a bounded set of values, each pre-initialized so it shows as 0 before the first
+event (a rate() over a series that appears late misses its first increment). Nothing is
+labelled per session, key or client: cardinality stays constant however many streams come.
+
+Useful queries:
+  RTF (compute per second of audio): rate(litestream_synthesis_seconds_total[1m])
+                                     / rate(litestream_audio_seconds_total[1m])
+  late chunks: histogram_quantile(0.01, rate(litestream_chunk_slack_seconds_bucket[5m])) < 0
+"""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+from litestream.errors import CloseCode, ErrorCode
+from litestream.security import RefusalReason
+
+OTHER = "other"
+
+# Bounded label values. Unknown values map to "other" rather than raising: a metrics call
+# must never take a stream down, and "other" moving is itself the signal to look.
+REFUSAL_REASONS: tuple[str, ...] = (*(r.value for r in RefusalReason), OTHER)
+ERROR_CODES: tuple[str, ...] = (*(c.value for c in ErrorCode), OTHER)
+
+# 1006 is not in protocol-v1's list (it is never sent), but it is what a stream ends with
+# when the client vanishes without a close frame, and that is worth counting apart.
+ABNORMAL_CLOSE = 1006
+CLOSE_CODE_LABELS: dict[int, str] = {
+    CloseCode.NORMAL: "normal",
+    CloseCode.GOING_AWAY: "going_away",
+    CloseCode.POLICY: "policy",
+    CloseCode.TOO_BIG: "too_big",
+    CloseCode.INTERNAL_ERROR: "internal",
+    CloseCode.TRY_AGAIN_LATER: "try_again",
+    ABNORMAL_CLOSE: "abnormal",
+}
+CLOSE_LABELS: tuple[str, ...] = (*CLOSE_CODE_LABELS.values(), OTHER)
+
+# Time to first audio: the first-audio target is 300 ms by default; resolve finely around it.
+TTFA_BUCKETS_S = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0)
+# Deadline minus send time: below 0 the listener ran dry (late); the jitter budget is 150 ms.
+SLACK_BUCKETS_S = (-2.0, -1.0, -0.5, -0.25, -0.1, 0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0,
+                   7.5, 10.0)
+
+
+def _label(value: object, allowed: tuple[str, ...]) -> str:
+    text = str(value)
+    return text if text in allowed else OTHER
+
+
+class Metrics:
+    """The server's metrics. One instance per server; each has its own CollectorRegistry."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = CollectorRegistry(auto_describe=True) if registry is None else registry
+        r = self.registry
+        self.active_streams = Gauge(
+            "litestream_active_streams", "Streams open now", registry=r)
+        self.queued_chunks = Gauge(
+            "litestream_queued_chunks", "Chunks waiting for synthesis", registry=r)
+        self.scheduler_load = Gauge(
+            "litestream_scheduler_load",
+            "Predicted synthesis demand over capacity (1.0 = saturated)", registry=r)
+        self.ttfa_seconds = Histogram(
+            "litestream_ttfa_seconds", "Time from first text to first audio frame sent",
+            buckets=TTFA_BUCKETS_S, registry=r)
+        self.chunk_slack_seconds = Histogram(
+            "litestream_chunk_slack_seconds",
+            "Chunk deadline minus send time, at send (negative: late)",
+            buckets=SLACK_BUCKETS_S, registry=r)
+        self.stalls = Counter(
+            "litestream_stalls", "Listener buffer underruns (server-side estimate)", registry=r)
+        self.stall_seconds = Counter(
+            "litestream_stall_seconds", "Estimated time listeners spent with no audio",
+            registry=r)
+        self.deadline_misses = Counter(
+            "litestream_deadline_misses", "Chunks sent after their deadline", registry=r)
+        self.synthesis_seconds = Counter(
+            "litestream_synthesis_seconds", "Compute time spent synthesizing", registry=r)
+        self.audio_seconds = Counter(
+            "litestream_audio_seconds", "Audio synthesized", registry=r)
+        self.chunks = Counter("litestream_chunks", "Chunks sent", registry=r)
+        self.bytes_sent = Counter(
+            "litestream_bytes_sent", "Audio bytes sent to clients", registry=r)
+        self.refusals = Counter(
+            "litestream_refusals", "Handshakes refused", ["reason"], registry=r)
+        self.errors = Counter(
+            "litestream_errors", "error messages sent, by protocol-v1 code", ["code"], registry=r)
+        self.streams = Counter(
+            "litestream_streams", "Streams closed, by close code", ["close_code"], registry=r)
+        for reason in REFUSAL_REASONS:
+            self.refusals.labels(reason=reason)
+        for code in ERROR_CODES:
+            self.errors.labels(code=code)
+        for close in CLOSE_LABELS:
+            self.streams.labels(close_code=close)
+
+    # ------------------------------------------------------------ events the server reports
+
+    def stream_opened(self) -> None:
+        self.active_streams.inc()
+
+    def stream_closed(self, close_code: int) -> None:
+        """Once per stream that stream_opened() counted, with the close code it ended with."""
+        self.active_streams.dec()
+        self.streams.labels(close_code=CLOSE_CODE_LABELS.get(int(close_code), OTHER)).inc()
+
+    def first_audio(self, ttfa_s: float) -> None:
+        self.ttfa_seconds.observe(ttfa_s)
+
+    def chunk_sent(self, slack_s: float, audio_s: float, nbytes: int) -> None:
+        """A chunk's audio went out. `audio_s` is accepted for symmetry; audio is counted
+        at synthesis (synthesized()) so RTF compares like with like."""
+        del audio_s
+        self.chunks.inc()
+        self.chunk_slack_seconds.observe(slack_s)
+        if slack_s < 0:
+            self.deadline_misses.inc()
+        if nbytes > 0:
+            self.bytes_sent.inc(nbytes)
+
+    def bytes_out(self, nbytes: int) -> None:
+        """Audio bytes sent outside chunk_sent() (e.g. frame by frame)."""
+        if nbytes > 0:
+            self.bytes_sent.inc(nbytes)
+
+    def synthesized(self, compute_s: float, audio_s: float) -> None:
+        if compute_s > 0:
+            self.synthesis_seconds.inc(compute_s)
+        if audio_s > 0:
+            self.audio_seconds.inc(audio_s)
+
+    def refused(self, reason: str) -> None:
+        self.refusals.labels(reason=_label(reason, REFUSAL_REASONS)).inc()
+
+    def error(self, code: str) -> None:
+        self.errors.labels(code=_label(code, ERROR_CODES)).inc()
+
+    def stall(self, seconds: float) -> None:
+        """One underrun of `seconds` (the server's estimate from its playback clock)."""
+        self.stalls.inc()
+        if seconds > 0:
+            self.stall_seconds.inc(seconds)
+
+    def set_queue(self, queued: int, load: float) -> None:
+        self.queued_chunks.set(queued)
+        self.scheduler_load.set(load)
+
+    # ------------------------------------------------------------ exposition
+
+    def render(self) -> tuple[bytes, str]:
+        """(body, content type) for GET /metrics."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST

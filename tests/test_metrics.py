@@ -1,0 +1,132 @@
+"""litestream/metrics.py: names, movement, bounded labels, separate registries."""
+
+from __future__ import annotations
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from litestream.errors import CloseCode, ErrorCode
+from litestream.metrics import CLOSE_LABELS, ERROR_CODES, REFUSAL_REASONS, Metrics
+from litestream.security import RefusalReason
+
+METRIC_NAMES = (
+    "litestream_active_streams",
+    "litestream_queued_chunks",
+    "litestream_scheduler_load",
+    "litestream_ttfa_seconds",
+    "litestream_chunk_slack_seconds",
+    "litestream_stalls_total",
+    "litestream_stall_seconds_total",
+    "litestream_deadline_misses_total",
+    "litestream_synthesis_seconds_total",
+    "litestream_audio_seconds_total",
+    "litestream_chunks_total",
+    "litestream_refusals_total",
+    "litestream_errors_total",
+    "litestream_bytes_sent_total",
+    "litestream_streams_total",
+)
+
+
+def samples(m: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    body, _ = m.render()
+    out: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    for family in text_string_to_metric_families(body.decode()):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def value(m: Metrics, name: str, **labels: str) -> float:
+    return samples(m)[(name, tuple(sorted(labels.items())))]
+
+
+def test_render_contains_every_metric() -> None:
+    body, content_type = Metrics().render()
+    text = body.decode()
+    assert content_type.startswith("text/plain")
+    for name in METRIC_NAMES:
+        assert name in text, name
+
+
+def test_labels_pre_initialized() -> None:
+    m = Metrics()
+    for reason in RefusalReason:
+        assert value(m, "litestream_refusals_total", reason=reason.value) == 0
+    for code in ErrorCode:
+        assert value(m, "litestream_errors_total", code=code.value) == 0
+    for close in CLOSE_LABELS:
+        assert value(m, "litestream_streams_total", close_code=close) == 0
+
+
+def test_counters_move() -> None:
+    m = Metrics()
+    m.stream_opened()
+    m.stream_opened()
+    assert value(m, "litestream_active_streams") == 2
+    m.first_audio(0.21)
+    m.synthesized(compute_s=0.5, audio_s=2.0)
+    m.chunk_sent(slack_s=1.5, audio_s=2.0, nbytes=88200)
+    m.chunk_sent(slack_s=-0.3, audio_s=1.0, nbytes=100)
+    m.stall(0.25)
+    m.refused("rate")
+    m.error("rate_limited")
+    m.set_queue(7, 0.8)
+    m.stream_closed(CloseCode.NORMAL)
+    m.stream_closed(1006)
+
+    assert value(m, "litestream_active_streams") == 0
+    assert value(m, "litestream_ttfa_seconds_count") == 1
+    assert value(m, "litestream_ttfa_seconds_bucket", le="0.25") == 1
+    assert value(m, "litestream_ttfa_seconds_bucket", le="0.2") == 0
+    assert value(m, "litestream_synthesis_seconds_total") == pytest.approx(0.5)
+    assert value(m, "litestream_audio_seconds_total") == pytest.approx(2.0)
+    assert value(m, "litestream_chunks_total") == 2
+    assert value(m, "litestream_bytes_sent_total") == 88300
+    assert value(m, "litestream_deadline_misses_total") == 1
+    assert value(m, "litestream_chunk_slack_seconds_bucket", le="0.0") == 1
+    assert value(m, "litestream_chunk_slack_seconds_bucket", le="-2.0") == 0
+    assert value(m, "litestream_stalls_total") == 1
+    assert value(m, "litestream_stall_seconds_total") == pytest.approx(0.25)
+    assert value(m, "litestream_refusals_total", reason="rate") == 1
+    assert value(m, "litestream_errors_total", code="rate_limited") == 1
+    assert value(m, "litestream_queued_chunks") == 7
+    assert value(m, "litestream_scheduler_load") == pytest.approx(0.8)
+    assert value(m, "litestream_streams_total", close_code="normal") == 1
+    assert value(m, "litestream_streams_total", close_code="abnormal") == 1
+
+
+def test_unknown_label_values_map_to_other() -> None:
+    m = Metrics()
+    m.refused("because-i-said-so")
+    m.error("session-1234")
+    m.stream_closed(4000)
+    assert value(m, "litestream_refusals_total", reason="other") == 1
+    assert value(m, "litestream_errors_total", code="other") == 1
+    assert value(m, "litestream_streams_total", close_code="other") == 1
+    # The label sets stay exactly the bounded ones.
+    s = samples(m)
+    reasons = {dict(k[1])["reason"] for k in s if k[0] == "litestream_refusals_total"}
+    codes = {dict(k[1])["code"] for k in s if k[0] == "litestream_errors_total"}
+    closes = {dict(k[1])["close_code"] for k in s if k[0] == "litestream_streams_total"}
+    assert reasons == set(REFUSAL_REASONS)
+    assert codes == set(ERROR_CODES)
+    assert closes == set(CLOSE_LABELS)
+
+
+def test_no_session_labels() -> None:
+    m = Metrics()
+    m.stream_opened()
+    m.first_audio(0.1)
+    allowed = {"reason", "code", "close_code", "le"}
+    for _, labels in samples(m):
+        assert {k for k, _ in labels} <= allowed
+
+
+def test_two_instances_do_not_clash() -> None:
+    a, b = Metrics(), Metrics()
+    a.stream_opened()
+    a.refused("capacity")
+    assert value(a, "litestream_active_streams") == 1
+    assert value(b, "litestream_active_streams") == 0
+    assert value(b, "litestream_refusals_total", reason="capacity") == 0
