@@ -9,7 +9,7 @@ if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then SUDO="sudo"; fi
 if ! command -v chromium >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive
     $SUDO apt-get update -qq
-    $SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null
+    $SUDO apt-get install -y -qq chromium >/dev/null
 fi
 if ! command -v node >/dev/null 2>&1; then
     echo "browser-deps: node (Node.js 18+) is required for clients/browser/test" >&2
