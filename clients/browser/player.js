@@ -6,6 +6,7 @@
 //   token=KEY            API key, sent as the `token` query parameter (browsers cannot set headers)
 //   prebuffer_ms=N       jitter pre-buffer before playback starts (default 0: play the first frame)
 //   format=s16le|f32le   PCM format to ask for (default f32le: no conversion needed)
+//   context_rate=N       force the AudioContext's rate (tests the JS resampling fallback)
 //
 // window.litestreamStats is kept up to date for tests and curious humans:
 //   {state, ttfaMs, ttfpMs, underruns, underrunMs, playedMs, bufferedMs, receivedMs, audioMs,
@@ -17,6 +18,8 @@ const params = new URLSearchParams(location.search);
 const PREBUFFER_MS = Math.max(0, Number(params.get("prebuffer_ms") ?? 0) || 0);
 const FORMAT = params.get("format") === "s16le" ? "s16le" : "f32le";
 const TOKEN = params.get("token");
+// For testing the fallback: force the AudioContext to this rate and resample in JS.
+const FORCE_CONTEXT_RATE = Number(params.get("context_rate")) || null;
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -108,10 +111,14 @@ async function ensureAudio(sampleRate) {
     let ctx;
     let resample = false;
     try {
+      if (FORCE_CONTEXT_RATE && FORCE_CONTEXT_RATE !== sampleRate) throw new Error("forced");
       ctx = new AudioContext({ sampleRate, latencyHint: "interactive" });
     } catch (err) {
       console.warn(`AudioContext refused ${sampleRate} Hz (${err}); resampling in JS`);
-      ctx = new AudioContext({ latencyHint: "interactive" });
+      ctx = new AudioContext(
+        FORCE_CONTEXT_RATE ? { sampleRate: FORCE_CONTEXT_RATE, latencyHint: "interactive" }
+          : { latencyHint: "interactive" },
+      );
       resample = ctx.sampleRate !== sampleRate;
     }
     await ctx.audioWorklet.addModule(new URL("./pcm-worklet.js", import.meta.url));
