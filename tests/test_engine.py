@@ -110,3 +110,27 @@ def test_select_providers() -> None:
     assert select_providers("auto")[-1] == "CPUExecutionProvider"
     with pytest.raises(ConfigError):
         select_providers("tpu")
+
+
+def test_provider_choice_follows_cuda_detection(monkeypatch: pytest.MonkeyPatch) -> None:
+    from litestream.engine import catalog
+
+    monkeypatch.setattr(catalog, "_cuda_usable", True)
+    assert select_providers("auto") == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert select_providers("cuda")[0] == "CUDAExecutionProvider"
+    monkeypatch.setattr(catalog, "_cuda_usable", False)
+    assert select_providers("auto") == ["CPUExecutionProvider"]
+    with pytest.raises(ConfigError):
+        select_providers("cuda")
+
+
+def test_lengths_output_found(voice: PiperVoice) -> None:
+    # The graph's y_lengths (Ceil -> ReduceSum -> Clip) is what batches are trimmed by.
+    assert voice._model.lengths_output == "/Clip_output_0"
+
+
+def test_silence_fallback_trims_tail() -> None:
+    from litestream.engine.piper import _trim_silence
+
+    audio = np.array([0.0, 0.5, -0.2, 0.0, 0.0], dtype=np.float32)
+    assert _trim_silence(audio).tolist() == pytest.approx([0.0, 0.5, -0.2])

@@ -147,6 +147,10 @@ class PiperVoice:
         except Exception as exc:
             raise VoiceError(f"cannot create a session for {info.model_path}: {exc}") from exc
         self.provider = self._session.get_providers()[0]
+        if self.provider != providers[0]:
+            # onnxruntime fell back despite our checks: say so, capacity differs a lot.
+            logger.warning("asked for %s but the session runs on %s", providers[0],
+                           self.provider)
         self._outputs = ["output"] + ([model.lengths_output] if model.lengths_output else [])
 
     @classmethod
