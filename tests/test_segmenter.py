@@ -369,7 +369,7 @@ def test_token_feeding_is_linear(text: str) -> None:
         seen += len(window)
         return segment(window)
 
-    seg._pysbd.segment = counting  # type: ignore[method-assign]
+    seg._pysbd.segment = counting
     started = time.perf_counter()
     out: list[str] = []
     for i in range(0, len(text), 5):
@@ -382,3 +382,8 @@ def test_token_feeding_is_linear(text: str) -> None:
     assert out == run(text)
     # A generous wall-clock bound for a noisy shared machine; the figure to watch is ~1 s.
     assert elapsed < 10
+
+
+def test_max_chars_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="max_chars"):
+        Segmenter(max_chars=0)
