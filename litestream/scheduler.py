@@ -652,31 +652,32 @@ class Scheduler:
                 heapq.heappush(self._ready, (s.rank_s, tb, version, s))
 
     def _pick_ready(self) -> _Stream | None:
-        """The most urgent eligible stream; among near-ties, the least attained service."""
+        """The most urgent eligible stream; among near-ties, the least attained service.
+
+        Near-ties are looked for in the top `tie_candidates` slots of the heap array (its upper
+        levels), without popping: the pick is dispatched, which bumps its version, so its entry
+        goes stale and is dropped lazily. O(tie_candidates) per decision, whatever the queue."""
         heap = self._ready
         top = self._peek(heap)
         if top is None:
             return None
-        heapq.heappop(heap)
         limit = top[0] + self.config.tie_window_s
-        candidates = [top]
-        while heap and len(candidates) < self.config.tie_candidates and heap[0][0] <= limit:
-            entry = heapq.heappop(heap)
-            if entry[2] == entry[3].version:
-                candidates.append(entry)
-        best = min(candidates, key=lambda e: (e[3].attained_s, e[0], e[1]))
-        for entry in candidates:
-            if entry is not best:
-                heapq.heappush(heap, entry)
+        best = top
+        for entry in heap[1 : self.config.tie_candidates]:
+            if (
+                entry[0] <= limit
+                and entry[2] == entry[3].version
+                and (entry[3].attained_s, entry[0]) < (best[3].attained_s, best[0])
+            ):
+                best = entry
         return best[3]
 
     def _pick_held(self, now: float) -> _Stream | None:
         """A held-back stream for a worker that would otherwise idle: the one with the least
-        audio ahead, unless even that one is past max_lookahead_s."""
+        audio ahead, unless even that one is past max_lookahead_s. (Its entry goes stale.)"""
         top = self._peek(self._held)
         if top is None or self._hard_s(top[3]) > now:
             return None
-        heapq.heappop(self._held)
         return top[3]
 
     def _fill_batch(self, jobs: list[ChunkJob], seed_rank: float, now: float, n: int) -> None:
