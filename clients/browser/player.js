@@ -205,6 +205,14 @@ function render() {
   ui.audio.textContent = ms(stats.audioMs);
   const busy = stats.state === "connecting" || stats.state === "playing";
   ui.stop.disabled = !busy;
+  // The chunk under the playback position (chunk start_ms/duration_ms vs played ms).
+  let now = "";
+  if (stats.state === "playing" && session && stats.playedMs > 0) {
+    const at = stats.playedMs;
+    now = session.chunkList.find((c) => at >= c.start && at < c.end)?.text ?? "";
+  }
+  if (ui.chunkText.textContent !== now) ui.chunkText.textContent = now;
+  ui.chunkText.parentElement.style.visibility = now ? "visible" : "hidden";
 }
 
 function onWorkletMessage(msg) {
@@ -238,6 +246,7 @@ class Session {
     this.resampler = null;
     this.node = null;
     this.pending = []; // Float32Arrays received before the worklet is ready
+    this.chunkList = []; // {start, end, text} in ms of this stream's audio
     this.serverDone = false;
     this.closed = false;
   }
@@ -283,7 +292,11 @@ class Session {
       case "chunk":
         stats.chunks += 1;
         stats.audioMs += Number(msg.duration_ms) || 0;
-        ui.chunkText.textContent = msg.text ?? "";
+        this.chunkList.push({
+          start: Number(msg.start_ms) || 0,
+          end: (Number(msg.start_ms) || 0) + (Number(msg.duration_ms) || 0),
+          text: msg.text ?? "",
+        });
         render();
         break;
       case "done":
