@@ -142,6 +142,7 @@ def _cmd_bench_engine(args: argparse.Namespace, out: TextIO) -> int:
     except ValueError as exc:
         print(f"litestream bench engine: {exc}", file=sys.stderr)
         return 2
+    load_before = os.getloadavg()[0]
     loaded: dict[int, PiperVoice] = {}
     results = bench_layouts(layouts, model_path=args.voice, runs=args.runs, device=args.device,
                             progress=lambda msg: print(f"... {msg}", file=sys.stderr),
@@ -149,6 +150,9 @@ def _cmd_bench_engine(args: argparse.Namespace, out: TextIO) -> int:
     voice = next(iter(loaded.values()))
     print(f"engine benchmark: voice {voice.info.id}, {voice.provider}, {os.cpu_count()} CPUs, "
           f"{args.runs} runs per layout, chunk of {len(BENCH_TEXT)} chars", file=out)
+    # Other processes skew every figure here; the load average says how much to trust them.
+    print(f"1-min load average: {load_before:.2f} before, {os.getloadavg()[0]:.2f} after",
+          file=out)
     print(f"{'layout':<8}{'sessions':<10}{'median RTF':>12}{'throughput':>14}  (audio s / s)",
           file=out)
     for r in results:
