@@ -149,8 +149,17 @@ class HandshakeRefused(LitestreamError):
         self.status = status
         self.body = body  # the decoded JSON body, or its text when it is not JSON
         self.retry_after_s = retry_after_s
-        detail = body.get("message") or body.get("error") if isinstance(body, dict) else body
-        super().__init__(f"handshake refused: HTTP {status}: {detail}")
+        super().__init__(f"handshake refused: HTTP {status}: {_detail(body)}")
+
+
+def _detail(body: Any) -> str:
+    """The human part of a refusal body: {"error": {"message": ...}}, {"message": ...} or text."""
+    if isinstance(body, dict):
+        inner = body.get("error")
+        if isinstance(inner, dict):
+            return str(inner.get("message") or inner.get("code") or inner)
+        return str(body.get("message") or inner or body)
+    return str(body).strip()
 
 
 class BadRequest(HandshakeRefused):

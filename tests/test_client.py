@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import importlib.util
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
 import msgpack
 import numpy as np
 import pytest
+import pytest_asyncio
 
 from litestream.client import (
     Audio,
@@ -17,9 +25,16 @@ from litestream.client import (
     Flushed,
     PlaybackClock,
     Ready,
-    Unavailable,
+    Unauthorized,
     build_url,
+    connect,
+    synthesize,
 )
+from tests.serverutil import RunningServer, run_server
+
+# One event loop for the module, so one server (seconds to start: a session per worker) serves
+# every test that needs no special config.
+module_loop = pytest.mark.asyncio(loop_scope="module")
 
 SR = 1000  # 1 kHz s16le: 2 bytes per ms, so frame sizes read as durations
 MS = 2  # bytes per ms at SR
@@ -162,3 +177,119 @@ def test_build_url_skips_none_and_keeps_existing_query() -> None:
 
 
 # ---------------------------------------------------------------- against a real server
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def server() -> AsyncIterator[RunningServer]:
+    async with run_server() as srv:
+        yield srv
+
+
+@module_loop
+async def test_synthesize_returns_int16_mono_at_voice_rate(server: RunningServer) -> None:
+    # synthesize() runs its own event loop: call it off this one, where the server runs.
+    rate, pcm = await asyncio.to_thread(synthesize, server.url, "Hello world.", timeout=30)
+    assert rate == 22050
+    assert pcm.dtype == np.int16 and pcm.ndim == 1
+    assert len(pcm) > rate // 4  # "Hello world." is well over a quarter second
+    assert np.abs(pcm).max() > 1000  # speech, not silence
+
+
+@module_loop
+@pytest.mark.parametrize("encoding", ["json", "msgpack"])
+async def test_events_arrive_in_spec_order(server: RunningServer, encoding: str) -> None:
+    text = "Hello there. This is a short test. Goodbye."
+    async with connect(server.url, encoding=encoding) as stream:
+        await stream.send_text(text)
+        await stream.end()
+        events = [event async for event in stream]
+    assert isinstance(events[0], Ready)
+    assert events[0].protocol == 1 and events[0].sample_rate == 22050
+    assert stream.ready == events[0]
+    assert isinstance(events[-1], Done)
+    assert sum(isinstance(e, Done) for e in events) == 1
+    chunks = [e for e in events if isinstance(e, Chunk)]
+    assert [c.seq for c in chunks] == list(range(len(chunks)))
+    assert " ".join(c.text for c in chunks) == text
+    # protocol-v1: every frame of chunk seq comes after its `chunk` and before seq+1's.
+    current = -1
+    frames_per_seq: dict[int, int] = {}
+    for event in events:
+        if isinstance(event, Chunk):
+            current = event.seq
+        elif isinstance(event, Audio):
+            assert event.seq == current
+            frames_per_seq[event.seq] = frames_per_seq.get(event.seq, 0) + 1
+    assert set(frames_per_seq) == {c.seq for c in chunks}
+    done = events[-1]
+    assert isinstance(done, Done)
+    assert done.stats.chunks == len(chunks)
+    audio_ms = sum(len(e.pcm) for e in events if isinstance(e, Audio)) / 2 / 22.05
+    assert done.stats.audio_ms == pytest.approx(audio_ms, abs=len(chunks) + 1)
+
+
+@module_loop
+async def test_flush_speaks_unfinished_sentence_and_acknowledges(server: RunningServer) -> None:
+    async with connect(server.url, encoding="msgpack") as stream:
+        await stream.send_text("An unfinished thought", flush=True)
+        seen: list[object] = []
+        async for event in stream:
+            seen.append(event)
+            if isinstance(event, Flushed):
+                break
+        await stream.end()
+        rest = [event async for event in stream]
+    chunks = [e for e in seen if isinstance(e, Chunk)]
+    assert [c.text for c in chunks] == ["An unfinished thought"]
+    assert any(isinstance(e, Audio) for e in seen)
+    assert seen[-1] == Flushed(chunks[-1].seq)
+    assert isinstance(rest[-1], Done)
+
+
+@module_loop
+async def test_bad_voice_is_refused_with_bad_request(server: RunningServer) -> None:
+    with pytest.raises(BadRequest) as info:
+        async with connect(server.url, voice="no-such-voice"):
+            pass
+    assert info.value.status == 400
+    assert "voice" in str(info.value.body)
+
+
+@module_loop
+async def test_api_key_header_and_query() -> None:
+    async with run_server(api_keys=("s3cret",)) as srv:
+        with pytest.raises(Unauthorized) as info:
+            async with connect(srv.url):
+                pass
+        assert info.value.status == 401
+        for in_query in (False, True):
+            async with connect(srv.url, token="s3cret", token_in_query=in_query) as stream:
+                await stream.end()
+                events = [event async for event in stream]
+            assert isinstance(events[0], Ready) and isinstance(events[-1], Done)
+
+
+@module_loop
+async def test_voice_agent_barge_in_reports_what_was_heard(server: RunningServer) -> None:
+    agent = _load_voice_agent()
+    # Barge in after 3 s of playback: past the first sentence (~2.2 s of audio).
+    report = await agent.run_agent(server.url, barge_in_after_s=3.0, words_per_s=30.0,
+                                   timeout_s=30.0)
+    assert report.barged_in
+    assert report.cleared is not None
+    assert report.ttfa_ms is not None and report.ttfa_ms > 0
+    assert len(report.fully_played) >= 1
+    heard = " ".join(c.text for c in report.fully_played + report.partly_played)
+    assert agent.CANNED_REPLY.startswith(heard)  # what was heard is a prefix of the reply
+    assert report.done is not None  # the stream ended cleanly after the clear
+    assert not report.errors
+
+
+def _load_voice_agent() -> Any:
+    path = Path(__file__).resolve().parent.parent / "clients" / "voice_agent.py"
+    spec = importlib.util.spec_from_file_location("voice_agent", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["voice_agent"] = module  # dataclasses resolve annotations via sys.modules
+    spec.loader.exec_module(module)
+    return module
