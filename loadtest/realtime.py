@@ -329,7 +329,15 @@ def machine_info() -> dict[str, Any]:
     except OSError:
         pass
     return {"node": platform.node(), "cpu": model or "unknown", "nproc": os.cpu_count() or 0,
-            "python": platform.python_version()}
+            "python": platform.python_version(), "loadavg_1m_at_start": _loadavg()}
+
+
+def _loadavg() -> float | None:
+    """1-minute load average: on a shared box, other work skews every figure; say so."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
 
 
 def _ms(value: float | None) -> str:
@@ -343,7 +351,9 @@ def format_report(summary: Summary, meta: dict[str, Any]) -> str:
     errors = ", ".join(f"{k}: {v}" for k, v in sorted(s.errors.items())) or "none"
     closes = ", ".join(f"{k}: {v}" for k, v in sorted(s.abnormal_closes.items())) or "none"
     lines = [
-        f"machine        {m['node']} | {m['cpu']} | nproc {m['nproc']} | python {m['python']}",
+        f"machine        {m['node']} | {m['cpu']} | nproc {m['nproc']} | python {m['python']}"
+        f" | load avg 1m {m.get('loadavg_1m_at_start')} at start, {meta.get('loadavg_1m_at_end')}"
+        " at end",
         f"server         {meta['url']}",
         f"load           {s.streams} streams, arrival {meta['arrival']}, text {meta['text']}"
         + (f" at {meta['token_rate']} words/s" if meta["text"] == "tokens" else ""),
@@ -541,6 +551,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary, _ = asyncio.run(run_load(args.url, streams=args.streams, arrival=args.arrival,
                                       text=args.text, token_rate=args.token_rate,
                                       seed=args.seed, timeout_s=args.timeout_s))
+    meta["loadavg_1m_at_end"] = _loadavg()
     if args.json:
         print(json.dumps({**meta, "summary": asdict(summary)}))
     else:
@@ -572,7 +583,7 @@ def _capacity(args: argparse.Namespace, meta: dict[str, Any]) -> int:
               f"({s.streams_with_stalls} streams, {s.stall_ms_total:.0f} ms); "
               f"worst lateness {_ms(s.worst_chunk_lateness_ms)} ms; refused {s.refused}; "
               f"errors {sum(s.errors.values())}; done {s.completed}/{s.streams}; "
-              f"wall {s.wall_s:.1f} s", flush=True)
+              f"wall {s.wall_s:.1f} s; load avg 1m {_loadavg()}", flush=True)
 
     async def search() -> tuple[int, list[Probe], bool]:
         first = True
@@ -603,7 +614,8 @@ def _capacity(args: argparse.Namespace, meta: dict[str, Any]) -> int:
                                       "summary": asdict(p.summary)} for p in probes]}))
     else:
         m = meta["machine"]
-        print(f"machine {m['node']} | {m['cpu']} | nproc {m['nproc']}; server {args.url}")
+        print(f"machine {m['node']} | {m['cpu']} | nproc {m['nproc']}; server {args.url}; "
+              f"load avg 1m {m['loadavg_1m_at_start']} at start, {_loadavg()} at end")
         note = " (search stopped at --max-time-s)" if bounded else ""
         capped = " (= --max-streams)" if capacity >= max_streams else ""
         print(f"capacity {capacity} streams{capped}{note} of text {args.text}, "
