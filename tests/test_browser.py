@@ -106,6 +106,9 @@ async def test_browser_player_plays_and_stops(tmp_path: Path) -> None:
     assert play["pageProblems"] == []
     # Stopped mid-stream: cleared by the server, nothing played after.
     assert stop["state"] == "stopped"
+    assert stop["clearSent"] is True
+    # protocol-v1: `clear` is a barge-in and must work after `end` too (the player sends
+    # text + end at once, so Stop always comes after end).
     assert stop["cleared"] is True
     assert stop["playedAfterMs"] == stop["playedLaterMs"]
     assert stop["playedAfterMs"] - stop["playedAtClickMs"] < 400

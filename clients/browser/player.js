@@ -10,7 +10,7 @@
 //
 // window.litestreamStats is kept up to date for tests and curious humans:
 //   {state, ttfaMs, ttfpMs, underruns, underrunMs, playedMs, bufferedMs, receivedMs, audioMs,
-//    chunks, sampleRate, contextRate, voice, cleared, error}
+//    chunks, sampleRate, contextRate, contextState, voice, clearSent, cleared, error}
 // state: "idle" -> "connecting" -> "playing" -> "done" (server done AND buffer drained),
 //        or "stopped" (Stop pressed) / "error".
 
@@ -55,7 +55,8 @@ function freshStats() {
     contextRate: null,
     contextState: null,
     voice: null,
-    cleared: false,
+    clearSent: false, // Stop sent {"type":"clear"}
+    cleared: false, // ... and the server answered `cleared`
     error: null,
   };
 }
@@ -398,6 +399,7 @@ class Session {
     const ws = this.ws;
     if (ws && ws.readyState === WebSocket.OPEN) {
       ws.send(JSON.stringify({ type: "clear" }));
+      stats.clearSent = true;
       // Wait briefly for `cleared` (or done) before closing; drop any audio meanwhile.
       const timer = setTimeout(() => ws.close(1000), 1000);
       ws.onmessage = (event) => {

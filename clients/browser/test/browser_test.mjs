@@ -178,6 +178,7 @@ async function stopCheck(browser) {
     playedLaterMs: Math.round(after2.playedMs),
     audioMs: Math.round(after2.audioMs),
     state: after2.state,
+    clearSent: after2.clearSent,
     cleared: after2.cleared,
     bufferedMs: Math.round(after2.bufferedMs),
     pageProblems: problems,
@@ -185,6 +186,7 @@ async function stopCheck(browser) {
   check("stop.was_playing", before.state === "playing" && before.playedMs > 0 && !stopDisabledBefore,
     `state ${before.state}, played ${before.playedMs}, stop disabled ${stopDisabledBefore}`);
   check("stop.state", after2.state === "stopped", `state ${after2.state}`);
+  check("stop.clear_sent", after2.clearSent === true, "Stop sent no clear");
   check("stop.cleared", after2.cleared === true, "no `cleared` from the server");
   check("stop.silent_after", after2.playedMs === after1.playedMs,
     `played grew after stop: ${after1.playedMs} -> ${after2.playedMs}`);
