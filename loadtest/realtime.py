@@ -60,6 +60,7 @@ class StreamResult:
     chunks: int = 0
     chunk_lateness_ms: list[float] = field(default_factory=list)  # chunks after the first
     errors: list[str] = field(default_factory=list)  # `error` codes received
+    error_messages: list[str] = field(default_factory=list)  # their messages, same order
     done: bool = False  # `done` arrived
     close_code: int | None = None  # None when the server closed with 1000 after done
     timed_out: bool = False
@@ -121,8 +122,9 @@ class StreamRecorder:
         self.result.stall_ms = clock.stall_ms
         return stall_ms
 
-    def on_error(self, code: str) -> None:
+    def on_error(self, code: str, message: str = "") -> None:
         self.result.errors.append(code)
+        self.result.error_messages.append(message)
 
     def on_done(self, underrun_ms: int | None = None) -> None:
         self.result.done = True
@@ -167,6 +169,7 @@ class Summary:
     refused_by_status: dict[str, int]
     connect_errors: int
     errors: dict[str, int]  # `error` codes received, counted
+    error_examples: dict[str, str]  # code -> the first message seen with it
     abnormal_closes: dict[str, int]  # close code -> streams
     timed_out: int
     audio_s_total: float
@@ -183,11 +186,14 @@ def summarize(results: Sequence[StreamResult], wall_s: float) -> Summary:
     refused: dict[str, int] = {}
     errors: dict[str, int] = {}
     closes: dict[str, int] = {}
+    examples: dict[str, str] = {}
     for r in results:
         if r.refused_status is not None:
             refused[str(r.refused_status)] = refused.get(str(r.refused_status), 0) + 1
-        for code in r.errors:
+        for code, message in zip(r.errors, r.error_messages or [""] * len(r.errors),
+                                 strict=True):
             errors[code] = errors.get(code, 0) + 1
+            examples.setdefault(code, message)
         if r.close_code is not None:
             closes[str(r.close_code)] = closes.get(str(r.close_code), 0) + 1
     return Summary(
@@ -206,6 +212,7 @@ def summarize(results: Sequence[StreamResult], wall_s: float) -> Summary:
         refused_by_status=refused,
         connect_errors=sum(1 for r in results if r.connect_error is not None),
         errors=errors,
+        error_examples=examples,
         abnormal_closes=closes,
         timed_out=sum(1 for r in results if r.timed_out),
         audio_s_total=math.fsum(r.audio_s for r in results),
@@ -348,7 +355,8 @@ def format_report(summary: Summary, meta: dict[str, Any]) -> str:
     m = meta["machine"]
     s = summary
     refused = ", ".join(f"{k}: {v}" for k, v in sorted(s.refused_by_status.items())) or "none"
-    errors = ", ".join(f"{k}: {v}" for k, v in sorted(s.errors.items())) or "none"
+    errors = ", ".join(f"{k}: {v} ({s.error_examples.get(k, '')!r})"
+                       for k, v in sorted(s.errors.items())) or "none"
     closes = ", ".join(f"{k}: {v}" for k, v in sorted(s.abnormal_closes.items())) or "none"
     lines = [
         f"machine        {m['node']} | {m['cpu']} | nproc {m['nproc']} | python {m['python']}"
@@ -439,7 +447,7 @@ async def run_stream(url: str, mode: str, recorder: StreamRecorder, *, token_rat
                 recorder.on_chunk(int(msg["seq"]), str(msg.get("text", "")),
                                   int(msg.get("start_ms", 0)), int(msg.get("duration_ms", 0)), t)
             elif kind == "error":
-                recorder.on_error(str(msg.get("code", "")))
+                recorder.on_error(str(msg.get("code", "")), str(msg.get("message", "")))
             elif kind == "done":
                 recorder.on_done((msg.get("stats") or {}).get("underrun_ms"))
 

@@ -145,7 +145,8 @@ def test_summarize_counts_everything() -> None:
         _result(0, ttfa_ms=100.0, audio_s=10.0, done=True, chunks=3,
                 chunk_lateness_ms=[-400.0, -200.0]),
         _result(1, ttfa_ms=300.0, audio_s=10.0, done=True, chunks=3, stall_count=2,
-                stall_ms=150.0, chunk_lateness_ms=[-100.0, 120.0], errors=["synthesis_failed"]),
+                stall_ms=150.0, chunk_lateness_ms=[-100.0, 120.0], errors=["synthesis_failed"],
+                error_messages=["chunk 2 failed"]),
         _result(2, refused_status=503),
         _result(3, refused_status=429),
         _result(4, connect_error="OSError: refused"),
@@ -158,6 +159,7 @@ def test_summarize_counts_everything() -> None:
     assert s.refused == 2 and s.refused_by_status == {"503": 1, "429": 1}
     assert s.connect_errors == 1 and s.timed_out == 1
     assert s.errors == {"synthesis_failed": 1} and s.abnormal_closes == {"1013": 1}
+    assert s.error_examples == {"synthesis_failed": "chunk 2 failed"}
     assert s.audio_s_total == pytest.approx(21.0)
     assert s.worst_chunk_lateness_ms == 120.0
     assert s.wall_s == 12.5
