@@ -240,7 +240,8 @@ def main(argv: list[str] | None = None) -> int:
         for text in report.unplayed:
             print(f"  {text}")
     stall_ms = sum(s.ms for s in report.stalls)
-    print(f"stalls: {len(report.stalls)} ({stall_ms:.0f} ms)")
+    # A listener also runs dry when the LLM is slower than speech; the clock cannot tell which.
+    print(f"stalls: {len(report.stalls)} ({stall_ms:.0f} ms; includes waiting on the LLM)")
     if report.done is not None:
         print(f"server stats: {report.done}")
     for err in report.errors:
