@@ -101,14 +101,16 @@ class Config:
     idle_timeout_s: float = field(
         default=300.0, metadata={"help": "close a stream with no message and no audio for this"}
     )
+    # Per-address defaults are generous: many clients may share one address (a NAT, a proxy,
+    # a load test over loopback). Operators with API keys tighten them per key.
     messages_per_s: float = field(
-        default=50.0, metadata={"help": "message rate per key (or client address)"}
+        default=200.0, metadata={"help": "message rate per key (or client address)"}
     )
     chars_per_s: float = field(
-        default=2000.0, metadata={"help": "text rate per key (or client address)"}
+        default=20_000.0, metadata={"help": "text rate per key (or client address), chars/s"}
     )
     streams_per_key: int = field(
-        default=32, metadata={"help": "concurrent streams per key (or client address)"}
+        default=64, metadata={"help": "concurrent streams per key (or client address)"}
     )
     send_buffer_s: float = field(
         default=30.0, metadata={"help": "audio queued to a slow reader before it is closed, s"}

@@ -266,6 +266,25 @@ class Scheduler:
         cfg = self.config
         if cfg.max_streams and len(self._streams) >= cfg.max_streams:
             return self._refuse("streams")
+        demand, new_rtf = self._demand(now)
+        if demand + new_rtf > self.workers * cfg.target_utilization:
+            return self._refuse("capacity")
+        first_compute = cfg.chunk_overhead_s + new_rtf * (
+            cfg.admit_first_chunk_chars * cfg.audio_per_char_s
+        )
+        urgent = self._urgent_compute(now)
+        if (urgent + first_compute) / self.workers > cfg.first_audio_target_s + cfg.admit_backlog_s:
+            return self._refuse("capacity")
+        return Admission(accepted=True, retry_after_s=0.0, reason="")
+
+    def load(self, now: float) -> float:
+        """Predicted compute demand of active streams over capacity: 1.0 = every worker busy.
+
+        The per-pod signal for autoscaling (litestream_scheduler_load)."""
+        return self._demand(now)[0] / self.workers
+
+    def _demand(self, now: float) -> tuple[float, float]:
+        """(summed RTF share of active streams, the price of a new stream in the same units)."""
         demand = 0.0
         rtf_sum = 0.0
         known = 0
@@ -277,15 +296,7 @@ class Scheduler:
                 demand += self.model.rtf(s.voice)
         # A new stream's voice is not known yet: price it at the mean RTF of streams seen so far.
         new_rtf = rtf_sum / known if known else self.model.rtf("")
-        if demand + new_rtf > self.workers * cfg.target_utilization:
-            return self._refuse("capacity")
-        first_compute = cfg.chunk_overhead_s + new_rtf * (
-            cfg.admit_first_chunk_chars * cfg.audio_per_char_s
-        )
-        urgent = self._urgent_compute(now)
-        if (urgent + first_compute) / self.workers > cfg.first_audio_target_s + cfg.admit_backlog_s:
-            return self._refuse("capacity")
-        return Admission(accepted=True, retry_after_s=0.0, reason="")
+        return demand, new_rtf
 
     def _refuse(self, reason: str) -> Admission:
         self._stats.refused += 1

@@ -46,6 +46,12 @@ from litestream.security import (
     extract_key,
     origin_allowed,
     refusal_body,
+    refusal_headers,
+    refuse_bad_param,
+    refuse_capacity,
+    refuse_draining,
+    refuse_origin,
+    refuse_unauthorized,
 )
 from litestream.segmenter import Segmenter
 from litestream.workers import WorkerPool, WorkResult
@@ -53,6 +59,7 @@ from litestream.workers import WorkerPool, WorkResult
 log = logging.getLogger("litestream.server")
 
 STREAM_PATH = "/v1/stream"
+DRAIN_RETRY_AFTER_S = 5.0  # a draining pod's clients should reconnect (to another pod) soon
 _CLOSE = object()  # outbox sentinel: close the stream normally after what precedes it
 
 
@@ -89,10 +96,7 @@ class Stream:
     cursor_ms: int = 0                   # start_ms of the next chunk
     first_text_at: float | None = None   # loop time of the first speakable text
     ttfa_ms: int | None = None
-    playback_start: float | None = None  # loop time the first frame was queued
-    enqueued_audio_s: float = 0.0        # audio handed to the outbox since playback start
-    underrun_ms: float = 0.0             # server-side estimate of listener stalls
-    stalls: int = 0
+    stalls: int = 0                      # the scheduler's estimate of listener underruns
     close_code: int = CloseCode.NORMAL
     close_reason: str = ""
 
@@ -107,7 +111,7 @@ class LitestreamServer:
         self.voice_ids = frozenset(self.voices)
         self.metrics = Metrics()
         self.keys = KeyCheck(config.all_api_keys())
-        self.limits = ClientLimits(config)
+        self.limits = ClientLimits.from_config(config)
         self.scheduler = Scheduler(_scheduler_config(config), workers=config.workers)
         self.streams: dict[str, Stream] = {}
         self.static_dir = default_static_dir()
@@ -229,18 +233,18 @@ class LitestreamServer:
         params: HandshakeParams | None = None
         key_label: str | None = None
         if self.draining:
-            refusal = Refusal(503, "draining", "server is draining; retry elsewhere", 5.0)
+            refusal = refuse_draining(DRAIN_RETRY_AFTER_S)
         elif not origin_allowed(request.headers.get("Origin"), self.config.allowed_origins):
-            refusal = Refusal(403, "origin", "origin not allowed", None)
+            refusal = refuse_origin()
         if refusal is None and self.keys.enabled:
             key_label = self.keys.check(extract_key(dict(request.headers.raw_items()), query))
             if key_label is None:
-                refusal = Refusal(401, "unauthorized", "missing or invalid API key", None)
+                refusal = refuse_unauthorized()
         if refusal is None:
             try:
                 params = protocol.parse_query(query, self._defaults, self.voice_ids)
             except QueryError as exc:
-                refusal = Refusal(400, "bad_param", exc.message, None)
+                refusal = refuse_bad_param(exc.param, exc.message)
         client = key_label or client_addr
         if refusal is None:
             refusal = self.limits.admit_handshake(client, now)
@@ -248,14 +252,12 @@ class LitestreamServer:
             admission = self.scheduler.admit(now)
             if not admission.accepted:
                 self.limits.release(client)
-                refusal = Refusal(503, "capacity", "no capacity for another stream",
-                                  admission.retry_after_s)
+                refusal = refuse_capacity(admission.retry_after_s)
         if refusal is not None:
             self.metrics.refused(refusal.reason)
             log.info("refused handshake from %s: %d %s", client_addr, refusal.status,
                      refusal.reason)
-            return _response(http.HTTPStatus(refusal.status), refusal_body(refusal),
-                             "application/json", refusal.retry_after_s)
+            return _refusal_response(refusal)
         assert params is not None
         self._params[id(connection)] = (params, client)
         return None
@@ -322,6 +324,7 @@ class LitestreamServer:
 
     def _finish(self, stream: Stream) -> None:
         self.streams.pop(stream.id, None)
+        underrun_ms = round(self.scheduler.underrun_s(stream.id) * 1000)
         dropped = self.scheduler.close_stream(stream.id, self._now())
         self.limits.release(stream.client)
         code = stream.ws.close_code if stream.ws.close_code is not None else stream.close_code
@@ -329,7 +332,7 @@ class LitestreamServer:
         stream_summary(
             stream.log.logger, session=stream.id, chars=stream.chars,
             audio_ms=stream.cursor_ms, ttfa_ms=stream.ttfa_ms, stalls=stream.stalls,
-            underrun_ms=round(stream.underrun_ms), close_code=code,
+            underrun_ms=underrun_ms, close_code=code,
             reason=stream.close_reason or f"dropped {dropped} queued chunks",
         )
         self._dispatch()
@@ -347,24 +350,34 @@ class LitestreamServer:
                 return
             try:
                 self._on_frame(stream, frame)
+                continue
             except ProtocolError as exc:
-                self.metrics.error(exc.code)
-                stream.log.info("protocol error %s: %s", exc.code, exc.message)
-                self._queue(stream, protocol.error(exc.code, exc.message, exc.fatal))
-                if exc.fatal:
-                    stream.close_code, stream.close_reason = exc.close_code, str(exc.code)
-                    self._queue(stream, (exc.close_code, exc.message))
-                    return
+                error = exc
+                stream.log.info("protocol error %s: %s", error.code, error.message)
+            except Exception:  # a bug must cost this stream only, never the server
+                stream.log.exception("internal error while handling a message")
+                error = ProtocolError(ErrorCode.INTERNAL, "internal error", fatal=True)
+            self.metrics.error(error.code)
+            self._queue(stream, protocol.error(error.code, error.message, error.fatal))
+            if error.fatal:
+                stream.close_code, stream.close_reason = error.close_code, str(error.code)
+                self._queue(stream, (error.close_code, error.message))
+                return
 
     def _on_frame(self, stream: Stream, frame: str | bytes) -> None:
         now = self._now()
         message = protocol.parse(protocol.decode(frame, stream.encoding), self.voice_ids)
-        chars = len(message.text) if isinstance(message, protocol.TextMsg) else 0
-        wait_s = self.limits.on_message(stream.client, chars, now)
-        if wait_s > 0:
-            # Refused, and said so: this message was not accepted.
-            raise ProtocolError(ErrorCode.RATE_LIMITED,
-                                f"over the message or text rate; retry in {wait_s:.1f} s")
+        if isinstance(message, protocol.TextMsg):
+            self._check_text_limits(stream, message.text)
+        # `clear` and `end` are never rate limited: dropping a barge-in or an end would leave
+        # the client waiting for `cleared` or `done` forever.
+        if not isinstance(message, protocol.ClearMsg | protocol.EndMsg):
+            chars = len(message.text) if isinstance(message, protocol.TextMsg) else 0
+            wait_s = self.limits.on_message(stream.client, chars, now)
+            if wait_s > 0:
+                # Refused, and said so: none of this message was accepted.
+                raise ProtocolError(ErrorCode.RATE_LIMITED,
+                                    f"over the message or text rate; retry in {wait_s:.1f} s")
         if isinstance(message, protocol.ConfigMsg):
             stream.settings = protocol.apply_config(stream.settings, message)
         elif isinstance(message, protocol.TextMsg):
@@ -381,7 +394,7 @@ class LitestreamServer:
             self._maybe_done(stream)
         self._dispatch()
 
-    def _accept_text(self, stream: Stream, text: str, now: float) -> None:
+    def _check_text_limits(self, stream: Stream, text: str) -> None:
         if stream.chars + len(text) > self.config.max_stream_chars:
             raise ProtocolError(ErrorCode.TEXT_TOO_LONG,
                                 f"stream text over {self.config.max_stream_chars} characters",
@@ -391,11 +404,12 @@ class LitestreamServer:
             raise ProtocolError(ErrorCode.TEXT_TOO_LONG,
                                 f"buffered text over {self.config.max_buffered_chars} characters;"
                                 " send flush or smaller pieces")
+
+    def _accept_text(self, stream: Stream, text: str, now: float) -> None:
         stream.chars += len(text)
-        if stream.playback_start is None:
-            # protocol-v1: Timing promise. Under load the scheduler asks for shorter first
-            # chunks so first audio stays within target.
-            stream.segmenter.first_chunk_chars = self.scheduler.first_chunk_chars(now)
+        # protocol-v1: Timing promise. Under load the scheduler asks for shorter first chunks
+        # so first audio stays within target; the segmenter applies it to first chunks only.
+        stream.segmenter.first_chunk_chars = self.scheduler.first_chunk_chars(now)
         self._submit(stream, stream.segmenter.feed(text), now)
 
     def _flush(self, stream: Stream, now: float) -> None:
@@ -412,8 +426,6 @@ class LitestreamServer:
         stream.flush_marks.clear()
         while not stream.outbox.empty():
             stream.outbox.get_nowait()
-        stream.playback_start = None
-        stream.enqueued_audio_s = 0.0
         self._queue(stream, protocol.cleared(stream.last_seq))
 
     def _submit(self, stream: Stream, chunks: Sequence[str], now: float) -> None:
@@ -454,7 +466,6 @@ class LitestreamServer:
             wake = self.scheduler.next_wakeup_s(now)
             if wake is not None and self._loop is not None:
                 self._wakeup = self._loop.call_at(max(wake, now + 0.001), self._dispatch)
-        self._refresh_gauges()
 
     def _on_result(self, result: WorkResult) -> None:
         now = self._now()
@@ -467,7 +478,7 @@ class LitestreamServer:
             keep = self.scheduler.complete(job, audio_s=audio_s, compute_s=result.compute_s,
                                            now=now)
             self.metrics.synthesized(result.compute_s, audio_s)
-            if result.compute_s > 3 * job.predicted_compute_s and result.compute_s > 0.5:
+            if job.overrun:
                 log.warning("session=%s seq=%d took %.2f s, predicted %.2f s", job.stream_id,
                             job.seq, result.compute_s, job.predicted_compute_s)
         stream = self.streams.get(job.stream_id)
@@ -505,32 +516,25 @@ class LitestreamServer:
         pcm = protocol.to_pcm(result.audio, settings.format)
         duration_ms = protocol.samples_to_ms(len(result.audio), rate)
         audio_s = len(result.audio) / rate
-        if stream.playback_start is None:
-            stream.playback_start = now
-            stream.enqueued_audio_s = 0.0
-            if stream.ttfa_ms is None and stream.first_text_at is not None:
-                ttfa_s = now - stream.first_text_at
-                stream.ttfa_ms = round(ttfa_s * 1000)
-                self.metrics.first_audio(ttfa_s)
-        else:
-            # Server-side stall estimate: the listener's buffer ran dry before this chunk.
-            dry_at = stream.playback_start + stream.enqueued_audio_s
-            if now > dry_at:
-                gap = now - dry_at
-                stream.underrun_ms += gap * 1000
-                stream.stalls += 1
-                self.metrics.stall(gap)
-                stream.playback_start += gap  # the player resumes when audio comes back
-        slack_s = stream.playback_start + stream.enqueued_audio_s - now
+        if stream.ttfa_ms is None and stream.first_text_at is not None:
+            ttfa_s = now - stream.first_text_at
+            stream.ttfa_ms = round(ttfa_s * 1000)
+            self.metrics.first_audio(ttfa_s)
         self._queue(stream, protocol.chunk(job.seq, job.text, stream.cursor_ms, duration_ms))
         size = protocol.frame_bytes(rate, settings.frame_ms, settings.format)
         for frame in protocol.split_frames(pcm, size):
             stream.outbox.put_nowait(protocol.encode_audio(job.seq, frame, stream.encoding))
         stream.cursor_ms += duration_ms
         stream.chunks_sent += 1
-        stream.enqueued_audio_s += audio_s
+        # The scheduler owns the playback clock and the listener's stall estimate.
+        underrun_before = self.scheduler.underrun_s(stream.id)
         self.scheduler.audio_sent(stream.id, audio_s, now)
-        self.metrics.chunk_sent(slack_s, audio_s, len(pcm))
+        gap_s = self.scheduler.underrun_s(stream.id) - underrun_before
+        if gap_s > 0:
+            stream.stalls += 1
+            self.metrics.stall(gap_s)
+        # Slack at send time: how long before its deadline this chunk's audio went out.
+        self.metrics.chunk_sent(job.deadline_s - now, audio_s, len(pcm))
 
     def _maybe_done(self, stream: Stream) -> None:
         if (stream.ending and not stream.finished and not stream.pending_seqs
@@ -538,7 +542,8 @@ class LitestreamServer:
             stream.finished = True
             self._queue(stream, protocol.done(
                 chars=stream.chars, chunks=stream.chunks_sent, audio_ms=stream.cursor_ms,
-                ttfa_ms=stream.ttfa_ms, underrun_ms=round(stream.underrun_ms)))
+                ttfa_ms=stream.ttfa_ms,
+                underrun_ms=round(self.scheduler.underrun_s(stream.id) * 1000)))
             self._queue(stream, _CLOSE)
 
     def _queue(self, stream: Stream, message: Any) -> None:
@@ -599,6 +604,14 @@ def _response(status: http.HTTPStatus, body: bytes, content_type: str,
     headers["Cache-Control"] = "no-store"
     if retry_after_s is not None:
         headers["Retry-After"] = str(max(1, round(retry_after_s)))
+    return Response(status.value, status.phrase, headers, body)
+
+
+def _refusal_response(refusal: Refusal) -> Response:
+    status = http.HTTPStatus(refusal.status)
+    body = refusal_body(refusal)
+    headers = Headers(refusal_headers(refusal))
+    headers["Content-Length"] = str(len(body))
     return Response(status.value, status.phrase, headers, body)
 
 

@@ -463,3 +463,15 @@ def test_burst_of_twenty_streams_no_stalls_and_bounded_first_audio(seed: int) ->
     assert max(shrunk.first_audio_s) <= bound  # ~1.3 s; the bound is ~1.6 s
     # Shorter first chunks under load are what buys it: whole sentences take ~1.8 s.
     assert max(shrunk.first_audio_s) < max(whole.first_audio_s) - 0.2
+
+
+def test_load_counts_active_streams_only() -> None:
+    sched = Scheduler(SchedulerConfig(open_grace_s=0.0), workers=2)
+    assert sched.load(0.0) == 0.0
+    sched.open_stream("a", "normal", 0.0)
+    sched.open_stream("b", "normal", 0.0)
+    sched.submit("a", "Some words to speak now.", speed=1.0, voice="v", now=0.0)
+    one = sched.load(0.0)
+    assert one > 0.0
+    sched.submit("b", "Other words to speak now.", speed=1.0, voice="v", now=0.0)
+    assert sched.load(0.0) == pytest.approx(2 * one)
