@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import gevent
 from locust import User, between, task
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
@@ -55,6 +56,7 @@ from litestream.protocol import Encoding, encode
 logger = logging.getLogger("litestream.loadtest")
 STREAM_PATH = "/v1/stream"
 RECV_TIMEOUT_S = 60.0  # the server may hold audio back while a listener has plenty buffered
+MAX_RETRY_AFTER_S = 10.0  # cap on honouring Retry-After, so a short run still retries
 
 PARAGRAPHS = (
     "Good morning. Here is your weather for today. Expect clear skies until noon, then "
@@ -109,6 +111,14 @@ class ListenerUser(User):
             self._fire("connect", (time.perf_counter() - start) * 1000.0,
                        exception=StreamFailed(f"HTTP {status} refused"))
             logger.debug("refused: HTTP %d, Retry-After %s", status, retry)
+            # A well-behaved client honours Retry-After (protocol-v1: 429 and 503 carry it);
+            # without this, refused users would hammer the handshake every wait_time.
+            try:
+                delay_s = float(retry) if retry is not None else 0.0
+            except ValueError:
+                delay_s = 1.0
+            if delay_s > 0:
+                gevent.sleep(min(MAX_RETRY_AFTER_S, delay_s) * random.uniform(1.0, 1.5))
             return None
         except (OSError, TimeoutError) as exc:
             self._fire("connect", (time.perf_counter() - start) * 1000.0, exception=exc)

@@ -26,6 +26,7 @@ from litestream.client import (
     PlaybackClock,
     Ready,
     Unauthorized,
+    Unavailable,
     build_url,
     connect,
     synthesize,
@@ -256,8 +257,8 @@ async def test_bad_voice_is_refused_with_bad_request(server: RunningServer) -> N
 
 
 @module_loop
-async def test_api_key_header_and_query() -> None:
-    async with run_server(api_keys=("s3cret",)) as srv:
+async def test_api_key_and_capacity_refusals() -> None:
+    async with run_server(api_keys=("s3cret",), max_streams=1) as srv:
         with pytest.raises(Unauthorized) as info:
             async with connect(srv.url):
                 pass
@@ -267,6 +268,14 @@ async def test_api_key_header_and_query() -> None:
                 await stream.end()
                 events = [event async for event in stream]
             assert isinstance(events[0], Ready) and isinstance(events[-1], Done)
+        # max_streams=1: while one stream is open, the next handshake gets 503 + Retry-After.
+        async with connect(srv.url, token="s3cret") as held:
+            assert isinstance(await anext(held), Ready)
+            with pytest.raises(Unavailable) as refused:
+                async with connect(srv.url, token="s3cret"):
+                    pass
+            assert refused.value.status == 503
+            assert refused.value.retry_after_s is not None and refused.value.retry_after_s > 0
 
 
 @module_loop
