@@ -14,6 +14,7 @@ import http
 import json
 import logging
 import mimetypes
+import os
 import signal
 import ssl
 import uuid
@@ -310,9 +311,8 @@ class LitestreamServer:
         sender = asyncio.create_task(self._send_loop(stream))
         self._queue(stream, protocol.ready(session, settings, stream.sample_rate))
         try:
-            await self._receive_loop(stream)
-            if stream.ending:
-                await sender  # the sender closes the stream after `done`
+            if await self._receive_loop(stream):
+                await sender  # it sends what is queued, `done` or a fatal error, then closes
         except ConnectionClosed:
             pass
         finally:
@@ -337,7 +337,9 @@ class LitestreamServer:
         )
         self._dispatch()
 
-    async def _receive_loop(self, stream: Stream) -> None:
+    async def _receive_loop(self, stream: Stream) -> bool:
+        """Read client messages until `end` or a fatal error (True: the sender must finish
+        and close) or until the connection is gone (False)."""
         idle = self.config.idle_timeout_s
         while not stream.ending:
             try:
@@ -347,7 +349,7 @@ class LitestreamServer:
                     continue  # still speaking: not idle
                 stream.close_code, stream.close_reason = CloseCode.POLICY, "idle timeout"
                 await stream.ws.close(CloseCode.POLICY, "idle timeout")
-                return
+                return False
             try:
                 self._on_frame(stream, frame)
                 continue
@@ -362,7 +364,8 @@ class LitestreamServer:
             if error.fatal:
                 stream.close_code, stream.close_reason = error.close_code, str(error.code)
                 self._queue(stream, (error.close_code, error.message))
-                return
+                return True
+        return True
 
     def _on_frame(self, stream: Stream, frame: str | bytes) -> None:
         now = self._now()
@@ -652,29 +655,23 @@ async def run(config: Config) -> None:
     await server.start()
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    signals = 0
 
-    def on_signal() -> None:
-        nonlocal signals
-        signals += 1
-        if signals == 1:
-            log.info("signal received: draining (send again to exit now)")
+    def on_signal(sig: signal.Signals) -> None:
+        if not stop.is_set():
+            log.info("%s: draining for up to %.0f s (send it again to exit now)", sig.name,
+                     config.drain_grace_s)
             stop.set()
-        else:
-            log.warning("second signal: exiting now")
-            raise SystemExit(1)
+            return
+        log.warning("%s again: exiting now", sig.name)
+        # Die of the signal itself, as a process without a handler would.
+        signal.signal(sig, signal.SIG_DFL)
+        os.kill(os.getpid(), sig)
 
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, on_signal)
+        loop.add_signal_handler(sig, on_signal, sig)
     await stop.wait()
-    drain = asyncio.create_task(server.drain())
-    while not drain.done():
-        await asyncio.sleep(0.05)
-        if signals > 1:
-            break
-    if signals > 1:
-        drain.cancel()
-        raise SystemExit(1)
+    await server.drain()
+    log.info("drained; bye")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
