@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -228,3 +229,24 @@ def test_second_signal_exits_at_once(
     asyncio.run(hold_stream())
     assert proc.wait(5) == -signal.SIGTERM
     assert time.monotonic() - started < 3  # well inside the 3 s grace + close
+
+
+# ---------------------------------------------------------------- TLS
+
+async def test_tls_serves_wss(tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    made = subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        capture_output=True, check=False,
+    )
+    assert made.returncode == 0, made.stderr.decode()
+    client_ctx = ssl.create_default_context(cafile=str(cert))
+    async with run_server(tls_cert=cert, tls_key=key) as srv:
+        url = f"wss://127.0.0.1:{srv.port}/v1/stream"
+        async with connect(url, ssl=client_ctx) as ws:
+            assert json.loads(await ws.recv())["type"] == "ready"
+        with pytest.raises(ssl.SSLError):  # a client that does not trust it is refused
+            async with connect(url, ssl=ssl.create_default_context()):
+                pass
