@@ -101,7 +101,7 @@ async def test_browser_player_plays_and_stops(tmp_path: Path) -> None:
     assert abs(play["playedMs"] - play["audioMs"]) <= max(300, 0.1 * play["audioMs"])
     assert play["underruns"] == 0
     assert play["sampleRate"] == play["contextRate"] == 22050  # no resampling in chromium
-    assert 0 < play["ttfaMs"] < 5000
+    assert 0 < play["ttfaMs"] < 30_000  # sanity only: latency is loadtest territory, not this
     assert 0.8 < play["realtimeRatio"] < 1.25
     assert play["pageProblems"] == []
     # Stopped mid-stream: cleared by the server, nothing played after.
@@ -111,6 +111,6 @@ async def test_browser_player_plays_and_stops(tmp_path: Path) -> None:
     # text + end at once, so Stop always comes after end).
     assert stop["cleared"] is True
     assert stop["playedAfterMs"] == stop["playedLaterMs"]
-    assert stop["playedAfterMs"] - stop["playedAtClickMs"] < 400
+    assert 0 <= stop["playedAfterMs"] - stop["playedAtStopMs"] < 250
     _assert_png(play_png)
     _assert_png(stop_png)

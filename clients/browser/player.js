@@ -55,6 +55,7 @@ function freshStats() {
     contextRate: null,
     contextState: null,
     voice: null,
+    playedAtStopMs: null, // playedMs as last reported when Stop was pressed
     clearSent: false, // Stop sent {"type":"clear"}
     cleared: false, // ... and the server answered `cleared`
     error: null,
@@ -393,6 +394,7 @@ class Session {
 
   stop() {
     if (stats.state !== "connecting" && stats.state !== "playing") return;
+    stats.playedAtStopMs = stats.playedMs;
     if (this.node) this.node.port.postMessage({ type: "clear" });
     this.pending = [];
     setState("stopped");
