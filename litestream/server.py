@@ -64,6 +64,15 @@ DRAIN_RETRY_AFTER_S = 5.0  # a draining pod's clients should reconnect (to anoth
 _CLOSE = object()  # outbox sentinel: close the stream normally after what precedes it
 
 
+@dataclass(frozen=True, slots=True)
+class _Audio:
+    """An outbox item a `clear` drops: a frame of audio, or the `chunk` event announcing it."""
+
+    payload: str | bytes
+    ms: float            # audio in this item (0 for the chunk event)
+    announces: bool = False
+
+
 def default_static_dir() -> Path | None:
     """The browser player: clients/browser in a source checkout (and in the Docker image)."""
     here = Path(__file__).resolve().parent
@@ -94,7 +103,7 @@ class Stream:
     finished: bool = False               # `done` queued
     chars: int = 0                       # text accepted, characters
     chunks_sent: int = 0
-    cursor_ms: int = 0                   # start_ms of the next chunk
+    cursor_ms: float = 0.0               # start_ms of the next chunk (audio sent so far)
     first_text_at: float | None = None   # loop time of the first speakable text
     ttfa_ms: int | None = None
     stalls: int = 0                      # the scheduler's estimate of listener underruns
@@ -271,8 +280,9 @@ class LitestreamServer:
         elif path.startswith("/static/"):
             name = path[len("/static/"):]
             target = (self.static_dir / name).resolve()
-            # No path traversal: the resolved file must sit inside the static directory.
-            if not target.is_relative_to(self.static_dir.resolve()):
+            # No path traversal, and no subfolders (the player's test tooling lives in one):
+            # only files directly in the static directory are served.
+            if target.parent != self.static_dir.resolve():
                 return _text(http.HTTPStatus.NOT_FOUND, "not found\n")
         else:
             return _text(http.HTTPStatus.NOT_FOUND, "not found\n")
@@ -331,21 +341,22 @@ class LitestreamServer:
         self.metrics.stream_closed(code)
         stream_summary(
             stream.log.logger, session=stream.id, chars=stream.chars,
-            audio_ms=stream.cursor_ms, ttfa_ms=stream.ttfa_ms, stalls=stream.stalls,
+            audio_ms=round(stream.cursor_ms), ttfa_ms=stream.ttfa_ms, stalls=stream.stalls,
             underrun_ms=underrun_ms, close_code=code,
             reason=stream.close_reason or f"dropped {dropped} queued chunks",
         )
         self._dispatch()
 
     async def _receive_loop(self, stream: Stream) -> bool:
-        """Read client messages until `end` or a fatal error (True: the sender must finish
-        and close) or until the connection is gone (False)."""
+        """Read client messages until a fatal error (True: the sender must finish and close)
+        or until the connection is gone (False). Reading goes on after `end`: a `clear` may
+        still interrupt what is left to speak (barge-in); the sender closes after `done`."""
         idle = self.config.idle_timeout_s
-        while not stream.ending:
+        while True:
             try:
                 frame = await asyncio.wait_for(stream.ws.recv(), timeout=idle)
             except TimeoutError:
-                if stream.pending_seqs or not stream.outbox.empty():
+                if stream.ending or stream.pending_seqs or not stream.outbox.empty():
                     continue  # still speaking: not idle
                 stream.close_code, stream.close_reason = CloseCode.POLICY, "idle timeout"
                 await stream.ws.close(CloseCode.POLICY, "idle timeout")
@@ -365,11 +376,13 @@ class LitestreamServer:
                 stream.close_code, stream.close_reason = error.close_code, str(error.code)
                 self._queue(stream, (error.close_code, error.message))
                 return True
-        return True
 
     def _on_frame(self, stream: Stream, frame: str | bytes) -> None:
         now = self._now()
         message = protocol.parse(protocol.decode(frame, stream.encoding), self.voice_ids)
+        if stream.ending and not isinstance(message, protocol.ClearMsg):
+            raise ProtocolError(ErrorCode.BAD_MESSAGE,
+                                "the stream has ended; only clear is accepted after end")
         if isinstance(message, protocol.TextMsg):
             self._check_text_limits(stream, message.text)
         # `clear` and `end` are never rate limited: dropping a barge-in or an end would leave
@@ -427,9 +440,20 @@ class LitestreamServer:
         stream.results.clear()
         stream.pending_seqs.clear()
         stream.flush_marks.clear()
+        # Drop every frame not yet sent (and the chunk events announcing them); keep control
+        # messages such as an `error` queued before the clear.
+        kept: list[Any] = []
         while not stream.outbox.empty():
-            stream.outbox.get_nowait()
+            item = stream.outbox.get_nowait()
+            if isinstance(item, _Audio):
+                stream.cursor_ms -= item.ms  # start_ms counts audio actually sent
+                stream.chunks_sent -= item.announces
+            else:
+                kept.append(item)
+        for item in kept:
+            stream.outbox.put_nowait(item)
         self._queue(stream, protocol.cleared(stream.last_seq))
+        self._maybe_done(stream)  # a clear after `end` leaves nothing to speak
 
     def _submit(self, stream: Stream, chunks: Sequence[str], now: float) -> None:
         for text in chunks:
@@ -523,10 +547,13 @@ class LitestreamServer:
             ttfa_s = now - stream.first_text_at
             stream.ttfa_ms = round(ttfa_s * 1000)
             self.metrics.first_audio(ttfa_s)
-        self._queue(stream, protocol.chunk(job.seq, job.text, stream.cursor_ms, duration_ms))
+        event = protocol.chunk(job.seq, job.text, round(stream.cursor_ms), duration_ms)
+        stream.outbox.put_nowait(_Audio(protocol.encode(event, stream.encoding), 0.0, True))
         size = protocol.frame_bytes(rate, settings.frame_ms, settings.format)
+        ms_per_byte = 1000.0 / (rate * protocol.BYTES_PER_SAMPLE[settings.format])
         for frame in protocol.split_frames(pcm, size):
-            stream.outbox.put_nowait(protocol.encode_audio(job.seq, frame, stream.encoding))
+            payload = protocol.encode_audio(job.seq, frame, stream.encoding)
+            stream.outbox.put_nowait(_Audio(payload, len(frame) * ms_per_byte))
         stream.cursor_ms += duration_ms
         stream.chunks_sent += 1
         # The scheduler owns the playback clock and the listener's stall estimate.
@@ -544,7 +571,7 @@ class LitestreamServer:
                 and not stream.flush_marks):
             stream.finished = True
             self._queue(stream, protocol.done(
-                chars=stream.chars, chunks=stream.chunks_sent, audio_ms=stream.cursor_ms,
+                chars=stream.chars, chunks=stream.chunks_sent, audio_ms=round(stream.cursor_ms),
                 ttfa_ms=stream.ttfa_ms,
                 underrun_ms=round(self.scheduler.underrun_s(stream.id) * 1000)))
             self._queue(stream, _CLOSE)
@@ -571,8 +598,9 @@ class LitestreamServer:
             if isinstance(item, tuple):  # (close code, reason) after a fatal error
                 await ws.close(item[0], item[1][:120])
                 return
+            payload = item.payload if isinstance(item, _Audio) else item
             try:
-                await asyncio.wait_for(ws.send(item), timeout=timeout)
+                await asyncio.wait_for(ws.send(payload), timeout=timeout)
             except TimeoutError:
                 stream.close_code, stream.close_reason = CloseCode.POLICY, "slow reader"
                 stream.log.warning("client stopped reading for %.0f s; closing", timeout)

@@ -323,3 +323,29 @@ def test_alone_is_deterministic() -> None:
     a = np.frombuffer(alone("Same words."), dtype="<i2")
     b = np.frombuffer(alone("Same words."), dtype="<i2")
     assert a.size > 0 and np.array_equal(a, b)
+
+
+async def test_clear_after_end_interrupts_and_finishes(server: RunningServer) -> None:
+    long_text = " ".join(f"Line {i} is spoken unless a listener barges in." for i in range(20))
+    async with connect(server.url) as ws:
+        await ws.send(json.dumps({"type": "text", "text": long_text}))
+        await ws.send(json.dumps({"type": "end"}))
+        await read_all(ws, stop_after="chunk")
+        await ws.send(json.dumps({"type": "text", "text": "Too late."}))
+        await ws.send(json.dumps({"type": "clear"}))
+        t = await read_all(ws)
+    assert t.of_type("error")[0]["code"] == "bad_message"
+    cleared = t.of_type("cleared")[0]
+    kinds = [e["type"] for e in t.events]
+    assert kinds.index("cleared") < kinds.index("done") == len(kinds) - 1
+    after = t.order[next(i for i, (k, v) in enumerate(t.order) if v is cleared):]
+    assert all(kind == "event" for kind, _ in after), "no audio after cleared"
+    assert t.close_code == 1000
+
+
+async def test_static_serves_only_the_player(server: RunningServer) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(b"GET /static/test/package.json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    head = (await reader.read()).split(b"\r\n", 1)[0]
+    writer.close()
+    assert b" 404 " in head
