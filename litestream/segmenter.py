@@ -40,6 +40,12 @@ end. A complete sentence shorter than 1.5 x first_chunk_chars is emitted whole i
 a tiny first chunk followed by a tiny remainder. This policy depends on when text arrives, so it
 is the one part that is not fragment-independent.
 
+Ramp (scheduler-notes: "chunk sizes can grow by about 1/u per round"): with chunk_growth set as
+well, the chunks after a short first chunk may each be at most chunk_growth times the previous
+limit (or the previous chunk, if longer), cut the same way, until the limit reaches max_chars;
+from then on chunks are whole sentences again. So the compute of chunk n+1 fits inside the
+playback of chunk n even when many streams start together.
+
 Chunks are normalized: runs of whitespace (newlines included) become one space, ends trimmed,
 control and format characters (Unicode Cc/Cf) dropped. A piece with no letter or digit ("...",
 "—") is not speakable and yields no chunk.
@@ -48,6 +54,7 @@ control and format characters (Unicode Cc/Cf) dropped. A piece with no letter or
 from __future__ import annotations
 
 import itertools
+import math
 import re
 import unicodedata
 
@@ -142,13 +149,21 @@ class Segmenter:
     """Turns a stream of text fragments into speakable chunks; see the module docstring."""
 
     def __init__(
-        self, *, max_chars: int = 300, first_chunk_chars: int | None = None, language: str = "en"
+        self,
+        *,
+        max_chars: int = 300,
+        first_chunk_chars: int | None = None,
+        chunk_growth: float | None = None,
+        language: str = "en",
     ) -> None:
         if max_chars < 1:
             raise ValueError(f"max_chars must be >= 1, got {max_chars}")
         self.max_chars = max_chars
         # Settable at any time by the scheduler under load; None = whole first sentence.
         self.first_chunk_chars = first_chunk_chars
+        # Settable too: how much each chunk after a short first one may grow; None = no ramp.
+        self.chunk_growth = chunk_growth
+        self._ramp: int | None = None  # limit of the next chunk while ramping up
         self._pysbd = pysbd.Segmenter(language=language, clean=False)
         self._buf = ""  # normalized unfinished tail: single " " or "\n" gaps, no trailing space
         self._pending_ws = False  # whitespace seen after the last word, not yet written
@@ -186,6 +201,7 @@ class Segmenter:
         """Drop buffered text; the next chunk counts as the first again."""
         self._reset_buffer()
         self._first = True
+        self._ramp = None
 
     # -- input --------------------------------------------------------------------------------
 
@@ -274,15 +290,29 @@ class Segmenter:
 
     # -- output -------------------------------------------------------------------------------
 
+    def _limit(self) -> int | None:
+        """The most characters the next chunk may have under the first-chunk policy and the
+        ramp; None when only max_chars applies."""
+        return self.first_chunk_chars if self._first else self._ramp
+
+    def _grown(self, limit: int, length: int) -> int | None:
+        if self.chunk_growth is None:
+            return None
+        grown = math.ceil(max(limit, length) * self.chunk_growth)
+        return None if grown >= self.max_chars else grown
+
     def _early_first_chunk(self, out: list[str]) -> None:
-        limit = self.first_chunk_chars
-        if not self._first or limit is None or len(self._buf) <= limit:
+        limit = self._limit()
+        if limit is None or len(self._buf) <= limit:
             return
         text = self._buf.replace("\n", " ")
         # Only complete words may go: the last word is complete only if whitespace followed
         # it. Keep that whitespace in `text` so that _cut sees a word boundary there.
         text = text + " " if self._pending_ws else text[: text.rfind(" ") + 1]
-        while self._first and text.strip():
+        while text.strip():
+            limit = self._limit()
+            if limit is None or (not self._first and len(text.rstrip()) <= limit):
+                break  # past the first chunk, a ramp chunk waits to fill its limit
             cut = _cut(text, 0, min(limit, self.max_chars), 0)
             if cut is None:  # not reached: text ends with a space
                 break
@@ -302,28 +332,29 @@ class Segmenter:
         chunk = chunk.strip()
         if _speakable(chunk):
             out.append(chunk)
+            limit = self._limit()
+            self._ramp = None if limit is None else self._grown(limit, len(chunk))
             self._first = False
 
     def _plan(self, text: str) -> list[tuple[int, int]]:
         """Spans of `text` (single spaces) to emit as chunks: first-chunk policy, max_chars."""
         spans: list[tuple[int, int]] = []
         pos, n = 0, len(text)
-        limit = self.first_chunk_chars
-        if (
-            self._first
-            and limit is not None
-            and not (n < _FIRST_WHOLE_FACTOR * limit and n <= self.max_chars)
-        ):
-            # Keep cutting while the cut-off piece has nothing to speak, so that the first
-            # chunk the listener hears is the short one.
-            while pos < n:
-                cut = _cut(text, pos, min(limit, self.max_chars), 0)
-                if cut is None:
-                    break
-                spans.append((pos, cut[0]))
-                pos = cut[1]
-                if _speakable(text[spans[-1][0] : spans[-1][1]]):
-                    break
+        # The first-chunk policy and the ramp, simulated as _emit_chunk will apply them.
+        limit = self._limit()
+        while limit is not None and pos < n:
+            rest = n - pos
+            if rest < _FIRST_WHOLE_FACTOR * limit and rest <= self.max_chars:
+                break  # short enough to go whole: no tiny remainder
+            cut = _cut(text, pos, min(limit, self.max_chars), 0)
+            if cut is None:
+                break
+            spans.append((pos, cut[0]))
+            piece = text[pos : cut[0]].strip()
+            pos = cut[1]
+            # An unspeakable piece is dropped; it does not use up the limit.
+            if _speakable(piece):
+                limit = self._grown(limit, len(piece))
         while n - pos > self.max_chars:
             cut = _cut(text, pos, self.max_chars, self.max_chars // _MIN_CLAUSE_SHARE)
             if cut is None:

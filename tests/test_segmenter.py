@@ -14,12 +14,12 @@ from hypothesis import strategies as st
 from litestream.segmenter import Segmenter
 
 
-def run(text: str, **kwargs: int | None) -> list[str]:
+def run(text: str, **kwargs: float | None) -> list[str]:
     seg = Segmenter(**kwargs)  # type: ignore[arg-type]
     return seg.feed(text) + seg.flush()
 
 
-def run_fragments(fragments: list[str], **kwargs: int | None) -> list[str]:
+def run_fragments(fragments: list[str], **kwargs: float | None) -> list[str]:
     seg = Segmenter(**kwargs)  # type: ignore[arg-type]
     out: list[str] = []
     for fragment in fragments:
@@ -326,12 +326,15 @@ def test_fragments_do_not_change_chunks(case: tuple[str, list[str]], max_chars: 
 
 
 @settings(max_examples=200, deadline=None)
-@given(fragmented(), st.sampled_from([20, 60, 300]), st.sampled_from([None, 10, 30]))
+@given(fragmented(), st.sampled_from([20, 60, 300]), st.sampled_from([None, 10, 30]),
+       st.sampled_from([None, 1.4, 3.0]))
 def test_chunks_cover_normalized_text(
-    case: tuple[str, list[str]], max_chars: int, first_chunk_chars: int | None
+    case: tuple[str, list[str]], max_chars: int, first_chunk_chars: int | None,
+    chunk_growth: float | None,
 ) -> None:
     text, fragments = case
-    chunks = run_fragments(fragments, max_chars=max_chars, first_chunk_chars=first_chunk_chars)
+    chunks = run_fragments(fragments, max_chars=max_chars, first_chunk_chars=first_chunk_chars,
+                           chunk_growth=chunk_growth)
     expected = normalize(text)
     # Chunks are the normalized text in order, modulo the single spaces between chunks; only
     # pieces with nothing to speak may be missing (pysbd can split "Dr.." into "Dr." and ".").
@@ -387,3 +390,50 @@ def test_token_feeding_is_linear(text: str) -> None:
 def test_max_chars_must_be_positive() -> None:
     with pytest.raises(ValueError, match="max_chars"):
         Segmenter(max_chars=0)
+
+
+# -- ramp: chunk n+1 may be at most chunk_growth times chunk n ---------------------------------
+
+PARAGRAPH = (
+    "The morning train was late again, so the platform filled with people who checked their "
+    "phones and sighed. A man in a grey coat read the same page of his newspaper three times. "
+    "When the train finally arrived, everyone pushed forward at once, and the doors opened with "
+    "a tired hiss. Nobody said a word."
+)
+
+
+def test_ramp_grows_chunks_until_whole_sentences() -> None:
+    chunks = run(PARAGRAPH, first_chunk_chars=20, chunk_growth=2.0)
+    assert " ".join(chunks) == PARAGRAPH
+    limits = [20, 40, 80, 160]
+    for chunk, limit in zip(chunks, limits, strict=False):
+        assert len(chunk) <= limit, (chunk, limit)
+    assert len(chunks[0]) <= 20
+    # Once the limit passes max_chars, sentences go whole again.
+    assert chunks[-1] == "Nobody said a word."
+    assert "A man in a grey coat read the same page of his newspaper three times." not in chunks[:2]
+
+
+def test_no_growth_means_only_the_first_chunk_is_short() -> None:
+    chunks = run(PARAGRAPH, first_chunk_chars=20)
+    assert len(chunks[0]) <= 20
+    assert chunks[2] == "A man in a grey coat read the same page of his newspaper three times."
+
+
+def test_ramp_applies_to_unfinished_text_as_tokens_arrive() -> None:
+    seg = Segmenter(first_chunk_chars=12, chunk_growth=2.0)
+    out: list[str] = []
+    for word in PARAGRAPH.split(" ")[:12]:
+        out += seg.feed(word + " ")
+    # Before any sentence ends, a first chunk (<= 12) and a ramp chunk (<= 24) went out.
+    assert len(out) >= 2
+    assert len(out[0]) <= 12 and len(out[1]) <= 24
+    assert seg.buffered_chars <= 48
+
+
+def test_clear_restarts_the_ramp() -> None:
+    seg = Segmenter(first_chunk_chars=20, chunk_growth=2.0)
+    seg.feed(PARAGRAPH)
+    seg.clear()
+    again = seg.feed(PARAGRAPH) + seg.flush()
+    assert len(again[0]) <= 20 and len(again[1]) <= 40
