@@ -295,6 +295,12 @@ class Segmenter:
         ramp; None when only max_chars applies."""
         return self.first_chunk_chars if self._first else self._ramp
 
+    @staticmethod
+    def _min_clause(limit: int, first: bool) -> int:
+        # The first chunk takes the first clause however short ("Yes," is fine: first audio
+        # sooner). A ramp chunk that short would waste a round; it is cut at a word instead.
+        return 0 if first else limit // _MIN_CLAUSE_SHARE
+
     def _grown(self, limit: int, length: int) -> int | None:
         if self.chunk_growth is None:
             return None
@@ -313,7 +319,7 @@ class Segmenter:
             limit = self._limit()
             if limit is None or (not self._first and len(text.rstrip()) <= limit):
                 break  # past the first chunk, a ramp chunk waits to fill its limit
-            cut = _cut(text, 0, min(limit, self.max_chars), 0)
+            cut = _cut(text, 0, min(limit, self.max_chars), self._min_clause(limit, self._first))
             if cut is None:  # not reached: text ends with a space
                 break
             self._emit_chunk(text[: cut[0]], out)
@@ -342,11 +348,12 @@ class Segmenter:
         pos, n = 0, len(text)
         # The first-chunk policy and the ramp, simulated as _emit_chunk will apply them.
         limit = self._limit()
+        first = self._first
         while limit is not None and pos < n:
             rest = n - pos
             if rest < _FIRST_WHOLE_FACTOR * limit and rest <= self.max_chars:
                 break  # short enough to go whole: no tiny remainder
-            cut = _cut(text, pos, min(limit, self.max_chars), 0)
+            cut = _cut(text, pos, min(limit, self.max_chars), self._min_clause(limit, first))
             if cut is None:
                 break
             spans.append((pos, cut[0]))
@@ -355,6 +362,7 @@ class Segmenter:
             # An unspeakable piece is dropped; it does not use up the limit.
             if _speakable(piece):
                 limit = self._grown(limit, len(piece))
+                first = False
         while n - pos > self.max_chars:
             cut = _cut(text, pos, self.max_chars, self.max_chars // _MIN_CLAUSE_SHARE)
             if cut is None:
