@@ -73,7 +73,7 @@ class Config:
         default=20.0, metadata={"help": "unplayed audio beyond which it waits even if idle, s"}
     )
     target_utilization: float = field(
-        default=0.9, metadata={"help": "admission control: refuse above this predicted load"}
+        default=0.8, metadata={"help": "admission control: refuse above this predicted load"}
     )
     max_streams: int = field(default=0, metadata={"help": "hard cap on open streams (0: none)"})
     max_chunk_chars: int = field(default=300, metadata={"help": "longest chunk, characters"})

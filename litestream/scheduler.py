@@ -35,6 +35,7 @@ from litestream.costmodel import CostModel, CostPriors
 __all__ = [
     "Admission",
     "ChunkJob",
+    "ChunkShape",
     "Priority",
     "Scheduler",
     "SchedulerConfig",
@@ -68,12 +69,19 @@ class SchedulerConfig:
     # unless a worker would otherwise idle; beyond `max_lookahead_s` it waits regardless.
     lookahead_s: float = 4.0
     max_lookahead_s: float = 20.0
-    # Under load the segmenter cuts first chunks short (see `first_chunk_chars`). Tiers map the
-    # urgent load ratio (urgent compute / workers / first_audio_target_s) to a char limit.
-    min_first_chunk_chars: int = 24
-    first_chunk_tiers: tuple[tuple[float, int], ...] = ((0.5, 120), (1.0, 60), (2.0, 24))
+    # The segmenter's first chunk is sized so its synthesis fits the first-audio target after
+    # the urgent work already queued (see `first_chunk_chars`); this margin is kept for
+    # phonemization, frame sending and the network.
+    first_chunk_margin_s: float = 0.04
+    min_first_chunk_chars: int = 12
+    max_first_chunk_chars: int = 120
+    # After the first chunk, each chunk may be `chunk_growth` x the last (see `chunk_growth`):
+    # about 1/utilization, times this headroom, within these bounds.
+    growth_headroom: float = 0.85
+    min_chunk_growth: float = 1.15
+    max_chunk_growth: float = 4.0
     # Admission (acceptance test): steady demand in worker units must stay under this share.
-    target_utilization: float = 0.9
+    target_utilization: float = 0.8
     # Admission: refuse when urgent work is already this far behind the first-audio target.
     admit_backlog_s: float = 1.0
     admit_first_chunk_chars: int = 40  # assumed first chunk of a stream being admitted
@@ -124,6 +132,15 @@ class ChunkJob:
     # Set by complete(): deadline_s - completion time (negative = late), for the slack histogram.
     slack_s: float | None = None
     overrun: bool = False  # set by complete(): ran far past its prediction; the caller logs it
+
+
+@dataclass(frozen=True)
+class ChunkShape:
+    """How the segmenter should cut a stream's text (scheduler-notes: the burst problem)."""
+
+    first_chunk_chars: int  # the first chunk's limit, characters
+    chunk_growth: float  # each later chunk may be this many times the last (less the margin)
+    ramp_margin_chars: float  # the jitter budget in characters of speech
 
 
 @dataclass(frozen=True)
@@ -508,27 +525,44 @@ class Scheduler:
 
     # ---- load signals --------------------------------------------------------------------
 
-    def first_chunk_chars(self, now: float) -> int | None:
-        """The segmenter's first-chunk limit under load (None = whole first sentence).
+    def first_chunk_chars(self, now: float, voice: str = "") -> int:
+        """The segmenter's limit for a new stream's first chunk, in characters.
 
-        Rule: load = (predicted compute of queued chunks due within first_audio_target_s)
-        / workers / first_audio_target_s, i.e. how many first-audio windows the urgent backlog
-        fills. The highest tier whose threshold the load reaches gives the limit (defaults:
-        >= 0.5 -> 120, >= 1.0 -> 60, >= 2.0 -> 24 chars), never below min_first_chunk_chars.
-        A short first chunk gets the listener going sooner when many streams start together;
-        once buffers are healthy, whole sentences keep prosody (scheduler-notes: burst problem).
-        Shrinking too early backfires: the rest of the sentence is then due within the short
-        chunk's playback, for every stream at once. In the 20-stream burst simulation, shrinking
-        from load 0.25 gave 0.03-0.13 s stalls in 3 runs of 12; from load 2.0, none.
+        protocol-v1: Timing promise. A first chunk waits for the urgent work already queued
+        (compute due within first_audio_target_s, shared by the workers), then synthesizes;
+        its size is whatever fits in what is left of the target, at `voice`'s learned cost,
+        clamped to [min_first_chunk_chars, max_first_chunk_chars]. Idle: a clause or a short
+        sentence, so one listener hears audio within the target. Bursty: a few words, so the
+        twentieth listener does too (scheduler-notes: the burst problem).
         """
         cfg = self.config
-        load = self._urgent_compute(now) / self.workers / cfg.first_audio_target_s
-        limit: int | None = None
-        best = -1.0
-        for threshold, chars in cfg.first_chunk_tiers:
-            if load >= threshold and threshold > best:
-                best, limit = threshold, chars
-        return None if limit is None else max(limit, cfg.min_first_chunk_chars)
+        wait_s = self._urgent_compute(now) / self.workers
+        budget_s = cfg.first_audio_target_s - cfg.first_chunk_margin_s - wait_s
+        cost = self.model.voice(voice)
+        per_char_s = cost.compute_per_audio_s * cost.audio_per_char_s
+        chars = int((budget_s - cfg.chunk_overhead_s) / per_char_s) if per_char_s > 0 else 0
+        return max(cfg.min_first_chunk_chars, min(cfg.max_first_chunk_chars, chars))
+
+    def chunk_shape(self, now: float, voice: str = "") -> ChunkShape:
+        """The segmenter's three knobs for a stream whose text starts now (see ChunkShape)."""
+        cost = self.model.voice(voice)
+        return ChunkShape(
+            first_chunk_chars=self.first_chunk_chars(now, voice),
+            chunk_growth=self.chunk_growth(now),
+            ramp_margin_chars=self.config.jitter_s / cost.audio_per_char_s,
+        )
+
+    def chunk_growth(self, now: float) -> float:
+        """How much each chunk after a short first one may grow over the last.
+
+        Every active stream's next chunk must be synthesized while its previous chunk plays;
+        at utilization u the workers get through a round of chunks 1/u times faster than it
+        plays, so sizes can grow by about 1/u per round (scheduler-notes). Headroom covers
+        jitter and the prediction error.
+        """
+        cfg = self.config
+        u = max(self.load(now), 1e-6)
+        return max(cfg.min_chunk_growth, min(cfg.max_chunk_growth, cfg.growth_headroom / u))
 
     def next_wakeup_s(self, now: float) -> float | None:
         """The earliest time at which next_jobs would hand an idle worker work, absent other

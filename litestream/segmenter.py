@@ -41,10 +41,11 @@ a tiny first chunk followed by a tiny remainder. This policy depends on when tex
 is the one part that is not fragment-independent.
 
 Ramp (scheduler-notes: "chunk sizes can grow by about 1/u per round"): with chunk_growth set as
-well, the chunks after a short first chunk may each be at most chunk_growth times the previous
-limit (or the previous chunk, if longer), cut the same way, until the limit reaches max_chars;
-from then on chunks are whole sentences again. So the compute of chunk n+1 fits inside the
-playback of chunk n even when many streams start together.
+well, the chunk after one of n characters may have at most (n - ramp_margin_chars) x
+chunk_growth characters (never fewer than n, nor than first_chunk_chars), cut the same way,
+until that limit reaches max_chars; from then on chunks are whole sentences again. So the
+compute of chunk n+1 fits inside the playback of chunk n, less the jitter budget, even when many
+streams start together.
 
 Chunks are normalized: runs of whitespace (newlines included) become one space, ends trimmed,
 control and format characters (Unicode Cc/Cf) dropped. A piece with no letter or digit ("...",
@@ -163,6 +164,7 @@ class Segmenter:
         self.first_chunk_chars = first_chunk_chars
         # Settable too: how much each chunk after a short first one may grow; None = no ramp.
         self.chunk_growth = chunk_growth
+        self.ramp_margin_chars = 0.0  # the jitter budget, in characters of speech
         self._ramp: int | None = None  # limit of the next chunk while ramping up
         self._pysbd = pysbd.Segmenter(language=language, clean=False)
         self._buf = ""  # normalized unfinished tail: single " " or "\n" gaps, no trailing space
@@ -302,9 +304,13 @@ class Segmenter:
         return 0 if first else limit // _MIN_CLAUSE_SHARE
 
     def _grown(self, limit: int, length: int) -> int | None:
+        """The limit of the chunk after one of `length` characters cut under `limit`.
+
+        Never below the last limit: at high load a ramp may stay at small chunks for a while,
+        which is what fits (scheduler-notes: chunk n+1 within chunk n's playback)."""
         if self.chunk_growth is None:
             return None
-        grown = math.ceil(max(limit, length) * self.chunk_growth)
+        grown = max(limit, math.ceil((length - self.ramp_margin_chars) * self.chunk_growth))
         return None if grown >= self.max_chars else grown
 
     def _early_first_chunk(self, out: list[str]) -> None:

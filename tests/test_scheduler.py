@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import pytest
 
 from litestream.scheduler import ChunkJob, Priority, Scheduler, SchedulerConfig
+from litestream.segmenter import Segmenter
 from tests.fakes import FakeClock
 
 APC = 0.065  # fake engine: audio seconds per char at speed 1 (the prior)
@@ -373,20 +374,14 @@ class SimResult:
     stall_s: float
 
 
-def split_first(sentence: str, limit: int | None) -> list[str]:
-    """The segmenter's first-chunk cut, simplified: last word boundary at or below `limit`."""
-    if limit is None or len(sentence) <= limit:
-        return [sentence]
-    cut = sentence.rfind(" ", 0, limit + 1)
-    return [sentence[:cut], sentence[cut + 1 :]]
-
-
 def simulate(
-    cfg: SchedulerConfig, *, streams: int = 20, sentences: int = 5, workers: int = 2, seed: int = 1
+    cfg: SchedulerConfig, *, streams: int = 20, sentences: int = 5, workers: int = 2, seed: int = 1,
+    rtf: float = RTF, shape: bool = True,
 ) -> SimResult:
-    """Event by event: `streams` users each send `sentences` sentences at t=0; workers run a fake
-    engine (compute = 0.072 x audio, +-10% noise); results are sent in seq order and played in
-    real time from the first frame."""
+    """Event by event: `streams` users open, then each sends `sentences` sentences at t=0
+    through the real segmenter, shaped by the scheduler's first-chunk size and growth (unless
+    `shape` is off); workers run a fake engine (compute = rtf x audio, +-10% noise); results are
+    sent in seq order and played in real time from the first frame."""
     rng = random.Random(seed)
     words = ["the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "while"]
 
@@ -402,19 +397,25 @@ def simulate(
     arrivals: dict[str, list[tuple[float, float]]] = {}
     pending: dict[str, dict[int, float]] = {}
     for i in range(streams):
+        s.open_stream(f"s{i}", Priority.NORMAL, now)
+    for i in range(streams):
         sid = f"s{i}"
-        s.open_stream(sid, Priority.NORMAL, now)
         arrivals[sid], pending[sid] = [], {}
-        for k in range(sentences):
-            limit = s.first_chunk_chars(now) if k == 0 else None
-            for chunk in split_first(sentence(), limit):
-                s.submit(sid, chunk, speed=1.0, voice="v", now=now)
+        seg = Segmenter()
+        if shape:
+            knobs = s.chunk_shape(now, "v")
+            seg.first_chunk_chars = knobs.first_chunk_chars
+            seg.chunk_growth = knobs.chunk_growth
+            seg.ramp_margin_chars = knobs.ramp_margin_chars
+        text = " ".join(sentence().capitalize() + "." for _ in range(sentences))
+        for chunk in seg.feed(text) + seg.flush():
+            s.submit(sid, chunk, speed=1.0, voice="v", now=now)
     running: list[tuple[float, int, ChunkJob, float, float]] = []
     idle, order = workers, 0
     while True:
         while idle and (jobs := s.next_jobs(now)):
             audio = jobs[0].chars * APC
-            compute = RTF * audio * rng.uniform(0.9, 1.1)
+            compute = rtf * audio * rng.uniform(0.9, 1.1)
             order += 1
             heapq.heappush(running, (now + compute, order, jobs[0], audio, compute))
             idle -= 1
@@ -448,21 +449,37 @@ def simulate(
 @pytest.mark.parametrize("seed", range(1, 7))
 def test_burst_of_twenty_streams_no_stalls_and_bounded_first_audio(seed: int) -> None:
     cfg = SchedulerConfig()
-    shrunk = simulate(cfg, seed=seed)
-    whole = simulate(SchedulerConfig(first_chunk_tiers=()), seed=seed)
-    assert shrunk.stalls == 0
-    # Bound from the notes: the 20th first audio waits for every stream's first chunk, shared by
-    # 2 workers. First chunks stay whole sentences (<= 45 chars here) until the urgent backlog
-    # reaches the last tier (2.0 x workers x first_audio_target_s of compute, plus the chunk
-    # that crossed it); every later stream gets a min_first_chunk_chars chunk.
+    shaped = simulate(cfg, seed=seed)
+    whole = simulate(cfg, seed=seed, shape=False)
+    assert shaped.stalls == 0
+    # Bound from the notes: the 20th first audio waits for every stream's first chunk, shared
+    # by 2 workers. Once the queue holds a first-audio target's worth of urgent work, every
+    # later first chunk is min_first_chunk_chars long.
     floor = cfg.chunk_overhead_s + RTF * cfg.min_first_chunk_chars * APC * 1.1
-    whole_first = RTF * 45 * APC * 1.1
-    backlog_at_last_tier = 2.0 * 2 * cfg.first_audio_target_s + whole_first
-    n_whole = math.ceil(2.0 * 2 * cfg.first_audio_target_s / whole_first)  # fewest whole ones
-    bound = (backlog_at_last_tier + (20 - n_whole) * floor) / 2
-    assert max(shrunk.first_audio_s) <= bound  # ~1.3 s; the bound is ~1.6 s
-    # Shorter first chunks under load are what buys it: whole sentences take ~1.8 s.
-    assert max(shrunk.first_audio_s) < max(whole.first_audio_s) - 0.2
+    bound = (2 * cfg.first_audio_target_s + 20 * floor) / 2
+    firsts = sorted(shaped.first_audio_s)
+    assert firsts[-1] <= bound
+    assert firsts[18] <= 0.8  # the bar: p95 first audio of 20 listeners within 800 ms
+    # Short first chunks and the ramp are what buy it: whole sentences take ~1.8 s and stall.
+    assert firsts[-1] < max(whole.first_audio_s) - 0.5
+
+
+def test_twenty_streams_at_the_slower_measured_rtf_overload_two_workers() -> None:
+    # At RTF 0.115 (measured on the CI machine) 20 streams need 2.3 workers: no chunk shaping
+    # can avoid stalls, which is why admission refuses the excess instead (test below).
+    # The server calibrates the cost model at start-up, so the scheduler knows the RTF.
+    calibrated = SchedulerConfig(compute_per_audio_s=0.115)
+    overloaded = simulate(calibrated, seed=1, rtf=0.115)
+    assert overloaded.stalls > 0
+    for seed in range(1, 7):
+        assert simulate(calibrated, seed=seed, rtf=0.115, streams=12).stalls == 0
+    # Admission at the default target utilization lets in no more than that load.
+    sched = Scheduler(calibrated, workers=2)
+    admitted = 0
+    while sched.admit(0.0).accepted:
+        sched.open_stream(f"s{admitted}", Priority.NORMAL, 0.0)
+        admitted += 1
+    assert 12 <= admitted <= 13
 
 
 def test_load_counts_active_streams_only() -> None:
