@@ -74,3 +74,13 @@ class CostModel:
         cost.audio_per_char_s += alpha * (apc - cost.audio_per_char_s)
         cost.compute_per_audio_s += alpha * (rtf - cost.compute_per_audio_s)
         cost.samples += 1
+
+    def calibrate(self, voice: str, *, audio_per_char_s: float, compute_per_audio_s: float,
+                  weight: int = 5) -> None:
+        """Replace the priors for `voice` with measured figures (the server measures at start,
+        all workers busy at once, as under load); later observations refine them as usual, the
+        measurement counting as `weight` observations."""
+        cost = self.voice(voice)
+        cost.audio_per_char_s = audio_per_char_s
+        cost.compute_per_audio_s = compute_per_audio_s
+        cost.samples = max(cost.samples, weight)

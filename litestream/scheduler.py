@@ -264,6 +264,9 @@ class Scheduler:
         self._epoch = 0  # bumped on every change; keys the urgent-compute cache
         self._urgent_cache: tuple[float, int, float] = (-1.0, -1, 0.0)
         self._stats = SchedulerStats()
+        # Streams opened but without text yet (insertion order = opening order). In a burst
+        # their first chunks are about to arrive: they count as urgent work (_fresh_compute).
+        self._fresh: dict[str, float] = {}
 
     # ---- streams -------------------------------------------------------------------------
 
@@ -289,7 +292,7 @@ class Scheduler:
         first_compute = cfg.chunk_overhead_s + new_rtf * (
             cfg.admit_first_chunk_chars * cfg.audio_per_char_s
         )
-        urgent = self._urgent_compute(now)
+        urgent = self._urgent_compute(now) + self._fresh_compute(now)
         if (urgent + first_compute) / self.workers > cfg.first_audio_target_s + cfg.admit_backlog_s:
             return self._refuse("capacity")
         return Admission(accepted=True, retry_after_s=0.0, reason="")
@@ -334,6 +337,7 @@ class Scheduler:
         if s is None:
             s = _Stream(stream_id, prio, self.config.shift_s(prio), now)
             self._streams[stream_id] = s
+            self._fresh[stream_id] = now
         else:
             s.priority = prio
             s.shift_s = self.config.shift_s(prio)
@@ -384,6 +388,7 @@ class Scheduler:
         )
         s.next_seq += 1
         s.submitted = True
+        self._fresh.pop(stream_id, None)
         s.voice = voice
         s.queue.append(job)
         s.queued_audio_s += audio_s
@@ -423,6 +428,7 @@ class Scheduler:
         """Clear and forget the stream; returns how many queued chunks were dropped."""
         dropped = self.clear(stream_id, now)
         s = self._streams.pop(stream_id, None)
+        self._fresh.pop(stream_id, None)
         if s is not None:
             s.closed = True
         return dropped
@@ -536,7 +542,10 @@ class Scheduler:
         twentieth listener does too (scheduler-notes: the burst problem).
         """
         cfg = self.config
-        wait_s = self._urgent_compute(now) / self.workers
+        # Work ahead of this chunk: urgent chunks queued, and the first chunks of the other
+        # streams of a burst that opened with this one (the asking stream is one of them).
+        others = max(0.0, self._fresh_compute(now) - self._fresh_compute_one())
+        wait_s = (self._urgent_compute(now) + others) / self.workers
         budget_s = cfg.first_audio_target_s - cfg.first_chunk_margin_s - wait_s
         cost = self.model.voice(voice)
         per_char_s = cost.compute_per_audio_s * cost.audio_per_char_s
@@ -773,6 +782,23 @@ class Scheduler:
 
     def _push_service(self, s: _Stream) -> None:
         heapq.heappush(self._service, (s.attained_s, next(self._tiebreak), s))
+
+    def _fresh_compute_one(self) -> float:
+        cfg = self.config
+        cost = self.model.voice("")
+        return cfg.chunk_overhead_s + (
+            cost.compute_per_audio_s * cost.audio_per_char_s * cfg.min_first_chunk_chars)
+
+    def _fresh_compute(self, now: float) -> float:
+        """Predicted compute of the first chunks that streams opened within open_grace_s, and
+        still without text, are about to submit (each a min_first_chunk_chars chunk)."""
+        cfg = self.config
+        while self._fresh:
+            stream_id, opened_s = next(iter(self._fresh.items()))
+            if now - opened_s < cfg.open_grace_s:
+                break
+            del self._fresh[stream_id]  # it waited too long to count as part of a burst
+        return len(self._fresh) * self._fresh_compute_one()
 
     def _urgent_compute(self, now: float) -> float:
         """Predicted compute of queued chunks due within first_audio_target_s of now."""

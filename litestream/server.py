@@ -60,7 +60,13 @@ from litestream.workers import WorkerPool, WorkResult
 log = logging.getLogger("litestream.server")
 
 STREAM_PATH = "/v1/stream"
-DRAIN_RETRY_AFTER_S = 5.0  # a draining pod's clients should reconnect (to another pod) soon
+DRAIN_RETRY_AFTER_S = 5.0
+ABANDONED_HANDSHAKE_S = 30.0  # an accepted handshake whose handler never ran is released
+# Measured on every worker at start-up: an ordinary sentence or two (see _calibrate).
+CALIBRATION_TEXT = (
+    "The weather today is mild, with a light breeze from the west. "
+    "Later this evening, clouds will gather and rain may fall."
+)  # a draining pod's clients should reconnect (to another pod) soon
 _CLOSE = object()  # outbox sentinel: close the stream normally after what precedes it
 
 
@@ -100,6 +106,7 @@ class Stream:
     flush_marks: deque[int] = field(default_factory=deque)       # send `flushed` after seq
     last_seq: int = -1                   # newest seq handed out for this stream
     ending: bool = False                 # `end` received
+    shaped: bool = False                 # the segmenter got its chunk shape for this start
     finished: bool = False               # `done` queued
     chars: int = 0                       # text accepted, characters
     chunks_sent: int = 0
@@ -126,7 +133,9 @@ class LitestreamServer:
         self.streams: dict[str, Stream] = {}
         self.static_dir = default_static_dir()
         self.draining = False
-        self._params: dict[int, tuple[HandshakeParams, str]] = {}
+        # Accepted handshakes waiting for their handler, by connection: (params, client,
+        # session id, accepted at). Their streams are already open in the scheduler.
+        self._accepted: dict[int, tuple[HandshakeParams, str, str, float]] = {}
         self._pool: WorkerPool | None = None
         self._ws_server: WsServer | None = None
         self._wakeup: asyncio.TimerHandle | None = None
@@ -143,6 +152,7 @@ class LitestreamServer:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._pool = WorkerPool(self.voices, self.config.workers, self._loop, self._on_result)
+        await asyncio.to_thread(self._calibrate, self._pool)
         tls = None
         if self.config.tls_cert is not None and self.config.tls_key is not None:
             tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -162,6 +172,32 @@ class LitestreamServer:
             "wss" if tls else "ws", self.config.host, self.port, STREAM_PATH,
             self.config.workers, ", ".join(self.voice_ids),
         )
+
+    def _calibrate(self, pool: WorkerPool) -> None:
+        """Teach the scheduler what a chunk costs on this machine before the first stream.
+
+        The cost model learns as it goes, but a burst of streams at start-up would be admitted
+        and shaped with the priors; so measure each voice once with every worker busy at once,
+        as under load."""
+        for voice_id in self.voices:
+            results = [r for r in pool.calibrate(voice_id, CALIBRATION_TEXT)
+                       if r.audio is not None and len(r.audio)]
+            if not results:
+                log.warning("calibration of voice %s failed; using the priors", voice_id)
+                continue
+            rate = self.voices[voice_id].sample_rate
+            audio_s = sum(len(r.audio) for r in results if r.audio is not None) / rate
+            compute_s = sum(r.compute_s for r in results)
+            # The default voice also prices streams whose voice is not known yet ("").
+            for key in (voice_id, "") if voice_id == self.default_voice else (voice_id,):
+                self.scheduler.model.calibrate(
+                    key,
+                    audio_per_char_s=audio_s / (len(CALIBRATION_TEXT) * len(results)),
+                    compute_per_audio_s=compute_s / audio_s,
+                )
+            log.info("voice %s: RTF %.3f per worker with %d workers busy, %.3f s audio/char",
+                     voice_id, compute_s / audio_s, len(results),
+                     audio_s / (len(CALIBRATION_TEXT) * len(results)))
 
     @property
     def port(self) -> int:
@@ -269,8 +305,21 @@ class LitestreamServer:
                      refusal.reason)
             return _refusal_response(refusal)
         assert params is not None
-        self._params[id(connection)] = (params, client)
+        # Reserve the stream in the scheduler now, not when the handler starts: in a burst
+        # of handshakes, each admission test must count the ones accepted just before it.
+        session = uuid.uuid4().hex[:12]
+        self.scheduler.open_stream(session, Priority(params.settings.priority), now)
+        self._accepted[id(connection)] = (params, client, session, now)
+        self._forget_abandoned(now)
         return None
+
+    def _forget_abandoned(self, now: float) -> None:
+        """Release handshakes accepted long ago whose handler never ran (the client left)."""
+        for key, (_, client, session, at) in list(self._accepted.items()):
+            if now - at > ABANDONED_HANDSHAKE_S:
+                del self._accepted[key]
+                self.scheduler.close_stream(session, now)
+                self.limits.release(client)
 
     def _static(self, path: str) -> Response:
         if self.static_dir is None:
@@ -306,8 +355,11 @@ class LitestreamServer:
     # ------------------------------------------------------------ one stream
 
     async def _handle(self, ws: ServerConnection) -> None:
-        params, client = self._params.pop(id(ws))
-        session = uuid.uuid4().hex[:12]
+        accepted = self._accepted.pop(id(ws), None)
+        if accepted is None:  # released as abandoned: the client took too long
+            await ws.close(CloseCode.TRY_AGAIN_LATER, "handshake took too long")
+            return
+        params, client, session, _ = accepted
         settings = params.settings
         stream = Stream(
             id=session, ws=ws, encoding=params.encoding, settings=settings,
@@ -316,7 +368,6 @@ class LitestreamServer:
             sample_rate=self.voices[settings.voice].sample_rate,
         )
         self.streams[session] = stream
-        self.scheduler.open_stream(session, Priority(settings.priority), self._now())
         self.metrics.stream_opened()
         sender = asyncio.create_task(self._send_loop(stream))
         self._queue(stream, protocol.ready(session, settings, stream.sample_rate))
@@ -423,9 +474,15 @@ class LitestreamServer:
 
     def _accept_text(self, stream: Stream, text: str, now: float) -> None:
         stream.chars += len(text)
-        # protocol-v1: Timing promise. Under load the scheduler asks for shorter first chunks
-        # so first audio stays within target; the segmenter applies it to first chunks only.
-        stream.segmenter.first_chunk_chars = self.scheduler.first_chunk_chars(now)
+        if not stream.shaped:
+            # protocol-v1: Timing promise. The first chunk is sized so first audio comes within
+            # target given the work queued now; the chunks after it grow as fast as the load
+            # allows (scheduler-notes: the burst problem).
+            shape = self.scheduler.chunk_shape(now, stream.settings.voice)
+            stream.segmenter.first_chunk_chars = shape.first_chunk_chars
+            stream.segmenter.chunk_growth = shape.chunk_growth
+            stream.segmenter.ramp_margin_chars = shape.ramp_margin_chars
+            stream.shaped = True
         self._submit(stream, stream.segmenter.feed(text), now)
 
     def _flush(self, stream: Stream, now: float) -> None:
@@ -436,6 +493,7 @@ class LitestreamServer:
     def _clear(self, stream: Stream, now: float) -> None:
         """Barge-in: drop buffered text, queued chunks and every frame not yet sent."""
         stream.segmenter.clear()
+        stream.shaped = False  # the next text starts afresh: shape it for the load then
         self.scheduler.clear(stream.id, now)
         stream.results.clear()
         stream.pending_seqs.clear()

@@ -47,10 +47,12 @@ class WorkerPool:
         self._idle: list[int] = list(range(workers))
         self._inboxes: list[queue.SimpleQueue[list[ChunkJob] | None]] = []
         self._threads: list[threading.Thread] = []
+        self._sessions: list[Mapping[str, PiperVoice]] = []
         for index in range(workers):
             # Worker 0 uses the loaded sessions; the others get their own, so no two threads
             # share a session (measured: per-worker sessions give more throughput on CPU).
             own = dict(voices) if index == 0 else {k: v.new_session() for k, v in voices.items()}
+            self._sessions.append(own)
             inbox: queue.SimpleQueue[list[ChunkJob] | None] = queue.SimpleQueue()
             thread = threading.Thread(
                 target=self._run, args=(index, own, inbox), name=f"litestream-worker-{index}",
@@ -91,6 +93,27 @@ class WorkerPool:
                 self._loop.call_soon_threadsafe(self._finished, index, results)
             except RuntimeError:  # loop closed during shutdown
                 return
+
+    def calibrate(self, voice: str, text: str) -> list[WorkResult]:
+        """Synthesize `text` on every worker's session at once, as under full load, and
+        return the results (blocking; call before any job is dispatched)."""
+        job = ChunkJob(stream_id="calibration", seq=0, text=text, speed=1.0, voice=voice,
+                       chars=len(text), predicted_audio_s=0.0, predicted_compute_s=0.0,
+                       latest_start_s=0.0, deadline_s=0.0)
+        results: list[WorkResult] = []
+        lock = threading.Lock()
+
+        def run(sessions: Mapping[str, PiperVoice]) -> None:
+            found = _synthesize(sessions, [job])
+            with lock:
+                results.extend(found)
+
+        threads = [threading.Thread(target=run, args=(own,)) for own in self._sessions]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return results
 
     def close(self, timeout_s: float = 5.0) -> None:
         for inbox in self._inboxes:
