@@ -63,7 +63,7 @@ class Config:
 
     # --- scheduler knobs
     first_audio_target_ms: int = field(
-        default=300, metadata={"help": "first chunk deadline after its text arrives, ms"}
+        default=250, metadata={"help": "first chunk deadline after its text arrives, ms"}
     )
     jitter_ms: int = field(default=150, metadata={"help": "jitter budget before a buffer runs dry"})
     lookahead_s: float = field(

@@ -54,7 +54,7 @@ class SchedulerConfig:
     """Every scheduling knob, each with its unit in its name. Defaults fit the 2-core CPU box."""
 
     # protocol-v1: Timing promise. First audio of a stream is due this long after its text.
-    first_audio_target_s: float = 0.3
+    first_audio_target_s: float = 0.25
     # Audio must arrive this long before the listener would run dry (network, frame pacing).
     jitter_s: float = 0.15
     # Near-ties in latest start go to the least attained service; at most this many are looked at.

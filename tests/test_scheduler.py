@@ -18,6 +18,9 @@ RTF = 0.072  # fake engine: compute seconds per audio second (scheduler-notes fi
 
 
 def make(workers: int = 1, **knobs: object) -> Scheduler:
+    # The worked examples below use a first-audio target of 0.3 s and a 0.15 s jitter budget.
+    knobs.setdefault("first_audio_target_s", 0.3)
+    knobs.setdefault("jitter_s", 0.15)
     return Scheduler(SchedulerConfig(**knobs), workers)  # type: ignore[arg-type]
 
 
