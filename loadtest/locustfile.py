@@ -18,9 +18,9 @@ background thread per connection; under locust's gevent monkey-patching those th
 greenlets and its sockets cooperative, and many users run concurrently (checked: 20 sync
 connections in one process overlap fully). No extra dependency is needed.
 
-Environment knobs (loadtest only; the server reads none of them): LITESTREAM_TOKEN (API key,
-sent as Authorization: Bearer), LITESTREAM_ENCODING (json|msgpack, default json),
-LITESTREAM_VOICE.
+Environment knobs (loadtest only; not LITESTREAM_*, which the server reads as settings): LOADTEST_TOKEN (API key,
+sent as Authorization: Bearer), LOADTEST_ENCODING (json|msgpack, default json),
+LOADTEST_VOICE.
 """
 
 from __future__ import annotations
@@ -82,9 +82,9 @@ class ListenerUser(User):
     """One listener: connect, speak a paragraph, play it in real time, repeat."""
 
     wait_time = between(0.5, 2.0)
-    encoding = Encoding(os.environ.get("LITESTREAM_ENCODING", "json"))
-    token = os.environ.get("LITESTREAM_TOKEN")
-    voice = os.environ.get("LITESTREAM_VOICE")
+    encoding = Encoding(os.environ.get("LOADTEST_ENCODING", "json"))
+    token = os.environ.get("LOADTEST_TOKEN")
+    voice = os.environ.get("LOADTEST_VOICE")
 
     def _fire(self, name: str, response_time: float, *, length: int = 0,
               exception: Exception | None = None) -> None:

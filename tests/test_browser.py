@@ -68,7 +68,7 @@ def _assert_png(path: Path) -> None:
 
 async def test_browser_player_plays_and_stops(tmp_path: Path) -> None:
     node, chromium = _prerequisites()
-    artifacts = Path(os.environ.get("LITESTREAM_BROWSER_ARTIFACTS", tmp_path))
+    artifacts = Path(os.environ.get("BROWSER_TEST_ARTIFACTS", tmp_path))
     artifacts.mkdir(parents=True, exist_ok=True)
     play_png = artifacts / "browser-play.png"
     stop_png = artifacts / "browser-stop.png"

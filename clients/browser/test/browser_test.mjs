@@ -32,7 +32,7 @@ const { values: opts } = parseArgs({
     screenshot: { type: "string", default: process.env.LITESTREAM_SCREENSHOT ?? "browser-test.png" },
     "stop-screenshot": { type: "string", default: process.env.LITESTREAM_STOP_SCREENSHOT },
     chromium: { type: "string", default: process.env.CHROMIUM ?? "/usr/bin/chromium" },
-    timeout: { type: "string", default: process.env.LITESTREAM_BROWSER_TIMEOUT_S ?? "60" },
+    timeout: { type: "string", default: process.env.BROWSER_TEST_TIMEOUT_S ?? "60" },
     only: { type: "string" }, // "play" or "stop"
     headed: { type: "boolean", default: false },
   },
