@@ -65,6 +65,9 @@ class Config:
     first_audio_target_ms: int = field(
         default=250, metadata={"help": "first chunk deadline after its text arrives, ms"}
     )
+    first_chunk_slack_ms: int = field(
+        default=500, metadata={"help": "a late first chunk yields to playing streams this long, ms"}
+    )
     jitter_ms: int = field(default=150, metadata={"help": "jitter budget before a buffer runs dry"})
     lookahead_s: float = field(
         default=4.0, metadata={"help": "unplayed audio per stream beyond which it waits, s"}
@@ -166,6 +169,7 @@ def _validate(c: Config) -> None:
     _check(c.audio_format in ("s16le", "f32le"), "audio_format", "must be s16le or f32le")
     _check(c.first_audio_target_ms > 0, "first_audio_target_ms", "must be positive")
     _check(c.jitter_ms >= 0, "jitter_ms", "must not be negative")
+    _check(c.first_chunk_slack_ms >= 0, "first_chunk_slack_ms", "must not be negative")
     _check(0 < c.lookahead_s <= c.max_lookahead_s, "lookahead_s", "must be in (0, max_lookahead_s]")
     _check(0 < c.target_utilization <= 1.5, "target_utilization", "must be in (0, 1.5]")
     _check(c.max_streams >= 0, "max_streams", "must not be negative")

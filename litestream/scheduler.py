@@ -55,6 +55,10 @@ class SchedulerConfig:
 
     # protocol-v1: Timing promise. First audio of a stream is due this long after its text.
     first_audio_target_s: float = 0.25
+    # A first chunk is sized to the target, but ordered as due this much later: a listener who
+    # has not started yet can wait a little longer, one who is playing would hear a stall
+    # (Andes: lateness hurts a started stream most). Bounded, so first audio stays bounded.
+    first_chunk_slack_s: float = 0.5
     # Audio must arrive this long before the listener would run dry (network, frame pacing).
     jitter_s: float = 0.15
     # Near-ties in latest start go to the least attained service; at most this many are looked at.
@@ -264,6 +268,7 @@ class Scheduler:
         self._epoch = 0  # bumped on every change; keys the urgent-compute cache
         self._urgent_cache: tuple[float, int, float] = (-1.0, -1, 0.0)
         self._stats = SchedulerStats()
+        self._first_due_s = config.first_audio_target_s + config.first_chunk_slack_s
         # Streams opened but without text yet (insertion order = opening order). In a burst
         # their first chunks are about to arrive: they count as urgent work (_fresh_compute).
         self._fresh: dict[str, float] = {}
@@ -363,9 +368,9 @@ class Scheduler:
                 # as a first chunk (protocol-v1: Timing promise, first audio).
                 s.playback_start_s = None
                 s.sent_audio_s = 0.0
-                s.first_deadline_s = now + self.config.first_audio_target_s
+                s.first_deadline_s = now + self._first_due_s
             elif s.playback_start_s is None and s.first_deadline_s is None:
-                s.first_deadline_s = now + self.config.first_audio_target_s
+                s.first_deadline_s = now + self._first_due_s
         if not s.queue:
             # VTC: returning from idle starts at the lowest active counter (no saved-up credit).
             s.attained_s = max(s.attained_s, self._service_floor())
@@ -619,7 +624,7 @@ class Scheduler:
             return s.playback_start_s + s.sent_audio_s + ahead_s - jitter
         first = s.first_deadline_s
         if first is None:  # only reachable with nothing queued; keep the arithmetic total
-            first = s.opened_s + self.config.first_audio_target_s
+            first = s.opened_s + self._first_due_s
         if ahead_s <= 0.0:
             return first
         return max(first, first + ahead_s - jitter)
@@ -805,7 +810,7 @@ class Scheduler:
         cached_now, cached_epoch, value = self._urgent_cache
         if cached_now == now and cached_epoch == self._epoch:
             return value
-        horizon = now + self.config.first_audio_target_s
+        horizon = now + self._first_due_s
         total = 0.0
         for s in self._backlogged:
             ahead = s.inflight_audio_s + s.ready_audio_s

@@ -715,6 +715,7 @@ def _json(status: http.HTTPStatus, doc: Any) -> Response:
 def _scheduler_config(config: Config) -> SchedulerConfig:
     return SchedulerConfig(
         first_audio_target_s=config.first_audio_target_s,
+        first_chunk_slack_s=config.first_chunk_slack_ms / 1000.0,
         jitter_s=config.jitter_s,
         lookahead_s=config.lookahead_s,
         max_lookahead_s=config.max_lookahead_s,
