@@ -596,6 +596,10 @@ class Scheduler:
         s = self._streams.get(stream_id)
         return len(s.queue) if s is not None else 0
 
+    def priority(self, stream_id: str) -> Priority | None:
+        s = self._streams.get(stream_id)
+        return s.priority if s is not None else None
+
     def underrun_s(self, stream_id: str) -> float:
         """Estimated seconds this stream's listener ran dry (for `done.stats.underrun_ms`)."""
         s = self._streams.get(stream_id)

@@ -447,6 +447,9 @@ class LitestreamServer:
                                     f"over the message or text rate; retry in {wait_s:.1f} s")
         if isinstance(message, protocol.ConfigMsg):
             stream.settings = protocol.apply_config(stream.settings, message)
+            if "priority" in message.changes:
+                # Re-opening a stream in the scheduler changes its class, keeps its queue.
+                self.scheduler.open_stream(stream.id, Priority(stream.settings.priority), now)
         elif isinstance(message, protocol.TextMsg):
             self._accept_text(stream, message.text, now)
             if message.flush:

@@ -349,3 +349,13 @@ async def test_static_serves_only_the_player(server: RunningServer) -> None:
     head = (await reader.read()).split(b"\r\n", 1)[0]
     writer.close()
     assert b" 404 " in head
+
+
+async def test_priority_from_a_config_message_reaches_the_scheduler(server: RunningServer) -> None:
+    async with connect(server.url) as ws:
+        await read_all(ws, stop_after="ready")
+        await ws.send(json.dumps({"type": "config", "priority": "low"}))
+        await ws.send(json.dumps({"type": "text", "text": "Low priority words here. More."}))
+        await read_all(ws, stop_after="chunk")
+        session = next(iter(server.server.streams))
+        assert server.server.scheduler.priority(session) == "low"
