@@ -20,8 +20,7 @@ install: $(STAMP)
 serve: $(STAMP)
 	$(VENV)/bin/litestream serve $(ARGS)
 
-test: $(STAMP)
-	$(PY) -m ruff check litestream tests loadtest clients
+test: lint
 	$(PY) -m pytest -q $(ARGS)
 
 lint: $(STAMP)
