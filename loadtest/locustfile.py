@@ -13,14 +13,14 @@ feels goes into locust's statistics, request type "WS":
 - `stall`: a failure per stall, response time = how long the listener ran dry.
 - `stream`: the whole stream, success on `done`; failure on an `error` or an abnormal close.
 
-WebSocket library: `websockets.sync.client` (already a litestream dependency). It runs a
-background thread per connection; under locust's gevent monkey-patching those threads become
-greenlets and its sockets cooperative, and many users run concurrently (checked: 20 sync
-connections in one process overlap fully). No extra dependency is needed.
+WebSocket library: `websocket-client`, plain blocking socket I/O that gevent's monkey-patching
+makes cooperative (what locust-plugins uses too). `websockets.sync` was tried first: it closes
+its socket from a background thread, which under gevent sometimes aborted the whole locust
+process inside libev ("I/O watcher with invalid fd found in epoll_ctl").
 
-Environment knobs (loadtest only; not LITESTREAM_*, which the server reads as settings): LOADTEST_TOKEN (API key,
-sent as Authorization: Bearer), LOADTEST_ENCODING (json|msgpack, default json),
-LOADTEST_VOICE.
+Environment knobs (loadtest only; not LITESTREAM_*, which the server reads as settings):
+LOADTEST_TOKEN (API key, sent as Authorization: Bearer), LOADTEST_ENCODING (json|msgpack,
+default json), LOADTEST_VOICE.
 """
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import gevent
+import websocket
 from locust import User, between, task
-from websockets.exceptions import ConnectionClosed, InvalidStatus
-from websockets.sync.client import ClientConnection, connect
+from websocket import ABNF, WebSocket
 
 if __package__ in (None, ""):  # locust imports this file by path: make `litestream` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -99,15 +99,14 @@ class ListenerUser(User):
             host += STREAM_PATH
         return build_url(host, {"encoding": self.encoding.value, "voice": self.voice})
 
-    def _connect(self) -> ClientConnection | None:
-        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+    def _connect(self) -> WebSocket | None:
+        headers = [f"Authorization: Bearer {self.token}"] if self.token else []
         start = time.perf_counter()
         try:
-            ws = connect(self._url(), additional_headers=headers, open_timeout=10, proxy=None,
-                         max_size=4 * 1024 * 1024)
-        except InvalidStatus as exc:
-            status = exc.response.status_code
-            retry = exc.response.headers.get("Retry-After")
+            ws = websocket.create_connection(self._url(), header=headers, timeout=10)
+        except websocket.WebSocketBadStatusException as exc:
+            status = exc.status_code
+            retry = (exc.resp_headers or {}).get("retry-after")
             self._fire("connect", (time.perf_counter() - start) * 1000.0,
                        exception=StreamFailed(f"HTTP {status} refused"))
             logger.debug("refused: HTTP %d, Retry-After %s", status, retry)
@@ -120,7 +119,7 @@ class ListenerUser(User):
             if delay_s > 0:
                 gevent.sleep(min(MAX_RETRY_AFTER_S, delay_s) * random.uniform(1.0, 1.5))
             return None
-        except (OSError, TimeoutError) as exc:
+        except (OSError, TimeoutError, websocket.WebSocketException) as exc:
             self._fire("connect", (time.perf_counter() - start) * 1000.0, exception=exc)
             return None
         self._fire("connect", (time.perf_counter() - start) * 1000.0)
@@ -131,22 +130,36 @@ class ListenerUser(User):
         ws = self._connect()
         if ws is None:
             return
-        with ws:
+        try:
             self._run_stream(ws, random.choice(PARAGRAPHS))
+        finally:
+            ws.close()
 
-    def _run_stream(self, ws: ClientConnection, text: str) -> None:
+    def _run_stream(self, ws: WebSocket, text: str) -> None:
         decoder = EventDecoder(self.encoding)
         clock: PlaybackClock | None = None
         first_chunk_seq: int | None = None
         audio_bytes = 0
         start = time.perf_counter()
-        ws.send(encode({"type": "text", "text": text}, self.encoding))
-        ws.send(encode({"type": "end"}, self.encoding))
+        for message in ({"type": "text", "text": text}, {"type": "end"}):
+            frame = encode(message, self.encoding)
+            if isinstance(frame, str):
+                ws.send(frame)
+            else:
+                ws.send_binary(frame)
         sent_at = time.perf_counter()
         failure: Exception | None = None
+        ws.settimeout(RECV_TIMEOUT_S)
         try:
             while True:
-                event = decoder.feed(ws.recv(timeout=RECV_TIMEOUT_S))
+                opcode, data = ws.recv_data(control_frame=False)
+                if opcode == ABNF.OPCODE_CLOSE:
+                    code = int.from_bytes(data[:2], "big") if len(data) >= 2 else 1005
+                    if code != 1000:
+                        failure = StreamFailed(f"closed {code} before done")
+                    break
+                text_frame = opcode == ABNF.OPCODE_TEXT
+                event = decoder.feed(data.decode() if text_frame else data)
                 now = time.perf_counter()
                 if isinstance(event, Ready):
                     clock = PlaybackClock.for_ready(event)
@@ -163,12 +176,10 @@ class ListenerUser(User):
                         break
                 elif isinstance(event, Done):
                     break
-        except ConnectionClosed as exc:
-            code = exc.rcvd.code if exc.rcvd is not None else 1006
-            if code != 1000:
-                failure = StreamFailed(f"closed {code} before done")
-        except TimeoutError:
+        except websocket.WebSocketTimeoutException:
             failure = StreamFailed(f"no message for {RECV_TIMEOUT_S:.0f} s")
+        except (websocket.WebSocketConnectionClosedException, OSError):
+            failure = StreamFailed("connection lost before done")
         self._fire("stream", (time.perf_counter() - start) * 1000.0, length=audio_bytes,
                    exception=failure)
 
