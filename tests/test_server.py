@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import socket
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -359,3 +360,36 @@ async def test_priority_from_a_config_message_reaches_the_scheduler(server: Runn
         await read_all(ws, stop_after="chunk")
         session = next(iter(server.server.streams))
         assert server.server.scheduler.priority(session) == "low"
+
+
+async def test_a_client_that_stops_reading_is_bounded_then_cut_off() -> None:
+    """protocol-v1 backpressure: a client that stops reading must not grow server memory.
+
+    The network is what is simulated here: the client's receive buffer and the server's send
+    buffer are shrunk to a few KB (real sockets, real kernel), so the server's writes block.
+    """
+    async with run_server(slow_reader_timeout_s=1.0, lookahead_s=2.0, max_lookahead_s=4.0,
+                          audio_format="f32le") as srv:
+        sock = socket.create_connection(("127.0.0.1", srv.port))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        ws = await connect(srv.url, sock=sock)
+        await ws.send(json.dumps({"type": "text", "text": " ".join(
+            f"Sentence {i} keeps coming while nobody listens." for i in range(60))}))
+        await asyncio.sleep(0.3)
+        session = next(iter(srv.server.streams))
+        stream = srv.server.streams[session]
+        server_sock = stream.ws.transport.get_extra_info("socket")
+        server_sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        # The server stops synthesizing for it at the hard lookahead cap, then cuts it off.
+        for _ in range(200):
+            if session not in srv.server.streams:
+                break
+            # The test never reads; what waits in the server's outbox must stay bounded.
+            queued_audio_ms = sum(getattr(item, "ms", 0.0) for item in list(stream.outbox._queue))
+            assert queued_audio_ms <= (4.0 + 10.0) * 1000  # hard cap + one long chunk
+            await asyncio.sleep(0.1)
+        assert session not in srv.server.streams
+        assert stream.close_reason == "slow reader"
+        assert srv.server.scheduler.queued_jobs() == 0
+        ws.transport.abort()
