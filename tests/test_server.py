@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import random
 import socket
 from dataclasses import dataclass, field
 from typing import Any
@@ -393,3 +394,54 @@ async def test_a_client_that_stops_reading_is_bounded_then_cut_off() -> None:
         assert stream.close_reason == "slow reader"
         assert srv.server.scheduler.queued_jobs() == 0
         ws.transport.abort()
+
+
+def _random_value(rng: random.Random, depth: int = 0) -> object:
+    kinds = ["str", "int", "float", "bool", "none"] + (["list", "dict"] if depth < 2 else [])
+    kind = rng.choice(kinds)
+    if kind == "str":
+        return "".join(rng.choice("ab .!\u00e9\u4e2d\x00\n") for _ in range(rng.randint(0, 8)))
+    if kind == "int":
+        return rng.choice([0, -1, 1, 10**30, rng.randint(-5000, 5000)])
+    if kind == "float":
+        return rng.choice([0.5, 2.5, -1.0, 1e308, rng.uniform(-10, 10)])
+    if kind == "bool":
+        return rng.random() < 0.5
+    if kind == "none":
+        return None
+    if kind == "list":
+        return [_random_value(rng, depth + 1) for _ in range(rng.randint(0, 3))]
+    return {rng.choice(["type", "text", "flush", "speed", "voice", "format", "frame_ms",
+                        "priority", "x"]): _random_value(rng, depth + 1)
+            for _ in range(rng.randint(0, 4))}
+
+
+async def test_random_frames_get_spec_errors_and_the_stream_finishes(
+        server: RunningServer) -> None:
+    rng = random.Random(7)
+    codes = {"bad_message", "invalid_param", "invalid_voice", "text_too_long"}
+    frames: list[str | bytes] = []
+    for _ in range(150):
+        roll = rng.random()
+        if roll < 0.15:
+            frames.append(bytes(rng.randrange(256) for _ in range(rng.randint(0, 12))))
+        elif roll < 0.3:
+            frames.append("".join(rng.choice('{}[]":,tx ') for _ in range(rng.randint(0, 12))))
+        else:
+            obj = _random_value(rng)
+            if isinstance(obj, dict) and rng.random() < 0.7:
+                obj["type"] = rng.choice(["text", "config", "flush", "clear", "nope", 3])
+            frames.append(json.dumps(obj))
+    async with connect(server.url) as ws:
+        await read_all(ws, stop_after="ready")
+        for frame in frames:
+            await ws.send(frame)
+        await ws.send(json.dumps({"type": "text", "text": "Still alive."}))
+        await ws.send(json.dumps({"type": "end"}))
+        t = await read_all(ws, timeout_s=120)
+    errors = t.of_type("error")
+    assert errors, "malformed frames must be answered"
+    assert {e["code"] for e in errors} <= codes
+    assert not any(e["fatal"] for e in errors)
+    assert t.events[-1]["type"] == "done" and t.close_code == 1000
+    assert t.of_type("chunk")[-1]["text"].endswith("Still alive.")
