@@ -32,7 +32,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from litestream import config as config_mod
-from litestream import joints, protocol
+from litestream import protocol
 from litestream.config import Config
 from litestream.engine import PiperVoice
 from litestream.errors import CloseCode, ErrorCode, LitestreamError, ProtocolError
@@ -107,9 +107,6 @@ class Stream:
     last_seq: int = -1                   # newest seq handed out for this stream
     ending: bool = False                 # `end` received
     shaped: bool = False                 # the segmenter got its chunk shape for this start
-    # Per queued seq: (continues a mid-clause cut, ends at one), for litestream.joints.
-    joints: dict[int, tuple[bool, bool]] = field(default_factory=dict)
-    last_mid_clause: bool = False        # the newest chunk ended where no pause belongs
     finished: bool = False               # `done` queued
     chars: int = 0                       # text accepted, characters
     chunks_sent: int = 0
@@ -503,8 +500,6 @@ class LitestreamServer:
         self.scheduler.clear(stream.id, now)
         stream.results.clear()
         stream.pending_seqs.clear()
-        stream.joints.clear()
-        stream.last_mid_clause = False
         stream.flush_marks.clear()
         # Drop every frame not yet sent (and the chunk events announcing them); keep control
         # messages such as an `error` queued before the clear.
@@ -529,9 +524,6 @@ class LitestreamServer:
                                         voice=stream.settings.voice, now=now)
             stream.last_seq = job.seq
             stream.pending_seqs.append(job.seq)
-            mid_clause = joints.ends_mid_clause(text)
-            stream.joints[job.seq] = (stream.last_mid_clause, mid_clause)
-            stream.last_mid_clause = mid_clause
 
     # ------------------------------------------------------------ scheduling and results
 
@@ -593,7 +585,6 @@ class LitestreamServer:
             seq = stream.pending_seqs.popleft()
             result = stream.results.pop(seq)
             if result.audio is None:
-                stream.joints.pop(seq, None)
                 self.metrics.error(ErrorCode.SYNTHESIS_FAILED)
                 self._queue(stream, protocol.error(
                     ErrorCode.SYNTHESIS_FAILED, f"chunk {seq} could not be synthesized", False))
@@ -610,11 +601,9 @@ class LitestreamServer:
         job = result.job
         settings = stream.settings
         rate = self._rate(job.voice)
-        after_cut, before_cut = stream.joints.pop(job.seq, (False, False))
-        audio = joints.smooth(result.audio, rate, after_cut=after_cut, before_cut=before_cut)
-        pcm = protocol.to_pcm(audio, settings.format)
-        duration_ms = protocol.samples_to_ms(len(audio), rate)
-        audio_s = len(audio) / rate
+        pcm = protocol.to_pcm(result.audio, settings.format)
+        duration_ms = protocol.samples_to_ms(len(result.audio), rate)
+        audio_s = len(result.audio) / rate
         if stream.ttfa_ms is None and stream.first_text_at is not None:
             ttfa_s = now - stream.first_text_at
             stream.ttfa_ms = round(ttfa_s * 1000)
