@@ -288,6 +288,12 @@ class Scheduler:
         Reason "streams" when `max_streams` streams are open. retry_after_s is the time to drain
         the whole queued backlog on all workers, at least 1 s.
         """
+        admission = self._admission(now)
+        if not admission.accepted:
+            self._stats.refused += 1
+        return admission
+
+    def _admission(self, now: float) -> Admission:
         cfg = self.config
         if cfg.max_streams and len(self._streams) >= cfg.max_streams:
             return self._refuse("streams")
@@ -323,8 +329,11 @@ class Scheduler:
         new_rtf = rtf_sum / known if known else self.model.rtf("")
         return demand, new_rtf
 
+    def has_capacity(self, now: float) -> bool:
+        """Would a new stream be admitted now? For readiness probes: counts no refusal."""
+        return self._admission(now).accepted
+
     def _refuse(self, reason: str) -> Admission:
-        self._stats.refused += 1
         backlog = sum(s.queued_compute_s for s in self._backlogged)
         return Admission(False, max(1.0, backlog / self.workers), reason)
 

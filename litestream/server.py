@@ -187,17 +187,14 @@ class LitestreamServer:
                 continue
             rate = self.voices[voice_id].sample_rate
             audio_s = sum(len(r.audio) for r in results if r.audio is not None) / rate
-            compute_s = sum(r.compute_s for r in results)
+            rtf = sum(r.compute_s for r in results) / audio_s
+            per_char_s = audio_s / (len(CALIBRATION_TEXT) * len(results))
             # The default voice also prices streams whose voice is not known yet ("").
             for key in (voice_id, "") if voice_id == self.default_voice else (voice_id,):
                 self.scheduler.model.calibrate(
-                    key,
-                    audio_per_char_s=audio_s / (len(CALIBRATION_TEXT) * len(results)),
-                    compute_per_audio_s=compute_s / audio_s,
-                )
+                    key, audio_per_char_s=per_char_s, compute_per_audio_s=rtf)
             log.info("voice %s: RTF %.3f per worker with %d workers busy, %.3f s audio/char",
-                     voice_id, compute_s / audio_s, len(results),
-                     audio_s / (len(CALIBRATION_TEXT) * len(results)))
+                     voice_id, rtf, len(results), per_char_s)
 
     @property
     def port(self) -> int:
@@ -257,10 +254,8 @@ class LitestreamServer:
         if path == "/readyz":
             if self.draining:
                 return _text(http.HTTPStatus.SERVICE_UNAVAILABLE, "draining\n")
-            admission = self.scheduler.admit(self._now())
-            if not admission.accepted:
-                return _text(http.HTTPStatus.SERVICE_UNAVAILABLE, "at capacity\n",
-                             retry_after_s=admission.retry_after_s)
+            if not self.scheduler.has_capacity(self._now()):
+                return _text(http.HTTPStatus.SERVICE_UNAVAILABLE, "at capacity\n")
             return _text(http.HTTPStatus.OK, "ready\n")
         if path == "/metrics":
             self._refresh_gauges()

@@ -507,3 +507,12 @@ def test_admitted_load_of_long_texts_plays_without_stalls(seed: int) -> None:
                       sentence_chars=(50, 105))
     assert result.stalls == 0
     assert sorted(result.first_audio_s)[11] <= 1.0  # p95 first audio within the 1 s bar
+
+
+def test_readiness_check_counts_no_refusal() -> None:
+    s = make(workers=1, max_streams=1)
+    s.open_stream("a", Priority.NORMAL, 0.0)
+    assert not s.has_capacity(0.0)
+    assert s.stats().refused == 0
+    assert not s.admit(0.0).accepted
+    assert s.stats().refused == 1
