@@ -376,6 +376,10 @@ class LitestreamServer:
                 sender.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await sender
+            elif not sender.cancelled():
+                failure = sender.exception()
+                if failure is not None and not isinstance(failure, ConnectionClosed):
+                    stream.log.error("sender failed: %r", failure)
             self._finish(stream)
 
     def _finish(self, stream: Stream) -> None:
