@@ -279,10 +279,15 @@ def encode_audio(seq: int, pcm: bytes, encoding: Encoding) -> bytes:
 
 # ---------------------------------------------------------------- audio
 
+def to_s16(audio: np.ndarray) -> np.ndarray:
+    """Float mono in [-1, 1] -> int16 samples: the one conversion, for the wire and WAV files."""
+    return (np.clip(audio, -1.0, 1.0) * 32767.0).astype("<i2")
+
+
 def to_pcm(audio: np.ndarray, fmt: str) -> bytes:
     """Float32 mono in [-1, 1] -> little-endian PCM bytes of the stream's format."""
     if fmt == "s16le":
-        return (np.clip(audio, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
+        return to_s16(audio).tobytes()
     return np.asarray(audio, dtype="<f4").tobytes()
 
 

@@ -9,13 +9,15 @@ from typing import BinaryIO
 
 import numpy as np
 
+from litestream.protocol import to_s16
+
 
 def to_pcm16(audio: np.ndarray) -> np.ndarray:
     """int16 samples: float audio is clipped to [-1, 1] and scaled; int16 passes through."""
     if audio.dtype == np.int16:
         return audio
-    scaled = np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0) * 32767.0
-    return np.round(scaled).astype(np.int16)
+    # The same conversion as the wire's, so `say` and `say --server` give the same samples.
+    return to_s16(np.asarray(audio, dtype=np.float32)).astype(np.int16)
 
 
 def write_wav(target: str | Path | BinaryIO, audio: np.ndarray, sample_rate: int) -> None:
