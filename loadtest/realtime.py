@@ -36,7 +36,16 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from litestream.client import Chunk, PlaybackClock
+from litestream.client import (
+    Audio,
+    Chunk,
+    Done,
+    Error,
+    EventDecoder,
+    PlaybackClock,
+    Ready,
+)
+from litestream.protocol import Encoding
 from loadtest.texts import text_for, words
 
 DEFAULT_URL = "ws://127.0.0.1:8765/v1/stream"
@@ -432,24 +441,21 @@ async def run_stream(url: str, mode: str, recorder: StreamRecorder, *, token_rat
         await ws.send(json.dumps({"type": "end"}))
 
     async def receive() -> None:
+        decoder = EventDecoder(Encoding.JSON)
         while True:
             frame = await ws.recv()
-            t = now()
-            if isinstance(frame, bytes):
-                recorder.on_audio(len(frame), t)
-                continue
-            msg = json.loads(frame)
-            kind = msg.get("type")
-            if kind == "ready":
-                recorder.on_ready(int(msg["sample_rate"]), str(msg.get("format", "s16le")),
-                                  int(msg.get("channels", 1)))
-            elif kind == "chunk":
-                recorder.on_chunk(int(msg["seq"]), str(msg.get("text", "")),
-                                  int(msg.get("start_ms", 0)), int(msg.get("duration_ms", 0)), t)
-            elif kind == "error":
-                recorder.on_error(str(msg.get("code", "")), str(msg.get("message", "")))
-            elif kind == "done":
-                recorder.on_done((msg.get("stats") or {}).get("underrun_ms"))
+            t = now()  # taken at arrival, before decoding
+            event = decoder.feed(frame)
+            if isinstance(event, Audio):
+                recorder.on_audio(len(event.pcm), t)
+            elif isinstance(event, Ready):
+                recorder.on_ready(event.sample_rate, event.format, event.channels)
+            elif isinstance(event, Chunk):
+                recorder.on_chunk(event.seq, event.text, event.start_ms, event.duration_ms, t)
+            elif isinstance(event, Error):
+                recorder.on_error(event.code, event.message)
+            elif isinstance(event, Done):
+                recorder.on_done(event.stats.underrun_ms)
 
     sender = asyncio.create_task(send())
     try:
