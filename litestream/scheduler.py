@@ -549,7 +549,7 @@ class Scheduler:
         """The segmenter's limit for a new stream's first chunk, in characters.
 
         protocol-v1: Timing promise. A first chunk waits for the urgent work already queued
-        (compute due within first_audio_target_s, shared by the workers), then synthesizes;
+        (compute due before its own deadline, shared by the workers), then synthesizes;
         its size is whatever fits in what is left of the target, at `voice`'s learned cost,
         clamped to [min_first_chunk_chars, max_first_chunk_chars]. Idle: a clause or a short
         sentence, so one listener hears audio within the target. Bursty: a few words, so the
@@ -802,10 +802,8 @@ class Scheduler:
         heapq.heappush(self._service, (s.attained_s, next(self._tiebreak), s))
 
     def _fresh_compute_one(self) -> float:
-        cfg = self.config
-        cost = self.model.voice("")
-        return cfg.chunk_overhead_s + (
-            cost.compute_per_audio_s * cost.audio_per_char_s * cfg.min_first_chunk_chars)
+        """Predicted compute of one burst stream's first chunk (voice not known yet: "")."""
+        return self.model.predict("", self.config.min_first_chunk_chars, 1.0)[1]
 
     def _fresh_compute(self, now: float) -> float:
         """Predicted compute of the first chunks that streams opened within open_grace_s, and
@@ -819,7 +817,8 @@ class Scheduler:
         return len(self._fresh) * self._fresh_compute_one()
 
     def _urgent_compute(self, now: float) -> float:
-        """Predicted compute of queued chunks due within first_audio_target_s of now."""
+        """Predicted compute of queued chunks due within a first chunk's deadline of now
+        (first_audio_target_s + first_chunk_slack_s)."""
         cached_now, cached_epoch, value = self._urgent_cache
         if cached_now == now and cached_epoch == self._epoch:
             return value
