@@ -263,7 +263,7 @@ class StreamSession:
         anything a client sends."""
         match item:
             case ClientFrame() | ConfigMsg() | TextMsg() | FlushMsg() | ClearMsg() | EndMsg():
-                if self.state in (StreamState.OPEN, StreamState.ENDING):
+                if self._live:
                     self._on_client(item, now)
             case ChunkPlanned() | ChunkAudio() | ChunkFailed():
                 try:
@@ -317,6 +317,11 @@ class StreamSession:
     def last_seq(self) -> int:
         """The newest seq handed out (-1: none yet)."""
         return self._next_seq - 1
+
+    @property
+    def _live(self) -> bool:
+        """Still speaking: the last item is not queued yet."""
+        return self.state in (StreamState.OPEN, StreamState.ENDING)
 
     # ------------------------------------------------------------ client messages
 
@@ -443,7 +448,7 @@ class StreamSession:
 
     def _on_result(self, result: SynthesisResult, now: float) -> None:
         sentence = self._sentences.get(result.seq)
-        if sentence is None or self.state in (StreamState.DRAINING, StreamState.CLOSED):
+        if sentence is None or not self._live:
             return  # cleared, or the stream is finishing: its audio is not wanted
         match result:
             case ChunkPlanned(samples=samples):
@@ -463,7 +468,7 @@ class StreamSession:
 
     def _pump(self, now: float) -> None:
         """Move what is ready to the outbox in seq order (protocol-v1: frames in order)."""
-        while self._pending and self.state not in (StreamState.DRAINING, StreamState.CLOSED):
+        while self._pending and self._live:
             sentence = self._sentences[self._pending[0]]
             if sentence.failed:
                 self._retract(sentence)
@@ -478,18 +483,23 @@ class StreamSession:
                 if sentence.samples is None:
                     break
                 self._announce(sentence)
-            while sentence.pieces:
+            while sentence.pieces and self._live:
                 self._queue_piece(sentence, sentence.pieces.popleft(), now)
-            if not sentence.last_arrived:
-                break
+            if not sentence.last_arrived or not self._live:
+                break  # more to come, or the send buffer overflowed and the stream ended
             self._done_with(sentence)
-        while self._flush_marks and (not self._pending or self._flush_marks[0] < self._pending[0]):
-            self._send(protocol.flushed(self._flush_marks.popleft()))
+        self._release_flush_marks()
         self._maybe_done(now)
 
     def _done_with(self, sentence: _Sentence) -> None:
         self._pending.popleft()
         del self._sentences[sentence.seq]
+        self._release_flush_marks()
+
+    def _release_flush_marks(self) -> None:
+        """`flushed` as soon as every frame of the text before its flush is queued."""
+        while self._flush_marks and (not self._pending or self._flush_marks[0] < self._pending[0]):
+            self._send(protocol.flushed(self._flush_marks.popleft()))
 
     def _announce(self, sentence: _Sentence) -> None:
         assert sentence.samples is not None
