@@ -5,7 +5,7 @@ Three layers, each usable on its own:
 - `EventDecoder` (sans I/O): WebSocket frames in, typed frozen events out. It owns the one
   client-side subtlety of protocol-v1: with ``encoding=json`` a binary frame is raw PCM of the
   most recent ``chunk``'s seq (protocol-v1: Encodings).
-- `connect()` / `Stream` (asyncio, thin): handshake with query parameters and a Bearer token,
+- `connect()` / `ClientStream` (asyncio, thin): handshake with query parameters and a Bearer token,
   send methods, and ``async for event in stream``. Handshake refusals become typed exceptions.
 - `PlaybackClock` (pure, the caller passes ``now``): simulates a listener that starts playing at
   the first audio frame and plays in real time; reports stalls, chunk lateness and which chunks
@@ -42,6 +42,7 @@ __all__ = [
     "Chunk",
     "ChunkPlayback",
     "Cleared",
+    "ClientStream",
     "Done",
     "DoneStats",
     "Error",
@@ -54,7 +55,6 @@ __all__ = [
     "RateLimited",
     "Ready",
     "Stall",
-    "Stream",
     "StreamClosed",
     "StreamError",
     "Unauthorized",
@@ -293,8 +293,8 @@ def build_url(url: str, params: Mapping[str, Any]) -> str:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
 
 
-class Stream:
-    """One open protocol-v1 stream. Made by `connect()`; not constructed directly."""
+class ClientStream:
+    """One open protocol-v1 stream, client side. Made by `connect()`; not constructed directly."""
 
     def __init__(self, ws: ClientConnection, encoding: Encoding) -> None:
         self._ws = ws
@@ -379,7 +379,7 @@ async def connect(
     headers: Mapping[str, str] | None = None,
     open_timeout: float = 10,
     token_in_query: bool = False,
-) -> AsyncIterator[Stream]:
+) -> AsyncIterator[ClientStream]:
     """Open a stream: ``async with connect(url, voice=...) as stream: ...``.
 
     Settings travel as query parameters (protocol-v1: Endpoint). The token goes in an
@@ -406,7 +406,7 @@ async def connect(
                               proxy=None, max_size=4 * 1024 * 1024)
     except InvalidStatus as exc:
         raise _refusal(exc) from None
-    stream = Stream(ws, enc)
+    stream = ClientStream(ws, enc)
     try:
         yield stream
     finally:
