@@ -444,3 +444,46 @@ async def test_random_frames_get_spec_errors_and_the_stream_finishes(
     assert not any(e["fatal"] for e in errors)
     assert t.events[-1]["type"] == "done" and t.close_code == 1000
     assert t.of_type("chunk")[-1]["text"].endswith("Still alive.")
+
+
+async def test_a_refusal_says_its_reason_to_the_client_and_the_metrics() -> None:
+    async with run_server(max_streams=1) as srv:
+        async with connect(srv.url) as first:
+            await read_all(first, stop_after="ready")
+            with pytest.raises(InvalidStatus) as info:
+                async with connect(srv.url):
+                    pass
+        response = info.value.response
+        assert response.status_code == 503
+        body = json.loads(response.body)["error"]
+        assert body["code"] == "overloaded" and "as many streams" in body["message"]
+        assert int(response.headers["Retry-After"]) >= 1
+        assert srv.server.metrics.registry.get_sample_value(
+            "litestream_refusals_total", {"reason": "max_streams"}) == 1
+        assert srv.server.metrics.registry.get_sample_value(
+            "litestream_refusals_total", {"reason": "capacity"}) == 0
+
+
+async def test_send_buffer_s_cuts_off_a_client_that_stops_reading() -> None:
+    """The outbox holds at most send_buffer_s of audio; the slow-reader timeout is far off."""
+    async with run_server(slow_reader_timeout_s=120.0, send_buffer_s=1.0,
+                          audio_format="f32le") as srv:
+        sock = socket.create_connection(("127.0.0.1", srv.port))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        ws = await connect(srv.url, sock=sock)
+        await ws.send(json.dumps({"type": "text", "text": " ".join(
+            f"Sentence {i} keeps coming while nobody listens." for i in range(40))}))
+        await asyncio.sleep(0.3)
+        session = next(iter(srv.server.streams))
+        conn = srv.server.streams[session]
+        conn.ws.transport.get_extra_info("socket").setsockopt(
+            socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        for _ in range(300):
+            if session not in srv.server.streams:
+                break
+            await asyncio.sleep(0.1)
+        assert session not in srv.server.streams
+        assert conn.session.close_reason == "slow reader"
+        assert srv.server.scheduler.queued_jobs() == 0
+        ws.transport.abort()
