@@ -241,9 +241,22 @@ async def test_disconnect_removes_queued_chunks(server: RunningServer) -> None:
     assert sched.queued_jobs() == 0
 
 
+async def speak_when_admitted(url: str, text: str, attempts: int = 20) -> Transcript:
+    """speak(), retrying a 503 after its Retry-After, as a well-behaved client does."""
+    for _ in range(attempts - 1):
+        try:
+            return await speak(url, text)
+        except InvalidStatus as exc:
+            assert exc.response.status_code == 503
+            await asyncio.sleep(float(exc.response.headers["Retry-After"]))
+    return await speak(url, text)
+
+
 async def test_ten_concurrent_streams_get_their_own_audio(server: RunningServer) -> None:
     texts = [f"Listener {n} hears this sentence. Then a second line for {n}." for n in range(10)]
-    results = await asyncio.gather(*(speak(server.url, t) for t in texts))
+    # Cross-talk and order under concurrency, not admission: on the shared machine (RTF up to
+    # 0.31 per worker) admission may turn some of the ten away for a while; they come back.
+    results = await asyncio.gather(*(speak_when_admitted(server.url, t) for t in texts))
     for text, t in zip(texts, results, strict=True):
         chunks = t.of_type("chunk")
         assert " ".join(c["text"] for c in chunks) == text
