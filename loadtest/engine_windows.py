@@ -9,7 +9,7 @@ Prints, for the bundled voice on this machine:
   of both, and the decoder runs over it);
 - the max abs error of stitched windows against the one-shot decode for a few margins;
 - time to first audio for a 98-character sentence: phonemize + front + first window, against
-  whole-model synthesis;
+  the unsplit graph in one session (what every sentence cost before);
 - decode_batch of equal windows against the same windows one by one;
 - the context share of a paragraph under a few window schedules (first, growth, max).
 
@@ -25,6 +25,7 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -116,6 +117,16 @@ def back_session_ms(voice: PiperVoice, latent: Latent, size: int, runs: int) -> 
 _back = None
 
 
+def whole_model_session(voice: PiperVoice) -> Any:
+    """The unsplit graph in one session: what synthesis cost before issue 8."""
+    import onnxruntime as ort
+
+    from litestream.engine.piper import _session_options
+
+    return ort.InferenceSession(str(voice.info.model_path), _session_options(1),
+                                providers=["CPUExecutionProvider"])
+
+
 def stitch_error(voice: PiperVoice, latent: Latent, size: int) -> float:
     one_shot = voice.decode(latent, 0, latent.frames)
     pieces = [voice.decode(latent, start, size) for start in range(0, latent.frames, size)]
@@ -148,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"engine windows benchmark: voice {voice.info.id}, {voice.provider}, 1 intra-op "
           f"thread, {os.cpu_count()} CPUs, median of {runs} runs; context "
           f"decoder {voice.context.decoder} + flow {voice.context.flow} frames each side")
-    print(f"load (split + 4 sessions) {load_s:.1f} s, warmup {warmup_s:.1f} s")
+    print(f"load (split + 3 sessions) {load_s:.1f} s, warmup {warmup_s:.1f} s")
     for size, first_ms, again_ms in cold:
         print(f"cold session, {size}-frame window: first run {first_ms:.0f} ms, "
               f"then {again_ms:.0f} ms")
@@ -188,8 +199,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     voice.context = base
 
     print(f"\ntime to first audio, {len(LONG_98)}-char sentence:")
+    whole = whole_model_session(voice)
+
+    def whole_model() -> None:
+        ids = voice.phoneme_ids(LONG_98)
+        whole.run(None, {"input": np.array([ids], dtype=np.int64),
+                         "input_lengths": np.array([len(ids)], dtype=np.int64),
+                         "scales": voice._scales(1.0)})
+
+    print(f"  whole model, one session (phonemize + run): {median_ms(whole_model, runs):.0f} ms")
     whole_ms = median_ms(lambda: voice.synthesize_ids([voice.phoneme_ids(LONG_98)]), runs)
-    print(f"  whole model (phonemize + synthesize): {whole_ms:.0f} ms")
+    print(f"  synthesize_ids (phonemize + front + flow + decoder, whole sentence): "
+          f"{whole_ms:.0f} ms")
     for first in (16, 24, 32, 48):
         def first_audio(size: int = first) -> None:
             voice.decode(voice.encode(voice.phoneme_ids(LONG_98)), 0, size)

@@ -78,7 +78,7 @@ class ContextFrames:
 class _Model:
     """What every session of one voice shares: bytes to build sessions from, and layout."""
 
-    model_bytes: bytes
+    model_bytes: bytes  # the whole graph; empty when split (the parts are in ``split``)
     lengths_output: str | None  # name of the [B, 1] frames-per-item output we added
     input_names: frozenset[str]
     split: SplitGraph | None  # None: the graph cannot be split, whole-sentence synthesis
@@ -196,7 +196,9 @@ def _prepare_model(model_path: Path) -> _Model:
         )
     elif lengths is None:
         logger.debug("no Ceil->ReduceSum->Clip in %s; batches trimmed by silence", model_path)
-    return _Model(model.SerializeToString(), lengths, input_names, split)
+    # A split voice never builds a whole-model session: keep only the parts' bytes.
+    whole = model.SerializeToString() if split is None else b""
+    return _Model(whole, lengths, input_names, split)
 
 
 def _session_options(intra_op_threads: int) -> ort.SessionOptions:
@@ -266,18 +268,26 @@ class PiperVoice:
         self.counters = DecodeCounters()
         self._model = model
         providers = select_providers(device)
-        self._session = self._new_session(model.model_bytes, providers)
-        self.provider = self._session.get_providers()[0]
+        # A split voice needs no whole-model session: synthesize_ids runs the three parts
+        # over the whole batch, which is the same computation (one graph, cut in three).
+        self._session: ort.InferenceSession | None = None
+        self._front: ort.InferenceSession | None = None
+        self._flow: ort.InferenceSession | None = None
+        self._decoder: ort.InferenceSession | None = None
+        if model.split is None:
+            self._session = self._new_session(model.model_bytes, providers)
+            first = self._session
+        else:
+            self._front = self._new_session(model.split.front, providers)
+            self._flow = self._new_session(model.split.flow, providers)
+            self._decoder = self._new_session(model.split.decoder, providers)
+            first = self._front
+        self.provider = first.get_providers()[0]
         if self.provider != providers[0]:
             # onnxruntime fell back despite our checks: say so, capacity differs a lot.
             logger.warning("asked for %s but the session runs on %s", providers[0],
                            self.provider)
         self._outputs = ["output"] + ([model.lengths_output] if model.lengths_output else [])
-        self._front = self._flow = self._decoder = None
-        if model.split is not None:
-            self._front = self._new_session(model.split.front, providers)
-            self._flow = self._new_session(model.split.flow, providers)
-            self._decoder = self._new_session(model.split.decoder, providers)
 
     def _new_session(self, model_bytes: bytes, providers: list[str]) -> ort.InferenceSession:
         try:
@@ -533,8 +543,7 @@ class PiperVoice:
     def synthesize_ids(
         self, batch: Sequence[Sequence[int]], speed: float = 1.0, *, run_options: Any = None
     ) -> list[np.ndarray]:
-        """One ``session.run`` of the whole model for the whole batch; each item trimmed to
-        its own length."""
+        """The whole model over the whole batch at once; each item trimmed to its own length."""
         return self._synthesize_batch(batch, speed, run_options)
 
     def _synthesize_batch(self, batch: Sequence[Sequence[int]], speed: float,
@@ -549,9 +558,12 @@ class PiperVoice:
         ids = np.full((len(batch), int(lengths.max())), pad_id, dtype=np.int64)
         for row, item in enumerate(batch):
             ids[row, : len(item)] = item
-        feeds: dict[str, np.ndarray] = {"input": ids, "input_lengths": lengths, "scales": scales,
-                                        **self._speaker_feeds(len(batch),
-                                                              self._model.input_names)}
+        feeds: dict[str, np.ndarray] = {"input": ids, "input_lengths": lengths, "scales": scales}
+        split = self._model.split
+        if split is not None:
+            return self._synthesize_split(split, feeds, run_options)
+        feeds.update(self._speaker_feeds(len(batch), self._model.input_names))
+        assert self._session is not None
         outputs = _run(self._session, self._outputs, feeds, run_options)
         audio = np.asarray(outputs[0], dtype=np.float32).reshape(len(batch), -1)
         np.clip(audio, -1.0, 1.0, out=audio)
@@ -568,3 +580,24 @@ class PiperVoice:
             logger.warning("voice %s exposes no item lengths; trimming batches by silence",
                            self.info.id)
         return [_trim_silence(audio[row]) for row in range(len(batch))]
+
+    def _synthesize_split(self, split: SplitGraph, feeds: dict[str, np.ndarray],
+                          run_options: Any) -> list[np.ndarray]:
+        """Front, flow and decoder over the padded batch, as the whole graph would run them;
+        the frame mask gives each item's length."""
+        assert self._front is not None and self._flow is not None and self._decoder is not None
+        rows = len(feeds["input"])
+        z_p, y_mask = _run(self._front, [split.cuts.z_p, split.cuts.y_mask],
+                           {**feeds, **self._speaker_feeds(rows, split.front_inputs)},
+                           run_options)
+        (z,) = _run(self._flow, [split.cuts.z],
+                    {split.cuts.z_p: z_p, split.cuts.y_mask: y_mask,
+                     **self._speaker_feeds(rows, split.flow_inputs)}, run_options)
+        (audio,) = _run(self._decoder, ["output"],
+                        {split.cuts.z: z, **self._speaker_feeds(rows, split.decoder_inputs)},
+                        run_options)
+        audio = np.asarray(audio, dtype=np.float32).reshape(rows, -1)
+        np.clip(audio, -1.0, 1.0, out=audio)
+        frames = np.asarray(y_mask).reshape(rows, -1).sum(axis=1).round().astype(np.int64)
+        hop = self._hop
+        return [audio[row, : int(frames[row]) * hop].copy() for row in range(rows)]
