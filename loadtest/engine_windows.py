@@ -229,7 +229,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("\ncontext share over the paragraph (5 sentences) per schedule (first, growth, max):")
     sentences = [voice.encode(voice.phoneme_ids(s if s.endswith(".") else s + "."))
                  for s in PARAGRAPH.split(". ")]
-    for first, growth, largest in ((16, 2.0, 256), (24, 2.0, 192), (32, 2.0, 256),
+    longest = max(lat.frames for lat in sentences)
+    for first, growth, largest in ((longest, 1.0, longest), (16, 2.0, 128), (24, 2.0, 128),
+                                   (16, 2.0, 256), (32, 2.0, 256), (24, 2.0, 192),
                                    (32, 1.0, 32), (64, 1.0, 64), (16, 1.5, 128)):
         voice.counters.reset()
         for lat in sentences:

@@ -29,6 +29,7 @@ import onnxruntime as ort
 from litestream.engine.base import DecodeWindow, Latent, VoiceDescription
 from litestream.engine.catalog import (
     BUNDLED_PACKAGE,
+    CPU_PROVIDER,
     VoiceConfig,
     VoiceInfo,
     bundled_voice_paths,
@@ -62,7 +63,7 @@ HOP_SAMPLES = 256
 # over the knee on both: stitched windows equal the one-shot decode to float noise.
 DECODER_CONTEXT_FRAMES = 12
 FLOW_CONTEXT_FRAMES = 20
-# Window sizes the scheduler is expected to use; warmup runs each (any size works).
+# Window sizes the scheduler is expected to use; warmup runs them (any size works).
 WINDOW_FRAMES = (16, 24, 32, 48, 64, 96, 128, 192, 256)
 
 
@@ -375,12 +376,14 @@ class PiperVoice:
         return self._model.split is not None
 
     def warmup(self) -> None:
-        """Run every session on the shapes it will meet: the first run of a shape allocates
-        (and on CUDA picks kernels), slow enough to miss a deadline if a listener paid for it.
+        """Run every session on the shapes it will meet, so a listener never pays for it.
 
-        Whole-model synthesis, the front on a short and a long sentence, then flow and decoder
-        on every size in ``WINDOW_FRAMES``, as a first window and as a window with context on
-        both sides. Largest first, so the memory arena grows once.
+        Whole-sentence synthesis, the front on a short and a long sentence, then flow and
+        decoder on window sizes as a first window and with context on both sides, largest
+        first so the memory arena grows once. On CUDA every size in ``WINDOW_FRAMES`` (cuDNN
+        picks kernels per shape); on CPU the largest and the smallest: there a new shape's
+        first run costs what the next ones do (measured, docs/benchmarks.md), and each
+        worker's start-up stays short.
         """
         self.synthesize(WARMUP_TEXT)
         if self._model.split is None:
@@ -388,14 +391,16 @@ class PiperVoice:
         latents = [self.encode(self.phoneme_ids(text)) for text in reversed(WARMUP_TEXTS)]
         prior = latents[0].state
         assert isinstance(prior, _Prior)
-        largest = max(WINDOW_FRAMES)
+        sizes = sorted(WINDOW_FRAMES, reverse=True)
+        if self.provider == CPU_PROVIDER:
+            sizes = [sizes[0], sizes[-1]]
         margin = self.context.decoder + self.context.flow
-        frames = largest + 2 * margin
+        frames = sizes[0] + 2 * margin
         # Silence in the latent space: real shapes, no need for a sentence that long.
         dummy = Latent(frames=frames, samples_per_frame=self._hop, speed=1.0, state=_Prior(
             z_p=np.zeros((1, prior.z_p.shape[1], frames), dtype=np.float32),
             y_mask=np.ones((1, 1, frames), dtype=np.float32)))
-        for size in sorted(WINDOW_FRAMES, reverse=True):
+        for size in sizes:
             self.decode(dummy, 0, size)
             self.decode(dummy, margin, size)
         self.counters.reset()
