@@ -269,6 +269,7 @@ class _StreamState:
         "busy_rtf",
         "closed",
         "deadline_s",
+        "due_s",
         "eligible_s",
         "first_cost_s",
         "first_deadline_s",
@@ -314,6 +315,7 @@ class _StreamState:
         self.voice = ""  # last voice used: admission and load price the stream at it
         self.stall_s = 0.0
         # Key of the next step, valid for the current version.
+        self.due_s = 0.0  # when its audio must be sent
         self.deadline_s = 0.0
         self.rank_s = 0.0
         self.eligible_s = 0.0
@@ -672,7 +674,7 @@ class Scheduler:
         if (
             s.sentences
             and s.in_flight is None
-            and abs(self._due_s(s) - self._key_due_s(s)) > 1e-6
+            and abs(self._due_s(s) - s.due_s) > 1e-6
         ):
             self._rekey(s, now)
 
@@ -862,10 +864,6 @@ class Scheduler:
         queued_s = self._pending_first_s / max(self.workers, 1)
         s.first_deadline_s = now + max(self._first_due_s, queued_s)
 
-    def _key_due_s(self, s: _StreamState) -> float:
-        """The due time the stream's current heap key was computed from."""
-        return s.eligible_s + self.config.lookahead_s - self.config.jitter_s
-
     def _buffer_s(self, s: _StreamState, now: float) -> float:
         """Audio the listener has ahead of the next window (sent and unplayed, plus ready)."""
         ahead = s.ready_audio_s + s.inflight_audio_s
@@ -965,6 +963,7 @@ class Scheduler:
         compute, after, _ = self._head_cost(s, now)
         cfg = self.config
         due = self._due_s(s)
+        s.due_s = due
         s.deadline_s = due - after
         s.rank_s = s.deadline_s - compute + s.shift_s
         if s.first_rank_s is not None and s.playback_start_s is None:
@@ -974,7 +973,11 @@ class Scheduler:
             # stream that started first comes first, rather than all of them late).
             s.rank_s = min(s.rank_s, s.first_rank_s - self.config.tie_window_s)
         # Lead = audio buffered or on its way = due + jitter - now; held while > lookahead.
+        # Before playback nothing is buffered but what is ready: a first audio due far ahead
+        # (a burst's queue) is not held back by the cap.
         s.eligible_s = due + cfg.jitter_s - cfg.lookahead_s
+        if s.playback_start_s is None and s.ready_audio_s <= cfg.lookahead_s:
+            s.eligible_s = min(s.eligible_s, now)
         if s.eligible_s <= now:
             heapq.heappush(self._ready, (s.rank_s, next(self._tiebreak), s.version, s))
         else:
