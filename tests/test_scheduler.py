@@ -18,9 +18,7 @@ from litestream.scheduler import (
     SchedulerConfig,
     SynthesisStep,
 )
-from loadtest.texts import LONG, PARAGRAPH
-from tests.fakes import FakeClock
-from tests.schedsim import (
+from loadtest.schedsim import (
     APF,
     CONTEXT_FRAMES,
     DECODE_OVERHEAD_S,
@@ -34,6 +32,8 @@ from tests.schedsim import (
     sentence_frames,
     simulate,
 )
+from loadtest.texts import LONG, PARAGRAPH
+from tests.fakes import FakeClock
 
 
 def make(workers: int = 1, **knobs: float) -> Scheduler:

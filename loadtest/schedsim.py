@@ -1,5 +1,6 @@
-"""Event-driven playback simulation of the scheduler with a fake engine (shared by the
-scheduler tests and loadtest/sched_bench.py). Simulated time only: no sleeps, no wall clock.
+"""Event-driven playback simulation of the scheduler with a fake engine (used by
+tests/test_scheduler.py and loadtest/sched_bench.py). Simulated time only: no sleeps, no wall
+clock.
 
 The fake engine has the figures measured for the bundled Piper voice on the 2-core CPU machine,
 one thread per worker (issue 8; scheduler-notes, "Streaming inside the model"): a front pass of
