@@ -72,7 +72,9 @@ log = logging.getLogger("litestream.server")
 STREAM_PATH = "/v1/stream"
 DRAIN_RETRY_AFTER_S = 5.0  # a draining pod's clients should reconnect (to another pod) soon
 ABANDONED_HANDSHAKE_S = 30.0  # an accepted handshake whose handler never ran is released
-# Measured on every worker at start-up: an ordinary sentence or two (see _calibrate).
+# Measured on every worker at start-up: an ordinary sentence or two (see _calibrate), decoded
+# in windows of a mid-range size.
+CALIBRATION_WINDOW_FRAMES = 64
 CALIBRATION_TEXT = (
     "The weather today is mild, with a light breeze from the west. "
     "Later this evening, clouds will gather and rain may fall."
@@ -129,7 +131,8 @@ class LitestreamServer:
         max_batch = config.max_batch or (
             8 if any(v.provider.startswith("CUDA") for v in self.voices.values()) else 1
         )
-        self.synthesis = Synthesis(config, self.sample_rates, self.metrics, max_batch)
+        self.synthesis = Synthesis(config, self.voices, self.metrics, max_batch,
+                                   self.default_voice)
         self.streams: dict[str, StreamConnection] = {}
         self.static_dir = routes.default_static_dir()
         self.draining = False
@@ -179,27 +182,24 @@ class LitestreamServer:
         )
 
     def _calibrate(self, pool: WorkerPool) -> None:
-        """Teach the scheduler what a chunk costs on this machine before the first stream.
+        """Teach the scheduler what a step costs on this machine before the first stream.
 
         The cost model learns as it goes, but a burst of streams at start-up would be admitted
-        and shaped with the priors; so measure each voice once with every worker busy at once,
-        as under load."""
+        and priced with the priors; so measure each voice once with every worker busy at once,
+        as under load: a sentence's encode, then its decode in windows."""
         for voice_id in self.voices:
-            results = [r for r in pool.calibrate(voice_id, CALIBRATION_TEXT)
-                       if r.audio is not None and len(r.audio)]
-            if not results:
-                log.warning("calibration of voice %s failed; using the priors", voice_id)
+            try:
+                runs = pool.calibrate(voice_id, CALIBRATION_TEXT, CALIBRATION_WINDOW_FRAMES)
+            except Exception:
+                log.exception("calibration of voice %s failed; using the priors", voice_id)
                 continue
-            rate = self.voices[voice_id].sample_rate
-            audio_s = sum(len(r.audio) for r in results if r.audio is not None) / rate
-            rtf = sum(r.compute_s for r in results) / audio_s
-            per_char_s = audio_s / (len(CALIBRATION_TEXT) * len(results))
-            # The default voice also prices streams whose voice is not known yet ("").
-            for key in (voice_id, "") if voice_id == self.default_voice else (voice_id,):
-                self.synthesis.calibrate(key, audio_per_char_s=per_char_s,
-                                         compute_per_audio_s=rtf)
-            log.info("voice %s: RTF %.3f per worker with %d workers busy, %.3f s audio/char",
-                     voice_id, rtf, len(results), per_char_s)
+            self.synthesis.calibrate(voice_id, runs, CALIBRATION_WINDOW_FRAMES)
+            encode_ms = 1000 * sum(r.encode_s for r in runs) / len(runs)
+            frames = sum(r.frames for r in runs)
+            log.info("voice %s with %d workers busy: encode %.0f ms for %d chars, decode %.2f ms"
+                     " per frame in %d-frame windows", voice_id, len(runs), encode_ms,
+                     len(CALIBRATION_TEXT), 1000 * sum(r.decode_s for r in runs) / max(frames, 1),
+                     CALIBRATION_WINDOW_FRAMES)
 
     @property
     def port(self) -> int:
@@ -293,8 +293,8 @@ class LitestreamServer:
         client = key_label or client_addr
         if refusal is None:
             refusal = self.limits.admit_handshake(client, now)
-        if refusal is None:
-            admission = self.synthesis.admit(now)
+        if refusal is None and params is not None:
+            admission = self.synthesis.admit(now, params.settings.voice)
             if not admission.accepted:
                 self.limits.release(client)
                 refusal = refuse_admission(admission.reason, admission.retry_after_s)

@@ -142,7 +142,6 @@ class StreamSession:
         self._metrics = metrics
         self._rate_check = rate_check
         self._segmenter = Segmenter(max_chars=limits.max_chunk_chars)
-        self._shaped = False  # the segmenter got its chunk shape for this start of speech
         self._next_seq = 0
         self._sentences: dict[int, _Sentence] = {}
         self._pending: deque[int] = deque()  # submitted seqs not yet fully queued, in order
@@ -289,15 +288,6 @@ class StreamSession:
 
     def _accept_text(self, text: str, now: float) -> None:
         self.chars += len(text)
-        if not self._shaped:
-            # protocol-v1: Timing promise. The first chunk is sized so first audio comes within
-            # target given the work queued now; the chunks after it grow as fast as the load
-            # allows (scheduler-notes: the burst problem).
-            shape = self._link.chunk_shape(now, self.settings.voice)
-            self._segmenter.first_chunk_chars = shape.first_chunk_chars
-            self._segmenter.chunk_growth = shape.chunk_growth
-            self._segmenter.ramp_margin_chars = shape.ramp_margin_chars
-            self._shaped = True
         self._submit(self._segmenter.feed(text), now)
 
     def _submit(self, texts: list[str], now: float) -> None:
@@ -320,7 +310,6 @@ class StreamSession:
     def _clear(self, now: float) -> None:
         """Barge-in: drop buffered text, queued sentences and every frame not yet sent."""
         self._segmenter.clear()
-        self._shaped = False  # the next text starts afresh: shape it for the load then
         self._link.clear(now)
         for seq in self._pending:
             self._retract(self._sentences[seq])

@@ -82,6 +82,12 @@ class Voice(Protocol):
         """True when ``decode`` runs the model per window (not a slice of finished audio)."""
         ...
 
+    @property
+    def context_frames(self) -> int:
+        """Frames of context a decode window computes on each side, in decoder-frame cost
+        (0 when ``decode`` only slices): the scheduler prices a window at ``frames + 2 x`` it."""
+        ...
+
     def phoneme_ids(self, text: str) -> list[int]:
         """Model token ids for one sentence (phonemizers run under their own locks)."""
         ...
