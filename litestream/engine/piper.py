@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from litestream.engine.base import VoiceDescription
 from litestream.engine.catalog import (
     BUNDLED_PACKAGE,
     VoiceConfig,
@@ -152,6 +153,20 @@ class PiperVoice:
             logger.warning("asked for %s but the session runs on %s", providers[0],
                            self.provider)
         self._outputs = ["output"] + ([model.lengths_output] if model.lengths_output else [])
+
+    # Until branch `split` lands PiperVoice's full `Voice` side: the catalogue row and the
+    # language, which the voice registry and the server read (engine/base.py).
+    @property
+    def description(self) -> VoiceDescription:
+        from litestream.engine.registry import KNOWN_GENDERS
+
+        return VoiceDescription(id=self.info.id, model="piper", language=self.info.language,
+                                sample_rate=self.sample_rate,
+                                gender=KNOWN_GENDERS.get(self.info.id), source=self.info.source)
+
+    @property
+    def language(self) -> str:
+        return self.info.language
 
     @classmethod
     def load(
