@@ -65,13 +65,18 @@ __all__ = ["Segmenter"]
 
 # A gap after one of these may end a sentence, so pysbd is asked there. pysbd may also find
 # boundaries elsewhere (numbered lists); those are picked up at the next such gap.
-_GAP_TRIGGERS = frozenset(".!?…;:\"'”’)]»")
+_GAP_TRIGGERS = frozenset(".!?…;:\"'”’)]»。！？」』）")
 # Closing quotes and brackets that may follow terminal or clause punctuation.
-_CLOSERS = frozenset("\"'”’)]»")
-_TERMINAL = frozenset(".!?…")
+_CLOSERS = frozenset("\"'”’)]»」』）")
+_TERMINAL = frozenset(".!?…。！？")
 # Clause punctuation a long sentence may be split after. "." is not here: inside what pysbd
 # calls one sentence, ". " is an abbreviation ("Dr. Smith").
-_CLAUSE_END = frozenset(",;:—–")
+_CLAUSE_END = frozenset(",;:—–、，")
+# Languages written without spaces between words, and the marks after which such text gets a
+# word gap of its own (after the whole run, closing quotes included): the sentence and clause
+# rules above work on gaps. Japanese: 。！？ end sentences (pysbd's "ja" rules decide), 、 is
+# a clause break. The added gaps leave again when the chunk goes out.
+_UNSPACED_BREAKS: dict[str, frozenset[str]] = {"ja": frozenset("。！？!?、，」』）")}
 # The characters str.splitlines() treats as line breaks.
 _NEWLINES = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
 _RUNS = re.compile(r"\s+|\S+")
@@ -167,6 +172,8 @@ class Segmenter:
         self.ramp_margin_chars = 0.0  # the jitter budget, in characters of speech
         self._ramp: int | None = None  # limit of the next chunk while ramping up
         self._pysbd = pysbd.Segmenter(language=language, clean=False)
+        self._breaks = _UNSPACED_BREAKS.get(language)  # None: a language with word spaces
+        self._after_break = False  # unspaced text: the last character was a break mark
         self._buf = ""  # normalized unfinished tail: single " " or "\n" gaps, no trailing space
         self._pending_ws = False  # whitespace seen after the last word, not yet written
         self._pending_nl = False  # ... and it held a line break
@@ -180,7 +187,8 @@ class Segmenter:
     def feed(self, fragment: str) -> list[str]:
         """Add a fragment of text; return the chunks that became complete, in order."""
         out: list[str] = []
-        for match in _RUNS.finditer(_clean(fragment)):
+        text = _clean(fragment) if self._breaks is None else self._gapped(_clean(fragment))
+        for match in _RUNS.finditer(text):
             run = match.group()
             if run[0].isspace():
                 self._whitespace(run, out)
@@ -204,6 +212,19 @@ class Segmenter:
         self._reset_buffer()
         self._first = True
         self._ramp = None
+        self._after_break = False
+
+    def _gapped(self, text: str) -> str:
+        """Unspaced text with a gap after each run of break marks (see _UNSPACED_BREAKS).
+        Decided from the characters alone, so fragments cut anywhere give the same gaps."""
+        assert self._breaks is not None
+        out = []
+        for ch in text:
+            if self._after_break and not ch.isspace() and ch not in self._breaks:
+                out.append(" ")
+            out.append(ch)
+            self._after_break = ch in self._breaks
+        return "".join(out)
 
     # -- input --------------------------------------------------------------------------------
 
@@ -342,6 +363,9 @@ class Segmenter:
 
     def _emit_chunk(self, chunk: str, out: list[str]) -> None:
         chunk = chunk.strip()
+        if self._breaks is not None:
+            chunk = "".join(ch for i, ch in enumerate(chunk)
+                            if ch != " " or chunk[i - 1] not in self._breaks)
         if _speakable(chunk):
             out.append(chunk)
             limit = self._limit()
