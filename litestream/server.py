@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import http
 import json
 import logging
@@ -34,7 +35,7 @@ from websockets.http11 import Request, Response
 from litestream import config as config_mod
 from litestream import protocol
 from litestream.config import Config
-from litestream.engine import PiperVoice
+from litestream.engine import ServedVoice, registry
 from litestream.errors import CloseCode, ErrorCode, LitestreamError, ProtocolError
 from litestream.logs import SessionAdapter, setup_logging, stream_summary
 from litestream.metrics import Metrics
@@ -62,11 +63,6 @@ log = logging.getLogger("litestream.server")
 STREAM_PATH = "/v1/stream"
 DRAIN_RETRY_AFTER_S = 5.0
 ABANDONED_HANDSHAKE_S = 30.0  # an accepted handshake whose handler never ran is released
-# Measured on every worker at start-up: an ordinary sentence or two (see _calibrate).
-CALIBRATION_TEXT = (
-    "The weather today is mild, with a light breeze from the west. "
-    "Later this evening, clouds will gather and rain may fall."
-)  # a draining pod's clients should reconnect (to another pod) soon
 _CLOSE = object()  # outbox sentinel: close the stream normally after what precedes it
 
 
@@ -121,7 +117,7 @@ class Stream:
 class LitestreamServer:
     """The server: `async with LitestreamServer(config) as server:` or `await server.run()`."""
 
-    def __init__(self, config: Config, voices: dict[str, PiperVoice] | None = None) -> None:
+    def __init__(self, config: Config, voices: dict[str, ServedVoice] | None = None) -> None:
         self.config = config
         self.voices = voices or load_voices(config)
         self.default_voice = next(iter(self.voices))
@@ -178,9 +174,12 @@ class LitestreamServer:
 
         The cost model learns as it goes, but a burst of streams at start-up would be admitted
         and shaped with the priors; so measure each voice once with every worker busy at once,
-        as under load."""
-        for voice_id in self.voices:
-            results = [r for r in pool.calibrate(voice_id, CALIBRATION_TEXT)
+        as under load. Voices of one model and language (Kokoro's styles) are measured once,
+        in their own language: each is priced at its own cost."""
+        for group in registry.cost_groups(self.voices):
+            voice_id = group[0]
+            text = registry.calibration_text(self.voices[voice_id].language)
+            results = [r for r in pool.calibrate(voice_id, text)
                        if r.audio is not None and len(r.audio)]
             if not results:
                 log.warning("calibration of voice %s failed; using the priors", voice_id)
@@ -188,13 +187,14 @@ class LitestreamServer:
             rate = self.voices[voice_id].sample_rate
             audio_s = sum(len(r.audio) for r in results if r.audio is not None) / rate
             rtf = sum(r.compute_s for r in results) / audio_s
-            per_char_s = audio_s / (len(CALIBRATION_TEXT) * len(results))
+            per_char_s = audio_s / (len(text) * len(results))
             # The default voice also prices streams whose voice is not known yet ("").
-            for key in (voice_id, "") if voice_id == self.default_voice else (voice_id,):
+            keys = [*group, ""] if self.default_voice in group else group
+            for key in keys:
                 self.scheduler.model.calibrate(
                     key, audio_per_char_s=per_char_s, compute_per_audio_s=rtf)
-            log.info("voice %s: RTF %.3f per worker with %d workers busy, %.3f s audio/char",
-                     voice_id, rtf, len(results), per_char_s)
+            log.info("voices %s: RTF %.3f per worker with %d workers busy, %.3f s audio/char",
+                     ",".join(group), rtf, len(results), per_char_s)
 
     @property
     def port(self) -> int:
@@ -340,12 +340,29 @@ class LitestreamServer:
     def _voices_doc(self) -> dict[str, Any]:
         return {
             "default": self.default_voice,
-            "voices": [
-                {"id": v.info.id, "language": v.info.language, "sample_rate": v.sample_rate,
-                 "source": v.info.source}
-                for v in self.voices.values()
-            ],
+            "voices": [dataclasses.asdict(v.description) for v in self.voices.values()],
         }
+
+    def _segmenter(self, voice: str) -> Segmenter:
+        """The voice's language picks the sentence and clause rules."""
+        language = registry.segmenter_language(self.voices[voice].language)
+        return Segmenter(max_chars=self.config.max_chunk_chars, language=language)
+
+    def _change_voice(self, stream: Stream, voice: str, now: float) -> None:
+        """`config` with a voice: `ready` fixed the stream's sample rate, so a voice of another
+        rate is refused; text buffered before the change is spoken by the old voice."""
+        if self.voices[voice].sample_rate != stream.sample_rate:
+            raise ProtocolError(
+                ErrorCode.INVALID_VOICE,
+                f"voice {voice!r} speaks at {self.voices[voice].sample_rate} Hz, this stream at "
+                f"{stream.sample_rate} Hz; open a new stream for it")
+        if self.voices[voice].language != self.voices[stream.settings.voice].language:
+            self._submit(stream, stream.segmenter.flush(), now)
+            fresh = self._segmenter(voice)
+            fresh.first_chunk_chars = stream.segmenter.first_chunk_chars
+            fresh.chunk_growth = stream.segmenter.chunk_growth
+            fresh.ramp_margin_chars = stream.segmenter.ramp_margin_chars
+            stream.segmenter = fresh
 
     # ------------------------------------------------------------ one stream
 
@@ -358,7 +375,7 @@ class LitestreamServer:
         settings = params.settings
         stream = Stream(
             id=session, ws=ws, encoding=params.encoding, settings=settings,
-            segmenter=Segmenter(max_chars=self.config.max_chunk_chars),
+            segmenter=self._segmenter(settings.voice),
             client=client, log=SessionAdapter(log, session),
             sample_rate=self.voices[settings.voice].sample_rate,
         )
@@ -445,6 +462,8 @@ class LitestreamServer:
                 raise ProtocolError(ErrorCode.RATE_LIMITED,
                                     f"over the message or text rate; retry in {wait_s:.1f} s")
         if isinstance(message, protocol.ConfigMsg):
+            if "voice" in message.changes:
+                self._change_voice(stream, str(message.changes["voice"]), now)
             stream.settings = protocol.apply_config(stream.settings, message)
             if "priority" in message.changes:
                 # Re-opening a stream in the scheduler changes its class, keeps its queue.
@@ -726,16 +745,13 @@ def _scheduler_config(config: Config) -> SchedulerConfig:
     )
 
 
-def load_voices(config: Config) -> dict[str, PiperVoice]:
-    """Load the default voice first (its id becomes the default), then the extra ones."""
-    voices: dict[str, PiperVoice] = {}
-    for path in (config.voice, *config.extra_voices):
-        voice = PiperVoice.load(
-            path, intra_op_threads=config.intra_op_threads, device=config.device,
-            deterministic=config.deterministic,
-        )
-        voices.setdefault(voice.info.id, voice)
-    return voices
+def load_voices(config: Config) -> dict[str, ServedVoice]:
+    """Every voice by id (engine/registry.py); the first one loaded is the default."""
+    return registry.load_voices(
+        config.voice, config.extra_voices, kokoro_voices=config.kokoro,
+        cache_dir=config.model_cache_dir, intra_op_threads=config.intra_op_threads,
+        device=config.device, deterministic=config.deterministic,
+    )
 
 
 async def run(config: Config) -> None:

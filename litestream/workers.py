@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from litestream.engine import PiperVoice
+from litestream.engine import ServedVoice
 from litestream.scheduler import ChunkJob
 
 log = logging.getLogger("litestream.workers")
@@ -37,7 +37,7 @@ class WorkerPool:
 
     def __init__(
         self,
-        voices: Mapping[str, PiperVoice],
+        voices: Mapping[str, ServedVoice],
         workers: int,
         loop: asyncio.AbstractEventLoop,
         on_result: Callable[[WorkResult], None],
@@ -47,7 +47,7 @@ class WorkerPool:
         self._idle: list[int] = list(range(workers))
         self._inboxes: list[queue.SimpleQueue[list[ChunkJob] | None]] = []
         self._threads: list[threading.Thread] = []
-        self._sessions: list[Mapping[str, PiperVoice]] = []
+        self._sessions: list[Mapping[str, ServedVoice]] = []
         for index in range(workers):
             # Worker 0 uses the loaded sessions; the others get their own, so no two threads
             # share a session (measured: per-worker sessions give more throughput on CPU).
@@ -82,7 +82,7 @@ class WorkerPool:
         for result in results:
             self._on_result(result)
 
-    def _run(self, index: int, voices: Mapping[str, PiperVoice],
+    def _run(self, index: int, voices: Mapping[str, ServedVoice],
              inbox: queue.SimpleQueue[list[ChunkJob] | None]) -> None:
         while True:
             jobs = inbox.get()
@@ -103,7 +103,7 @@ class WorkerPool:
         results: list[WorkResult] = []
         lock = threading.Lock()
 
-        def run(sessions: Mapping[str, PiperVoice]) -> None:
+        def run(sessions: Mapping[str, ServedVoice]) -> None:
             found = _synthesize(sessions, [job])
             with lock:
                 results.extend(found)
@@ -123,7 +123,7 @@ class WorkerPool:
             thread.join(max(0.0, deadline - time.monotonic()))
 
 
-def _synthesize(voices: Mapping[str, PiperVoice], jobs: list[ChunkJob]) -> list[WorkResult]:
+def _synthesize(voices: Mapping[str, ServedVoice], jobs: list[ChunkJob]) -> list[WorkResult]:
     """Phonemize and synthesize one batch. Jobs of one batch share voice and speed."""
     started = time.perf_counter()
     voice = voices.get(jobs[0].voice)
