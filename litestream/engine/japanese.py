@@ -181,8 +181,8 @@ def _reading(node: Mapping[str, Any]) -> str:
 
 
 def _is_symbol(node: Mapping[str, Any]) -> bool:
-    return str(node.get("pos", "")) == "記号" or all(
-        unicodedata.category(ch)[0] in "PSZ" for ch in str(node.get("string", "")))
+    # By part of speech, not by look: the "." of "1.5" is a noun read テン ("point").
+    return str(node.get("pos", "")) == "記号"
 
 
 def phonemize(text: str) -> str:
