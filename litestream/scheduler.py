@@ -275,7 +275,7 @@ class Scheduler:
 
     # ---- streams -------------------------------------------------------------------------
 
-    def admit(self, now: float) -> Admission:
+    def admit(self, now: float, voice: str | None = None) -> Admission:
         """Acceptance test for a NEW stream: would it make urgent chunks late?
 
         Refused (reason "capacity") when either
@@ -288,16 +288,20 @@ class Scheduler:
         Reason "streams" when `max_streams` streams are open. retry_after_s is the time to drain
         the whole queued backlog on all workers, at least 1 s.
         """
-        admission = self._admission(now)
+        admission = self._admission(now, voice)
         if not admission.accepted:
             self._stats.refused += 1
         return admission
 
-    def _admission(self, now: float) -> Admission:
+    def _admission(self, now: float, voice: str | None = None) -> Admission:
         cfg = self.config
         if cfg.max_streams and len(self._streams) >= cfg.max_streams:
             return self._refuse("streams")
         demand, new_rtf = self._demand(now)
+        if voice is not None:
+            # The handshake names the voice: price the stream at that voice's own cost (a
+            # Kokoro stream costs several Piper streams).
+            new_rtf = self.model.rtf(voice)
         if demand + new_rtf > self.workers * cfg.target_utilization:
             return self._refuse("capacity")
         first_compute = cfg.chunk_overhead_s + new_rtf * (
@@ -344,12 +348,14 @@ class Scheduler:
             return True  # healthy playback: the listener is still playing
         return not s.submitted and now - s.opened_s < self.config.open_grace_s
 
-    def open_stream(self, stream_id: str, priority: Priority | str, now: float) -> None:
+    def open_stream(self, stream_id: str, priority: Priority | str, now: float,
+                    voice: str = "") -> None:
         """Open (or re-open with a new priority) a stream; re-opening keeps its queue, counter."""
         prio = Priority(priority)
         s = self._streams.get(stream_id)
         if s is None:
             s = _Stream(stream_id, prio, self.config.shift_s(prio), now)
+            s.voice = voice  # priced at its voice's cost from the start (open grace)
             self._streams[stream_id] = s
             self._fresh[stream_id] = now
         else:

@@ -290,7 +290,7 @@ class LitestreamServer:
         if refusal is None:
             refusal = self.limits.admit_handshake(client, now)
         if refusal is None:
-            admission = self.scheduler.admit(now)
+            admission = self.scheduler.admit(now, params.settings.voice)
             if not admission.accepted:
                 self.limits.release(client)
                 refusal = refuse_capacity(admission.retry_after_s)
@@ -303,7 +303,8 @@ class LitestreamServer:
         # Reserve the stream in the scheduler now, not when the handler starts: in a burst
         # of handshakes, each admission test must count the ones accepted just before it.
         session = uuid.uuid4().hex[:12]
-        self.scheduler.open_stream(session, Priority(params.settings.priority), now)
+        self.scheduler.open_stream(session, Priority(params.settings.priority), now,
+                                   params.settings.voice)
         self._accepted[id(connection)] = (params, client, session, now)
         self._forget_abandoned(now)
         return None
