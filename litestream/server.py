@@ -290,7 +290,7 @@ class LitestreamServer:
         if refusal is None:
             refusal = self.limits.admit_handshake(client, now)
         if refusal is None:
-            admission = self.scheduler.admit(now, params.settings.voice)
+            admission = self.scheduler.admit(now, params.settings.voice if params else None)
             if not admission.accepted:
                 self.limits.release(client)
                 refusal = refuse_capacity(admission.retry_after_s)
