@@ -308,6 +308,10 @@ class Scheduler:
             cfg.admit_first_chunk_chars * cfg.audio_per_char_s
         )
         urgent = self._urgent_compute(now) + self._fresh_compute(now)
+        if voice is not None:
+            # Only the wait that queued work adds counts: a voice slower than the target even
+            # on an idle server (Kokoro on CPU) must not be refused for its own first chunk.
+            first_compute = 0.0
         if (urgent + first_compute) / self.workers > cfg.first_audio_target_s + cfg.admit_backlog_s:
             return self._refuse("capacity")
         return Admission(accepted=True, retry_after_s=0.0, reason="")

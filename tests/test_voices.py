@@ -125,6 +125,16 @@ def test_admission_prices_each_voice_at_its_own_cost() -> None:
     assert abs(scheduler.load(0.0) - 1.2 / 2) < 1e-9
 
 
+def test_a_voice_slower_than_the_first_audio_target_is_served_when_idle() -> None:
+    # Kokoro on a 2-core CPU: RTF ~1, so even its first clause takes longer than the 250 ms
+    # target. An idle server still admits it (its first audio is late, not refused forever).
+    scheduler = Scheduler(SchedulerConfig(target_utilization=0.8), workers=2)
+    scheduler.model.calibrate("jf_alpha", audio_per_char_s=0.18, compute_per_audio_s=1.07)
+    assert scheduler.admit(0.0, "jf_alpha").accepted
+    scheduler.open_stream("ja", Priority.NORMAL, 0.0, "jf_alpha")
+    assert scheduler.admit(0.0, "jf_alpha").reason == "capacity"  # 2 x 1.07 > 1.6
+
+
 # ---------------------------------------------------------------- one server, many voices
 
 module_loop = pytest.mark.asyncio(loop_scope="module")
