@@ -46,6 +46,14 @@ class Config:
     extra_voices: tuple[Path, ...] = field(
         default=(), metadata={"help": "more Piper .onnx voices clients may choose (comma list)"}
     )
+    kokoro: bool = field(
+        default=True,
+        metadata={"help": "serve the Kokoro Japanese voices too when their packages are installed"},
+    )
+    model_cache_dir: Path | None = field(
+        default=None,
+        metadata={"help": "where the joined Kokoro model is kept (default: ~/.cache/litestream)"},
+    )
     device: str = field(default="auto", metadata={"help": "auto, cpu or cuda"})
     workers: int = field(
         default_factory=_default_workers, metadata={"help": "inference threads (default: cores)"}

@@ -154,7 +154,7 @@ class Synthesis:
         self._links.pop(stream_id, None)
         return self.scheduler.close_stream(stream_id, now)
 
-    def calibrate(self, voice: str, runs: Sequence[Calibration], window_frames: int) -> None:
+    def calibrate(self, voice: str, runs: Sequence[Calibration]) -> None:
         """Replace the cost priors of `voice` with what every worker measured at once."""
         context = self.scheduler.model.voice(voice).context_frames
         units = sum(r.frames + 2 * context * r.windows for r in runs)

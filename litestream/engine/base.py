@@ -78,6 +78,11 @@ class Voice(Protocol):
     def language(self) -> str: ...
 
     @property
+    def provider(self) -> str:
+        """The ONNX Runtime execution provider that actually runs (CPU or CUDA)."""
+        ...
+
+    @property
     def streaming(self) -> bool:
         """True when ``decode`` runs the model per window (not a slice of finished audio)."""
         ...

@@ -30,6 +30,7 @@ from litestream.engine.base import DecodeWindow, Latent, VoiceDescription
 from litestream.engine.catalog import (
     BUNDLED_PACKAGE,
     CPU_PROVIDER,
+    KNOWN_GENDERS,
     VoiceConfig,
     VoiceInfo,
     bundled_voice_paths,
@@ -363,7 +364,8 @@ class PiperVoice:
     @property
     def description(self) -> VoiceDescription:
         return VoiceDescription(id=self.info.id, model="piper", language=self.info.language,
-                                sample_rate=self.sample_rate, gender=None,
+                                sample_rate=self.sample_rate,
+                                gender=KNOWN_GENDERS.get(self.info.id),
                                 source=self.info.source)
 
     @property
