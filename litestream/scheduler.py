@@ -739,8 +739,12 @@ class Scheduler:
         fresh = self._fresh_count(now)
         extra_rtf = (fresh + 1) * self._stream_rtf(new_voice)
         first = self._first_audio_cost_s(new_voice, cfg.admit_sentence_chars, extra_rtf=extra_rtf)
-        urgent = self._urgent_compute(now) + fresh * first
-        if (urgent + first) / self.workers > cfg.first_audio_target_s + cfg.admit_backlog_s:
+        # Each first audio counts at most at the target: a voice slower than the target even on
+        # an idle server (Kokoro on CPU) has a late first audio but is served, not refused for
+        # its own cost; and one long encode step holds one worker, not all of them.
+        own = min(first, cfg.first_audio_target_s)
+        urgent = self._urgent_compute(now) + fresh * own
+        if urgent / self.workers + own > cfg.first_audio_target_s + cfg.admit_backlog_s:
             return self._refuse(AdmissionReason.BACKLOG)
         return Admission(accepted=True, retry_after_s=0.0, reason=AdmissionReason.ACCEPTED)
 
