@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# Installed without its dependencies: it pins plain onnxruntime (see pyproject's pipecat extra).
+PIPECAT ?= pipecat-ai==1.14.0
 ARGS   ?=
 
 .PHONY: serve test lint bench install clean
@@ -13,6 +15,7 @@ $(PY):
 
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet --no-deps '$(PIPECAT)'
 	@touch $(STAMP)
 
 install: $(STAMP)
