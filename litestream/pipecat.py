@@ -16,7 +16,8 @@ timeout). Within a turn:
   duration by character position), so Pipecat emits each word's `TTSTextFrame` when its audio
   plays and an interruption keeps unplayed words out of the LLM context. The service also
   keeps a `PlaybackClock` (a listener playing in real time from the first frame) and, on
-  interruption, reports the text heard so far to the `on_interrupted_heard` event handler.
+  interruption, reports the text heard of the turn cut short to `on_interrupted_heard`
+  handlers: ``async def handler(service, heard: str, partial: list[tuple[str, float]])``.
 
 Needs `pipecat-ai`; see clients/pipecat/README.md for why it is installed without its
 dependencies (it pins plain `onnxruntime`, which would replace onnxruntime-gpu).
@@ -31,7 +32,14 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 from loguru import logger
-from pipecat.frames.frames import ErrorFrame, Frame, TTSAudioRawFrame, TTSStoppedFrame
+from pipecat.frames.frames import (
+    ErrorFrame,
+    Frame,
+    InterruptionFrame,
+    TTSAudioRawFrame,
+    TTSStoppedFrame,
+)
+from pipecat.processors.frame_processor import FrameDirection
 from pipecat.services.settings import TTSSettings
 from pipecat.services.tts_service import TextAggregationMode, WebsocketTTSService
 
@@ -102,7 +110,8 @@ class LitestreamTTSService(WebsocketTTSService):
         self._clears_pending = 0              # `clear` sent, `cleared` not yet received
         self._context_base_ms: dict[str, float] = {}  # stream start_ms of a context's audio
         self._clock: PlaybackClock | None = None  # the listener, for on_interrupted_heard
-        self._chunk_context: dict[int, str] = {}   # chunk seq -> its audio context
+        self._first_live_seq = 0                   # chunks before this were heard in full
+        self._last_context: str | None = None      # the turn run_tts last spoke for
         self.conversation_streams = 0         # streams opened (1 unless the server closed one)
         self.session_id: str | None = None    # the open stream's session (protocol-v1 ready)
         self._register_event_handler("on_interrupted_heard")
@@ -163,6 +172,13 @@ class LitestreamTTSService(WebsocketTTSService):
     # ------------------------------------------------------------ text in
 
     async def run_tts(self, text: str, context_id: str) -> AsyncGenerator[Frame | None, None]:
+        if context_id != self._last_context and self._clock is not None:
+            # A new turn: chunks heard in full by now are history, not part of what a later
+            # interruption cuts short.
+            self._last_context = context_id
+            played = [c.seq for c in self._clock.fully_played(time.monotonic())]
+            if played:
+                self._first_live_seq = max(self._first_live_seq, max(played) + 1)
         if self._stream is None:
             await self._connect()
         if self._stream is None:
@@ -184,34 +200,42 @@ class LitestreamTTSService(WebsocketTTSService):
         self._flushes.append(flush_id)
         await self._stream.flush()
 
-    async def on_audio_context_interrupted(self, context_id: str) -> None:
-        """Barge-in: `clear` drops the server's queued text, chunks and unsent frames.
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        if isinstance(frame, InterruptionFrame):
+            await self._interrupt()
+        await super().process_frame(frame, direction)
 
-        Pipecat calls this once per interrupted context; one `clear` serves them all."""
+    async def _interrupt(self) -> None:
+        """Barge-in: report what was heard, then `clear` the server's queued text, chunks and
+        unsent frames. Sent even when this turn's audio has all arrived (it may still be
+        playing): the clear is cheap and the server's `cleared` marks where new audio begins."""
         await self.stop_all_metrics()
-        await self._report_heard(context_id)
+        await self._report_heard()
         if self._stream is not None and self._clears_pending == 0:
             self._clears_pending += 1
             self._flushes.clear()  # the server drops pending flush marks on clear
             with contextlib.suppress(Exception):
                 await self._stream.clear()
+
+    async def on_audio_context_interrupted(self, context_id: str) -> None:
         self._context_base_ms.pop(context_id, None)
         await super().on_audio_context_interrupted(context_id)
 
-    async def _report_heard(self, context_id: str) -> None:
-        """Tell `on_interrupted_heard` handlers what the listener heard of this context:
-        (service, context_id, heard text, [(text, fraction heard)] of a chunk cut short)."""
+    async def _report_heard(self) -> None:
+        """Tell `on_interrupted_heard` handlers what the listener heard of the turn cut short:
+        (service, text heard in full, [(chunk text, fraction heard)] for a chunk cut mid-way).
+
+        The listener is the PlaybackClock: it plays in real time from the first frame, as
+        Pipecat's output transport does."""
         clock = self._clock
         if clock is None:
             return
         now = time.monotonic()
-        mine = {seq for seq, ctx in self._chunk_context.items() if ctx == context_id}
-        heard = " ".join(c.text for c in clock.fully_played(now) if c.seq in mine)
+        live = self._first_live_seq
+        heard = " ".join(c.text for c in clock.fully_played(now) if c.seq >= live)
         partial = [(c.text, fraction) for c, fraction in clock.partly_played(now)
-                   if c.seq in mine]
-        for seq in mine:
-            del self._chunk_context[seq]
-        await self._call_event_handler("on_interrupted_heard", context_id, heard, partial)
+                   if c.seq >= live]
+        await self._call_event_handler("on_interrupted_heard", heard, partial)
 
     # ------------------------------------------------------------ events out
 
@@ -232,7 +256,6 @@ class LitestreamTTSService(WebsocketTTSService):
             self._clears_pending = max(0, self._clears_pending - 1)
             # Playback stopped at the clear: the next audio starts a fresh listener timeline.
             self._clock = PlaybackClock(self._server_rate) if self._server_rate else None
-            self._chunk_context.clear()
         elif self._clears_pending:
             return  # audio and events of chunks the clear dropped: never play them
         elif isinstance(event, Chunk):
@@ -258,7 +281,6 @@ class LitestreamTTSService(WebsocketTTSService):
         ctx = self._current_context()
         if ctx is None:
             return
-        self._chunk_context[chunk.seq] = ctx
         base_ms = self._context_base_ms.setdefault(ctx, float(chunk.start_ms))
         await self.add_word_timestamps(
             word_times(chunk.text, (chunk.start_ms - base_ms) / 1000.0,

@@ -143,14 +143,13 @@ async def test_two_turns_text_in_audio_and_words_out_on_one_stream(srv: RunningS
 async def test_interruption_clears_the_server_and_reports_what_was_heard(
         srv: RunningServer) -> None:
     long_text = " ".join(["This is a long answer that the user will interrupt."] * 6)
-    heard_reports: list[tuple[str, str, list[tuple[str, float]]]] = []
+    heard_reports: list[tuple[str, list[tuple[str, float]]]] = []
     seen: dict[str, Any] = {}
 
     async def script(worker: PipelineWorker, sink: Sink, tts: LitestreamTTSService) -> None:
         @tts.event_handler("on_interrupted_heard")
-        async def _heard(service: Any, context_id: str, heard: str,
-                         partial: list[tuple[str, float]]) -> None:
-            heard_reports.append((context_id, heard, partial))
+        async def _heard(service: Any, heard: str, partial: list[tuple[str, float]]) -> None:
+            heard_reports.append((heard, partial))
 
         await worker.queue_frames(llm_turn(long_text))
         await sink.wait_for(lambda frames: len([f for f in frames
@@ -171,7 +170,7 @@ async def test_interruption_clears_the_server_and_reports_what_was_heard(
     assert seen["total"] < 10.0
     assert audio_s(seen["after"]) < 4.0  # mostly the short second turn
     assert len(heard_reports) == 1
-    _, heard, partial = heard_reports[0]
+    heard, partial = heard_reports[0]
     # Right after the first frames, the listener had heard at most the first chunk.
     assert heard == "" or long_text.startswith(heard)
     assert all(0 < fraction < 1 for _, fraction in partial)
