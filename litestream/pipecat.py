@@ -28,8 +28,8 @@ from __future__ import annotations
 import contextlib
 import time
 from collections import deque
-from collections.abc import AsyncGenerator
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any, Protocol
 
 from loguru import logger
 from pipecat.frames.frames import (
@@ -52,9 +52,20 @@ from litestream.client import (
     Flushed,
     PlaybackClock,
     Ready,
-    Stream,
     connect,
 )
+
+
+class _Stream(Protocol):
+    """What the service uses of the client's stream (litestream.client.connect yields one)."""
+
+    async def send_text(self, text: str, flush: bool = False) -> None: ...
+
+    async def flush(self) -> None: ...
+
+    async def clear(self) -> None: ...
+
+    def __aiter__(self) -> AsyncIterator[object]: ...
 
 
 def word_times(text: str, start_s: float, duration_s: float) -> list[tuple[str, float]]:
@@ -103,7 +114,7 @@ class LitestreamTTSService(WebsocketTTSService):
         self._api_key = api_key
         self._speed = speed
         self._stack: contextlib.AsyncExitStack | None = None
-        self._stream: Stream | None = None
+        self._stream: _Stream | None = None
         self._receive_task: Any = None
         self._server_rate = 0
         self._flushes: deque[str] = deque()   # audio contexts waiting for `flushed`, in order
