@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from litestream.protocol import SPEED_MAX, SPEED_MIN
-from litestream.security import Refusal, RefusalReason, retry_after_header
+from litestream.security import Refusal, retry_after_header
 
 SPEECH_PATH = "/v1/audio/speech"
 MODELS_PATH = "/v1/models"
@@ -115,21 +115,21 @@ def _bad(param: str | None, message: str, code: str | None = "invalid_value") ->
     return ApiError(400, message, param=param, code=code)
 
 
-# OpenAI's error type and code for each refusal litestream's security layer can make.
-_REFUSAL_SHAPE: dict[RefusalReason, tuple[str, str]] = {
-    RefusalReason.UNAUTHORIZED: ("invalid_request_error", "invalid_api_key"),
-    RefusalReason.ORIGIN: ("invalid_request_error", "forbidden_origin"),
-    RefusalReason.BAD_PARAM: ("invalid_request_error", "invalid_value"),
-    RefusalReason.RATE: ("requests", "rate_limit_exceeded"),
-    RefusalReason.STREAMS: ("requests", "rate_limit_exceeded"),
-    RefusalReason.DRAINING: ("server_error", "overloaded"),
-    RefusalReason.CAPACITY: ("server_error", "overloaded"),
+# OpenAI's error type and code for each status litestream's security layer refuses with. By
+# status, not by reason: every reason of one status reads the same to an OpenAI client, and a
+# reason added later needs no entry here.
+_REFUSAL_SHAPE: dict[int, tuple[str, str]] = {
+    400: ("invalid_request_error", "invalid_value"),
+    401: ("invalid_request_error", "invalid_api_key"),
+    403: ("invalid_request_error", "forbidden_origin"),
+    429: ("requests", "rate_limit_exceeded"),
+    503: ("server_error", "overloaded"),
 }
 
 
 def from_refusal(refusal: Refusal) -> ApiError:
     """The same refusal a WebSocket handshake gets (status, Retry-After), in OpenAI's shape."""
-    kind, code = _REFUSAL_SHAPE[refusal.reason]
+    kind, code = _REFUSAL_SHAPE.get(refusal.status, ("server_error", str(refusal.reason)))
     return ApiError(refusal.status, refusal.message, type=kind, param=refusal.param, code=code,
                     retry_after_s=refusal.retry_after_s)
 

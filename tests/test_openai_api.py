@@ -9,7 +9,13 @@ from typing import Any
 import pytest
 
 from litestream import openai_api as oa
-from litestream.security import refuse_capacity, refuse_unauthorized
+from litestream.security import (
+    STATUS_FOR_REASON,
+    RefusalReason,
+    refuse,
+    refuse_capacity,
+    refuse_unauthorized,
+)
 
 VOICES = ("en_US-joe-medium", "af_nova", "am_michael")
 DEFAULT = "en_US-joe-medium"
@@ -155,6 +161,15 @@ def test_capacity_refusal_is_503_in_openai_shape_with_retry_after() -> None:
     assert doc["type"] == "server_error"
     assert doc["code"] == "overloaded"
     assert doc["param"] is None
+
+
+@pytest.mark.parametrize("reason", list(RefusalReason))
+def test_every_refusal_reason_has_an_openai_shape(reason: RefusalReason) -> None:
+    error = oa.from_refusal(refuse(reason, "no", retry_after_s=1.0))
+    assert error.status == STATUS_FOR_REASON[reason]
+    doc = json.loads(error.body())["error"]
+    assert doc["type"] in ("invalid_request_error", "requests", "server_error")
+    assert doc["code"]
 
 
 def test_unauthorized_refusal_carries_a_challenge() -> None:
