@@ -13,7 +13,6 @@ from litestream.security import (
     STATUS_FOR_REASON,
     RefusalReason,
     refuse,
-    refuse_capacity,
     refuse_unauthorized,
 )
 
@@ -152,7 +151,7 @@ def test_body_must_be_a_json_object() -> None:
 
 
 def test_capacity_refusal_is_503_in_openai_shape_with_retry_after() -> None:
-    error = oa.from_refusal(refuse_capacity(2.3))
+    error = oa.from_refusal(refuse(RefusalReason.CAPACITY, "no capacity", retry_after_s=2.3))
     assert error.status == 503
     headers = dict(error.headers())
     assert headers["Retry-After"] == "3"          # whole seconds, rounded up
