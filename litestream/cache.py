@@ -11,11 +11,14 @@ format. A hit then takes the same road to the client as fresh synthesis (s16le o
 framing, encoders), so cached and synthesized chunks give identical bytes.
 
 Memory is bounded in bytes, not entries: a long sentence costs more than a short one. The
-default, 64 MiB (Config.cache_bytes), holds about 760 s of 22,050 Hz audio: a few hundred stock
-sentences. On the 24 GB, 2-core machine litestream is sized for that is 0.3% of memory and less
-than one ONNX Runtime session per worker; what limits the cache's use is how many sentences an
-agent really repeats, not memory. One entry may take at most `max_entry_bytes` (1/8 of the
-total by default), so a single long chunk cannot flush every stock phrase.
+default, 256 MiB (Config.cache_bytes), holds about 50 minutes of 22,050 Hz audio, some 1,200
+sentences. Sized for the 24 GB, 2-core machine litestream runs on: it is 1% of memory. What
+matters is how long a stock phrase survives the new text flowing through: at full load (13
+streams, about 13 s of new audio a second, 1.1 MB/s as float32) 256 MiB turns over in about four
+minutes, so a phrase any agent repeats within four minutes stays; 64 MiB would keep only
+phrases repeated within a minute (loadtest/cache_bench.py compares sizes). One entry may take at
+most `max_entry_bytes` (1/8 of the total by default), so one long chunk cannot flush the stock
+phrases.
 
 Sans I/O and single-threaded: the event loop calls it (lookup at submission, store at result).
 """
@@ -32,7 +35,7 @@ import numpy as np
 
 log = logging.getLogger("litestream.cache")
 
-DEFAULT_CACHE_BYTES = 64 * 1024 * 1024
+DEFAULT_CACHE_BYTES = 256 * 1024 * 1024
 _SPACE = re.compile(r"\s+")
 
 

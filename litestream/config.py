@@ -81,7 +81,7 @@ class Config:
     max_streams: int = field(default=0, metadata={"help": "hard cap on open streams (0: none)"})
     max_chunk_chars: int = field(default=300, metadata={"help": "longest chunk, characters"})
     cache_bytes: int = field(
-        default=64 * 1024 * 1024,
+        default=256 * 1024 * 1024,
         metadata={"help": "sentence cache: finished sentence audio kept for reuse, bytes (0: off)"},
     )
 

@@ -9,7 +9,7 @@ each synthesis. It prints:
 - hit rate by chunks and by seconds of audio;
 - compute with and without the cache, and the capacity gained: without / with (streams a
   worker can serve scale with 1 / compute per second of audio);
-- the cache's bytes, entries and evictions, for the default size and a small one.
+- the cache's bytes, entries and evictions, for the default size and smaller ones.
 
     flock -x /tmp/litestream-cpu.lock .venv/bin/python -m loadtest.cache_bench
 
@@ -157,7 +157,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--first-chunk-chars", type=int, default=40,
                         help="first-chunk limit as under load (0: whole sentences)")
     parser.add_argument("--max-chars", type=int, default=300)
-    parser.add_argument("--small-cache-kib", type=int, default=512)
+    parser.add_argument("--sizes-mib", default=f"{DEFAULT_CACHE_BYTES >> 20},64,8",
+                        help="cache sizes to compare, MiB (the first is the default)")
     args = parser.parse_args(argv)
 
     meta = machine_info()
@@ -166,9 +167,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     texts = replies(args.turns, args.seed)
     synthesized: dict[str, tuple[float, np.ndarray]] = {}
     lines = []
-    for name, size in ((f"cache {DEFAULT_CACHE_BYTES >> 20} MiB", DEFAULT_CACHE_BYTES),
-                       (f"cache {args.small_cache_kib} KiB", args.small_cache_kib * 1024)):
-        cache = SentenceCache(size)
+    for mib in (int(m) for m in args.sizes_mib.split(",") if m):
+        name = f"cache {mib} MiB"
+        cache = SentenceCache(mib << 20)
         lines.append(report(name, run(voice, texts, cache, args.first_chunk_chars,
                                       args.max_chars, synthesized), cache))
     print(f"machine {meta['node']} | {meta['cpu']} | nproc {meta['nproc']} | python "
