@@ -22,6 +22,15 @@ candidate) shares the two cores, so it bounds that figure. Modes:
 
 Run (it starts and stops the servers itself):
     flock -x /tmp/litestream-cpu.lock .venv/bin/python -m loadtest.transport_bench
+
+A running litestream server can be measured the same way (before/after a transport change):
+    .venv/bin/python -m loadtest.transport_bench --litestream ws://127.0.0.1:8799/v1/stream \
+        --pid PID --streams 1,20
+N streams each speak the realtime benchmark's paragraph. Synthesis runs on worker threads, so
+the figure is the CPU of the event-loop thread alone (`/proc/PID/task/PID`): everything the
+server does per frame besides synthesis (protocol, session, scheduler, framing, transport),
+divided by the frames sent. Run the server with `--cache-bytes 0` where it has a sentence
+cache, or every stream after the first is served from it.
 """
 
 from __future__ import annotations
@@ -179,9 +188,11 @@ def serve(impl: str, port: int) -> None:
 
 # ---------------------------------------------------------------- clients (driver process)
 
-def cpu_s(pid: int) -> float:
-    """utime + stime of a process, seconds (clock ticks: 10 ms resolution; runs are long)."""
-    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+def cpu_s(pid: int, thread: int | None = None) -> float:
+    """utime + stime of a process (or one of its threads), seconds (clock ticks: 10 ms
+    resolution; runs are long)."""
+    path = f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat"
+    with open(path, encoding="ascii") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
@@ -324,6 +335,28 @@ def report(runs: Sequence[Run]) -> str:
     return "\n".join(lines)
 
 
+async def _litestream_stream(url: str, text: str) -> int:
+    """One protocol-v1 stream: the text, `end`, then every frame until the server closes."""
+    from websockets.asyncio.client import connect
+
+    frames = 0
+    async with connect(url, compression=None, max_size=2**22, proxy=None) as ws:
+        await ws.send(json.dumps({"type": "text", "text": text}))
+        await ws.send(json.dumps({"type": "end"}))
+        async for message in ws:
+            if isinstance(message, bytes):
+                frames += 1
+    return frames
+
+
+async def measure_litestream(url: str, pid: int, streams: int, text: str) -> Run:
+    """Event-loop thread CPU per frame of a real server (the main thread runs the loop)."""
+    cpu0, t0 = cpu_s(pid, pid), time.perf_counter()
+    frames = await asyncio.gather(*(_litestream_stream(url, text) for _ in range(streams)))
+    wall, cpu = time.perf_counter() - t0, cpu_s(pid, pid) - cpu0
+    return Run("litestream", "stream", streams, sum(frames), wall, cpu)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m loadtest.transport_bench")
     sub = parser.add_subparsers(dest="cmd")
@@ -332,11 +365,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     s.add_argument("--port", type=int, required=True)
     parser.add_argument("--impls", default=",".join(IMPLS), help="comma list of candidates")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--litestream", metavar="URL", help="measure this running server")
+    parser.add_argument("--pid", type=int, help="the running server's process id")
+    parser.add_argument("--streams", default="1,20", help="with --litestream: stream counts")
     args = parser.parse_args(argv)
     if args.cmd == "serve":
         serve(args.impl, args.port)
         return 0
     meta = machine_info()
+    if args.litestream:
+        import uvloop
+
+        from loadtest.texts import PARAGRAPH
+
+        runs = [uvloop.run(measure_litestream(args.litestream, args.pid, int(n), PARAGRAPH))
+                for n in args.streams.split(",") for _ in range(args.repeats)]
+        print(f"machine {meta['node']} | {meta['cpu']} | nproc {meta['nproc']} | python "
+              f"{meta['python']} | load avg 1m {meta['loadavg_1m_at_start']} at start, "
+              f"{os.getloadavg()[0]:.2f} at end")
+        print(f"server {args.litestream} pid {args.pid}: event-loop thread CPU per frame sent "
+              "(synthesis runs on other threads); paragraph per stream")
+        print(report(runs))
+        return 0
     runs = run_all([i for i in args.impls.split(",") if i], args.repeats)
     print(f"machine {meta['node']} | {meta['cpu']} | nproc {meta['nproc']} | python "
           f"{meta['python']} | load avg 1m {meta['loadavg_1m_at_start']} at start, "
