@@ -192,6 +192,13 @@ class AvEncoder:
         return self._sink.take()
 
 
+def output_rate(fmt: str, sample_rate: int) -> int:
+    """The sample rate of `fmt`'s output for input at `sample_rate` (Opus is always 48 kHz)."""
+    if fmt in _AV_FORMATS:
+        return _AV_FORMATS[fmt][2] or sample_rate
+    return sample_rate
+
+
 def new_encoder(fmt: str, sample_rate: int) -> Encoder:
     """An encoder for one of FORMATS at the voice's `sample_rate`."""
     if fmt == "pcm":
