@@ -13,8 +13,8 @@ each synthesis. It prints:
 
     flock -x /tmp/litestream-cpu.lock .venv/bin/python -m loadtest.cache_bench
 
-First chunks are cut as under load (`--first-chunk-chars`, 0 for whole sentences), so a stock
-phrase at the start of a reply is cut the same way each time and still hits.
+Chunks are whole sentences (the segmenter no longer shortens first chunks: first audio comes
+from streaming within a sentence), so a stock phrase is the same key wherever it stands.
 """
 
 from __future__ import annotations
@@ -91,9 +91,8 @@ def replies(turns: int, seed: int) -> list[str]:
     return out
 
 
-def chunks_of(reply: str, first_chunk_chars: int, max_chars: int) -> list[str]:
-    segmenter = Segmenter(max_chars=max_chars,
-                          first_chunk_chars=first_chunk_chars or None)
+def chunks_of(reply: str, max_chars: int) -> list[str]:
+    segmenter = Segmenter(max_chars=max_chars)
     out: list[str] = []
     for word in reply.split(" "):  # token by token, as an LLM streams it
         out.extend(segmenter.feed(word + " "))
@@ -111,8 +110,7 @@ class Tally:
     compute_all_s: float = 0.0  # synthesis without a cache (every chunk)
 
 
-def run(voice: PiperVoice, texts: Sequence[str], cache: SentenceCache,
-        first_chunk_chars: int, max_chars: int,
+def run(voice: PiperVoice, texts: Sequence[str], cache: SentenceCache, max_chars: int,
         synthesized: dict[str, tuple[float, np.ndarray]]) -> Tally:
     """`synthesized`: (compute s, audio) per chunk text, shared across runs so each text is
     synthesized and timed once per benchmark, whichever cache size meets it first."""
@@ -120,7 +118,7 @@ def run(voice: PiperVoice, texts: Sequence[str], cache: SentenceCache,
     rate = voice.sample_rate
     voice_id = voice.info.id
     for reply in texts:
-        for chunk in chunks_of(reply, first_chunk_chars, max_chars):
+        for chunk in chunks_of(reply, max_chars):
             tally.chunks += 1
             found = cache.get(voice_id, 1.0, chunk)
             if chunk not in synthesized:
@@ -154,8 +152,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m loadtest.cache_bench")
     parser.add_argument("--turns", type=int, default=150, help="agent replies")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--first-chunk-chars", type=int, default=40,
-                        help="first-chunk limit as under load (0: whole sentences)")
     parser.add_argument("--max-chars", type=int, default=300)
     parser.add_argument("--sizes-mib", default=f"{DEFAULT_CACHE_BYTES >> 20},64,8",
                         help="cache sizes to compare, MiB (the first is the default)")
@@ -170,13 +166,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     for mib in (int(m) for m in args.sizes_mib.split(",") if m):
         name = f"cache {mib} MiB"
         cache = SentenceCache(mib << 20)
-        lines.append(report(name, run(voice, texts, cache, args.first_chunk_chars,
-                                      args.max_chars, synthesized), cache))
+        lines.append(report(name, run(voice, texts, cache, args.max_chars, synthesized), cache))
     print(f"machine {meta['node']} | {meta['cpu']} | nproc {meta['nproc']} | python "
           f"{meta['python']} | load avg 1m {meta['loadavg_1m_at_start']} at start, "
           f"{os.getloadavg()[0]:.2f} at end")
-    print(f"voice {voice.info.id}, one thread; {args.turns} agent replies (seed {args.seed}), "
-          f"first chunk <= {args.first_chunk_chars or 'sentence'} chars; "
+    print(f"voice {voice.info.id}, one thread; {args.turns} agent replies (seed {args.seed}); "
           f"{len(synthesized)} distinct chunks synthesized")
     for line in lines:
         print(line)
