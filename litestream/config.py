@@ -46,6 +46,14 @@ class Config:
     extra_voices: tuple[Path, ...] = field(
         default=(), metadata={"help": "more Piper .onnx voices clients may choose (comma list)"}
     )
+    kokoro: bool = field(
+        default=True,
+        metadata={"help": "serve the Kokoro Japanese voices too when their packages are installed"},
+    )
+    model_cache_dir: Path | None = field(
+        default=None,
+        metadata={"help": "where the joined Kokoro model is kept (default: ~/.cache/litestream)"},
+    )
     device: str = field(default="auto", metadata={"help": "auto, cpu or cuda"})
     workers: int = field(
         default_factory=_default_workers, metadata={"help": "inference threads (default: cores)"}
@@ -64,10 +72,10 @@ class Config:
 
     # --- scheduler knobs
     first_audio_target_ms: int = field(
-        default=250, metadata={"help": "first chunk deadline after its text arrives, ms"}
+        default=250, metadata={"help": "first audio deadline after its text arrives, ms"}
     )
-    first_chunk_slack_ms: int = field(
-        default=500, metadata={"help": "a late first chunk yields to playing streams this long, ms"}
+    first_audio_slack_ms: int = field(
+        default=500, metadata={"help": "a late first audio yields to playing streams this long, ms"}
     )
     jitter_ms: int = field(default=150, metadata={"help": "jitter budget before a buffer runs dry"})
     lookahead_s: float = field(
@@ -143,8 +151,8 @@ class Config:
 
     # The scheduler's view in seconds: the one place these ms settings are converted.
     @property
-    def first_chunk_slack_s(self) -> float:
-        return self.first_chunk_slack_ms / 1000.0
+    def first_audio_slack_s(self) -> float:
+        return self.first_audio_slack_ms / 1000.0
 
     @property
     def jitter_s(self) -> float:
@@ -180,7 +188,7 @@ def _validate(c: Config) -> None:
     _check(c.audio_format in FORMATS, "audio_format", f"must be one of {', '.join(FORMATS)}")
     _check(c.first_audio_target_ms > 0, "first_audio_target_ms", "must be positive")
     _check(c.jitter_ms >= 0, "jitter_ms", "must not be negative")
-    _check(c.first_chunk_slack_ms >= 0, "first_chunk_slack_ms", "must not be negative")
+    _check(c.first_audio_slack_ms >= 0, "first_audio_slack_ms", "must not be negative")
     _check(0 < c.lookahead_s <= c.max_lookahead_s, "lookahead_s", "must be in (0, max_lookahead_s]")
     _check(0 < c.target_utilization <= 1.5, "target_utilization", "must be in (0, 1.5]")
     _check(c.max_streams >= 0, "max_streams", "must not be negative")

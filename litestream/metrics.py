@@ -139,10 +139,15 @@ class Metrics:
         self.ttfa_seconds.observe(ttfa_s)
 
     def chunk_sent(self, slack_s: float, audio_s: float, nbytes: int) -> None:
-        """A chunk's audio went out. `audio_s` is accepted for symmetry; audio is counted
+        """A chunk's first audio went out. `audio_s` is accepted for symmetry; audio is counted
         at synthesis (synthesized()) so RTF compares like with like."""
         del audio_s
         self.chunks.inc()
+        self.piece_sent(slack_s, nbytes)
+
+    def piece_sent(self, slack_s: float, nbytes: int) -> None:
+        """The first frame of one decode window's audio went out, `slack_s` before its
+        deadline (the slack histogram counts every window, the first of a chunk included)."""
         self.chunk_slack_seconds.observe(slack_s)
         if slack_s < 0:
             self.deadline_misses.inc()

@@ -6,6 +6,7 @@ refusal says (status, code, Retry-After) is decided in `security`; this module w
 
 from __future__ import annotations
 
+import dataclasses
 import http
 import json
 import mimetypes
@@ -16,7 +17,7 @@ from typing import Any
 from websockets.datastructures import Headers
 from websockets.http11 import Response
 
-from litestream.engine import PiperVoice
+from litestream.engine import Voice
 from litestream.security import Refusal, refusal_body, refusal_headers
 
 
@@ -49,15 +50,11 @@ def refusal(refused: Refusal) -> Response:
     return Response(status.value, status.phrase, headers, body)
 
 
-def voices_doc(voices: Mapping[str, PiperVoice], default: str) -> dict[str, Any]:
-    """GET /v1/voices."""
+def voices_doc(voices: Mapping[str, Voice], default: str) -> dict[str, Any]:
+    """GET /v1/voices: every voice's catalogue row (id, model, language, rate, gender, source)."""
     return {
         "default": default,
-        "voices": [
-            {"id": v.info.id, "language": v.info.language, "sample_rate": v.sample_rate,
-             "source": v.info.source}
-            for v in voices.values()
-        ],
+        "voices": [dataclasses.asdict(v.description) for v in voices.values()],
     }
 
 

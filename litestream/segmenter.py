@@ -85,10 +85,22 @@ _LATIN = Punctuation(
 )
 
 # Keyed by the language's base code ("en" for "en_US"); others fall back to "en". A language is
-# one entry here (and one pysbd supports); e.g. Japanese: 。！？ end sentences, 、 is a clause
-# break. (A language written without spaces also needs a gap after its sentence ends; see
-# `Segmenter._word`: decisions are taken at the first character after whitespace.)
-PUNCTUATION: dict[str, Punctuation] = {"en": _LATIN}
+# one entry here (and one pysbd supports). Japanese: 。！？ end sentences (pysbd's "ja" rules
+# decide), 、 is a clause break.
+PUNCTUATION: dict[str, Punctuation] = {
+    "en": _LATIN,
+    "ja": Punctuation(
+        sentence_end=frozenset(".!?…。！？"),
+        clause_break=frozenset(",;:—–、，"),
+        closers=frozenset("\"'”’)]»」』）"),
+    ),
+}
+
+# Languages written without spaces between words, and the marks after which such text gets a
+# word gap of its own (after the whole run, closing quotes included): decisions are taken at
+# the first character after whitespace (`Segmenter._word`), so the sentence and clause rules
+# work on gaps. The added gaps leave again when the chunk goes out.
+_UNSPACED_BREAKS: dict[str, frozenset[str]] = {"ja": frozenset("。！？!?、，」』）")}
 
 # The characters str.splitlines() treats as line breaks.
 _NEWLINES = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
@@ -182,6 +194,8 @@ class Segmenter:
         self.punctuation = PUNCTUATION.get(key, _LATIN)
         self._triggers = self.punctuation.gap_triggers
         self._pysbd = pysbd.Segmenter(language=key, clean=False)
+        self._breaks = _UNSPACED_BREAKS.get(key)  # None: a language with word spaces
+        self._after_break = False  # unspaced text: the last character was a break mark
         self._buf = ""  # normalized unfinished tail: single " " or "\n" gaps, no trailing space
         self._pending_ws = False  # whitespace seen after the last word, not yet written
         self._pending_nl = False  # ... and it held a line break
@@ -194,7 +208,8 @@ class Segmenter:
     def feed(self, fragment: str) -> list[str]:
         """Add a fragment of text; return the chunks that became complete, in order."""
         out: list[str] = []
-        for match in _RUNS.finditer(_clean(fragment)):
+        text = _clean(fragment) if self._breaks is None else self._gapped(_clean(fragment))
+        for match in _RUNS.finditer(text):
             run = match.group()
             if run[0].isspace():
                 self._whitespace(run, out)
@@ -215,6 +230,19 @@ class Segmenter:
     def clear(self) -> None:
         """Drop buffered text (barge-in)."""
         self._reset_buffer()
+        self._after_break = False
+
+    def _gapped(self, text: str) -> str:
+        """Unspaced text with a gap after each run of break marks (see _UNSPACED_BREAKS).
+        Decided from the characters alone, so fragments cut anywhere give the same gaps."""
+        assert self._breaks is not None
+        out = []
+        for ch in text:
+            if self._after_break and not ch.isspace() and ch not in self._breaks:
+                out.append(" ")
+            out.append(ch)
+            self._after_break = ch in self._breaks
+        return "".join(out)
 
     # -- input --------------------------------------------------------------------------------
 
@@ -309,9 +337,11 @@ class Segmenter:
         for a, b in self._plan(text):
             self._emit_chunk(text[a:b], out)
 
-    @staticmethod
-    def _emit_chunk(chunk: str, out: list[str]) -> None:
+    def _emit_chunk(self, chunk: str, out: list[str]) -> None:
         chunk = chunk.strip()
+        if self._breaks is not None:  # the gaps _gapped added leave again
+            chunk = "".join(ch for i, ch in enumerate(chunk)
+                            if ch != " " or chunk[i - 1] not in self._breaks)
         if _speakable(chunk):
             out.append(chunk)
 

@@ -18,7 +18,7 @@ import os
 import signal
 import ssl
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from urllib.parse import parse_qsl, urlsplit
@@ -31,7 +31,7 @@ from websockets.http11 import Request, Response
 from litestream import config as config_mod
 from litestream import protocol, routes
 from litestream.config import Config
-from litestream.engine import PiperVoice
+from litestream.engine import Voice, registry
 from litestream.errors import CloseCode, LitestreamError
 from litestream.logs import SessionAdapter, setup_logging, stream_summary
 from litestream.metrics import Metrics
@@ -72,11 +72,9 @@ log = logging.getLogger("litestream.server")
 STREAM_PATH = "/v1/stream"
 DRAIN_RETRY_AFTER_S = 5.0  # a draining pod's clients should reconnect (to another pod) soon
 ABANDONED_HANDSHAKE_S = 30.0  # an accepted handshake whose handler never ran is released
-# Measured on every worker at start-up: an ordinary sentence or two (see _calibrate).
-CALIBRATION_TEXT = (
-    "The weather today is mild, with a light breeze from the west. "
-    "Later this evening, clouds will gather and rain may fall."
-)
+# Start-up calibration decodes its sentence (engine/registry.py: one per language) in windows of
+# a mid-range size.
+CALIBRATION_WINDOW_FRAMES = 64
 
 
 @dataclass(frozen=True)
@@ -117,19 +115,22 @@ class StreamConnection:
 class LitestreamServer:
     """The server: `async with LitestreamServer(config) as server:` or `await server.run()`."""
 
-    def __init__(self, config: Config, voices: dict[str, PiperVoice] | None = None) -> None:
+    def __init__(self, config: Config, voices: Mapping[str, Voice] | None = None) -> None:
         self.config = config
         self.voices = voices or load_voices(config)
         self.default_voice = next(iter(self.voices))
         self.voice_ids = frozenset(self.voices)
         self.sample_rates = {voice_id: v.sample_rate for voice_id, v in self.voices.items()}
+        self.languages = {voice_id: registry.segmenter_language(v.language)
+                          for voice_id, v in self.voices.items()}
         self.metrics = Metrics()
         self.keys = KeyCheck(config.all_api_keys())
         self.limits = ClientLimits.from_config(config)
         max_batch = config.max_batch or (
             8 if any(v.provider.startswith("CUDA") for v in self.voices.values()) else 1
         )
-        self.synthesis = Synthesis(config, self.sample_rates, self.metrics, max_batch)
+        self.synthesis = Synthesis(config, self.voices, self.metrics, max_batch,
+                                   self.default_voice)
         self.streams: dict[str, StreamConnection] = {}
         self.static_dir = routes.default_static_dir()
         self.draining = False
@@ -179,27 +180,27 @@ class LitestreamServer:
         )
 
     def _calibrate(self, pool: WorkerPool) -> None:
-        """Teach the scheduler what a chunk costs on this machine before the first stream.
+        """Teach the scheduler what a step costs on this machine before the first stream.
 
         The cost model learns as it goes, but a burst of streams at start-up would be admitted
-        and shaped with the priors; so measure each voice once with every worker busy at once,
-        as under load."""
-        for voice_id in self.voices:
-            results = [r for r in pool.calibrate(voice_id, CALIBRATION_TEXT)
-                       if r.audio is not None and len(r.audio)]
-            if not results:
-                log.warning("calibration of voice %s failed; using the priors", voice_id)
+        and priced with the priors; so measure each voice once with every worker busy at once,
+        as under load: a sentence's encode, then its decode in windows."""
+        for group in registry.cost_groups(self.voices):
+            voice_id = group[0]  # voices of one model and language cost the same
+            text = registry.calibration_text(self.voices[voice_id].language)
+            try:
+                runs = pool.calibrate(voice_id, text, CALIBRATION_WINDOW_FRAMES)
+            except Exception:
+                log.exception("calibration of voice %s failed; using the priors", voice_id)
                 continue
-            rate = self.voices[voice_id].sample_rate
-            audio_s = sum(len(r.audio) for r in results if r.audio is not None) / rate
-            rtf = sum(r.compute_s for r in results) / audio_s
-            per_char_s = audio_s / (len(CALIBRATION_TEXT) * len(results))
-            # The default voice also prices streams whose voice is not known yet ("").
-            for key in (voice_id, "") if voice_id == self.default_voice else (voice_id,):
-                self.synthesis.calibrate(key, audio_per_char_s=per_char_s,
-                                         compute_per_audio_s=rtf)
-            log.info("voice %s: RTF %.3f per worker with %d workers busy, %.3f s audio/char",
-                     voice_id, rtf, len(results), per_char_s)
+            for member in group:
+                self.synthesis.calibrate(member, runs)
+            encode_ms = 1000 * sum(r.encode_s for r in runs) / len(runs)
+            frames = sum(r.frames for r in runs)
+            log.info("voices %s with %d workers busy: encode %.0f ms for %d chars, decode %.2f ms"
+                     " per frame in %d-frame windows", ",".join(group), len(runs), encode_ms,
+                     len(text), 1000 * sum(r.decode_s for r in runs) / max(frames, 1),
+                     CALIBRATION_WINDOW_FRAMES)
 
     @property
     def port(self) -> int:
@@ -293,8 +294,8 @@ class LitestreamServer:
         client = key_label or client_addr
         if refusal is None:
             refusal = self.limits.admit_handshake(client, now)
-        if refusal is None:
-            admission = self.synthesis.admit(now)
+        if refusal is None and params is not None:
+            admission = self.synthesis.admit(now, params.settings.voice)
             if not admission.accepted:
                 self.limits.release(client)
                 refusal = refuse_admission(admission.reason, admission.retry_after_s)
@@ -342,7 +343,8 @@ class LitestreamServer:
         link = self.synthesis.link(accepted.session_id)
         session = StreamSession(
             accepted.session_id, settings=settings, encoding=accepted.params.encoding,
-            sample_rates=self.sample_rates, limits=self._session_limits, link=link,
+            sample_rates=self.sample_rates, languages=self.languages,
+            limits=self._session_limits, link=link,
             metrics=self.metrics, rate_check=partial(self.limits.on_message, accepted.client),
         )
         conn = StreamConnection(ws=ws, session=session, link=link, client=accepted.client,
@@ -443,16 +445,13 @@ def _address(connection: ServerConnection) -> str:
     return str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
 
 
-def load_voices(config: Config) -> dict[str, PiperVoice]:
-    """Load the default voice first (its id becomes the default), then the extra ones."""
-    voices: dict[str, PiperVoice] = {}
-    for path in (config.voice, *config.extra_voices):
-        voice = PiperVoice.load(
-            path, intra_op_threads=config.intra_op_threads, device=config.device,
-            deterministic=config.deterministic,
-        )
-        voices.setdefault(voice.info.id, voice)
-    return voices
+def load_voices(config: Config) -> dict[str, Voice]:
+    """Every voice by id (engine/registry.py); the first one loaded is the default."""
+    return registry.load_voices(
+        config.voice, config.extra_voices, kokoro_voices=config.kokoro,
+        cache_dir=config.model_cache_dir, intra_op_threads=config.intra_op_threads,
+        device=config.device, deterministic=config.deterministic,
+    )
 
 
 async def run(config: Config) -> None:

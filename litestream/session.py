@@ -126,6 +126,7 @@ class StreamSession:
         settings: StreamSettings,
         encoding: Encoding,
         sample_rates: Mapping[str, int],
+        languages: Mapping[str, str] | None = None,
         limits: SessionLimits,
         link: SynthesisLink,
         metrics: Metrics,
@@ -136,13 +137,14 @@ class StreamSession:
         self.encoding = encoding
         self.state = StreamState.OPEN
         self._rates = sample_rates
+        # Each voice's segmenter language (its sentence and clause rules); "en" where unknown.
+        self._languages = languages or {}
         self._voices = frozenset(sample_rates)
         self._limits = limits
         self._link = link
         self._metrics = metrics
         self._rate_check = rate_check
-        self._segmenter = Segmenter(max_chars=limits.max_chunk_chars)
-        self._shaped = False  # the segmenter got its chunk shape for this start of speech
+        self._segmenter = self._new_segmenter(settings.voice)
         self._next_seq = 0
         self._sentences: dict[int, _Sentence] = {}
         self._pending: deque[int] = deque()  # submitted seqs not yet fully queued, in order
@@ -257,6 +259,8 @@ class StreamSession:
                                     f"over the message or text rate; retry in {wait_s:.1f} s")
         match message:
             case ConfigMsg(changes):
+                if "voice" in changes:
+                    self._change_voice(str(changes["voice"]), now)
                 self.settings = protocol.apply_config(self.settings, message)
                 if "priority" in changes:
                     self._link.set_priority(self.settings.priority, now)
@@ -287,17 +291,27 @@ class StreamSession:
                                 f"buffered text over {limits.max_buffered_chars} characters;"
                                 " send flush or smaller pieces")
 
+    def _new_segmenter(self, voice: str) -> Segmenter:
+        """The voice's language picks the sentence and clause rules."""
+        return Segmenter(max_chars=self._limits.max_chunk_chars,
+                         language=self._languages.get(voice, "en"))
+
+    def _change_voice(self, voice: str, now: float) -> None:
+        """`config` with a voice: `ready` fixed the stream's sample rate, so a voice of another
+        rate is refused (nothing of the message applies); text buffered before a change of
+        language is spoken by the old voice, then the new language's rules take over."""
+        rate = self._rates[self.settings.voice]
+        if self._rates.get(voice, rate) != rate:
+            raise ProtocolError(
+                ErrorCode.INVALID_VOICE,
+                f"voice {voice!r} speaks at {self._rates[voice]} Hz, this stream at {rate} Hz;"
+                " open a new stream for it")
+        if self._languages.get(voice, "en") != self._languages.get(self.settings.voice, "en"):
+            self._submit(self._segmenter.flush(), now)
+            self._segmenter = self._new_segmenter(voice)
+
     def _accept_text(self, text: str, now: float) -> None:
         self.chars += len(text)
-        if not self._shaped:
-            # protocol-v1: Timing promise. The first chunk is sized so first audio comes within
-            # target given the work queued now; the chunks after it grow as fast as the load
-            # allows (scheduler-notes: the burst problem).
-            shape = self._link.chunk_shape(now, self.settings.voice)
-            self._segmenter.first_chunk_chars = shape.first_chunk_chars
-            self._segmenter.chunk_growth = shape.chunk_growth
-            self._segmenter.ramp_margin_chars = shape.ramp_margin_chars
-            self._shaped = True
         self._submit(self._segmenter.feed(text), now)
 
     def _submit(self, texts: list[str], now: float) -> None:
@@ -320,7 +334,6 @@ class StreamSession:
     def _clear(self, now: float) -> None:
         """Barge-in: drop buffered text, queued sentences and every frame not yet sent."""
         self._segmenter.clear()
-        self._shaped = False  # the next text starts afresh: shape it for the load then
         self._link.clear(now)
         for seq in self._pending:
             self._retract(self._sentences[seq])

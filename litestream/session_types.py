@@ -16,7 +16,6 @@ import numpy as np
 
 from litestream.errors import CloseCode
 from litestream.protocol import ClientMessage
-from litestream.scheduler import ChunkShape
 
 
 class StreamState(Enum):
@@ -123,9 +122,6 @@ Outgoing = SendMessage | SendAudio | Close
 
 class SynthesisLink(Protocol):
     """What one session asks of the scheduler side; the server implements it per stream."""
-
-    def chunk_shape(self, now: float, voice: str) -> ChunkShape:
-        """How to cut the text of a stream whose speech starts now."""
 
     def submit(self, seq: int, text: str, *, speed: float, voice: str, now: float) -> None:
         """Queue sentence `seq` for synthesis; its results come back as session inputs."""

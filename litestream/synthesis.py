@@ -1,14 +1,13 @@
 """The one place the server talks to the scheduler and the inference workers.
 
     socket -> StreamSession -> StreamLink.submit -> Scheduler -> Synthesis.dispatch -> workers
-    workers -> Synthesis.on_result -> Scheduler.complete/fail -> session inputs -> socket
+    workers -> Synthesis.on_result -> Scheduler.encoded/decoded/fail -> session inputs -> socket
 
 Sessions ask for work through `StreamLink`, one per stream (it implements
 `session.SynthesisLink`); `Synthesis` hands work to idle workers as late as possible and turns
-each `WorkResult` back into session inputs (`ChunkPlanned` + `ChunkAudio`, or `ChunkFailed`).
-Everything here calls today's scheduler API (submit, next_jobs, complete, fail, clear,
-close_stream, audio_sent, admit); when the step API lands (INTERFACES.md section 2) this module
-is what changes, and nothing in the per-stream rules.
+each `WorkResult` back into session inputs: a sentence's encode step gives `ChunkPlanned`
+(its exact length, so the `chunk` event can go out), each decode window a `ChunkAudio` piece,
+and a failed step `ChunkFailed`.
 """
 
 from __future__ import annotations
@@ -17,18 +16,20 @@ import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
 
+import numpy as np
+
 from litestream.config import Config
+from litestream.engine.base import Voice
 from litestream.metrics import Metrics
 from litestream.scheduler import (
     Admission,
-    ChunkJob,
-    ChunkShape,
     Priority,
     Scheduler,
     SchedulerConfig,
+    StepKind,
 )
 from litestream.session import ChunkAudio, ChunkFailed, ChunkPlanned, SynthesisResult
-from litestream.workers import WorkerPool, WorkResult
+from litestream.workers import Calibration, WorkerPool, WorkResult
 
 log = logging.getLogger("litestream.synthesis")
 
@@ -40,7 +41,7 @@ def scheduler_config(config: Config) -> SchedulerConfig:
     """The scheduler's view of the settings: every value comes from its Config field."""
     return SchedulerConfig(
         first_audio_target_s=config.first_audio_target_s,
-        first_chunk_slack_s=config.first_chunk_slack_s,
+        first_audio_slack_s=config.first_audio_slack_s,
         jitter_s=config.jitter_s,
         lookahead_s=config.lookahead_s,
         max_lookahead_s=config.max_lookahead_s,
@@ -50,36 +51,32 @@ def scheduler_config(config: Config) -> SchedulerConfig:
 
 
 class StreamLink:
-    """One stream's port to the scheduler (a `session.SynthesisLink`).
-
-    The session numbers its sentences; the scheduler numbers its jobs. Both count from 0 per
-    stream and never reuse a number, but the link keeps the mapping rather than rely on it.
-    """
+    """One stream's port to the scheduler (a `session.SynthesisLink`). The session numbers its
+    sentences; the scheduler keys its steps by the same seq."""
 
     def __init__(self, scheduler: Scheduler, stream_id: str, metrics: Metrics) -> None:
         self._scheduler = scheduler
         self.stream_id = stream_id
         self._metrics = metrics
-        self._jobs: dict[int, ChunkJob] = {}  # session seq -> its job, until its audio goes out
-        self._seqs: dict[int, int] = {}  # job seq -> session seq, until its result comes back
+        # seq -> deadline of the newest audio piece delivered and not yet sent, for the slack
+        # histogram at send time (one observation per decode window).
+        self._deadlines: dict[int, float] = {}
+        self._last_counted_seq = -1  # seqs only grow: a chunk is counted at its first piece
         self.stalls = 0  # the scheduler's estimate of listener underruns
 
-    def chunk_shape(self, now: float, voice: str) -> ChunkShape:
-        return self._scheduler.chunk_shape(now, voice)
-
     def submit(self, seq: int, text: str, *, speed: float, voice: str, now: float) -> None:
-        job = self._scheduler.submit(self.stream_id, text, speed=speed, voice=voice, now=now)
-        self._jobs[seq] = job
-        self._seqs[job.seq] = seq
+        self._scheduler.submit(self.stream_id, seq, text, speed=speed, voice=voice, now=now)
 
     def clear(self, now: float) -> None:
         self._scheduler.clear(self.stream_id, now)
-        self._jobs.clear()
-        self._seqs.clear()
+        self._deadlines.clear()
 
     def set_priority(self, priority: str, now: float) -> None:
         # Re-opening a stream in the scheduler changes its class and keeps its queue.
         self._scheduler.open_stream(self.stream_id, Priority(priority), now)
+
+    def piece_delivered(self, seq: int, deadline_s: float) -> None:
+        self._deadlines[seq] = deadline_s
 
     def audio_queued(self, seq: int, audio_s: float, nbytes: int, now: float) -> None:
         # The scheduler owns the playback clock and the listener's stall estimate.
@@ -89,31 +86,31 @@ class StreamLink:
         if gap_s > 0:
             self.stalls += 1
             self._metrics.stall(gap_s)
-        job = self._jobs.pop(seq, None)
-        if job is None:  # a later piece of a sentence already counted
+        deadline_s = self._deadlines.pop(seq, None)
+        if deadline_s is None:  # a later frame of a piece already counted
             self._metrics.bytes_out(nbytes)
-            return
-        # Slack at send time: how long before its deadline this chunk's audio went out.
-        self._metrics.chunk_sent(job.deadline_s - now, audio_s, nbytes)
+        elif seq > self._last_counted_seq:  # the chunk's first piece: count the chunk
+            self._last_counted_seq = seq
+            self._metrics.chunk_sent(deadline_s - now, audio_s, nbytes)
+        else:  # slack at send time: how long before its deadline this piece went out
+            self._metrics.piece_sent(deadline_s - now, nbytes)
 
     def underrun_s(self) -> float:
         return self._scheduler.underrun_s(self.stream_id)
-
-    def take_result(self, job: ChunkJob, failed: bool) -> int | None:
-        """The session seq a finished job belongs to; None if it was cleared meanwhile."""
-        seq = self._seqs.pop(job.seq, None)
-        if failed and seq is not None:
-            self._jobs.pop(seq, None)
-        return seq
 
 
 class Synthesis:
     """The scheduler, the worker pool and the dispatch loop between them. Loop thread only."""
 
-    def __init__(self, config: Config, sample_rates: Mapping[str, int], metrics: Metrics,
-                 max_batch: int) -> None:
+    def __init__(self, config: Config, voices: Mapping[str, Voice], metrics: Metrics,
+                 max_batch: int, default_voice: str) -> None:
         self.scheduler = Scheduler(scheduler_config(config), workers=config.workers)
-        self._rates = sample_rates
+        # The default voice first: it prices a stream whose voice is not known yet.
+        for voice_id in sorted(voices, key=lambda v: v != default_voice):
+            voice = voices[voice_id]
+            self.scheduler.register_voice(voice_id, context_frames=voice.context_frames,
+                                          sample_rate=voice.sample_rate)
+        self._rates = {voice_id: voice.sample_rate for voice_id, voice in voices.items()}
         self._metrics = metrics
         self._max_batch = max_batch
         self._links: dict[str, StreamLink] = {}
@@ -135,8 +132,8 @@ class Synthesis:
 
     # ------------------------------------------------------------ admission and streams
 
-    def admit(self, now: float) -> Admission:
-        return self.scheduler.admit(now)
+    def admit(self, now: float, voice: str) -> Admission:
+        return self.scheduler.admit(now, voice)
 
     def has_capacity(self, now: float) -> bool:
         return self.scheduler.has_capacity(now)
@@ -157,12 +154,19 @@ class Synthesis:
         self._links.pop(stream_id, None)
         return self.scheduler.close_stream(stream_id, now)
 
-    def calibrate(self, voice: str, *, audio_per_char_s: float, compute_per_audio_s: float) -> None:
-        self.scheduler.model.calibrate(voice, audio_per_char_s=audio_per_char_s,
-                                       compute_per_audio_s=compute_per_audio_s)
+    def calibrate(self, voice: str, runs: Sequence[Calibration]) -> None:
+        """Replace the cost priors of `voice` with what every worker measured at once."""
+        context = self.scheduler.model.voice(voice).context_frames
+        units = sum(r.frames + 2 * context * r.windows for r in runs)
+        self.scheduler.model.calibrate(
+            voice,
+            encode_per_char_s=sum(r.encode_s for r in runs) / sum(r.chars for r in runs),
+            decode_per_frame_s=sum(r.decode_s for r in runs) / max(units, 1),
+            frames_per_char=sum(r.frames for r in runs) / sum(r.chars for r in runs),
+        )
 
     def refresh_gauges(self, now: float) -> None:
-        self._metrics.set_queue(self.scheduler.stats().queued_jobs, self.scheduler.load(now))
+        self._metrics.set_queue(self.scheduler.stats().queued_sentences, self.scheduler.load(now))
 
     # ------------------------------------------------------------ the dispatch loop
 
@@ -177,15 +181,10 @@ class Synthesis:
             return
         now = self._now()
         while pool.idle:
-            jobs = self.scheduler.next_jobs(now, self._max_batch)
-            if not jobs:
+            steps = self.scheduler.next_steps(now, self._max_batch)
+            if not steps:
                 break
-            for group in _same_voice_and_speed(jobs):
-                if pool.idle:
-                    pool.dispatch(group)
-                else:  # cannot happen with max_jobs=1; keeps a mixed batch honest
-                    for job in group:
-                        self.scheduler.fail(job, now)
+            pool.dispatch(steps)  # one kind, voice, speed and window length: one engine run
         if self._wakeup is not None:
             self._wakeup.cancel()
             self._wakeup = None
@@ -195,39 +194,42 @@ class Synthesis:
                 self._wakeup = self._loop.call_at(max(wake, now + 0.001), self.dispatch)
 
     def on_result(self, result: WorkResult) -> None:
-        """A worker finished a job (on the loop thread): tell the scheduler, then the session."""
+        """A worker finished a step (on the loop thread): tell the scheduler, then the session."""
         now = self._now()
-        job = result.job
-        link = self._links.get(job.stream_id)
-        failed = result.audio is None
-        seq = link.take_result(job, failed) if link is not None else None
+        step = result.step
         inputs: list[SynthesisResult] = []
-        if result.audio is None:
-            self.scheduler.fail(job, now)
-            log.warning("session=%s seq=%d synthesis failed: %s", job.stream_id, job.seq,
-                        result.error or "no reason given")
-            if seq is not None:
-                inputs.append(ChunkFailed(seq, result.error or "synthesis failed"))
-        else:
-            audio_s = len(result.audio) / self._rates[job.voice]
-            keep = self.scheduler.complete(job, audio_s=audio_s, compute_s=result.compute_s,
-                                           now=now)
+        link = self._links.get(step.stream_id)
+        if result.failed:
+            self.scheduler.fail(step, now)
+            log.warning("session=%s seq=%d %s step failed: %s", step.stream_id, step.seq,
+                        step.kind.value, result.error)
+            inputs.append(ChunkFailed(step.seq, result.error or "synthesis failed"))
+        elif step.kind is StepKind.ENCODE and result.latent is not None:
+            latent = result.latent
+            keep = self.scheduler.encoded(step, frames=latent.frames,
+                                          samples_per_frame=latent.samples_per_frame,
+                                          latent=latent, compute_s=result.compute_s, now=now)
+            self._metrics.synthesized(result.compute_s, 0.0)
+            if keep:
+                inputs.append(ChunkPlanned(step.seq, step.text, latent.samples))
+                if latent.frames == 0:  # nothing to decode: the sentence ends here
+                    inputs.append(ChunkAudio(step.seq, _EMPTY, last=True))
+        elif result.audio is not None:
+            audio_s = len(result.audio) / self._rates[step.voice]
+            keep = self.scheduler.decoded(step, audio_s=audio_s, compute_s=result.compute_s,
+                                          now=now)
             self._metrics.synthesized(result.compute_s, audio_s)
-            if job.overrun:
-                log.warning("session=%s seq=%d took %.2f s, predicted %.2f s", job.stream_id,
-                            job.seq, result.compute_s, job.predicted_compute_s)
-            if keep and seq is not None:
-                # Whole-chunk synthesis: the plan and all of the audio arrive together.
-                inputs.append(ChunkPlanned(seq, job.text, len(result.audio)))
-                inputs.append(ChunkAudio(seq, result.audio, last=True))
-        if inputs and self._deliver is not None:
-            self._deliver(job.stream_id, inputs)
+            if keep:
+                inputs.append(ChunkAudio(step.seq, result.audio, last=step.last))
+                if link is not None:
+                    link.piece_delivered(step.seq, step.deadline_s)
+        if step.overrun:
+            log.warning("session=%s seq=%d %s step took %.3f s, predicted %.3f s",
+                        step.stream_id, step.seq, step.kind.value, result.compute_s,
+                        step.predicted_compute_s)
+        if inputs and link is not None and self._deliver is not None:
+            self._deliver(step.stream_id, inputs)
         self.dispatch()
 
 
-def _same_voice_and_speed(jobs: Sequence[ChunkJob]) -> list[list[ChunkJob]]:
-    """One session.run takes one voice at one speed."""
-    groups: dict[tuple[str, float], list[ChunkJob]] = {}
-    for job in jobs:
-        groups.setdefault((job.voice, job.speed), []).append(job)
-    return list(groups.values())
+_EMPTY = np.zeros(0, dtype=np.float32)

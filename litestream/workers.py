@@ -3,7 +3,11 @@
 A fixed pool of threads, each with its own ONNX Runtime session (measured faster than one
 shared session on CPU: see docs/benchmarks.md). The event loop owns the scheduler; it hands a
 worker a batch only when that worker is idle, so the scheduler decides as late as possible
-(a chunk cannot be paused once started). Results go back with `call_soon_threadsafe`.
+(a step cannot be paused once started). Results go back with `call_soon_threadsafe`.
+
+A step is a sentence's encode (front pass: phonemize, then `Voice.encode`) or one decode window
+(`Voice.decode`, or `Voice.decode_batch` for a batch of equal windows); the scheduler makes every
+batch homogeneous (one kind, voice, speed and window length).
 """
 
 from __future__ import annotations
@@ -18,18 +22,34 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from litestream.engine import PiperVoice
-from litestream.scheduler import ChunkJob
+from litestream.engine.base import DecodeWindow, Latent, Voice
+from litestream.scheduler import StepKind, SynthesisStep
 
 log = logging.getLogger("litestream.workers")
 
 
 @dataclass(frozen=True)
 class WorkResult:
-    job: ChunkJob
-    audio: np.ndarray | None     # float32 mono; None when synthesis failed
-    compute_s: float             # wall time this job took on its worker (batch time shared)
+    step: SynthesisStep
+    compute_s: float             # wall time this step took on its worker (batch time shared)
+    latent: Latent | None = None  # ENCODE: the sentence's front pass
+    audio: np.ndarray | None = None  # DECODE: float32 mono window
     error: str | None = None     # why it failed, for the log (never sent with text)
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """One worker's measurement of one voice: a sentence encoded, then decoded in windows."""
+
+    chars: int
+    encode_s: float
+    frames: int  # the sentence's frames
+    decode_s: float  # all its windows
+    windows: int
 
 
 class WorkerPool:
@@ -37,7 +57,7 @@ class WorkerPool:
 
     def __init__(
         self,
-        voices: Mapping[str, PiperVoice],
+        voices: Mapping[str, Voice],
         workers: int,
         loop: asyncio.AbstractEventLoop,
         on_result: Callable[[WorkResult], None],
@@ -45,15 +65,15 @@ class WorkerPool:
         self._loop = loop
         self._on_result = on_result
         self._idle: list[int] = list(range(workers))
-        self._inboxes: list[queue.SimpleQueue[list[ChunkJob] | None]] = []
+        self._inboxes: list[queue.SimpleQueue[list[SynthesisStep] | None]] = []
         self._threads: list[threading.Thread] = []
-        self._sessions: list[Mapping[str, PiperVoice]] = []
+        self._sessions: list[Mapping[str, Voice]] = []
         for index in range(workers):
             # Worker 0 uses the loaded sessions; the others get their own, so no two threads
             # share a session (measured: per-worker sessions give more throughput on CPU).
             own = dict(voices) if index == 0 else {k: v.new_session() for k, v in voices.items()}
             self._sessions.append(own)
-            inbox: queue.SimpleQueue[list[ChunkJob] | None] = queue.SimpleQueue()
+            inbox: queue.SimpleQueue[list[SynthesisStep] | None] = queue.SimpleQueue()
             thread = threading.Thread(
                 target=self._run, args=(index, own, inbox), name=f"litestream-worker-{index}",
                 daemon=True,
@@ -70,10 +90,10 @@ class WorkerPool:
     def idle(self) -> int:
         return len(self._idle)
 
-    def dispatch(self, jobs: Sequence[ChunkJob]) -> None:
+    def dispatch(self, steps: Sequence[SynthesisStep]) -> None:
         """Hand a batch to an idle worker. Call only when `idle > 0`, on the loop thread."""
         index = self._idle.pop()
-        self._inboxes[index].put(list(jobs))
+        self._inboxes[index].put(list(steps))
 
     def _finished(self, index: int, results: list[WorkResult]) -> None:
         # On the loop thread: the worker is idle again before results are handled, so the
@@ -82,31 +102,28 @@ class WorkerPool:
         for result in results:
             self._on_result(result)
 
-    def _run(self, index: int, voices: Mapping[str, PiperVoice],
-             inbox: queue.SimpleQueue[list[ChunkJob] | None]) -> None:
+    def _run(self, index: int, voices: Mapping[str, Voice],
+             inbox: queue.SimpleQueue[list[SynthesisStep] | None]) -> None:
         while True:
-            jobs = inbox.get()
-            if jobs is None:
+            steps = inbox.get()
+            if steps is None:
                 return
-            results = _synthesize(voices, jobs)
+            results = run_steps(voices, steps)
             try:
                 self._loop.call_soon_threadsafe(self._finished, index, results)
             except RuntimeError:  # loop closed during shutdown
                 return
 
-    def calibrate(self, voice: str, text: str) -> list[WorkResult]:
-        """Synthesize `text` on every worker's session at once, as under full load, and
-        return the results (blocking; call before any job is dispatched)."""
-        job = ChunkJob(stream_id="calibration", seq=0, text=text, speed=1.0, voice=voice,
-                       chars=len(text), predicted_audio_s=0.0, predicted_compute_s=0.0,
-                       latest_start_s=0.0, deadline_s=0.0)
-        results: list[WorkResult] = []
+    def calibrate(self, voice: str, text: str, window_frames: int) -> list[Calibration]:
+        """Encode `text` and decode it in windows of `window_frames` on every worker's session
+        at once, as under full load (blocking; call before any step is dispatched)."""
+        results: list[Calibration] = []
         lock = threading.Lock()
 
-        def run(sessions: Mapping[str, PiperVoice]) -> None:
-            found = _synthesize(sessions, [job])
+        def run(sessions: Mapping[str, Voice]) -> None:
+            found = _calibrate(sessions[voice], text, window_frames)
             with lock:
-                results.extend(found)
+                results.append(found)
 
         threads = [threading.Thread(target=run, args=(own,)) for own in self._sessions]
         for thread in threads:
@@ -123,21 +140,64 @@ class WorkerPool:
             thread.join(max(0.0, deadline - time.monotonic()))
 
 
-def _synthesize(voices: Mapping[str, PiperVoice], jobs: list[ChunkJob]) -> list[WorkResult]:
-    """Phonemize and synthesize one batch. Jobs of one batch share voice and speed."""
+def _calibrate(voice: Voice, text: str, window_frames: int) -> Calibration:
     started = time.perf_counter()
-    voice = voices.get(jobs[0].voice)
+    latent = voice.encode(voice.phoneme_ids(text))
+    encoded = time.perf_counter()
+    windows = 0
+    for start in range(0, latent.frames, window_frames):
+        voice.decode(latent, start, min(window_frames, latent.frames - start))
+        windows += 1
+    return Calibration(len(text), encoded - started, latent.frames,
+                       time.perf_counter() - encoded, windows)
+
+
+def run_steps(voices: Mapping[str, Voice], steps: list[SynthesisStep]) -> list[WorkResult]:
+    """Run one homogeneous batch: encode steps one by one (each phonemized first), decode
+    windows as one `decode_batch`. A failure fails only its own step."""
+    voice = voices.get(steps[0].voice)
     if voice is None:
-        return [WorkResult(job, None, 0.0, f"voice {job.voice!r} not loaded") for job in jobs]
+        return [WorkResult(step, 0.0, error=f"voice {step.voice!r} not loaded") for step in steps]
+    if steps[0].kind is StepKind.ENCODE:
+        return [_encode(voice, step) for step in steps]
+    if len(steps) == 1:
+        return [_decode(voice, steps[0])]
+    started = time.perf_counter()
     try:
-        ids = [voice.phoneme_ids(job.text) for job in jobs]
-        audios = voice.synthesize_ids(ids, speed=jobs[0].speed)
-    except Exception as exc:  # one bad chunk must not kill the worker or other streams
-        if len(jobs) > 1:
-            # Retry one by one so one bad item fails alone.
-            return [r for job in jobs for r in _synthesize(voices, [job])]
-        log.warning("session=%s seq=%d synthesis failed: %s", jobs[0].stream_id, jobs[0].seq,
-                    type(exc).__name__)
-        return [WorkResult(jobs[0], None, time.perf_counter() - started, repr(exc))]
-    share = (time.perf_counter() - started) / len(jobs)
-    return [WorkResult(job, audio, share) for job, audio in zip(jobs, audios, strict=True)]
+        audios = voice.decode_batch([_window(step) for step in steps])
+    except Exception:  # retry one by one so one bad window fails alone
+        return [_decode(voice, step) for step in steps]
+    share = (time.perf_counter() - started) / len(steps)
+    return [WorkResult(step, share, audio=audio)
+            for step, audio in zip(steps, audios, strict=True)]
+
+
+def _window(step: SynthesisStep) -> DecodeWindow:
+    if not isinstance(step.latent, Latent):
+        raise TypeError(f"decode step of seq {step.seq} has no latent")
+    return DecodeWindow(step.latent, step.start_frame, step.frames)
+
+
+def _encode(voice: Voice, step: SynthesisStep) -> WorkResult:
+    started = time.perf_counter()
+    try:
+        latent = voice.encode(voice.phoneme_ids(step.text), step.speed)
+    except Exception as exc:  # one bad sentence must not kill the worker or other streams
+        return _failed(step, started, exc)
+    return WorkResult(step, time.perf_counter() - started, latent=latent)
+
+
+def _decode(voice: Voice, step: SynthesisStep) -> WorkResult:
+    started = time.perf_counter()
+    try:
+        window = _window(step)
+        audio = voice.decode(window.latent, window.start_frame, window.frames)
+    except Exception as exc:
+        return _failed(step, started, exc)
+    return WorkResult(step, time.perf_counter() - started, audio=audio)
+
+
+def _failed(step: SynthesisStep, started: float, exc: Exception) -> WorkResult:
+    log.warning("session=%s seq=%d %s step failed: %s", step.stream_id, step.seq,
+                step.kind.value, type(exc).__name__)
+    return WorkResult(step, time.perf_counter() - started, error=repr(exc) or "failed")

@@ -85,11 +85,11 @@ def test_kubernetes_service_links_are_not_settings() -> None:
 def test_the_scheduler_view_is_computed_from_config() -> None:
     from litestream.synthesis import scheduler_config
 
-    config = config_mod.build(environ={}, first_audio_target_ms=300, first_chunk_slack_ms=200,
+    config = config_mod.build(environ={}, first_audio_target_ms=300, first_audio_slack_ms=200,
                               jitter_ms=90, lookahead_s=3.0, max_lookahead_s=9.0,
                               target_utilization=0.7, max_streams=5)
     view = scheduler_config(config)
-    assert (view.first_audio_target_s, view.first_chunk_slack_s, view.jitter_s) == (0.3, 0.2, 0.09)
+    assert (view.first_audio_target_s, view.first_audio_slack_s, view.jitter_s) == (0.3, 0.2, 0.09)
     assert (view.lookahead_s, view.max_lookahead_s) == (3.0, 9.0)
     assert (view.target_utilization, view.max_streams) == (0.7, 5)
 

@@ -94,6 +94,19 @@ def alone(text: str) -> bytes:
     return protocol.to_pcm(voice.synthesize(text), "s16le")
 
 
+# The server decodes a sentence in windows; joined, they equal the one-shot synthesis within
+# 1e-3 of full scale (issue 8: window joins are continuous), so 33 steps of int16 at most.
+WINDOW_JOIN_TOLERANCE = 33
+
+
+def same_audio(streamed: bytes, text: str) -> bool:
+    """`streamed` is `text` spoken alone: same length, samples within the join tolerance."""
+    got = np.frombuffer(bytes(streamed), dtype="<i2").astype(np.int32)
+    want = np.frombuffer(alone(text), dtype="<i2").astype(np.int32)
+    return got.shape == want.shape and int(np.abs(got - want).max(initial=0)) <= (
+        WINDOW_JOIN_TOLERANCE)
+
+
 # These tests check the protocol, not first-chunk sizing (tests/test_scheduler.py does): a
 # roomy first-audio target keeps chunks whole sentences even when the shared 2-core test
 # machine runs the voice at half its usual speed (measured RTF 0.27 per worker, not 0.12).
@@ -158,7 +171,7 @@ async def test_msgpack_encoding(server: RunningServer) -> None:
     assert t.events[0]["type"] == "ready"
     chunks = t.of_type("chunk")
     assert chunks and chunks[0]["text"] == "Hello from msgpack."
-    assert bytes(t.audio[0]) == alone("Hello from msgpack.")
+    assert same_audio(t.audio[0], "Hello from msgpack.")
     assert t.events[-1]["type"] == "done"
 
 
@@ -220,7 +233,7 @@ async def test_clear_mid_stream(server: RunningServer) -> None:
     assert all(seq > last_before for seq in after.audio)
     assert all(c["seq"] > last_before for c in after.of_type("chunk"))
     assert after.events[-1]["type"] == "done"
-    assert server.server.scheduler.queued_jobs() == 0
+    assert server.server.scheduler.queued_sentences() == 0
 
 
 async def test_disconnect_removes_queued_chunks(server: RunningServer) -> None:
@@ -230,15 +243,15 @@ async def test_disconnect_removes_queued_chunks(server: RunningServer) -> None:
     await ws.send(json.dumps({"type": "text", "text": long_text}))
     await read_all(ws, stop_after="chunk")
     session = next(iter(server.server.streams))
-    assert sched.queued_jobs(session) > 0
+    assert sched.queued_sentences(session) > 0
     await ws.close()
     for _ in range(100):
         if session not in server.server.streams:
             break
         await asyncio.sleep(0.02)
     assert session not in server.server.streams
-    assert sched.queued_jobs(session) == 0
-    assert sched.queued_jobs() == 0
+    assert sched.queued_sentences(session) == 0
+    assert sched.queued_sentences() == 0
 
 
 async def speak_when_admitted(url: str, text: str, attempts: int = 20) -> Transcript:
@@ -261,7 +274,7 @@ async def test_ten_concurrent_streams_get_their_own_audio(server: RunningServer)
         chunks = t.of_type("chunk")
         assert " ".join(c["text"] for c in chunks) == text
         for c in chunks:
-            assert bytes(t.audio[c["seq"]]) == alone(c["text"]), "cross-talk or reordering"
+            assert same_audio(t.audio[c["seq"]], c["text"]), "cross-talk or reordering"
         assert t.events[-1]["type"] == "done"
 
 
@@ -410,7 +423,7 @@ async def test_a_client_that_stops_reading_is_bounded_then_cut_off() -> None:
             await asyncio.sleep(0.1)
         assert session not in srv.server.streams
         assert conn.session.close_reason == "slow reader"
-        assert srv.server.scheduler.queued_jobs() == 0
+        assert srv.server.scheduler.queued_sentences() == 0
         ws.transport.abort()
 
 
@@ -504,5 +517,5 @@ async def test_send_buffer_s_cuts_off_a_client_that_stops_reading() -> None:
             await asyncio.sleep(0.1)
         assert session not in srv.server.streams
         assert conn.session.close_reason == "slow reader"
-        assert srv.server.scheduler.queued_jobs() == 0
+        assert srv.server.scheduler.queued_sentences() == 0
         ws.transport.abort()

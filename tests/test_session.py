@@ -30,7 +30,7 @@ from litestream.protocol import (
     StreamSettings,
     TextMsg,
 )
-from litestream.scheduler import ChunkShape, Scheduler
+from litestream.scheduler import Scheduler, StepKind
 from litestream.session import (
     ChunkAudio,
     ChunkFailed,
@@ -64,10 +64,6 @@ class RecordingLink:
     priorities: list[str] = field(default_factory=list)
     queued: list[tuple[int, float]] = field(default_factory=list)  # (seq, audio_s)
     underrun: float = 0.0
-
-    def chunk_shape(self, now: float, voice: str) -> ChunkShape:
-        # Large enough that every sentence here is one chunk.
-        return ChunkShape(first_chunk_chars=200, chunk_growth=4.0, ramp_margin_chars=0.0)
 
     def submit(self, seq: int, text: str, *, speed: float, voice: str, now: float) -> None:
         self.submitted.append((seq, text, voice, speed))
@@ -603,32 +599,42 @@ def test_frames_keep_seq_order_and_nothing_of_a_cleared_seq_follows_cleared(
 # ---------------------------------------------------------------- with the real scheduler
 
 def test_the_session_over_the_real_scheduler_link() -> None:
+    """Sentences go through the real scheduler as an encode step and decode windows; the
+    session hears one plan and then the windows' pieces, and clear empties the queue."""
     scheduler = Scheduler(scheduler_config(Config()), workers=1)
+    scheduler.register_voice(VOICE, context_frames=4, sample_rate=RATE)
     scheduler.open_stream("s1", "normal", 0.0)
     metrics = Metrics()
     link = StreamLink(scheduler, "s1", metrics)
     session, _ = make(link=link, metrics=metrics)
     drain(session)
     session.receive(TextMsg("The first sentence. The second one.", flush=True), 0.0)
-    assert scheduler.queued_jobs("s1") == 2
-    now = 0.01
-    while jobs := scheduler.next_jobs(now):
-        (job,) = jobs
-        pcm = audio(len(job.text) * 60)
-        assert scheduler.complete(job, audio_s=len(pcm) / RATE, compute_s=0.05, now=now)
-        seq = link.take_result(job, failed=False)
-        assert seq == job.seq
-        session.receive(ChunkPlanned(seq, job.text, len(pcm)), now)
-        session.receive(ChunkAudio(seq, pcm, last=True), now)
-        now += 0.05
+    assert scheduler.queued_sentences("s1") == 2
+    now, hop, windows = 0.01, 10, 0
+    while steps := scheduler.next_steps(now):
+        (step,) = steps
+        if step.kind is StepKind.ENCODE:
+            frames = len(step.text) * 6
+            assert scheduler.encoded(step, frames=frames, samples_per_frame=hop, latent=frames,
+                                     compute_s=0.01, now=now)
+            session.receive(ChunkPlanned(step.seq, step.text, frames * hop), now)
+        else:
+            pcm = audio(step.frames * hop)
+            assert scheduler.decoded(step, audio_s=len(pcm) / RATE, compute_s=0.02, now=now)
+            link.piece_delivered(step.seq, step.deadline_s)  # as Synthesis.on_result does
+            session.receive(ChunkAudio(step.seq, pcm, last=step.last), now)
+            windows += 1
+        now += 0.02
     items = drain(session)
     assert [c["text"] for c in events(items, "chunk")] == ["The first sentence.",
                                                           "The second one."]
+    assert windows > 2  # the sentences' audio came in several windows
+    samples = hop * 6 * (len("The first sentence.") + len("The second one."))
+    assert sum(item[2] for item in items if item[0] == "audio") == 2 * samples  # s16le bytes
     assert metrics.registry.get_sample_value("litestream_chunks_total") == 2
     session.receive(TextMsg("A third. A fourth.", flush=True), now)
-    assert scheduler.queued_jobs("s1") == 2
+    assert scheduler.queued_sentences("s1") == 2
     session.receive(ClearMsg(), now)
-    assert scheduler.queued_jobs("s1") == 0
+    assert scheduler.queued_sentences("s1") == 0
     session.receive(EndMsg(), now)
     assert events(drain(session), "done")[0]["stats"]["chunks"] == 2
-
