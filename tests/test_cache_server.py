@@ -40,10 +40,8 @@ def synthesized_s(srv: RunningServer) -> float:
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def srv() -> AsyncIterator[RunningServer]:
-    # A generous first-audio target: first chunks are whole sentences, so a stock phrase is cut
-    # the same way wherever it stands (under load the first chunk may be cut shorter, and that
-    # cut is its own cache key).
-    async with run_server(first_audio_target_ms=5000) as running:
+    # The segmenter cuts whole sentences, so a stock phrase is the same key wherever it stands.
+    async with run_server() as running:
         yield running
 
 
@@ -111,9 +109,9 @@ async def test_disconnect_with_a_hit_pending_leaves_nothing_behind(srv: RunningS
             await ws.send(json.dumps({"type": "text", "text": STOCK + " More words here."}))
         # Gone at once: the hit's delivery finds no stream, its jobs are dropped.
     for _ in range(100):
-        if not srv.server.streams and srv.server.scheduler.queued_jobs() == 0:
+        if not srv.server.streams and srv.server.scheduler.queued_sentences() == 0:
             break
         await asyncio.sleep(0.05)
     assert not srv.server.streams
-    assert srv.server.scheduler.queued_jobs() == 0
+    assert srv.server.scheduler.queued_sentences() == 0
     assert (await speak(srv.url, STOCK)).events[-1]["type"] == "done"
