@@ -412,7 +412,7 @@ async def test_a_client_that_stops_reading_is_bounded_then_cut_off() -> None:
         await asyncio.sleep(0.3)
         session = next(iter(srv.server.streams))
         conn = srv.server.streams[session]
-        server_sock = conn.ws.transport.get_extra_info("socket")
+        server_sock = conn.request.transport.get_extra_info("socket")
         server_sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
         # The server stops synthesizing for it at the hard lookahead cap, then cuts it off.
         for _ in range(200):
@@ -509,7 +509,7 @@ async def test_send_buffer_s_cuts_off_a_client_that_stops_reading() -> None:
         await asyncio.sleep(0.3)
         session = next(iter(srv.server.streams))
         conn = srv.server.streams[session]
-        conn.ws.transport.get_extra_info("socket").setsockopt(
+        conn.request.transport.get_extra_info("socket").setsockopt(
             socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
         for _ in range(300):
             if session not in srv.server.streams:
