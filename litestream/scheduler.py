@@ -129,7 +129,11 @@ class SchedulerConfig:
     # stream is small so first audio comes fast; later ones grow by about 1/utilization times
     # `window_growth_headroom` (within the growth bounds) while their compute fits in the audio
     # already buffered, up to `max_window_frames` (context overhead 2P/W small there).
-    first_window_frames: int = 20
+    # 32 frames (0.37 s of audio) rather than 16-20: measured first audio costs ~15 ms more
+    # (docs/benchmarks.md, engine windows), but the second window gets ~220 ms to compute
+    # after the jitter budget instead of ~80 ms, so a listener on a busy machine does not run
+    # dry right after the first window (seen in the browser test under load at 20 frames).
+    first_window_frames: int = 32
     min_window_frames: int = 16
     max_window_frames: int = 256
     window_growth_headroom: float = 0.85
