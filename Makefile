@@ -25,7 +25,7 @@ test: lint
 
 lint: $(STAMP)
 	$(PY) -m ruff check litestream tests loadtest clients
-	$(PY) -m mypy litestream
+	$(PY) -m mypy --strict litestream
 
 bench: $(STAMP)
 	$(VENV)/bin/litestream bench engine

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from litestream.errors import ConfigError
+from litestream.protocol import FORMATS, FRAME_MS_MAX, FRAME_MS_MIN
 
 ENV_PREFIX = "LITESTREAM_"
 
@@ -136,6 +137,11 @@ class Config:
     def first_audio_target_s(self) -> float:
         return self.first_audio_target_ms / 1000.0
 
+    # The scheduler's view in seconds: the one place these ms settings are converted.
+    @property
+    def first_chunk_slack_s(self) -> float:
+        return self.first_chunk_slack_ms / 1000.0
+
     @property
     def jitter_s(self) -> float:
         return self.jitter_ms / 1000.0
@@ -165,8 +171,9 @@ def _validate(c: Config) -> None:
     _check(c.intra_op_threads >= 1, "intra_op_threads", "must be at least 1")
     _check(c.max_batch >= 0, "max_batch", "must be 0 (auto) or more")
     _check(c.device in ("auto", "cpu", "cuda"), "device", f"{c.device!r} is not auto, cpu or cuda")
-    _check(10 <= c.frame_ms <= 1000, "frame_ms", "must be 10..1000 (protocol-v1)")
-    _check(c.audio_format in ("s16le", "f32le"), "audio_format", "must be s16le or f32le")
+    _check(FRAME_MS_MIN <= c.frame_ms <= FRAME_MS_MAX, "frame_ms",
+           f"must be {FRAME_MS_MIN}..{FRAME_MS_MAX} (protocol-v1)")
+    _check(c.audio_format in FORMATS, "audio_format", f"must be one of {', '.join(FORMATS)}")
     _check(c.first_audio_target_ms > 0, "first_audio_target_ms", "must be positive")
     _check(c.jitter_ms >= 0, "jitter_ms", "must not be negative")
     _check(c.first_chunk_slack_ms >= 0, "first_chunk_slack_ms", "must not be negative")
@@ -332,6 +339,14 @@ def build(
         return Config(**values)
     except TypeError as exc:
         raise ConfigError(str(exc)) from exc
+
+
+def default_of(name: str) -> Any:
+    """A setting's default, read from its Config field (for docs and help texts elsewhere)."""
+    f = Config.__dataclass_fields__[name]
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return f.default
 
 
 def replace(config: Config, **changes: Any) -> Config:
