@@ -739,8 +739,12 @@ class Scheduler:
         fresh = self._fresh_count(now)
         extra_rtf = (fresh + 1) * self._stream_rtf(new_voice)
         first = self._first_audio_cost_s(new_voice, cfg.admit_sentence_chars, extra_rtf=extra_rtf)
-        urgent = self._urgent_compute(now) + fresh * first
-        if (urgent + first) / self.workers > cfg.first_audio_target_s + cfg.admit_backlog_s:
+        # Each first audio counts at most at the target: a voice slower than the target even on
+        # an idle server (Kokoro on CPU) has a late first audio but is served, not refused for
+        # its own cost; and one long encode step holds one worker, not all of them.
+        own = min(first, cfg.first_audio_target_s)
+        urgent = self._urgent_compute(now) + fresh * own
+        if urgent / self.workers + own > cfg.first_audio_target_s + cfg.admit_backlog_s:
             return self._refuse(AdmissionReason.BACKLOG)
         return Admission(accepted=True, retry_after_s=0.0, reason=AdmissionReason.ACCEPTED)
 
@@ -790,7 +794,8 @@ class Scheduler:
 
     def _work_s(self, s: _StreamState, audio_limit_s: float) -> float:
         """Predicted compute of a stream's remaining work, until `audio_limit_s` of its audio
-        is covered (whole sentences; the one that crosses the limit counts whole)."""
+        is covered: encode steps whole, decode windows only as far as the limit (the windows
+        past it are not due yet; a stream streams inside its sentences)."""
         total = 0.0
         audio = 0.0
         window = max(s.window_frames, self.config.first_window_frames)
@@ -802,6 +807,10 @@ class Scheduler:
                 frames = model.sentence_frames(step.voice, step.chars, step.speed)
             else:
                 frames = sentence.frames - sentence.next_frame
+            if math.isfinite(audio_limit_s):
+                per_frame_s = model.audio_s(step.voice, 1.0)
+                if per_frame_s > 0.0:
+                    frames = min(frames, max(1.0, (audio_limit_s - audio) / per_frame_s))
             windows = max(1, math.ceil(frames / window))
             total += windows * model.price(step.voice, StepKind.DECODE, frames / windows)
             audio += model.audio_s(step.voice, frames)

@@ -110,11 +110,11 @@ def test_clause_break_cuts_a_long_sentence() -> None:
                                                      "う" * 10 + "。"]
 
 
-def test_first_chunk_is_cut_at_a_clause() -> None:
-    # Under load the scheduler asks for a short first chunk: Japanese cuts it at 、.
+def test_long_sentence_streamed_by_character_is_cut_only_at_clauses() -> None:
+    # Fed as an LLM streams it, a sentence over max_chars is cut at 、 and nowhere else.
     text = "長い文ですが、ここで区切れます、そしてここでも。次の文。"
-    assert _segment(text, list(text), first_chunk_chars=8) == [
-        "長い文ですが、", "ここで区切れます、そしてここでも。", "次の文。"]
+    assert _segment(text, list(text), max_chars=10) == [
+        "長い文ですが、", "ここで区切れます、", "そしてここでも。", "次の文。"]
 
 
 def test_english_rules_unchanged_by_the_japanese_table() -> None:

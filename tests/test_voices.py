@@ -17,10 +17,12 @@ from onnx import TensorProto, helper
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
+from litestream.config import Config
 from litestream.engine import PiperVoice, Voice, registry
 from litestream.engine.kokoro import KokoroModel
 from litestream.engine.phonemize import phonemes_to_ids, phonemize
-from litestream.scheduler import Priority, Scheduler, SchedulerConfig
+from litestream.scheduler import AdmissionReason, Priority, Scheduler
+from litestream.synthesis import scheduler_config
 from tests.serverutil import RunningServer, run_server, shared_voices
 from tests.test_server import Transcript, read_all, speak
 
@@ -112,27 +114,39 @@ def test_calibration_groups_price_each_model_once() -> None:
     assert registry.calibration_text("en_US") == registry.CALIBRATION_TEXTS["en"]
 
 
+def _two_voice_scheduler() -> Scheduler:
+    """English Piper (streams in windows) and Japanese Kokoro (whole sentences in its encode
+    step, ~RTF 1 on this CPU), each calibrated at its own cost, 2 workers."""
+    scheduler = Scheduler(scheduler_config(Config()), workers=2)
+    scheduler.register_voice("en", context_frames=17, sample_rate=22050)
+    scheduler.register_voice("jf_alpha", context_frames=0, sample_rate=24000)
+    scheduler.model.calibrate("en", encode_per_char_s=0.0006, decode_per_frame_s=0.0009,
+                              frames_per_char=5.6)
+    # 0.18 s of audio per character, synthesized at RTF ~1.07 in the encode step.
+    scheduler.model.calibrate("jf_alpha", encode_per_char_s=0.19, decode_per_frame_s=0.0,
+                              frames_per_char=0.18 * 24000 / 300)
+    return scheduler
+
+
 def test_admission_prices_each_voice_at_its_own_cost() -> None:
-    scheduler = Scheduler(SchedulerConfig(target_utilization=0.8), workers=2)
-    scheduler.model.calibrate("en", audio_per_char_s=0.065, compute_per_audio_s=0.07)
-    scheduler.model.calibrate("jf_alpha", audio_per_char_s=0.15, compute_per_audio_s=0.6)
-    for i in range(2):
-        assert scheduler.admit(0.0, "jf_alpha").accepted
-        scheduler.open_stream(f"ja{i}", Priority.NORMAL, 0.0, "jf_alpha")
-    # Two Kokoro streams hold 1.2 of the 1.6 workers: a third does not fit, English does.
-    assert scheduler.admit(0.0, "jf_alpha").reason == "capacity"
+    scheduler = _two_voice_scheduler()
+    en_rtf = scheduler.model.rtf("en", sentence_chars=80, window_frames=256)
+    ja_rtf = scheduler.model.rtf("jf_alpha", sentence_chars=80, window_frames=256)
+    assert ja_rtf > 5 * en_rtf  # a Kokoro stream costs several Piper streams
+    assert scheduler.admit(0.0, "jf_alpha").accepted
+    scheduler.open_stream("ja0", Priority.NORMAL, 0.0)
+    scheduler.submit("ja0", 0, "今日は良い天気です。", speed=1.0, voice="jf_alpha", now=0.0)
+    # One Kokoro stream holds ~1.07 of the 1.6 workers allowed: a second does not fit, an
+    # English stream does.
+    assert scheduler.admit(0.0, "jf_alpha").reason is AdmissionReason.CAPACITY
     assert scheduler.admit(0.0, "en").accepted
-    assert abs(scheduler.load(0.0) - 1.2 / 2) < 1e-9
 
 
 def test_a_voice_slower_than_the_first_audio_target_is_served_when_idle() -> None:
-    # Kokoro on a 2-core CPU: RTF ~1, so even its first clause takes longer than the 250 ms
-    # target. An idle server still admits it (its first audio is late, not refused forever).
-    scheduler = Scheduler(SchedulerConfig(target_utilization=0.8), workers=2)
-    scheduler.model.calibrate("jf_alpha", audio_per_char_s=0.18, compute_per_audio_s=1.07)
+    # Kokoro on a 2-core CPU: even one sentence takes longer than the 250 ms target. An idle
+    # server still admits it (its first audio is late, not refused forever).
+    scheduler = _two_voice_scheduler()
     assert scheduler.admit(0.0, "jf_alpha").accepted
-    scheduler.open_stream("ja", Priority.NORMAL, 0.0, "jf_alpha")
-    assert scheduler.admit(0.0, "jf_alpha").reason == "capacity"  # 2 x 1.07 > 1.6
 
 
 # ---------------------------------------------------------------- one server, many voices
@@ -154,7 +168,8 @@ async def mixed(kokoro_model: KokoroModel, tiny_de: Path) -> AsyncIterator[Runni
         for style in kokoro_model.styles:
             cost = srv.server.scheduler.model.voice(style)
             srv.server.scheduler.model.calibrate(
-                style, audio_per_char_s=cost.audio_per_char_s, compute_per_audio_s=0.3)
+                style, encode_per_char_s=0.3 * cost.frames_per_char * cost.audio_per_frame_s,
+                decode_per_frame_s=0.0, frames_per_char=cost.frames_per_char)
         yield srv
 
 
