@@ -336,11 +336,17 @@ def report(runs: Sequence[Run]) -> str:
 
 
 async def _litestream_stream(url: str, text: str) -> int:
-    """One protocol-v1 stream: the text, `end`, then every frame until the server closes."""
+    """One protocol-v1 stream: the text, `end`, then every frame until the server closes.
+    A stream refused at the handshake (admission: 503) sends nothing and counts 0 frames."""
     from websockets.asyncio.client import connect
+    from websockets.exceptions import InvalidStatus
 
     frames = 0
-    async with connect(url, compression=None, max_size=2**22, proxy=None) as ws:
+    try:
+        ws = await connect(url, compression=None, max_size=2**22, proxy=None)
+    except InvalidStatus:
+        return 0
+    async with ws:
         await ws.send(json.dumps({"type": "text", "text": text}))
         await ws.send(json.dumps({"type": "end"}))
         async for message in ws:
