@@ -249,6 +249,7 @@ class Scheduler:
             raise ValueError("workers must be >= 1")
         self.config = config
         self.workers = workers
+        self.serving = workers  # workers taking work now (see set_workers)
         self.model = CostModel(
             CostPriors(
                 audio_per_char_s=config.audio_per_char_s,
@@ -295,6 +296,8 @@ class Scheduler:
 
     def _admission(self, now: float) -> Admission:
         cfg = self.config
+        if self.serving == 0:
+            return self._refuse("capacity")
         if cfg.max_streams and len(self._streams) >= cfg.max_streams:
             return self._refuse("streams")
         demand, new_rtf = self._demand(now)
@@ -328,6 +331,17 @@ class Scheduler:
         # A new stream's voice is not known yet: price it at the mean RTF of streams seen so far.
         new_rtf = rtf_sum / known if known else self.model.rtf("")
         return demand, new_rtf
+
+    def set_workers(self, n: int, now: float) -> None:
+        """Capacity follows the workers actually serving: a wedged worker is abandoned and,
+        until its replacement is warm, admission and load count one fewer. None serving:
+        admission refuses."""
+        del now  # the contract's signature; capacity takes effect at the next decision
+        if n < 0:
+            raise ValueError("workers must be >= 0")
+        self.serving = n
+        self.workers = max(1, n)  # the divisor of every per-worker figure
+        self._epoch += 1
 
     def has_capacity(self, now: float) -> bool:
         """Would a new stream be admitted now? For readiness probes: counts no refusal."""

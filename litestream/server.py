@@ -55,7 +55,7 @@ from litestream.security import (
     refuse_unauthorized,
 )
 from litestream.segmenter import Segmenter
-from litestream.workers import WorkerPool, WorkResult
+from litestream.workers import PoolEvent, WatchdogConfig, WorkerPool, WorkResult
 
 log = logging.getLogger("litestream.server")
 
@@ -133,6 +133,7 @@ class LitestreamServer:
         self.streams: dict[str, Stream] = {}
         self.static_dir = default_static_dir()
         self.draining = False
+        self.warming = True  # until every worker is warm and calibrated: /readyz 503
         # Accepted handshakes waiting for their handler, by connection: (params, client,
         # session id, accepted at). Their streams are already open in the scheduler.
         self._accepted: dict[int, tuple[HandshakeParams, str, str, float]] = {}
@@ -150,9 +151,18 @@ class LitestreamServer:
     # ------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
+        """Listen at once (/healthz answers, /readyz says 503 warming up), warm every worker
+        on the shapes it will meet, calibrate, then turn ready (issue 10: warm start)."""
         self._loop = asyncio.get_running_loop()
-        self._pool = WorkerPool(self.voices, self.config.workers, self._loop, self._on_result)
-        await asyncio.to_thread(self._calibrate, self._pool)
+        config = self.config
+        self._pool = WorkerPool(
+            self.voices, config.workers, self._loop, self._on_result,
+            watchdog=WatchdogConfig(factor=config.watchdog_factor,
+                                    floor_s=config.watchdog_floor_s,
+                                    grace_s=config.watchdog_grace_s),
+            on_change=self._on_pool_change,
+        )
+        self.scheduler.set_workers(0, self._now())
         tls = None
         if self.config.tls_cert is not None and self.config.tls_key is not None:
             tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -167,6 +177,9 @@ class LitestreamServer:
             compression=None,  # PCM does not compress; deflate would cost CPU we need for synthesis
             server_header="litestream",
         )
+        await self._pool.ready()
+        await asyncio.to_thread(self._calibrate, self._pool)
+        self.warming = False
         log.info(
             "listening on %s://%s:%d%s with %d workers, voices %s",
             "wss" if tls else "ws", self.config.host, self.port, STREAM_PATH,
@@ -254,6 +267,8 @@ class LitestreamServer:
         if path == "/readyz":
             if self.draining:
                 return _text(http.HTTPStatus.SERVICE_UNAVAILABLE, "draining\n")
+            if self.warming:
+                return _text(http.HTTPStatus.SERVICE_UNAVAILABLE, "warming up\n")
             if not self.scheduler.has_capacity(self._now()):
                 return _text(http.HTTPStatus.SERVICE_UNAVAILABLE, "at capacity\n")
             return _text(http.HTTPStatus.OK, "ready\n")
@@ -275,6 +290,8 @@ class LitestreamServer:
         key_label: str | None = None
         if self.draining:
             refusal = refuse_draining(DRAIN_RETRY_AFTER_S)
+        elif self.warming:
+            refusal = refuse_capacity(DRAIN_RETRY_AFTER_S)
         elif not origin_allowed(request.headers.get("Origin"), self.config.allowed_origins):
             refusal = refuse_origin()
         if refusal is None and self.keys.enabled:
@@ -553,6 +570,18 @@ class LitestreamServer:
             wake = self.scheduler.next_wakeup_s(now)
             if wake is not None and self._loop is not None:
                 self._wakeup = self._loop.call_at(max(wake, now + 0.001), self._dispatch)
+
+    def _on_pool_change(self, event: PoolEvent) -> None:
+        """Capacity and admission follow the workers actually serving (issue 10: watchdog)."""
+        pool = self._pool
+        if event is PoolEvent.TERMINATED:
+            self.metrics.watchdog_terminated()
+        elif event is PoolEvent.REPLACED:
+            self.metrics.worker_replaced()
+        elif pool is not None:
+            self.scheduler.set_workers(pool.serving, self._now())
+            self.metrics.set_workers_serving(pool.serving)
+            self._dispatch()
 
     def _on_result(self, result: WorkResult) -> None:
         now = self._now()

@@ -1,27 +1,70 @@
-"""Inference threads: run the engine off the event loop.
+"""Inference threads: run the engine off the event loop, and keep them serving.
 
 A fixed pool of threads, each with its own ONNX Runtime session (measured faster than one
 shared session on CPU: see docs/benchmarks.md). The event loop owns the scheduler; it hands a
 worker a batch only when that worker is idle, so the scheduler decides as late as possible
 (a chunk cannot be paused once started). Results go back with `call_soon_threadsafe`.
+
+The watchdog (issue 10). Every run has a time limit, `max(floor, factor x predicted compute)`;
+a loop timer armed at dispatch sets the run's `RunOptions.terminate` when it passes, and ONNX
+Runtime then stops the run with an error: its chunks fail (`synthesis_failed`), the worker
+takes work again. A worker not back within `grace_s` after that (stuck outside ONNX Runtime,
+in a native call that ignores the flag), or whose thread died, is abandoned: its chunks fail
+at once and a new thread with new sessions replaces it. Until the replacement is warm the pool
+serves with one worker fewer, and says so (`serving`, `on_change`) so that admission follows.
+
+Everything about workers' states happens on the loop thread; worker threads only read their
+inbox, run the engine and post back. So the pool needs no lock.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from itertools import count
+from typing import Protocol
 
 import numpy as np
+import onnxruntime as ort
 
-from litestream.engine import PiperVoice
 from litestream.scheduler import ChunkJob
 
 log = logging.getLogger("litestream.workers")
+
+# Start-up warm-up: one sentence of each length the segmenter hands out (its first chunks are
+# 12..120 characters, later ones up to max_chunk_chars), so no listener pays for the first run
+# at a shape (issue 10: the first stream's first audio was 2-3x a warm stream's).
+WARMUP_TEXTS: tuple[str, ...] = (
+    "Good morning.",
+    "The weather today is mild, with a light breeze.",
+    "Later this evening, clouds will gather over the hills and a little rain may fall "
+    "before midnight.",
+    "When the morning train pulled into the station, a little later than the timetable "
+    "promised, the platform was already crowded with people holding coffee and umbrellas, "
+    "and nobody seemed to mind the rain at all.",
+)
+
+
+class SynthVoice(Protocol):
+    """What a worker needs of a voice (PiperVoice; a fault-injecting wrapper in loadtest)."""
+
+    @property
+    def sample_rate(self) -> int: ...
+
+    def phoneme_ids(self, text: str) -> list[int]: ...
+
+    def synthesize_ids(self, batch: Sequence[Sequence[int]], speed: float = 1.0, *,
+                       run_options: ort.RunOptions | None = None) -> list[np.ndarray]: ...
+
+    def new_session(self) -> SynthVoice: ...
+
+    def warmup(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -32,83 +75,285 @@ class WorkResult:
     error: str | None = None     # why it failed, for the log (never sent with text)
 
 
+@dataclass(frozen=True)
+class WatchdogConfig:
+    """Time limit of one run: max(floor_s, factor x predicted compute); factor 0 = no limit."""
+
+    factor: float = 3.0
+    floor_s: float = 2.0
+    grace_s: float = 2.0  # after terminate, how long a worker has to come back
+
+    def limit_s(self, predicted_compute_s: float) -> float | None:
+        if self.factor <= 0:
+            return None
+        return max(self.floor_s, self.factor * predicted_compute_s)
+
+
+class PoolEvent(enum.Enum):
+    SERVING = "serving"          # the number of workers taking work changed (see `serving`)
+    TERMINATED = "terminated"    # the watchdog terminated a run past its limit
+    REPLACED = "replaced"        # a wedged or dead worker was abandoned and replaced
+
+
+class _State(enum.Enum):
+    WARMING = "warming"  # building and warming its sessions
+    IDLE = "idle"
+    BUSY = "busy"
+    GONE = "gone"        # abandoned (wedged or dead); whatever it posts later is ignored
+
+
+_Task = tuple[int, list[ChunkJob], ort.RunOptions]  # (run number, jobs, options)
+
+
+@dataclass(eq=False)
+class _Worker:
+    name: str
+    inbox: queue.SimpleQueue[_Task | None] = field(default_factory=queue.SimpleQueue)
+    state: _State = _State.WARMING
+    sessions: Mapping[str, SynthVoice] = field(default_factory=dict)
+    thread: threading.Thread | None = None
+    # The run in progress (state BUSY): its jobs, options, start (loop clock) and a number
+    # that tells a stale timer from the current run's.
+    jobs: list[ChunkJob] = field(default_factory=list)
+    run_options: ort.RunOptions | None = None
+    started_s: float = 0.0
+    run_no: int = 0
+    terminated: bool = False
+    timer: asyncio.TimerHandle | None = None
+
+
 class WorkerPool:
-    """N threads; `dispatch` hands a batch to an idle one, `on_result` runs on the loop."""
+    """N threads; `dispatch` hands a batch to an idle one, `on_result` runs on the loop.
+
+    Create it on the loop thread, then `await pool.ready()`: each worker builds and warms its
+    own sessions in its own thread (worker 0 uses the loaded ones)."""
 
     def __init__(
         self,
-        voices: Mapping[str, PiperVoice],
+        voices: Mapping[str, SynthVoice],
         workers: int,
         loop: asyncio.AbstractEventLoop,
         on_result: Callable[[WorkResult], None],
+        *,
+        watchdog: WatchdogConfig | None = None,
+        warm_texts: Sequence[str] = WARMUP_TEXTS,
+        on_change: Callable[[PoolEvent], None] | None = None,
     ) -> None:
+        if workers < 1:
+            raise ValueError("workers must be >= 1")
         self._loop = loop
         self._on_result = on_result
-        self._idle: list[int] = list(range(workers))
-        self._inboxes: list[queue.SimpleQueue[list[ChunkJob] | None]] = []
-        self._threads: list[threading.Thread] = []
-        self._sessions: list[Mapping[str, PiperVoice]] = []
+        self._on_change = on_change
+        self._voices = voices
+        self._size = workers
+        self.watchdog = watchdog or WatchdogConfig()
+        self._warm_texts = tuple(warm_texts)
+        self._workers: list[_Worker] = []
+        self._idle: list[_Worker] = []
+        self._abandoned: list[_Worker] = []
+        self._names = count()
+        self._all_warm = asyncio.Event()
+        self._closed = False
         for index in range(workers):
             # Worker 0 uses the loaded sessions; the others get their own, so no two threads
             # share a session (measured: per-worker sessions give more throughput on CPU).
-            own = dict(voices) if index == 0 else {k: v.new_session() for k, v in voices.items()}
-            self._sessions.append(own)
-            inbox: queue.SimpleQueue[list[ChunkJob] | None] = queue.SimpleQueue()
-            thread = threading.Thread(
-                target=self._run, args=(index, own, inbox), name=f"litestream-worker-{index}",
-                daemon=True,
-            )
-            self._inboxes.append(inbox)
-            self._threads.append(thread)
-            thread.start()
+            self._start_worker(voices if index == 0 else None)
+
+    # ------------------------------------------------------------ state, on the loop thread
 
     @property
     def size(self) -> int:
-        return len(self._threads)
+        """Workers the pool keeps (serving, warming or being replaced)."""
+        return self._size
 
     @property
     def idle(self) -> int:
         return len(self._idle)
 
+    @property
+    def serving(self) -> int:
+        """Workers taking work now: warm and not abandoned."""
+        return sum(1 for w in self._workers if w.state in (_State.IDLE, _State.BUSY))
+
+    @property
+    def abandoned_alive(self) -> int:
+        """Abandoned threads still running (stuck in a call that never returned)."""
+        self._abandoned = [w for w in self._abandoned
+                           if w.thread is not None and w.thread.is_alive()]
+        return len(self._abandoned)
+
+    async def ready(self) -> None:
+        """Wait until every worker has built and warmed its sessions."""
+        await self._all_warm.wait()
+
     def dispatch(self, jobs: Sequence[ChunkJob]) -> None:
         """Hand a batch to an idle worker. Call only when `idle > 0`, on the loop thread."""
-        index = self._idle.pop()
-        self._inboxes[index].put(list(jobs))
+        worker = self._idle.pop()
+        worker.state = _State.BUSY
+        worker.jobs = list(jobs)
+        worker.run_options = ort.RunOptions()  # fresh per run: terminate stops this run only
+        worker.started_s = self._loop.time()
+        worker.run_no += 1
+        worker.terminated = False
+        limit = self.watchdog.limit_s(sum(job.predicted_compute_s for job in jobs))
+        if limit is not None:
+            worker.timer = self._loop.call_at(worker.started_s + limit, self._overdue, worker,
+                                              worker.run_no, limit)
+        worker.inbox.put((worker.run_no, worker.jobs, worker.run_options))
 
-    def _finished(self, index: int, results: list[WorkResult]) -> None:
+    def _start_worker(self, sessions: Mapping[str, SynthVoice] | None) -> _Worker:
+        worker = _Worker(name=f"litestream-worker-{next(self._names)}")
+        worker.thread = threading.Thread(target=self._run, args=(worker, sessions),
+                                         name=worker.name, daemon=True)
+        self._workers.append(worker)
+        worker.thread.start()
+        return worker
+
+    def _warmed(self, worker: _Worker, sessions: Mapping[str, SynthVoice]) -> None:
+        if worker.state is not _State.WARMING:
+            return
+        worker.sessions = sessions
+        worker.state = _State.IDLE
+        self._idle.append(worker)
+        log.info("%s warm and serving (%d of %d)", worker.name, self.serving, self._size)
+        if all(w.state is not _State.WARMING for w in self._workers):
+            self._all_warm.set()
+        self._emit(PoolEvent.SERVING)
+
+    def _finished(self, worker: _Worker, run_no: int, results: list[WorkResult]) -> None:
         # On the loop thread: the worker is idle again before results are handled, so the
         # result handler's dispatch can give it the next batch at once.
-        self._idle.append(index)
+        if worker.state is _State.GONE or run_no != worker.run_no:
+            return  # abandoned: its chunks were failed when it was; the thread exits
+        if worker.timer is not None:
+            worker.timer.cancel()
+            worker.timer = None
+        if worker.terminated:
+            log.info("%s back after terminate, %.2f s after its run started", worker.name,
+                     self._loop.time() - worker.started_s)
+        worker.state = _State.IDLE
+        worker.jobs = []
+        worker.run_options = None
+        self._idle.append(worker)
         for result in results:
             self._on_result(result)
 
-    def _run(self, index: int, voices: Mapping[str, PiperVoice],
-             inbox: queue.SimpleQueue[list[ChunkJob] | None]) -> None:
-        while True:
-            jobs = inbox.get()
-            if jobs is None:
+    def _overdue(self, worker: _Worker, run_no: int, limit_s: float) -> None:
+        """The watchdog: the run is past its limit. Stop it; replace the worker if it does
+        not come back within the grace."""
+        if worker.state is not _State.BUSY or run_no != worker.run_no:
+            return
+        head = worker.jobs[0]
+        predicted = sum(job.predicted_compute_s for job in worker.jobs)
+        log.warning("session=%s seq=%d synthesis past its limit of %.2f s (predicted %.2f s, "
+                    "%d chunks) on %s: terminating the run", head.stream_id, head.seq, limit_s,
+                    predicted, len(worker.jobs), worker.name)
+        worker.terminated = True
+        if worker.run_options is not None:
+            worker.run_options.terminate = True
+        self._emit(PoolEvent.TERMINATED)
+        worker.timer = self._loop.call_later(self.watchdog.grace_s, self._wedged, worker,
+                                             run_no)
+
+    def _wedged(self, worker: _Worker, run_no: int) -> None:
+        if worker.state is not _State.BUSY or run_no != worker.run_no:
+            return
+        log.error("%s did not come back %.1f s after terminate: abandoning it", worker.name,
+                  self.watchdog.grace_s)
+        self._abandon(worker, "abandoned: did not stop after terminate")
+
+    def _died(self, worker: _Worker, exc: BaseException) -> None:
+        if worker.state is _State.GONE:
+            return
+        if worker.state is _State.WARMING:
+            # Building or warming its sessions failed: a replacement would fail the same way.
+            log.error("%s failed to start: %r; serving with %d workers", worker.name, exc,
+                      self.serving)
+            worker.state = _State.GONE
+            self._workers.remove(worker)
+            if all(w.state is not _State.WARMING for w in self._workers):
+                self._all_warm.set()
+            self._emit(PoolEvent.SERVING)
+            return
+        log.error("%s died: %r", worker.name, exc)
+        self._abandon(worker, f"worker died: {type(exc).__name__}")
+
+    def _abandon(self, worker: _Worker, why: str) -> None:
+        """Fail what the worker holds, and start a replacement (new thread, new sessions)."""
+        if worker.timer is not None:
+            worker.timer.cancel()
+            worker.timer = None
+        if worker in self._idle:
+            self._idle.remove(worker)
+        worker.state = _State.GONE
+        worker.inbox.put(None)  # should it ever come back, it exits
+        self._workers.remove(worker)
+        self._abandoned.append(worker)
+        jobs, worker.jobs = worker.jobs, []
+        elapsed = self._loop.time() - worker.started_s
+        if self._closed:
+            pass
+        elif self.abandoned_alive > self._size:
+            # Each stuck thread holds a session's memory: past this many, stop replacing and
+            # let readiness (capacity follows `serving`) take the pod out of rotation.
+            log.error("%d abandoned workers still stuck: not replacing %s", self.abandoned_alive,
+                      worker.name)
+        else:
+            # The prototypes' sessions may be the stuck ones: new_session only reads the
+            # shared model bytes, so building from them is safe.
+            self._start_worker(None)
+            self._emit(PoolEvent.REPLACED)
+        self._emit(PoolEvent.SERVING)
+        for job in jobs:
+            self._on_result(WorkResult(job, None, elapsed, why))
+
+    def _emit(self, event: PoolEvent) -> None:
+        if self._on_change is not None:
+            self._on_change(event)
+
+    def _post(self, callback: Callable[..., None], *args: object) -> bool:
+        try:
+            self._loop.call_soon_threadsafe(callback, *args)
+        except RuntimeError:  # loop closed during shutdown
+            return False
+        return True
+
+    # ------------------------------------------------------------ worker threads
+
+    def _run(self, worker: _Worker, prototypes: Mapping[str, SynthVoice] | None) -> None:
+        try:
+            sessions = (prototypes if prototypes is not None
+                        else {k: v.new_session() for k, v in self._voices.items()})
+            warm(sessions, self._warm_texts)
+            if not self._post(self._warmed, worker, sessions):
                 return
-            results = _synthesize(voices, jobs)
-            try:
-                self._loop.call_soon_threadsafe(self._finished, index, results)
-            except RuntimeError:  # loop closed during shutdown
-                return
+            while True:
+                task = worker.inbox.get()
+                if task is None:
+                    return
+                run_no, jobs, run_options = task
+                results = _synthesize(sessions, jobs, run_options)
+                if not self._post(self._finished, worker, run_no, results):
+                    return
+        except BaseException as exc:  # the thread dies: say so, so the pool replaces it
+            self._post(self._died, worker, exc)
 
     def calibrate(self, voice: str, text: str) -> list[WorkResult]:
-        """Synthesize `text` on every worker's session at once, as under full load, and
-        return the results (blocking; call before any job is dispatched)."""
+        """Synthesize `text` on every serving worker's session at once, as under full load,
+        and return the results (blocking; call before any job is dispatched)."""
         job = ChunkJob(stream_id="calibration", seq=0, text=text, speed=1.0, voice=voice,
                        chars=len(text), predicted_audio_s=0.0, predicted_compute_s=0.0,
                        latest_start_s=0.0, deadline_s=0.0)
         results: list[WorkResult] = []
         lock = threading.Lock()
 
-        def run(sessions: Mapping[str, PiperVoice]) -> None:
-            found = _synthesize(sessions, [job])
+        def run(sessions: Mapping[str, SynthVoice]) -> None:
+            found = _synthesize(sessions, [job], None)
             with lock:
                 results.extend(found)
 
-        threads = [threading.Thread(target=run, args=(own,)) for own in self._sessions]
+        threads = [threading.Thread(target=run, args=(w.sessions,)) for w in list(self._workers)
+                   if w.state is _State.IDLE]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -116,28 +361,61 @@ class WorkerPool:
         return results
 
     def close(self, timeout_s: float = 5.0) -> None:
-        for inbox in self._inboxes:
-            inbox.put(None)
+        self._closed = True
+        workers = [*self._workers, *self._abandoned]
+        for worker in workers:
+            worker.inbox.put(None)
         deadline = time.monotonic() + timeout_s
-        for thread in self._threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
+        for worker in workers:
+            if worker.thread is not None:
+                worker.thread.join(max(0.0, deadline - time.monotonic()))
 
 
-def _synthesize(voices: Mapping[str, PiperVoice], jobs: list[ChunkJob]) -> list[WorkResult]:
-    """Phonemize and synthesize one batch. Jobs of one batch share voice and speed."""
+def warm(sessions: Mapping[str, SynthVoice], texts: Iterable[str]) -> None:
+    """Each session's own warm-up, then the serving path once per text: the shapes it will
+    meet are planned and allocated before any listener waits on them."""
+    for voice_id, voice in sessions.items():
+        voice.warmup()
+        for text in texts:
+            job = ChunkJob(stream_id="warmup", seq=0, text=text, speed=1.0, voice=voice_id,
+                           chars=len(text), predicted_audio_s=0.0, predicted_compute_s=0.0,
+                           latest_start_s=0.0, deadline_s=0.0)
+            _synthesize(sessions, [job], None)
+
+
+def _synthesize(voices: Mapping[str, SynthVoice], jobs: list[ChunkJob],
+                run_options: ort.RunOptions | None) -> list[WorkResult]:
+    """Phonemize and synthesize one batch, one engine run per (voice, speed) in it."""
+    groups: dict[tuple[str, float], list[ChunkJob]] = {}
+    for job in jobs:
+        groups.setdefault((job.voice, job.speed), []).append(job)
+    by_job: dict[int, WorkResult] = {}
+    for group in groups.values():
+        for result in _synthesize_group(voices, group, run_options):
+            by_job[id(result.job)] = result
+    return [by_job[id(job)] for job in jobs]
+
+
+def _synthesize_group(voices: Mapping[str, SynthVoice], jobs: list[ChunkJob],
+                      run_options: ort.RunOptions | None) -> list[WorkResult]:
+    """One engine run for jobs that share voice and speed."""
     started = time.perf_counter()
     voice = voices.get(jobs[0].voice)
     if voice is None:
         return [WorkResult(job, None, 0.0, f"voice {job.voice!r} not loaded") for job in jobs]
     try:
         ids = [voice.phoneme_ids(job.text) for job in jobs]
-        audios = voice.synthesize_ids(ids, speed=jobs[0].speed)
+        audios = voice.synthesize_ids(ids, speed=jobs[0].speed, run_options=run_options)
     except Exception as exc:  # one bad chunk must not kill the worker or other streams
-        if len(jobs) > 1:
+        terminated = run_options is not None and run_options.terminate
+        if len(jobs) > 1 and not terminated:
             # Retry one by one so one bad item fails alone.
-            return [r for job in jobs for r in _synthesize(voices, [job])]
-        log.warning("session=%s seq=%d synthesis failed: %s", jobs[0].stream_id, jobs[0].seq,
-                    type(exc).__name__)
-        return [WorkResult(jobs[0], None, time.perf_counter() - started, repr(exc))]
+            return [r for job in jobs for r in _synthesize_group(voices, [job], run_options)]
+        why = "terminated by the watchdog" if terminated else repr(exc)
+        for job in jobs:
+            log.warning("session=%s seq=%d synthesis failed: %s", job.stream_id, job.seq,
+                        "terminated by the watchdog" if terminated else type(exc).__name__)
+        share = (time.perf_counter() - started) / len(jobs)
+        return [WorkResult(job, None, share, why) for job in jobs]
     share = (time.perf_counter() - started) / len(jobs)
     return [WorkResult(job, audio, share) for job, audio in zip(jobs, audios, strict=True)]

@@ -223,9 +223,13 @@ class PiperVoice:
         return self.synthesize_ids([self.phoneme_ids(text)], speed)[0]
 
     def synthesize_ids(
-        self, batch: Sequence[Sequence[int]], speed: float = 1.0
+        self, batch: Sequence[Sequence[int]], speed: float = 1.0, *,
+        run_options: ort.RunOptions | None = None,
     ) -> list[np.ndarray]:
-        """One ``session.run`` for the whole batch; each item trimmed to its own length."""
+        """One ``session.run`` for the whole batch; each item trimmed to its own length.
+
+        ``run_options``: a fresh ``ort.RunOptions`` per run; another thread (the watchdog) may
+        set its ``terminate`` to stop the run, which then raises SynthesisError."""
         if not batch:
             return []
         if not speed > 0:
@@ -244,7 +248,7 @@ class PiperVoice:
         if "sid" in self._model.input_names:
             feeds["sid"] = np.zeros(len(batch), dtype=np.int64)  # first speaker
         try:
-            outputs = self._session.run(self._outputs, feeds)
+            outputs = self._session.run(self._outputs, feeds, run_options)
         except Exception as exc:
             raise SynthesisError(f"inference failed: {exc}") from exc
         audio = np.asarray(outputs[0], dtype=np.float32).reshape(len(batch), -1)
