@@ -549,13 +549,17 @@ def serve_process(args: Sequence[str], cwd: Path = ROOT,
 
 # ---------------------------------------------------------------- cold start
 
-async def first_audio_ms(url: str, text: str) -> float | None:
-    result = await speak(url, 0, text_msgs(text))
-    return result.ttfa_ms
+async def first_audio_ms(url: str, text: str, burst: int = 1) -> float | None:
+    """Median first audio of `burst` streams opened at once with `text`."""
+    results = await asyncio.gather(*(speak(url, i, text_msgs(text)) for i in range(burst)))
+    ttfa = [r.ttfa_ms for r in results if r.ttfa_ms is not None]
+    return statistics.median(ttfa) if ttfa else None
 
 
-def coldstart(servers: int, warm_streams: int, cwd: Path, extra: Sequence[str]) -> None:
-    """First stream after /readyz turns green vs warm streams, on fresh server processes."""
+def coldstart(servers: int, warm_streams: int, cwd: Path, extra: Sequence[str],
+              burst: int = 1) -> None:
+    """First stream (or burst of streams) after /readyz turns green vs warm ones, on fresh
+    server processes."""
     texts = [PARAGRAPH, LONG[:400], "Hello there, how are you today?"]
     firsts: list[float] = []
     warms: list[float] = []
@@ -563,8 +567,8 @@ def coldstart(servers: int, warm_streams: int, cwd: Path, extra: Sequence[str]) 
         with serve_process(["--workers", "2", *extra], cwd=cwd) as (_, port, ready_s):
             url = f"ws://127.0.0.1:{port}/v1/stream"
             text = texts[i % len(texts)]
-            first = asyncio.run(first_audio_ms(url, text))
-            warm = [asyncio.run(first_audio_ms(url, text)) for _ in range(warm_streams)]
+            first = asyncio.run(first_audio_ms(url, text, burst))
+            warm = [asyncio.run(first_audio_ms(url, text, burst)) for _ in range(warm_streams)]
             warm_ok = [w for w in warm if w is not None]
             if first is not None:
                 firsts.append(first)
@@ -672,6 +676,77 @@ async def soak(url: str, pid: int, minutes: float, streams: int, warmup_minutes:
     return verdict
 
 
+# ---------------------------------------------------------------- memory: what grows
+
+MEMORY_VARIANTS = ("arena", "noarena", "noarena+trim")
+
+
+def memory_variant(variant: str, runs: int, seed: int = 1) -> None:
+    """One engine session fed hostile chunks (long, unusual Unicode, many shapes), RSS of this
+    process sampled; RTF on ordinary chunks before and after. `variant`: "arena" (ONNX
+    Runtime's CPU arena on: before issue 10), "noarena", "noarena+trim" (malloc_trim after
+    each run, as the workers do now)."""
+    import gc
+
+    from litestream.engine import PiperVoice
+    from litestream.engine import piper as piper_mod
+    from litestream.segmenter import Segmenter
+    from litestream.workers import release_memory
+
+    plain = piper_mod._session_options
+
+    def options(threads: int) -> Any:
+        opts = plain(threads)
+        opts.enable_cpu_mem_arena = variant == "arena"
+        return opts
+
+    piper_mod._session_options = options  # type: ignore[assignment]
+    voice = PiperVoice.load(deterministic=True)
+    trim = variant.endswith("+trim")
+    seg = Segmenter()
+    ordinary = seg.feed(PARAGRAPH + " " + LONG) + seg.flush()
+    rng = random.Random(seed)
+
+    def run(text: str) -> tuple[float, float]:
+        ids = voice.phoneme_ids(text)
+        t = time.perf_counter()
+        audio = voice.synthesize_ids([ids])[0]
+        if trim:
+            release_memory()
+        return time.perf_counter() - t, len(audio) / voice.sample_rate
+
+    def rtf() -> float:
+        spent = [run(chunk) for chunk in ordinary]
+        return sum(c for c, _ in spent) / sum(a for _, a in spent)
+
+    pid = os.getpid()
+    rtf_before = rtf()
+    start = rss_mb(pid)
+    sizes: list[int] = []
+    samples = []
+    for i in range(runs):
+        if i % 3 == 2:
+            text = " ".join(rng.choice(WEIRD) for _ in range(rng.randint(3, 30)))[:300]
+        else:
+            text = (LONG * 2)[: rng.randint(10, 300)]
+        sizes.append(len(voice.phoneme_ids(text)))
+        run(text)
+        if (i + 1) % max(1, runs // 6) == 0:
+            gc.collect()
+            samples.append(round(rss_mb(pid)))
+    rtf_after = rtf()
+    print(f"{variant:>13}: rss {start:.0f} MB after ordinary chunks -> "
+          f"{', '.join(map(str, samples))} MB over {runs} hostile chunks (largest "
+          f"{max(sizes)} phonemes); growth {samples[-1] - start:+.0f} MB; RTF on ordinary "
+          f"chunks {rtf_before:.4f} before, {rtf_after:.4f} after", flush=True)
+
+
+def memory(runs: int) -> None:
+    for variant in MEMORY_VARIANTS:
+        subprocess.run([sys.executable, "-m", "loadtest.faults", "--memory-variant", variant,
+                        "--runs", str(runs)], cwd=ROOT, check=False)
+
+
 # ---------------------------------------------------------------- CLI
 
 def _parser() -> argparse.ArgumentParser:
@@ -687,9 +762,14 @@ def _parser() -> argparse.ArgumentParser:
                    help="soak: concurrent clients (default 10: ~80%% of the 13-stream capacity "
                         "of the 2-core box)")
     p.add_argument("--pid", type=int, default=None, help="soak against --url: the server's pid")
+    p.add_argument("--memory", action="store_true",
+                   help="RSS of one session over hostile chunks, per engine memory setting")
+    p.add_argument("--memory-variant", choices=MEMORY_VARIANTS, default=None)
+    p.add_argument("--runs", type=int, default=90, help="memory: hostile chunks")
     p.add_argument("--coldstart", action="store_true")
     p.add_argument("--servers", type=int, default=3, help="coldstart: fresh servers")
     p.add_argument("--warm-streams", type=int, default=3)
+    p.add_argument("--burst", type=int, default=1, help="coldstart: streams opened at once")
     p.add_argument("--server-cwd", type=Path, default=ROOT,
                    help="coldstart/soak: checkout to run the server from (before/after)")
     p.add_argument("--server-args", default="", help="extra `litestream serve` arguments")
@@ -702,8 +782,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     m = machine_info()
     print(f"machine {m['node']} | {m['cpu']} | nproc {m['nproc']} | load avg 1m "
           f"{m['loadavg_1m_at_start']}", flush=True)
+    if args.memory_variant is not None:
+        memory_variant(args.memory_variant, args.runs)
+        return 0
+    if args.memory:
+        memory(args.runs)
+        return 0
     if args.coldstart:
-        coldstart(args.servers, args.warm_streams, args.server_cwd, extra)
+        coldstart(args.servers, args.warm_streams, args.server_cwd, extra, args.burst)
         return 0
     if args.soak:
         if args.url is not None:

@@ -102,6 +102,11 @@ def _session_options(intra_op_threads: int) -> ort.SessionOptions:
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # No CPU arena: it keeps the largest shapes it has ever seen. One chunk of unusual Unicode
+    # (spelled out by espeak, ~3,000 phonemes) grew a session by ~1.6 GB for good; without the
+    # arena, tensors go back to malloc and the worker trims after each run (issue 10; figures
+    # in docs/operations.md).
+    options.enable_cpu_mem_arena = False
     options.log_severity_level = 3  # errors only; the provider choice is logged by us
     return options
 
