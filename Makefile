@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: serve test lint bench install clean
+.PHONY: serve test lint bench install clean soak faults
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -32,3 +32,11 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# Issue 10: the 30-minute soak (mixed hostile traffic at ~80% of capacity; RSS must stay flat)
+# and the fault-injection suite. Both print figures; see docs/operations.md.
+soak: $(STAMP)
+	$(PY) -m loadtest.faults --soak --minutes $(or $(MINUTES),30) $(ARGS)
+
+faults: $(STAMP)
+	$(PY) -m loadtest.faults $(ARGS)

@@ -47,9 +47,6 @@ WARMUP_TEXTS: tuple[str, ...] = (
     "The weather today is mild, with a light breeze.",
     "Later this evening, clouds will gather over the hills and a little rain may fall "
     "before midnight.",
-    "When the morning train pulled into the station, a little later than the timetable "
-    "promised, the platform was already crowded with people holding coffee and umbrellas, "
-    "and nobody seemed to mind the rain at all.",
 )
 
 
@@ -155,6 +152,7 @@ class WorkerPool:
         self._abandoned: list[_Worker] = []
         self._names = count()
         self._all_warm = asyncio.Event()
+        self._replacing = False  # set once start-up is over: later workers are replacements
         self._closed = False
         for index in range(workers):
             # Worker 0 uses the loaded sessions; the others get their own, so no two threads
@@ -220,6 +218,7 @@ class WorkerPool:
         log.info("%s warm and serving (%d of %d)", worker.name, self.serving, self._size)
         if all(w.state is not _State.WARMING for w in self._workers):
             self._all_warm.set()
+            self._replacing = True
         self._emit(PoolEvent.SERVING)
 
     def _finished(self, worker: _Worker, run_no: int, results: list[WorkResult]) -> None:
@@ -324,9 +323,14 @@ class WorkerPool:
 
     def _run(self, worker: _Worker, prototypes: Mapping[str, SynthVoice] | None) -> None:
         try:
-            sessions = (prototypes if prototypes is not None
-                        else {k: v.new_session() for k, v in self._voices.items()})
-            warm(sessions, self._warm_texts)
+            if prototypes is not None or not self._replacing:
+                sessions = (prototypes if prototypes is not None
+                            else {k: v.new_session() for k, v in self._voices.items()})
+                warm(sessions, self._warm_texts)
+            else:
+                # A replacement: new_session's own warm-up only. The other workers are serving
+                # on the same cores; a long warm-up here would stall their listeners.
+                sessions = {k: v.new_session() for k, v in self._voices.items()}
             if not self._post(self._warmed, worker, sessions):
                 return
             while True:
@@ -401,10 +405,10 @@ def release_memory() -> None:
 
 
 def warm(sessions: Mapping[str, SynthVoice], texts: Iterable[str]) -> None:
-    """Each session's own warm-up, then the serving path once per text: the shapes it will
-    meet are planned and allocated before any listener waits on them."""
-    for voice_id, voice in sessions.items():
-        voice.warmup()
+    """The serving path once per text and voice, after the session's own `warmup()` (which
+    `load` and `new_session` run): the sentence lengths it will meet are planned before any
+    listener waits on them."""
+    for voice_id in sessions:
         for text in texts:
             job = ChunkJob(stream_id="warmup", seq=0, text=text, speed=1.0, voice=voice_id,
                            chars=len(text), predicted_audio_s=0.0, predicted_compute_s=0.0,
