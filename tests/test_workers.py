@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import numpy as np
 import onnxruntime as ort
 import pytest
 from websockets.asyncio.client import connect
@@ -289,11 +288,3 @@ async def test_readyz_is_503_until_every_worker_is_warm() -> None:
         if not starting.done():
             starting.cancel()
         await server.close()
-
-
-def test_warmup_covers_the_chunk_lengths_the_segmenter_makes() -> None:
-    from litestream.workers import WARMUP_TEXTS
-
-    lengths = sorted(len(t) for t in WARMUP_TEXTS)
-    assert lengths[0] <= 20 and lengths[-1] >= 100  # a short first chunk to a sentence
-    assert np.all(np.diff(lengths) > 0)
