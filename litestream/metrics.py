@@ -21,6 +21,7 @@ from prometheus_client import (
     generate_latest,
 )
 
+from litestream.config import default_of
 from litestream.errors import CloseCode, ErrorCode
 from litestream.security import RefusalReason
 
@@ -45,11 +46,16 @@ CLOSE_CODE_LABELS: dict[int, str] = {
 }
 CLOSE_LABELS: tuple[str, ...] = (*CLOSE_CODE_LABELS.values(), OTHER)
 
-# Time to first audio: the first-audio target is 300 ms by default; resolve finely around it.
-TTFA_BUCKETS_S = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0)
-# Deadline minus send time: below 0 the listener ran dry (late); the jitter budget is 150 ms.
-SLACK_BUCKETS_S = (-2.0, -1.0, -0.5, -0.25, -0.1, 0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0,
-                   7.5, 10.0)
+# Time to first audio: resolve finely around the default first-audio target (Config's
+# first_audio_target_ms), which is always one of the bucket bounds.
+FIRST_AUDIO_TARGET_S: float = default_of("first_audio_target_ms") / 1000.0
+TTFA_BUCKETS_S = tuple(sorted({0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0,
+                               3.0, 5.0, FIRST_AUDIO_TARGET_S}))
+# Deadline minus send time: below 0 the listener ran dry (late); the default jitter budget
+# (Config's jitter_ms) is one of the bucket bounds.
+JITTER_S: float = default_of("jitter_ms") / 1000.0
+SLACK_BUCKETS_S = tuple(sorted({-2.0, -1.0, -0.5, -0.25, -0.1, 0.0, 0.1, JITTER_S, 0.25, 0.5,
+                                1.0, 2.0, 3.0, 5.0, 7.5, 10.0}))
 
 
 def _label(value: object, allowed: tuple[str, ...]) -> str:
@@ -71,7 +77,9 @@ class Metrics:
             "litestream_scheduler_load",
             "Predicted synthesis demand over capacity (1.0 = saturated)", registry=r)
         self.ttfa_seconds = Histogram(
-            "litestream_ttfa_seconds", "Time from first text to first audio frame sent",
+            "litestream_ttfa_seconds",
+            f"Time from first text to first audio frame sent (default target"
+            f" {FIRST_AUDIO_TARGET_S * 1000:.0f} ms)",
             buckets=TTFA_BUCKETS_S, registry=r)
         self.chunk_slack_seconds = Histogram(
             "litestream_chunk_slack_seconds",
@@ -127,10 +135,15 @@ class Metrics:
         self.ttfa_seconds.observe(ttfa_s)
 
     def chunk_sent(self, slack_s: float, audio_s: float, nbytes: int) -> None:
-        """A chunk's audio went out. `audio_s` is accepted for symmetry; audio is counted
+        """A chunk's first audio went out. `audio_s` is accepted for symmetry; audio is counted
         at synthesis (synthesized()) so RTF compares like with like."""
         del audio_s
         self.chunks.inc()
+        self.piece_sent(slack_s, nbytes)
+
+    def piece_sent(self, slack_s: float, nbytes: int) -> None:
+        """The first frame of one decode window's audio went out, `slack_s` before its
+        deadline (the slack histogram counts every window, the first of a chunk included)."""
         self.chunk_slack_seconds.observe(slack_s)
         if slack_s < 0:
             self.deadline_misses.inc()

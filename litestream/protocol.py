@@ -18,13 +18,15 @@ import msgpack
 import numpy as np
 
 from litestream.errors import ErrorCode, ProtocolError
+from litestream.scheduler import Priority
 
+# protocol-v1's values, defined here once; Config validates its defaults against them.
 PROTOCOL_VERSION = 1
 SPEED_MIN, SPEED_MAX = 0.5, 2.0
 FRAME_MS_MIN, FRAME_MS_MAX = 10, 1000
-FORMATS = ("s16le", "f32le")
-PRIORITIES = ("high", "normal", "low")
-BYTES_PER_SAMPLE = {"s16le": 2, "f32le": 4}
+BYTES_PER_SAMPLE = {"s16le": 2, "f32le": 4}  # the audio formats and their sample sizes
+FORMATS = tuple(BYTES_PER_SAMPLE)
+PRIORITIES = tuple(p.value for p in Priority)
 
 
 class Encoding(StrEnum):
@@ -34,13 +36,15 @@ class Encoding(StrEnum):
 
 @dataclass(frozen=True)
 class StreamSettings:
-    """What a `config` message (or the handshake's query) sets; applies to text after it."""
+    """What a `config` message (or the handshake's query) sets; applies to text after it.
+
+    The server's defaults for voice, format and frame_ms come from Config (their one home)."""
 
     voice: str
-    speed: float = 1.0
-    format: str = "s16le"
-    frame_ms: int = 40
-    priority: str = "normal"
+    format: str
+    frame_ms: int
+    speed: float = 1.0  # protocol-v1: the voice's own pace
+    priority: str = Priority.NORMAL.value
 
 
 # ---------------------------------------------------------------- client messages
@@ -285,7 +289,8 @@ def encode_audio(seq: int, pcm: bytes, encoding: Encoding) -> bytes:
 
 def to_s16(audio: np.ndarray) -> np.ndarray:
     """Float mono in [-1, 1] -> int16 samples: the one conversion, for the wire and WAV files."""
-    return (np.clip(audio, -1.0, 1.0) * 32767.0).astype("<i2")
+    samples: np.ndarray = (np.clip(audio, -1.0, 1.0) * 32767.0).astype("<i2")
+    return samples
 
 
 def to_pcm(audio: np.ndarray, fmt: str) -> bytes:

@@ -1,45 +1,82 @@
-"""Deadlines, order, fairness, lookahead, admission for text chunks. Pure: the caller passes `now`.
+"""Deadlines, order, fairness, lookahead, admission for synthesis steps. Pure: the caller passes
+`now`.
 
-# The core idea: a stream is its sent audio racing its listener's playback clock; the next chunk
-# is due before the listener runs dry.
+# The core idea: a stream is its sent audio racing its listener's playback clock; the next step
+# is due before the listener runs dry, less the jitter budget.
 
 Everything here serves that (protocol-v1: Timing promise). The event loop owns one `Scheduler`;
-nothing in this module reads a clock, sleeps, logs or locks: counters and per-job results are
+nothing in this module reads a clock, sleeps, logs or locks: counters and per-step results are
 returned for the caller to log and export.
 
-Deadlines. A stream's playback clock starts at its first `audio_sent`; buffered audio is
-`sent - (now - playback_start)`, so the listener runs dry at `playback_start + sent`. A queued chunk
-is due when the audio ahead of it (sent, plus completed-not-sent, plus the predicted audio of its
-in-flight and earlier queued chunks) runs out, less `jitter_s`. Before playback starts, the first
-chunk is due at its text's arrival plus `first_audio_target_s`, later ones at that deadline plus the
-predicted audio before them, less jitter. A stream whose buffer drained while it had no work is
-idle, not stalled: its next text starts a fresh "first chunk" (the player is waiting on text).
+Units of work. A sentence (one segmenter chunk, with the `seq` the caller's session gave it) is
+an ENCODE step (the front pass: it fixes the sentence's length in frames), then DECODE windows
+in order (engine/base.py). A stream has at most one step in flight, so its results come back in
+order and the session never reorders them. Window size is the control the scheduler turns: a
+stream's first window is small (`first_window_frames`: ~0.2 s of audio, so first audio = one
+front pass + one small window); each later window may grow by about 1/utilization while its
+compute fits inside the playback of the audio already buffered, up to `max_window_frames`
+(context margins then cost little); a thin buffer shrinks it again (scheduler-notes: streaming
+inside the model). Every cost is priced by `CostModel.price`, learned per voice and step kind.
 
-Order. Latest start time (deadline - predicted compute, since a chunk cannot be paused), shifted
+Deadlines. A stream's playback clock starts at its first `audio_sent`; the listener runs dry at
+`playback_start + sent`. The next step is due when the audio ahead of it (sent, plus completed
+but not sent) runs out, less `jitter_s`; an encode step is due earlier by its first window's
+compute, since that window must follow it before any audio of the sentence exists. Before
+playback starts, first audio is due at the text's arrival plus `first_audio_target_s` (ordered as
+due `first_audio_slack_s` later: a listener who has not started can wait a little, one who is
+playing would hear a stall). A stream whose buffer drained while it had no work is idle, not
+stalled: its next text starts a fresh first audio and a small first window again.
+
+Order. Latest start time (deadline - predicted compute, since a step cannot be paused), shifted
 by priority class; near-ties (within `tie_window_s`) go to the stream with the least attained
-service (compute seconds), VTC style. A heap keyed per stream by its head chunk holds the order:
-every chunk of a stream moves together when its playback state changes, and stale entries are
-skipped by a version counter, so a decision is O(log streams).
+service (compute seconds), VTC style. A heap keyed per stream by its next step holds the order;
+stale entries are skipped by a version counter, so a decision is O(log streams).
+
+Call sequence (the server/session side; `now` from the caller's monotonic clock):
+
+    sched.register_voice(voice_id, context_frames=16, sample_rate=22050)   # once per voice
+    sched.set_workers(n, now)                  # at start, and whenever workers die or come back
+    adm = sched.admit(now, voice)              # new connection; adm.reason -> client, metrics
+    sched.open_stream(stream_id, priority, now)
+    sched.submit(stream_id, seq, sentence, speed=..., voice=..., now=now)   # per segmenter chunk
+    # whenever a worker is idle:
+    steps = sched.next_steps(now, max_steps)   # one kind, voice, speed (and window length)
+    #   cannot dispatch them after all:  sched.requeue(steps, now)
+    #   ENCODE done:  keep = sched.encoded(step, frames=latent.frames,
+    #                     samples_per_frame=latent.samples_per_frame, latent=latent,
+    #                     compute_s=..., now=now)     -> session ChunkPlanned(seq, text, samples)
+    #                 (frames == 0: nothing to decode; the caller ends the sentence itself)
+    #   DECODE done:  keep = sched.decoded(step, audio_s=..., compute_s=..., now=now)
+    #                     -> session ChunkAudio(seq, audio, last=step.last); decode with
+    #                     voice.decode(step.latent, step.start_frame, step.frames)
+    #   keep is False: the stream was cleared or closed meanwhile; drop the result
+    #   error:        sched.fail(step, now)       -> session ChunkFailed(seq, message)
+    sched.audio_sent(stream_id, audio_s, now)  # as audio frames go out to the client
+    wake = sched.next_wakeup_s(now)            # when nothing is runnable: sleep until then
+    sched.clear(stream_id, now) / sched.close_stream(stream_id, now)    # barge-in / end
 """
 
 from __future__ import annotations
 
+import bisect
 import heapq
+import math
 from collections import deque
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from itertools import count
 
-from litestream.costmodel import CostModel, CostPriors
+from litestream.costmodel import CostModel, CostPriors, StepKind
 
 __all__ = [
     "Admission",
-    "ChunkJob",
-    "ChunkShape",
+    "AdmissionReason",
     "Priority",
     "Scheduler",
     "SchedulerConfig",
     "SchedulerStats",
+    "StepKind",
+    "SynthesisStep",
 ]
 
 
@@ -49,64 +86,88 @@ class Priority(StrEnum):
     LOW = "low"
 
 
+class AdmissionReason(StrEnum):
+    """Why `admit` answered as it did: the whole set. It reaches the client (the refusal's
+    message) and the metrics (a label), so it stays small and stable."""
+
+    ACCEPTED = "accepted"
+    # Steady demand of the streams already playing, plus the new one, would pass
+    # workers x target_utilization (or no worker is serving at all).
+    CAPACITY = "capacity"
+    # Urgent work is already so far behind that the new stream's first audio would be late by
+    # more than admit_backlog_s (a burst is in progress): retry in a moment.
+    BACKLOG = "backlog"
+    # max_streams streams are open.
+    STREAMS = "streams"
+
+
 @dataclass(frozen=True)
 class SchedulerConfig:
-    """Every scheduling knob, each with its unit in its name. Defaults fit the 2-core CPU box."""
+    """Every scheduling knob, each with its unit in its name.
+
+    The first group has no defaults here: their one home is `litestream.config.Config`, and the
+    server builds this from it in one function. The rest are internal knobs, defined only here.
+    """
 
     # protocol-v1: Timing promise. First audio of a stream is due this long after its text.
-    first_audio_target_s: float = 0.25
-    # A first chunk is sized to the target, but ordered as due this much later: a listener who
-    # has not started yet can wait a little longer, one who is playing would hear a stall
-    # (Andes: lateness hurts a started stream most). Bounded, so first audio stays bounded.
-    first_chunk_slack_s: float = 0.5
+    first_audio_target_s: float
+    # A stream's first audio is ordered as due this much later: a listener who has not started
+    # yet can wait a little longer, one who is playing would hear a stall (Andes: lateness hurts
+    # a started stream most). Bounded, so first audio stays bounded.
+    first_audio_slack_s: float
     # Audio must arrive this long before the listener would run dry (network, frame pacing).
-    jitter_s: float = 0.15
+    jitter_s: float
+    # Unplayed audio beyond `lookahead_s` buys nothing and is lost at barge-in: such a stream
+    # waits unless a worker would otherwise idle; beyond `max_lookahead_s` it waits regardless.
+    lookahead_s: float
+    max_lookahead_s: float
+    # Admission (acceptance test): steady demand in worker units must stay under this share.
+    target_utilization: float
+    max_streams: int  # 0 = unlimited
+
+    # Decode windows, in frames (11.6 ms of audio each for Piper voices). The first window of a
+    # stream is small so first audio comes fast; later ones grow by about 1/utilization times
+    # `window_growth_headroom` (within the growth bounds) while their compute fits in the audio
+    # already buffered, up to `max_window_frames` (context overhead 2P/W small there).
+    first_window_frames: int = 20
+    min_window_frames: int = 16
+    max_window_frames: int = 256
+    window_growth_headroom: float = 0.85
+    # Windows never shrink below the length at which the streams with work would load the
+    # workers past this share: small windows pay context margins on few frames, and under
+    # load that overhead would eat the capacity that keeps every buffer from running dry.
+    window_floor_utilization: float = 0.9
+    # Under load (a window floor above first_window_frames) a first window is long enough that
+    # the next one, at the floor, computes this many times over within its playback less the
+    # jitter budget: a tiny first window would be followed by a stall.
+    first_window_margin: float = 3.0
+    min_window_growth: float = 1.25
+    max_window_growth: float = 4.0
     # Near-ties in latest start go to the least attained service; at most this many are looked at.
     tie_window_s: float = 0.05
     tie_candidates: int = 8
-    # Priority classes shift deadlines. Bounded shifts mean no class starves: a low chunk past its
-    # deadline still beats normal chunks due more than `low_shift_s` after it.
+    # Priority classes shift deadlines. Bounded shifts mean no class starves: a low step past its
+    # deadline still beats normal steps due more than `low_shift_s` after it.
     high_shift_s: float = -0.2
     normal_shift_s: float = 0.0
     low_shift_s: float = 0.5
-    # Unplayed audio beyond `lookahead_s` buys nothing and is lost at barge-in: such a stream waits
-    # unless a worker would otherwise idle; beyond `max_lookahead_s` it waits regardless.
-    lookahead_s: float = 4.0
-    max_lookahead_s: float = 20.0
-    # The segmenter's first chunk is sized so its synthesis fits the first-audio target after
-    # the urgent work already queued (see `first_chunk_chars`); this margin is kept for
-    # phonemization, frame sending and the network.
-    first_chunk_margin_s: float = 0.04
-    min_first_chunk_chars: int = 12
-    max_first_chunk_chars: int = 120
-    # After the first chunk, each chunk may be `chunk_growth` x the last (see `chunk_growth`):
-    # about 1/utilization, times this headroom, within these bounds.
-    growth_headroom: float = 0.85
-    min_chunk_growth: float = 1.15
-    max_chunk_growth: float = 4.0
-    # Admission (acceptance test): steady demand in worker units must stay under this share.
-    target_utilization: float = 0.8
     # Admission: refuse when urgent work is already this far behind the first-audio target.
-    admit_backlog_s: float = 1.0
-    admit_first_chunk_chars: int = 40  # assumed first chunk of a stream being admitted
+    admit_backlog_s: float = 0.75
+    # A typical sentence, characters: prices a new stream's first audio and a stream's steady
+    # share of a worker (its RTF at max_window_frames).
+    admit_sentence_chars: int = 80
     open_grace_s: float = 1.0  # a stream opened this recently, without text yet, counts as active
-    max_streams: int = 0  # 0 = unlimited
-    # Batching (GPU): candidates within `batch_window_s` of the most urgent job's latest start.
+    # Batching (GPU): candidates within `batch_window_s` of the most urgent step's latest start.
     batch_window_s: float = 0.05
     batch_candidates: int = 32
-    # Predicted time of a batch: its longest member plus this share of the others (padding, etc.).
+    # Predicted time of a batch: its longest member plus this share of the others.
     batch_marginal_cost: float = 0.25
     # A batch whose seed is already late may still grow to this multiple of the seed's time:
     # catching up needs throughput.
     batch_late_growth: float = 1.5
-    # A job is an overrun when it took > factor x its prediction and more than min seconds.
+    # A step is an overrun when it took > factor x its prediction and more than min seconds.
     overrun_factor: float = 3.0
     overrun_min_s: float = 0.5
-    # Cost model priors (see litestream/costmodel.py), per voice, learned by EWMA in complete().
-    audio_per_char_s: float = 0.065
-    compute_per_audio_s: float = 0.072
-    chunk_overhead_s: float = 0.005
-    cost_ewma_alpha: float = 0.2
 
     def shift_s(self, priority: Priority) -> float:
         if priority is Priority.HIGH:
@@ -116,98 +177,119 @@ class SchedulerConfig:
         return self.normal_shift_s
 
 
-@dataclass(slots=True)
-class ChunkJob:
-    """One unit of synthesis work. Prediction and deadline fields are refreshed at pick time."""
+@dataclass(slots=True, eq=False)
+class SynthesisStep:
+    """One unit of synthesis work: a sentence's encode step or one of its decode windows.
+    Prediction and deadline fields are refreshed when it is handed out."""
 
     stream_id: str
-    seq: int  # per-stream, from 0, never reused (not even across clear)
-    text: str
-    speed: float  # 0.5..2.0, divides the audio length
+    seq: int  # the sentence's seq, assigned by the caller's session
+    kind: StepKind
+    text: str  # the whole sentence (a decode window carries it too, for logs)
     voice: str
-    chars: int  # len(text)
-    predicted_audio_s: float  # audio seconds this chunk should make
-    predicted_compute_s: float  # synthesis seconds on one worker
-    latest_start_s: float  # deadline_s - predicted_compute_s, at pick time
-    deadline_s: float  # when the audio must be sent (listener runs dry, less jitter)
+    speed: float  # 0.5..2.0; windows of one batch share it
+    start_frame: int = 0  # DECODE: first frame of the window
+    frames: int = 0  # DECODE: window length; ENCODE: 0 (the sentence's frames come from encoded)
+    last: bool = False  # DECODE: the sentence's final window
+    latent: object | None = None  # DECODE: what encoded() was given; opaque to the scheduler
+    predicted_audio_s: float = 0.0  # audio seconds this step should make (ENCODE: none)
+    predicted_compute_s: float = 0.0  # compute seconds on one worker
+    deadline_s: float = 0.0  # when it must be done (listener runs dry, less jitter)
+    latest_start_s: float = 0.0  # deadline_s - predicted_compute_s
     priority: Priority = Priority.NORMAL
-    submitted_s: float = 0.0  # when the text was submitted (caller's clock)
-    dispatched_s: float | None = None  # when next_jobs handed it out
-    # Set by complete(): deadline_s - completion time (negative = late), for the slack histogram.
+    submitted_s: float = 0.0  # when the sentence was submitted (caller's clock)
+    dispatched_s: float | None = None  # when next_steps handed it out
+    # Set by encoded()/decoded(): deadline_s - completion time (negative = late).
     slack_s: float | None = None
-    overrun: bool = False  # set by complete(): ran far past its prediction; the caller logs it
+    overrun: bool = False  # set on completion: ran far past its prediction; the caller logs it
 
-
-@dataclass(frozen=True)
-class ChunkShape:
-    """How the segmenter should cut a stream's text (scheduler-notes: the burst problem)."""
-
-    first_chunk_chars: int  # the first chunk's limit, characters
-    chunk_growth: float  # each later chunk may be this many times the last (less the margin)
-    ramp_margin_chars: float  # the jitter budget in characters of speech
+    @property
+    def chars(self) -> int:
+        return len(self.text)
 
 
 @dataclass(frozen=True)
 class Admission:
     accepted: bool
     retry_after_s: float  # 0 when accepted; else >= 1 s, the estimated backlog drain time
-    reason: str  # "" or "capacity" / "streams"
+    reason: AdmissionReason
 
 
 @dataclass
 class SchedulerStats:
     """Counters (since start) and gauges (now) for metrics. Times in seconds."""
 
-    queued_jobs: int = 0  # gauge: chunks waiting
-    in_flight: int = 0  # gauge: chunks handed out, not yet complete/fail (cancelled ones excluded)
+    queued_sentences: int = 0  # gauge: sentences submitted and not finished
+    in_flight: int = 0  # gauge: steps handed out, not yet finished (cancelled ones excluded)
+    workers: int = 0  # gauge: workers serving (set_workers)
     open_streams: int = 0  # gauge
-    active_streams: int = 0  # gauge: streams with queued or in-flight work
+    active_streams: int = 0  # gauge: streams with sentences to synthesize
     held_streams: int = 0  # gauge: backlogged streams held back by the lookahead cap
-    dispatched: int = 0  # jobs handed out by next_jobs
-    completed: int = 0  # complete() calls
+    dispatched: int = 0  # steps handed out by next_steps (requeued ones count again)
+    encode_steps: int = 0  # ... of which encode steps
+    decode_steps: int = 0  # ... of which decode windows
+    decoded_frames: int = 0  # frames of audio those windows make
+    context_frames: int = 0  # frames of context margin they compute on top (2 x per window)
+    completed: int = 0  # encoded() + decoded() calls
     failed: int = 0  # fail() calls
-    deadline_misses: int = 0  # jobs handed out after their deadline
-    late_completions: int = 0  # jobs completed after their deadline (negative slack)
-    overruns: int = 0  # jobs that ran > overrun_factor x their prediction (and > overrun_min_s)
+    requeued: int = 0  # steps put back by requeue()
+    deadline_misses: int = 0  # steps handed out after their deadline
+    late_completions: int = 0  # steps completed after their deadline (negative slack)
+    overruns: int = 0  # steps that ran > overrun_factor x their prediction (and > overrun_min_s)
     refused: int = 0  # admit() refusals
-    lookahead_fallbacks: int = 0  # held-back jobs handed out because a worker would idle
-    cleared_chunks: int = 0  # queued chunks dropped by clear/close
-    cancelled_in_flight: int = 0  # in-flight jobs whose audio will be dropped
-    dropped_results: int = 0  # complete() calls answered False
+    lookahead_fallbacks: int = 0  # held-back steps handed out because a worker would idle
+    cleared_sentences: int = 0  # sentences dropped (whole or mid-way) by clear/close
+    cancelled_in_flight: int = 0  # in-flight steps whose result will be dropped
+    dropped_results: int = 0  # encoded()/decoded() calls answered False
     stalls: int = 0  # estimated listener underruns (audio sent after the buffer ran out)
     stall_s: float = 0.0  # their total length
-    batches: int = 0  # next_jobs calls that returned more than one job
-    batched_jobs: int = 0  # jobs in those batches
+    batches: int = 0  # next_steps calls that returned more than one step
+    batched_steps: int = 0  # steps in those batches
     service_spread_s: float = 0.0  # gauge: max - min attained service among backlogged streams
 
 
-class _Stream:
-    """Per-stream state. Heap entries name a stream and its `version`; any change bumps it."""
+class _Sentence:
+    """One submitted sentence: its encode step, then (once encoded) the frames left to decode."""
+
+    __slots__ = ("encode", "frames", "latent", "next_frame")
+
+    def __init__(self, encode: SynthesisStep) -> None:
+        self.encode = encode
+        self.frames: int | None = None  # known once encoded
+        self.latent: object | None = None
+        self.next_frame = 0  # first frame not yet handed out
+
+
+class _StreamState:
+    """The scheduler's view of one stream: its sentences, its listener's playback clock, its
+    VTC counter. Heap entries name it with its `version`; any change bumps the version."""
 
     __slots__ = (
         "attained_s",
+        "busy_rtf",
         "closed",
         "deadline_s",
+        "due_s",
         "eligible_s",
+        "first_cost_s",
         "first_deadline_s",
+        "first_rank_s",
         "id",
         "in_flight",
         "inflight_audio_s",
-        "next_seq",
         "opened_s",
         "playback_start_s",
         "priority",
-        "queue",
-        "queued_audio_s",
-        "queued_compute_s",
         "rank_s",
         "ready_audio_s",
         "sent_audio_s",
+        "sentences",
         "shift_s",
         "stall_s",
         "submitted",
         "version",
         "voice",
+        "window_frames",
     )
 
     def __init__(self, stream_id: str, priority: Priority, shift_s: float, now: float) -> None:
@@ -215,155 +297,154 @@ class _Stream:
         self.priority = priority
         self.shift_s = shift_s
         self.opened_s = now
-        self.queue: deque[ChunkJob] = deque()
-        self.in_flight: dict[int, ChunkJob] = {}
-        self.queued_audio_s = 0.0  # predicted audio of queued chunks
-        self.queued_compute_s = 0.0  # predicted compute of queued chunks
-        self.inflight_audio_s = 0.0  # predicted audio of in-flight chunks
+        self.sentences: deque[_Sentence] = deque()  # head: the sentence being synthesized
+        self.in_flight: SynthesisStep | None = None  # at most one step at a time
+        self.inflight_audio_s = 0.0  # predicted audio of the in-flight step
         self.ready_audio_s = 0.0  # audio completed but not yet reported sent
         self.playback_start_s: float | None = None
         self.sent_audio_s = 0.0  # since playback_start_s
-        self.first_deadline_s: float | None = None  # before playback: the first chunk's deadline
-        self.next_seq = 0
+        self.first_deadline_s: float | None = None  # before playback: first audio's deadline
+        self.first_cost_s = 0.0  # its share in Scheduler._pending_first_s
+        self.first_rank_s: float | None = None  # rank its first audio's encode step went out at
+        self.window_frames = 0  # the last window handed out; 0: the next is a first window
         self.attained_s = 0.0  # VTC counter: compute seconds charged to this stream
+        self.busy_rtf = 0.0  # its share in Scheduler._busy_rtf (0 while it has no work)
         self.version = 0
         self.closed = False
         self.submitted = False
-        self.voice = ""  # last voice used: admission prices the stream at this voice's RTF
+        self.voice = ""  # last voice used: admission and load price the stream at it
         self.stall_s = 0.0
-        # Key of the head chunk, valid for the current version.
+        # Key of the next step, valid for the current version.
+        self.due_s = 0.0  # when its audio must be sent
         self.deadline_s = 0.0
         self.rank_s = 0.0
         self.eligible_s = 0.0
 
 
 # (key, tiebreak, version, stream); the tiebreak is unique so streams are never compared.
-_Entry = tuple[float, int, int, _Stream]
+_Entry = tuple[float, int, int, _StreamState]
+
+
+def _window_ladder(cfg: SchedulerConfig) -> list[int]:
+    """The window lengths handed out: 1x and 1.5x powers of two within the bounds, plus the
+    bounds and the first window. Few distinct lengths let windows of different streams batch
+    as one run (equal frame counts), and keep the engine's set of shapes small."""
+    lo, hi = cfg.min_window_frames, cfg.max_window_frames
+    if not 1 <= lo <= cfg.first_window_frames <= hi:
+        raise ValueError("need 1 <= min_window_frames <= first_window_frames <= max_window_frames")
+    sizes = {lo, hi, cfg.first_window_frames}
+    p = 1
+    while p <= hi:
+        sizes.update(w for w in (p, p + p // 2) if lo <= w <= hi)
+        p *= 2
+    return sorted(sizes)
 
 
 class Scheduler:
-    """Deadline-ordered, fair chunk scheduler for `workers` identical workers. Not thread-safe."""
+    """Deadline-ordered, fair step scheduler for `workers` identical workers. Not thread-safe."""
 
-    def __init__(self, config: SchedulerConfig, workers: int) -> None:
-        if workers < 1:
-            raise ValueError("workers must be >= 1")
+    def __init__(
+        self, config: SchedulerConfig, workers: int, *, priors: CostPriors | None = None
+    ) -> None:
+        if workers < 0:
+            raise ValueError("workers must be >= 0")
         self.config = config
         self.workers = workers
-        self.serving = workers  # workers taking work now (see set_workers)
-        self.model = CostModel(
-            CostPriors(
-                audio_per_char_s=config.audio_per_char_s,
-                compute_per_audio_s=config.compute_per_audio_s,
-                overhead_s=config.chunk_overhead_s,
-                ewma_alpha=config.cost_ewma_alpha,
-            )
-        )
-        self._streams: dict[str, _Stream] = {}
-        self._backlogged: set[_Stream] = set()  # streams with queued chunks
-        self._ready: list[_Entry] = []  # eligible heads, keyed by rank (shifted latest start)
-        self._held: list[_Entry] = []  # heads over the lookahead cap, keyed by eligible time
-        self._service: list[tuple[float, int, _Stream]] = []  # backlogged, by attained service
+        self.model = CostModel(priors)
+        self._ladder = _window_ladder(config)
+        self._default_voice = ""  # the first voice registered: prices a stream of unknown voice
+        self._registered = False
+        self._streams: dict[str, _StreamState] = {}
+        self._backlogged: set[_StreamState] = set()  # streams with sentences
+        self._ready: list[_Entry] = []  # eligible next steps, keyed by rank (shifted latest start)
+        self._held: list[_Entry] = []  # next steps over the lookahead cap, keyed by eligible time
+        self._service: list[tuple[float, int, _StreamState]] = []  # backlogged, by attained
         self._tiebreak = count()
-        self._queued = 0
+        self._sentences = 0
         self._in_flight = 0
+        # Summed steady RTF of streams with work: the utilization that sets window growth.
+        self._busy_rtf = 0.0
+        # Predicted compute of the first audio (encode + first window) of streams waiting for it.
+        self._pending_first_s = 0.0
         self._epoch = 0  # bumped on every change; keys the urgent-compute cache
         self._urgent_cache: tuple[float, int, float] = (-1.0, -1, 0.0)
         self._stats = SchedulerStats()
-        self._first_due_s = config.first_audio_target_s + config.first_chunk_slack_s
+        self._first_due_s = config.first_audio_target_s + config.first_audio_slack_s
         # Streams opened but without text yet (insertion order = opening order). In a burst
-        # their first chunks are about to arrive: they count as urgent work (_fresh_compute).
+        # their first audio is about to be asked for: it counts as urgent work (_fresh_count).
         self._fresh: dict[str, float] = {}
+        self._sample_rates: dict[str, int] = {}
+
+    # ---- voices and workers --------------------------------------------------------------
+
+    def register_voice(
+        self, voice: str, *, context_frames: int, sample_rate: int | None = None
+    ) -> None:
+        """Declare a voice before its first stream: frames of context its decode windows compute
+        on each side (0 for a non-streaming voice) and its sample rate (with each encode step's
+        samples_per_frame it gives the exact audio per frame). The first voice registered
+        prices admission for a stream whose voice is not known yet."""
+        if not self._registered:
+            self._default_voice = voice
+        self._registered = True
+        self.model.register(voice, context_frames=context_frames)
+        if sample_rate is not None:
+            if sample_rate <= 0:
+                raise ValueError("sample_rate must be > 0")
+            self._sample_rates[voice] = sample_rate
+        self._epoch += 1
+
+    def set_workers(self, n: int, now: float) -> None:
+        """Capacity follows the workers actually serving (a worker lost to the watchdog, or one
+        restarted): admission, load, window growth and retry-after use `n`. With 0, every new
+        stream is refused; queued work waits for a worker."""
+        if n < 0:
+            raise ValueError("workers must be >= 0")
+        self.workers = n
+        self._epoch += 1
 
     # ---- streams -------------------------------------------------------------------------
 
-    def admit(self, now: float) -> Admission:
-        """Acceptance test for a NEW stream: would it make urgent chunks late?
+    def admit(self, now: float, voice: str | None = None) -> Admission:
+        """Acceptance test for a NEW stream speaking `voice` (None: not known yet; priced at
+        the first voice registered): would it make urgent steps late?
 
-        Refused (reason "capacity") when either
-        - steady demand: the sum of the RTF shares of active streams plus the new one exceeds
-          `workers * target_utilization` (EDF under overload makes every chunk late: the domino
-          effect); open-but-idle streams cost nothing;
-        - backlog: the queued compute due within `first_audio_target_s`, plus the new stream's
-          first chunk, divided by workers, is more than `first_audio_target_s + admit_backlog_s`
-          (urgent work is already that far behind: a new stream would wait at least that long).
-        Reason "streams" when `max_streams` streams are open. retry_after_s is the time to drain
-        the whole queued backlog on all workers, at least 1 s.
+        Refused (reason, see AdmissionReason) when
+        - STREAMS: `max_streams` streams are open;
+        - CAPACITY: the summed steady RTF shares of active streams plus the new one exceed
+          `workers * target_utilization` (EDF under overload makes every step late: the domino
+          effect); open-but-idle streams cost nothing; or no worker is serving;
+        - BACKLOG: the compute due within a first audio's deadline, plus the new stream's first
+          audio (its first encode step and first window), divided by workers, is more than
+          `first_audio_target_s + admit_backlog_s`.
+        retry_after_s is the time to drain the whole queued backlog on all workers, at least 1 s.
+        Every price comes from `CostModel.price`, per voice.
         """
-        admission = self._admission(now)
+        admission = self._admission(now, voice)
         if not admission.accepted:
             self._stats.refused += 1
         return admission
 
-    def _admission(self, now: float) -> Admission:
-        cfg = self.config
-        if self.serving == 0:
-            return self._refuse("capacity")
-        if cfg.max_streams and len(self._streams) >= cfg.max_streams:
-            return self._refuse("streams")
-        demand, new_rtf = self._demand(now)
-        if demand + new_rtf > self.workers * cfg.target_utilization:
-            return self._refuse("capacity")
-        first_compute = cfg.chunk_overhead_s + new_rtf * (
-            cfg.admit_first_chunk_chars * cfg.audio_per_char_s
-        )
-        urgent = self._urgent_compute(now) + self._fresh_compute(now)
-        if (urgent + first_compute) / self.workers > cfg.first_audio_target_s + cfg.admit_backlog_s:
-            return self._refuse("capacity")
-        return Admission(accepted=True, retry_after_s=0.0, reason="")
+    def has_capacity(self, now: float) -> bool:
+        """Would a new stream be admitted now? For readiness probes: counts no refusal."""
+        return self._admission(now, None).accepted
 
     def load(self, now: float) -> float:
         """Predicted compute demand of active streams over capacity: 1.0 = every worker busy.
 
-        The per-pod signal for autoscaling (litestream_scheduler_load)."""
-        return self._demand(now)[0] / self.workers
-
-    def _demand(self, now: float) -> tuple[float, float]:
-        """(summed RTF share of active streams, the price of a new stream in the same units)."""
-        demand = 0.0
-        rtf_sum = 0.0
-        known = 0
-        for s in self._streams.values():
-            if s.submitted:
-                rtf_sum += self.model.rtf(s.voice)
-                known += 1
-            if self._is_active(s, now):
-                demand += self.model.rtf(s.voice)
-        # A new stream's voice is not known yet: price it at the mean RTF of streams seen so far.
-        new_rtf = rtf_sum / known if known else self.model.rtf("")
-        return demand, new_rtf
-
-    def set_workers(self, n: int, now: float) -> None:
-        """Capacity follows the workers actually serving: a wedged worker is abandoned and,
-        until its replacement is warm, admission and load count one fewer. None serving:
-        admission refuses."""
-        del now  # the contract's signature; capacity takes effect at the next decision
-        if n < 0:
-            raise ValueError("workers must be >= 0")
-        self.serving = n
-        self.workers = max(1, n)  # the divisor of every per-worker figure
-        self._epoch += 1
-
-    def has_capacity(self, now: float) -> bool:
-        """Would a new stream be admitted now? For readiness probes: counts no refusal."""
-        return self._admission(now).accepted
-
-    def _refuse(self, reason: str) -> Admission:
-        backlog = sum(s.queued_compute_s for s in self._backlogged)
-        return Admission(False, max(1.0, backlog / self.workers), reason)
-
-    def _is_active(self, s: _Stream, now: float) -> bool:
-        if s.queue or s.in_flight or s.ready_audio_s > 0.0:
-            return True
-        if s.playback_start_s is not None and s.playback_start_s + s.sent_audio_s > now:
-            return True  # healthy playback: the listener is still playing
-        return not s.submitted and now - s.opened_s < self.config.open_grace_s
+        The per-pod signal for autoscaling (litestream_scheduler_load); infinite when work is
+        active and no worker is serving."""
+        demand = self._demand(now)
+        if self.workers == 0:
+            return math.inf if demand > 0.0 else 0.0
+        return demand / self.workers
 
     def open_stream(self, stream_id: str, priority: Priority | str, now: float) -> None:
-        """Open (or re-open with a new priority) a stream; re-opening keeps its queue, counter."""
+        """Open (or re-open with a new priority) a stream; re-opening keeps its work, counter."""
         prio = Priority(priority)
         s = self._streams.get(stream_id)
         if s is None:
-            s = _Stream(stream_id, prio, self.config.shift_s(prio), now)
+            s = _StreamState(stream_id, prio, self.config.shift_s(prio), now)
             self._streams[stream_id] = s
             self._fresh[stream_id] = now
         else:
@@ -371,89 +452,89 @@ class Scheduler:
             s.shift_s = self.config.shift_s(prio)
         # VTC: a (re)opened stream starts at the lowest active counter, so idling earns no credit.
         s.attained_s = max(s.attained_s, self._service_floor())
-        if s.queue:
+        if s.sentences:
             self._push_service(s)
             self._rekey(s, now)
 
     def submit(
-        self, stream_id: str, text: str, *, speed: float, voice: str, now: float
-    ) -> ChunkJob:
-        """Queue one chunk (the segmenter's output) at its stream's tail. KeyError if unknown."""
+        self, stream_id: str, seq: int, text: str, *, speed: float, voice: str, now: float
+    ) -> SynthesisStep:
+        """Queue one sentence (a segmenter chunk, `seq` from the caller's session) at its
+        stream's tail; returns its encode step. KeyError if the stream is unknown."""
         s = self._streams[stream_id]
         if speed <= 0.0:
             raise ValueError("speed must be > 0")
-        if not s.queue and not s.in_flight:
+        if not s.sentences:
             buffered = (
                 s.playback_start_s + s.sent_audio_s - now if s.playback_start_s is not None else 0.0
             )
             if s.ready_audio_s <= 0.0 and buffered <= 0.0:
                 # Idle, not stalled: the listener drained its buffer waiting for text. Start over
-                # as a first chunk (protocol-v1: Timing promise, first audio).
+                # as a first audio (protocol-v1: Timing promise), with a small first window.
                 s.playback_start_s = None
                 s.sent_audio_s = 0.0
-                s.first_deadline_s = now + self._first_due_s
+                s.window_frames = 0
+                self._await_first(s, voice, len(text), speed, now)
             elif s.playback_start_s is None and s.first_deadline_s is None:
-                s.first_deadline_s = now + self._first_due_s
-        if not s.queue:
+                self._await_first(s, voice, len(text), speed, now)
             # VTC: returning from idle starts at the lowest active counter (no saved-up credit).
             s.attained_s = max(s.attained_s, self._service_floor())
-        chars = len(text)
-        audio_s, compute_s = self.model.predict(voice, chars, speed)
-        deadline = self._deadline(s, s.ready_audio_s + s.inflight_audio_s + s.queued_audio_s)
-        job = ChunkJob(
+        step = SynthesisStep(
             stream_id=stream_id,
-            seq=s.next_seq,
+            seq=seq,
+            kind=StepKind.ENCODE,
             text=text,
-            speed=speed,
             voice=voice,
-            chars=chars,
-            predicted_audio_s=audio_s,
-            predicted_compute_s=compute_s,
-            latest_start_s=deadline - compute_s,
-            deadline_s=deadline,
+            speed=speed,
+            predicted_compute_s=self.model.price(voice, StepKind.ENCODE, len(text)),
             priority=s.priority,
             submitted_s=now,
         )
-        s.next_seq += 1
+        s.sentences.append(_Sentence(step))
         s.submitted = True
         self._fresh.pop(stream_id, None)
         s.voice = voice
-        s.queue.append(job)
-        s.queued_audio_s += audio_s
-        s.queued_compute_s += compute_s
-        self._queued += 1
-        if len(s.queue) == 1:
+        self._sentences += 1
+        if len(s.sentences) == 1:
             self._backlogged.add(s)
             self._push_service(s)
+            self._set_busy(s)
             self._rekey(s, now)
+            step.deadline_s, step.latest_start_s = s.deadline_s, s.rank_s - s.shift_s
         else:
             self._epoch += 1
-        return job
+        return step
 
     def clear(self, stream_id: str, now: float) -> int:
-        """Barge-in: drop every queued chunk (returned: how many) and cancel in-flight ones, whose
-        complete() will answer False. The stream stays open; the client's player dropped its
-        buffer too, so the playback clock restarts with the next audio sent."""
+        """Barge-in: drop every sentence (returned: how many, the one under way included) and
+        cancel the in-flight step, whose encoded()/decoded() will answer False: no later window
+        of a cleared sentence is handed out. The stream stays open; the client's player dropped
+        its buffer too, so the playback clock restarts with the next audio sent."""
         s = self._streams.get(stream_id)
         if s is None:
             return 0
-        dropped = len(s.queue)
-        self._queued -= dropped
-        self._stats.cleared_chunks += dropped
-        s.queue.clear()
-        s.queued_audio_s = s.queued_compute_s = 0.0
-        self._in_flight -= len(s.in_flight)
-        self._stats.cancelled_in_flight += len(s.in_flight)
-        s.in_flight.clear()
+        dropped = len(s.sentences)
+        self._sentences -= dropped
+        self._stats.cleared_sentences += dropped
+        s.sentences.clear()
+        if s.in_flight is not None:
+            self._in_flight -= 1
+            self._stats.cancelled_in_flight += 1
+            s.in_flight = None
         s.inflight_audio_s = s.ready_audio_s = s.sent_audio_s = 0.0
         s.playback_start_s = s.first_deadline_s = None
+        self._pending_first_s -= s.first_cost_s
+        s.first_cost_s = 0.0
+        s.first_rank_s = None
+        s.window_frames = 0
         self._backlogged.discard(s)
+        self._set_busy(s)
         s.version += 1
         self._epoch += 1
         return dropped
 
     def close_stream(self, stream_id: str, now: float) -> int:
-        """Clear and forget the stream; returns how many queued chunks were dropped."""
+        """Clear and forget the stream; returns how many sentences were dropped."""
         dropped = self.clear(stream_id, now)
         s = self._streams.pop(stream_id, None)
         self._fresh.pop(stream_id, None)
@@ -463,13 +544,14 @@ class Scheduler:
 
     # ---- decisions -----------------------------------------------------------------------
 
-    def next_jobs(self, now: float, max_jobs: int = 1) -> list[ChunkJob]:
-        """Up to `max_jobs` jobs for ONE idle worker (a batch when > 1); [] when nothing may run.
+    def next_steps(self, now: float, max_steps: int = 1) -> list[SynthesisStep]:
+        """Up to `max_steps` steps for ONE idle worker (a batch when > 1); [] when nothing may run.
 
-        Eligible work (under the lookahead cap) goes first, most urgent latest start first.
-        Held-back work is handed out only when no eligible work exists, and never past
-        `max_lookahead_s` (see next_wakeup_s)."""
-        if max_jobs < 1:
+        A batch is homogeneous: one kind, one voice, one speed, and decode windows of one frame
+        count (GPU batching with no padding). Eligible work (under the lookahead cap) goes
+        first, most urgent latest start first. Held-back work is handed out only when no
+        eligible work exists, and never past `max_lookahead_s` (see next_wakeup_s)."""
+        if max_steps < 1:
             return []
         self._maybe_compact(now)
         self._promote(now)
@@ -481,55 +563,89 @@ class Scheduler:
                 return []
             fallback = True
         seed_rank = picked.rank_s
-        jobs = [self._dispatch(picked, now, fallback)]
-        if max_jobs > 1 and not fallback:
-            self._fill_batch(jobs, seed_rank, now, max_jobs)
-            if len(jobs) > 1:
+        steps = [self._dispatch(picked, now, fallback)]
+        if max_steps > 1 and not fallback:
+            self._fill_batch(steps, seed_rank, now, max_steps)
+            if len(steps) > 1:
                 self._stats.batches += 1
-                self._stats.batched_jobs += len(jobs)
-        return jobs
+                self._stats.batched_steps += len(steps)
+        return steps
 
-    def complete(self, job: ChunkJob, *, audio_s: float, compute_s: float, now: float) -> bool:
-        """Record a finished job: True = send the audio; False = its stream was cleared or
-        closed meanwhile, drop it. Sets job.slack_s and job.overrun for the caller to export."""
-        cfg = self.config
-        self.model.observe(job.voice, job.chars, job.speed, audio_s=audio_s, compute_s=compute_s)
-        st = self._stats
-        st.completed += 1
-        job.slack_s = job.deadline_s - now
-        if job.slack_s < 0.0:
-            st.late_completions += 1
-        job.overrun = (
-            compute_s > cfg.overrun_factor * job.predicted_compute_s
-            and compute_s > cfg.overrun_min_s
-        )
-        if job.overrun:
-            st.overruns += 1
-        s = self._streams.get(job.stream_id)
-        if s is None or s.in_flight.get(job.seq) is not job:
-            st.dropped_results += 1
-            return False
-        self._release(s, job)
-        s.ready_audio_s += audio_s
-        # VTC: the counter was charged the prediction at dispatch; settle to what it really cost.
-        s.attained_s += compute_s - job.predicted_compute_s
-        if s.queue:
+    def requeue(self, steps: list[SynthesisStep], now: float) -> None:
+        """Put back steps that were handed out but could not be dispatched (no worker took
+        them): each returns to the head of its stream, as if never handed out. Never lost."""
+        for step in steps:
+            s = self._streams.get(step.stream_id)
+            if s is None or s.in_flight is not step:
+                continue  # cleared or closed meanwhile: nothing to put back
+            self._release(s)
+            s.attained_s -= step.predicted_compute_s  # VTC: it was charged at dispatch
+            if step.kind is StepKind.DECODE:
+                s.sentences[0].next_frame = step.start_frame
+            step.dispatched_s = None
+            self._stats.requeued += 1
             self._push_service(s)
             self._rekey(s, now)
+
+    def encoded(
+        self,
+        step: SynthesisStep,
+        *,
+        frames: int,
+        samples_per_frame: int,
+        latent: object,
+        compute_s: float,
+        now: float,
+    ) -> bool:
+        """Record a finished encode step: the sentence is `frames` frames long. True = go on
+        (send the sentence's `chunk` event; its windows follow); False = its stream was cleared
+        or closed meanwhile, drop it. A sentence of 0 frames is finished here."""
+        self.model.observe_encode(
+            step.voice, chars=step.chars, speed=step.speed, frames=frames, compute_s=compute_s
+        )
+        rate = self._sample_rates.get(step.voice)
+        if rate is not None and samples_per_frame > 0:
+            self.model.voice(step.voice).audio_per_frame_s = samples_per_frame / rate
+        s = self._finish(step, compute_s, now)
+        if s is None:
+            return False
+        sentence = s.sentences[0]
+        sentence.frames = frames
+        sentence.latent = latent
+        sentence.next_frame = 0
+        if frames <= 0:
+            self._pop_sentence(s)
+        self._after_step(s, now)
         return True
 
-    def fail(self, job: ChunkJob, now: float) -> None:
-        """Release a job whose synthesis failed; the stream goes on without it."""
+    def decoded(self, step: SynthesisStep, *, audio_s: float, compute_s: float, now: float) -> bool:
+        """Record a finished decode window: True = send its audio (`audio_s` seconds; the
+        sentence's last piece when step.last); False = its stream was cleared or closed
+        meanwhile, drop it."""
+        self.model.observe_decode(step.voice, frames=step.frames, audio_s=audio_s,
+                                  compute_s=compute_s)
+        s = self._finish(step, compute_s, now)
+        if s is None:
+            return False
+        s.ready_audio_s += audio_s
+        if step.last:
+            self._pop_sentence(s)
+        self._after_step(s, now)
+        return True
+
+    def fail(self, step: SynthesisStep, now: float) -> None:
+        """Release a step whose synthesis failed and drop the rest of its sentence (no later
+        window of it is handed out); the stream goes on with its next sentence."""
         self._stats.failed += 1
-        s = self._streams.get(job.stream_id)
-        if s is None or s.in_flight.get(job.seq) is not job:
+        s = self._streams.get(step.stream_id)
+        if s is None or s.in_flight is not step:
             return
-        self._release(s, job)
-        if s.queue:
-            self._rekey(s, now)
+        self._release(s)
+        self._pop_sentence(s)
+        self._after_step(s, now)
 
     def audio_sent(self, stream_id: str, audio_s: float, now: float) -> None:
-        """The caller sent `audio_s` seconds of audio (a chunk or a frame) to the client.
+        """The caller sent `audio_s` seconds of audio (a window or a frame) to the client.
 
         The playback clock starts at the first call; buffered = sent - (now - start). Audio sent
         after the buffer ran out is counted as a stall, and the clock moves to where the
@@ -541,6 +657,9 @@ class Scheduler:
             s.playback_start_s = now
             s.sent_audio_s = 0.0
             s.first_deadline_s = None
+            self._pending_first_s -= s.first_cost_s
+            s.first_cost_s = 0.0
+            s.first_rank_s = None
         else:
             dry_at = s.playback_start_s + s.sent_audio_s
             if dry_at < now:
@@ -550,61 +669,21 @@ class Scheduler:
                 s.playback_start_s = now - s.sent_audio_s
         s.sent_audio_s += audio_s
         s.ready_audio_s = max(0.0, s.ready_audio_s - audio_s)
-        if s.queue:
-            # Sending ready audio moves it from "ready" to "sent": the deadline stays put unless
-            # the clock just started or moved. Skip the heap push when nothing changed.
-            deadline = self._deadline(s, s.inflight_audio_s + s.ready_audio_s)
-            if abs(deadline - s.deadline_s) > 1e-6:
-                self._rekey(s, now)
+        # Sending ready audio moves it from "ready" to "sent": the deadline stays put unless
+        # the clock just started or moved. Skip the heap push when nothing changed.
+        if (
+            s.sentences
+            and s.in_flight is None
+            and abs(self._due_s(s) - s.due_s) > 1e-6
+        ):
+            self._rekey(s, now)
 
     # ---- load signals --------------------------------------------------------------------
 
-    def first_chunk_chars(self, now: float, voice: str = "") -> int:
-        """The segmenter's limit for a new stream's first chunk, in characters.
-
-        protocol-v1: Timing promise. A first chunk waits for the urgent work already queued
-        (compute due before its own deadline, shared by the workers), then synthesizes;
-        its size is whatever fits in what is left of the target, at `voice`'s learned cost,
-        clamped to [min_first_chunk_chars, max_first_chunk_chars]. Idle: a clause or a short
-        sentence, so one listener hears audio within the target. Bursty: a few words, so the
-        twentieth listener does too (scheduler-notes: the burst problem).
-        """
-        cfg = self.config
-        # Work ahead of this chunk: urgent chunks queued, and the first chunks of the other
-        # streams of a burst that opened with this one (the asking stream is one of them).
-        others = max(0.0, self._fresh_compute(now) - self._fresh_compute_one())
-        wait_s = (self._urgent_compute(now) + others) / self.workers
-        budget_s = cfg.first_audio_target_s - cfg.first_chunk_margin_s - wait_s
-        cost = self.model.voice(voice)
-        per_char_s = cost.compute_per_audio_s * cost.audio_per_char_s
-        chars = int((budget_s - cfg.chunk_overhead_s) / per_char_s) if per_char_s > 0 else 0
-        return max(cfg.min_first_chunk_chars, min(cfg.max_first_chunk_chars, chars))
-
-    def chunk_shape(self, now: float, voice: str = "") -> ChunkShape:
-        """The segmenter's three knobs for a stream whose text starts now (see ChunkShape)."""
-        cost = self.model.voice(voice)
-        return ChunkShape(
-            first_chunk_chars=self.first_chunk_chars(now, voice),
-            chunk_growth=self.chunk_growth(now),
-            ramp_margin_chars=self.config.jitter_s / cost.audio_per_char_s,
-        )
-
-    def chunk_growth(self, now: float) -> float:
-        """How much each chunk after a short first one may grow over the last.
-
-        Every active stream's next chunk must be synthesized while its previous chunk plays;
-        at utilization u the workers get through a round of chunks 1/u times faster than it
-        plays, so sizes can grow by about 1/u per round (scheduler-notes). Headroom covers
-        jitter and the prediction error.
-        """
-        cfg = self.config
-        u = max(self.load(now), 1e-6)
-        return max(cfg.min_chunk_growth, min(cfg.max_chunk_growth, cfg.growth_headroom / u))
-
     def next_wakeup_s(self, now: float) -> float | None:
-        """The earliest time at which next_jobs would hand an idle worker work, absent other
+        """The earliest time at which next_steps would hand an idle worker work, absent other
         events: `now` when work is runnable, the time the first held-back stream drops under
-        `max_lookahead_s` when all queued work is past it, None when nothing is queued."""
+        `max_lookahead_s` when all queued work is past it, None when nothing is runnable."""
         self._promote(now)
         if self._peek(self._ready) is not None:
             return now
@@ -613,11 +692,12 @@ class Scheduler:
             return None
         return max(now, self._hard_s(top[3]))
 
-    def queued_jobs(self, stream_id: str | None = None) -> int:
+    def queued_sentences(self, stream_id: str | None = None) -> int:
+        """Sentences submitted and not finished (the one under way included)."""
         if stream_id is None:
-            return self._queued
+            return self._sentences
         s = self._streams.get(stream_id)
-        return len(s.queue) if s is not None else 0
+        return len(s.sentences) if s is not None else 0
 
     def priority(self, stream_id: str) -> Priority | None:
         s = self._streams.get(stream_id)
@@ -631,95 +711,389 @@ class Scheduler:
     def stats(self) -> SchedulerStats:
         """A snapshot: counters since start, gauges now. O(streams): call it for metrics only."""
         snap = replace(self._stats)
-        snap.queued_jobs = self._queued
+        snap.queued_sentences = self._sentences
         snap.in_flight = self._in_flight
+        snap.workers = self.workers
         snap.open_streams = len(self._streams)
-        snap.active_streams = sum(1 for s in self._streams.values() if s.queue or s.in_flight)
-        live = {id(e[3]) for e in self._held if e[2] == e[3].version and e[3].queue}
+        snap.active_streams = len(self._backlogged)
+        live = {id(e[3]) for e in self._held if e[2] == e[3].version and e[3].sentences}
         snap.held_streams = len(live)
         if self._backlogged:
             counters = [s.attained_s for s in self._backlogged]
             snap.service_spread_s = max(counters) - min(counters)
         return snap
 
-    # ---- internals -----------------------------------------------------------------------
+    # ---- internals: admission ------------------------------------------------------------
 
-    def _deadline(self, s: _Stream, ahead_s: float) -> float:
-        """Deadline of a chunk with `ahead_s` of audio (ready, in flight, queued) before it."""
+    def _admission(self, now: float, voice: str | None) -> Admission:
+        cfg = self.config
+        if cfg.max_streams and len(self._streams) >= cfg.max_streams:
+            return self._refuse(AdmissionReason.STREAMS)
+        if self.workers == 0:
+            return self._refuse(AdmissionReason.CAPACITY)
+        new_voice = self._default_voice if voice is None else voice
+        if self._demand(now) + self._stream_rtf(new_voice) > self.workers * cfg.target_utilization:
+            return self._refuse(AdmissionReason.CAPACITY)
+        # A burst: the streams opened without text yet, and this one, are about to start; each
+        # needs its first audio and the window after it, at the windows that load allows.
+        fresh = self._fresh_count(now)
+        extra_rtf = (fresh + 1) * self._stream_rtf(new_voice)
+        first = self._first_audio_cost_s(new_voice, cfg.admit_sentence_chars, extra_rtf=extra_rtf)
+        # Each first audio counts at most at the target: a voice slower than the target even on
+        # an idle server (Kokoro on CPU) has a late first audio but is served, not refused for
+        # its own cost; and one long encode step holds one worker, not all of them.
+        own = min(first, cfg.first_audio_target_s)
+        urgent = self._urgent_compute(now) + fresh * own
+        if urgent / self.workers + own > cfg.first_audio_target_s + cfg.admit_backlog_s:
+            return self._refuse(AdmissionReason.BACKLOG)
+        return Admission(accepted=True, retry_after_s=0.0, reason=AdmissionReason.ACCEPTED)
+
+    def _refuse(self, reason: AdmissionReason) -> Admission:
+        backlog = sum(self._work_s(s, math.inf) for s in self._backlogged)
+        return Admission(False, max(1.0, backlog / max(self.workers, 1)), reason)
+
+    def _stream_rtf(self, voice: str) -> float:
+        """A stream's steady share of one worker: typical sentences in the largest windows."""
+        cfg = self.config
+        return self.model.rtf(
+            voice, sentence_chars=cfg.admit_sentence_chars, window_frames=cfg.max_window_frames
+        )
+
+    def _first_audio_cost_s(
+        self, voice: str, chars: int, speed: float = 1.0, extra_rtf: float = 0.0
+    ) -> float:
+        """The work a new stream needs before it plays safely: its first encode step, its first
+        window, and the window that must follow within that window's playback (at the floor).
+        Admission, the burst's first-audio deadlines and the urgent backlog all price a new
+        stream with it."""
+        model = self.model
+        frames = math.ceil(model.sentence_frames(voice, chars, speed))
+        floor = self._floor_window(voice, extra_rtf)
+        first = min(frames, self._first_window(voice, floor))
+        second = min(frames - first, self._ladder_ceil(floor))
+        cost = model.price(voice, StepKind.ENCODE, chars)
+        cost += model.price(voice, StepKind.DECODE, first)
+        if second > 0:
+            cost += model.price(voice, StepKind.DECODE, second)
+        return cost
+
+    def _demand(self, now: float) -> float:
+        """Summed steady RTF share of active streams (open-but-idle ones cost nothing)."""
+        return sum(
+            self._stream_rtf(s.voice if s.submitted else self._default_voice)
+            for s in self._streams.values()
+            if self._is_active(s, now)
+        )
+
+    def _is_active(self, s: _StreamState, now: float) -> bool:
+        if s.sentences or s.ready_audio_s > 0.0:
+            return True
+        if s.playback_start_s is not None and s.playback_start_s + s.sent_audio_s > now:
+            return True  # healthy playback: the listener is still playing
+        return not s.submitted and now - s.opened_s < self.config.open_grace_s
+
+    def _work_s(self, s: _StreamState, audio_limit_s: float) -> float:
+        """Predicted compute of a stream's remaining work, until `audio_limit_s` of its audio
+        is covered (whole sentences; the one that crosses the limit counts whole)."""
+        total = 0.0
+        audio = 0.0
+        window = max(s.window_frames, self.config.first_window_frames)
+        model = self.model
+        for sentence in s.sentences:
+            step = sentence.encode
+            if sentence.frames is None:
+                total += model.price(step.voice, StepKind.ENCODE, step.chars)
+                frames = model.sentence_frames(step.voice, step.chars, step.speed)
+            else:
+                frames = sentence.frames - sentence.next_frame
+            windows = max(1, math.ceil(frames / window))
+            total += windows * model.price(step.voice, StepKind.DECODE, frames / windows)
+            audio += model.audio_s(step.voice, frames)
+            if audio >= audio_limit_s:
+                break
+        return total
+
+    def _urgent_compute(self, now: float) -> float:
+        """Predicted compute of queued work due within a first audio's deadline of now
+        (first_audio_target_s + first_audio_slack_s)."""
+        cached_now, cached_epoch, value = self._urgent_cache
+        if cached_now == now and cached_epoch == self._epoch:
+            return value
+        horizon = now + self._first_due_s
+        total = 0.0
+        for s in self._backlogged:
+            due = self._due_s(s)
+            if due <= horizon:
+                total += self._work_s(s, horizon - due)
+        self._urgent_cache = (now, self._epoch, total)
+        return total
+
+    def _fresh_count(self, now: float) -> int:
+        """How many streams opened within open_grace_s are still without text: a burst in
+        progress, whose first audio is about to be asked for."""
+        while self._fresh:
+            stream_id, opened_s = next(iter(self._fresh.items()))
+            if now - opened_s < self.config.open_grace_s:
+                break
+            del self._fresh[stream_id]  # it waited too long to count as part of a burst
+        return len(self._fresh)
+
+    # ---- internals: deadlines and windows ------------------------------------------------
+
+    def _due_s(self, s: _StreamState) -> float:
+        """When the stream's next audio must be sent: the listener runs dry, less jitter."""
+        ahead = s.ready_audio_s + s.inflight_audio_s
         jitter = self.config.jitter_s
         if s.playback_start_s is not None:
-            return s.playback_start_s + s.sent_audio_s + ahead_s - jitter
+            return s.playback_start_s + s.sent_audio_s + ahead - jitter
         first = s.first_deadline_s
         if first is None:  # only reachable with nothing queued; keep the arithmetic total
             first = s.opened_s + self._first_due_s
-        if ahead_s <= 0.0:
+        if ahead <= 0.0:
             return first
-        return max(first, first + ahead_s - jitter)
+        return max(first, first + ahead - jitter)
 
-    def _hard_s(self, s: _Stream) -> float:
+    def _await_first(
+        self, s: _StreamState, voice: str, chars: int, speed: float, now: float
+    ) -> None:
+        """Set the deadline of a stream's first audio (its text arrived at `now`).
+
+        protocol-v1: Timing promise: `first_audio_target_s`, ordered as `first_audio_slack_s`
+        later; in a burst, no earlier than the workers could get to it if every first audio
+        waiting went first. A deadline the workers cannot meet would outrank every playing
+        stream and stall them all (EDF's domino effect), for no first audio sooner."""
+        cost = self._first_audio_cost_s(voice, chars, speed)
+        self._pending_first_s += cost - s.first_cost_s
+        s.first_cost_s = cost
+        queued_s = self._pending_first_s / max(self.workers, 1)
+        s.first_deadline_s = now + max(self._first_due_s, queued_s)
+
+    def _buffer_s(self, s: _StreamState, now: float) -> float:
+        """Audio the listener has ahead of the next window (sent and unplayed, plus ready)."""
+        ahead = s.ready_audio_s + s.inflight_audio_s
+        if s.playback_start_s is None:
+            return ahead
+        return s.playback_start_s + s.sent_audio_s + ahead - now
+
+    def _window(self, s: _StreamState, remaining: int, now: float) -> int:
+        """The next window's length for stream `s` with `remaining` frames left in its sentence.
+
+        First window of a stream (or after idle or clear): `first_window_frames`. Later: the
+        last window x growth (about 1/utilization: while the workers get through a round of
+        windows 1/u times faster than it plays, each may be that much longer), but no longer
+        than what can be computed within the audio already buffered less the jitter budget
+        (scheduler-notes). Rounded down to the ladder; a tail shorter than min_window_frames
+        joins this window rather than costing a window of its own."""
+        cfg = self.config
+        ladder = self._ladder
+        if s.window_frames <= 0:
+            frames = self._first_window(s.voice)
+        else:
+            u = self._busy_rtf / self.workers if self.workers else 1.0
+            growth = cfg.window_growth_headroom / max(u, 1e-6)
+            growth = max(cfg.min_window_growth, min(cfg.max_window_growth, growth))
+            # Nearest on the ladder (in ratio), so growth by less than a ladder step still grows.
+            grown = s.window_frames * growth
+            at = bisect.bisect_right(ladder, grown)
+            if at == len(ladder) or (at > 0 and grown * grown < ladder[at - 1] * ladder[at]):
+                at -= 1
+            frames = ladder[max(at, 0)]
+            fit = self.model.window_within(s.voice, self._buffer_s(s, now) - cfg.jitter_s)
+            frames = min(frames, ladder[max(bisect.bisect_right(ladder, fit) - 1, 0)])
+            floor = self._floor_window(s.voice)
+            at = bisect.bisect_left(ladder, floor)
+            frames = max(frames, ladder[min(at, len(ladder) - 1)])
+        if remaining - frames < cfg.min_window_frames:
+            return max(remaining, 1)
+        return frames
+
+    def _ladder_ceil(self, frames: float) -> int:
+        """The shortest ladder window of at least `frames` (the longest when none is)."""
+        ladder = self._ladder
+        return ladder[min(bisect.bisect_left(ladder, frames), len(ladder) - 1)]
+
+    def _first_window(self, voice: str, floor: float | None = None) -> int:
+        """A stream's first window: `first_window_frames`, or under load long enough that the
+        next window, at the floor, fits in its playback (first_window_margin times over)."""
+        cfg = self.config
+        ladder = self._ladder
+        if floor is None:
+            floor = self._floor_window(voice)
+        if floor <= cfg.first_window_frames:
+            return cfg.first_window_frames
+        next_frames = ladder[min(bisect.bisect_left(ladder, floor), len(ladder) - 1)]
+        need_s = cfg.jitter_s + cfg.first_window_margin * self.model.price(
+            voice, StepKind.DECODE, next_frames
+        )
+        apf = self.model.voice(voice).audio_per_frame_s
+        at = bisect.bisect_left(ladder, max(need_s / apf, cfg.first_window_frames))
+        return ladder[min(at, len(ladder) - 1)]
+
+    def _floor_window(self, voice: str, extra_rtf: float = 0.0) -> float:
+        """The shortest window that keeps the streams with work (plus `extra_rtf` of streams
+        about to start) under window_floor_utilization of the workers."""
+        cfg = self.config
+        busy = self._busy_rtf + extra_rtf
+        if not self.workers or busy <= 0.0:
+            return 0.0
+        rtf_max = self._stream_rtf(voice)
+        target = rtf_max * cfg.window_floor_utilization * self.workers / busy
+        return self.model.window_for_rtf(voice, rtf=target, sentence_chars=cfg.admit_sentence_chars)
+
+    def _head_cost(self, s: _StreamState, now: float) -> tuple[float, float, int]:
+        """(predicted compute of the stream's next step, compute that must follow it before its
+        audio exists, its window length or 0 for an encode step)."""
+        sentence = s.sentences[0]
+        step = sentence.encode
+        model = self.model
+        if sentence.frames is None:
+            frames = math.ceil(model.sentence_frames(step.voice, step.chars, step.speed))
+            first = self._window(s, frames, now)
+            after = model.price(step.voice, StepKind.DECODE, first)
+            return model.price(step.voice, StepKind.ENCODE, step.chars), after, 0
+        window = self._window(s, sentence.frames - sentence.next_frame, now)
+        return model.price(step.voice, StepKind.DECODE, window), 0.0, window
+
+    def _hard_s(self, s: _StreamState) -> float:
         """When a held head drops under max_lookahead_s (eligible for an otherwise idle worker)."""
         return s.eligible_s - (self.config.max_lookahead_s - self.config.lookahead_s)
 
-    def _rekey(self, s: _Stream, now: float) -> None:
-        """Recompute the head chunk's key and push a fresh heap entry (old ones go stale)."""
+    def _rekey(self, s: _StreamState, now: float) -> None:
+        """Recompute the next step's key and push a fresh heap entry (old ones go stale)."""
         s.version += 1
         self._epoch += 1
-        if not s.queue:
+        if not s.sentences or s.in_flight is not None or s.closed:
             return
-        head = s.queue[0]
-        self._refresh(s, head)
+        compute, after, _ = self._head_cost(s, now)
         cfg = self.config
-        deadline = self._deadline(s, s.inflight_audio_s + s.ready_audio_s)
-        s.deadline_s = deadline
-        s.rank_s = deadline - head.predicted_compute_s + s.shift_s
-        # Lead = audio buffered or on its way = deadline + jitter - now; held while > lookahead.
-        s.eligible_s = deadline + cfg.jitter_s - cfg.lookahead_s
+        due = self._due_s(s)
+        s.due_s = due
+        s.deadline_s = due - after
+        s.rank_s = s.deadline_s - compute + s.shift_s
+        if s.first_rank_s is not None and s.playback_start_s is None:
+            # A first audio, once begun, finishes before another begins: its first window
+            # ranks a tie window ahead of the encode step it follows, so the encode steps of
+            # other new streams (due as soon) do not slip in between (first audio of the
+            # stream that started first comes first, rather than all of them late).
+            s.rank_s = min(s.rank_s, s.first_rank_s - self.config.tie_window_s)
+        # Lead = audio buffered or on its way = due + jitter - now; held while > lookahead.
+        # Before playback nothing is buffered but what is ready: a first audio due far ahead
+        # (a burst's queue) is not held back by the cap.
+        s.eligible_s = due + cfg.jitter_s - cfg.lookahead_s
+        if s.playback_start_s is None and s.ready_audio_s <= cfg.lookahead_s:
+            s.eligible_s = min(s.eligible_s, now)
         if s.eligible_s <= now:
             heapq.heappush(self._ready, (s.rank_s, next(self._tiebreak), s.version, s))
         else:
             heapq.heappush(self._held, (s.eligible_s, next(self._tiebreak), s.version, s))
 
-    def _refresh(self, s: _Stream, job: ChunkJob) -> None:
-        """Re-predict a queued job with the current cost model, keeping the stream's sums."""
-        audio_s, compute_s = self.model.predict(job.voice, job.chars, job.speed)
-        s.queued_audio_s += audio_s - job.predicted_audio_s
-        s.queued_compute_s += compute_s - job.predicted_compute_s
-        job.predicted_audio_s = audio_s
-        job.predicted_compute_s = compute_s
+    # ---- internals: steps ----------------------------------------------------------------
 
-    def _release(self, s: _Stream, job: ChunkJob) -> None:
-        del s.in_flight[job.seq]
-        self._in_flight -= 1
-        s.inflight_audio_s = s.inflight_audio_s - job.predicted_audio_s if s.in_flight else 0.0
-
-    def _dispatch(self, s: _Stream, now: float, fallback: bool) -> ChunkJob:
-        job = s.queue.popleft()
-        self._refresh(s, job)
-        job.deadline_s = self._deadline(s, s.inflight_audio_s + s.ready_audio_s)
-        job.latest_start_s = job.deadline_s - job.predicted_compute_s
-        job.dispatched_s = now
-        if s.queue:
-            s.queued_audio_s -= job.predicted_audio_s
-            s.queued_compute_s -= job.predicted_compute_s
-        else:
-            s.queued_audio_s = s.queued_compute_s = 0.0
-            self._backlogged.discard(s)
-        s.in_flight[job.seq] = job
-        s.inflight_audio_s += job.predicted_audio_s
-        # VTC: charge the prediction now so concurrent picks see it; complete() settles it.
-        s.attained_s += job.predicted_compute_s
-        self._queued -= 1
-        self._in_flight += 1
+    def _dispatch(
+        self, s: _StreamState, now: float, fallback: bool, frames: int | None = None
+    ) -> SynthesisStep:
+        """Hand out the stream's next step (a window of `frames` when given: batching)."""
+        sentence = s.sentences[0]
+        model = self.model
         st = self._stats
+        compute, after, window = self._head_cost(s, now)
+        if sentence.frames is None:
+            step = sentence.encode
+            step.predicted_audio_s = 0.0
+            st.encode_steps += 1
+            if s.playback_start_s is None and s.window_frames == 0:
+                s.first_rank_s = s.rank_s
+        else:
+            head = sentence.encode
+            if frames is not None:
+                window = frames
+                compute = model.price(head.voice, StepKind.DECODE, window)
+            step = SynthesisStep(
+                stream_id=s.id,
+                seq=head.seq,
+                kind=StepKind.DECODE,
+                text=head.text,
+                voice=head.voice,
+                speed=head.speed,
+                start_frame=sentence.next_frame,
+                frames=window,
+                last=sentence.next_frame + window >= sentence.frames,
+                latent=sentence.latent,
+                predicted_audio_s=model.audio_s(head.voice, window),
+                priority=s.priority,
+                submitted_s=head.submitted_s,
+            )
+            sentence.next_frame += window
+            s.window_frames = window
+            st.decode_steps += 1
+            st.decoded_frames += window
+            st.context_frames += 2 * model.voice(head.voice).context_frames
+        step.predicted_compute_s = compute
+        step.deadline_s = self._due_s(s) - after
+        step.latest_start_s = step.deadline_s - compute
+        step.priority = s.priority
+        step.dispatched_s = now
+        s.in_flight = step
+        s.inflight_audio_s = step.predicted_audio_s
+        # VTC: charge the prediction now so concurrent picks see it; completion settles it.
+        s.attained_s += compute
+        self._in_flight += 1
         st.dispatched += 1
-        if now > job.deadline_s:
+        if now > step.deadline_s:
             st.deadline_misses += 1
         if fallback:
             st.lookahead_fallbacks += 1
-        if s.queue:
+        self._rekey(s, now)  # its entries go stale: a stream has one step in flight at a time
+        return step
+
+    def _finish(self, step: SynthesisStep, compute_s: float, now: float) -> _StreamState | None:
+        """Common bookkeeping of a finished step; the stream, or None when the result is stale
+        (cleared or closed meanwhile)."""
+        cfg = self.config
+        st = self._stats
+        st.completed += 1
+        step.slack_s = step.deadline_s - now
+        if step.slack_s < 0.0:
+            st.late_completions += 1
+        step.overrun = (
+            compute_s > cfg.overrun_factor * step.predicted_compute_s
+            and compute_s > cfg.overrun_min_s
+        )
+        if step.overrun:
+            st.overruns += 1
+        s = self._streams.get(step.stream_id)
+        if s is None or s.in_flight is not step:
+            st.dropped_results += 1
+            return None
+        self._release(s)
+        # VTC: the counter was charged the prediction at dispatch; settle to what it really cost.
+        s.attained_s += compute_s - step.predicted_compute_s
+        return s
+
+    def _release(self, s: _StreamState) -> None:
+        s.in_flight = None
+        s.inflight_audio_s = 0.0
+        self._in_flight -= 1
+
+    def _pop_sentence(self, s: _StreamState) -> None:
+        s.sentences.popleft()
+        self._sentences -= 1
+
+    def _after_step(self, s: _StreamState, now: float) -> None:
+        if s.sentences:
             self._push_service(s)
+        else:
+            self._backlogged.discard(s)
+            self._set_busy(s)
         self._rekey(s, now)
-        return job
+
+    def _set_busy(self, s: _StreamState) -> None:
+        """Keep `_busy_rtf` = the summed steady RTF of streams with work, in O(1)."""
+        share = self._stream_rtf(s.voice) if s.sentences and not s.closed else 0.0
+        self._busy_rtf += share - s.busy_rtf
+        s.busy_rtf = share
+
+    # ---- internals: heaps ----------------------------------------------------------------
 
     def _peek(self, heap: list[_Entry]) -> _Entry | None:
         while heap:
@@ -737,7 +1111,7 @@ class Scheduler:
             if version == s.version:
                 heapq.heappush(self._ready, (s.rank_s, tb, version, s))
 
-    def _pick_ready(self) -> _Stream | None:
+    def _pick_ready(self) -> _StreamState | None:
         """The most urgent eligible stream; among near-ties, the least attained service.
 
         Near-ties are looked for in the top `tie_candidates` slots of the heap array (its upper
@@ -758,7 +1132,7 @@ class Scheduler:
                 best = entry
         return best[3]
 
-    def _pick_held(self, now: float) -> _Stream | None:
+    def _pick_held(self, now: float) -> _StreamState | None:
         """A held-back stream for a worker that would otherwise idle: the one with the least
         audio ahead, unless even that one is past max_lookahead_s. (Its entry goes stale.)"""
         top = self._peek(self._held)
@@ -766,39 +1140,63 @@ class Scheduler:
             return None
         return top[3]
 
-    def _fill_batch(self, jobs: list[ChunkJob], seed_rank: float, now: float, n: int) -> None:
-        """Grow a batch around the most urgent job: candidates within batch_window_s of its
-        latest start, similar lengths first; stop before the batch would make its most urgent
-        member late (Triton's dynamic batcher, with deadlines)."""
+    def _batchable(self, s: _StreamState, seed: SynthesisStep, now: float) -> bool:
+        """Can the stream's next step join a batch seeded by `seed` (one kind, voice, speed;
+        a window of exactly seed.frames that its buffer allows, leaving no tiny tail)?"""
+        sentence = s.sentences[0]
+        head = sentence.encode
+        if head.voice != seed.voice or head.speed != seed.speed:
+            return False
+        if seed.kind is StepKind.ENCODE:
+            return sentence.frames is None
+        if sentence.frames is None:
+            return False
+        remaining = sentence.frames - sentence.next_frame
+        if remaining != seed.frames and remaining - seed.frames < self.config.min_window_frames:
+            return False
+        return self._window(s, remaining, now) >= seed.frames
+
+    def _fill_batch(self, steps: list[SynthesisStep], seed_rank: float, now: float,
+                    n: int) -> None:
+        """Grow a homogeneous batch around the most urgent step: candidates within
+        batch_window_s of its latest start, of its kind, voice and speed (windows of its frame
+        count; encode steps of similar length first); stop before the batch would make its
+        most urgent member late (Triton's dynamic batcher, with deadlines)."""
         cfg = self.config
         heap = self._ready
         limit = seed_rank + cfg.batch_window_s
+        seed = steps[0]
         pool: list[_Entry] = []
-        while heap and len(pool) < cfg.batch_candidates and heap[0][0] <= limit:
+        rest: list[_Entry] = []
+        while heap and len(pool) + len(rest) < cfg.batch_candidates and heap[0][0] <= limit:
             entry = heapq.heappop(heap)
-            if entry[2] == entry[3].version:
-                pool.append(entry)
-        seed = jobs[0]
-        pool.sort(key=lambda e: abs(e[3].queue[0].chars - seed.chars))
+            if entry[2] != entry[3].version:
+                continue
+            (pool if self._batchable(entry[3], seed, now) else rest).append(entry)
+        if seed.kind is StepKind.ENCODE:
+            pool.sort(key=lambda e: abs(e[3].sentences[0].encode.chars - seed.chars))
         earliest = seed.deadline_s
         computes = [seed.predicted_compute_s]
         used = 0
         for entry in pool:
             s = entry[3]
-            if len(jobs) >= n or entry[2] != s.version:
+            if len(steps) >= n:
                 break
-            head = s.queue[0]
-            trial = [*computes, head.predicted_compute_s]
+            compute, after, _ = self._head_cost(s, now)
+            if seed.kind is StepKind.DECODE:
+                compute = seed.predicted_compute_s
+            trial = [*computes, compute]
             longest = max(trial)
             batch_s = longest + cfg.batch_marginal_cost * (sum(trial) - longest)
-            earliest_if = min(earliest, self._deadline(s, s.inflight_audio_s + s.ready_audio_s))
+            earliest_if = min(earliest, self._due_s(s) - after)
             allowed = max(earliest_if - now, cfg.batch_late_growth * seed.predicted_compute_s)
             if batch_s > allowed:
                 break
             earliest, computes = earliest_if, trial
-            jobs.append(self._dispatch(s, now, False))
+            frames = seed.frames if seed.kind is StepKind.DECODE else None
+            steps.append(self._dispatch(s, now, False, frames))
             used += 1
-        for entry in pool[used:]:
+        for entry in [*pool[used:], *rest]:
             if entry[2] == entry[3].version:
                 heapq.heappush(heap, entry)
 
@@ -807,46 +1205,13 @@ class Scheduler:
         heap = self._service
         while heap:
             attained, _, s = heap[0]
-            if s.queue and not s.closed and s.attained_s == attained:
+            if s.sentences and not s.closed and s.attained_s == attained:
                 return attained
             heapq.heappop(heap)
         return 0.0
 
-    def _push_service(self, s: _Stream) -> None:
+    def _push_service(self, s: _StreamState) -> None:
         heapq.heappush(self._service, (s.attained_s, next(self._tiebreak), s))
-
-    def _fresh_compute_one(self) -> float:
-        """Predicted compute of one burst stream's first chunk (voice not known yet: "")."""
-        return self.model.predict("", self.config.min_first_chunk_chars, 1.0)[1]
-
-    def _fresh_compute(self, now: float) -> float:
-        """Predicted compute of the first chunks that streams opened within open_grace_s, and
-        still without text, are about to submit (each a min_first_chunk_chars chunk)."""
-        cfg = self.config
-        while self._fresh:
-            stream_id, opened_s = next(iter(self._fresh.items()))
-            if now - opened_s < cfg.open_grace_s:
-                break
-            del self._fresh[stream_id]  # it waited too long to count as part of a burst
-        return len(self._fresh) * self._fresh_compute_one()
-
-    def _urgent_compute(self, now: float) -> float:
-        """Predicted compute of queued chunks due within a first chunk's deadline of now
-        (first_audio_target_s + first_chunk_slack_s)."""
-        cached_now, cached_epoch, value = self._urgent_cache
-        if cached_now == now and cached_epoch == self._epoch:
-            return value
-        horizon = now + self._first_due_s
-        total = 0.0
-        for s in self._backlogged:
-            ahead = s.inflight_audio_s + s.ready_audio_s
-            for job in s.queue:
-                if self._deadline(s, ahead) > horizon:
-                    break
-                total += job.predicted_compute_s
-                ahead += job.predicted_audio_s
-        self._urgent_cache = (now, self._epoch, total)
-        return total
 
     def _maybe_compact(self, now: float) -> None:
         """Rebuild the heaps when stale entries outnumber live ones (amortized O(1))."""

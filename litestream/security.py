@@ -38,7 +38,8 @@ class RefusalReason(StrEnum):
     RATE = "rate"  # 429, over the message rate
     STREAMS = "streams"  # 429, over the concurrent-stream quota
     DRAINING = "draining"  # 503, shutting down
-    CAPACITY = "capacity"  # 503, admission control said no
+    CAPACITY = "capacity"  # 503, admission control said no: predicted load or backlog
+    MAX_STREAMS = "max_streams"  # 503, the server holds `max_streams` streams already
 
 
 # HTTP status for each reason; the one place this mapping lives.
@@ -50,6 +51,7 @@ STATUS_FOR_REASON: dict[RefusalReason, int] = {
     RefusalReason.STREAMS: 429,
     RefusalReason.DRAINING: 503,
     RefusalReason.CAPACITY: 503,
+    RefusalReason.MAX_STREAMS: 503,
 }
 
 # The `code` in a refusal's JSON body. protocol-v1 has codes for most refusals; it has none
@@ -64,6 +66,7 @@ CODE_FOR_REASON: dict[RefusalReason, str] = {
     RefusalReason.STREAMS: "rate_limited",
     RefusalReason.DRAINING: "overloaded",
     RefusalReason.CAPACITY: "overloaded",
+    RefusalReason.MAX_STREAMS: "overloaded",
 }
 
 # Retry-After when nobody can know when a slot frees up (a stream ends when its client says).
@@ -124,10 +127,22 @@ def refuse_draining(retry_after_s: float) -> Refusal:
     return refuse(RefusalReason.DRAINING, "server is shutting down", retry_after_s=retry_after_s)
 
 
-def refuse_capacity(retry_after_s: float) -> Refusal:
-    return refuse(
-        RefusalReason.CAPACITY, "no capacity for another stream", retry_after_s=retry_after_s
-    )
+# The scheduler's admission reasons (`Admission.reason`) and what a client is told for each.
+# A reason not listed is still refused, counted as "capacity", and named in the message.
+ADMISSION_REFUSALS: dict[str, tuple[RefusalReason, str]] = {
+    "capacity": (RefusalReason.CAPACITY, "no capacity for another stream"),
+    "streams": (RefusalReason.MAX_STREAMS, "the server holds as many streams as it may"),
+}
+
+
+def refuse_admission(reason: str, retry_after_s: float) -> Refusal:
+    """503 for a stream the scheduler would not admit; `reason` is `Admission.reason`."""
+    known = ADMISSION_REFUSALS.get(reason)
+    if known is None:
+        return refuse(RefusalReason.CAPACITY, f"no capacity for another stream ({reason})",
+                      retry_after_s=retry_after_s)
+    refusal_reason, message = known
+    return refuse(refusal_reason, message, retry_after_s=retry_after_s)
 
 
 def retry_after_header(retry_after_s: float) -> str:

@@ -3,13 +3,17 @@
 A fixed pool of threads, each with its own ONNX Runtime session (measured faster than one
 shared session on CPU: see docs/benchmarks.md). The event loop owns the scheduler; it hands a
 worker a batch only when that worker is idle, so the scheduler decides as late as possible
-(a chunk cannot be paused once started). Results go back with `call_soon_threadsafe`.
+(a step cannot be paused once started). Results go back with `call_soon_threadsafe`.
+
+A step is a sentence's encode (front pass: phonemize, then `Voice.encode`) or one decode window
+(`Voice.decode`, or `Voice.decode_batch` for a batch of equal windows); the scheduler makes every
+batch homogeneous (one kind, voice, speed and window length).
 
 The watchdog (issue 10). Every run has a time limit, `max(floor, factor x predicted compute)`;
 a loop timer armed at dispatch sets the run's `RunOptions.terminate` when it passes, and ONNX
-Runtime then stops the run with an error: its chunks fail (`synthesis_failed`), the worker
+Runtime then stops the run with an error: its steps fail (`synthesis_failed`), the worker
 takes work again. A worker not back within `grace_s` after that (stuck outside ONNX Runtime,
-in a native call that ignores the flag), or whose thread died, is abandoned: its chunks fail
+in a native call that ignores the flag), or whose thread died, is abandoned: its steps fail
 at once and a new thread with new sessions replaces it. Until the replacement is warm the pool
 serves with one worker fewer, and says so (`serving`, `on_change`) so that admission follows.
 
@@ -27,51 +31,44 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import count
-from typing import Protocol
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 
-from litestream.scheduler import ChunkJob
+from litestream.engine.base import DecodeWindow, Latent, Voice
+from litestream.scheduler import StepKind, SynthesisStep
 
 log = logging.getLogger("litestream.workers")
 
-# Start-up warm-up: one sentence of each length the segmenter hands out (its first chunks are
-# 12..120 characters, later ones up to max_chunk_chars), so no listener pays for the first run
-# at a shape (issue 10: the first stream's first audio was 2-3x a warm stream's).
-WARMUP_TEXTS: tuple[str, ...] = (
-    "Good morning.",
-    "The weather today is mild, with a light breeze.",
-    "Later this evening, clouds will gather over the hills and a little rain may fall "
-    "before midnight.",
-)
-
-
-class SynthVoice(Protocol):
-    """What a worker needs of a voice (PiperVoice; a fault-injecting wrapper in loadtest)."""
-
-    @property
-    def sample_rate(self) -> int: ...
-
-    def phoneme_ids(self, text: str) -> list[int]: ...
-
-    def synthesize_ids(self, batch: Sequence[Sequence[int]], speed: float = 1.0, *,
-                       run_options: ort.RunOptions | None = None) -> list[np.ndarray]: ...
-
-    def new_session(self) -> SynthVoice: ...
-
-    def warmup(self) -> None: ...
+TERMINATED = "terminated by the watchdog"
 
 
 @dataclass(frozen=True)
 class WorkResult:
-    job: ChunkJob
-    audio: np.ndarray | None     # float32 mono; None when synthesis failed
-    compute_s: float             # wall time this job took on its worker (batch time shared)
+    step: SynthesisStep
+    compute_s: float             # wall time this step took on its worker (batch time shared)
+    latent: Latent | None = None  # ENCODE: the sentence's front pass
+    audio: np.ndarray | None = None  # DECODE: float32 mono window
     error: str | None = None     # why it failed, for the log (never sent with text)
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """One worker's measurement of one voice: a sentence encoded, then decoded in windows."""
+
+    chars: int
+    encode_s: float
+    frames: int  # the sentence's frames
+    decode_s: float  # all its windows
+    windows: int
 
 
 @dataclass(frozen=True)
@@ -95,13 +92,13 @@ class PoolEvent(enum.Enum):
 
 
 class _State(enum.Enum):
-    WARMING = "warming"  # building and warming its sessions
+    WARMING = "warming"  # building its sessions (each warms itself: Voice.warmup)
     IDLE = "idle"
     BUSY = "busy"
     GONE = "gone"        # abandoned (wedged or dead); whatever it posts later is ignored
 
 
-_Task = tuple[int, list[ChunkJob], ort.RunOptions]  # (run number, jobs, options)
+_Task = tuple[int, list[SynthesisStep], ort.RunOptions]  # (run number, steps, options)
 
 
 @dataclass(eq=False)
@@ -109,11 +106,11 @@ class _Worker:
     name: str
     inbox: queue.SimpleQueue[_Task | None] = field(default_factory=queue.SimpleQueue)
     state: _State = _State.WARMING
-    sessions: Mapping[str, SynthVoice] = field(default_factory=dict)
+    sessions: Mapping[str, Voice] = field(default_factory=dict)
     thread: threading.Thread | None = None
-    # The run in progress (state BUSY): its jobs, options, start (loop clock) and a number
-    # that tells a stale timer from the current run's.
-    jobs: list[ChunkJob] = field(default_factory=list)
+    # The run in progress (state BUSY): its steps, options, start (loop clock) and a number
+    # that tells a stale timer or result from the current run's.
+    steps: list[SynthesisStep] = field(default_factory=list)
     run_options: ort.RunOptions | None = None
     started_s: float = 0.0
     run_no: int = 0
@@ -124,18 +121,18 @@ class _Worker:
 class WorkerPool:
     """N threads; `dispatch` hands a batch to an idle one, `on_result` runs on the loop.
 
-    Create it on the loop thread, then `await pool.ready()`: each worker builds and warms its
-    own sessions in its own thread (worker 0 uses the loaded ones)."""
+    Create it on the loop thread, then `await pool.ready()`: each worker builds its own
+    sessions in its own thread (worker 0 uses the loaded ones); `new_session` warms each on the
+    shapes it will meet (Voice.warmup)."""
 
     def __init__(
         self,
-        voices: Mapping[str, SynthVoice],
+        voices: Mapping[str, Voice],
         workers: int,
         loop: asyncio.AbstractEventLoop,
         on_result: Callable[[WorkResult], None],
         *,
         watchdog: WatchdogConfig | None = None,
-        warm_texts: Sequence[str] = WARMUP_TEXTS,
         on_change: Callable[[PoolEvent], None] | None = None,
     ) -> None:
         if workers < 1:
@@ -146,13 +143,11 @@ class WorkerPool:
         self._voices = voices
         self._size = workers
         self.watchdog = watchdog or WatchdogConfig()
-        self._warm_texts = tuple(warm_texts)
         self._workers: list[_Worker] = []
         self._idle: list[_Worker] = []
         self._abandoned: list[_Worker] = []
         self._names = count()
         self._all_warm = asyncio.Event()
-        self._replacing = False  # set once start-up is over: later workers are replacements
         self._closed = False
         for index in range(workers):
             # Worker 0 uses the loaded sessions; the others get their own, so no two threads
@@ -186,22 +181,22 @@ class WorkerPool:
         """Wait until every worker has built and warmed its sessions."""
         await self._all_warm.wait()
 
-    def dispatch(self, jobs: Sequence[ChunkJob]) -> None:
+    def dispatch(self, steps: Sequence[SynthesisStep]) -> None:
         """Hand a batch to an idle worker. Call only when `idle > 0`, on the loop thread."""
         worker = self._idle.pop()
         worker.state = _State.BUSY
-        worker.jobs = list(jobs)
+        worker.steps = list(steps)
         worker.run_options = ort.RunOptions()  # fresh per run: terminate stops this run only
         worker.started_s = self._loop.time()
         worker.run_no += 1
         worker.terminated = False
-        limit = self.watchdog.limit_s(sum(job.predicted_compute_s for job in jobs))
+        limit = self.watchdog.limit_s(sum(step.predicted_compute_s for step in steps))
         if limit is not None:
             worker.timer = self._loop.call_at(worker.started_s + limit, self._overdue, worker,
                                               worker.run_no, limit)
-        worker.inbox.put((worker.run_no, worker.jobs, worker.run_options))
+        worker.inbox.put((worker.run_no, worker.steps, worker.run_options))
 
-    def _start_worker(self, sessions: Mapping[str, SynthVoice] | None) -> _Worker:
+    def _start_worker(self, sessions: Mapping[str, Voice] | None) -> _Worker:
         worker = _Worker(name=f"litestream-worker-{next(self._names)}")
         worker.thread = threading.Thread(target=self._run, args=(worker, sessions),
                                          name=worker.name, daemon=True)
@@ -209,7 +204,7 @@ class WorkerPool:
         worker.thread.start()
         return worker
 
-    def _warmed(self, worker: _Worker, sessions: Mapping[str, SynthVoice]) -> None:
+    def _warmed(self, worker: _Worker, sessions: Mapping[str, Voice]) -> None:
         if worker.state is not _State.WARMING:
             return
         worker.sessions = sessions
@@ -218,14 +213,13 @@ class WorkerPool:
         log.info("%s warm and serving (%d of %d)", worker.name, self.serving, self._size)
         if all(w.state is not _State.WARMING for w in self._workers):
             self._all_warm.set()
-            self._replacing = True
         self._emit(PoolEvent.SERVING)
 
     def _finished(self, worker: _Worker, run_no: int, results: list[WorkResult]) -> None:
         # On the loop thread: the worker is idle again before results are handled, so the
         # result handler's dispatch can give it the next batch at once.
         if worker.state is _State.GONE or run_no != worker.run_no:
-            return  # abandoned: its chunks were failed when it was; the thread exits
+            return  # abandoned: its steps were failed when it was; the thread exits
         if worker.timer is not None:
             worker.timer.cancel()
             worker.timer = None
@@ -233,7 +227,7 @@ class WorkerPool:
             log.info("%s back after terminate, %.2f s after its run started", worker.name,
                      self._loop.time() - worker.started_s)
         worker.state = _State.IDLE
-        worker.jobs = []
+        worker.steps = []
         worker.run_options = None
         self._idle.append(worker)
         for result in results:
@@ -244,11 +238,11 @@ class WorkerPool:
         not come back within the grace."""
         if worker.state is not _State.BUSY or run_no != worker.run_no:
             return
-        head = worker.jobs[0]
-        predicted = sum(job.predicted_compute_s for job in worker.jobs)
-        log.warning("session=%s seq=%d synthesis past its limit of %.2f s (predicted %.2f s, "
-                    "%d chunks) on %s: terminating the run", head.stream_id, head.seq, limit_s,
-                    predicted, len(worker.jobs), worker.name)
+        head = worker.steps[0]
+        predicted = sum(step.predicted_compute_s for step in worker.steps)
+        log.warning("session=%s seq=%d %s step past its limit of %.2f s (predicted %.2f s, "
+                    "%d steps) on %s: terminating the run", head.stream_id, head.seq,
+                    head.kind.value, limit_s, predicted, len(worker.steps), worker.name)
         worker.terminated = True
         if worker.run_options is not None:
             worker.run_options.terminate = True
@@ -290,7 +284,7 @@ class WorkerPool:
         worker.inbox.put(None)  # should it ever come back, it exits
         self._workers.remove(worker)
         self._abandoned.append(worker)
-        jobs, worker.jobs = worker.jobs, []
+        steps, worker.steps = worker.steps, []
         elapsed = self._loop.time() - worker.started_s
         if self._closed:
             pass
@@ -305,8 +299,8 @@ class WorkerPool:
             self._start_worker(None)
             self._emit(PoolEvent.REPLACED)
         self._emit(PoolEvent.SERVING)
-        for job in jobs:
-            self._on_result(WorkResult(job, None, elapsed, why))
+        for step in steps:
+            self._on_result(WorkResult(step, elapsed, error=why))
 
     def _emit(self, event: PoolEvent) -> None:
         if self._on_change is not None:
@@ -321,43 +315,34 @@ class WorkerPool:
 
     # ------------------------------------------------------------ worker threads
 
-    def _run(self, worker: _Worker, prototypes: Mapping[str, SynthVoice] | None) -> None:
+    def _run(self, worker: _Worker, prototypes: Mapping[str, Voice] | None) -> None:
         try:
-            if prototypes is not None or not self._replacing:
-                sessions = (prototypes if prototypes is not None
-                            else {k: v.new_session() for k, v in self._voices.items()})
-                warm(sessions, self._warm_texts)
-            else:
-                # A replacement: new_session's own warm-up only. The other workers are serving
-                # on the same cores; a long warm-up here would stall their listeners.
-                sessions = {k: v.new_session() for k, v in self._voices.items()}
+            sessions = (dict(prototypes) if prototypes is not None
+                        else {k: v.new_session() for k, v in self._voices.items()})
             if not self._post(self._warmed, worker, sessions):
                 return
             while True:
                 task = worker.inbox.get()
                 if task is None:
                     return
-                run_no, jobs, run_options = task
-                results = _synthesize(sessions, jobs, run_options)
+                run_no, steps, run_options = task
+                results = run_steps(sessions, steps, run_options)
                 release_memory()
                 if not self._post(self._finished, worker, run_no, results):
                     return
         except BaseException as exc:  # the thread dies: say so, so the pool replaces it
             self._post(self._died, worker, exc)
 
-    def calibrate(self, voice: str, text: str) -> list[WorkResult]:
-        """Synthesize `text` on every serving worker's session at once, as under full load,
-        and return the results (blocking; call before any job is dispatched)."""
-        job = ChunkJob(stream_id="calibration", seq=0, text=text, speed=1.0, voice=voice,
-                       chars=len(text), predicted_audio_s=0.0, predicted_compute_s=0.0,
-                       latest_start_s=0.0, deadline_s=0.0)
-        results: list[WorkResult] = []
+    def calibrate(self, voice: str, text: str, window_frames: int) -> list[Calibration]:
+        """Encode `text` and decode it in windows of `window_frames` on every serving worker's
+        session at once, as under full load (blocking; call before any step is dispatched)."""
+        results: list[Calibration] = []
         lock = threading.Lock()
 
-        def run(sessions: Mapping[str, SynthVoice]) -> None:
-            found = _synthesize(sessions, [job], None)
+        def run(sessions: Mapping[str, Voice]) -> None:
+            found = _calibrate(sessions[voice], text, window_frames)
             with lock:
-                results.extend(found)
+                results.append(found)
 
         threads = [threading.Thread(target=run, args=(w.sessions,)) for w in list(self._workers)
                    if w.state is _State.IDLE]
@@ -396,59 +381,78 @@ _malloc_trim = _load_malloc_trim()
 def release_memory() -> None:
     """Give the freed heap back to the OS after a run (glibc; a no-op elsewhere).
 
-    With the ORT arena off, a long chunk's tensors are freed to malloc, but glibc keeps most of
-    a fragmented heap: RSS still grew 250 -> 890 MB over hostile traffic. `malloc_trim(0)`
-    returns free pages from every arena, and kept it flat (measured in docs/operations.md);
-    it releases the GIL while it runs (ctypes), so other threads go on."""
+    With the ORT arena off, a long sentence's tensors are freed to malloc, but glibc keeps most
+    of a fragmented heap: RSS still grew 250 -> 890 MB over hostile traffic. `malloc_trim(0)`
+    returns free pages from every arena and kept it flat (docs/operations.md); ctypes releases
+    the GIL while it runs, so other threads go on."""
     if _malloc_trim is not None:
         _malloc_trim(0)
 
 
-def warm(sessions: Mapping[str, SynthVoice], texts: Iterable[str]) -> None:
-    """The serving path once per text and voice, after the session's own `warmup()` (which
-    `load` and `new_session` run): the sentence lengths it will meet are planned before any
-    listener waits on them."""
-    for voice_id in sessions:
-        for text in texts:
-            job = ChunkJob(stream_id="warmup", seq=0, text=text, speed=1.0, voice=voice_id,
-                           chars=len(text), predicted_audio_s=0.0, predicted_compute_s=0.0,
-                           latest_start_s=0.0, deadline_s=0.0)
-            _synthesize(sessions, [job], None)
-
-
-def _synthesize(voices: Mapping[str, SynthVoice], jobs: list[ChunkJob],
-                run_options: ort.RunOptions | None) -> list[WorkResult]:
-    """Phonemize and synthesize one batch, one engine run per (voice, speed) in it."""
-    groups: dict[tuple[str, float], list[ChunkJob]] = {}
-    for job in jobs:
-        groups.setdefault((job.voice, job.speed), []).append(job)
-    by_job: dict[int, WorkResult] = {}
-    for group in groups.values():
-        for result in _synthesize_group(voices, group, run_options):
-            by_job[id(result.job)] = result
-    return [by_job[id(job)] for job in jobs]
-
-
-def _synthesize_group(voices: Mapping[str, SynthVoice], jobs: list[ChunkJob],
-                      run_options: ort.RunOptions | None) -> list[WorkResult]:
-    """One engine run for jobs that share voice and speed."""
+def _calibrate(voice: Voice, text: str, window_frames: int) -> Calibration:
     started = time.perf_counter()
-    voice = voices.get(jobs[0].voice)
+    latent = voice.encode(voice.phoneme_ids(text))
+    encoded = time.perf_counter()
+    windows = 0
+    for start in range(0, latent.frames, window_frames):
+        voice.decode(latent, start, min(window_frames, latent.frames - start))
+        windows += 1
+    return Calibration(len(text), encoded - started, latent.frames,
+                       time.perf_counter() - encoded, windows)
+
+
+def run_steps(voices: Mapping[str, Voice], steps: list[SynthesisStep],
+              run_options: Any = None) -> list[WorkResult]:
+    """Run one homogeneous batch: encode steps one by one (each phonemized first), decode
+    windows as one `decode_batch`. A failure fails only its own step. `run_options` (an
+    `ort.RunOptions`) goes to every engine run: the watchdog may terminate it."""
+    voice = voices.get(steps[0].voice)
     if voice is None:
-        return [WorkResult(job, None, 0.0, f"voice {job.voice!r} not loaded") for job in jobs]
+        return [WorkResult(step, 0.0, error=f"voice {step.voice!r} not loaded") for step in steps]
+    if steps[0].kind is StepKind.ENCODE:
+        return [_encode(voice, step, run_options) for step in steps]
+    if len(steps) == 1:
+        return [_decode(voice, steps[0], run_options)]
+    started = time.perf_counter()
     try:
-        ids = [voice.phoneme_ids(job.text) for job in jobs]
-        audios = voice.synthesize_ids(ids, speed=jobs[0].speed, run_options=run_options)
-    except Exception as exc:  # one bad chunk must not kill the worker or other streams
-        terminated = run_options is not None and run_options.terminate
-        if len(jobs) > 1 and not terminated:
-            # Retry one by one so one bad item fails alone.
-            return [r for job in jobs for r in _synthesize_group(voices, [job], run_options)]
-        why = "terminated by the watchdog" if terminated else repr(exc)
-        for job in jobs:
-            log.warning("session=%s seq=%d synthesis failed: %s", job.stream_id, job.seq,
-                        "terminated by the watchdog" if terminated else type(exc).__name__)
-        share = (time.perf_counter() - started) / len(jobs)
-        return [WorkResult(job, None, share, why) for job in jobs]
-    share = (time.perf_counter() - started) / len(jobs)
-    return [WorkResult(job, audio, share) for job, audio in zip(jobs, audios, strict=True)]
+        audios = voice.decode_batch([_window(step) for step in steps], run_options=run_options)
+    except Exception:  # retry one by one so one bad window fails alone (fast if terminated)
+        return [_decode(voice, step, run_options) for step in steps]
+    share = (time.perf_counter() - started) / len(steps)
+    return [WorkResult(step, share, audio=audio)
+            for step, audio in zip(steps, audios, strict=True)]
+
+
+def _window(step: SynthesisStep) -> DecodeWindow:
+    if not isinstance(step.latent, Latent):
+        raise TypeError(f"decode step of seq {step.seq} has no latent")
+    return DecodeWindow(step.latent, step.start_frame, step.frames)
+
+
+def _encode(voice: Voice, step: SynthesisStep, run_options: Any) -> WorkResult:
+    started = time.perf_counter()
+    try:
+        latent = voice.encode(voice.phoneme_ids(step.text), step.speed, run_options=run_options)
+    except Exception as exc:  # one bad sentence must not kill the worker or other streams
+        return _failed(step, started, exc, run_options)
+    return WorkResult(step, time.perf_counter() - started, latent=latent)
+
+
+def _decode(voice: Voice, step: SynthesisStep, run_options: Any) -> WorkResult:
+    started = time.perf_counter()
+    try:
+        window = _window(step)
+        audio = voice.decode(window.latent, window.start_frame, window.frames,
+                             run_options=run_options)
+    except Exception as exc:
+        return _failed(step, started, exc, run_options)
+    return WorkResult(step, time.perf_counter() - started, audio=audio)
+
+
+def _failed(step: SynthesisStep, started: float, exc: Exception,
+            run_options: Any = None) -> WorkResult:
+    terminated = run_options is not None and bool(getattr(run_options, "terminate", False))
+    log.warning("session=%s seq=%d %s step failed: %s", step.stream_id, step.seq,
+                step.kind.value, TERMINATED if terminated else type(exc).__name__)
+    error = TERMINATED if terminated else (repr(exc) or "failed")
+    return WorkResult(step, time.perf_counter() - started, error=error)

@@ -121,8 +121,8 @@ class FaultyVoice:
         ids: list[int] = self._inner.phoneme_ids(text)
         return ids
 
-    def synthesize_ids(self, batch: Sequence[Sequence[int]], speed: float = 1.0, *,
-                       run_options: Any = None) -> list[np.ndarray]:
+    def encode(self, ids: Sequence[int], speed: float = 1.0, *, run_options: Any = None) -> Any:
+        """A sentence's front pass: where a marked sentence's fault strikes."""
         fault = self.plan.take()
         if fault is Fault.RAISE:
             raise SynthesisError("injected: the engine raised")
@@ -136,16 +136,17 @@ class FaultyVoice:
             # A run that does not end on its own: run the real model over and over with the
             # caller's RunOptions, until ORT itself refuses because terminate was set.
             while True:
-                self._inner.synthesize_ids(batch, speed, run_options=run_options)
+                self._inner.encode(ids, speed, run_options=run_options)
+                self._inner.synthesize_ids([ids], speed, run_options=run_options)
         started = time.perf_counter()
-        audio: list[np.ndarray] = self._inner.synthesize_ids(batch, speed,
-                                                             run_options=run_options)
+        latent = self._inner.encode(ids, speed, run_options=run_options)
         if fault is Fault.SLOW:
             time.sleep(2 * (time.perf_counter() - started))
-        return audio
+        return latent
 
     def synthesize(self, text: str, speed: float = 1.0) -> np.ndarray:
-        return self.synthesize_ids([self.phoneme_ids(text)], speed)[0]
+        audio: np.ndarray = self._inner.synthesize(text, speed)
+        return audio
 
     def new_session(self) -> FaultyVoice:
         self.plan.sessions_allowed.wait()
@@ -204,13 +205,20 @@ def _ms(value: float | None) -> str:
 
 async def speak(url: str, index: int, messages: Sequence[str | bytes], *, timeout_s: float = 120,
                 read: bool = True, abort_after_s: float | None = None,
-                pace_s: float = 0.0, playing: asyncio.Event | None = None) -> StreamResult:
+                pace_s: float = 0.0, playing: asyncio.Event | None = None,
+                retries: int = 0) -> StreamResult:
     """One client: send `messages` (raw frames, json encoding), record what comes back.
 
     `read=False`: never read (a client that stops reading). `abort_after_s`: drop the TCP
     connection without a close frame that long after the first message. `playing` is set at
     its first audio (or when it ends without any)."""
     try:
+        for _ in range(retries):  # a refused handshake (admission) may try again shortly
+            result = await _speak(url, index, messages, timeout_s=timeout_s, read=read,
+                                  abort_after_s=abort_after_s, pace_s=pace_s, playing=playing)
+            if result.refused_status != 503:
+                return result
+            await asyncio.sleep(0.5)
         return await _speak(url, index, messages, timeout_s=timeout_s, read=read,
                             abort_after_s=abort_after_s, pace_s=pace_s, playing=playing)
     finally:
@@ -321,7 +329,7 @@ async def with_bystanders(url: str, sizes: Sizes,
     """Bystander streams start first; once each is playing, the fault runs alongside them."""
     playing = [asyncio.Event() for _ in range(sizes.bystanders)]
     tasks = [asyncio.create_task(speak(url, 100 + i, text_msgs(sizes.bystander_text),
-                                       playing=event))
+                                       playing=event, retries=20))
              for i, event in enumerate(playing)]
     for event in playing:
         await event.wait()
@@ -340,7 +348,7 @@ async def engine_fault(url: str, name: str, sizes: Sizes) -> Outcome:
     fault = _FAULT_OF[name]
     outcome = Outcome(name, f"{MARKERS[fault]}: one chunk of one stream")
     faulted, outcome.bystanders = await with_bystanders(
-        url, sizes, lambda: speak(url, 0, text_msgs(faulted_text(fault))))
+        url, sizes, lambda: speak(url, 0, text_msgs(faulted_text(fault)), retries=20))
     outcome.faulted = [faulted]
     return outcome
 
@@ -413,10 +421,11 @@ async def malformed(url: str, sizes: Sizes) -> Outcome:
     clients, frames = sizes.fuzz_clients, sizes.fuzz_frames
     outcome = Outcome("malformed", f"{clients} clients x {frames} fuzzed frames, then end")
     rng = random.Random(11)
+
     async def fuzz() -> list[StreamResult]:
         return list(await asyncio.gather(*(
             speak(url, i, [*fuzz_frames(rng, frames), *SPEAKABLE_FUZZ,
-                           json.dumps({"type": "end"})], pace_s=0.005)
+                           json.dumps({"type": "end"})], pace_s=0.005, retries=20)
             for i in range(clients))))
 
     outcome.faulted, outcome.bystanders = await with_bystanders(url, sizes, fuzz)
@@ -719,6 +728,7 @@ def memory_variant(variant: str, runs: int, seed: int = 1) -> None:
     from litestream.engine import PiperVoice
     from litestream.engine import piper as piper_mod
     from litestream.segmenter import Segmenter
+    from litestream.server import CALIBRATION_WINDOW_FRAMES as window
     from litestream.workers import release_memory
 
     plain = piper_mod._session_options
@@ -736,12 +746,16 @@ def memory_variant(variant: str, runs: int, seed: int = 1) -> None:
     rng = random.Random(seed)
 
     def run(text: str) -> tuple[float, float]:
+        """The serving path: the sentence's encode, then its decode windows."""
         ids = voice.phoneme_ids(text)
         t = time.perf_counter()
-        audio = voice.synthesize_ids([ids])[0]
+        latent = voice.encode(ids)
+        samples = 0
+        for start in range(0, latent.frames, window):
+            samples += len(voice.decode(latent, start, min(window, latent.frames - start)))
         if trim:
             release_memory()
-        return time.perf_counter() - t, len(audio) / voice.sample_rate
+        return time.perf_counter() - t, samples / voice.sample_rate
 
     def rtf() -> float:
         spent = [run(chunk) for chunk in ordinary]

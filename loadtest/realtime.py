@@ -34,7 +34,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from litestream.client import (
     Audio,
@@ -476,8 +476,10 @@ async def run_stream(url: str, mode: str, recorder: StreamRecorder, *, token_rat
 
 async def run_load(url: str, *, streams: int, arrival: str = "burst", text: str = "paragraph",
                    token_rate: float = 8.0, seed: int = 1, timeout_s: float = 300.0,
+                   mix: Sequence[tuple[str, str]] = (),
                    ) -> tuple[Summary, list[StreamResult]]:
-    """N listeners arriving as `arrival` says; returns the summary and every stream's result."""
+    """N listeners arriving as `arrival` says; returns the summary and every stream's result.
+    `mix` ((voice, text), ...) gives stream i the i-th pair, round robin, instead of `text`."""
     if not 1 <= streams <= MAX_STREAMS_HARD:
         raise ValueError(f"streams must be 1..{MAX_STREAMS_HARD}")
     if token_rate <= 0:
@@ -491,8 +493,10 @@ async def run_load(url: str, *, streams: int, arrival: str = "burst", text: str 
         delay = t0 + offset - loop.time()
         if delay > 0:
             await asyncio.sleep(delay)
-        return await run_stream(url, text, StreamRecorder(i, offset), token_rate=token_rate,
-                                timeout_s=timeout_s)
+        voice, mode = mix[i % len(mix)] if mix else ("", text)
+        target = f"{url}?{urlencode({'voice': voice})}" if voice else url
+        return await run_stream(target, mode, StreamRecorder(i, offset),
+                                token_rate=token_rate, timeout_s=timeout_s)
 
     results = await asyncio.gather(*(one(i, off) for i, off in enumerate(offsets)))
     return summarize(results, loop.time() - t0), list(results)
@@ -533,6 +537,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--arrival", default="burst", help="burst | poisson:RATE (streams/s)")
     p.add_argument("--text", default="paragraph", choices=["paragraph", "long", "tokens"])
     p.add_argument("--token-rate", type=float, default=8.0, help="words/s in tokens mode")
+    p.add_argument("--mix", default="", metavar="VOICE=TEXT,...",
+                   help="streams take these voice=text pairs in turn, e.g. "
+                        "en_US-joe-medium=paragraph,jf_alpha=ja (default: --text, default voice)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--timeout-s", type=float, default=600.0, help="bound on each stream")
@@ -548,6 +555,18 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def parse_mix(spec: str) -> list[tuple[str, str]]:
+    """"a=paragraph,b=ja" -> [("a", "paragraph"), ("b", "ja")]; texts checked."""
+    pairs = []
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        voice, sep, mode = item.partition("=")
+        if not sep or not voice:
+            raise SystemExit(f"--mix: {item!r} is not VOICE=TEXT")
+        text_for(mode)
+        pairs.append((voice, mode))
+    return pairs
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if not args.allow_remote:
@@ -558,13 +577,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit(str(exc)) from None
     meta: dict[str, Any] = {"machine": machine_info(), "url": args.url, "arrival": args.arrival,
                             "text": args.text, "token_rate": args.token_rate, "seed": args.seed}
+    args.mix = parse_mix(args.mix)
+    meta["mix"] = args.mix
     if args.capacity:
         return _capacity(args, meta)
     if not 1 <= args.streams <= MAX_STREAMS_HARD:
         raise SystemExit(f"--streams must be 1..{MAX_STREAMS_HARD}")
     summary, _ = asyncio.run(run_load(args.url, streams=args.streams, arrival=args.arrival,
                                       text=args.text, token_rate=args.token_rate,
-                                      seed=args.seed, timeout_s=args.timeout_s))
+                                      seed=args.seed, timeout_s=args.timeout_s, mix=args.mix))
     meta["loadavg_1m_at_end"] = _loadavg()
     if args.json:
         print(json.dumps({**meta, "summary": asdict(summary)}))
@@ -609,7 +630,7 @@ def _capacity(args: argparse.Namespace, meta: dict[str, Any]) -> int:
             first = False
             summary, _ = await run_load(args.url, streams=n, arrival="burst", text=args.text,
                                         token_rate=args.token_rate, seed=args.seed,
-                                        timeout_s=args.timeout_s)
+                                        timeout_s=args.timeout_s, mix=args.mix)
             return summary
 
         return await capacity_search(

@@ -1,9 +1,13 @@
-"""Scheduler cost per decision with many queued streams: next_jobs + complete (+ audio_sent).
+"""Scheduler cost per decision with many streams, and the playback simulations' figures.
 
     python -m loadtest.sched_bench --streams 1000 --decisions 20000
 
-Timing claims live here, not in tests (style: benchmarks print figures). Simulated time moves
-with the decisions so playback clocks, the lookahead cap and deadlines all stay in play.
+Timing claims live here, not in tests (style: benchmarks print figures). Part 1 times the
+scheduler itself: every stream backlogged with sentences, one decision = next_steps + the
+step's encoded()/decoded() + audio_sent, simulated time moving as the workers would, so
+playback clocks, window sizes, the lookahead cap and deadlines all stay in play. Part 2 prints
+the event-driven simulations (loadtest/schedsim.py: the bundled voice's measured step costs,
+2 workers) for the burst, LLM-token and long-text cases: simulated time, not wall time.
 """
 
 from __future__ import annotations
@@ -15,61 +19,73 @@ import random
 import statistics
 import time
 
-from litestream.scheduler import Priority, Scheduler, SchedulerConfig
+from litestream.scheduler import Priority, Scheduler, StepKind
+from loadtest.schedsim import (
+    APF,
+    CONTEXT_FRAMES,
+    SAMPLE_RATE,
+    SAMPLES_PER_FRAME,
+    VOICE,
+    FakeEngine,
+    SimResult,
+    config,
+    sentence_frames,
+    simulate,
+)
+from loadtest.texts import LONG, PARAGRAPH
 
-APC = 0.065  # fake engine: audio seconds per char
-RTF = 0.072  # fake engine: compute seconds per audio second
 
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--streams", type=int, default=1000)
-    parser.add_argument("--decisions", type=int, default=20000)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--chunks", type=int, default=4, help="queued chunks per stream to start")
-    parser.add_argument("--batch", type=int, default=1, help="max_jobs per next_jobs call")
-    parser.add_argument("--seed", type=int, default=1)
-    args = parser.parse_args(argv)
-
+def decision_cost(args: argparse.Namespace) -> None:
     rng = random.Random(args.seed)
-    sched = Scheduler(SchedulerConfig(), args.workers)
+    engine = FakeEngine(rng)
+    sched = Scheduler(config(), args.workers)
+    sched.register_voice(VOICE, context_frames=CONTEXT_FRAMES, sample_rate=SAMPLE_RATE)
     prios = [Priority.HIGH, Priority.NORMAL, Priority.NORMAL, Priority.LOW]
     now = 0.0
-    ids = [f"s{i}" for i in range(args.streams)]
-    for sid in ids:
+    next_seq: dict[str, int] = {}
+
+    def add(sid: str, at: float) -> None:
+        seq = next_seq[sid]
+        next_seq[sid] = seq + 1
+        sched.submit(sid, seq, "x" * rng.randint(20, 160), speed=1.0, voice=VOICE, now=at)
+
+    for i in range(args.streams):
+        sid = f"s{i}"
         sched.open_stream(sid, rng.choice(prios), now)
-        for _ in range(args.chunks):
-            sched.submit(sid, "x" * rng.randint(10, 120), speed=1.0, voice="v", now=now)
-    # Time advances as `workers` fake engines would (compute / workers per decision): demand far
-    # exceeds capacity, so the queue stays deep and playback clocks, the lookahead cap and
-    # deadlines all stay in play.
+        next_seq[sid] = 0
+        for _ in range(args.sentences):
+            add(sid, now)
     samples: list[int] = []
     for _ in range(args.decisions):
         t0 = time.perf_counter_ns()
-        jobs = sched.next_jobs(now, args.batch)
-        for job in jobs:
-            audio = job.chars * APC
-            if sched.complete(job, audio_s=audio, compute_s=RTF * audio, now=now):
-                sched.audio_sent(job.stream_id, audio, now)
+        steps = sched.next_steps(now, args.batch)
+        compute = engine.compute_s(steps) if steps else 0.0
+        finished: list[str] = []
+        for step in steps:
+            if step.kind is StepKind.ENCODE:
+                sched.encoded(step, frames=sentence_frames(step),
+                              samples_per_frame=SAMPLES_PER_FRAME, latent=None,
+                              compute_s=compute, now=now)
+            elif sched.decoded(step, audio_s=step.frames * APF, compute_s=compute, now=now):
+                sched.audio_sent(step.stream_id, step.frames * APF, now)
+                if step.last:
+                    finished.append(step.stream_id)
         samples.append(time.perf_counter_ns() - t0)
-        now += sum(RTF * job.chars * APC for job in jobs) / args.workers
-        for job in jobs:  # keep every stream backlogged (outside the timed region)
-            sched.submit(job.stream_id, "x" * rng.randint(10, 120), speed=1.0, voice="v", now=now)
-        if not jobs:
+        now += compute / args.workers
+        for sid in finished:  # keep every stream backlogged (outside the timed region)
+            add(sid, now)
+        if not steps:
             now = sched.next_wakeup_s(now) or now
     samples.sort()
     us = [s / 1000 for s in samples]
     st = sched.stats()
     print(
-        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, "
-        f"python {platform.python_version()}"
+        f"streams {args.streams}, sentences queued {st.queued_sentences}, decisions {len(us)}, "
+        f"batch {args.batch}, dispatched {st.dispatched} ({st.encode_steps} encode, "
+        f"{st.decode_steps} decode)"
     )
     print(
-        f"streams {args.streams}, queued {st.queued_jobs}, decisions {len(us)}, "
-        f"batch {args.batch}, dispatched {st.dispatched}"
-    )
-    print(
-        f"per decision (next_jobs + complete + audio_sent): p50 {us[len(us) // 2]:.1f} us, "
+        f"per decision (next_steps + encoded/decoded + audio_sent): p50 {us[len(us) // 2]:.1f} us, "
         f"p99 {us[int(len(us) * 0.99)]:.1f} us, max {us[-1]:.1f} us, "
         f"mean {statistics.fmean(us):.1f} us"
     )
@@ -77,6 +93,54 @@ def main(argv: list[str] | None = None) -> None:
         f"deadline misses {st.deadline_misses}, lookahead fallbacks {st.lookahead_fallbacks}, "
         f"held streams {st.held_streams}"
     )
+
+
+def report(name: str, results: list[SimResult]) -> None:
+    firsts = sorted(f for r in results for f in r.first_audio_s)
+    p = lambda q: firsts[min(len(firsts) - 1, round(q * len(firsts)) - 1)]  # noqa: E731
+    frames = sum(r.sched.stats().decoded_frames for r in results)
+    context = sum(r.sched.stats().context_frames for r in results)
+    steps = sum(r.sched.stats().decode_steps for r in results)
+    print(
+        f"{name:<34} admitted {min(r.admitted for r in results)}-"
+        f"{max(r.admitted for r in results)}, stalls {sum(r.stalls for r in results)} "
+        f"({sum(r.stall_s for r in results) * 1000:.0f} ms), first audio p50 {p(0.5) * 1000:.0f} "
+        f"p95 {p(0.95) * 1000:.0f} max {firsts[-1] * 1000:.0f} ms, mean window "
+        f"{frames / steps:.0f} frames, context {context / (frames + context):.0%} of frames"
+    )
+
+
+def simulations(seeds: int) -> None:
+    print(f"simulated playback, 2 workers, {seeds} seeds each (simulated time):")
+    cases = [
+        ("1 stream, paragraph", PARAGRAPH, {"streams": 1}),
+        ("20 connect at once, paragraph", PARAGRAPH, {"streams": 20}),
+        ("20 at once, paragraph, batches <= 4", PARAGRAPH, {"streams": 20, "max_steps": 4}),
+        ("20 at once, no admission", PARAGRAPH, {"streams": 20, "admit": False}),
+        ("8 LLMs at 8 words/s, paragraph", PARAGRAPH, {"streams": 8, "words_per_s": 8.0}),
+        ("20 connect at once, long text", LONG, {"streams": 20}),
+    ]
+    for name, text, kwargs in cases:
+        report(name, [simulate(text, seed=seed, **kwargs) for seed in range(1, seeds + 1)])
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--streams", type=int, default=1000)
+    parser.add_argument("--decisions", type=int, default=20000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--sentences", type=int, default=3, help="queued per stream to start")
+    parser.add_argument("--batch", type=int, default=1, help="max_steps per next_steps call")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--sim-seeds", type=int, default=6, help="0: skip the simulations")
+    args = parser.parse_args(argv)
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, "
+        f"python {platform.python_version()}"
+    )
+    decision_cost(args)
+    if args.sim_seeds:
+        simulations(args.sim_seeds)
 
 
 if __name__ == "__main__":

@@ -51,7 +51,17 @@ LONG = " ".join([
     "Thomas told one last story, and then he thanked everyone for listening.",
 ])
 
-TEXTS: dict[str, str] = {"paragraph": PARAGRAPH, "long": LONG, "tokens": PARAGRAPH}
+# Japanese, for the Kokoro voices: five sentences, about 15 s of audio.
+JA_PARAGRAPH = (
+    "朝の電車は、時刻表より少し遅れて駅に着きました。"
+    "ホームには、傘とコーヒーを持った人がたくさんいました。"
+    "車掌は切符を確かめながら、海へ行く乗り換えについて答えました。"
+    "二人の子どもが窓に顔をつけて、橋の数を数えていました。"
+    "昼には雲が晴れて、谷全体が日の光に輝きました。"
+)
+
+TEXTS: dict[str, str] = {"paragraph": PARAGRAPH, "long": LONG, "tokens": PARAGRAPH,
+                         "ja": JA_PARAGRAPH}
 
 
 def words(text: str) -> list[str]:

@@ -8,18 +8,18 @@ from __future__ import annotations
 
 import contextlib
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from litestream import config as config_mod
-from litestream.engine import PiperVoice
+from litestream.engine import PiperVoice, Voice
 from litestream.server import LitestreamServer
 
-_VOICES: dict[str, PiperVoice] = {}
+_VOICES: dict[str, Voice] = {}
 
 
-def shared_voices() -> dict[str, PiperVoice]:
+def shared_voices() -> dict[str, Voice]:
     if not _VOICES:
         voice = PiperVoice.load(deterministic=True)
         _VOICES[voice.info.id] = voice
@@ -47,12 +47,14 @@ class RunningServer:
 
 
 @contextlib.asynccontextmanager
-async def run_server(**overrides: Any) -> AsyncIterator[RunningServer]:
-    """`async with run_server(workers=2) as srv:` -> srv.url, srv.http_url, srv.server."""
+async def run_server(voices: Mapping[str, Voice] | None = None,
+                     **overrides: Any) -> AsyncIterator[RunningServer]:
+    """`async with run_server(workers=2) as srv:` -> srv.url, srv.http_url, srv.server.
+    ``voices`` (default: the shared Piper voice) replaces the voices the server serves."""
     overrides.setdefault("workers", 2)
     overrides.setdefault("deterministic", True)
     config = config_mod.build(environ={}, host="127.0.0.1", port=free_port(), **overrides)
-    server = LitestreamServer(config, voices=shared_voices())
+    server = LitestreamServer(config, voices=dict(voices) if voices else shared_voices())
     await server.start()
     try:
         yield RunningServer(server, server.port)

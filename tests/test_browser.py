@@ -18,7 +18,9 @@ from typing import Any
 
 import pytest
 
-from tests.serverutil import run_server
+from litestream.engine import registry
+from tests.serverutil import run_server, shared_voices
+from tests.test_voices import make_tiny_piper
 
 pytestmark = pytest.mark.browser
 
@@ -73,7 +75,10 @@ async def test_browser_player_plays_and_stops(tmp_path: Path) -> None:
     play_png = artifacts / "browser-play.png"
     stop_png = artifacts / "browser-stop.png"
 
-    async with run_server() as srv:
+    # A second voice (a tiny German Piper model) so the picker has a choice to show.
+    voices = {**shared_voices(), **registry.load_voices(
+        make_tiny_piper(tmp_path), [], kokoro_voices=False, deterministic=True)}
+    async with run_server(voices) as srv:
         proc = await asyncio.create_subprocess_exec(
             node, str(SCRIPT), "--url", srv.http_url,
             "--screenshot", str(play_png), "--stop-screenshot", str(stop_png),
@@ -95,6 +100,11 @@ async def test_browser_player_plays_and_stops(tmp_path: Path) -> None:
         f"browser checks failed: {summary.get('failures')}\noutput:\n{output[-4000:]}"
     )
     play, stop = summary["play"], summary["stop"]
+    # The voice picker lists every voice the server has, in its order, the default selected.
+    picker = summary["picker"]
+    assert picker["options"] == picker["voiceIds"] == ["en_US-joe-medium", "de_DE-tiny-x_low"]
+    assert picker["selected"] == "en_US-joe-medium"
+    assert "male" in picker["labels"][0] and "16000 Hz" in picker["labels"][1]
     # Played to the end: every chunk's audio, no dry spell, at real time.
     assert play["state"] == "done"
     assert play["chunks"] > 0

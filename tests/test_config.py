@@ -80,3 +80,22 @@ def test_kubernetes_service_links_are_not_settings() -> None:
         "LITESTREAM_PORT": "tcp://10.0.0.7:8765", "LITESTREAM_PORT_8765_TCP_PROTO": "tcp",
     })
     assert config.port == 8765
+
+
+def test_the_scheduler_view_is_computed_from_config() -> None:
+    from litestream.synthesis import scheduler_config
+
+    config = config_mod.build(environ={}, first_audio_target_ms=300, first_audio_slack_ms=200,
+                              jitter_ms=90, lookahead_s=3.0, max_lookahead_s=9.0,
+                              target_utilization=0.7, max_streams=5)
+    view = scheduler_config(config)
+    assert (view.first_audio_target_s, view.first_audio_slack_s, view.jitter_s) == (0.3, 0.2, 0.09)
+    assert (view.lookahead_s, view.max_lookahead_s) == (3.0, 9.0)
+    assert (view.target_utilization, view.max_streams) == (0.7, 5)
+
+
+def test_stream_defaults_are_checked_against_the_protocol() -> None:
+    with pytest.raises(ConfigError, match="frame_ms"):
+        config_mod.build(environ={}, frame_ms=5)
+    with pytest.raises(ConfigError, match="audio_format"):
+        config_mod.build(environ={}, audio_format="mp3")

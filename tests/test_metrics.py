@@ -130,3 +130,15 @@ def test_two_instances_do_not_clash() -> None:
     assert value(a, "litestream_active_streams") == 1
     assert value(b, "litestream_active_streams") == 0
     assert value(b, "litestream_refusals_total", reason="capacity") == 0
+
+
+def test_the_first_audio_target_in_the_metrics_is_config_default() -> None:
+    from litestream.config import Config
+    from litestream.metrics import FIRST_AUDIO_TARGET_S, TTFA_BUCKETS_S
+
+    assert Config().first_audio_target_s == FIRST_AUDIO_TARGET_S
+    assert FIRST_AUDIO_TARGET_S in TTFA_BUCKETS_S
+    body = Metrics().render()[0].decode()
+    help_line = next(line for line in body.splitlines()
+                     if line.startswith("# HELP litestream_ttfa_seconds "))
+    assert help_line.endswith(f"(default target {Config().first_audio_target_ms} ms)")

@@ -166,7 +166,7 @@ def serve_process() -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LITESTREAM_")}
     proc = subprocess.Popen(
         [sys.executable, "-m", "litestream", "serve", "--port", str(port), "--workers", "2",
-         "--drain-grace-s", "3", "--deterministic"],
+         "--drain-grace-s", "3", "--deterministic", "--no-kokoro"],  # drain, not voices
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
     deadline = time.monotonic() + 60

@@ -13,7 +13,7 @@ from litestream.errors import ErrorCode, ProtocolError
 from litestream.protocol import Encoding, StreamSettings
 
 VOICES = frozenset({"en_US-joe-medium"})
-DEFAULTS = StreamSettings(voice="en_US-joe-medium")
+DEFAULTS = StreamSettings(voice="en_US-joe-medium", format="s16le", frame_ms=40)
 
 
 def parse_json(text: str) -> protocol.ClientMessage:
@@ -66,7 +66,8 @@ def test_config_applies_only_sent_fields() -> None:
     msg = parse_json('{"type":"config","speed":1.5,"priority":"high","extra":1}')
     assert isinstance(msg, protocol.ConfigMsg)
     settings = protocol.apply_config(DEFAULTS, msg)
-    assert settings == StreamSettings(voice="en_US-joe-medium", speed=1.5, priority="high")
+    assert settings == StreamSettings(voice="en_US-joe-medium", format="s16le", frame_ms=40,
+                                      speed=1.5, priority="high")
 
 
 def test_encodings_refuse_the_other_frame_kind() -> None:

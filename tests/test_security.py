@@ -20,8 +20,8 @@ from litestream.security import (
     origin_allowed,
     refusal_body,
     refusal_headers,
+    refuse_admission,
     refuse_bad_param,
-    refuse_capacity,
     refuse_origin,
     refuse_unauthorized,
     retry_after_header,
@@ -287,10 +287,21 @@ def test_refusal_bodies_and_headers() -> None:
         "invalid_voice"
     )
 
-    cap = refuse_capacity(2.2)
-    assert cap.status == 503
+    cap = refuse_admission("capacity", 2.2)
+    assert cap.status == 503 and cap.reason is RefusalReason.CAPACITY
     assert json.loads(refusal_body(cap))["error"]["code"] == "overloaded"
     assert ("Retry-After", "3") in refusal_headers(cap)
+
+
+def test_the_admission_reason_reaches_the_refusal() -> None:
+    full = refuse_admission("streams", 1.0)
+    assert full.status == 503 and full.reason is RefusalReason.MAX_STREAMS
+    assert json.loads(refusal_body(full))["error"]["code"] == "overloaded"
+    # A reason the table does not know is still a 503, counted as capacity, and named.
+    other = refuse_admission("backlog", 4.5)
+    assert other.status == 503 and other.reason is RefusalReason.CAPACITY
+    assert "backlog" in json.loads(refusal_body(other))["error"]["message"]
+    assert ("Retry-After", "5") in refusal_headers(other)
 
 
 def test_retry_after_header_rounds_up_and_is_at_least_one() -> None:

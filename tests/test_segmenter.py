@@ -1,4 +1,4 @@
-"""Tests for litestream/segmenter.py: boundaries, normalization, first-chunk policy, and the
+"""Tests for litestream/segmenter.py: sentence and clause boundaries, normalization, and the
 property that the chunks do not depend on how the text was cut into fragments."""
 
 from __future__ import annotations
@@ -11,15 +11,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from litestream.segmenter import Segmenter
+from litestream.segmenter import PUNCTUATION, Segmenter
 
 
-def run(text: str, **kwargs: float | None) -> list[str]:
+def run(text: str, **kwargs: int | str) -> list[str]:
     seg = Segmenter(**kwargs)  # type: ignore[arg-type]
     return seg.feed(text) + seg.flush()
 
 
-def run_fragments(fragments: list[str], **kwargs: float | None) -> list[str]:
+def run_fragments(fragments: list[str], **kwargs: int) -> list[str]:
     seg = Segmenter(**kwargs)  # type: ignore[arg-type]
     out: list[str] = []
     for fragment in fragments:
@@ -117,12 +117,28 @@ def test_long_sentence_splits_at_commas_under_max_chars() -> None:
     assert " ".join(chunks) == text
 
 
-def test_long_sentence_without_clauses_splits_at_words() -> None:
-    words = [f"word{i}" for i in range(100)]
-    text = " ".join(words) + "."
-    chunks = run(text, max_chars=50)
-    assert all(len(c) <= 50 for c in chunks)
-    assert " ".join(chunks) == text  # never inside a word
+def test_long_clause_is_never_cut_between_words() -> None:
+    # No clause punctuation within max_chars: the piece runs on to the clause's end.
+    first = " ".join(f"word{i}" for i in range(18))  # 115 chars, one clause
+    text = f"{first}, and then a short one, and the end."
+    assert run(text, max_chars=50) == [f"{first},", "and then a short one, and the end."]
+    # A sentence that is one clause under the hard limit stays whole.
+    assert run(first + ".", max_chars=50) == [first + "."]
+
+
+def test_clause_over_the_hard_limit_is_cut_at_words() -> None:
+    # The safety limit: one clause longer than hard_max_chars is cut at the last word
+    # boundary within it, never inside a word; shorter clauses keep their punctuation cuts.
+    words = [f"word{i:02d}" for i in range(60)]  # 6 chars each, 419 chars in all
+    text = " ".join(words) + ", tail."
+    chunks = run(text, max_chars=50, hard_max_chars=100)
+    assert " ".join(chunks) == text
+    assert all(len(c) <= 100 for c in chunks)
+    assert all(c.split(" ")[-1] in words or c.endswith(",") for c in chunks[:-1])
+    assert len(chunks) == 5 and chunks[-1] == "word56 word57 word58 word59, tail."
+    # The default hard limit is 3 x max_chars.
+    assert Segmenter(max_chars=50).hard_max_chars == 150
+    assert run(" ".join(words[:20]) + ".", max_chars=50) == [" ".join(words[:20]) + "."]
 
 
 def test_clause_cut_at_parentheses_and_dashes() -> None:
@@ -147,6 +163,18 @@ def test_clause_cut_at_parentheses_and_dashes() -> None:
 def test_giant_word_stays_whole() -> None:
     giant = "x" * 50
     assert run(f"A {giant} b c.", max_chars=10) == ["A", giant, "b c."]
+
+
+def test_hard_limit_below_max_chars_is_refused() -> None:
+    with pytest.raises(ValueError, match="hard_max_chars"):
+        Segmenter(max_chars=100, hard_max_chars=50)
+
+
+def test_language_table_keys_by_base_code() -> None:
+    assert Segmenter(language="en_US").punctuation is PUNCTUATION["en"]
+    # A language without its own entry uses the Latin punctuation (pysbd knows its sentences).
+    assert Segmenter(language="de").punctuation is PUNCTUATION["en"]
+    assert run("Hallo Welt. Wie geht es?", language="de") == ["Hallo Welt.", "Wie geht es?"]
 
 
 # -- incremental feeding -----------------------------------------------------------------------
@@ -196,82 +224,6 @@ def test_flush_twice_is_empty() -> None:
     assert seg.flush() == []
 
 
-# -- first-chunk policy ------------------------------------------------------------------------
-
-LONG_WITH_COMMAS = (
-    "When the storm finally passed, the villagers came out of their houses, "
-    "looked at the damage and started to rebuild."
-)
-
-
-def test_first_chunk_is_first_clause() -> None:
-    chunks = run(LONG_WITH_COMMAS + " Next sentence.", first_chunk_chars=40)
-    assert chunks[0] == "When the storm finally passed,"
-    assert " ".join(chunks) == LONG_WITH_COMMAS + " Next sentence."
-    # Only the first chunk is cut short: the rest of the sentence goes whole.
-    assert chunks[1:] == [LONG_WITH_COMMAS[len(chunks[0]) + 1 :], "Next sentence."]
-
-
-def test_first_chunk_without_commas_is_first_words() -> None:
-    text = "The quick brown fox jumps over the lazy dog and keeps on running far away."
-    chunks = run(text, first_chunk_chars=20)
-    assert chunks[0] == "The quick brown fox"
-    assert len(chunks[0]) <= 20
-    assert " ".join(chunks) == text
-
-
-def test_first_chunk_from_unfinished_sentence() -> None:
-    seg = Segmenter(first_chunk_chars=20)
-    assert seg.feed("The quick brown") == []  # not yet more than 20 chars
-    assert seg.feed(" fox jumps ov") == ["The quick brown fox"]
-    assert seg.feed("er the lazy dog. And") == ["jumps over the lazy dog."]
-    assert seg.flush() == ["And"]
-
-
-def test_first_chunk_at_least_one_word() -> None:
-    seg = Segmenter(first_chunk_chars=5)
-    assert seg.feed("Extraordinarily") == []  # the word may not be finished
-    assert seg.feed(" long words follow here") == ["Extraordinarily"]
-
-
-def test_short_complete_first_sentence_stays_whole() -> None:
-    # 26 chars < 1.5 x 20: cutting would leave a tiny remainder.
-    assert run("The cat sat on a warm mat. Then", first_chunk_chars=20) == [
-        "The cat sat on a warm mat.",
-        "Then",
-    ]
-
-
-def test_first_chunk_chars_back_to_none_mid_stream() -> None:
-    seg = Segmenter(first_chunk_chars=20)
-    assert seg.feed("The quick brown") == []
-    seg.first_chunk_chars = None
-    assert seg.feed(" fox jumps over the lazy dog. And") == [
-        "The quick brown fox jumps over the lazy dog."
-    ]
-
-
-def test_only_the_first_chunk_is_short() -> None:
-    seg = Segmenter(first_chunk_chars=40)
-    # The sentence is unfinished (nothing follows it yet), but the first chunk may go.
-    assert seg.feed(LONG_WITH_COMMAS + " ") == ["When the storm finally passed,"]
-    # The rest of the sentence and the next sentence go whole.
-    rest = LONG_WITH_COMMAS[len("When the storm finally passed, ") :]
-    assert seg.feed(LONG_WITH_COMMAS + " Go") == [rest, LONG_WITH_COMMAS]
-
-
-def test_clear_makes_next_chunk_first_again() -> None:
-    seg = Segmenter(first_chunk_chars=40)
-    assert seg.feed(LONG_WITH_COMMAS + " Go")[0] == "When the storm finally passed,"
-    seg.clear()
-    assert seg.feed(LONG_WITH_COMMAS + " Go")[0] == "When the storm finally passed,"
-
-
-def test_unspeakable_does_not_use_up_first_chunk() -> None:
-    chunks = run("... " + LONG_WITH_COMMAS, first_chunk_chars=40)
-    assert chunks[0] == "When the storm finally passed,"
-
-
 # -- properties --------------------------------------------------------------------------------
 
 WORDS = ["the", "cat", "sat", "Smith", "ran", "house", "blue", "quickly", "a", "I", "yes"]
@@ -319,22 +271,52 @@ def fragmented(draw: st.DrawFn) -> tuple[str, list[str]]:
 
 
 @settings(max_examples=200, deadline=None)
-@given(fragmented(), st.sampled_from([20, 60, 300]))
-def test_fragments_do_not_change_chunks(case: tuple[str, list[str]], max_chars: int) -> None:
+@given(fragmented(), st.sampled_from([20, 60, 300]), st.sampled_from([1, 3]))
+def test_fragments_do_not_change_chunks(
+    case: tuple[str, list[str]], max_chars: int, hard_factor: int
+) -> None:
     text, fragments = case
-    assert run_fragments(fragments, max_chars=max_chars) == run(text, max_chars=max_chars)
+    knobs = {"max_chars": max_chars, "hard_max_chars": hard_factor * max_chars}
+    assert run_fragments(fragments, **knobs) == run(text, **knobs)
+
+
+CLAUSE_WORDS = ["the", "cat", "sat", "on", "a", "warm", "mat", "quickly", "blue", "house"]
+
+
+@st.composite
+def one_sentence(draw: st.DrawFn) -> str:
+    """One long sentence: words, some followed by clause punctuation, one full stop."""
+    text = ""
+    for _ in range(draw(st.integers(5, 80))):
+        text += " " + draw(st.sampled_from(CLAUSE_WORDS))
+        text += draw(st.sampled_from(["", "", "", "", ",", ";", ":", " —"]))
+    return text.strip() + "."
 
 
 @settings(max_examples=200, deadline=None)
-@given(fragmented(), st.sampled_from([20, 60, 300]), st.sampled_from([None, 10, 30]),
-       st.sampled_from([None, 1.4, 3.0]))
+@given(one_sentence(), st.sampled_from([15, 40, 100]))
+def test_long_sentences_are_cut_at_clause_punctuation_only(text: str, max_chars: int) -> None:
+    chunks = run(text, max_chars=max_chars, hard_max_chars=10_000)
+    assert " ".join(chunks) == text
+    for chunk in chunks[:-1]:
+        assert chunk[-1] in ",;:—", chunks
+    # Every piece is as long as the rule allows: it could not have taken the next clause too.
+    for chunk, nxt in itertools.pairwise(chunks):
+        if len(chunk) <= max_chars:
+            first_clause = nxt.split(" ")
+            ends = [i for i, w in enumerate(first_clause) if w[-1] in ",;:—"]
+            taken = " ".join(first_clause[: ends[0] + 1]) if ends else nxt
+            assert len(chunk) + 1 + len(taken) > max_chars, (chunk, nxt)
+
+
+@settings(max_examples=200, deadline=None)
+@given(fragmented(), st.sampled_from([20, 60, 300]), st.sampled_from([1, 3]))
 def test_chunks_cover_normalized_text(
-    case: tuple[str, list[str]], max_chars: int, first_chunk_chars: int | None,
-    chunk_growth: float | None,
+    case: tuple[str, list[str]], max_chars: int, hard_factor: int
 ) -> None:
     text, fragments = case
-    chunks = run_fragments(fragments, max_chars=max_chars, first_chunk_chars=first_chunk_chars,
-                           chunk_growth=chunk_growth)
+    hard = hard_factor * max_chars
+    chunks = run_fragments(fragments, max_chars=max_chars, hard_max_chars=hard)
     expected = normalize(text)
     # Chunks are the normalized text in order, modulo the single spaces between chunks; only
     # pieces with nothing to speak may be missing (pysbd can split "Dr.." into "Dr." and ".").
@@ -343,7 +325,7 @@ def test_chunks_cover_normalized_text(
     for chunk in chunks:
         assert chunk == normalize(chunk)
         assert speakable(chunk)
-        assert len(chunk) <= max_chars or " " not in chunk
+        assert len(chunk) <= hard or " " not in chunk
         piece = chunk.replace(" ", "")
         at = flat.find(piece, pos)
         assert at >= 0, (chunk, flat[pos:])
@@ -390,50 +372,3 @@ def test_token_feeding_is_linear(text: str) -> None:
 def test_max_chars_must_be_positive() -> None:
     with pytest.raises(ValueError, match="max_chars"):
         Segmenter(max_chars=0)
-
-
-# -- ramp: chunk n+1 may be at most chunk_growth times chunk n ---------------------------------
-
-PARAGRAPH = (
-    "The morning train was late again, so the platform filled with people who checked their "
-    "phones and sighed. A man in a grey coat read the same page of his newspaper three times. "
-    "When the train finally arrived, everyone pushed forward at once, and the doors opened with "
-    "a tired hiss. Nobody said a word."
-)
-
-
-def test_ramp_grows_chunks_until_whole_sentences() -> None:
-    chunks = run(PARAGRAPH, first_chunk_chars=20, chunk_growth=2.0)
-    assert " ".join(chunks) == PARAGRAPH
-    limits = [20, 40, 80, 160]
-    for chunk, limit in zip(chunks, limits, strict=False):
-        assert len(chunk) <= limit, (chunk, limit)
-    assert len(chunks[0]) <= 20
-    # Once the limit passes max_chars, sentences go whole again.
-    assert chunks[-1] == "Nobody said a word."
-    assert "A man in a grey coat read the same page of his newspaper three times." not in chunks[:2]
-
-
-def test_no_growth_means_only_the_first_chunk_is_short() -> None:
-    chunks = run(PARAGRAPH, first_chunk_chars=20)
-    assert len(chunks[0]) <= 20
-    assert chunks[2] == "A man in a grey coat read the same page of his newspaper three times."
-
-
-def test_ramp_applies_to_unfinished_text_as_tokens_arrive() -> None:
-    seg = Segmenter(first_chunk_chars=12, chunk_growth=2.0)
-    out: list[str] = []
-    for word in PARAGRAPH.split(" ")[:12]:
-        out += seg.feed(word + " ")
-    # Before any sentence ends, a first chunk (<= 12) and a ramp chunk (<= 24) went out.
-    assert len(out) >= 2
-    assert len(out[0]) <= 12 and len(out[1]) <= 24
-    assert seg.buffered_chars <= 48
-
-
-def test_clear_restarts_the_ramp() -> None:
-    seg = Segmenter(first_chunk_chars=20, chunk_growth=2.0)
-    seg.feed(PARAGRAPH)
-    seg.clear()
-    again = seg.feed(PARAGRAPH) + seg.flush()
-    assert len(again[0]) <= 20 and len(again[1]) <= 40

@@ -94,9 +94,28 @@ def alone(text: str) -> bytes:
     return protocol.to_pcm(voice.synthesize(text), "s16le")
 
 
+# The server decodes a sentence in windows; joined, they equal the one-shot synthesis within
+# 1e-3 of full scale (issue 8: window joins are continuous), so 33 steps of int16 at most.
+WINDOW_JOIN_TOLERANCE = 33
+
+
+def same_audio(streamed: bytes, text: str) -> bool:
+    """`streamed` is `text` spoken alone: same length, samples within the join tolerance."""
+    got = np.frombuffer(bytes(streamed), dtype="<i2").astype(np.int32)
+    want = np.frombuffer(alone(text), dtype="<i2").astype(np.int32)
+    return got.shape == want.shape and int(np.abs(got - want).max(initial=0)) <= (
+        WINDOW_JOIN_TOLERANCE)
+
+
+# These tests check the protocol, not first-chunk sizing (tests/test_scheduler.py does): a
+# roomy first-audio target keeps chunks whole sentences even when the shared 2-core test
+# machine runs the voice at half its usual speed (measured RTF 0.27 per worker, not 0.12).
+ROOMY_TARGET_MS = 2000
+
+
 @pytest.fixture
 async def server() -> Any:
-    async with run_server(workers=2) as srv:
+    async with run_server(workers=2, first_audio_target_ms=ROOMY_TARGET_MS) as srv:
         yield srv
 
 
@@ -152,7 +171,7 @@ async def test_msgpack_encoding(server: RunningServer) -> None:
     assert t.events[0]["type"] == "ready"
     chunks = t.of_type("chunk")
     assert chunks and chunks[0]["text"] == "Hello from msgpack."
-    assert bytes(t.audio[0]) == alone("Hello from msgpack.")
+    assert same_audio(t.audio[0], "Hello from msgpack.")
     assert t.events[-1]["type"] == "done"
 
 
@@ -214,7 +233,7 @@ async def test_clear_mid_stream(server: RunningServer) -> None:
     assert all(seq > last_before for seq in after.audio)
     assert all(c["seq"] > last_before for c in after.of_type("chunk"))
     assert after.events[-1]["type"] == "done"
-    assert server.server.scheduler.queued_jobs() == 0
+    assert server.server.scheduler.queued_sentences() == 0
 
 
 async def test_disconnect_removes_queued_chunks(server: RunningServer) -> None:
@@ -224,25 +243,38 @@ async def test_disconnect_removes_queued_chunks(server: RunningServer) -> None:
     await ws.send(json.dumps({"type": "text", "text": long_text}))
     await read_all(ws, stop_after="chunk")
     session = next(iter(server.server.streams))
-    assert sched.queued_jobs(session) > 0
+    assert sched.queued_sentences(session) > 0
     await ws.close()
     for _ in range(100):
         if session not in server.server.streams:
             break
         await asyncio.sleep(0.02)
     assert session not in server.server.streams
-    assert sched.queued_jobs(session) == 0
-    assert sched.queued_jobs() == 0
+    assert sched.queued_sentences(session) == 0
+    assert sched.queued_sentences() == 0
+
+
+async def speak_when_admitted(url: str, text: str, attempts: int = 20) -> Transcript:
+    """speak(), retrying a 503 after its Retry-After, as a well-behaved client does."""
+    for _ in range(attempts - 1):
+        try:
+            return await speak(url, text)
+        except InvalidStatus as exc:
+            assert exc.response.status_code == 503
+            await asyncio.sleep(float(exc.response.headers["Retry-After"]))
+    return await speak(url, text)
 
 
 async def test_ten_concurrent_streams_get_their_own_audio(server: RunningServer) -> None:
     texts = [f"Listener {n} hears this sentence. Then a second line for {n}." for n in range(10)]
-    results = await asyncio.gather(*(speak(server.url, t) for t in texts))
+    # Cross-talk and order under concurrency, not admission: on the shared machine (RTF up to
+    # 0.31 per worker) admission may turn some of the ten away for a while; they come back.
+    results = await asyncio.gather(*(speak_when_admitted(server.url, t) for t in texts))
     for text, t in zip(texts, results, strict=True):
         chunks = t.of_type("chunk")
         assert " ".join(c["text"] for c in chunks) == text
         for c in chunks:
-            assert bytes(t.audio[c["seq"]]) == alone(c["text"]), "cross-talk or reordering"
+            assert same_audio(t.audio[c["seq"]], c["text"]), "cross-talk or reordering"
         assert t.events[-1]["type"] == "done"
 
 
@@ -379,20 +411,19 @@ async def test_a_client_that_stops_reading_is_bounded_then_cut_off() -> None:
             f"Sentence {i} keeps coming while nobody listens." for i in range(60))}))
         await asyncio.sleep(0.3)
         session = next(iter(srv.server.streams))
-        stream = srv.server.streams[session]
-        server_sock = stream.ws.transport.get_extra_info("socket")
+        conn = srv.server.streams[session]
+        server_sock = conn.ws.transport.get_extra_info("socket")
         server_sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
         # The server stops synthesizing for it at the hard lookahead cap, then cuts it off.
         for _ in range(200):
             if session not in srv.server.streams:
                 break
             # The test never reads; what waits in the server's outbox must stay bounded.
-            queued_audio_ms = sum(getattr(item, "ms", 0.0) for item in list(stream.outbox._queue))
-            assert queued_audio_ms <= (4.0 + 10.0) * 1000  # hard cap + one long chunk
+            assert conn.session.queued_audio_ms <= (4.0 + 10.0) * 1000  # hard cap + a chunk
             await asyncio.sleep(0.1)
         assert session not in srv.server.streams
-        assert stream.close_reason == "slow reader"
-        assert srv.server.scheduler.queued_jobs() == 0
+        assert conn.session.close_reason == "slow reader"
+        assert srv.server.scheduler.queued_sentences() == 0
         ws.transport.abort()
 
 
@@ -445,3 +476,46 @@ async def test_random_frames_get_spec_errors_and_the_stream_finishes(
     assert not any(e["fatal"] for e in errors)
     assert t.events[-1]["type"] == "done" and t.close_code == 1000
     assert t.of_type("chunk")[-1]["text"].endswith("Still alive.")
+
+
+async def test_a_refusal_says_its_reason_to_the_client_and_the_metrics() -> None:
+    async with run_server(max_streams=1) as srv:
+        async with connect(srv.url) as first:
+            await read_all(first, stop_after="ready")
+            with pytest.raises(InvalidStatus) as info:
+                async with connect(srv.url):
+                    pass
+        response = info.value.response
+        assert response.status_code == 503
+        body = json.loads(response.body)["error"]
+        assert body["code"] == "overloaded" and "as many streams" in body["message"]
+        assert int(response.headers["Retry-After"]) >= 1
+        assert srv.server.metrics.registry.get_sample_value(
+            "litestream_refusals_total", {"reason": "max_streams"}) == 1
+        assert srv.server.metrics.registry.get_sample_value(
+            "litestream_refusals_total", {"reason": "capacity"}) == 0
+
+
+async def test_send_buffer_s_cuts_off_a_client_that_stops_reading() -> None:
+    """The outbox holds at most send_buffer_s of audio; the slow-reader timeout is far off."""
+    async with run_server(slow_reader_timeout_s=120.0, send_buffer_s=1.0,
+                          audio_format="f32le") as srv:
+        sock = socket.create_connection(("127.0.0.1", srv.port))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        ws = await connect(srv.url, sock=sock)
+        await ws.send(json.dumps({"type": "text", "text": " ".join(
+            f"Sentence {i} keeps coming while nobody listens." for i in range(40))}))
+        await asyncio.sleep(0.3)
+        session = next(iter(srv.server.streams))
+        conn = srv.server.streams[session]
+        conn.ws.transport.get_extra_info("socket").setsockopt(
+            socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        for _ in range(300):
+            if session not in srv.server.streams:
+                break
+            await asyncio.sleep(0.1)
+        assert session not in srv.server.streams
+        assert conn.session.close_reason == "slow reader"
+        assert srv.server.scheduler.queued_sentences() == 0
+        ws.transport.abort()

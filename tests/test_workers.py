@@ -19,22 +19,23 @@ import onnxruntime as ort
 import pytest
 from websockets.asyncio.client import connect
 
+from litestream import config as config_mod
 from litestream.engine import PiperVoice
 from litestream.errors import SynthesisError
-from litestream.scheduler import ChunkJob, Scheduler, SchedulerConfig
-from litestream.workers import PoolEvent, WatchdogConfig, WorkerPool, WorkResult
+from litestream.scheduler import Scheduler, StepKind, SynthesisStep
+from litestream.synthesis import scheduler_config
+from litestream.workers import TERMINATED, PoolEvent, WatchdogConfig, WorkerPool, WorkResult
 from loadtest.faults import MARKERS, Fault, FaultPlan, FaultyVoice, faulty_server
 from tests.test_server import read_all
 
 SHORT = "A short sentence to speak."
 
 
-def job(text: str, seq: int = 0, predicted_compute_s: float = 5.0) -> ChunkJob:
-    """A chunk to synthesize. Fault-free runs get a generous limit (3 x 5 s) so that a loaded
-    test machine never trips the watchdog; faulted ones get the 0.3 s floor."""
-    return ChunkJob(stream_id="s", seq=seq, text=text, speed=1.0, voice="v", chars=len(text),
-                    predicted_audio_s=1.0, predicted_compute_s=predicted_compute_s,
-                    latest_start_s=0.0, deadline_s=0.0)
+def job(text: str, seq: int = 0, predicted_compute_s: float = 5.0) -> SynthesisStep:
+    """A sentence's encode step. Fault-free runs get a generous limit (3 x 5 s) so that a
+    loaded test machine never trips the watchdog; faulted ones get the 0.3 s floor."""
+    return SynthesisStep(stream_id="s", seq=seq, kind=StepKind.ENCODE, text=text, voice="v",
+                         speed=1.0, predicted_compute_s=predicted_compute_s)
 
 
 class PoolHarness:
@@ -47,9 +48,9 @@ class PoolHarness:
             {"v": FaultyVoice(voice, plan)}, workers, asyncio.get_running_loop(),
             self.results.put_nowait, watchdog=WatchdogConfig(factor=3.0, floor_s=0.3,
                                                              grace_s=0.3),
-            warm_texts=(), on_change=self.events.append)
+            on_change=self.events.append)
 
-    async def run(self, *jobs: ChunkJob) -> list[WorkResult]:
+    async def run(self, *jobs: SynthesisStep) -> list[WorkResult]:
         """Dispatch as a batch, wait for one result per job."""
         self.pool.dispatch(list(jobs))
         async with asyncio.timeout(60):
@@ -99,6 +100,10 @@ def test_terminate_from_another_thread_stops_a_real_run(voice: PiperVoice) -> No
     # The session is not harmed: the next run, with fresh options, speaks.
     assert len(voice.synthesize_ids([voice.phoneme_ids(SHORT)],
                                     run_options=ort.RunOptions())[0]) > 1000
+    terminated = ort.RunOptions()
+    terminated.terminate = True
+    with pytest.raises(SynthesisError):
+        voice.encode(voice.phoneme_ids(SHORT), run_options=terminated)
 
 
 # ---------------------------------------------------------------- the watchdog
@@ -107,10 +112,10 @@ async def test_hung_run_is_terminated_and_the_worker_serves_again(voice: PiperVo
     async with harness(voice) as (h, plan):
         [hung] = await h.run(job(f"{MARKERS[Fault.HANG]} never ends.",
                                   predicted_compute_s=0.01))
-        assert hung.audio is None and hung.error == "terminated by the watchdog"
+        assert hung.failed and hung.error == TERMINATED
         assert plan.injected[Fault.HANG] == 1
         [after] = await h.run(job(SHORT, seq=1))
-        assert after.audio is not None and len(after.audio) > 1000
+        assert not after.failed and after.latent is not None and after.latent.frames > 10
         assert PoolEvent.TERMINATED in h.events and PoolEvent.REPLACED not in h.events
         assert h.pool.serving == 1
 
@@ -118,20 +123,10 @@ async def test_hung_run_is_terminated_and_the_worker_serves_again(voice: PiperVo
 async def test_engine_exception_fails_its_chunk_only(voice: PiperVoice) -> None:
     async with harness(voice) as (h, _):
         results = await h.run(job(f"{MARKERS[Fault.RAISE]} here.", seq=0), job(SHORT, seq=1))
-        by_seq = {r.job.seq: r for r in results}
-        assert by_seq[0].audio is None and "injected" in (by_seq[0].error or "")
-        assert by_seq[1].audio is not None  # the batch was retried one by one
+        by_seq = {r.step.seq: r for r in results}
+        assert by_seq[0].failed and "injected" in (by_seq[0].error or "")
+        assert by_seq[1].latent is not None  # the other sentence of the batch is encoded
         assert PoolEvent.TERMINATED not in h.events
-
-
-async def test_mixed_speeds_in_one_batch_each_get_audio(voice: PiperVoice) -> None:
-    async with harness(voice) as (h, _):
-        slow = job(SHORT, seq=1)
-        slow.speed = 0.5
-        results = await h.run(job(SHORT, seq=0), slow)
-        lengths = {r.job.seq: len(r.audio) for r in results if r.audio is not None}
-        assert set(lengths) == {0, 1}
-        assert lengths[1] > 1.5 * lengths[0]  # speed 0.5 speaks it twice as long
 
 
 async def test_wedged_worker_is_abandoned_and_replaced(voice: PiperVoice) -> None:
@@ -139,14 +134,14 @@ async def test_wedged_worker_is_abandoned_and_replaced(voice: PiperVoice) -> Non
         plan.sessions_allowed.clear()  # hold the replacement so the gap can be seen
         [wedged] = await h.run(job(f"{MARKERS[Fault.WEDGE]} is stuck.",
                                   predicted_compute_s=0.01))
-        assert wedged.audio is None and "abandoned" in (wedged.error or "")
+        assert wedged.failed and "abandoned" in (wedged.error or "")
         assert h.events.count(PoolEvent.TERMINATED) == 1
         assert PoolEvent.REPLACED in h.events
         assert h.pool.serving == 0 and h.pool.idle == 0  # capacity follows what serves
         plan.sessions_allowed.set()
         await h.until(lambda: h.pool.serving == 1)
         [after] = await h.run(job(SHORT, seq=1))
-        assert after.audio is not None
+        assert after.latent is not None
         # The stuck thread, released at last, posts nothing: its chunk ended once.
         plan.released.set()
         await asyncio.sleep(0.2)
@@ -157,13 +152,13 @@ async def test_a_worker_thread_that_dies_is_replaced(voice: PiperVoice) -> None:
     async with harness(voice, workers=2) as (h, plan):
         [dead] = await h.run(job(f"{MARKERS[Fault.DIE]} now.",
                                   predicted_compute_s=0.01))
-        assert dead.audio is None and "died" in (dead.error or "")
+        assert dead.failed and "died" in (dead.error or "")
         assert plan.injected[Fault.DIE] == 1
         assert PoolEvent.REPLACED in h.events and PoolEvent.TERMINATED not in h.events
         await h.until(lambda: h.pool.serving == 2)
         for seq in range(1, 4):
             [after] = await h.run(job(SHORT, seq=seq))
-            assert after.audio is not None
+            assert after.latent is not None
 
 
 def test_time_limit_is_factor_times_prediction_with_a_floor() -> None:
@@ -174,13 +169,14 @@ def test_time_limit_is_factor_times_prediction_with_a_floor() -> None:
 
 
 def test_admission_follows_the_workers_serving() -> None:
-    scheduler = Scheduler(SchedulerConfig(), workers=2)
-    assert scheduler.admit(0.0).accepted
+    scheduler = Scheduler(scheduler_config(config_mod.build(environ={})), workers=2)
+    scheduler.register_voice("v", context_frames=0, sample_rate=22050)
+    assert scheduler.admit(0.0, "v").accepted
     scheduler.set_workers(0, 0.0)
-    refused = scheduler.admit(0.0)
+    refused = scheduler.admit(0.0, "v")
     assert not refused.accepted and refused.reason == "capacity"
     scheduler.set_workers(1, 0.0)
-    assert scheduler.admit(0.0).accepted and scheduler.workers == 1
+    assert scheduler.admit(0.0, "v").accepted and scheduler.workers == 1
 
 
 # ---------------------------------------------------------------- through the server

@@ -447,7 +447,7 @@ async function loadVoices() {
       ...voices.map((v) => {
         const opt = document.createElement("option");
         opt.value = v.id;
-        opt.textContent = [v.id, v.language, v.sample_rate && `${v.sample_rate} Hz`]
+        opt.textContent = [v.id, v.language, v.gender, v.model, v.sample_rate && `${v.sample_rate} Hz`]
           .filter(Boolean)
           .join(" · ");
         if (v.sample_rate) opt.dataset.rate = String(v.sample_rate);

@@ -78,8 +78,19 @@ class Voice(Protocol):
     def language(self) -> str: ...
 
     @property
+    def provider(self) -> str:
+        """The ONNX Runtime execution provider that actually runs (CPU or CUDA)."""
+        ...
+
+    @property
     def streaming(self) -> bool:
         """True when ``decode`` runs the model per window (not a slice of finished audio)."""
+        ...
+
+    @property
+    def context_frames(self) -> int:
+        """Frames of context a decode window computes on each side, in decoder-frame cost
+        (0 when ``decode`` only slices): the scheduler prices a window at ``frames + 2 x`` it."""
         ...
 
     def phoneme_ids(self, text: str) -> list[int]:

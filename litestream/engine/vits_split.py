@@ -1,0 +1,232 @@
+"""Split a Piper (VITS) ONNX graph into front, flow and decoder, found from its structure.
+
+A VITS graph runs, for one sentence:
+
+- front: text encoder + stochastic duration predictor -> the prior sample ``z_p`` (the mean plus
+  scaled noise, [B, C, T]) and the frame mask ``y_mask`` ([B, 1, T]). T, the sentence's length
+  in frames, is fixed here, before any audio exists.
+- flow: the reverse normalizing flow, ``z = flow(z_p, y_mask) * y_mask`` ([B, C, T]).
+- decoder: HiFi-GAN, ``z`` -> audio (hop samples per frame).
+
+Flow and decoder are stacks of convolutions, so a window of frames needs only a margin of
+context around it: that is what lets a sentence stream inside itself.
+
+The cut points are found from the data-flow graph, not from tensor names (an export with other
+names, or another VITS variant, is handled the same way or refused):
+
+- ``z`` is the earliest tensor that every path from the text inputs to the audio passes through
+  (the first dominator of the output): the decoder depends on the sentence only through it.
+  It must feed a Conv (HiFi-GAN's ``conv_pre``).
+- ``y_mask`` is the operand of ``z``'s Mul that carries fewer noise sources; ``z_p`` is the
+  earliest tensor that dominates ``z`` once ``y_mask`` is cut off, and descends from the noise
+  that ``y_mask`` does not (the prior's noise, not the duration predictor's). Sampling that
+  noise in the front pass is what makes every decode window of one sentence deterministic.
+
+Each part is then extracted with ``onnx.utils.Extractor`` and checked to need no tensor from
+another part. A graph that does not fit raises ``NotSplittable`` with the reason, and the voice
+falls back to whole-sentence synthesis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+TEXT_INPUTS = ("input", "input_lengths", "scales")
+AUDIO_OUTPUT = "output"
+_NOISE_OPS = frozenset({"RandomNormalLike", "RandomNormal"})
+_SOURCE = "\x00source"  # virtual root of the dominator tree
+
+
+class NotSplittable(Exception):  # a reason, not a failure: the voice still synthesizes
+    """The graph does not have the front / flow / decoder structure we can cut."""
+
+
+@dataclass(frozen=True)
+class CutPoints:
+    """Tensor names at the boundaries between the three parts."""
+
+    z_p: str  # flow input: the prior sample after the noise add, [B, C, T]
+    y_mask: str  # flow input: the frame mask, [B, 1, T]
+    z: str  # decoder input: the flow's output times the mask, [B, C, T]
+
+
+@dataclass(frozen=True)
+class SplitGraph:
+    """Serialized parts, ready for ``ort.InferenceSession``; inputs listed in feed order."""
+
+    cuts: CutPoints
+    front: bytes  # TEXT_INPUTS (+ speaker inputs) -> z_p, y_mask
+    flow: bytes  # z_p, y_mask (+ speaker inputs) -> z
+    decoder: bytes  # z (+ speaker inputs) -> output
+    front_inputs: tuple[str, ...]
+    flow_inputs: tuple[str, ...]
+    decoder_inputs: tuple[str, ...]
+    hop_samples: int | None  # audio samples per frame: the decoder's upsampling strides
+
+
+class _Dominators:
+    """Immediate dominators of every tensor reachable from ``sources``.
+
+    The graph is a DAG whose nodes ONNX stores in topological order, so one pass suffices:
+    a vertex's immediate dominator is the nearest common dominator of its predecessors.
+    Op nodes are vertices too (``#i``), so that a node with several inputs joins them.
+    """
+
+    def __init__(self, nodes: Sequence[Any], sources: Iterable[str],
+                 cut: frozenset[str] = frozenset()) -> None:
+        self.idom: dict[str, str] = {}
+        self.depth: dict[str, int] = {_SOURCE: 0}
+        for name in sources:
+            self.idom[name] = _SOURCE
+            self.depth[name] = 1
+        for index, node in enumerate(nodes):
+            preds = [name for name in node.input if name in self.idom and name not in cut]
+            if not preds:
+                continue
+            dom = preds[0]
+            for name in preds[1:]:
+                dom = self._common(dom, name)
+            vertex = f"#{index}"
+            self.idom[vertex] = dom
+            self.depth[vertex] = self.depth[dom] + 1
+            for name in node.output:
+                if name:
+                    self.idom[name] = vertex
+                    self.depth[name] = self.depth[vertex] + 1
+
+    def _common(self, a: str, b: str) -> str:
+        while a != b:
+            if self.depth[a] >= self.depth[b]:
+                a = self.idom[a]
+            else:
+                b = self.idom[b]
+        return a
+
+    def chain(self, target: str) -> list[str]:
+        """Tensors that dominate ``target``, earliest first (op vertices left out)."""
+        if target not in self.idom:
+            return []
+        found = []
+        vertex = self.idom[target]
+        while vertex != _SOURCE:
+            if not vertex.startswith("#"):
+                found.append(vertex)
+            vertex = self.idom[vertex]
+        return found[::-1]
+
+
+def _ancestor_ops(nodes: Sequence[Any], producer: dict[str, int], target: str) -> set[int]:
+    """Indexes of every node that ``target`` depends on."""
+    seen: set[int] = set()
+    stack = [target]
+    while stack:
+        index = producer.get(stack.pop())
+        if index is None or index in seen:
+            continue
+        seen.add(index)
+        stack.extend(name for name in nodes[index].input if name)
+    return seen
+
+
+def find_cut_points(graph: Any) -> CutPoints:
+    """The z_p / y_mask / z boundaries of a VITS graph; NotSplittable when it has none."""
+    nodes = list(graph.node)
+    input_names = {i.name for i in graph.input}
+    if not set(TEXT_INPUTS) <= input_names or AUDIO_OUTPUT not in {o.name for o in graph.output}:
+        raise NotSplittable("inputs/outputs are not Piper's")
+    producer = {name: i for i, node in enumerate(nodes) for name in node.output if name}
+    consumers: dict[str, list[Any]] = {}
+    for node in nodes:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+
+    # Speaker ids (multi-speaker voices) feed every part; they are not a path through which
+    # the sentence reaches the audio, so they are left out of the sources.
+    dominators = _Dominators(nodes, TEXT_INPUTS)
+    z = next((name for name in dominators.chain(AUDIO_OUTPUT)
+              if any(c.op_type == "Conv" for c in consumers.get(name, []))), None)
+    if z is None or z in input_names:
+        raise NotSplittable("no single tensor between the flow and a decoder Conv")
+    z_node = nodes[producer[z]]
+    if z_node.op_type != "Mul" or len(z_node.input) != 2:
+        raise NotSplittable(f"decoder input {z} is not a masked flow output (Mul)")
+
+    def noise_of(name: str) -> set[int]:
+        return {i for i in _ancestor_ops(nodes, producer, name)
+                if nodes[i].op_type in _NOISE_OPS}
+
+    first, second = z_node.input
+    noise_first, noise_second = noise_of(first), noise_of(second)
+    if noise_second < noise_first:
+        flow_out, y_mask, prior_noise = first, second, noise_first - noise_second
+    elif noise_first < noise_second:
+        flow_out, y_mask, prior_noise = second, first, noise_second - noise_first
+    else:
+        raise NotSplittable("cannot tell the frame mask from the flow output")
+    del flow_out
+
+    # With the mask cut off, the sentence reaches z only through the flow's other input.
+    without_mask = _Dominators(nodes, TEXT_INPUTS, cut=frozenset({y_mask}))
+    z_p = next((name for name in without_mask.chain(z)
+                if noise_of(name) & prior_noise), None)
+    if z_p is None:
+        raise NotSplittable("no prior sample (noise add) dominating the flow")
+    return CutPoints(z_p=z_p, y_mask=y_mask, z=z)
+
+
+def _free_inputs(part: Any) -> set[str]:
+    """Tensors a part's nodes read that nothing in the part provides."""
+    provided = {i.name for i in part.graph.input} | {t.name for t in part.graph.initializer}
+    provided |= {name for node in part.graph.node for name in node.output}
+    return {name for node in part.graph.node for name in node.input
+            if name and name not in provided}
+
+
+def _extract(extractor: Any, inputs: Sequence[str], speaker_inputs: Sequence[str],
+             outputs: Sequence[str]) -> tuple[bytes, tuple[str, ...]]:
+    part = extractor.extract_model([*inputs, *speaker_inputs], list(outputs))
+    used = {name for node in part.graph.node for name in node.input}
+    # A speaker input the part never reads stays out of its feeds.
+    for value in list(part.graph.input):
+        if value.name in speaker_inputs and value.name not in used:
+            part.graph.input.remove(value)
+    free = _free_inputs(part)
+    if free:
+        raise NotSplittable(f"part {list(inputs)} -> {list(outputs)} also needs {sorted(free)}")
+    return part.SerializeToString(), tuple(i.name for i in part.graph.input)
+
+
+def split_graph(model: Any) -> SplitGraph:
+    """Cut a loaded ``onnx.ModelProto`` into front, flow and decoder."""
+    import onnx
+
+    cuts = find_cut_points(model.graph)
+    # The extractor needs a type for every boundary tensor; shape inference supplies them.
+    inferred = onnx.shape_inference.infer_shapes(model)
+    known = {v.name for v in inferred.graph.value_info}
+    missing = {cuts.z_p, cuts.y_mask, cuts.z} - known
+    if missing:
+        raise NotSplittable(f"no inferred type for {sorted(missing)}")
+    extractor = onnx.utils.Extractor(inferred)
+    speakers = [i.name for i in model.graph.input if i.name not in TEXT_INPUTS]
+    front, front_inputs = _extract(extractor, TEXT_INPUTS, speakers, [cuts.z_p, cuts.y_mask])
+    flow, flow_inputs = _extract(extractor, [cuts.z_p, cuts.y_mask], speakers, [cuts.z])
+    decoder, decoder_inputs = _extract(extractor, [cuts.z], speakers, [AUDIO_OUTPUT])
+    return SplitGraph(cuts, front, flow, decoder, front_inputs, flow_inputs, decoder_inputs,
+                      _upsampling(onnx.load_from_string(decoder).graph))
+
+
+def _upsampling(graph: Any) -> int | None:
+    """Product of the ConvTranspose strides (HiFi-GAN: 8 * 8 * 2 * 2 = 256), or None."""
+    hop = 1
+    found = False
+    for node in graph.node:
+        if node.op_type == "ConvTranspose":
+            for attribute in node.attribute:
+                if attribute.name == "strides":
+                    for stride in attribute.ints:
+                        hop *= int(stride)
+                    found = True
+    return hop if found else None

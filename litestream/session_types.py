@@ -1,0 +1,152 @@
+"""What goes in and out of a `session.StreamSession`, and the port it asks work through.
+
+Inputs: a client frame or message, a synthesis result (`ChunkPlanned`, `ChunkAudio`,
+`ChunkFailed`: whole-chunk synthesis is Planned + Audio(last=True); in-sentence streaming sends
+several Audio pieces), or a lifecycle event. Outputs: `SendMessage`, `SendAudio`, `Close`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+from typing import Protocol
+
+import numpy as np
+
+from litestream.errors import CloseCode
+from litestream.protocol import ClientMessage
+
+
+class StreamState(Enum):
+    """Where a stream is in its life. It only moves forward, except OPEN <- nothing."""
+
+    OPEN = "open"          # takes text, flush, clear, config, end
+    ENDING = "ending"      # `end` received: speaking what is left; only `clear` is accepted
+    DRAINING = "draining"  # its last items (`done`, or a fatal error) and a Close are queued
+    CLOSED = "closed"      # the Close went out, or the connection is gone: nothing more
+
+
+# ---------------------------------------------------------------- inputs
+
+@dataclass(frozen=True, slots=True)
+class ClientFrame:
+    """One WebSocket frame from the client, as received."""
+
+    data: str | bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkPlanned:
+    """Sentence `seq`'s exact length is known (after its encode step)."""
+
+    seq: int
+    text: str
+    samples: int  # the sentence's audio length, samples at the voice's rate
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkAudio:
+    """The next piece of sentence `seq`'s audio, in order; `last` on its final piece."""
+
+    seq: int
+    audio: np.ndarray  # float32 mono in [-1, 1]
+    last: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkFailed:
+    """Sentence `seq` could not be synthesized: `synthesis_failed` in its place."""
+
+    seq: int
+    message: str  # why, for the log; never sent (it may carry engine details)
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiveTimeout:
+    """No client message for `idle_timeout_s`."""
+
+
+@dataclass(frozen=True, slots=True)
+class SendTimeout:
+    """A send stayed blocked for `slow_reader_timeout_s`: the client stopped reading."""
+
+
+@dataclass(frozen=True, slots=True)
+class GoingAway:
+    """The server is shutting down and the drain grace is over."""
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnected:
+    """The connection is gone (closed by either side, or lost)."""
+
+
+SynthesisResult = ChunkPlanned | ChunkAudio | ChunkFailed
+Lifecycle = ReceiveTimeout | SendTimeout | GoingAway | Disconnected
+SessionInput = ClientFrame | ClientMessage | SynthesisResult | Lifecycle
+
+
+# ---------------------------------------------------------------- outputs
+
+@dataclass(frozen=True, slots=True)
+class SendMessage:
+    """A control message (ready, chunk, flushed, cleared, done, error), encoded."""
+
+    kind: str  # the message's `type`
+    payload: str | bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SendAudio:
+    """One audio frame of sentence `seq`, encoded (raw PCM with json, a map with msgpack)."""
+
+    seq: int
+    payload: bytes
+    audio_ms: float  # audio in this frame
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """Close the connection; nothing follows."""
+
+    code: CloseCode
+    reason: str
+    abort: bool = False  # cut the TCP connection at once: the client stopped reading
+
+
+Outgoing = SendMessage | SendAudio | Close
+
+
+# ---------------------------------------------------------------- the scheduler side
+
+class SynthesisLink(Protocol):
+    """What one session asks of the scheduler side; the server implements it per stream."""
+
+    def submit(self, seq: int, text: str, *, speed: float, voice: str, now: float) -> None:
+        """Queue sentence `seq` for synthesis; its results come back as session inputs."""
+
+    def clear(self, now: float) -> None:
+        """Drop every queued sentence of this stream; results of in-flight ones are dropped."""
+
+    def set_priority(self, priority: str, now: float) -> None: ...
+
+    def audio_queued(self, seq: int, audio_s: float, nbytes: int, now: float) -> None:
+        """`audio_s` of sentence `seq` (`nbytes` of PCM) went to the outbox: the listener's
+        playback clock moves (the scheduler owns it, and the stall estimate)."""
+
+    def underrun_s(self) -> float:
+        """Estimated time this stream's listener ran dry so far (for `done`)."""
+
+
+RateCheck = Callable[[int, float], float]  # (text chars, now) -> seconds to wait; 0: go ahead
+
+
+@dataclass(frozen=True)
+class SessionLimits:
+    """The per-stream limits, from Config (the one home of their defaults)."""
+
+    max_stream_chars: int  # text one stream may send in all
+    max_buffered_chars: int  # text buffered (not yet a sentence) before text_too_long
+    max_chunk_chars: int  # the segmenter's longest chunk
+    send_buffer_s: float  # audio waiting in the outbox before the client is cut off

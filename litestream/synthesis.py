@@ -1,0 +1,235 @@
+"""The one place the server talks to the scheduler and the inference workers.
+
+    socket -> StreamSession -> StreamLink.submit -> Scheduler -> Synthesis.dispatch -> workers
+    workers -> Synthesis.on_result -> Scheduler.encoded/decoded/fail -> session inputs -> socket
+
+Sessions ask for work through `StreamLink`, one per stream (it implements
+`session.SynthesisLink`); `Synthesis` hands work to idle workers as late as possible and turns
+each `WorkResult` back into session inputs: a sentence's encode step gives `ChunkPlanned`
+(its exact length, so the `chunk` event can go out), each decode window a `ChunkAudio` piece,
+and a failed step `ChunkFailed`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+
+from litestream.config import Config
+from litestream.engine.base import Voice
+from litestream.metrics import Metrics
+from litestream.scheduler import (
+    Admission,
+    Priority,
+    Scheduler,
+    SchedulerConfig,
+    StepKind,
+)
+from litestream.session import ChunkAudio, ChunkFailed, ChunkPlanned, SynthesisResult
+from litestream.workers import Calibration, WorkerPool, WorkResult
+
+log = logging.getLogger("litestream.synthesis")
+
+# Where a stream's results go: the server feeds them to that stream's session.
+Deliver = Callable[[str, Sequence[SynthesisResult]], None]
+
+
+def scheduler_config(config: Config) -> SchedulerConfig:
+    """The scheduler's view of the settings: every value comes from its Config field."""
+    return SchedulerConfig(
+        first_audio_target_s=config.first_audio_target_s,
+        first_audio_slack_s=config.first_audio_slack_s,
+        jitter_s=config.jitter_s,
+        lookahead_s=config.lookahead_s,
+        max_lookahead_s=config.max_lookahead_s,
+        target_utilization=config.target_utilization,
+        max_streams=config.max_streams,
+    )
+
+
+class StreamLink:
+    """One stream's port to the scheduler (a `session.SynthesisLink`). The session numbers its
+    sentences; the scheduler keys its steps by the same seq."""
+
+    def __init__(self, scheduler: Scheduler, stream_id: str, metrics: Metrics) -> None:
+        self._scheduler = scheduler
+        self.stream_id = stream_id
+        self._metrics = metrics
+        # seq -> deadline of the newest audio piece delivered and not yet sent, for the slack
+        # histogram at send time (one observation per decode window).
+        self._deadlines: dict[int, float] = {}
+        self._last_counted_seq = -1  # seqs only grow: a chunk is counted at its first piece
+        self.stalls = 0  # the scheduler's estimate of listener underruns
+
+    def submit(self, seq: int, text: str, *, speed: float, voice: str, now: float) -> None:
+        self._scheduler.submit(self.stream_id, seq, text, speed=speed, voice=voice, now=now)
+
+    def clear(self, now: float) -> None:
+        self._scheduler.clear(self.stream_id, now)
+        self._deadlines.clear()
+
+    def set_priority(self, priority: str, now: float) -> None:
+        # Re-opening a stream in the scheduler changes its class and keeps its queue.
+        self._scheduler.open_stream(self.stream_id, Priority(priority), now)
+
+    def piece_delivered(self, seq: int, deadline_s: float) -> None:
+        self._deadlines[seq] = deadline_s
+
+    def audio_queued(self, seq: int, audio_s: float, nbytes: int, now: float) -> None:
+        # The scheduler owns the playback clock and the listener's stall estimate.
+        before_s = self._scheduler.underrun_s(self.stream_id)
+        self._scheduler.audio_sent(self.stream_id, audio_s, now)
+        gap_s = self._scheduler.underrun_s(self.stream_id) - before_s
+        if gap_s > 0:
+            self.stalls += 1
+            self._metrics.stall(gap_s)
+        deadline_s = self._deadlines.pop(seq, None)
+        if deadline_s is None:  # a later frame of a piece already counted
+            self._metrics.bytes_out(nbytes)
+        elif seq > self._last_counted_seq:  # the chunk's first piece: count the chunk
+            self._last_counted_seq = seq
+            self._metrics.chunk_sent(deadline_s - now, audio_s, nbytes)
+        else:  # slack at send time: how long before its deadline this piece went out
+            self._metrics.piece_sent(deadline_s - now, nbytes)
+
+    def underrun_s(self) -> float:
+        return self._scheduler.underrun_s(self.stream_id)
+
+
+class Synthesis:
+    """The scheduler, the worker pool and the dispatch loop between them. Loop thread only."""
+
+    def __init__(self, config: Config, voices: Mapping[str, Voice], metrics: Metrics,
+                 max_batch: int, default_voice: str) -> None:
+        self.scheduler = Scheduler(scheduler_config(config), workers=config.workers)
+        # The default voice first: it prices a stream whose voice is not known yet.
+        for voice_id in sorted(voices, key=lambda v: v != default_voice):
+            voice = voices[voice_id]
+            self.scheduler.register_voice(voice_id, context_frames=voice.context_frames,
+                                          sample_rate=voice.sample_rate)
+        self._rates = {voice_id: voice.sample_rate for voice_id, voice in voices.items()}
+        self._metrics = metrics
+        self._max_batch = max_batch
+        self._links: dict[str, StreamLink] = {}
+        self._pool: WorkerPool | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wakeup: asyncio.TimerHandle | None = None
+        self._deliver: Deliver | None = None
+
+    def start(self, pool: WorkerPool, loop: asyncio.AbstractEventLoop, deliver: Deliver) -> None:
+        self._pool, self._loop, self._deliver = pool, loop, deliver
+
+    def take_pool(self) -> WorkerPool | None:
+        """Stop dispatching; the caller closes the pool it gets back (off the loop)."""
+        if self._wakeup is not None:
+            self._wakeup.cancel()
+            self._wakeup = None
+        pool, self._pool = self._pool, None
+        return pool
+
+    # ------------------------------------------------------------ admission and streams
+
+    def admit(self, now: float, voice: str) -> Admission:
+        return self.scheduler.admit(now, voice)
+
+    def has_capacity(self, now: float) -> bool:
+        return self.scheduler.has_capacity(now)
+
+    def open_stream(self, stream_id: str, priority: str, now: float) -> None:
+        """At handshake acceptance: in a burst, each admission test must count the ones
+        accepted just before it."""
+        self.scheduler.open_stream(stream_id, Priority(priority), now)
+
+    def link(self, stream_id: str) -> StreamLink:
+        link = self._links.get(stream_id)
+        if link is None:
+            link = self._links[stream_id] = StreamLink(self.scheduler, stream_id, self._metrics)
+        return link
+
+    def close_stream(self, stream_id: str, now: float) -> int:
+        """Forget the stream; returns how many queued chunks were dropped."""
+        self._links.pop(stream_id, None)
+        return self.scheduler.close_stream(stream_id, now)
+
+    def calibrate(self, voice: str, runs: Sequence[Calibration]) -> None:
+        """Replace the cost priors of `voice` with what every worker measured at once."""
+        context = self.scheduler.model.voice(voice).context_frames
+        units = sum(r.frames + 2 * context * r.windows for r in runs)
+        self.scheduler.model.calibrate(
+            voice,
+            encode_per_char_s=sum(r.encode_s for r in runs) / sum(r.chars for r in runs),
+            decode_per_frame_s=sum(r.decode_s for r in runs) / max(units, 1),
+            frames_per_char=sum(r.frames for r in runs) / sum(r.chars for r in runs),
+        )
+
+    def refresh_gauges(self, now: float) -> None:
+        self._metrics.set_queue(self.scheduler.stats().queued_sentences, self.scheduler.load(now))
+
+    # ------------------------------------------------------------ the dispatch loop
+
+    def _now(self) -> float:
+        loop = self._loop or asyncio.get_running_loop()
+        return loop.time()
+
+    def dispatch(self) -> None:
+        """Give every idle worker the most urgent work, as late as possible."""
+        pool = self._pool
+        if pool is None:
+            return
+        now = self._now()
+        while pool.idle:
+            steps = self.scheduler.next_steps(now, self._max_batch)
+            if not steps:
+                break
+            pool.dispatch(steps)  # one kind, voice, speed and window length: one engine run
+        if self._wakeup is not None:
+            self._wakeup.cancel()
+            self._wakeup = None
+        if pool.idle and self._loop is not None:
+            wake = self.scheduler.next_wakeup_s(now)
+            if wake is not None:
+                self._wakeup = self._loop.call_at(max(wake, now + 0.001), self.dispatch)
+
+    def on_result(self, result: WorkResult) -> None:
+        """A worker finished a step (on the loop thread): tell the scheduler, then the session."""
+        now = self._now()
+        step = result.step
+        inputs: list[SynthesisResult] = []
+        link = self._links.get(step.stream_id)
+        if result.failed:
+            self.scheduler.fail(step, now)
+            log.warning("session=%s seq=%d %s step failed: %s", step.stream_id, step.seq,
+                        step.kind.value, result.error)
+            inputs.append(ChunkFailed(step.seq, result.error or "synthesis failed"))
+        elif step.kind is StepKind.ENCODE and result.latent is not None:
+            latent = result.latent
+            keep = self.scheduler.encoded(step, frames=latent.frames,
+                                          samples_per_frame=latent.samples_per_frame,
+                                          latent=latent, compute_s=result.compute_s, now=now)
+            self._metrics.synthesized(result.compute_s, 0.0)
+            if keep:
+                inputs.append(ChunkPlanned(step.seq, step.text, latent.samples))
+                if latent.frames == 0:  # nothing to decode: the sentence ends here
+                    inputs.append(ChunkAudio(step.seq, _EMPTY, last=True))
+        elif result.audio is not None:
+            audio_s = len(result.audio) / self._rates[step.voice]
+            keep = self.scheduler.decoded(step, audio_s=audio_s, compute_s=result.compute_s,
+                                          now=now)
+            self._metrics.synthesized(result.compute_s, audio_s)
+            if keep:
+                inputs.append(ChunkAudio(step.seq, result.audio, last=step.last))
+                if link is not None:
+                    link.piece_delivered(step.seq, step.deadline_s)
+        if step.overrun:
+            log.warning("session=%s seq=%d %s step took %.3f s, predicted %.3f s",
+                        step.stream_id, step.seq, step.kind.value, result.compute_s,
+                        step.predicted_compute_s)
+        if inputs and link is not None and self._deliver is not None:
+            self._deliver(step.stream_id, inputs)
+        self.dispatch()
+
+
+_EMPTY = np.zeros(0, dtype=np.float32)

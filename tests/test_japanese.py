@@ -1,0 +1,122 @@
+"""Japanese: text -> Kokoro phonemes (engine/japanese.py), and segmentation by Japanese rules.
+
+The phoneme table is misaki's ``ja`` alphabet (what Kokoro-82M was trained on); readings come
+from pyopenjtalk-plus, the real dictionary, not a mock.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from litestream.engine import japanese
+from litestream.segmenter import Segmenter
+
+# Sentence -> phonemes, each row chosen for one thing a reader can get wrong.
+PHONEME_TABLE = [
+    # kanji readings in context, particle は read "wa" (βa), です's devoiced su
+    ("今日は良い天気ですね。", "kʲoː βa joi teŋkʲi desɨ ne."),
+    # long vowels from kanji (東京 tōkyō) and ー; へ read "e"; 100 spelled out; ッ held
+    ("東京へ100円で行った。", "toːkʲoː e çakɯ eɴ de iʔta."),
+    # a date: numbers with counters (年 月 日) and their sound changes
+    ("2024年3月15日", "ɲi seɴ ɲi ʥɨː jo neɴ saŋɡaʦɨ ʥɨː ɡo ɲiʨi"),
+    # a decimal point read テン, not dropped as punctuation
+    ("1.5キロ", "iʔteɴ ɡo kʲiɾo"),
+    # question mark, 先生 with its long e
+    ("先生は3時15分に来ます？", "seɴseː βa saɴ ʥi ʥɨː ɡo ɸɯɴ ɲi kʲi masɨ?"),
+    # quotes and punctuation inside them; ！ at the end
+    ("「はい。」と言った！", "“hai.” to iʔta!"),
+    # katakana loanwords: palatal ピュ, long vowels, clause comma
+    ("コンピューター、スマートフォン", "kompʲɨːtaː, sɨmaːtoɸoɴ"),
+    # ン before m/p, n and a vowel-less end: m, m, n, ɴ
+    ("さんま、かんぱい、あんない、こんや", "samma, kampai, annai, koɴja"),
+    # ファ, ティ from loanword spelling
+    ("ヴァイオリンとティーカップ", "vaioɾʲiɴ to tʲiː kaʔpɯ"),
+    # ン before b (新聞 shimbun), を read "o"
+    ("新聞を読みました。", "ɕimbɯɴ o jomʲi maɕi ta."),
+    # percent spelled out, geminate across the counter
+    ("10%です。", "ʥɨʔpaːsento desɨ."),
+]
+
+
+@pytest.mark.parametrize(("text", "phonemes"), PHONEME_TABLE)
+def test_phonemes_of_sentences(text: str, phonemes: str) -> None:
+    assert japanese.phonemize(text) == phonemes
+
+
+@pytest.mark.parametrize(("kana", "phonemes"), [
+    ("キャ", "kʲa"), ("シュ", "ɕɨ"), ("チョ", "ʨo"), ("ジャ", "ʥa"), ("ニュ", "ɲɨ"),
+    ("ファ", "ɸa"), ("ウィ", "βi"), ("ツァ", "ʦa"), ("スィ", "si"),  # not in the table
+    ("ガッコー", "ɡaʔkoː"), ("がっこう", "ɡaʔkoɯ"),  # hiragana too
+    ("サンポ", "sampo"), ("リンゴ", "ɾʲiŋɡo"), ("コンニチワ", "koɲɲiʨiβa"), ("ホン", "hoɴ"),
+    ("テンイン", "teɴiɴ"),  # ン before a vowel stays uvular
+])
+def test_kana_to_phonemes(kana: str, phonemes: str) -> None:
+    assert japanese.kana_to_phonemes(kana) == phonemes
+
+
+def test_every_phoneme_is_in_kokoros_vocabulary(kokoro_vocab: dict[str, int]) -> None:
+    # A phoneme missing from the vocabulary would be dropped silently at synthesis.
+    for text, _ in PHONEME_TABLE:
+        phonemes = japanese.phonemize(text)
+        assert set(phonemes) <= set(kokoro_vocab), set(phonemes) - set(kokoro_vocab)
+        assert len(japanese.phoneme_ids(phonemes, kokoro_vocab)) == len(phonemes)
+
+
+def test_empty_and_symbol_only_text() -> None:
+    assert japanese.phonemize("") == ""
+    assert japanese.phonemize("   ") == ""
+    assert japanese.phonemize("😀") == ""
+
+
+# ---------------------------------------------------------------- segmentation
+
+SEGMENT_TABLE = [
+    ("今日は晴れ。明日は雨！本当？", ["今日は晴れ。", "明日は雨！", "本当？"]),
+    # a quote with its own 。 inside does not end the sentence
+    ("「はい。」と言った。次の文。", ["「はい。」と言った。", "次の文。"]),
+    # a decimal point is not a sentence end
+    ("価格は3.5ドルです。以上。", ["価格は3.5ドルです。", "以上。"]),
+    # half-width marks after Japanese text end sentences too
+    ("本当!そうです?はい。", ["本当!", "そうです?", "はい。"]),
+    # a line break after 。 completes the sentence; 、 alone does not
+    ("一行目。\n二行目、続き。", ["一行目。", "二行目、続き。"]),
+]
+
+
+def _segment(text: str, pieces: list[str], **options: int) -> list[str]:
+    segmenter = Segmenter(language="ja", **options)  # type: ignore[arg-type]
+    out: list[str] = []
+    for piece in pieces:
+        out += segmenter.feed(piece)
+    return out + segmenter.flush()
+
+
+@pytest.mark.parametrize(("text", "chunks"), SEGMENT_TABLE)
+def test_japanese_sentences(text: str, chunks: list[str]) -> None:
+    assert _segment(text, [text]) == chunks
+    # Fed one character at a time (as an LLM streams), the same chunks.
+    assert _segment(text, list(text)) == chunks
+
+
+def test_complete_sentences_go_out_before_the_end() -> None:
+    segmenter = Segmenter(language="ja")
+    assert segmenter.feed("今日は晴れ。明日") == ["今日は晴れ。"]
+    assert segmenter.flush() == ["明日"]
+
+
+def test_clause_break_cuts_a_long_sentence() -> None:
+    text = "あ" * 30 + "、" + "い" * 30 + "、" + "う" * 10 + "。"
+    assert _segment(text, [text], max_chars=40) == ["あ" * 30 + "、", "い" * 30 + "、",
+                                                     "う" * 10 + "。"]
+
+
+def test_long_sentence_streamed_by_character_is_cut_only_at_clauses() -> None:
+    # Fed as an LLM streams it, a sentence over max_chars is cut at 、 and nowhere else.
+    text = "長い文ですが、ここで区切れます、そしてここでも。次の文。"
+    assert _segment(text, list(text), max_chars=10) == [
+        "長い文ですが、", "ここで区切れます、", "そしてここでも。", "次の文。"]
+
+
+def test_english_rules_unchanged_by_the_japanese_table() -> None:
+    segmenter = Segmenter()
+    assert segmenter.feed("Dr. Smith paid $4.50. Then") == ["Dr. Smith paid $4.50."]
