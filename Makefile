@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 PIPECAT ?= pipecat-ai==1.14.0
 ARGS   ?=
 
-.PHONY: serve test lint bench install clean
+.PHONY: serve test lint bench install clean soak faults
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -40,3 +40,11 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# Issue 10: the 30-minute soak (mixed hostile traffic at ~80% of capacity; RSS must stay flat)
+# and the fault-injection suite. Both print figures; see docs/operations.md.
+soak: $(STAMP)
+	$(PY) -m loadtest.faults --soak --minutes $(or $(MINUTES),30) $(ARGS)
+
+faults: $(STAMP)
+	$(PY) -m loadtest.faults $(ARGS)

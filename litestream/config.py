@@ -66,6 +66,20 @@ class Config:
         default=False, metadata={"help": "noise scales 0: identical text gives identical audio"}
     )
 
+    # --- watchdog (a stuck synthesis run must not hold a worker forever)
+    watchdog_factor: float = field(
+        default=3.0,
+        metadata={"help": "terminate a synthesis run after this many times its predicted "
+                          "compute (0: no watchdog)"},
+    )
+    watchdog_floor_s: float = field(
+        default=2.0, metadata={"help": "shortest time limit of a synthesis run, s"}
+    )
+    watchdog_grace_s: float = field(
+        default=2.0,
+        metadata={"help": "a worker not back this long after terminate is replaced, s"},
+    )
+
     # --- stream defaults (protocol-v1 config message)
     frame_ms: int = field(default=40, metadata={"help": "default audio frame length, ms"})
     audio_format: str = field(default="s16le", metadata={"help": "default format: s16le|f32le"})
@@ -182,6 +196,10 @@ def _validate(c: Config) -> None:
     _check(c.workers >= 1, "workers", "must be at least 1")
     _check(c.intra_op_threads >= 1, "intra_op_threads", "must be at least 1")
     _check(c.max_batch >= 0, "max_batch", "must be 0 (auto) or more")
+    _check(c.watchdog_factor == 0 or c.watchdog_factor >= 1, "watchdog_factor",
+           "must be 0 (off) or at least 1")
+    _check(c.watchdog_floor_s > 0, "watchdog_floor_s", "must be positive")
+    _check(c.watchdog_grace_s > 0, "watchdog_grace_s", "must be positive")
     _check(c.device in ("auto", "cpu", "cuda"), "device", f"{c.device!r} is not auto, cpu or cuda")
     _check(FRAME_MS_MIN <= c.frame_ms <= FRAME_MS_MAX, "frame_ms",
            f"must be {FRAME_MS_MIN}..{FRAME_MS_MAX} (protocol-v1)")

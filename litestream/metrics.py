@@ -118,6 +118,15 @@ class Metrics:
             "litestream_cache_bytes", "Audio held by the sentence cache, bytes", registry=r)
         self.cache_entries = Gauge(
             "litestream_cache_entries", "Sentences held by the sentence cache", registry=r)
+        self.workers_serving = Gauge(
+            "litestream_workers_serving",
+            "Inference workers taking work now (a wedged one is replaced)", registry=r)
+        self.watchdog_terminations = Counter(
+            "litestream_watchdog_terminations",
+            "Synthesis runs terminated for running past their time limit", registry=r)
+        self.workers_replaced = Counter(
+            "litestream_workers_replaced",
+            "Workers abandoned (wedged or dead) and replaced by a new thread", registry=r)
         for reason in REFUSAL_REASONS:
             self.refusals.labels(reason=reason)
         for code in ERROR_CODES:
@@ -191,6 +200,15 @@ class Metrics:
     def set_queue(self, queued: int, load: float) -> None:
         self.queued_chunks.set(queued)
         self.scheduler_load.set(load)
+
+    def watchdog_terminated(self) -> None:
+        self.watchdog_terminations.inc()
+
+    def worker_replaced(self) -> None:
+        self.workers_replaced.inc()
+
+    def set_workers_serving(self, serving: int) -> None:
+        self.workers_serving.set(serving)
 
     # ------------------------------------------------------------ exposition
 

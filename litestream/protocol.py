@@ -164,6 +164,10 @@ def parse(obj: Mapping[str, Any], voices: frozenset[str]) -> ClientMessage:
         text = obj.get("text")
         if not isinstance(text, str):
             raise _bad("field 'text' must be a string")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate ("\ud800" in JSON) fails the phonemizer
+            raise _bad("field 'text' is not valid Unicode (lone surrogate)") from None
         flush = obj.get("flush", False)
         if not isinstance(flush, bool):
             raise _bad("field 'flush' must be a boolean")

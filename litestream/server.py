@@ -63,7 +63,7 @@ from litestream.session import (
 )
 from litestream.speech import SpeechStream
 from litestream.synthesis import StreamLink, Synthesis
-from litestream.workers import WorkerPool
+from litestream.workers import PoolEvent, WatchdogConfig, WorkerPool
 
 log = logging.getLogger("litestream.server")
 
@@ -144,6 +144,8 @@ class LitestreamServer:
         self.static_dir = routes.default_static_dir()
         self.draining = False
         self._runner: web.AppRunner | None = None
+        self.warming = True  # until every worker is warm and calibrated: /readyz 503
+        self._pool: WorkerPool | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._defaults = StreamSettings(
             voice=self.default_voice, format=config.audio_format, frame_ms=config.frame_ms
@@ -162,11 +164,18 @@ class LitestreamServer:
     # ------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
+        """Listen at once (/healthz answers, /readyz says 503 warming up), let every worker
+        build and warm its own sessions, calibrate, then turn ready (issue 10: warm start)."""
         self._loop = asyncio.get_running_loop()
-        pool = WorkerPool(self.voices, self.config.workers, self._loop,
-                          self.synthesis.on_result)
-        await asyncio.to_thread(self._calibrate, pool)
-        self.synthesis.start(pool, self._loop, self._deliver)
+        config = self.config
+        self.scheduler.set_workers(0, self.now())
+        pool = self._pool = WorkerPool(
+            self.voices, config.workers, self._loop, self.synthesis.on_result,
+            watchdog=WatchdogConfig(factor=config.watchdog_factor,
+                                    floor_s=config.watchdog_floor_s,
+                                    grace_s=config.watchdog_grace_s),
+            on_change=self._on_pool_change,
+        )
         tls = None
         if self.config.tls_cert is not None and self.config.tls_key is not None:
             tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -184,11 +193,27 @@ class LitestreamServer:
         site = web.TCPSite(self._runner, self.config.host, self.config.port, ssl_context=tls,
                            reuse_address=True)
         await site.start()
+        await pool.ready()
+        await asyncio.to_thread(self._calibrate, pool)
+        self.synthesis.start(pool, self._loop, self._deliver)
+        self.warming = False
         log.info(
             "listening on %s://%s:%d%s (and %s) with %d workers, voices %s",
             "wss" if tls else "ws", self.config.host, self.port, STREAM_PATH,
             openai_api.SPEECH_PATH, self.config.workers, ", ".join(self.voice_ids),
         )
+
+    def _on_pool_change(self, event: PoolEvent) -> None:
+        """Capacity and admission follow the workers actually serving (issue 10: watchdog)."""
+        pool = self._pool
+        if event is PoolEvent.TERMINATED:
+            self.metrics.watchdog_terminated()
+        elif event is PoolEvent.REPLACED:
+            self.metrics.worker_replaced()
+        elif pool is not None:
+            self.scheduler.set_workers(pool.serving, self.now())
+            self.metrics.set_workers_serving(pool.serving)
+            self.synthesis.dispatch()
 
     def _calibrate(self, pool: WorkerPool) -> None:
         """Teach the scheduler what a step costs on this machine before the first stream.
@@ -270,6 +295,8 @@ class LitestreamServer:
         if path == "/readyz":
             if self.draining:
                 return _web(routes.text(http.HTTPStatus.SERVICE_UNAVAILABLE, "draining\n"))
+            if self.warming:
+                return _web(routes.text(http.HTTPStatus.SERVICE_UNAVAILABLE, "warming up\n"))
             if not self.synthesis.has_capacity(self.now()):
                 return _web(routes.text(http.HTTPStatus.SERVICE_UNAVAILABLE, "at capacity\n"))
             return _web(routes.text(http.HTTPStatus.OK, "ready\n"))
@@ -311,6 +338,8 @@ class LitestreamServer:
         key_label: str | None = None
         if self.draining:
             refusal = refuse_draining(DRAIN_RETRY_AFTER_S)
+        elif self.warming:
+            refusal = refuse_admission("warming up", DRAIN_RETRY_AFTER_S)
         elif not origin_allowed(request.headers.get("Origin"), self.config.allowed_origins):
             refusal = refuse_origin()
         if refusal is None and self.keys.enabled:

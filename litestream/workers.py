@@ -1,4 +1,4 @@
-"""Inference threads: run the engine off the event loop.
+"""Inference threads: run the engine off the event loop, and keep them serving.
 
 A fixed pool of threads, each with its own ONNX Runtime session (measured faster than one
 shared session on CPU: see docs/benchmarks.md). The event loop owns the scheduler; it hands a
@@ -8,24 +8,43 @@ worker a batch only when that worker is idle, so the scheduler decides as late a
 A step is a sentence's encode (front pass: phonemize, then `Voice.encode`) or one decode window
 (`Voice.decode`, or `Voice.decode_batch` for a batch of equal windows); the scheduler makes every
 batch homogeneous (one kind, voice, speed and window length).
+
+The watchdog (issue 10). Every run has a time limit, `max(floor, factor x predicted compute)`;
+a loop timer armed at dispatch sets the run's `RunOptions.terminate` when it passes, and ONNX
+Runtime then stops the run with an error: its steps fail (`synthesis_failed`), the worker
+takes work again. A worker not back within `grace_s` after that (stuck outside ONNX Runtime,
+in a native call that ignores the flag), or whose thread died, is abandoned: its steps fail
+at once and a new thread with new sessions replaces it. Until the replacement is warm the pool
+serves with one worker fewer, and says so (`serving`, `on_change`) so that admission follows.
+
+Everything about workers' states happens on the loop thread; worker threads only read their
+inbox, run the engine and post back. So the pool needs no lock.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
+import enum
 import logging
 import queue
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from itertools import count
+from typing import Any
 
 import numpy as np
+import onnxruntime as ort
 
 from litestream.engine.base import DecodeWindow, Latent, Voice
 from litestream.scheduler import StepKind, SynthesisStep
 
 log = logging.getLogger("litestream.workers")
+
+TERMINATED = "terminated by the watchdog"
 
 
 @dataclass(frozen=True)
@@ -52,8 +71,59 @@ class Calibration:
     windows: int
 
 
+@dataclass(frozen=True)
+class WatchdogConfig:
+    """Time limit of one run: max(floor_s, factor x predicted compute); factor 0 = no limit."""
+
+    factor: float = 3.0
+    floor_s: float = 2.0
+    grace_s: float = 2.0  # after terminate, how long a worker has to come back
+
+    def limit_s(self, predicted_compute_s: float) -> float | None:
+        if self.factor <= 0:
+            return None
+        return max(self.floor_s, self.factor * predicted_compute_s)
+
+
+class PoolEvent(enum.Enum):
+    SERVING = "serving"          # the number of workers taking work changed (see `serving`)
+    TERMINATED = "terminated"    # the watchdog terminated a run past its limit
+    REPLACED = "replaced"        # a wedged or dead worker was abandoned and replaced
+
+
+class _State(enum.Enum):
+    WARMING = "warming"  # building its sessions (each warms itself: Voice.warmup)
+    IDLE = "idle"
+    BUSY = "busy"
+    GONE = "gone"        # abandoned (wedged or dead); whatever it posts later is ignored
+
+
+_Task = tuple[int, list[SynthesisStep], ort.RunOptions]  # (run number, steps, options)
+
+
+@dataclass(eq=False)
+class _Worker:
+    name: str
+    inbox: queue.SimpleQueue[_Task | None] = field(default_factory=queue.SimpleQueue)
+    state: _State = _State.WARMING
+    sessions: Mapping[str, Voice] = field(default_factory=dict)
+    thread: threading.Thread | None = None
+    # The run in progress (state BUSY): its steps, options, start (loop clock) and a number
+    # that tells a stale timer or result from the current run's.
+    steps: list[SynthesisStep] = field(default_factory=list)
+    run_options: ort.RunOptions | None = None
+    started_s: float = 0.0
+    run_no: int = 0
+    terminated: bool = False
+    timer: asyncio.TimerHandle | None = None
+
+
 class WorkerPool:
-    """N threads; `dispatch` hands a batch to an idle one, `on_result` runs on the loop."""
+    """N threads; `dispatch` hands a batch to an idle one, `on_result` runs on the loop.
+
+    Create it on the loop thread, then `await pool.ready()`: each worker builds its own
+    sessions in its own thread (worker 0 uses the loaded ones); `new_session` warms each on the
+    shapes it will meet (Voice.warmup)."""
 
     def __init__(
         self,
@@ -61,62 +131,211 @@ class WorkerPool:
         workers: int,
         loop: asyncio.AbstractEventLoop,
         on_result: Callable[[WorkResult], None],
+        *,
+        watchdog: WatchdogConfig | None = None,
+        on_change: Callable[[PoolEvent], None] | None = None,
     ) -> None:
+        if workers < 1:
+            raise ValueError("workers must be >= 1")
         self._loop = loop
         self._on_result = on_result
-        self._idle: list[int] = list(range(workers))
-        self._inboxes: list[queue.SimpleQueue[list[SynthesisStep] | None]] = []
-        self._threads: list[threading.Thread] = []
-        self._sessions: list[Mapping[str, Voice]] = []
+        self._on_change = on_change
+        self._voices = voices
+        self._size = workers
+        self.watchdog = watchdog or WatchdogConfig()
+        self._workers: list[_Worker] = []
+        self._idle: list[_Worker] = []
+        self._abandoned: list[_Worker] = []
+        self._names = count()
+        self._all_warm = asyncio.Event()
+        self._closed = False
         for index in range(workers):
             # Worker 0 uses the loaded sessions; the others get their own, so no two threads
             # share a session (measured: per-worker sessions give more throughput on CPU).
-            own = dict(voices) if index == 0 else {k: v.new_session() for k, v in voices.items()}
-            self._sessions.append(own)
-            inbox: queue.SimpleQueue[list[SynthesisStep] | None] = queue.SimpleQueue()
-            thread = threading.Thread(
-                target=self._run, args=(index, own, inbox), name=f"litestream-worker-{index}",
-                daemon=True,
-            )
-            self._inboxes.append(inbox)
-            self._threads.append(thread)
-            thread.start()
+            self._start_worker(voices if index == 0 else None)
+
+    # ------------------------------------------------------------ state, on the loop thread
 
     @property
     def size(self) -> int:
-        return len(self._threads)
+        """Workers the pool keeps (serving, warming or being replaced)."""
+        return self._size
 
     @property
     def idle(self) -> int:
         return len(self._idle)
 
+    @property
+    def serving(self) -> int:
+        """Workers taking work now: warm and not abandoned."""
+        return sum(1 for w in self._workers if w.state in (_State.IDLE, _State.BUSY))
+
+    @property
+    def abandoned_alive(self) -> int:
+        """Abandoned threads still running (stuck in a call that never returned)."""
+        self._abandoned = [w for w in self._abandoned
+                           if w.thread is not None and w.thread.is_alive()]
+        return len(self._abandoned)
+
+    async def ready(self) -> None:
+        """Wait until every worker has built and warmed its sessions."""
+        await self._all_warm.wait()
+
     def dispatch(self, steps: Sequence[SynthesisStep]) -> None:
         """Hand a batch to an idle worker. Call only when `idle > 0`, on the loop thread."""
-        index = self._idle.pop()
-        self._inboxes[index].put(list(steps))
+        worker = self._idle.pop()
+        worker.state = _State.BUSY
+        worker.steps = list(steps)
+        worker.run_options = ort.RunOptions()  # fresh per run: terminate stops this run only
+        worker.started_s = self._loop.time()
+        worker.run_no += 1
+        worker.terminated = False
+        limit = self.watchdog.limit_s(sum(step.predicted_compute_s for step in steps))
+        if limit is not None:
+            worker.timer = self._loop.call_at(worker.started_s + limit, self._overdue, worker,
+                                              worker.run_no, limit)
+        worker.inbox.put((worker.run_no, worker.steps, worker.run_options))
 
-    def _finished(self, index: int, results: list[WorkResult]) -> None:
+    def _start_worker(self, sessions: Mapping[str, Voice] | None) -> _Worker:
+        worker = _Worker(name=f"litestream-worker-{next(self._names)}")
+        worker.thread = threading.Thread(target=self._run, args=(worker, sessions),
+                                         name=worker.name, daemon=True)
+        self._workers.append(worker)
+        worker.thread.start()
+        return worker
+
+    def _warmed(self, worker: _Worker, sessions: Mapping[str, Voice]) -> None:
+        if worker.state is not _State.WARMING:
+            return
+        worker.sessions = sessions
+        worker.state = _State.IDLE
+        self._idle.append(worker)
+        log.info("%s warm and serving (%d of %d)", worker.name, self.serving, self._size)
+        if all(w.state is not _State.WARMING for w in self._workers):
+            self._all_warm.set()
+        self._emit(PoolEvent.SERVING)
+
+    def _finished(self, worker: _Worker, run_no: int, results: list[WorkResult]) -> None:
         # On the loop thread: the worker is idle again before results are handled, so the
         # result handler's dispatch can give it the next batch at once.
-        self._idle.append(index)
+        if worker.state is _State.GONE or run_no != worker.run_no:
+            return  # abandoned: its steps were failed when it was; the thread exits
+        if worker.timer is not None:
+            worker.timer.cancel()
+            worker.timer = None
+        if worker.terminated:
+            log.info("%s back after terminate, %.2f s after its run started", worker.name,
+                     self._loop.time() - worker.started_s)
+        worker.state = _State.IDLE
+        worker.steps = []
+        worker.run_options = None
+        self._idle.append(worker)
         for result in results:
             self._on_result(result)
 
-    def _run(self, index: int, voices: Mapping[str, Voice],
-             inbox: queue.SimpleQueue[list[SynthesisStep] | None]) -> None:
-        while True:
-            steps = inbox.get()
-            if steps is None:
+    def _overdue(self, worker: _Worker, run_no: int, limit_s: float) -> None:
+        """The watchdog: the run is past its limit. Stop it; replace the worker if it does
+        not come back within the grace."""
+        if worker.state is not _State.BUSY or run_no != worker.run_no:
+            return
+        head = worker.steps[0]
+        predicted = sum(step.predicted_compute_s for step in worker.steps)
+        log.warning("session=%s seq=%d %s step past its limit of %.2f s (predicted %.2f s, "
+                    "%d steps) on %s: terminating the run", head.stream_id, head.seq,
+                    head.kind.value, limit_s, predicted, len(worker.steps), worker.name)
+        worker.terminated = True
+        if worker.run_options is not None:
+            worker.run_options.terminate = True
+        self._emit(PoolEvent.TERMINATED)
+        worker.timer = self._loop.call_later(self.watchdog.grace_s, self._wedged, worker,
+                                             run_no)
+
+    def _wedged(self, worker: _Worker, run_no: int) -> None:
+        if worker.state is not _State.BUSY or run_no != worker.run_no:
+            return
+        log.error("%s did not come back %.1f s after terminate: abandoning it", worker.name,
+                  self.watchdog.grace_s)
+        self._abandon(worker, "abandoned: did not stop after terminate")
+
+    def _died(self, worker: _Worker, exc: BaseException) -> None:
+        if worker.state is _State.GONE:
+            return
+        if worker.state is _State.WARMING:
+            # Building or warming its sessions failed: a replacement would fail the same way.
+            log.error("%s failed to start: %r; serving with %d workers", worker.name, exc,
+                      self.serving)
+            worker.state = _State.GONE
+            self._workers.remove(worker)
+            if all(w.state is not _State.WARMING for w in self._workers):
+                self._all_warm.set()
+            self._emit(PoolEvent.SERVING)
+            return
+        log.error("%s died: %r", worker.name, exc)
+        self._abandon(worker, f"worker died: {type(exc).__name__}")
+
+    def _abandon(self, worker: _Worker, why: str) -> None:
+        """Fail what the worker holds, and start a replacement (new thread, new sessions)."""
+        if worker.timer is not None:
+            worker.timer.cancel()
+            worker.timer = None
+        if worker in self._idle:
+            self._idle.remove(worker)
+        worker.state = _State.GONE
+        worker.inbox.put(None)  # should it ever come back, it exits
+        self._workers.remove(worker)
+        self._abandoned.append(worker)
+        steps, worker.steps = worker.steps, []
+        elapsed = self._loop.time() - worker.started_s
+        if self._closed:
+            pass
+        elif self.abandoned_alive > self._size:
+            # Each stuck thread holds a session's memory: past this many, stop replacing and
+            # let readiness (capacity follows `serving`) take the pod out of rotation.
+            log.error("%d abandoned workers still stuck: not replacing %s", self.abandoned_alive,
+                      worker.name)
+        else:
+            # The prototypes' sessions may be the stuck ones: new_session only reads the
+            # shared model bytes, so building from them is safe.
+            self._start_worker(None)
+            self._emit(PoolEvent.REPLACED)
+        self._emit(PoolEvent.SERVING)
+        for step in steps:
+            self._on_result(WorkResult(step, elapsed, error=why))
+
+    def _emit(self, event: PoolEvent) -> None:
+        if self._on_change is not None:
+            self._on_change(event)
+
+    def _post(self, callback: Callable[..., None], *args: object) -> bool:
+        try:
+            self._loop.call_soon_threadsafe(callback, *args)
+        except RuntimeError:  # loop closed during shutdown
+            return False
+        return True
+
+    # ------------------------------------------------------------ worker threads
+
+    def _run(self, worker: _Worker, prototypes: Mapping[str, Voice] | None) -> None:
+        try:
+            sessions = (dict(prototypes) if prototypes is not None
+                        else {k: v.new_session() for k, v in self._voices.items()})
+            if not self._post(self._warmed, worker, sessions):
                 return
-            results = run_steps(voices, steps)
-            try:
-                self._loop.call_soon_threadsafe(self._finished, index, results)
-            except RuntimeError:  # loop closed during shutdown
-                return
+            while True:
+                task = worker.inbox.get()
+                if task is None:
+                    return
+                run_no, steps, run_options = task
+                results = run_steps(sessions, steps, run_options)
+                release_memory()
+                if not self._post(self._finished, worker, run_no, results):
+                    return
+        except BaseException as exc:  # the thread dies: say so, so the pool replaces it
+            self._post(self._died, worker, exc)
 
     def calibrate(self, voice: str, text: str, window_frames: int) -> list[Calibration]:
-        """Encode `text` and decode it in windows of `window_frames` on every worker's session
-        at once, as under full load (blocking; call before any step is dispatched)."""
+        """Encode `text` and decode it in windows of `window_frames` on every serving worker's
+        session at once, as under full load (blocking; call before any step is dispatched)."""
         results: list[Calibration] = []
         lock = threading.Lock()
 
@@ -125,7 +344,8 @@ class WorkerPool:
             with lock:
                 results.append(found)
 
-        threads = [threading.Thread(target=run, args=(own,)) for own in self._sessions]
+        threads = [threading.Thread(target=run, args=(w.sessions,)) for w in list(self._workers)
+                   if w.state is _State.IDLE]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -133,11 +353,40 @@ class WorkerPool:
         return results
 
     def close(self, timeout_s: float = 5.0) -> None:
-        for inbox in self._inboxes:
-            inbox.put(None)
+        self._closed = True
+        workers = [*self._workers, *self._abandoned]
+        for worker in workers:
+            worker.inbox.put(None)
         deadline = time.monotonic() + timeout_s
-        for thread in self._threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
+        for worker in workers:
+            if worker.thread is not None:
+                worker.thread.join(max(0.0, deadline - time.monotonic()))
+
+
+def _load_malloc_trim() -> Callable[[int], int] | None:
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name)
+        trim = libc.malloc_trim  # glibc only
+    except (OSError, AttributeError, TypeError):
+        return None
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    return trim
+
+
+_malloc_trim = _load_malloc_trim()
+
+
+def release_memory() -> None:
+    """Give the freed heap back to the OS after a run (glibc; a no-op elsewhere).
+
+    With the ORT arena off, a long sentence's tensors are freed to malloc, but glibc keeps most
+    of a fragmented heap: RSS still grew 250 -> 890 MB over hostile traffic. `malloc_trim(0)`
+    returns free pages from every arena and kept it flat (docs/operations.md); ctypes releases
+    the GIL while it runs, so other threads go on."""
+    if _malloc_trim is not None:
+        _malloc_trim(0)
 
 
 def _calibrate(voice: Voice, text: str, window_frames: int) -> Calibration:
@@ -152,21 +401,23 @@ def _calibrate(voice: Voice, text: str, window_frames: int) -> Calibration:
                        time.perf_counter() - encoded, windows)
 
 
-def run_steps(voices: Mapping[str, Voice], steps: list[SynthesisStep]) -> list[WorkResult]:
+def run_steps(voices: Mapping[str, Voice], steps: list[SynthesisStep],
+              run_options: Any = None) -> list[WorkResult]:
     """Run one homogeneous batch: encode steps one by one (each phonemized first), decode
-    windows as one `decode_batch`. A failure fails only its own step."""
+    windows as one `decode_batch`. A failure fails only its own step. `run_options` (an
+    `ort.RunOptions`) goes to every engine run: the watchdog may terminate it."""
     voice = voices.get(steps[0].voice)
     if voice is None:
         return [WorkResult(step, 0.0, error=f"voice {step.voice!r} not loaded") for step in steps]
     if steps[0].kind is StepKind.ENCODE:
-        return [_encode(voice, step) for step in steps]
+        return [_encode(voice, step, run_options) for step in steps]
     if len(steps) == 1:
-        return [_decode(voice, steps[0])]
+        return [_decode(voice, steps[0], run_options)]
     started = time.perf_counter()
     try:
-        audios = voice.decode_batch([_window(step) for step in steps])
-    except Exception:  # retry one by one so one bad window fails alone
-        return [_decode(voice, step) for step in steps]
+        audios = voice.decode_batch([_window(step) for step in steps], run_options=run_options)
+    except Exception:  # retry one by one so one bad window fails alone (fast if terminated)
+        return [_decode(voice, step, run_options) for step in steps]
     share = (time.perf_counter() - started) / len(steps)
     return [WorkResult(step, share, audio=audio)
             for step, audio in zip(steps, audios, strict=True)]
@@ -178,26 +429,30 @@ def _window(step: SynthesisStep) -> DecodeWindow:
     return DecodeWindow(step.latent, step.start_frame, step.frames)
 
 
-def _encode(voice: Voice, step: SynthesisStep) -> WorkResult:
+def _encode(voice: Voice, step: SynthesisStep, run_options: Any) -> WorkResult:
     started = time.perf_counter()
     try:
-        latent = voice.encode(voice.phoneme_ids(step.text), step.speed)
+        latent = voice.encode(voice.phoneme_ids(step.text), step.speed, run_options=run_options)
     except Exception as exc:  # one bad sentence must not kill the worker or other streams
-        return _failed(step, started, exc)
+        return _failed(step, started, exc, run_options)
     return WorkResult(step, time.perf_counter() - started, latent=latent)
 
 
-def _decode(voice: Voice, step: SynthesisStep) -> WorkResult:
+def _decode(voice: Voice, step: SynthesisStep, run_options: Any) -> WorkResult:
     started = time.perf_counter()
     try:
         window = _window(step)
-        audio = voice.decode(window.latent, window.start_frame, window.frames)
+        audio = voice.decode(window.latent, window.start_frame, window.frames,
+                             run_options=run_options)
     except Exception as exc:
-        return _failed(step, started, exc)
+        return _failed(step, started, exc, run_options)
     return WorkResult(step, time.perf_counter() - started, audio=audio)
 
 
-def _failed(step: SynthesisStep, started: float, exc: Exception) -> WorkResult:
+def _failed(step: SynthesisStep, started: float, exc: Exception,
+            run_options: Any = None) -> WorkResult:
+    terminated = run_options is not None and bool(getattr(run_options, "terminate", False))
     log.warning("session=%s seq=%d %s step failed: %s", step.stream_id, step.seq,
-                step.kind.value, type(exc).__name__)
-    return WorkResult(step, time.perf_counter() - started, error=repr(exc) or "failed")
+                step.kind.value, TERMINATED if terminated else type(exc).__name__)
+    error = TERMINATED if terminated else (repr(exc) or "failed")
+    return WorkResult(step, time.perf_counter() - started, error=error)

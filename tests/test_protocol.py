@@ -41,6 +41,7 @@ def test_bare_messages(kind: str, cls: type) -> None:
     "not json", "[1, 2]", '"text"', "{}", '{"type": 3}', '{"type":"shout"}',
     '{"type":"text"}', '{"type":"text","text":5}', '{"type":"text","text":"a","flush":"yes"}',
     '{"type":"config","speed":"fast"}', '{"type":"config","frame_ms":true}',
+    '{"type":"text","text":"a \\ud800 b"}',  # a lone surrogate (found by loadtest.faults)
 ])
 def test_bad_messages_are_bad_message_and_not_fatal(frame: str) -> None:
     err = error_of(frame)

@@ -212,6 +212,11 @@ def _session_options(intra_op_threads: int) -> ort.SessionOptions:
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3  # errors only; the provider choice is logged by us
+    # No CPU arena: it keeps the largest shapes it has ever seen. One sentence of unusual
+    # Unicode (spelled out by espeak, ~3,000 phonemes) grew a session by over 1 GB for good;
+    # without the arena, tensors go back to malloc and the worker trims after each run
+    # (workers.release_memory; issue 10, figures in docs/operations.md).
+    options.enable_cpu_mem_arena = False
     return options
 
 
