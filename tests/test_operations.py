@@ -169,13 +169,16 @@ def serve_process() -> Iterator[tuple[subprocess.Popen[bytes], int]]:
          "--drain-grace-s", "3", "--deterministic", "--no-kokoro"],  # drain, not voices
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
-    deadline = time.monotonic() + 60
+    # The server listens at once (/healthz) and turns ready once every worker is warm
+    # (/readyz): streams are for a ready server, as a load balancer's readiness probe decides.
+    deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         try:
-            if http_get(f"http://127.0.0.1:{port}/healthz")[0] == 200:
+            if http_get(f"http://127.0.0.1:{port}/readyz")[0] == 200:
                 break
         except OSError:
-            time.sleep(0.2)
+            pass
+        time.sleep(0.2)
     else:
         proc.kill()
         pytest.fail("server did not start: " + (proc.stdout.read().decode() if proc.stdout
