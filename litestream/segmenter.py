@@ -159,7 +159,8 @@ def _cut(
                 j -= 1
             if before == ")" or after == "(" or text[j] in punct.clause_break:
                 boundary = (i, i + 1)
-        elif ch == "—" and i + 1 < n and text[i - 1] != " " and text[i + 1] != " ":
+        elif (ch == "—" and i + 1 < n and text[i - 1] != " " and text[i + 1] != " "
+              and i + 1 - pos <= hard_limit):
             # An unspaced em dash ("word—word") is a clause boundary between two words.
             boundary = (i + 1, i + 1)
         if boundary is not None:
