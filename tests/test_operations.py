@@ -172,10 +172,12 @@ def serve_process() -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
-            if http_get(f"http://127.0.0.1:{port}/healthz")[0] == 200:
+            # /healthz answers while the workers warm up; /readyz once streams are taken.
+            if http_get(f"http://127.0.0.1:{port}/readyz")[0] == 200:
                 break
         except OSError:
-            time.sleep(0.2)
+            pass
+        time.sleep(0.2)
     else:
         proc.kill()
         pytest.fail("server did not start: " + (proc.stdout.read().decode() if proc.stdout
