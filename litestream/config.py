@@ -105,6 +105,10 @@ class Config:
     )
     max_streams: int = field(default=0, metadata={"help": "hard cap on open streams (0: none)"})
     max_chunk_chars: int = field(default=300, metadata={"help": "longest chunk, characters"})
+    cache_bytes: int = field(
+        default=256 * 1024 * 1024,
+        metadata={"help": "sentence cache: finished sentence audio kept for reuse, bytes (0: off)"},
+    )
 
     # --- limits and security (protocol-v1 handshake refusals)
     api_keys: tuple[str, ...] = field(
@@ -209,6 +213,7 @@ def _validate(c: Config) -> None:
     _check(0 < c.target_utilization <= 1.5, "target_utilization", "must be in (0, 1.5]")
     _check(c.max_streams >= 0, "max_streams", "must not be negative")
     _check(c.max_chunk_chars >= 40, "max_chunk_chars", "must be at least 40")
+    _check(c.cache_bytes >= 0, "cache_bytes", "must be 0 (off) or more")
     _check(c.max_message_bytes >= 1024, "max_message_bytes", "must be at least 1024")
     _check(c.max_buffered_chars >= 1, "max_buffered_chars", "must be positive")
     _check(c.max_stream_chars >= c.max_buffered_chars, "max_stream_chars", "below max_buffered")

@@ -105,6 +105,19 @@ class Metrics:
             "litestream_errors", "error messages sent, by protocol-v1 code", ["code"], registry=r)
         self.streams = Counter(
             "litestream_streams", "Streams closed, by close code", ["close_code"], registry=r)
+        # Sentence cache (litestream/cache.py).
+        self.cache_hits = Counter(
+            "litestream_cache_hits", "Chunks whose audio came from the sentence cache", registry=r)
+        self.cache_misses = Counter(
+            "litestream_cache_misses", "Chunk lookups the sentence cache could not answer",
+            registry=r)
+        self.cache_evictions = Counter(
+            "litestream_cache_evictions", "Sentences dropped from the cache to stay in bounds",
+            registry=r)
+        self.cache_bytes = Gauge(
+            "litestream_cache_bytes", "Audio held by the sentence cache, bytes", registry=r)
+        self.cache_entries = Gauge(
+            "litestream_cache_entries", "Sentences held by the sentence cache", registry=r)
         self.workers_serving = Gauge(
             "litestream_workers_serving",
             "Inference workers taking work now (a wedged one is replaced)", registry=r)
@@ -172,6 +185,17 @@ class Metrics:
         self.stalls.inc()
         if seconds > 0:
             self.stall_seconds.inc(seconds)
+
+    def cache_lookup(self, hit: bool) -> None:
+        (self.cache_hits if hit else self.cache_misses).inc()
+
+    def cache_evicted(self, entries: int) -> None:
+        if entries > 0:
+            self.cache_evictions.inc(entries)
+
+    def set_cache(self, nbytes: int, entries: int) -> None:
+        self.cache_bytes.set(nbytes)
+        self.cache_entries.set(entries)
 
     def set_queue(self, queued: int, load: float) -> None:
         self.queued_chunks.set(queued)

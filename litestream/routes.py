@@ -1,7 +1,8 @@
 """Plain HTTP answers of the server: responses, handshake refusals, the player's static files.
 
-Everything here builds a `websockets.http11.Response`; nothing here holds server state. What a
-refusal says (status, code, Retry-After) is decided in `security`; this module writes it.
+Everything here builds an `Answer` (status, headers, body), which the transport writes;
+nothing here holds server state or knows the HTTP library. What a refusal says (status, code,
+Retry-After) is decided in `security`; this module writes it.
 """
 
 from __future__ import annotations
@@ -11,43 +12,49 @@ import http
 import json
 import mimetypes
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from websockets.datastructures import Headers
-from websockets.http11 import Response
-
 from litestream.engine import Voice
+from litestream.openai_api import ApiError
 from litestream.security import Refusal, refusal_body, refusal_headers
 
 
-def response(status: http.HTTPStatus, body: bytes, content_type: str) -> Response:
-    headers = Headers()
-    headers["Content-Type"] = content_type
-    headers["Content-Length"] = str(len(body))
-    headers["Cache-Control"] = "no-store"
-    return Response(status.value, status.phrase, headers, body)
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A whole HTTP response (the transport adds Content-Length and its own framing)."""
+
+    status: int
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
 
 
-def text(status: http.HTTPStatus, body: str) -> Response:
+def response(status: http.HTTPStatus, body: bytes, content_type: str) -> Answer:
+    return Answer(status.value, (("Content-Type", content_type), ("Cache-Control", "no-store")),
+                  body)
+
+
+def text(status: http.HTTPStatus, body: str) -> Answer:
     return response(status, body.encode(), "text/plain; charset=utf-8")
 
 
-def json_doc(status: http.HTTPStatus, doc: object) -> Response:
+def json_doc(status: http.HTTPStatus, doc: object) -> Answer:
     return response(status, json.dumps(doc).encode(), "application/json")
 
 
-def not_found() -> Response:
+def not_found() -> Answer:
     return text(http.HTTPStatus.NOT_FOUND, "not found\n")
 
 
-def refusal(refused: Refusal) -> Response:
+def refusal(refused: Refusal) -> Answer:
     """protocol-v1: Endpoint. Status, JSON body and headers (Retry-After) from `security`."""
-    status = http.HTTPStatus(refused.status)
-    body = refusal_body(refused)
-    headers = Headers(refusal_headers(refused))
-    headers["Content-Length"] = str(len(body))
-    return Response(status.value, status.phrase, headers, body)
+    return Answer(refused.status, tuple(refusal_headers(refused)), refusal_body(refused))
+
+
+def api_error(error: ApiError) -> Answer:
+    """An OpenAI-shaped error (openai_api): status, JSON body, Retry-After when it has one."""
+    return Answer(error.status, (*error.headers(), ("Cache-Control", "no-store")), error.body())
 
 
 def voices_doc(voices: Mapping[str, Voice], default: str) -> dict[str, Any]:
@@ -67,7 +74,7 @@ def default_static_dir() -> Path | None:
     return None
 
 
-def static(static_dir: Path | None, path: str) -> Response:
+def static(static_dir: Path | None, path: str) -> Answer:
     """`/` and `/static/<file>`: only files directly in the static directory are served."""
     if static_dir is None:
         return not_found()

@@ -129,7 +129,11 @@ class SchedulerConfig:
     # stream is small so first audio comes fast; later ones grow by about 1/utilization times
     # `window_growth_headroom` (within the growth bounds) while their compute fits in the audio
     # already buffered, up to `max_window_frames` (context overhead 2P/W small there).
-    first_window_frames: int = 20
+    # 32 frames (0.37 s of audio) rather than 16-20: measured first audio costs ~15 ms more
+    # (docs/benchmarks.md, engine windows), but the second window gets ~220 ms to compute
+    # after the jitter budget instead of ~80 ms, so a listener on a busy machine does not run
+    # dry right after the first window (seen in the browser test under load at 20 frames).
+    first_window_frames: int = 32
     min_window_frames: int = 16
     max_window_frames: int = 256
     window_growth_headroom: float = 0.85
@@ -794,7 +798,8 @@ class Scheduler:
 
     def _work_s(self, s: _StreamState, audio_limit_s: float) -> float:
         """Predicted compute of a stream's remaining work, until `audio_limit_s` of its audio
-        is covered (whole sentences; the one that crosses the limit counts whole)."""
+        is covered: encode steps whole, decode windows only as far as the limit (the windows
+        past it are not due yet; a stream streams inside its sentences)."""
         total = 0.0
         audio = 0.0
         window = max(s.window_frames, self.config.first_window_frames)
@@ -806,6 +811,10 @@ class Scheduler:
                 frames = model.sentence_frames(step.voice, step.chars, step.speed)
             else:
                 frames = sentence.frames - sentence.next_frame
+            if math.isfinite(audio_limit_s):
+                per_frame_s = model.audio_s(step.voice, 1.0)
+                if per_frame_s > 0.0:
+                    frames = min(frames, max(1.0, (audio_limit_s - audio) / per_frame_s))
             windows = max(1, math.ceil(frames / window))
             total += windows * model.price(step.voice, StepKind.DECODE, frames / windows)
             audio += model.audio_s(step.voice, frames)

@@ -18,18 +18,15 @@ import os
 import signal
 import ssl
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from urllib.parse import parse_qsl, urlsplit
 
-from websockets.asyncio.server import Server as WsServer
-from websockets.asyncio.server import ServerConnection, serve
-from websockets.exceptions import ConnectionClosed
-from websockets.http11 import Request, Response
+from aiohttp import WSMsgType, web
 
 from litestream import config as config_mod
-from litestream import protocol, routes
+from litestream import openai_api, protocol, routes
+from litestream.cache import SentenceCache
 from litestream.config import Config
 from litestream.engine import Voice, registry
 from litestream.errors import CloseCode, LitestreamError
@@ -64,6 +61,7 @@ from litestream.session import (
     StreamState,
     SynthesisResult,
 )
+from litestream.speech import SpeechStream
 from litestream.synthesis import StreamLink, Synthesis
 from litestream.workers import PoolEvent, WatchdogConfig, WorkerPool
 
@@ -71,28 +69,26 @@ log = logging.getLogger("litestream.server")
 
 STREAM_PATH = "/v1/stream"
 DRAIN_RETRY_AFTER_S = 5.0  # a draining pod's clients should reconnect (to another pod) soon
-ABANDONED_HANDSHAKE_S = 30.0  # an accepted handshake whose handler never ran is released
+KEEPALIVE_S = 20.0  # WebSocket ping interval: a peer that stops answering is closed
 # Start-up calibration decodes its sentence (engine/registry.py: one per language) in windows of
 # a mid-range size.
 CALIBRATION_WINDOW_FRAMES = 64
 
 
 @dataclass(frozen=True)
-class _Accepted:
-    """A handshake accepted, waiting for its handler. Its stream is already open in the
-    scheduler, so the admission test of the next handshake counts it."""
+class Admitted:
+    """A request let in: its stream is open in the scheduler and its client holds a slot."""
 
-    params: HandshakeParams
     client: str  # key label, or client address without keys
     session_id: str
-    at_s: float  # loop time of acceptance
 
 
 @dataclass(eq=False)
 class StreamConnection:
     """One accepted WebSocket and the stream session it carries (server side)."""
 
-    ws: ServerConnection
+    ws: web.WebSocketResponse
+    request: web.Request
     session: StreamSession
     link: StreamLink
     client: str
@@ -103,17 +99,28 @@ class StreamConnection:
     def id(self) -> str:
         return self.session.id
 
+    def abort(self) -> None:
+        """Cut the TCP connection at once (no close handshake: the client stopped reading)."""
+        transport = self.request.transport
+        if transport is not None:
+            transport.abort()
+
     def feed(self, item: SessionInput, now: float) -> None:
         """Give the session an input, then let the sender move what it queued."""
         self.session.receive(item, now)
         if self.session.aborting:
             # The sender may be stuck in a send to a client that stopped reading: cut now.
-            self.ws.transport.abort()
+            self.abort()
         self.wakeup.set()
 
 
 class LitestreamServer:
-    """The server: `async with LitestreamServer(config) as server:` or `await server.run()`."""
+    """The server: `async with LitestreamServer(config) as server:` or `await server.run()`.
+
+    One aiohttp server on one port: the protocol-v1 WebSocket endpoint, OpenAI's
+    `POST /v1/audio/speech`, and plain HTTP (health, metrics, voices, the player). The
+    transport was chosen by measurement (docs/benchmarks.md, "Transport").
+    """
 
     def __init__(self, config: Config, voices: Mapping[str, Voice] | None = None) -> None:
         self.config = config
@@ -129,20 +136,21 @@ class LitestreamServer:
         max_batch = config.max_batch or (
             8 if any(v.provider.startswith("CUDA") for v in self.voices.values()) else 1
         )
+        self.cache = SentenceCache(config.cache_bytes)
         self.synthesis = Synthesis(config, self.voices, self.metrics, max_batch,
-                                   self.default_voice)
+                                   self.default_voice, cache=self.cache)
         self.streams: dict[str, StreamConnection] = {}
+        self.speech: dict[str, SpeechStream] = {}  # POST /v1/audio/speech in flight
         self.static_dir = routes.default_static_dir()
         self.draining = False
+        self._runner: web.AppRunner | None = None
         self.warming = True  # until every worker is warm and calibrated: /readyz 503
         self._pool: WorkerPool | None = None
-        self._accepted: dict[int, _Accepted] = {}  # by id() of the connection
-        self._ws_server: WsServer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._defaults = StreamSettings(
             voice=self.default_voice, format=config.audio_format, frame_ms=config.frame_ms
         )
-        self._session_limits = SessionLimits(
+        self.session_limits = SessionLimits(
             max_stream_chars=config.max_stream_chars,
             max_buffered_chars=config.max_buffered_chars,
             max_chunk_chars=config.max_chunk_chars,
@@ -160,7 +168,7 @@ class LitestreamServer:
         build and warm its own sessions, calibrate, then turn ready (issue 10: warm start)."""
         self._loop = asyncio.get_running_loop()
         config = self.config
-        self.scheduler.set_workers(0, self._now())
+        self.scheduler.set_workers(0, self.now())
         pool = self._pool = WorkerPool(
             self.voices, config.workers, self._loop, self.synthesis.on_result,
             watchdog=WatchdogConfig(factor=config.watchdog_factor,
@@ -172,24 +180,27 @@ class LitestreamServer:
         if self.config.tls_cert is not None and self.config.tls_key is not None:
             tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             tls.load_cert_chain(self.config.tls_cert, self.config.tls_key)
-        self._ws_server = await serve(
-            self._handle,
-            self.config.host,
-            self.config.port,
-            process_request=self._process_request,
-            max_size=self.config.max_message_bytes,
-            ssl=tls,
-            compression=None,  # PCM does not compress; deflate would cost CPU we need for synthesis
-            server_header="litestream",
-        )
+        app = web.Application(client_max_size=openai_api.MAX_BODY_BYTES)
+        app.router.add_get(STREAM_PATH, self._stream)
+        app.router.add_post(openai_api.SPEECH_PATH, self._speech)
+        app.router.add_route("*", "/{path:.*}", self._http)
+        app.on_response_prepare.append(_server_header)
+        # Streams end by their own rules (drain closes them first); shutdown only waits for
+        # handlers already told to finish.
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                                     shutdown_timeout=1.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.config.host, self.config.port, ssl_context=tls,
+                           reuse_address=True)
+        await site.start()
         await pool.ready()
         await asyncio.to_thread(self._calibrate, pool)
         self.synthesis.start(pool, self._loop, self._deliver)
         self.warming = False
         log.info(
-            "listening on %s://%s:%d%s with %d workers, voices %s",
+            "listening on %s://%s:%d%s (and %s) with %d workers, voices %s",
             "wss" if tls else "ws", self.config.host, self.port, STREAM_PATH,
-            self.config.workers, ", ".join(self.voice_ids),
+            openai_api.SPEECH_PATH, self.config.workers, ", ".join(self.voice_ids),
         )
 
     def _on_pool_change(self, event: PoolEvent) -> None:
@@ -200,7 +211,7 @@ class LitestreamServer:
         elif event is PoolEvent.REPLACED:
             self.metrics.worker_replaced()
         elif pool is not None:
-            self.scheduler.set_workers(pool.serving, self._now())
+            self.scheduler.set_workers(pool.serving, self.now())
             self.metrics.set_workers_serving(pool.serving)
             self.synthesis.dispatch()
 
@@ -229,9 +240,8 @@ class LitestreamServer:
 
     @property
     def port(self) -> int:
-        assert self._ws_server is not None
-        sock = next(iter(self._ws_server.sockets))
-        return int(sock.getsockname()[1])
+        assert self._runner is not None and self._runner.addresses
+        return int(self._runner.addresses[0][1])
 
     async def drain(self, grace_s: float | None = None) -> None:
         """Stop taking streams, let those in flight finish, then close the rest with 1001.
@@ -241,23 +251,30 @@ class LitestreamServer:
         grace = self.config.drain_grace_s if grace_s is None else grace_s
         if not self.draining:
             self.draining = True
-            log.info("draining: %d streams in flight, grace %.1f s", len(self.streams), grace)
+            log.info("draining: %d streams in flight, grace %.1f s",
+                     len(self.streams) + len(self.speech), grace)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
-        while self.streams and loop.time() < deadline:
+        while (self.streams or self.speech) and loop.time() < deadline:
             await asyncio.sleep(0.05)
-        for conn in list(self.streams.values()):
-            conn.feed(GoingAway(), self._now())
-            with contextlib.suppress(Exception):
-                await conn.ws.close(CloseCode.GOING_AWAY, "server shutting down")
+        await self._close_streams()
         await self.close()
+
+    async def _close_streams(self) -> None:
+        """Every stream still open ends now: WebSockets with 1001, speech bodies cut short."""
+        for conn in list(self.streams.values()):
+            conn.feed(GoingAway(), self.now())
+            with contextlib.suppress(Exception):
+                await conn.ws.close(code=CloseCode.GOING_AWAY, message=b"server shutting down")
+        for speech in list(self.speech.values()):
+            speech.going_away(self.now())
 
     async def close(self) -> None:
         """Safe to call twice."""
-        if self._ws_server is not None:
-            self._ws_server.close(close_connections=True)
-            await self._ws_server.wait_closed()
-            self._ws_server = None
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await self._close_streams()
+            await runner.cleanup()
         pool = self.synthesis.take_pool()
         if pool is not None:
             await asyncio.to_thread(pool.close)
@@ -269,41 +286,55 @@ class LitestreamServer:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    # ------------------------------------------------------------ HTTP side of the handshake
+    # ------------------------------------------------------------ plain HTTP
 
-    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        url = urlsplit(request.path)
-        path = url.path
-        if path == STREAM_PATH:
-            if "websocket" not in request.headers.get("Upgrade", "").lower():
-                return routes.text(http.HTTPStatus.UPGRADE_REQUIRED, "use a WebSocket client\n")
-            return self._check_handshake(connection, request, dict(parse_qsl(url.query)))
+    async def _http(self, request: web.Request) -> web.StreamResponse:
+        path = request.path
         if path == "/healthz":
-            return routes.text(http.HTTPStatus.OK, "ok\n")
+            return _web(routes.text(http.HTTPStatus.OK, "ok\n"))
         if path == "/readyz":
             if self.draining:
-                return routes.text(http.HTTPStatus.SERVICE_UNAVAILABLE, "draining\n")
+                return _web(routes.text(http.HTTPStatus.SERVICE_UNAVAILABLE, "draining\n"))
             if self.warming:
-                return routes.text(http.HTTPStatus.SERVICE_UNAVAILABLE, "warming up\n")
-            if not self.synthesis.has_capacity(self._now()):
-                return routes.text(http.HTTPStatus.SERVICE_UNAVAILABLE, "at capacity\n")
-            return routes.text(http.HTTPStatus.OK, "ready\n")
+                return _web(routes.text(http.HTTPStatus.SERVICE_UNAVAILABLE, "warming up\n"))
+            if not self.synthesis.has_capacity(self.now()):
+                return _web(routes.text(http.HTTPStatus.SERVICE_UNAVAILABLE, "at capacity\n"))
+            return _web(routes.text(http.HTTPStatus.OK, "ready\n"))
         if path == "/metrics":
-            self.synthesis.refresh_gauges(self._now())
+            self.synthesis.refresh_gauges(self.now())
             body, content_type = self.metrics.render()
-            return routes.response(http.HTTPStatus.OK, body, content_type)
+            return _web(routes.response(http.HTTPStatus.OK, body, content_type))
         if path == "/v1/voices":
-            return routes.json_doc(http.HTTPStatus.OK,
-                                   routes.voices_doc(self.voices, self.default_voice))
-        return routes.static(self.static_dir, path)
+            return _web(routes.json_doc(http.HTTPStatus.OK,
+                                        routes.voices_doc(self.voices, self.default_voice)))
+        if path == openai_api.MODELS_PATH:
+            return _web(routes.json_doc(http.HTTPStatus.OK, openai_api.models_document()))
+        if path.startswith(openai_api.MODELS_PATH + "/"):
+            model_id = path[len(openai_api.MODELS_PATH) + 1:]
+            return _web(routes.json_doc(http.HTTPStatus.OK, openai_api.model_document(model_id)))
+        if path == openai_api.VOICES_PATH:
+            entries = [openai_api.VoiceEntry(voice_id, v.language, v.sample_rate)
+                       for voice_id, v in self.voices.items()]
+            return _web(routes.json_doc(http.HTTPStatus.OK, openai_api.voices_document(
+                entries, self.default_voice)))
+        if path in (STREAM_PATH, openai_api.SPEECH_PATH):
+            # The right path with the wrong method (GET /v1/stream is routed to _stream).
+            return _web(routes.api_error(openai_api.method_not_allowed(request.method, path)))
+        return _web(routes.static(self.static_dir, path))
 
-    def _check_handshake(self, connection: ServerConnection, request: Request,
-                         query: dict[str, str]) -> Response | None:
-        """protocol-v1: Endpoint. Refusals are plain HTTP, before the upgrade."""
-        now = self._now()
-        client_addr = _address(connection)
+    # ------------------------------------------------------------ admission (both endpoints)
+
+    def admit(self, request: web.Request, query: dict[str, str],
+              check: Callable[[], Refusal | None], *, voice: Callable[[], str],
+              priority: Callable[[], str]) -> Admitted | Refusal:
+        """The checks every stream passes, WebSocket or HTTP, in this order: draining,
+        Origin, API key, the request's own parameters (`check`; `voice` and `priority` are
+        read after it passed), the client's rate and stream quota, then admission control.
+        Admitted: its stream is open in the scheduler now, so in a burst each admission test
+        counts the ones accepted just before it."""
+        now = self.now()
+        client_addr = request.remote or "unknown"
         refusal: Refusal | None = None
-        params: HandshakeParams | None = None
         key_label: str | None = None
         if self.draining:
             refusal = refuse_draining(DRAIN_RETRY_AFTER_S)
@@ -312,81 +343,105 @@ class LitestreamServer:
         elif not origin_allowed(request.headers.get("Origin"), self.config.allowed_origins):
             refusal = refuse_origin()
         if refusal is None and self.keys.enabled:
-            key_label = self.keys.check(extract_key(dict(request.headers.raw_items()), query))
+            key_label = self.keys.check(extract_key(dict(request.headers.items()), query))
             if key_label is None:
                 refusal = refuse_unauthorized()
         if refusal is None:
-            try:
-                params = protocol.parse_query(query, self._defaults, self.voice_ids)
-            except QueryError as exc:
-                refusal = refuse_bad_param(exc.param, exc.message)
+            refusal = check()
         client = key_label or client_addr
         if refusal is None:
             refusal = self.limits.admit_handshake(client, now)
-        if refusal is None and params is not None:
-            admission = self.synthesis.admit(now, params.settings.voice)
+        if refusal is None:
+            admission = self.synthesis.admit(now, voice())
             if not admission.accepted:
                 self.limits.release(client)
                 refusal = refuse_admission(admission.reason, admission.retry_after_s)
         if refusal is not None:
             self.metrics.refused(refusal.reason)
-            log.info("refused handshake from %s: %d %s", client_addr, refusal.status,
-                     refusal.reason)
-            return routes.refusal(refusal)
-        assert params is not None
-        # Reserve the stream in the scheduler now, not when the handler starts: in a burst
-        # of handshakes, each admission test must count the ones accepted just before it.
+            log.info("refused %s %s from %s: %d %s", request.method, request.path, client_addr,
+                     refusal.status, refusal.reason)
+            return refusal
         session_id = uuid.uuid4().hex[:12]
-        self.synthesis.open_stream(session_id, params.settings.priority, now)
-        self._accepted[id(connection)] = _Accepted(params, client, session_id, now)
-        self._forget_abandoned(now)
-        return None
+        self.synthesis.open_stream(session_id, priority(), now)
+        return Admitted(client, session_id)
 
-    def _forget_abandoned(self, now: float) -> None:
-        """Release handshakes accepted long ago whose handler never ran (the client left)."""
-        for key, accepted in list(self._accepted.items()):
-            if now - accepted.at_s > ABANDONED_HANDSHAKE_S:
-                del self._accepted[key]
-                self.synthesis.close_stream(accepted.session_id, now)
-                self.limits.release(accepted.client)
+    def release(self, admitted: Admitted) -> int:
+        """A stream admitted by admit() ended: free its scheduler state and quota slot.
+        Returns how many queued chunks were dropped."""
+        dropped = self.synthesis.close_stream(admitted.session_id, self.now())
+        self.limits.release(admitted.client)
+        self.synthesis.dispatch()
+        return dropped
 
-    # ------------------------------------------------------------ one stream
+    def new_session(self, admitted: Admitted, settings: StreamSettings,
+                    encoding: protocol.Encoding) -> tuple[StreamSession, StreamLink]:
+        link = self.synthesis.link(admitted.session_id)
+        session = StreamSession(
+            admitted.session_id, settings=settings, encoding=encoding,
+            sample_rates=self.sample_rates, languages=self.languages,
+            limits=self.session_limits, link=link,
+            metrics=self.metrics, rate_check=partial(self.limits.on_message, admitted.client),
+        )
+        return session, link
 
-    async def _handle(self, ws: ServerConnection) -> None:
-        accepted = self._accepted.pop(id(ws), None)
-        if accepted is None:  # released as abandoned: the client took too long
-            await ws.close(CloseCode.TRY_AGAIN_LATER, "handshake took too long")
-            return
-        conn = self._open(ws, accepted)
+    # ------------------------------------------------------------ POST /v1/audio/speech
+
+    async def _speech(self, request: web.Request) -> web.StreamResponse:
+        speech = SpeechStream(self, request)
+        return await speech.run()
+
+    # ------------------------------------------------------------ one WebSocket stream
+
+    async def _stream(self, request: web.Request) -> web.StreamResponse:
+        """protocol-v1: Endpoint. Refusals are plain HTTP, before the upgrade."""
+        if "websocket" not in request.headers.get("Upgrade", "").lower():
+            return _web(routes.text(http.HTTPStatus.UPGRADE_REQUIRED, "use a WebSocket client\n"))
+        query = dict(request.query.items())
+        parsed: list[HandshakeParams] = []
+
+        def check_query() -> Refusal | None:
+            try:
+                parsed.append(protocol.parse_query(query, self._defaults, self.voice_ids))
+            except QueryError as exc:
+                return refuse_bad_param(exc.param, exc.message)
+            return None
+
+        admitted = self.admit(request, query, check_query,
+                              voice=lambda: parsed[0].settings.voice,
+                              priority=lambda: parsed[0].settings.priority)
+        if isinstance(admitted, Refusal):
+            return _web(routes.refusal(admitted))
+        params = parsed[0]
+        ws = web.WebSocketResponse(
+            max_msg_size=self.config.max_message_bytes,  # over it: close 1009
+            compress=False,  # PCM does not compress; deflate would cost CPU we need for synthesis
+            heartbeat=KEEPALIVE_S,
+        )
+        try:
+            await ws.prepare(request)
+        except Exception:
+            self.release(admitted)
+            raise
+        session, link = self.new_session(admitted, params.settings, params.encoding)
+        conn = StreamConnection(ws=ws, request=request, session=session, link=link,
+                                client=admitted.client,
+                                log=SessionAdapter(log, admitted.session_id))
+        self.streams[conn.id] = conn
+        self.metrics.stream_opened()
         sender = asyncio.create_task(self._send_loop(conn))
         try:
             await self._receive_loop(conn)
         finally:
-            conn.feed(Disconnected(), self._now())
+            conn.feed(Disconnected(), self.now())
             with contextlib.suppress(asyncio.CancelledError):
                 await sender
-            self._finish(conn)
+            self._finish(conn, admitted)
+        return ws
 
-    def _open(self, ws: ServerConnection, accepted: _Accepted) -> StreamConnection:
-        settings = accepted.params.settings
-        link = self.synthesis.link(accepted.session_id)
-        session = StreamSession(
-            accepted.session_id, settings=settings, encoding=accepted.params.encoding,
-            sample_rates=self.sample_rates, languages=self.languages,
-            limits=self._session_limits, link=link,
-            metrics=self.metrics, rate_check=partial(self.limits.on_message, accepted.client),
-        )
-        conn = StreamConnection(ws=ws, session=session, link=link, client=accepted.client,
-                                log=SessionAdapter(log, accepted.session_id))
-        self.streams[conn.id] = conn
-        self.metrics.stream_opened()
-        return conn
-
-    def _finish(self, conn: StreamConnection) -> None:
+    def _finish(self, conn: StreamConnection, admitted: Admitted) -> None:
         self.streams.pop(conn.id, None)
         underrun_ms = round(conn.link.underrun_s() * 1000)
-        dropped = self.synthesis.close_stream(conn.id, self._now())
-        self.limits.release(conn.client)
+        dropped = self.release(admitted)
         session = conn.session
         code = conn.ws.close_code
         if code is None:
@@ -398,28 +453,28 @@ class LitestreamServer:
             underrun_ms=underrun_ms, close_code=code,
             reason=session.close_reason or f"dropped {dropped} queued chunks",
         )
-        self.synthesis.dispatch()
 
     async def _receive_loop(self, conn: StreamConnection) -> None:
         """Read client messages until the connection is gone. Reading goes on after `end`
-        (a `clear` may still interrupt what is left to speak) and after the session queued
-        its Close (the close handshake needs the client's frames read)."""
+        (a `clear` may still interrupt what is left to speak); the close handshake of a close
+        the session asked for is read by the sender's `close()`."""
         idle = self.config.idle_timeout_s
         while True:
             try:
-                frame = await asyncio.wait_for(conn.ws.recv(), timeout=idle)
+                msg = await conn.ws.receive(timeout=idle)
             except TimeoutError:
-                conn.feed(ReceiveTimeout(), self._now())
+                conn.feed(ReceiveTimeout(), self.now())
                 continue
-            except ConnectionClosed:
+            if msg.type is WSMsgType.TEXT or msg.type is WSMsgType.BINARY:
+                conn.feed(ClientFrame(msg.data), self.now())
+                self.synthesis.dispatch()
+            else:  # CLOSE, CLOSING, CLOSED or ERROR (a message over max_msg_size: 1009 sent)
                 return
-            conn.feed(ClientFrame(frame), self._now())
-            self.synthesis.dispatch()
 
     async def _send_loop(self, conn: StreamConnection) -> None:
         """The one writer of a stream: sends what its session queued, in order.
 
-        Backpressure: `send` waits while the socket's buffer is full. A client that stops
+        Backpressure: a send waits while the socket's buffer is full. A client that stops
         reading for `slow_reader_timeout_s` is cut off, and the session cuts off one with more
         than `send_buffer_s` of audio waiting; so memory stays bounded (the scheduler also
         stops synthesizing past its lookahead cap for a stream whose audio piles up).
@@ -437,41 +492,52 @@ class LitestreamServer:
                         await conn.wakeup.wait()
                     case SendMessage(payload=payload) | SendAudio(payload=payload):
                         try:
-                            await asyncio.wait_for(ws.send(payload), timeout=timeout)
+                            async with asyncio.timeout(timeout):
+                                if isinstance(payload, str):
+                                    await ws.send_str(payload)
+                                else:
+                                    await ws.send_bytes(payload)
                         except TimeoutError:
                             conn.log.warning("client stopped reading for %.0f s; closing", timeout)
-                            conn.feed(SendTimeout(), self._now())
-                            ws.transport.abort()
+                            conn.feed(SendTimeout(), self.now())
+                            conn.abort()
                             return
                     case Close(code=code, reason=reason, abort=abort):
                         if abort:
-                            ws.transport.abort()
+                            conn.abort()
                         else:
-                            await ws.close(code, reason)
+                            await ws.close(code=code, message=reason.encode())
                         return
-        except ConnectionClosed:
+        except (ConnectionError, RuntimeError):  # the client is gone (aiohttp raises both)
             return
         except Exception:  # a bug must cost this stream only, never the server
             conn.log.exception("sender failed")
             with contextlib.suppress(Exception):
-                await ws.close(CloseCode.INTERNAL_ERROR, "internal error")
+                await ws.close(code=CloseCode.INTERNAL_ERROR, message=b"internal error")
 
     def _deliver(self, stream_id: str, results: Sequence[SynthesisResult]) -> None:
+        now = self.now()
         conn = self.streams.get(stream_id)
-        if conn is None:
+        if conn is not None:
+            for result in results:
+                conn.feed(result, now)
             return
-        now = self._now()
-        for result in results:
-            conn.feed(result, now)
+        speech = self.speech.get(stream_id)
+        if speech is not None:
+            for result in results:
+                speech.feed(result, now)
 
-    def _now(self) -> float:
+    def now(self) -> float:
         loop = self._loop or asyncio.get_running_loop()
         return loop.time()
 
 
-def _address(connection: ServerConnection) -> str:
-    peer = connection.remote_address
-    return str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
+def _web(answer: routes.Answer) -> web.Response:
+    return web.Response(status=answer.status, headers=dict(answer.headers), body=answer.body)
+
+
+async def _server_header(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers["Server"] = "litestream"  # not aiohttp's version: tells an attacker less
 
 
 def load_voices(config: Config) -> dict[str, Voice]:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
+from litestream.cache import SentenceCache
 from litestream.config import Config
 from litestream.engine.base import Voice
 from litestream.metrics import Metrics
@@ -27,6 +28,7 @@ from litestream.scheduler import (
     Scheduler,
     SchedulerConfig,
     StepKind,
+    SynthesisStep,
 )
 from litestream.session import ChunkAudio, ChunkFailed, ChunkPlanned, SynthesisResult
 from litestream.workers import Calibration, WorkerPool, WorkResult
@@ -54,10 +56,13 @@ class StreamLink:
     """One stream's port to the scheduler (a `session.SynthesisLink`). The session numbers its
     sentences; the scheduler keys its steps by the same seq."""
 
-    def __init__(self, scheduler: Scheduler, stream_id: str, metrics: Metrics) -> None:
+    def __init__(self, scheduler: Scheduler, stream_id: str, metrics: Metrics,
+                 cache: SentenceCache | None = None, on_hit: Deliver | None = None) -> None:
         self._scheduler = scheduler
         self.stream_id = stream_id
         self._metrics = metrics
+        self._cache = cache if cache is not None and cache.enabled else None
+        self._on_hit = on_hit
         # seq -> deadline of the newest audio piece delivered and not yet sent, for the slack
         # histogram at send time (one observation per decode window).
         self._deadlines: dict[int, float] = {}
@@ -65,6 +70,15 @@ class StreamLink:
         self.stalls = 0  # the scheduler's estimate of listener underruns
 
     def submit(self, seq: int, text: str, *, speed: float, voice: str, now: float) -> None:
+        if self._cache is not None and self._on_hit is not None:
+            cached = self._cache.get(voice, speed, text)
+            self._metrics.cache_lookup(hit=cached is not None)
+            if cached is not None:
+                # A hit skips synthesis: its plan and all its audio reach the session like a
+                # worker's result, which orders it by seq, long before its deadline.
+                self._on_hit(self.stream_id, (ChunkPlanned(seq, text, cached.sample_count),
+                                              ChunkAudio(seq, cached.samples, last=True)))
+                return
         self._scheduler.submit(self.stream_id, seq, text, speed=speed, voice=voice, now=now)
 
     def clear(self, now: float) -> None:
@@ -103,7 +117,7 @@ class Synthesis:
     """The scheduler, the worker pool and the dispatch loop between them. Loop thread only."""
 
     def __init__(self, config: Config, voices: Mapping[str, Voice], metrics: Metrics,
-                 max_batch: int, default_voice: str) -> None:
+                 max_batch: int, default_voice: str, cache: SentenceCache | None = None) -> None:
         self.scheduler = Scheduler(scheduler_config(config), workers=config.workers)
         # The default voice first: it prices a stream whose voice is not known yet.
         for voice_id in sorted(voices, key=lambda v: v != default_voice):
@@ -118,6 +132,10 @@ class Synthesis:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wakeup: asyncio.TimerHandle | None = None
         self._deliver: Deliver | None = None
+        self.cache = cache
+        # Decoded pieces of sentences not finished yet, kept for the cache: (stream, seq) ->
+        # pieces in order. A sentence enters the cache whole, at its last window.
+        self._pieces: dict[tuple[str, int], list[np.ndarray]] = {}
 
     def start(self, pool: WorkerPool, loop: asyncio.AbstractEventLoop, deliver: Deliver) -> None:
         self._pool, self._loop, self._deliver = pool, loop, deliver
@@ -146,12 +164,15 @@ class Synthesis:
     def link(self, stream_id: str) -> StreamLink:
         link = self._links.get(stream_id)
         if link is None:
-            link = self._links[stream_id] = StreamLink(self.scheduler, stream_id, self._metrics)
+            link = self._links[stream_id] = StreamLink(
+                self.scheduler, stream_id, self._metrics, self.cache, self._deliver_soon)
         return link
 
     def close_stream(self, stream_id: str, now: float) -> int:
         """Forget the stream; returns how many queued chunks were dropped."""
         self._links.pop(stream_id, None)
+        for key in [k for k in self._pieces if k[0] == stream_id]:
+            del self._pieces[key]
         return self.scheduler.close_stream(stream_id, now)
 
     def calibrate(self, voice: str, runs: Sequence[Calibration]) -> None:
@@ -167,6 +188,28 @@ class Synthesis:
 
     def refresh_gauges(self, now: float) -> None:
         self._metrics.set_queue(self.scheduler.stats().queued_sentences, self.scheduler.load(now))
+        if self.cache is not None:
+            stats = self.cache.stats()
+            self._metrics.set_cache(stats.bytes, stats.entries)
+
+    def _deliver_soon(self, stream_id: str, results: Sequence[SynthesisResult]) -> None:
+        """Deliver on the next loop turn: a hit is found while its session is submitting, and
+        a session takes one input at a time."""
+        if self._loop is not None and self._deliver is not None:
+            self._loop.call_soon(self._deliver, stream_id, results)
+
+    def _keep_for_cache(self, step: SynthesisStep, audio: np.ndarray) -> None:
+        """Collect a sentence's decoded pieces; at its last one, the whole sentence is cached."""
+        if self.cache is None or not self.cache.enabled:
+            return
+        key = (step.stream_id, step.seq)
+        pieces = self._pieces.setdefault(key, [])
+        pieces.append(audio)
+        if step.last:
+            del self._pieces[key]
+            whole = np.concatenate(pieces) if len(pieces) > 1 else pieces[0]
+            self._metrics.cache_evicted(self.cache.put(step.voice, step.speed, step.text, whole,
+                                                       self._rates[step.voice]))
 
     # ------------------------------------------------------------ the dispatch loop
 
@@ -200,6 +243,7 @@ class Synthesis:
         inputs: list[SynthesisResult] = []
         link = self._links.get(step.stream_id)
         if result.failed:
+            self._pieces.pop((step.stream_id, step.seq), None)
             self.scheduler.fail(step, now)
             log.warning("session=%s seq=%d %s step failed: %s", step.stream_id, step.seq,
                         step.kind.value, result.error)
@@ -220,9 +264,12 @@ class Synthesis:
                                           now=now)
             self._metrics.synthesized(result.compute_s, audio_s)
             if keep:
+                self._keep_for_cache(step, result.audio)
                 inputs.append(ChunkAudio(step.seq, result.audio, last=step.last))
                 if link is not None:
                     link.piece_delivered(step.seq, step.deadline_s)
+            else:  # cleared or closed: this sentence will not be finished
+                self._pieces.pop((step.stream_id, step.seq), None)
         if step.overrun:
             log.warning("session=%s seq=%d %s step took %.3f s, predicted %.3f s",
                         step.stream_id, step.seq, step.kind.value, result.compute_s,

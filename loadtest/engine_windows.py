@@ -20,6 +20,7 @@ every figure is a median over ``--runs`` repetitions on 1 intra-op thread.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import time
@@ -77,8 +78,8 @@ def window_costs(voice: PiperVoice, latent: Latent, sizes: Sequence[int],
     middle = voice.context.decoder + voice.context.flow + 1  # full context on the left
     costs = []
     for size in sizes:
-        first_ms = median_ms(lambda size=size: voice.decode(latent, 0, size), runs)
-        middle_ms = median_ms(lambda size=size: voice.decode(latent, middle, size), runs)
+        first_ms = median_ms(functools.partial(voice.decode, latent, 0, size), runs)
+        middle_ms = median_ms(functools.partial(voice.decode, latent, middle, size), runs)
         voice.counters.reset()
         for _ in range(runs):
             voice.decode(latent, middle, size)
@@ -127,6 +128,10 @@ def whole_model_session(voice: PiperVoice) -> Any:
                                 providers=["CPUExecutionProvider"])
 
 
+def decode_each(voice: PiperVoice, windows: Sequence[DecodeWindow]) -> list[np.ndarray]:
+    return [voice.decode(w.latent, w.start_frame, w.frames) for w in windows]
+
+
 def stitch_error(voice: PiperVoice, latent: Latent, size: int) -> float:
     one_shot = voice.decode(latent, 0, latent.frames)
     pieces = [voice.decode(latent, start, size) for start in range(0, latent.frames, size)]
@@ -151,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         start = time.perf_counter()
         voice.decode(cold_latent, 40, size)
         first_ms = (time.perf_counter() - start) * 1000
-        again_ms = median_ms(lambda size=size: voice.decode(cold_latent, 40, size), runs)
+        again_ms = median_ms(functools.partial(voice.decode, cold_latent, 40, size), runs)
         cold.append((size, first_ms, again_ms))
     began = time.perf_counter()
     voice.warmup()
@@ -168,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for text in (SHORT, MEDIUM, LONG_98):
         ids = voice.phoneme_ids(text)
         frames = voice.encode(ids).frames
-        ms = median_ms(lambda ids=ids: voice.encode(ids), runs)
+        ms = median_ms(functools.partial(voice.encode, ids), runs)
         print(f"  {len(text):>3} chars, {frames:>3} frames ({frames * MS_PER_FRAME:>5.0f} ms "
               f"of audio): {ms:5.1f} ms")
 
@@ -221,9 +226,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     latents = [voice.encode(voice.phoneme_ids(s + ".")) for s in PARAGRAPH.split(". ")[:4]]
     for size in (32, 64):
         windows = [DecodeWindow(lat, 40, size) for lat in latents]
-        together = median_ms(lambda windows=windows: voice.decode_batch(windows), runs)
-        apart = median_ms(lambda windows=windows: [
-            voice.decode(w.latent, w.start_frame, w.frames) for w in windows], runs)
+        together = median_ms(functools.partial(voice.decode_batch, windows), runs)
+        apart = median_ms(functools.partial(decode_each, voice, windows), runs)
         print(f"  {size} frames: batched {together:.0f} ms, one by one {apart:.0f} ms")
 
     print("\ncontext share over the paragraph (5 sentences) per schedule (first, growth, max):")
@@ -237,11 +241,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         for lat in sentences:
             for start, size in schedule_windows(lat.frames, first, growth, largest):
                 voice.decode(lat, start, size)
-        c = voice.counters
-        audio_s = c.output_frames * MS_PER_FRAME / 1000
-        print(f"  {first:>3}, x{growth:.1f}, {largest:>3}: {c.windows:>3} windows, "
-              f"context {c.context_share():.0%} of compute, flow+decoder "
-              f"{(c.flow_s + c.decoder_s) / audio_s:.3f} s per audio s")
+        spent = voice.counters
+        audio_s = spent.output_frames * MS_PER_FRAME / 1000
+        print(f"  {first:>3}, x{growth:.1f}, {largest:>3}: {spent.windows:>3} windows, "
+              f"context {spent.context_share():.0%} of compute, flow+decoder "
+              f"{(spent.flow_s + spent.decoder_s) / audio_s:.3f} s per audio s")
     print(f"\n1-min load average: {load_before:.2f} before, {os.getloadavg()[0]:.2f} after")
     return 0
 

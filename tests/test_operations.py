@@ -169,10 +169,11 @@ def serve_process() -> Iterator[tuple[subprocess.Popen[bytes], int]]:
          "--drain-grace-s", "3", "--deterministic", "--no-kokoro"],  # drain, not voices
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
-    deadline = time.monotonic() + 60
+    # The server listens at once (/healthz) and turns ready once every worker is warm
+    # (/readyz): streams are for a ready server, as a load balancer's readiness probe decides.
+    deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         try:
-            # /healthz answers while the workers warm up; /readyz once streams are taken.
             if http_get(f"http://127.0.0.1:{port}/readyz")[0] == 200:
                 break
         except OSError:

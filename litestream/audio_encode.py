@@ -1,0 +1,210 @@
+"""Incremental audio encoders: int16 PCM pieces in as they are synthesized, bytes out to send.
+
+Every encoder has the same two calls: `feed(samples) -> bytes` and `finish() -> bytes`. The
+bytes of each call can be sent at once, so a speech response streams while it is synthesized
+(issue: first bytes as soon as the first audio exists).
+
+- ``pcm``: the samples as raw s16le, nothing added.
+- ``wav``: a 44-byte header first, then raw s16le. The length is not known until the end and a
+  streamed response cannot go back to fix it, so the RIFF and data sizes are 0xFFFFFFFF, as
+  OpenAI's streamed WAV does; decoders read such a file to its end.
+- ``mp3`` (LAME), ``opus`` (libopus in Ogg), ``aac`` (ADTS) and ``flac``: PyAV (FFmpeg's
+  libraries, in-process; no ffmpeg binary). The muxer writes to a sink that cannot seek, so
+  it never holds back a header to rewrite later: what it writes can be sent at once. Codecs
+  whose rates are fixed (Opus: 48 kHz) get the audio resampled by PyAV.
+
+Encoding costs CPU (mp3 runs at about 100x real time); the server runs `feed` and `finish` in a
+thread executor, never on the event loop. PyAV releases the GIL while it encodes. An encoder
+belongs to one stream and is called by one thread at a time, in order.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from av.audio.frame import AudioFrame
+
+log = logging.getLogger("litestream.audio_encode")
+
+FORMATS = ("wav", "pcm", "mp3", "opus", "aac", "flac")
+STREAMING_SIZE = 0xFFFFFFFF  # RIFF/data size of a WAV whose length is not known yet
+
+# PyAV codec and container for each compressed format, and the sample rate the codec needs
+# (None: keep the voice's rate).
+_AV_FORMATS: dict[str, tuple[str, str, int | None, int | None]] = {
+    # format: (codec, container, rate, bit rate)
+    "mp3": ("libmp3lame", "mp3", None, 64_000),
+    "opus": ("libopus", "ogg", 48_000, 32_000),
+    "aac": ("aac", "adts", None, 64_000),
+    "flac": ("flac", "flac", None, None),
+}
+
+
+# The Ogg muxer holds packets until a page spans 1 s by default: a listener would wait that long
+# for the first sound. A 60 ms page costs about 30 bytes of page header per 60 ms of audio.
+_MUXER_OPTIONS: dict[str, dict[str, str]] = {"opus": {"page_duration": "60000"}}
+
+
+class Encoder(Protocol):
+    """One stream's encoder. `feed` and `finish` return bytes ready to send (may be empty)."""
+
+    format: str
+    sample_rate: int  # of the input; the output's may differ (opus)
+
+    def feed(self, samples: np.ndarray) -> bytes: ...
+
+    def finish(self) -> bytes: ...
+
+
+def _s16(samples: np.ndarray) -> np.ndarray:
+    if samples.dtype != np.int16:
+        raise TypeError(f"expected int16 samples, got {samples.dtype}")
+    return samples.reshape(-1).astype("<i2", copy=False)
+
+
+class PcmEncoder:
+    """Raw s16le mono: what protocol-v1 sends, with no frame headers."""
+
+    def __init__(self, sample_rate: int) -> None:
+        self.format = "pcm"
+        self.sample_rate = sample_rate
+
+    def feed(self, samples: np.ndarray) -> bytes:
+        return _s16(samples).tobytes()
+
+    def finish(self) -> bytes:
+        return b""
+
+
+def wav_header(sample_rate: int, data_bytes: int = STREAMING_SIZE, channels: int = 1) -> bytes:
+    """A canonical 44-byte PCM s16le WAV header; sizes 0xFFFFFFFF when not known."""
+    riff = STREAMING_SIZE if data_bytes == STREAMING_SIZE else 36 + data_bytes
+    block = channels * 2
+    return (b"RIFF" + struct.pack("<I", riff) + b"WAVE"
+            + b"fmt " + struct.pack("<IHHIIHH", 16, 1, channels, sample_rate,
+                                    sample_rate * block, block, 16)
+            + b"data" + struct.pack("<I", data_bytes))
+
+
+class WavEncoder:
+    """Streaming WAV: the header goes out with the first bytes, sizes unknown."""
+
+    def __init__(self, sample_rate: int) -> None:
+        self.format = "wav"
+        self.sample_rate = sample_rate
+        self._header_sent = False
+
+    def _header(self) -> bytes:
+        if self._header_sent:
+            return b""
+        self._header_sent = True
+        return wav_header(self.sample_rate)
+
+    def feed(self, samples: np.ndarray) -> bytes:
+        return self._header() + _s16(samples).tobytes()
+
+    def finish(self) -> bytes:
+        return self._header()  # an empty stream is still a WAV file
+
+
+class _Sink:
+    """A write-only, non-seekable file for the muxer: collects what it writes until taken.
+
+    Having no `seek`, it makes FFmpeg treat the output as a stream (a pipe), so muxers write
+    headers up front and never come back to patch them (mp3's Xing frame, FLAC's STREAMINFO
+    totals are left out, as for any piped output)."""
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []
+
+    def write(self, data: bytes) -> int:
+        self._parts.append(bytes(data))
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def take(self) -> bytes:
+        out = b"".join(self._parts)
+        self._parts.clear()
+        return out
+
+
+class AvEncoder:
+    """mp3, opus (Ogg), aac (ADTS) or flac through PyAV, one packet at a time."""
+
+    def __init__(self, fmt: str, sample_rate: int) -> None:
+        import av  # imported here: only compressed formats need FFmpeg's libraries
+
+        codec, container_format, rate, bit_rate = _AV_FORMATS[fmt]
+        self.format = fmt
+        self.sample_rate = sample_rate
+        self.output_rate = rate or sample_rate
+        self._sink = _Sink()
+        self._container = av.open(self._sink, mode="w", format=container_format,
+                                  options=_MUXER_OPTIONS.get(fmt, {}))
+        stream = self._container.add_stream(codec, rate=self.output_rate, layout="mono")
+        assert isinstance(stream, av.audio.stream.AudioStream)
+        if bit_rate is not None:
+            stream.bit_rate = bit_rate
+        self._stream = stream
+        codec_format = stream.codec_context.format
+        assert codec_format is not None
+        # Converts int16 mono at the voice's rate to what the codec takes (sample format,
+        # rate); PyAV's encode then cuts the audio into the codec's frame size.
+        self._resampler = av.AudioResampler(format=codec_format.name, layout="mono",
+                                            rate=self.output_rate)
+        self._pts = 0
+        self._finished = False
+
+    def _encode_frames(self, frames: list[AudioFrame]) -> None:
+        for frame in frames:
+            for packet in self._stream.encode(frame):
+                self._container.mux(packet)
+
+    def feed(self, samples: np.ndarray) -> bytes:
+        import av
+
+        pcm = _s16(samples)
+        if pcm.size == 0:
+            return self._sink.take()
+        frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = self.sample_rate
+        frame.pts = self._pts
+        self._pts += pcm.size
+        self._encode_frames(list(self._resampler.resample(frame)))
+        return self._sink.take()
+
+    def finish(self) -> bytes:
+        """Flush the resampler and the codec, write the trailer; safe to call twice."""
+        if self._finished:
+            return b""
+        self._finished = True
+        self._encode_frames(list(self._resampler.resample(None)))
+        for packet in self._stream.encode(None):
+            self._container.mux(packet)
+        self._container.close()
+        return self._sink.take()
+
+
+def output_rate(fmt: str, sample_rate: int) -> int:
+    """The sample rate of `fmt`'s output for input at `sample_rate` (Opus is always 48 kHz)."""
+    if fmt in _AV_FORMATS:
+        return _AV_FORMATS[fmt][2] or sample_rate
+    return sample_rate
+
+
+def new_encoder(fmt: str, sample_rate: int) -> Encoder:
+    """An encoder for one of FORMATS at the voice's `sample_rate`."""
+    if fmt == "pcm":
+        return PcmEncoder(sample_rate)
+    if fmt == "wav":
+        return WavEncoder(sample_rate)
+    if fmt in _AV_FORMATS:
+        return AvEncoder(fmt, sample_rate)
+    raise ValueError(f"unknown audio format {fmt!r}; one of {', '.join(FORMATS)}")

@@ -1,0 +1,332 @@
+"""OpenAI's `POST /v1/audio/speech`, sans I/O: request bytes in, a validated request out.
+
+The transport (the server) reads the body and writes the response; this module decides what a
+request means and how each error looks, so it is tested with plain calls. Each decision the
+OpenAI API leaves to the implementation is made here once and listed in docs/openai.md:
+
+- `model`: any value is accepted (and may be left out); litestream has its own voices.
+- `input`: 1..4,096 characters (OpenAI's limit), else 400 `string_above_max_length`.
+- `voice`: a litestream voice id, or an OpenAI voice name mapped by `OPENAI_VOICE_MAP` to the
+  first of its candidates that is installed, else to the server's default voice. A voice
+  object `{"id": ...}` is read as its id.
+- `response_format`: wav, pcm, mp3, opus, aac, flac (default mp3, as OpenAI's).
+- `speed`: OpenAI's range 0.25..4.0 is accepted; outside it is 400. Inside it, the value is
+  clamped to litestream's 0.5..2.0 (so a drop-in client that offers 0.25..4 still gets audio);
+  the response's `X-Litestream-Speed` header says what was applied.
+- `stream_format`: `audio` (the encoded file, sent as it is made) or `sse` (`speech.audio.delta`
+  events with base64 audio of the chosen format, then `speech.audio.done`).
+- `instructions`: accepted and ignored (a Piper or Kokoro voice cannot be steered by a prompt).
+- Errors use OpenAI's shape `{"error": {"message", "type", "param", "code"}}`; handshake-style
+  refusals (401, 403, 429, 503) come from `litestream.security` and keep their status and
+  Retry-After (plus `retry-after-ms`, which the official client reads first).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from litestream.protocol import SPEED_MAX, SPEED_MIN
+from litestream.security import Refusal, retry_after_header
+
+SPEECH_PATH = "/v1/audio/speech"
+MODELS_PATH = "/v1/models"
+VOICES_PATH = "/v1/audio/voices"
+
+MAX_INPUT_CHARS = 4096  # OpenAI's documented limit
+MAX_BODY_BYTES = 64 * 1024  # 4,096 characters of 4-byte UTF-8 plus fields, with room
+OPENAI_SPEED_MIN, OPENAI_SPEED_MAX = 0.25, 4.0
+RESPONSE_FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm")
+STREAM_FORMATS = ("audio", "sse")
+DEFAULT_RESPONSE_FORMAT = "mp3"
+
+# Content types. opus is Ogg Opus (RFC 7845), aac is ADTS, pcm is raw s16le mono at the rate
+# in the X-Sample-Rate header.
+CONTENT_TYPES: dict[str, str] = {
+    "mp3": "audio/mpeg",
+    "opus": "audio/ogg",
+    "aac": "audio/aac",
+    "flac": "audio/flac",
+    "wav": "audio/wav",
+    "pcm": "audio/pcm",
+}
+SSE_CONTENT_TYPE = "text/event-stream"
+
+# The models a client may ask for. Any model name is accepted; these are listed so that clients
+# which pick a model from GET /v1/models find the names they know.
+MODEL_IDS = ("litestream", "tts-1", "tts-1-hd", "gpt-4o-mini-tts")
+
+# OpenAI voice name -> litestream voice ids to try, in order; the first installed one speaks.
+# The Kokoro ids are Kokoro's own voice names (af_* American female, am_* American male, bf_*/bm_*
+# British), chosen for the nearest character of each OpenAI voice; Kokoro ships voices named
+# after five of them. With none installed, the name speaks with the server's default voice.
+OPENAI_VOICE_MAP: dict[str, tuple[str, ...]] = {
+    "alloy": ("af_alloy", "af_heart"),
+    "ash": ("am_adam", "am_michael"),
+    "ballad": ("bm_lewis", "bm_george"),
+    "coral": ("af_bella", "af_heart"),
+    "echo": ("am_echo", "am_michael"),
+    "fable": ("bm_fable", "bm_george"),
+    "onyx": ("am_onyx", "am_michael"),
+    "nova": ("af_nova", "af_heart"),
+    "sage": ("af_sarah", "af_heart"),
+    "shimmer": ("af_sky", "af_nicole"),
+    "verse": ("am_liam", "am_michael"),
+    "marin": ("af_kore", "af_heart"),
+    "cedar": ("am_fenrir", "am_michael"),
+}
+OPENAI_VOICES = tuple(OPENAI_VOICE_MAP)
+
+
+# ---------------------------------------------------------------- errors
+
+@dataclass(frozen=True)
+class ApiError(Exception):
+    """An error answer in OpenAI's shape. Raised by parsing; the transport writes it."""
+
+    status: int
+    message: str
+    type: str = "invalid_request_error"
+    param: str | None = None
+    code: str | None = None
+    retry_after_s: float | None = None  # 429 and 503: Retry-After
+
+    def body(self) -> bytes:
+        error = {"message": self.message, "type": self.type, "param": self.param,
+                 "code": self.code}
+        return json.dumps({"error": error}, separators=(",", ":")).encode("utf-8")
+
+    def headers(self) -> list[tuple[str, str]]:
+        headers = [("Content-Type", "application/json")]
+        if self.retry_after_s is not None:
+            headers.append(("Retry-After", retry_after_header(self.retry_after_s)))
+            # The official client prefers retry-after-ms: it keeps sub-second waits exact.
+            headers.append(("retry-after-ms", str(max(1, math.ceil(self.retry_after_s * 1000)))))
+        if self.status == 401:
+            headers.append(("WWW-Authenticate", 'Bearer realm="litestream"'))
+        return headers
+
+
+def _bad(param: str | None, message: str, code: str | None = "invalid_value") -> ApiError:
+    return ApiError(400, message, param=param, code=code)
+
+
+# OpenAI's error type and code for each status litestream's security layer refuses with. By
+# status, not by reason: every reason of one status reads the same to an OpenAI client, and a
+# reason added later needs no entry here.
+_REFUSAL_SHAPE: dict[int, tuple[str, str]] = {
+    400: ("invalid_request_error", "invalid_value"),
+    401: ("invalid_request_error", "invalid_api_key"),
+    403: ("invalid_request_error", "forbidden_origin"),
+    429: ("requests", "rate_limit_exceeded"),
+    503: ("server_error", "overloaded"),
+}
+
+
+def from_refusal(refusal: Refusal) -> ApiError:
+    """The same refusal a WebSocket handshake gets (status, Retry-After), in OpenAI's shape."""
+    kind, code = _REFUSAL_SHAPE.get(refusal.status, ("server_error", str(refusal.reason)))
+    return ApiError(refusal.status, refusal.message, type=kind, param=refusal.param, code=code,
+                    retry_after_s=refusal.retry_after_s)
+
+
+def not_found(path: str) -> ApiError:
+    return ApiError(404, f"no such endpoint: {path}", code="not_found")
+
+
+def method_not_allowed(method: str, path: str) -> ApiError:
+    return ApiError(405, f"{method} is not allowed on {path}", code="method_not_allowed")
+
+
+def server_error(message: str = "internal error") -> ApiError:
+    return ApiError(500, message, type="server_error", code="internal")
+
+
+# ---------------------------------------------------------------- the request
+
+@dataclass(frozen=True)
+class SpeechRequest:
+    """A validated `POST /v1/audio/speech`: what litestream will speak, and how to send it."""
+
+    input: str
+    voice: str                # the litestream voice id that speaks
+    response_format: str      # one of RESPONSE_FORMATS
+    speed: float              # applied speed, within litestream's SPEED_MIN..SPEED_MAX
+    stream_format: str        # "audio" | "sse"
+    model: str                # as sent (ignored)
+    requested_voice: str      # as sent: a voice id or an OpenAI name
+    requested_speed: float    # as sent, within OpenAI's range
+    instructions: str | None  # as sent (ignored)
+
+    @property
+    def content_type(self) -> str:
+        return SSE_CONTENT_TYPE if self.stream_format == "sse" else CONTENT_TYPES[
+            self.response_format]
+
+
+def resolve_voice(name: str, installed: Sequence[str], default: str) -> str | None:
+    """A litestream voice id for `name`: itself when installed, the mapped voice for an OpenAI
+    name (the default voice when none of its candidates is installed), else None."""
+    if name in installed:
+        return name
+    candidates = OPENAI_VOICE_MAP.get(name.lower())
+    if candidates is None:
+        return None
+    return next((c for c in candidates if c in installed), default)
+
+
+def voice_mapping(installed: Sequence[str], default: str) -> dict[str, str]:
+    """Each OpenAI voice name -> the installed voice that speaks it on this server."""
+    return {name: resolve_voice(name, installed, default) or default for name in OPENAI_VOICES}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def parse_speech_request(body: bytes, *, voices: Sequence[str], default_voice: str,
+                         content_type: str | None = None) -> SpeechRequest:
+    """Validate a request body. Raises ApiError (400, 413 or 415) with the field at fault."""
+    if content_type is not None and "json" not in content_type.lower():
+        raise ApiError(415, f"the body must be JSON (application/json), got {content_type!r}",
+                       code="unsupported_media_type")
+    if len(body) > MAX_BODY_BYTES:
+        raise ApiError(413, f"request body over {MAX_BODY_BYTES} bytes", code="body_too_large")
+    try:
+        doc = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise _bad(None, f"the body is not valid JSON: {exc}", "invalid_json") from None
+    if not isinstance(doc, dict):
+        raise _bad(None, "the body must be a JSON object", "invalid_json")
+
+    text = doc.get("input")
+    if text is None:
+        raise _bad("input", "you must provide 'input'", "missing_required_parameter")
+    if not isinstance(text, str):
+        raise _bad("input", "'input' must be a string", "invalid_type")
+    if len(text) > MAX_INPUT_CHARS:
+        raise _bad("input", f"'input' is {len(text)} characters; the limit is "
+                            f"{MAX_INPUT_CHARS}", "string_above_max_length")
+    if not text.strip():
+        raise _bad("input", "'input' is empty", "string_below_min_length")
+
+    model = doc.get("model", "litestream")
+    if not isinstance(model, str):
+        raise _bad("model", "'model' must be a string", "invalid_type")
+
+    raw_voice = doc.get("voice", default_voice)
+    if isinstance(raw_voice, Mapping):
+        raw_voice = raw_voice.get("id")
+    if not isinstance(raw_voice, str) or not raw_voice:
+        raise _bad("voice", "'voice' must be a voice name or {\"id\": name}", "invalid_type")
+    voice = resolve_voice(raw_voice, voices, default_voice)
+    if voice is None:
+        raise _bad("voice", f"unknown voice {raw_voice!r}; available: "
+                            f"{', '.join(sorted({*voices, *OPENAI_VOICES}))}")
+
+    fmt = doc.get("response_format", DEFAULT_RESPONSE_FORMAT)
+    if fmt not in RESPONSE_FORMATS:
+        raise _bad("response_format", f"'response_format' must be one of "
+                                      f"{', '.join(RESPONSE_FORMATS)}, got {fmt!r}")
+
+    requested_speed = doc.get("speed", 1.0)
+    if requested_speed is None:
+        requested_speed = 1.0
+    if not _is_number(requested_speed) or not math.isfinite(requested_speed):
+        raise _bad("speed", "'speed' must be a number", "invalid_type")
+    if not OPENAI_SPEED_MIN <= requested_speed <= OPENAI_SPEED_MAX:
+        raise _bad("speed", f"'speed' must be {OPENAI_SPEED_MIN}..{OPENAI_SPEED_MAX}, got "
+                            f"{requested_speed}")
+    speed = min(SPEED_MAX, max(SPEED_MIN, float(requested_speed)))
+
+    stream_format = doc.get("stream_format", "audio")
+    if stream_format is None:
+        stream_format = "audio"
+    if stream_format not in STREAM_FORMATS:
+        raise _bad("stream_format", f"'stream_format' must be audio or sse, got "
+                                    f"{stream_format!r}")
+
+    instructions = doc.get("instructions")
+    if instructions is not None and not isinstance(instructions, str):
+        raise _bad("instructions", "'instructions' must be a string", "invalid_type")
+
+    return SpeechRequest(
+        input=text, voice=voice, response_format=fmt, speed=speed,
+        stream_format=stream_format, model=model, requested_voice=raw_voice,
+        requested_speed=float(requested_speed), instructions=instructions,
+    )
+
+
+def response_headers(request: SpeechRequest, sample_rate: int) -> list[tuple[str, str]]:
+    """Headers of a speech response (the body is chunked: its length is not known yet).
+    `sample_rate`: the rate of the audio in the body (audio_encode.output_rate)."""
+    return [
+        ("Content-Type", request.content_type),
+        ("Cache-Control", "no-store"),
+        # pcm has no header of its own: the rate travels here (and for every format, so a
+        # client never has to parse a container to learn it).
+        ("X-Sample-Rate", str(sample_rate)),
+        ("X-Litestream-Voice", request.voice),
+        ("X-Litestream-Speed", f"{request.speed:g}"),
+    ]
+
+
+# ---------------------------------------------------------------- server-sent events
+
+def sse_delta(audio: bytes) -> bytes:
+    """One `speech.audio.delta` event: base64 of the next bytes of the encoded audio."""
+    event = {"type": "speech.audio.delta", "audio": base64.b64encode(audio).decode("ascii")}
+    return b"data: " + json.dumps(event, separators=(",", ":")).encode() + b"\n\n"
+
+
+def sse_done(input_chars: int) -> bytes:
+    """The final `speech.audio.done` event. litestream has no tokens; usage counts characters
+    as input tokens so clients that read usage find numbers, and 0 output tokens."""
+    usage = {"input_tokens": input_chars, "output_tokens": 0, "total_tokens": input_chars}
+    event = {"type": "speech.audio.done", "usage": usage}
+    return b"data: " + json.dumps(event, separators=(",", ":")).encode() + b"\n\n"
+
+
+def sse_error(error: ApiError) -> bytes:
+    """An error after the response started (synthesis failed mid-way): an `error` event."""
+    return b"event: error\ndata: " + error.body() + b"\n\n"
+
+
+# ---------------------------------------------------------------- GET documents
+
+def models_document() -> dict[str, Any]:
+    """GET /v1/models: OpenAI's list shape."""
+    return {"object": "list", "data": [model_document(m) for m in MODEL_IDS]}
+
+
+def model_document(model_id: str) -> dict[str, Any]:
+    """GET /v1/models/{id}: any id is served (any model is accepted)."""
+    return {"id": model_id, "object": "model", "created": 0, "owned_by": "litestream"}
+
+
+@dataclass(frozen=True)
+class VoiceEntry:
+    """What the voices document says of one installed voice."""
+
+    id: str
+    language: str
+    sample_rate: int
+
+
+def voices_document(installed: Iterable[VoiceEntry], default: str) -> dict[str, Any]:
+    """GET /v1/audio/voices: installed voices, then the OpenAI names with the voice each maps
+    to. Clients of OpenAI-compatible servers read either `data` or `voices`; both are here."""
+    entries = list(installed)
+    ids = [v.id for v in entries]
+    voices: list[dict[str, Any]] = [
+        {"id": v.id, "name": v.id, "object": "audio.voice", "language": v.language,
+         "sample_rate": v.sample_rate, "default": v.id == default}
+        for v in entries
+    ]
+    for name, target in voice_mapping(ids, default).items():
+        voices.append({"id": name, "name": name, "object": "audio.voice", "alias_of": target})
+    return {"object": "list", "default": default, "data": voices, "voices": voices}

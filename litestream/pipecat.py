@@ -1,0 +1,315 @@
+"""A Pipecat TTS service backed by a litestream server (protocol v1): `LitestreamTTSService`.
+
+One protocol-v1 stream per conversation: the service opens it when the pipeline starts and
+keeps it for every turn (reconnecting only if the server closes it, e.g. after its idle
+timeout). Within a turn:
+
+- the LLM's text frames go to the server as they come (`text`), token by token by default:
+  litestream's segmenter, not Pipecat's sentence aggregator, decides where chunks are cut, so
+  the first chunk can be short and first audio early;
+- the end of the LLM's response sends `flush`; the server's `flushed` ends the audio context;
+- audio frames (s16le at the voice's rate) are pushed as they arrive, resampled to the
+  pipeline's output rate when it differs;
+- Pipecat's interruption (barge-in) sends `clear`; audio still in flight from before the clear
+  is dropped until the server's `cleared`;
+- what was heard: each `chunk` event's text becomes word timestamps (spread over the chunk's
+  duration by character position), so Pipecat emits each word's `TTSTextFrame` when its audio
+  plays and an interruption keeps unplayed words out of the LLM context. The service also
+  keeps a `PlaybackClock` (a listener playing in real time from the first frame) and, on
+  interruption, reports the text heard of the turn cut short to `on_interrupted_heard`
+  handlers: ``async def handler(service, heard: str, partial: list[tuple[str, float]])``.
+
+Needs `pipecat-ai`; see clients/pipecat/README.md for why it is installed without its
+dependencies (it pins plain `onnxruntime`, which would replace onnxruntime-gpu).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections import deque
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any, Protocol
+
+from loguru import logger
+from pipecat.frames.frames import (
+    ErrorFrame,
+    Frame,
+    InterruptionFrame,
+    TTSAudioRawFrame,
+    TTSStoppedFrame,
+)
+from pipecat.processors.frame_processor import FrameDirection
+from pipecat.services.settings import TTSSettings
+from pipecat.services.tts_service import TextAggregationMode, WebsocketTTSService
+
+from litestream.client import (
+    Audio,
+    Chunk,
+    Cleared,
+    Done,
+    Error,
+    Flushed,
+    PlaybackClock,
+    Ready,
+    connect,
+)
+
+
+class _Stream(Protocol):
+    """What the service uses of the client's stream (litestream.client.connect yields one)."""
+
+    async def send_text(self, text: str, flush: bool = False) -> None: ...
+
+    async def flush(self) -> None: ...
+
+    async def clear(self) -> None: ...
+
+    def __aiter__(self) -> AsyncIterator[object]: ...
+
+
+def word_times(text: str, start_s: float, duration_s: float) -> list[tuple[str, float]]:
+    """Spread a chunk's words over its duration by character position: (word, start s).
+
+    litestream reports timing per chunk, not per word; this is the estimate Pipecat needs to
+    release each word's text frame while its audio plays."""
+    words = text.split()
+    total = max(1, len(text))
+    out: list[tuple[str, float]] = []
+    at = 0
+    for word in words:
+        at = text.index(word, at)
+        out.append((word, start_s + duration_s * at / total))
+        at += len(word)
+    return out
+
+
+class LitestreamTTSService(WebsocketTTSService):
+    """Pipecat TTS over one litestream protocol-v1 stream per conversation.
+
+    Args:
+        url: the server's stream endpoint, e.g. ``ws://127.0.0.1:8765/v1/stream``.
+        voice: a litestream voice id (None: the server's default).
+        api_key: sent as ``Authorization: Bearer``.
+        speed: 0.5..2.0 (None: 1.0).
+        sample_rate: output rate; None takes the pipeline's. Audio is resampled to it.
+        text_aggregation_mode: TOKEN (default) sends LLM tokens as they come; SENTENCE lets
+            Pipecat cut sentences first (adds latency; litestream cuts chunks itself).
+    """
+
+    def __init__(self, *, url: str, voice: str | None = None, api_key: str | None = None,
+                 speed: float | None = None, sample_rate: int | None = None,
+                 text_aggregation_mode: TextAggregationMode = TextAggregationMode.TOKEN,
+                 **kwargs: Any) -> None:
+        super().__init__(
+            text_aggregation_mode=text_aggregation_mode,
+            push_text_frames=False,     # words come from the chunks' timing (word_times)
+            push_start_frame=True,      # the base class opens an audio context per turn
+            pause_frame_processing=False,
+            sample_rate=sample_rate,
+            settings=TTSSettings(model=None, voice=voice, language=None),
+            **kwargs,
+        )
+        self._url = url
+        self._api_key = api_key
+        self._speed = speed
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._stream: _Stream | None = None
+        self._receive_task: Any = None
+        self._server_rate = 0
+        self._flushes: deque[str] = deque()   # audio contexts waiting for `flushed`, in order
+        self._clears_pending = 0              # `clear` sent, `cleared` not yet received
+        self._context_base_ms: dict[str, float] = {}  # stream start_ms of a context's audio
+        self._clock: PlaybackClock | None = None  # the listener, for on_interrupted_heard
+        self._first_live_seq = 0                   # chunks before this were heard in full
+        self._last_context: str | None = None      # the turn run_tts last spoke for
+        self.conversation_streams = 0         # streams opened (1 unless the server closed one)
+        self.session_id: str | None = None    # the open stream's session (protocol-v1 ready)
+        self._register_event_handler("on_interrupted_heard")
+
+    def can_generate_metrics(self) -> bool:
+        return True
+
+    # ------------------------------------------------------------ connection
+
+    async def start(self, frame: Any) -> None:
+        await super().start(frame)
+        await self._connect()
+
+    async def _connect(self) -> None:
+        await super()._connect()
+        await self._connect_websocket()
+        if self._stream is not None and self._receive_task is None:
+            self._receive_task = self.create_task(self._receive_task_handler(self._report_error))
+
+    async def _disconnect(self) -> None:
+        await super()._disconnect()
+        if self._receive_task is not None:
+            await self.cancel_task(self._receive_task)
+            self._receive_task = None
+        await self._disconnect_websocket()
+
+    async def _connect_websocket(self) -> None:
+        if self._stream is not None:
+            return
+        stack = contextlib.AsyncExitStack()
+        try:
+            voice = self._settings.voice if isinstance(self._settings.voice, str) else None
+            self._stream = await stack.enter_async_context(connect(
+                self._url, voice=voice, token=self._api_key, speed=self._speed,
+                format="s16le"))
+        except Exception as exc:  # a refusal (HandshakeRefused) or the network
+            await stack.aclose()
+            self._stream = None
+            await self.push_error_frame(ErrorFrame(error=f"{self} cannot connect: {exc}"))
+            await self._call_event_handler("on_connection_error", str(exc))
+            return
+        self._stack = stack
+        self._flushes.clear()
+        self._clears_pending = 0
+        self.conversation_streams += 1
+        await self._call_event_handler("on_connected")
+
+    async def _disconnect_websocket(self) -> None:
+        stack, self._stack, self._stream = self._stack, None, None
+        if stack is not None:
+            with contextlib.suppress(Exception):
+                await stack.aclose()
+            await self._call_event_handler("on_disconnected")
+
+    async def _verify_connection(self) -> bool:
+        return self._stream is not None
+
+    # ------------------------------------------------------------ text in
+
+    async def run_tts(self, text: str, context_id: str) -> AsyncGenerator[Frame | None, None]:
+        if context_id != self._last_context and self._clock is not None:
+            # A new turn: chunks heard in full by now are history, not part of what a later
+            # interruption cuts short.
+            self._last_context = context_id
+            played = [c.seq for c in self._clock.fully_played(time.monotonic())]
+            if played:
+                self._first_live_seq = max(self._first_live_seq, max(played) + 1)
+        if self._stream is None:
+            await self._connect()
+        if self._stream is None:
+            yield ErrorFrame(error=f"{self} not connected")
+            return
+        try:
+            await self._stream.send_text(text)
+            await self.start_tts_usage_metrics(text)
+        except Exception as exc:
+            yield ErrorFrame(error=f"{self} send failed: {exc}")
+            return
+        yield None  # audio arrives through the receive task
+
+    async def flush_audio(self, context_id: str | None = None) -> None:
+        """The LLM's response ended: speak what is buffered; `flushed` ends the context."""
+        flush_id = context_id or self.get_active_audio_context_id()
+        if self._stream is None or flush_id is None:
+            return
+        self._flushes.append(flush_id)
+        await self._stream.flush()
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        if isinstance(frame, InterruptionFrame):
+            await self._interrupt()
+        await super().process_frame(frame, direction)
+
+    async def _interrupt(self) -> None:
+        """Barge-in: report what was heard, then `clear` the server's queued text, chunks and
+        unsent frames. Sent even when this turn's audio has all arrived (it may still be
+        playing): the clear is cheap and the server's `cleared` marks where new audio begins."""
+        await self.stop_all_metrics()
+        await self._report_heard()
+        if self._stream is not None and self._clears_pending == 0:
+            self._clears_pending += 1
+            self._flushes.clear()  # the server drops pending flush marks on clear
+            with contextlib.suppress(Exception):
+                await self._stream.clear()
+
+    async def on_audio_context_interrupted(self, context_id: str) -> None:
+        self._context_base_ms.pop(context_id, None)
+        await super().on_audio_context_interrupted(context_id)
+
+    async def _report_heard(self) -> None:
+        """Tell `on_interrupted_heard` handlers what the listener heard of the turn cut short:
+        (service, text heard in full, [(chunk text, fraction heard)] for a chunk cut mid-way).
+
+        The listener is the PlaybackClock: it plays in real time from the first frame, as
+        Pipecat's output transport does."""
+        clock = self._clock
+        if clock is None:
+            return
+        now = time.monotonic()
+        live = self._first_live_seq
+        heard = " ".join(c.text for c in clock.fully_played(now) if c.seq >= live)
+        partial = [(c.text, fraction) for c, fraction in clock.partly_played(now)
+                   if c.seq >= live]
+        await self._call_event_handler("on_interrupted_heard", heard, partial)
+
+    # ------------------------------------------------------------ events out
+
+    async def _receive_messages(self) -> None:
+        stream = self._stream
+        if stream is None:
+            return
+        async for event in stream:
+            await self._on_event(event)
+
+    async def _on_event(self, event: object) -> None:
+        now = time.monotonic()
+        if isinstance(event, Ready):
+            self._server_rate = event.sample_rate
+            self.session_id = event.session
+            self._clock = PlaybackClock.for_ready(event)
+        elif isinstance(event, Cleared):
+            self._clears_pending = max(0, self._clears_pending - 1)
+            # Playback stopped at the clear: the next audio starts a fresh listener timeline.
+            self._clock = PlaybackClock(self._server_rate) if self._server_rate else None
+        elif self._clears_pending:
+            return  # audio and events of chunks the clear dropped: never play them
+        elif isinstance(event, Chunk):
+            await self._on_chunk(event, now)
+        elif isinstance(event, Audio):
+            await self._on_audio(event, now)
+        elif isinstance(event, Flushed):
+            if self._flushes:
+                ctx = self._flushes.popleft()
+                self._context_base_ms.pop(ctx, None)
+                await self.append_to_audio_context(ctx, TTSStoppedFrame(context_id=ctx))
+                await self.remove_audio_context(ctx)
+        elif isinstance(event, Error):
+            logger.warning(f"{self} server error {event.code}: {event.message}")
+            if event.fatal:
+                await self.push_error_frame(ErrorFrame(error=f"{event.code}: {event.message}"))
+        elif isinstance(event, Done):
+            logger.debug(f"{self} stream done: {event.stats}")
+
+    async def _on_chunk(self, chunk: Chunk, now: float) -> None:
+        if self._clock is not None:
+            self._clock.on_chunk(chunk, now)
+        ctx = self._current_context()
+        if ctx is None:
+            return
+        base_ms = self._context_base_ms.setdefault(ctx, float(chunk.start_ms))
+        await self.add_word_timestamps(
+            word_times(chunk.text, (chunk.start_ms - base_ms) / 1000.0,
+                       chunk.duration_ms / 1000.0), ctx)
+
+    async def _on_audio(self, audio: Audio, now: float) -> None:
+        if self._clock is not None:
+            self._clock.on_audio(audio.seq, len(audio.pcm), now)
+        ctx = self._current_context()
+        if ctx is None:
+            return
+        pcm = audio.pcm
+        if self._server_rate and self._server_rate != self.sample_rate:
+            pcm = await self._resampler.resample(pcm, self._server_rate, self.sample_rate)
+        await self.append_to_audio_context(
+            ctx, TTSAudioRawFrame(pcm, self.sample_rate, 1, context_id=ctx))
+
+    def _current_context(self) -> str | None:
+        """The context this audio belongs to: the oldest one still waiting for `flushed`
+        (litestream speaks turns in order), else the turn being synthesized."""
+        return self._flushes[0] if self._flushes else self.get_active_audio_context_id()

@@ -1,0 +1,268 @@
+"""`POST /v1/audio/speech`: one HTTP request is one stream (the asyncio side).
+
+The request goes through the same checks as a WebSocket handshake (`LitestreamServer.admit`:
+draining, Origin, API key, the body, the key's quotas, admission control) and then through the
+same per-stream rules: a `StreamSession` is given the input as one `text` and an `end`, and
+what it queues is written to the response as it comes. So the scheduler, the cache, the
+metrics and the limits see an ordinary stream. Request and error shapes: `openai_api`.
+
+The body is chunked and written as audio is synthesized: the response starts with the first
+audio (so an error before any audio can still be an HTTP error), and each batch of frames is
+encoded (`audio_encode`, PyAV for the compressed formats) in a thread, never on the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import TYPE_CHECKING
+
+import numpy as np
+from aiohttp import web
+
+from litestream import openai_api, routes
+from litestream.audio_encode import Encoder, new_encoder, output_rate
+from litestream.errors import CloseCode, ErrorCode
+from litestream.logs import SessionAdapter, stream_summary
+from litestream.metrics import ABNORMAL_CLOSE
+from litestream.protocol import Encoding, EndMsg, StreamSettings, TextMsg
+from litestream.security import Refusal, RefusalReason, refuse
+from litestream.session import (
+    Close,
+    Disconnected,
+    GoingAway,
+    SendAudio,
+    SendMessage,
+    SendTimeout,
+    SessionInput,
+    StreamSession,
+    StreamState,
+)
+
+if TYPE_CHECKING:
+    from litestream.server import LitestreamServer
+
+log = logging.getLogger("litestream.speech")
+
+CLIENT_CHECK_S = 1.0  # while waiting for audio, look this often whether the client left
+# What a stream that produced no audio answers, by its first error's code.
+_STATUS_FOR_ERROR = {ErrorCode.RATE_LIMITED.value: 429, ErrorCode.SYNTHESIS_FAILED.value: 500,
+                     ErrorCode.INTERNAL.value: 500}
+
+
+class SpeechStream:
+    """One speech request from body to last byte."""
+
+    def __init__(self, server: LitestreamServer, request: web.Request) -> None:
+        self.server = server
+        self.request = request
+        self.session: StreamSession | None = None
+        self.wakeup = asyncio.Event()
+        self.response: web.StreamResponse | None = None
+        self.error: dict[str, object] | None = None  # the first `error` the session sent
+        self.close_code: int = CloseCode.NORMAL
+        self.audio_bytes = 0  # encoded bytes written
+
+    # ------------------------------------------------------------ from the server
+
+    def feed(self, item: SessionInput, now: float) -> None:
+        if self.session is None:
+            return
+        self.session.receive(item, now)
+        if self.session.aborting:
+            self._abort()
+        self.wakeup.set()
+
+    def going_away(self, now: float) -> None:
+        self.feed(GoingAway(), now)
+
+    # ------------------------------------------------------------ the request
+
+    async def run(self) -> web.StreamResponse:
+        server, request = self.server, self.request
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return _api_error(openai_api.ApiError(
+                413, f"request body over {openai_api.MAX_BODY_BYTES} bytes",
+                code="body_too_large"))
+        parsed: list[openai_api.SpeechRequest] = []
+        bad: list[openai_api.ApiError] = []
+
+        def check_body() -> Refusal | None:
+            try:
+                parsed.append(openai_api.parse_speech_request(
+                    body, voices=sorted(server.voice_ids), default_voice=server.default_voice,
+                    content_type=request.headers.get("Content-Type")))
+            except openai_api.ApiError as exc:
+                bad.append(exc)
+                return refuse(RefusalReason.BAD_PARAM, exc.message, param=exc.param)
+            return None
+
+        admitted = server.admit(request, dict(request.query.items()), check_body,
+                                voice=lambda: parsed[0].voice, priority=lambda: "normal")
+        if isinstance(admitted, Refusal):
+            return _api_error(bad[0] if bad else openai_api.from_refusal(admitted))
+        speech = parsed[0]
+        settings = StreamSettings(voice=speech.voice, speed=speech.speed, format="s16le",
+                                  frame_ms=server.config.frame_ms)
+        session, link = server.new_session(admitted, settings, Encoding.JSON)
+        self.session = session
+        server.speech[session.id] = self
+        server.metrics.stream_opened()
+        slog = SessionAdapter(log, session.id)
+        slog.info("speech: %d chars, voice %s (asked %s), %s%s, speed %g", len(speech.input),
+                  speech.voice, speech.requested_voice, speech.response_format,
+                  " as sse" if speech.stream_format == "sse" else "", speech.speed)
+        try:
+            now = server.now()
+            session.receive(TextMsg(speech.input), now)
+            session.receive(EndMsg(), now)
+            server.synthesis.dispatch()
+            return await self._send(speech)
+        finally:
+            session.receive(Disconnected(), server.now())
+            server.speech.pop(session.id, None)
+            dropped = server.release(admitted)
+            server.metrics.stream_closed(self.close_code)
+            stream_summary(
+                slog.logger, session=session.id, chars=session.chars,
+                audio_ms=round(session.cursor_ms), ttfa_ms=session.ttfa_ms, stalls=link.stalls,
+                underrun_ms=round(link.underrun_s() * 1000), close_code=self.close_code,
+                reason=session.close_reason or f"dropped {dropped} queued chunks",
+            )
+
+    async def _send(self, speech: openai_api.SpeechRequest) -> web.StreamResponse:
+        """Move what the session queues to the response; encode each batch of frames."""
+        session = self.session
+        assert session is not None
+        rate = self.server.sample_rates[speech.voice]
+        encoder = new_encoder(speech.response_format, rate)
+        loop = asyncio.get_running_loop()
+        batch: list[bytes] = []
+        while True:
+            item = session.next_outgoing()
+            if isinstance(item, SendAudio):
+                batch.append(item.payload)
+                continue
+            if batch:  # everything queued so far: one trip to the encoder thread
+                samples = np.frombuffer(b"".join(batch), dtype="<i2")
+                batch = []
+                data = await loop.run_in_executor(None, encoder.feed, samples)
+                if not await self._write(speech, rate, data):
+                    return self._gone()
+            match item:
+                case None:
+                    if session.state is StreamState.CLOSED:
+                        return self._gone()
+                    if not await self._wait():
+                        session.receive(Disconnected(), self.server.now())
+                        return self._gone()
+                case SendMessage(kind="error", payload=payload):
+                    if self.error is None:
+                        self.error = json.loads(payload)
+                    log.warning("session=%s speech: %s", session.id, payload)
+                case SendMessage():
+                    pass  # ready, chunk, done: the HTTP answer has no place for them
+                case Close(code=code):
+                    self.close_code = code
+                    if code != CloseCode.NORMAL:
+                        return self._cut_short(code)
+                    tail = await loop.run_in_executor(None, encoder.finish)
+                    return await self._finish(speech, rate, tail, encoder)
+
+    async def _finish(self, speech: openai_api.SpeechRequest, rate: int, tail: bytes,
+                      encoder: Encoder) -> web.StreamResponse:
+        if self.response is None and self.error is not None:
+            # Nothing was spoken and something went wrong: say so with a status.
+            code = str(self.error.get("code", ""))
+            status = _STATUS_FOR_ERROR.get(code, 400)
+            kind = "server_error" if status >= 500 else "invalid_request_error"
+            return _api_error(openai_api.ApiError(status, str(self.error.get("message", "")),
+                                                  type=kind, code=code or None))
+        if not await self._write(speech, rate, tail, final=True):
+            return self._gone()
+        assert self.response is not None
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await self.response.write_eof()
+        return self.response
+
+    # ------------------------------------------------------------ the wire
+
+    async def _write(self, speech: openai_api.SpeechRequest, rate: int, data: bytes,
+                     final: bool = False) -> bool:
+        """Write encoded audio (as an SSE event when asked); False when the client is gone."""
+        if not data and not final:
+            return True
+        try:
+            response = self.response
+            if response is None:
+                headers = openai_api.response_headers(
+                    speech, output_rate(speech.response_format, rate))
+                response = web.StreamResponse(status=200, headers=dict(headers))
+                response.enable_chunked_encoding()
+                await response.prepare(self.request)
+                self.response = response
+            chunk = data
+            if speech.stream_format == "sse":
+                chunk = openai_api.sse_delta(data) if data else b""
+                if final:
+                    assert self.session is not None
+                    chunk += openai_api.sse_done(self.session.chars)
+            if chunk:
+                async with asyncio.timeout(self.server.config.slow_reader_timeout_s):
+                    await response.write(chunk)
+                self.audio_bytes += len(data)
+        except TimeoutError:
+            log.warning("speech client stopped reading; closing")
+            self.close_code = CloseCode.POLICY
+            self.feed(SendTimeout(), self.server.now())
+            self._abort()
+            return False
+        except (ConnectionError, RuntimeError):  # the client is gone
+            self.close_code = ABNORMAL_CLOSE
+            return False
+        return True
+
+    async def _wait(self) -> bool:
+        """Wait for the session's next item; False if the client went away meanwhile."""
+        while True:
+            self.wakeup.clear()
+            try:
+                async with asyncio.timeout(CLIENT_CHECK_S):
+                    await self.wakeup.wait()
+                return True
+            except TimeoutError:
+                transport = self.request.transport
+                if transport is None or transport.is_closing():
+                    self.close_code = ABNORMAL_CLOSE
+                    return False
+
+    def _cut_short(self, code: int) -> web.StreamResponse:
+        """The stream ended before its audio (drain, a stuck client): an error status if no
+        byte was sent, else the connection is cut so the client sees the body is incomplete."""
+        if self.response is None:
+            if code == CloseCode.GOING_AWAY:
+                return _api_error(openai_api.ApiError(
+                    503, "server is shutting down", type="server_error", code="overloaded",
+                    retry_after_s=5.0))
+            return _api_error(openai_api.server_error("stream closed"))
+        self._abort()
+        return self.response
+
+    def _gone(self) -> web.StreamResponse:
+        if self.close_code == CloseCode.NORMAL:
+            self.close_code = ABNORMAL_CLOSE
+        return self.response if self.response is not None else web.Response(status=499)
+
+    def _abort(self) -> None:
+        transport = self.request.transport
+        if transport is not None:
+            transport.abort()
+
+
+def _api_error(error: openai_api.ApiError) -> web.Response:
+    answer = routes.api_error(error)
+    return web.Response(status=answer.status, headers=dict(answer.headers), body=answer.body)

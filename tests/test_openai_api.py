@@ -1,0 +1,219 @@
+"""OpenAI speech request model: plain calls, no server."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import pytest
+
+from litestream import openai_api as oa
+from litestream.security import (
+    STATUS_FOR_REASON,
+    RefusalReason,
+    refuse,
+    refuse_unauthorized,
+)
+
+VOICES = ("en_US-joe-medium", "af_nova", "am_michael")
+DEFAULT = "en_US-joe-medium"
+
+
+def parse(**fields: Any) -> oa.SpeechRequest:
+    body = json.dumps({"model": "tts-1", "input": "Hello there.", **fields}).encode()
+    return oa.parse_speech_request(body, voices=VOICES, default_voice=DEFAULT,
+                                   content_type="application/json")
+
+
+def error_of(**fields: Any) -> oa.ApiError:
+    with pytest.raises(oa.ApiError) as info:
+        parse(**fields)
+    return info.value
+
+
+def test_defaults_follow_openai() -> None:
+    request = parse()
+    assert request.response_format == "mp3"
+    assert request.stream_format == "audio"
+    assert request.speed == 1.0
+    assert request.voice == DEFAULT
+    assert request.content_type == "audio/mpeg"
+
+
+def test_any_model_is_accepted_and_may_be_missing() -> None:
+    assert parse(model="gpt-4o-mini-tts").model == "gpt-4o-mini-tts"
+    assert parse(model="no-such-model").model == "no-such-model"
+    body = json.dumps({"input": "Hi."}).encode()
+    assert oa.parse_speech_request(body, voices=VOICES, default_voice=DEFAULT).input == "Hi."
+
+
+def test_input_limit_is_4096_characters() -> None:
+    assert len(parse(input="a" * 4096).input) == 4096
+    error = error_of(input="a" * 4097)
+    assert error.status == 400
+    assert error.param == "input"
+    assert error.code == "string_above_max_length"
+    doc = json.loads(error.body())
+    assert set(doc["error"]) == {"message", "type", "param", "code"}
+    assert doc["error"]["type"] == "invalid_request_error"
+    assert "4096" in doc["error"]["message"]
+
+
+@pytest.mark.parametrize("value", [None, "", "   ", 12, ["a"]])
+def test_bad_input_is_refused_with_the_param(value: Any) -> None:
+    body = {"model": "tts-1"} if value is None else {"model": "tts-1", "input": value}
+    with pytest.raises(oa.ApiError) as info:
+        oa.parse_speech_request(json.dumps(body).encode(), voices=VOICES, default_voice=DEFAULT)
+    assert info.value.status == 400
+    assert info.value.param == "input"
+
+
+def test_voice_ids_openai_names_and_voice_objects() -> None:
+    assert parse(voice="am_michael").voice == "am_michael"
+    assert parse(voice="nova").voice == "af_nova"            # first candidate installed
+    assert parse(voice="echo").voice == "am_michael"         # second candidate installed
+    assert parse(voice="fable").voice == DEFAULT             # none installed: the default
+    assert parse(voice="Alloy").voice in VOICES              # OpenAI names are case-blind
+    assert parse(voice={"id": "af_nova"}).voice == "af_nova"
+    assert parse(voice="nova").requested_voice == "nova"
+
+
+def test_every_openai_voice_name_maps_to_an_installed_voice() -> None:
+    for name in ("alloy", "ash", "ballad", "coral", "echo", "fable", "onyx", "nova", "sage",
+                 "shimmer", "verse"):
+        assert parse(voice=name).voice in VOICES
+
+
+def test_unknown_voice_is_400_naming_voice() -> None:
+    error = error_of(voice="zorro")
+    assert (error.status, error.param, error.code) == (400, "voice", "invalid_value")
+    assert "zorro" in error.message
+
+
+@pytest.mark.parametrize("fmt", oa.RESPONSE_FORMATS)
+def test_every_response_format(fmt: str) -> None:
+    request = parse(response_format=fmt)
+    assert request.response_format == fmt
+    assert request.content_type == oa.CONTENT_TYPES[fmt]
+
+
+def test_bad_response_format() -> None:
+    error = error_of(response_format="ogg")
+    assert (error.status, error.param) == (400, "response_format")
+
+
+def test_speed_inside_openai_range_is_clamped_to_litestreams() -> None:
+    assert parse(speed=0.25).speed == 0.5
+    assert parse(speed=4.0).speed == 2.0
+    assert parse(speed=1.5).speed == 1.5
+    assert parse(speed=4.0).requested_speed == 4.0
+
+
+@pytest.mark.parametrize("speed", [0.2, 4.5, -1, "fast", True, float("nan")])
+def test_speed_outside_openai_range_or_not_a_number_is_400(speed: Any) -> None:
+    if isinstance(speed, float) and speed != speed:
+        body = b'{"input": "Hi.", "speed": NaN}'  # json.dumps would write NaN too
+        with pytest.raises(oa.ApiError) as info:
+            oa.parse_speech_request(body, voices=VOICES, default_voice=DEFAULT)
+        error = info.value
+    else:
+        error = error_of(speed=speed)
+    assert (error.status, error.param) == (400, "speed")
+
+
+def test_stream_format_sse_and_audio() -> None:
+    assert parse(stream_format="sse").content_type == "text/event-stream"
+    assert parse(stream_format="audio").stream_format == "audio"
+    assert (error_of(stream_format="ws").param) == "stream_format"
+
+
+def test_instructions_are_accepted_and_kept_aside() -> None:
+    request = parse(instructions="Speak like a pirate.")
+    assert request.instructions == "Speak like a pirate."
+    assert request.input == "Hello there."
+    assert error_of(instructions=5).param == "instructions"
+
+
+def test_body_must_be_a_json_object() -> None:
+    for body in (b"not json", b"[1, 2]", b'"text"'):
+        with pytest.raises(oa.ApiError) as info:
+            oa.parse_speech_request(body, voices=VOICES, default_voice=DEFAULT)
+        assert info.value.status == 400
+    with pytest.raises(oa.ApiError) as info:
+        oa.parse_speech_request(b"{}", voices=VOICES, default_voice=DEFAULT,
+                                content_type="text/plain")
+    assert info.value.status == 415
+    with pytest.raises(oa.ApiError) as info:
+        oa.parse_speech_request(b" " * (oa.MAX_BODY_BYTES + 1), voices=VOICES,
+                                default_voice=DEFAULT)
+    assert info.value.status == 413
+
+
+def test_capacity_refusal_is_503_in_openai_shape_with_retry_after() -> None:
+    error = oa.from_refusal(refuse(RefusalReason.CAPACITY, "no capacity", retry_after_s=2.3))
+    assert error.status == 503
+    headers = dict(error.headers())
+    assert headers["Retry-After"] == "3"          # whole seconds, rounded up
+    assert headers["retry-after-ms"] == "2300"
+    doc = json.loads(error.body())["error"]
+    assert doc["type"] == "server_error"
+    assert doc["code"] == "overloaded"
+    assert doc["param"] is None
+
+
+@pytest.mark.parametrize("reason", list(RefusalReason))
+def test_every_refusal_reason_has_an_openai_shape(reason: RefusalReason) -> None:
+    error = oa.from_refusal(refuse(reason, "no", retry_after_s=1.0))
+    assert error.status == STATUS_FOR_REASON[reason]
+    doc = json.loads(error.body())["error"]
+    assert doc["type"] in ("invalid_request_error", "requests", "server_error")
+    assert doc["code"]
+
+
+def test_unauthorized_refusal_carries_a_challenge() -> None:
+    error = oa.from_refusal(refuse_unauthorized())
+    assert error.status == 401
+    assert json.loads(error.body())["error"]["code"] == "invalid_api_key"
+    assert dict(error.headers())["WWW-Authenticate"].startswith("Bearer")
+    assert "Retry-After" not in dict(error.headers())
+
+
+def test_response_headers_name_rate_voice_and_speed() -> None:
+    headers = dict(oa.response_headers(parse(response_format="pcm", speed=3.0), 22050))
+    assert headers["Content-Type"] == "audio/pcm"
+    assert headers["X-Sample-Rate"] == "22050"
+    assert headers["X-Litestream-Speed"] == "2"
+
+
+def _sse_payload(event: bytes) -> dict[str, Any]:
+    assert event.startswith(b"data: ") and event.endswith(b"\n\n")
+    return json.loads(event[len(b"data: "):-2])
+
+
+def test_sse_events_have_openais_shape() -> None:
+    delta = _sse_payload(oa.sse_delta(b"\x00\x01\xff"))
+    assert delta == {"type": "speech.audio.delta", "audio": base64.b64encode(b"\x00\x01\xff")
+                     .decode()}
+    done = _sse_payload(oa.sse_done(12))
+    assert done["type"] == "speech.audio.done"
+    assert done["usage"] == {"input_tokens": 12, "output_tokens": 0, "total_tokens": 12}
+
+
+def test_models_document() -> None:
+    doc = oa.models_document()
+    assert doc["object"] == "list"
+    ids = [m["id"] for m in doc["data"]]
+    assert "tts-1" in ids and "gpt-4o-mini-tts" in ids
+    assert all(m["object"] == "model" for m in doc["data"])
+
+
+def test_voices_document_lists_installed_voices_and_openai_names() -> None:
+    entries = [oa.VoiceEntry(v, "en", 22050) for v in VOICES]
+    doc = oa.voices_document(entries, DEFAULT)
+    by_id = {v["id"]: v for v in doc["data"]}
+    assert doc["voices"] == doc["data"]
+    assert by_id[DEFAULT]["default"] is True
+    assert by_id["nova"]["alias_of"] == "af_nova"
+    assert by_id["fable"]["alias_of"] == DEFAULT
+    assert set(oa.OPENAI_VOICES) <= set(by_id)
