@@ -72,11 +72,13 @@ class Config:
         metadata={"help": "terminate a synthesis run after this many times its predicted "
                           "compute (0: no watchdog)"},
     )
+    # The floor sits above the longest honest step on a loaded node (a Kokoro sentence's
+    # encode took over 2 s on a shared 2-core box): a terminated honest step is a lost sentence.
     watchdog_floor_s: float = field(
-        default=2.0, metadata={"help": "shortest time limit of a synthesis run, s"}
+        default=10.0, metadata={"help": "shortest time limit of a synthesis run, s"}
     )
     watchdog_grace_s: float = field(
-        default=2.0,
+        default=5.0,
         metadata={"help": "a worker not back this long after terminate is replaced, s"},
     )
 

@@ -76,8 +76,8 @@ class WatchdogConfig:
     """Time limit of one run: max(floor_s, factor x predicted compute); factor 0 = no limit."""
 
     factor: float = 3.0
-    floor_s: float = 2.0
-    grace_s: float = 2.0  # after terminate, how long a worker has to come back
+    floor_s: float = 10.0
+    grace_s: float = 5.0  # after terminate, how long a worker has to come back
 
     def limit_s(self, predicted_compute_s: float) -> float | None:
         if self.factor <= 0:

@@ -162,7 +162,7 @@ async def test_a_worker_thread_that_dies_is_replaced(voice: PiperVoice) -> None:
 
 
 def test_time_limit_is_factor_times_prediction_with_a_floor() -> None:
-    watchdog = WatchdogConfig(factor=3.0, floor_s=2.0)
+    watchdog = WatchdogConfig(factor=3.0, floor_s=2.0)  # not the defaults: the rule
     assert watchdog.limit_s(0.1) == 2.0
     assert watchdog.limit_s(1.0) == 3.0
     assert WatchdogConfig(factor=0.0).limit_s(1.0) is None
