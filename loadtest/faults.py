@@ -42,7 +42,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from litestream.client import Audio, Chunk, Done, Error, EventDecoder, Ready
+from litestream.client import Audio, EventDecoder
 from litestream.errors import SynthesisError
 from litestream.protocol import Encoding
 from loadtest.realtime import StreamRecorder, StreamResult, machine_info, percentile
@@ -258,18 +258,9 @@ async def _speak(url: str, index: int, messages: Sequence[str | bytes], *, timeo
             frame = await ws.recv()
             t = loop.time()
             event = decoder.feed(frame)
-            if isinstance(event, Audio):
-                recorder.on_audio(len(event.pcm), t)
-                if playing is not None:
-                    playing.set()
-            elif isinstance(event, Ready):
-                recorder.on_ready(event.sample_rate, event.format, event.channels)
-            elif isinstance(event, Chunk):
-                recorder.on_chunk(event.seq, event.text, event.start_ms, event.duration_ms, t)
-            elif isinstance(event, Error):
-                recorder.on_error(event.code, event.message)
-            elif isinstance(event, Done):
-                recorder.on_done(event.stats.underrun_ms)
+            recorder.on_event(event, t)
+            if isinstance(event, Audio) and playing is not None:
+                playing.set()
 
     try:
         async with asyncio.timeout(timeout_s):

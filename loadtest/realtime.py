@@ -143,6 +143,19 @@ class StreamRecorder:
         if not (code == 1000 and self.result.done):
             self.result.close_code = code
 
+    def on_event(self, event: object, now: float) -> None:
+        """Account one decoded server event that arrived at `now`."""
+        if isinstance(event, Audio):
+            self.on_audio(len(event.pcm), now)
+        elif isinstance(event, Ready):
+            self.on_ready(event.sample_rate, event.format, event.channels)
+        elif isinstance(event, Chunk):
+            self.on_chunk(event.seq, event.text, event.start_ms, event.duration_ms, now)
+        elif isinstance(event, Error):
+            self.on_error(event.code, event.message)
+        elif isinstance(event, Done):
+            self.on_done(event.stats.underrun_ms)
+
 
 # ---------------------------------------------------------------- pure: summary
 
@@ -445,17 +458,7 @@ async def run_stream(url: str, mode: str, recorder: StreamRecorder, *, token_rat
         while True:
             frame = await ws.recv()
             t = now()  # taken at arrival, before decoding
-            event = decoder.feed(frame)
-            if isinstance(event, Audio):
-                recorder.on_audio(len(event.pcm), t)
-            elif isinstance(event, Ready):
-                recorder.on_ready(event.sample_rate, event.format, event.channels)
-            elif isinstance(event, Chunk):
-                recorder.on_chunk(event.seq, event.text, event.start_ms, event.duration_ms, t)
-            elif isinstance(event, Error):
-                recorder.on_error(event.code, event.message)
-            elif isinstance(event, Done):
-                recorder.on_done(event.stats.underrun_ms)
+            recorder.on_event(decoder.feed(frame), t)
 
     sender = asyncio.create_task(send())
     try:
