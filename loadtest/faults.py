@@ -673,7 +673,7 @@ async def soak(url: str, pid: int, minutes: float, streams: int, warmup_minutes:
                 paragraph_stalls[1] += 1
                 if result.ttfa_ms is not None:
                     paragraph_ttfa.append(result.ttfa_ms)
-            if kind in ("paragraph", "tokens", "unicode") and not result.done:
+            if kind in ("paragraph", "tokens", "unicode") and not (result.done or result.refused):
                 bad[f"{kind}_not_done"] = bad.get(f"{kind}_not_done", 0) + 1
 
     async def sampler() -> None:
