@@ -6,7 +6,7 @@ The pipeline is Piper's: phonemize -> phoneme ids -> ONNX. What we add:
   into front / flow / decoder (``vits_split``). ``encode`` runs the front once per sentence: it
   samples the noise and fixes the length in frames. ``decode`` runs flow and decoder on one
   window of frames plus a margin of context each side, so windows joined in order equal the
-  sentence decoded at once (to ~1e-5; the margins were measured, see ``FLOW_CONTEXT_FRAMES``).
+  sentence decoded at once (to ~1e-5; the margins were measured, see ``piper_windows``).
   A graph that cannot be split is synthesized whole in ``encode``; ``decode`` slices it.
 - Batching of whole sentences (``synthesize_ids``): the exported graph pads every item to the
   longest one and returns no per-item length, so at load time we expose the graph's own frame
@@ -39,6 +39,14 @@ from litestream.engine.catalog import (
     voice_info,
 )
 from litestream.engine.phonemize import phonemes_to_ids, phonemize
+from litestream.engine.piper_windows import (
+    WINDOW_FRAMES,
+    ContextFrames,
+    DecodeCounters,
+    Prior,
+    WindowPlan,
+    plan_window,
+)
 from litestream.engine.vits_split import NotSplittable, SplitGraph, split_graph
 from litestream.errors import SynthesisError, VoiceError
 
@@ -57,25 +65,6 @@ WARMUP_TEXTS = (
 )
 # Piper's VITS hop (samples per frame); a split decoder's own upsampling is checked against it.
 HOP_SAMPLES = 256
-# Context each side of a window, in frames. Measured on the bundled voice (issue 8; figures in
-# docs/benchmarks.md, `litestream bench windows`): HiFi-GAN's receptive field is ~10 frames
-# (8 frames: 3e-3 max abs error against the one-shot decode, 10: 3e-5, 12: 1e-6), and the
-# flow's error at its margin is absorbed by the decoder's (flow 16: 1e-5, 20: 8e-6). A little
-# over the knee on both: stitched windows equal the one-shot decode to float noise.
-DECODER_CONTEXT_FRAMES = 12
-FLOW_CONTEXT_FRAMES = 20
-# Window sizes the scheduler is expected to use; warmup runs them (any size works).
-WINDOW_FRAMES = (16, 24, 32, 48, 64, 96, 128, 192, 256)
-
-
-@dataclass(frozen=True)
-class ContextFrames:
-    """Frames of context each side of a decode window (more: exact; fewer: cheaper)."""
-
-    decoder: int = DECODER_CONTEXT_FRAMES  # around the window, into HiFi-GAN
-    flow: int = FLOW_CONTEXT_FRAMES  # around the decoder's input, into the flow
-
-
 @dataclass(frozen=True)
 class _Model:
     """What every session of one voice shares: bytes to build sessions from, and layout."""
@@ -84,68 +73,6 @@ class _Model:
     lengths_output: str | None  # name of the [B, 1] frames-per-item output we added
     input_names: frozenset[str]
     split: SplitGraph | None  # None: the graph cannot be split, whole-sentence synthesis
-
-
-@dataclass(frozen=True, eq=False)
-class _Prior:
-    """A split voice's latent: the flow's inputs for the whole sentence, noise already drawn."""
-
-    z_p: np.ndarray  # [1, channels, frames] float32
-    y_mask: np.ndarray  # [1, 1, frames] float32
-
-
-@dataclass
-class DecodeCounters:
-    """Per session, since load or ``reset``: what decode windows cost, context included.
-
-    A window's flow and decoder run over more frames than it outputs (its context margins);
-    ``context_share`` is the part of flow+decoder time spent on those extra frames.
-    """
-
-    encodes: int = 0
-    front_s: float = 0.0
-    windows: int = 0
-    runs: int = 0  # flow+decoder run pairs; a batch of equal windows is one
-    output_frames: int = 0  # frames of audio returned
-    flow_frames: int = 0  # frames the flow computed (output + context), summed over rows
-    decoder_frames: int = 0  # frames the decoder computed (output + context)
-    flow_s: float = 0.0
-    decoder_s: float = 0.0
-
-    def context_share(self) -> float:
-        """Share of flow+decoder compute spent on context, each part's time taken as
-        proportional to its frames (true to within a few % above ~32 frames)."""
-        spent = self.flow_s + self.decoder_s
-        if spent <= 0:
-            return 0.0
-        context_s = 0.0
-        if self.flow_frames:
-            context_s += self.flow_s * (1 - self.output_frames / self.flow_frames)
-        if self.decoder_frames:
-            context_s += self.decoder_s * (1 - self.output_frames / self.decoder_frames)
-        return context_s / spent
-
-    def reset(self) -> None:
-        for name, value in DecodeCounters().__dict__.items():
-            setattr(self, name, value)
-
-
-@dataclass(frozen=True)
-class _WindowPlan:
-    """Frame ranges of one window: its output, the decoder's input, the flow's input."""
-
-    start: int
-    end: int
-    dec_start: int
-    dec_end: int
-    flow_start: int
-    flow_end: int
-
-    @property
-    def shape_key(self) -> tuple[int, int, int]:
-        """Windows with equal keys stack into one run with no padding."""
-        return (self.flow_end - self.flow_start, self.dec_start - self.flow_start,
-                self.dec_end - self.dec_start)
 
 
 def _find_lengths_output(graph: Any) -> str | None:
@@ -407,14 +334,14 @@ class PiperVoice:
             return
         latents = [self.encode(self.phoneme_ids(text)) for text in reversed(WARMUP_TEXTS)]
         prior = latents[0].state
-        assert isinstance(prior, _Prior)
+        assert isinstance(prior, Prior)
         sizes = sorted(WINDOW_FRAMES, reverse=True)
         if self.provider == CPU_PROVIDER:
             sizes = [sizes[0], sizes[-1]]
         margin = self.context.decoder + self.context.flow
         frames = sizes[0] + 2 * margin
         # Silence in the latent space: real shapes, no need for a sentence that long.
-        dummy = Latent(frames=frames, samples_per_frame=self._hop, speed=1.0, state=_Prior(
+        dummy = Latent(frames=frames, samples_per_frame=self._hop, speed=1.0, state=Prior(
             z_p=np.zeros((1, prior.z_p.shape[1], frames), dtype=np.float32),
             y_mask=np.ones((1, 1, frames), dtype=np.float32)))
         for size in sizes:
@@ -473,8 +400,8 @@ class PiperVoice:
         z_p, y_mask = _run(self._front, [split.cuts.z_p, split.cuts.y_mask], feeds, run_options)
         self.counters.encodes += 1
         self.counters.front_s += time.perf_counter() - began
-        prior = _Prior(z_p=np.ascontiguousarray(z_p, dtype=np.float32),
-                       y_mask=np.ascontiguousarray(y_mask, dtype=np.float32))
+        prior = Prior(z_p=np.ascontiguousarray(z_p, dtype=np.float32),
+                      y_mask=np.ascontiguousarray(y_mask, dtype=np.float32))
         return Latent(frames=int(z_p.shape[2]), samples_per_frame=self._hop, speed=speed,
                       state=prior)
 
@@ -485,34 +412,21 @@ class PiperVoice:
         return self.decode_batch([DecodeWindow(latent, start_frame, frames)],
                                  run_options=run_options)[0]
 
-    def _plan(self, window: DecodeWindow) -> _WindowPlan:
-        total = window.latent.frames
-        if not 0 <= window.start_frame < total or window.frames < 1:
-            raise SynthesisError(f"window of {window.frames} frames at {window.start_frame} is "
-                                 f"outside a sentence of {total} frames")
-        start, end = window.start_frame, min(total, window.start_frame + window.frames)
-        # Clipped at the sentence's ends: there the one-shot decode sees the same zero padding.
-        dec_start = max(0, start - self.context.decoder)
-        dec_end = min(total, end + self.context.decoder)
-        return _WindowPlan(start, end, dec_start, dec_end,
-                           max(0, dec_start - self.context.flow),
-                           min(total, dec_end + self.context.flow))
-
     def decode_batch(self, windows: Sequence[DecodeWindow], *,
                      run_options: Any = None) -> list[np.ndarray]:
         """Each window's audio, as ``decode`` gives it. Windows whose inputs have the same
         shape (same size and same clipping at the sentence's ends) share one flow run and one
         decoder run: stacked, no padding. Speed is already in each latent."""
         results: list[np.ndarray | None] = [None] * len(windows)
-        groups: dict[tuple[int, int, int], list[tuple[int, _WindowPlan, _Prior]]] = {}
+        groups: dict[tuple[int, int, int], list[tuple[int, WindowPlan, Prior]]] = {}
         for index, window in enumerate(windows):
-            plan = self._plan(window)
+            plan = plan_window(window, self.context)
             latent = window.latent
             if latent.audio is not None:  # a whole-sentence latent: slice it
                 hop = latent.samples_per_frame
                 results[index] = latent.audio[plan.start * hop: plan.end * hop].copy()
                 continue
-            if not isinstance(latent.state, _Prior) or self._model.split is None:
+            if not isinstance(latent.state, Prior) or self._model.split is None:
                 raise SynthesisError("latent was not encoded by a split Piper voice")
             groups.setdefault(plan.shape_key, []).append((index, plan, latent.state))
         for items in groups.values():
@@ -521,7 +435,7 @@ class PiperVoice:
                 results[index] = audio
         return [audio for audio in results if audio is not None]
 
-    def _decode_group(self, items: list[tuple[int, _WindowPlan, _Prior]],
+    def _decode_group(self, items: list[tuple[int, WindowPlan, Prior]],
                       run_options: Any) -> list[np.ndarray]:
         split = self._model.split
         assert split is not None and self._flow is not None and self._decoder is not None
