@@ -31,7 +31,8 @@ from typing import Any
 import numpy as np
 
 from litestream.engine.base import DecodeWindow, Latent
-from litestream.engine.piper import WINDOW_FRAMES, ContextFrames, PiperVoice
+from litestream.engine.piper import PiperVoice
+from litestream.engine.piper_windows import WINDOW_FRAMES, ContextFrames
 from loadtest.texts import PARAGRAPH
 
 SHORT = "Hello there."  # 12 characters
@@ -95,7 +96,7 @@ def back_session_ms(voice: PiperVoice, latent: Latent, size: int, runs: int) -> 
     import onnx
     import onnxruntime as ort
 
-    from litestream.engine.piper import _session_options
+    from litestream.engine.piper_model import session_options
 
     split = voice._model.split
     assert split is not None
@@ -104,7 +105,7 @@ def back_session_ms(voice: PiperVoice, latent: Latent, size: int, runs: int) -> 
         model = onnx.shape_inference.infer_shapes(onnx.load(str(voice.info.model_path)))
         part = onnx.utils.Extractor(model).extract_model(
             [split.cuts.z_p, split.cuts.y_mask], ["output"])
-        _back = ort.InferenceSession(part.SerializeToString(), _session_options(1),
+        _back = ort.InferenceSession(part.SerializeToString(), session_options(1),
                                      providers=["CPUExecutionProvider"])
     margin = voice.context.decoder + voice.context.flow
     prior = latent.state
@@ -122,9 +123,9 @@ def whole_model_session(voice: PiperVoice) -> Any:
     """The unsplit graph in one session: what synthesis cost before issue 8."""
     import onnxruntime as ort
 
-    from litestream.engine.piper import _session_options
+    from litestream.engine.piper_model import session_options
 
-    return ort.InferenceSession(str(voice.info.model_path), _session_options(1),
+    return ort.InferenceSession(str(voice.info.model_path), session_options(1),
                                 providers=["CPUExecutionProvider"])
 
 

@@ -716,20 +716,20 @@ def memory_variant(variant: str, runs: int, seed: int = 1) -> None:
     each run, as the workers do now)."""
     import gc
 
-    from litestream.engine import PiperVoice
-    from litestream.engine import piper as piper_mod
+    from litestream.engine import PiperVoice, piper_model
     from litestream.segmenter import Segmenter
     from litestream.server import CALIBRATION_WINDOW_FRAMES as window
     from litestream.workers import release_memory
 
-    plain = piper_mod._session_options
+    plain = piper_model.session_options
 
     def options(threads: int) -> Any:
         opts = plain(threads)
         opts.enable_cpu_mem_arena = variant == "arena"
         return opts
 
-    piper_mod._session_options = options  # type: ignore[assignment]
+    # piper_model.create_session looks the name up at each call, so every session sees this.
+    piper_model.session_options = options  # type: ignore[assignment]
     voice = PiperVoice.load(deterministic=True)
     trim = variant.endswith("+trim")
     seg = Segmenter()

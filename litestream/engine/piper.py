@@ -6,20 +6,21 @@ The pipeline is Piper's: phonemize -> phoneme ids -> ONNX. What we add:
   into front / flow / decoder (``vits_split``). ``encode`` runs the front once per sentence: it
   samples the noise and fixes the length in frames. ``decode`` runs flow and decoder on one
   window of frames plus a margin of context each side, so windows joined in order equal the
-  sentence decoded at once (to ~1e-5; the margins were measured, see ``FLOW_CONTEXT_FRAMES``).
+  sentence decoded at once (to ~1e-5; the margins were measured, see ``piper_windows``).
   A graph that cannot be split is synthesized whole in ``encode``; ``decode`` slices it.
 - Batching of whole sentences (``synthesize_ids``): the exported graph pads every item to the
   longest one and returns no per-item length, so at load time we expose the graph's own frame
-  count per item (``y_lengths``) as an extra output and trim each item to ``y_lengths * hop``.
+  count per item (``y_lengths``) as an extra output and trim each item to ``y_lengths * hop``
+  (``piper_model``, which also owns the session options).
+
+This module owns ``PiperVoice``: loading, warmup, and the order of the session runs.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,15 +40,25 @@ from litestream.engine.catalog import (
     voice_info,
 )
 from litestream.engine.phonemize import phonemes_to_ids, phonemize
-from litestream.engine.vits_split import NotSplittable, SplitGraph, split_graph
+from litestream.engine.piper_model import (
+    PreparedModel,
+    create_session,
+    prepare_model,
+    run_session,
+    unpad_batch,
+)
+from litestream.engine.piper_windows import (
+    WINDOW_FRAMES,
+    ContextFrames,
+    DecodeCounters,
+    Prior,
+    WindowPlan,
+    plan_window,
+)
+from litestream.engine.vits_split import SplitGraph
 from litestream.errors import SynthesisError, VoiceError
 
 logger = logging.getLogger("litestream.engine")
-
-# Fallback trimming when the graph has no recognisable y_lengths: samples below this are
-# treated as padding silence at the tail of an item.
-_SILENCE_ABS = 1e-4
-_warned_no_lengths = threading.Event()
 
 WARMUP_TEXT = "Hello."
 # Front-pass warmup: a short and a long sentence, so the largest shapes are allocated once.
@@ -57,184 +68,6 @@ WARMUP_TEXTS = (
 )
 # Piper's VITS hop (samples per frame); a split decoder's own upsampling is checked against it.
 HOP_SAMPLES = 256
-# Context each side of a window, in frames. Measured on the bundled voice (issue 8; figures in
-# docs/benchmarks.md, `litestream bench windows`): HiFi-GAN's receptive field is ~10 frames
-# (8 frames: 3e-3 max abs error against the one-shot decode, 10: 3e-5, 12: 1e-6), and the
-# flow's error at its margin is absorbed by the decoder's (flow 16: 1e-5, 20: 8e-6). A little
-# over the knee on both: stitched windows equal the one-shot decode to float noise.
-DECODER_CONTEXT_FRAMES = 12
-FLOW_CONTEXT_FRAMES = 20
-# Window sizes the scheduler is expected to use; warmup runs them (any size works).
-WINDOW_FRAMES = (16, 24, 32, 48, 64, 96, 128, 192, 256)
-
-
-@dataclass(frozen=True)
-class ContextFrames:
-    """Frames of context each side of a decode window (more: exact; fewer: cheaper)."""
-
-    decoder: int = DECODER_CONTEXT_FRAMES  # around the window, into HiFi-GAN
-    flow: int = FLOW_CONTEXT_FRAMES  # around the decoder's input, into the flow
-
-
-@dataclass(frozen=True)
-class _Model:
-    """What every session of one voice shares: bytes to build sessions from, and layout."""
-
-    model_bytes: bytes  # the whole graph; empty when split (the parts are in ``split``)
-    lengths_output: str | None  # name of the [B, 1] frames-per-item output we added
-    input_names: frozenset[str]
-    split: SplitGraph | None  # None: the graph cannot be split, whole-sentence synthesis
-
-
-@dataclass(frozen=True, eq=False)
-class _Prior:
-    """A split voice's latent: the flow's inputs for the whole sentence, noise already drawn."""
-
-    z_p: np.ndarray  # [1, channels, frames] float32
-    y_mask: np.ndarray  # [1, 1, frames] float32
-
-
-@dataclass
-class DecodeCounters:
-    """Per session, since load or ``reset``: what decode windows cost, context included.
-
-    A window's flow and decoder run over more frames than it outputs (its context margins);
-    ``context_share`` is the part of flow+decoder time spent on those extra frames.
-    """
-
-    encodes: int = 0
-    front_s: float = 0.0
-    windows: int = 0
-    runs: int = 0  # flow+decoder run pairs; a batch of equal windows is one
-    output_frames: int = 0  # frames of audio returned
-    flow_frames: int = 0  # frames the flow computed (output + context), summed over rows
-    decoder_frames: int = 0  # frames the decoder computed (output + context)
-    flow_s: float = 0.0
-    decoder_s: float = 0.0
-
-    def context_share(self) -> float:
-        """Share of flow+decoder compute spent on context, each part's time taken as
-        proportional to its frames (true to within a few % above ~32 frames)."""
-        spent = self.flow_s + self.decoder_s
-        if spent <= 0:
-            return 0.0
-        context_s = 0.0
-        if self.flow_frames:
-            context_s += self.flow_s * (1 - self.output_frames / self.flow_frames)
-        if self.decoder_frames:
-            context_s += self.decoder_s * (1 - self.output_frames / self.decoder_frames)
-        return context_s / spent
-
-    def reset(self) -> None:
-        for name, value in DecodeCounters().__dict__.items():
-            setattr(self, name, value)
-
-
-@dataclass(frozen=True)
-class _WindowPlan:
-    """Frame ranges of one window: its output, the decoder's input, the flow's input."""
-
-    start: int
-    end: int
-    dec_start: int
-    dec_end: int
-    flow_start: int
-    flow_end: int
-
-    @property
-    def shape_key(self) -> tuple[int, int, int]:
-        """Windows with equal keys stack into one run with no padding."""
-        return (self.flow_end - self.flow_start, self.dec_start - self.flow_start,
-                self.dec_end - self.dec_start)
-
-
-def _find_lengths_output(graph: Any) -> str | None:
-    """The output of the Clip in ``Ceil -> ReduceSum -> Clip``: frames per item, [B, 1].
-
-    In Piper's VITS export this is ``y_lengths = clamp_min(sum(ceil(durations)), 1)``.
-    """
-    consumers: dict[str, list[Any]] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-    for node in graph.node:
-        if node.op_type != "Ceil":
-            continue
-        for reduce in consumers.get(node.output[0], []):
-            if reduce.op_type != "ReduceSum":
-                continue
-            for clip in consumers.get(reduce.output[0], []):
-                if clip.op_type == "Clip":
-                    return str(clip.output[0])
-    return None
-
-
-def _prepare_model(model_path: Path) -> _Model:
-    """Load the .onnx, split it, add the lengths output when the pattern is there, serialize."""
-    import onnx
-
-    try:
-        model = onnx.load(str(model_path))
-    except FileNotFoundError as exc:
-        raise VoiceError(f"voice model not found: {model_path}") from exc
-    except Exception as exc:  # onnx raises DecodeError and friends for a bad file
-        raise VoiceError(f"cannot load voice model {model_path}: {exc}") from exc
-    graph = model.graph
-    input_names = frozenset(i.name for i in graph.input)
-    if not {"input", "input_lengths", "scales"} <= input_names:
-        raise VoiceError(f"{model_path} is not a Piper voice (inputs: {sorted(input_names)})")
-    split: SplitGraph | None
-    try:
-        split = split_graph(model)
-    except NotSplittable as exc:
-        # Once per load (new_session reuses this _Model): the voice works, without streaming.
-        logger.warning("voice %s cannot be split into front/flow/decoder (%s); it will be "
-                       "synthesized a whole sentence at a time", model_path.name, exc)
-        split = None
-    lengths = _find_lengths_output(graph)
-    if lengths is not None and lengths not in {o.name for o in graph.output}:
-        graph.output.append(
-            onnx.helper.make_tensor_value_info(lengths, onnx.TensorProto.FLOAT, None)
-        )
-    elif lengths is None:
-        logger.debug("no Ceil->ReduceSum->Clip in %s; batches trimmed by silence", model_path)
-    # A split voice never builds a whole-model session: keep only the parts' bytes.
-    whole = model.SerializeToString() if split is None else b""
-    return _Model(whole, lengths, input_names, split)
-
-
-def _session_options(intra_op_threads: int) -> ort.SessionOptions:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = intra_op_threads
-    # Parallelism comes from worker threads, each with its own session; inter-op threads
-    # would only compete with them for the same cores.
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3  # errors only; the provider choice is logged by us
-    # No CPU arena: it keeps the largest shapes it has ever seen. One sentence of unusual
-    # Unicode (spelled out by espeak, ~3,000 phonemes) grew a session by over 1 GB for good;
-    # without the arena, tensors go back to malloc and the worker trims after each run
-    # (workers.release_memory; issue 10, figures in docs/operations.md).
-    options.enable_cpu_mem_arena = False
-    return options
-
-
-def _trim_silence(audio: np.ndarray) -> np.ndarray:
-    loud = np.flatnonzero(np.abs(audio) > _SILENCE_ABS)
-    return audio[: int(loud[-1]) + 1] if loud.size else audio[:0]
-
-
-def _run(session: ort.InferenceSession, outputs: list[str], feeds: dict[str, np.ndarray],
-         run_options: Any) -> list[Any]:
-    """``session.run``; any ORT failure, a watchdog's ``terminate`` included, is a
-    SynthesisError (the worker fails that step; the stream goes on)."""
-    try:
-        return list(session.run(outputs, feeds, run_options))
-    except Exception as exc:
-        if run_options is not None and getattr(run_options, "terminate", False):
-            raise SynthesisError("inference stopped (run terminated)") from exc
-        raise SynthesisError(f"inference failed: {exc}") from exc
 
 
 class PiperVoice:
@@ -254,7 +87,7 @@ class PiperVoice:
         self,
         info: VoiceInfo,
         config: VoiceConfig,
-        model: _Model,
+        model: PreparedModel,
         *,
         intra_op_threads: int,
         device: str,
@@ -297,14 +130,8 @@ class PiperVoice:
         self._outputs = ["output"] + ([model.lengths_output] if model.lengths_output else [])
 
     def _new_session(self, model_bytes: bytes, providers: list[str]) -> ort.InferenceSession:
-        try:
-            return ort.InferenceSession(
-                model_bytes, sess_options=_session_options(self.intra_op_threads),
-                providers=providers,
-            )
-        except Exception as exc:
-            raise VoiceError(f"cannot create a session for {self.info.model_path}: "
-                             f"{exc}") from exc
+        return create_session(model_bytes, providers, intra_op_threads=self.intra_op_threads,
+                              model_path=self.info.model_path)
 
     @classmethod
     def load(
@@ -338,7 +165,7 @@ class PiperVoice:
         voice = cls(
             info,
             config,
-            _prepare_model(info.model_path),
+            prepare_model(info.model_path),
             intra_op_threads=intra_op_threads,
             device=device,
             noise_scale=config.noise_scale if noise_scale is None else noise_scale,
@@ -407,14 +234,14 @@ class PiperVoice:
             return
         latents = [self.encode(self.phoneme_ids(text)) for text in reversed(WARMUP_TEXTS)]
         prior = latents[0].state
-        assert isinstance(prior, _Prior)
+        assert isinstance(prior, Prior)
         sizes = sorted(WINDOW_FRAMES, reverse=True)
         if self.provider == CPU_PROVIDER:
             sizes = [sizes[0], sizes[-1]]
         margin = self.context.decoder + self.context.flow
         frames = sizes[0] + 2 * margin
         # Silence in the latent space: real shapes, no need for a sentence that long.
-        dummy = Latent(frames=frames, samples_per_frame=self._hop, speed=1.0, state=_Prior(
+        dummy = Latent(frames=frames, samples_per_frame=self._hop, speed=1.0, state=Prior(
             z_p=np.zeros((1, prior.z_p.shape[1], frames), dtype=np.float32),
             y_mask=np.ones((1, 1, frames), dtype=np.float32)))
         for size in sizes:
@@ -470,11 +297,12 @@ class PiperVoice:
             **self._speaker_feeds(1, split.front_inputs),
         }
         began = time.perf_counter()
-        z_p, y_mask = _run(self._front, [split.cuts.z_p, split.cuts.y_mask], feeds, run_options)
+        z_p, y_mask = run_session(self._front, [split.cuts.z_p, split.cuts.y_mask], feeds,
+                                  run_options)
         self.counters.encodes += 1
         self.counters.front_s += time.perf_counter() - began
-        prior = _Prior(z_p=np.ascontiguousarray(z_p, dtype=np.float32),
-                       y_mask=np.ascontiguousarray(y_mask, dtype=np.float32))
+        prior = Prior(z_p=np.ascontiguousarray(z_p, dtype=np.float32),
+                      y_mask=np.ascontiguousarray(y_mask, dtype=np.float32))
         return Latent(frames=int(z_p.shape[2]), samples_per_frame=self._hop, speed=speed,
                       state=prior)
 
@@ -485,34 +313,21 @@ class PiperVoice:
         return self.decode_batch([DecodeWindow(latent, start_frame, frames)],
                                  run_options=run_options)[0]
 
-    def _plan(self, window: DecodeWindow) -> _WindowPlan:
-        total = window.latent.frames
-        if not 0 <= window.start_frame < total or window.frames < 1:
-            raise SynthesisError(f"window of {window.frames} frames at {window.start_frame} is "
-                                 f"outside a sentence of {total} frames")
-        start, end = window.start_frame, min(total, window.start_frame + window.frames)
-        # Clipped at the sentence's ends: there the one-shot decode sees the same zero padding.
-        dec_start = max(0, start - self.context.decoder)
-        dec_end = min(total, end + self.context.decoder)
-        return _WindowPlan(start, end, dec_start, dec_end,
-                           max(0, dec_start - self.context.flow),
-                           min(total, dec_end + self.context.flow))
-
     def decode_batch(self, windows: Sequence[DecodeWindow], *,
                      run_options: Any = None) -> list[np.ndarray]:
         """Each window's audio, as ``decode`` gives it. Windows whose inputs have the same
         shape (same size and same clipping at the sentence's ends) share one flow run and one
         decoder run: stacked, no padding. Speed is already in each latent."""
         results: list[np.ndarray | None] = [None] * len(windows)
-        groups: dict[tuple[int, int, int], list[tuple[int, _WindowPlan, _Prior]]] = {}
+        groups: dict[tuple[int, int, int], list[tuple[int, WindowPlan, Prior]]] = {}
         for index, window in enumerate(windows):
-            plan = self._plan(window)
+            plan = plan_window(window, self.context)
             latent = window.latent
             if latent.audio is not None:  # a whole-sentence latent: slice it
                 hop = latent.samples_per_frame
                 results[index] = latent.audio[plan.start * hop: plan.end * hop].copy()
                 continue
-            if not isinstance(latent.state, _Prior) or self._model.split is None:
+            if not isinstance(latent.state, Prior) or self._model.split is None:
                 raise SynthesisError("latent was not encoded by a split Piper voice")
             groups.setdefault(plan.shape_key, []).append((index, plan, latent.state))
         for items in groups.values():
@@ -521,7 +336,7 @@ class PiperVoice:
                 results[index] = audio
         return [audio for audio in results if audio is not None]
 
-    def _decode_group(self, items: list[tuple[int, _WindowPlan, _Prior]],
+    def _decode_group(self, items: list[tuple[int, WindowPlan, Prior]],
                       run_options: Any) -> list[np.ndarray]:
         split = self._model.split
         assert split is not None and self._flow is not None and self._decoder is not None
@@ -532,14 +347,14 @@ class PiperVoice:
         flow_feeds = {split.cuts.z_p: z_p, split.cuts.y_mask: y_mask,
                       **self._speaker_feeds(rows, split.flow_inputs)}
         began = time.perf_counter()
-        (z,) = _run(self._flow, [split.cuts.z], flow_feeds, run_options)
+        (z,) = run_session(self._flow, [split.cuts.z], flow_feeds, run_options)
         flowed = time.perf_counter()
         first = plans[0]
         offset = first.dec_start - first.flow_start
         dec_frames = first.dec_end - first.dec_start
         dec_feeds = {split.cuts.z: np.ascontiguousarray(z[:, :, offset:offset + dec_frames]),
                      **self._speaker_feeds(rows, split.decoder_inputs)}
-        (audio,) = _run(self._decoder, ["output"], dec_feeds, run_options)
+        (audio,) = run_session(self._decoder, ["output"], dec_feeds, run_options)
         done = time.perf_counter()
         hop = self._hop
         audio = np.asarray(audio, dtype=np.float32).reshape(rows, -1)
@@ -586,22 +401,8 @@ class PiperVoice:
             return self._synthesize_split(split, feeds, run_options)
         feeds.update(self._speaker_feeds(len(batch), self._model.input_names))
         assert self._session is not None
-        outputs = _run(self._session, self._outputs, feeds, run_options)
-        audio = np.asarray(outputs[0], dtype=np.float32).reshape(len(batch), -1)
-        np.clip(audio, -1.0, 1.0, out=audio)
-        if len(outputs) > 1:
-            frames = np.asarray(outputs[1]).reshape(len(batch)).astype(np.int64)
-            # Samples per frame (the vocoder's hop, 256 for Piper voices): the padded output
-            # is exactly max(frames) frames long.
-            hop = audio.shape[1] // max(int(frames.max()), 1)
-            return [audio[row, : int(frames[row]) * hop].copy() for row in range(len(batch))]
-        if len(batch) == 1:
-            return [audio[0].copy()]  # nothing padded, nothing to trim
-        if not _warned_no_lengths.is_set():
-            _warned_no_lengths.set()
-            logger.warning("voice %s exposes no item lengths; trimming batches by silence",
-                           self.info.id)
-        return [_trim_silence(audio[row]) for row in range(len(batch))]
+        outputs = run_session(self._session, self._outputs, feeds, run_options)
+        return unpad_batch(outputs, len(batch), self.info.id)
 
     def _synthesize_split(self, split: SplitGraph, feeds: dict[str, np.ndarray],
                           run_options: Any) -> list[np.ndarray]:
@@ -609,15 +410,15 @@ class PiperVoice:
         the frame mask gives each item's length."""
         assert self._front is not None and self._flow is not None and self._decoder is not None
         rows = len(feeds["input"])
-        z_p, y_mask = _run(self._front, [split.cuts.z_p, split.cuts.y_mask],
-                           {**feeds, **self._speaker_feeds(rows, split.front_inputs)},
-                           run_options)
-        (z,) = _run(self._flow, [split.cuts.z],
-                    {split.cuts.z_p: z_p, split.cuts.y_mask: y_mask,
-                     **self._speaker_feeds(rows, split.flow_inputs)}, run_options)
-        (audio,) = _run(self._decoder, ["output"],
-                        {split.cuts.z: z, **self._speaker_feeds(rows, split.decoder_inputs)},
-                        run_options)
+        z_p, y_mask = run_session(self._front, [split.cuts.z_p, split.cuts.y_mask],
+                                  {**feeds, **self._speaker_feeds(rows, split.front_inputs)},
+                                  run_options)
+        (z,) = run_session(self._flow, [split.cuts.z],
+                           {split.cuts.z_p: z_p, split.cuts.y_mask: y_mask,
+                            **self._speaker_feeds(rows, split.flow_inputs)}, run_options)
+        (audio,) = run_session(self._decoder, ["output"],
+                               {split.cuts.z: z, **self._speaker_feeds(rows, split.decoder_inputs)},
+                               run_options)
         audio = np.asarray(audio, dtype=np.float32).reshape(rows, -1)
         np.clip(audio, -1.0, 1.0, out=audio)
         frames = np.asarray(y_mask).reshape(rows, -1).sum(axis=1).round().astype(np.int64)
