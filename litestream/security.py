@@ -38,7 +38,8 @@ class RefusalReason(StrEnum):
     RATE = "rate"  # 429, over the message rate
     STREAMS = "streams"  # 429, over the concurrent-stream quota
     DRAINING = "draining"  # 503, shutting down
-    CAPACITY = "capacity"  # 503, admission control said no: predicted load or backlog
+    CAPACITY = "capacity"  # 503, admission control said no: predicted steady load
+    BACKLOG = "backlog"  # 503, admission control said no: a burst's first audio is behind
     MAX_STREAMS = "max_streams"  # 503, the server holds `max_streams` streams already
 
 
@@ -51,6 +52,7 @@ STATUS_FOR_REASON: dict[RefusalReason, int] = {
     RefusalReason.STREAMS: 429,
     RefusalReason.DRAINING: 503,
     RefusalReason.CAPACITY: 503,
+    RefusalReason.BACKLOG: 503,
     RefusalReason.MAX_STREAMS: 503,
 }
 
@@ -66,6 +68,7 @@ CODE_FOR_REASON: dict[RefusalReason, str] = {
     RefusalReason.STREAMS: "rate_limited",
     RefusalReason.DRAINING: "overloaded",
     RefusalReason.CAPACITY: "overloaded",
+    RefusalReason.BACKLOG: "overloaded",
     RefusalReason.MAX_STREAMS: "overloaded",
 }
 
@@ -131,6 +134,7 @@ def refuse_draining(retry_after_s: float) -> Refusal:
 # A reason not listed is still refused, counted as "capacity", and named in the message.
 ADMISSION_REFUSALS: dict[str, tuple[RefusalReason, str]] = {
     "capacity": (RefusalReason.CAPACITY, "no capacity for another stream"),
+    "backlog": (RefusalReason.BACKLOG, "too many streams are starting at once; retry shortly"),
     "streams": (RefusalReason.MAX_STREAMS, "the server holds as many streams as it may"),
 }
 

@@ -297,11 +297,14 @@ def test_the_admission_reason_reaches_the_refusal() -> None:
     full = refuse_admission("streams", 1.0)
     assert full.status == 503 and full.reason is RefusalReason.MAX_STREAMS
     assert json.loads(refusal_body(full))["error"]["code"] == "overloaded"
+    burst = refuse_admission("backlog", 4.5)
+    assert burst.status == 503 and burst.reason is RefusalReason.BACKLOG
+    assert json.loads(refusal_body(burst))["error"]["code"] == "overloaded"
+    assert ("Retry-After", "5") in refusal_headers(burst)
     # A reason the table does not know is still a 503, counted as capacity, and named.
-    other = refuse_admission("backlog", 4.5)
+    other = refuse_admission("no_gpu", 2.0)
     assert other.status == 503 and other.reason is RefusalReason.CAPACITY
-    assert "backlog" in json.loads(refusal_body(other))["error"]["message"]
-    assert ("Retry-After", "5") in refusal_headers(other)
+    assert "no_gpu" in json.loads(refusal_body(other))["error"]["message"]
 
 
 def test_retry_after_header_rounds_up_and_is_at_least_one() -> None:
