@@ -61,11 +61,11 @@ from __future__ import annotations
 import bisect
 import heapq
 import math
-from collections import deque
 from dataclasses import replace
 from itertools import count
 
 from litestream.costmodel import CostModel, CostPriors, StepKind
+from litestream.scheduler_state import Sentence, StreamState
 from litestream.scheduler_types import (
     Admission,
     AdmissionReason,
@@ -87,81 +87,8 @@ __all__ = [
 ]
 
 
-class _Sentence:
-    """One submitted sentence: its encode step, then (once encoded) the frames left to decode."""
-
-    __slots__ = ("encode", "frames", "latent", "next_frame")
-
-    def __init__(self, encode: SynthesisStep) -> None:
-        self.encode = encode
-        self.frames: int | None = None  # known once encoded
-        self.latent: object | None = None
-        self.next_frame = 0  # first frame not yet handed out
-
-
-class _StreamState:
-    """The scheduler's view of one stream: its sentences, its listener's playback clock, its
-    VTC counter. Heap entries name it with its `version`; any change bumps the version."""
-
-    __slots__ = (
-        "attained_s",
-        "busy_rtf",
-        "closed",
-        "deadline_s",
-        "due_s",
-        "eligible_s",
-        "first_cost_s",
-        "first_deadline_s",
-        "first_rank_s",
-        "id",
-        "in_flight",
-        "inflight_audio_s",
-        "opened_s",
-        "playback_start_s",
-        "priority",
-        "rank_s",
-        "ready_audio_s",
-        "sent_audio_s",
-        "sentences",
-        "shift_s",
-        "stall_s",
-        "submitted",
-        "version",
-        "voice",
-        "window_frames",
-    )
-
-    def __init__(self, stream_id: str, priority: Priority, shift_s: float, now: float) -> None:
-        self.id = stream_id
-        self.priority = priority
-        self.shift_s = shift_s
-        self.opened_s = now
-        self.sentences: deque[_Sentence] = deque()  # head: the sentence being synthesized
-        self.in_flight: SynthesisStep | None = None  # at most one step at a time
-        self.inflight_audio_s = 0.0  # predicted audio of the in-flight step
-        self.ready_audio_s = 0.0  # audio completed but not yet reported sent
-        self.playback_start_s: float | None = None
-        self.sent_audio_s = 0.0  # since playback_start_s
-        self.first_deadline_s: float | None = None  # before playback: first audio's deadline
-        self.first_cost_s = 0.0  # its share in Scheduler._pending_first_s
-        self.first_rank_s: float | None = None  # rank its first audio's encode step went out at
-        self.window_frames = 0  # the last window handed out; 0: the next is a first window
-        self.attained_s = 0.0  # VTC counter: compute seconds charged to this stream
-        self.busy_rtf = 0.0  # its share in Scheduler._busy_rtf (0 while it has no work)
-        self.version = 0
-        self.closed = False
-        self.submitted = False
-        self.voice = ""  # last voice used: admission and load price the stream at it
-        self.stall_s = 0.0
-        # Key of the next step, valid for the current version.
-        self.due_s = 0.0  # when its audio must be sent
-        self.deadline_s = 0.0
-        self.rank_s = 0.0
-        self.eligible_s = 0.0
-
-
 # (key, tiebreak, version, stream); the tiebreak is unique so streams are never compared.
-_Entry = tuple[float, int, int, _StreamState]
+_Entry = tuple[float, int, int, StreamState]
 
 
 def _window_ladder(cfg: SchedulerConfig) -> list[int]:
@@ -193,11 +120,11 @@ class Scheduler:
         self._ladder = _window_ladder(config)
         self._default_voice = ""  # the first voice registered: prices a stream of unknown voice
         self._registered = False
-        self._streams: dict[str, _StreamState] = {}
-        self._backlogged: set[_StreamState] = set()  # streams with sentences
+        self._streams: dict[str, StreamState] = {}
+        self._backlogged: set[StreamState] = set()  # streams with sentences
         self._ready: list[_Entry] = []  # eligible next steps, keyed by rank (shifted latest start)
         self._held: list[_Entry] = []  # next steps over the lookahead cap, keyed by eligible time
-        self._service: list[tuple[float, int, _StreamState]] = []  # backlogged, by attained
+        self._service: list[tuple[float, int, StreamState]] = []  # backlogged, by attained
         self._tiebreak = count()
         self._sentences = 0
         self._in_flight = 0
@@ -283,7 +210,7 @@ class Scheduler:
         prio = Priority(priority)
         s = self._streams.get(stream_id)
         if s is None:
-            s = _StreamState(stream_id, prio, self.config.shift_s(prio), now)
+            s = StreamState(stream_id, prio, self.config.shift_s(prio), now)
             self._streams[stream_id] = s
             self._fresh[stream_id] = now
         else:
@@ -329,7 +256,7 @@ class Scheduler:
             priority=s.priority,
             submitted_s=now,
         )
-        s.sentences.append(_Sentence(step))
+        s.sentences.append(Sentence(step))
         s.submitted = True
         self._fresh.pop(stream_id, None)
         s.voice = voice
@@ -624,14 +551,14 @@ class Scheduler:
             if self._is_active(s, now)
         )
 
-    def _is_active(self, s: _StreamState, now: float) -> bool:
+    def _is_active(self, s: StreamState, now: float) -> bool:
         if s.sentences or s.ready_audio_s > 0.0:
             return True
         if s.playback_start_s is not None and s.playback_start_s + s.sent_audio_s > now:
             return True  # healthy playback: the listener is still playing
         return not s.submitted and now - s.opened_s < self.config.open_grace_s
 
-    def _work_s(self, s: _StreamState, audio_limit_s: float) -> float:
+    def _work_s(self, s: StreamState, audio_limit_s: float) -> float:
         """Predicted compute of a stream's remaining work, until `audio_limit_s` of its audio
         is covered: encode steps whole, decode windows only as far as the limit (the windows
         past it are not due yet; a stream streams inside its sentences)."""
@@ -684,7 +611,7 @@ class Scheduler:
 
     # ---- internals: deadlines and windows ------------------------------------------------
 
-    def _due_s(self, s: _StreamState) -> float:
+    def _due_s(self, s: StreamState) -> float:
         """When the stream's next audio must be sent: the listener runs dry, less jitter."""
         ahead = s.ready_audio_s + s.inflight_audio_s
         jitter = self.config.jitter_s
@@ -698,7 +625,7 @@ class Scheduler:
         return max(first, first + ahead - jitter)
 
     def _await_first(
-        self, s: _StreamState, voice: str, chars: int, speed: float, now: float
+        self, s: StreamState, voice: str, chars: int, speed: float, now: float
     ) -> None:
         """Set the deadline of a stream's first audio (its text arrived at `now`).
 
@@ -712,14 +639,14 @@ class Scheduler:
         queued_s = self._pending_first_s / max(self.workers, 1)
         s.first_deadline_s = now + max(self._first_due_s, queued_s)
 
-    def _buffer_s(self, s: _StreamState, now: float) -> float:
+    def _buffer_s(self, s: StreamState, now: float) -> float:
         """Audio the listener has ahead of the next window (sent and unplayed, plus ready)."""
         ahead = s.ready_audio_s + s.inflight_audio_s
         if s.playback_start_s is None:
             return ahead
         return s.playback_start_s + s.sent_audio_s + ahead - now
 
-    def _window(self, s: _StreamState, remaining: int, now: float) -> int:
+    def _window(self, s: StreamState, remaining: int, now: float) -> int:
         """The next window's length for stream `s` with `remaining` frames left in its sentence.
 
         First window of a stream (or after idle or clear): `first_window_frames`. Later: the
@@ -784,7 +711,7 @@ class Scheduler:
         target = rtf_max * cfg.window_floor_utilization * self.workers / busy
         return self.model.window_for_rtf(voice, rtf=target, sentence_chars=cfg.admit_sentence_chars)
 
-    def _head_cost(self, s: _StreamState, now: float) -> tuple[float, float, int]:
+    def _head_cost(self, s: StreamState, now: float) -> tuple[float, float, int]:
         """(predicted compute of the stream's next step, compute that must follow it before its
         audio exists, its window length or 0 for an encode step)."""
         sentence = s.sentences[0]
@@ -798,11 +725,11 @@ class Scheduler:
         window = self._window(s, sentence.frames - sentence.next_frame, now)
         return model.price(step.voice, StepKind.DECODE, window), 0.0, window
 
-    def _hard_s(self, s: _StreamState) -> float:
+    def _hard_s(self, s: StreamState) -> float:
         """When a held head drops under max_lookahead_s (eligible for an otherwise idle worker)."""
         return s.eligible_s - (self.config.max_lookahead_s - self.config.lookahead_s)
 
-    def _rekey(self, s: _StreamState, now: float) -> None:
+    def _rekey(self, s: StreamState, now: float) -> None:
         """Recompute the next step's key and push a fresh heap entry (old ones go stale)."""
         s.version += 1
         self._epoch += 1
@@ -834,7 +761,7 @@ class Scheduler:
     # ---- internals: steps ----------------------------------------------------------------
 
     def _dispatch(
-        self, s: _StreamState, now: float, fallback: bool, frames: int | None = None
+        self, s: StreamState, now: float, fallback: bool, frames: int | None = None
     ) -> SynthesisStep:
         """Hand out the stream's next step (a window of `frames` when given: batching)."""
         sentence = s.sentences[0]
@@ -890,7 +817,7 @@ class Scheduler:
         self._rekey(s, now)  # its entries go stale: a stream has one step in flight at a time
         return step
 
-    def _finish(self, step: SynthesisStep, compute_s: float, now: float) -> _StreamState | None:
+    def _finish(self, step: SynthesisStep, compute_s: float, now: float) -> StreamState | None:
         """Common bookkeeping of a finished step; the stream, or None when the result is stale
         (cleared or closed meanwhile)."""
         cfg = self.config
@@ -914,16 +841,16 @@ class Scheduler:
         s.attained_s += compute_s - step.predicted_compute_s
         return s
 
-    def _release(self, s: _StreamState) -> None:
+    def _release(self, s: StreamState) -> None:
         s.in_flight = None
         s.inflight_audio_s = 0.0
         self._in_flight -= 1
 
-    def _pop_sentence(self, s: _StreamState) -> None:
+    def _pop_sentence(self, s: StreamState) -> None:
         s.sentences.popleft()
         self._sentences -= 1
 
-    def _after_step(self, s: _StreamState, now: float) -> None:
+    def _after_step(self, s: StreamState, now: float) -> None:
         if s.sentences:
             self._push_service(s)
         else:
@@ -931,7 +858,7 @@ class Scheduler:
             self._set_busy(s)
         self._rekey(s, now)
 
-    def _set_busy(self, s: _StreamState) -> None:
+    def _set_busy(self, s: StreamState) -> None:
         """Keep `_busy_rtf` = the summed steady RTF of streams with work, in O(1)."""
         share = self._stream_rtf(s.voice) if s.sentences and not s.closed else 0.0
         self._busy_rtf += share - s.busy_rtf
@@ -955,7 +882,7 @@ class Scheduler:
             if version == s.version:
                 heapq.heappush(self._ready, (s.rank_s, tb, version, s))
 
-    def _pick_ready(self) -> _StreamState | None:
+    def _pick_ready(self) -> StreamState | None:
         """The most urgent eligible stream; among near-ties, the least attained service.
 
         Near-ties are looked for in the top `tie_candidates` slots of the heap array (its upper
@@ -976,7 +903,7 @@ class Scheduler:
                 best = entry
         return best[3]
 
-    def _pick_held(self, now: float) -> _StreamState | None:
+    def _pick_held(self, now: float) -> StreamState | None:
         """A held-back stream for a worker that would otherwise idle: the one with the least
         audio ahead, unless even that one is past max_lookahead_s. (Its entry goes stale.)"""
         top = self._peek(self._held)
@@ -984,7 +911,7 @@ class Scheduler:
             return None
         return top[3]
 
-    def _batchable(self, s: _StreamState, seed: SynthesisStep, now: float) -> bool:
+    def _batchable(self, s: StreamState, seed: SynthesisStep, now: float) -> bool:
         """Can the stream's next step join a batch seeded by `seed` (one kind, voice, speed;
         a window of exactly seed.frames that its buffer allows, leaving no tiny tail)?"""
         sentence = s.sentences[0]
@@ -1054,7 +981,7 @@ class Scheduler:
             heapq.heappop(heap)
         return 0.0
 
-    def _push_service(self, s: _StreamState) -> None:
+    def _push_service(self, s: StreamState) -> None:
         heapq.heappush(self._service, (s.attained_s, next(self._tiebreak), s))
 
     def _maybe_compact(self, now: float) -> None:
