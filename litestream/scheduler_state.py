@@ -1,7 +1,8 @@
 """Per-stream state: the scheduler's view of one stream and of each sentence it has queued.
 
-Plain records that `litestream.scheduler` reads and updates. Internal to the scheduler: nothing
-outside it sees these.
+Plain records that the scheduler's parts read and update (`scheduler_pacing` prices and times
+them, `scheduler_queue` orders them, `litestream.scheduler` moves them through their life).
+Internal to the scheduler: nothing outside it sees these.
 """
 
 from __future__ import annotations
@@ -69,11 +70,11 @@ class StreamState:
         self.playback_start_s: float | None = None
         self.sent_audio_s = 0.0  # since playback_start_s
         self.first_deadline_s: float | None = None  # before playback: first audio's deadline
-        self.first_cost_s = 0.0  # its share in Scheduler._pending_first_s
+        self.first_cost_s = 0.0  # its share in Pacing.pending_first_s
         self.first_rank_s: float | None = None  # rank its first audio's encode step went out at
         self.window_frames = 0  # the last window handed out; 0: the next is a first window
         self.attained_s = 0.0  # VTC counter: compute seconds charged to this stream
-        self.busy_rtf = 0.0  # its share in Scheduler._busy_rtf (0 while it has no work)
+        self.busy_rtf = 0.0  # its share in Pacing.busy_rtf (0 while it has no work)
         self.version = 0
         self.closed = False
         self.submitted = False
