@@ -5,32 +5,22 @@
 # is due before the listener runs dry, less the jitter budget.
 
 Everything here serves that (protocol-v1: Timing promise). The event loop owns one `Scheduler`;
-nothing in this module reads a clock, sleeps, logs or locks: counters and per-step results are
-returned for the caller to log and export.
+nothing in this module or the parts it is built from reads a clock, sleeps, logs or locks:
+counters and per-step results are returned for the caller to log and export.
 
 Units of work. A sentence (one segmenter chunk, with the `seq` the caller's session gave it) is
 an ENCODE step (the front pass: it fixes the sentence's length in frames), then DECODE windows
 in order (engine/base.py). A stream has at most one step in flight, so its results come back in
-order and the session never reorders them. Window size is the control the scheduler turns: a
-stream's first window is small (`first_window_frames`: ~0.2 s of audio, so first audio = one
-front pass + one small window); each later window may grow by about 1/utilization while its
-compute fits inside the playback of the audio already buffered, up to `max_window_frames`
-(context margins then cost little); a thin buffer shrinks it again (scheduler-notes: streaming
-inside the model). Every cost is priced by `CostModel.price`, learned per voice and step kind.
+order and the session never reorders them. Window size is the control the scheduler turns.
 
-Deadlines. A stream's playback clock starts at its first `audio_sent`; the listener runs dry at
-`playback_start + sent`. The next step is due when the audio ahead of it (sent, plus completed
-but not sent) runs out, less `jitter_s`; an encode step is due earlier by its first window's
-compute, since that window must follow it before any audio of the sentence exists. Before
-playback starts, first audio is due at the text's arrival plus `first_audio_target_s` (ordered as
-due `first_audio_slack_s` later: a listener who has not started can wait a little, one who is
-playing would hear a stall). A stream whose buffer drained while it had no work is idle, not
-stalled: its next text starts a fresh first audio and a small first window again.
-
-Order. Latest start time (deadline - predicted compute, since a step cannot be paused), shifted
-by priority class; near-ties (within `tie_window_s`) go to the stream with the least attained
-service (compute seconds), VTC style. A heap keyed per stream by its next step holds the order;
-stale entries are skipped by a version counter, so a decision is O(log streams).
+The parts, each owning one question (`Scheduler` moves streams and steps through their life and
+asks them):
+    scheduler_types      the public types: Priority, SchedulerConfig, SynthesisStep, Admission...
+    scheduler_state      one stream's state and its queued sentences
+    scheduler_pacing     when a stream's next audio is due, how long its next window is, costs
+    scheduler_queue      which step runs next (deadline order, fairness, lookahead cap), batches
+    scheduler_steps      a step's life once handed out: finished, taken back, cancelled
+    scheduler_admission  whether a new stream is accepted; the load signal
 
 Call sequence (the server/session side; `now` from the caller's monotonic clock):
 
@@ -58,15 +48,23 @@ Call sequence (the server/session side; `now` from the caller's monotonic clock)
 
 from __future__ import annotations
 
-import bisect
-import heapq
 import math
-from collections import deque
-from dataclasses import dataclass, replace
-from enum import StrEnum
-from itertools import count
+from dataclasses import replace
 
 from litestream.costmodel import CostModel, CostPriors, StepKind
+from litestream.scheduler_admission import AdmissionControl
+from litestream.scheduler_pacing import Pacing
+from litestream.scheduler_queue import RunQueue
+from litestream.scheduler_state import Sentence, StreamState
+from litestream.scheduler_steps import InFlight
+from litestream.scheduler_types import (
+    Admission,
+    AdmissionReason,
+    Priority,
+    SchedulerConfig,
+    SchedulerStats,
+    SynthesisStep,
+)
 
 __all__ = [
     "Admission",
@@ -80,270 +78,6 @@ __all__ = [
 ]
 
 
-class Priority(StrEnum):
-    HIGH = "high"
-    NORMAL = "normal"
-    LOW = "low"
-
-
-class AdmissionReason(StrEnum):
-    """Why `admit` answered as it did: the whole set. It reaches the client (the refusal's
-    message) and the metrics (a label), so it stays small and stable."""
-
-    ACCEPTED = "accepted"
-    # Steady demand of the streams already playing, plus the new one, would pass
-    # workers x target_utilization (or no worker is serving at all).
-    CAPACITY = "capacity"
-    # Urgent work is already so far behind that the new stream's first audio would be late by
-    # more than admit_backlog_s (a burst is in progress): retry in a moment.
-    BACKLOG = "backlog"
-    # max_streams streams are open.
-    STREAMS = "streams"
-
-
-@dataclass(frozen=True)
-class SchedulerConfig:
-    """Every scheduling knob, each with its unit in its name.
-
-    The first group has no defaults here: their one home is `litestream.config.Config`, and the
-    server builds this from it in one function. The rest are internal knobs, defined only here.
-    """
-
-    # protocol-v1: Timing promise. First audio of a stream is due this long after its text.
-    first_audio_target_s: float
-    # A stream's first audio is ordered as due this much later: a listener who has not started
-    # yet can wait a little longer, one who is playing would hear a stall (Andes: lateness hurts
-    # a started stream most). Bounded, so first audio stays bounded.
-    first_audio_slack_s: float
-    # Audio must arrive this long before the listener would run dry (network, frame pacing).
-    jitter_s: float
-    # Unplayed audio beyond `lookahead_s` buys nothing and is lost at barge-in: such a stream
-    # waits unless a worker would otherwise idle; beyond `max_lookahead_s` it waits regardless.
-    lookahead_s: float
-    max_lookahead_s: float
-    # Admission (acceptance test): steady demand in worker units must stay under this share.
-    target_utilization: float
-    max_streams: int  # 0 = unlimited
-
-    # Decode windows, in frames (11.6 ms of audio each for Piper voices). The first window of a
-    # stream is small so first audio comes fast; later ones grow by about 1/utilization times
-    # `window_growth_headroom` (within the growth bounds) while their compute fits in the audio
-    # already buffered, up to `max_window_frames` (context overhead 2P/W small there).
-    # 32 frames (0.37 s of audio) rather than 16-20: measured first audio costs ~15 ms more
-    # (docs/benchmarks.md, engine windows), but the second window gets ~220 ms to compute
-    # after the jitter budget instead of ~80 ms, so a listener on a busy machine does not run
-    # dry right after the first window (seen in the browser test under load at 20 frames).
-    first_window_frames: int = 32
-    min_window_frames: int = 16
-    max_window_frames: int = 256
-    window_growth_headroom: float = 0.85
-    # Windows never shrink below the length at which the streams with work would load the
-    # workers past this share: small windows pay context margins on few frames, and under
-    # load that overhead would eat the capacity that keeps every buffer from running dry.
-    window_floor_utilization: float = 0.9
-    # Under load (a window floor above first_window_frames) a first window is long enough that
-    # the next one, at the floor, computes this many times over within its playback less the
-    # jitter budget: a tiny first window would be followed by a stall.
-    first_window_margin: float = 3.0
-    min_window_growth: float = 1.25
-    max_window_growth: float = 4.0
-    # Near-ties in latest start go to the least attained service; at most this many are looked at.
-    tie_window_s: float = 0.05
-    tie_candidates: int = 8
-    # Priority classes shift deadlines. Bounded shifts mean no class starves: a low step past its
-    # deadline still beats normal steps due more than `low_shift_s` after it.
-    high_shift_s: float = -0.2
-    normal_shift_s: float = 0.0
-    low_shift_s: float = 0.5
-    # Admission: refuse when urgent work is already this far behind the first-audio target.
-    admit_backlog_s: float = 0.75
-    # A typical sentence, characters: prices a new stream's first audio and a stream's steady
-    # share of a worker (its RTF at max_window_frames).
-    admit_sentence_chars: int = 80
-    open_grace_s: float = 1.0  # a stream opened this recently, without text yet, counts as active
-    # Batching (GPU): candidates within `batch_window_s` of the most urgent step's latest start.
-    batch_window_s: float = 0.05
-    batch_candidates: int = 32
-    # Predicted time of a batch: its longest member plus this share of the others.
-    batch_marginal_cost: float = 0.25
-    # A batch whose seed is already late may still grow to this multiple of the seed's time:
-    # catching up needs throughput.
-    batch_late_growth: float = 1.5
-    # A step is an overrun when it took > factor x its prediction and more than min seconds.
-    overrun_factor: float = 3.0
-    overrun_min_s: float = 0.5
-
-    def shift_s(self, priority: Priority) -> float:
-        if priority is Priority.HIGH:
-            return self.high_shift_s
-        if priority is Priority.LOW:
-            return self.low_shift_s
-        return self.normal_shift_s
-
-
-@dataclass(slots=True, eq=False)
-class SynthesisStep:
-    """One unit of synthesis work: a sentence's encode step or one of its decode windows.
-    Prediction and deadline fields are refreshed when it is handed out."""
-
-    stream_id: str
-    seq: int  # the sentence's seq, assigned by the caller's session
-    kind: StepKind
-    text: str  # the whole sentence (a decode window carries it too, for logs)
-    voice: str
-    speed: float  # 0.5..2.0; windows of one batch share it
-    start_frame: int = 0  # DECODE: first frame of the window
-    frames: int = 0  # DECODE: window length; ENCODE: 0 (the sentence's frames come from encoded)
-    last: bool = False  # DECODE: the sentence's final window
-    latent: object | None = None  # DECODE: what encoded() was given; opaque to the scheduler
-    predicted_audio_s: float = 0.0  # audio seconds this step should make (ENCODE: none)
-    predicted_compute_s: float = 0.0  # compute seconds on one worker
-    deadline_s: float = 0.0  # when it must be done (listener runs dry, less jitter)
-    latest_start_s: float = 0.0  # deadline_s - predicted_compute_s
-    priority: Priority = Priority.NORMAL
-    submitted_s: float = 0.0  # when the sentence was submitted (caller's clock)
-    dispatched_s: float | None = None  # when next_steps handed it out
-    # Set by encoded()/decoded(): deadline_s - completion time (negative = late).
-    slack_s: float | None = None
-    overrun: bool = False  # set on completion: ran far past its prediction; the caller logs it
-
-    @property
-    def chars(self) -> int:
-        return len(self.text)
-
-
-@dataclass(frozen=True)
-class Admission:
-    accepted: bool
-    retry_after_s: float  # 0 when accepted; else >= 1 s, the estimated backlog drain time
-    reason: AdmissionReason
-
-
-@dataclass
-class SchedulerStats:
-    """Counters (since start) and gauges (now) for metrics. Times in seconds."""
-
-    queued_sentences: int = 0  # gauge: sentences submitted and not finished
-    in_flight: int = 0  # gauge: steps handed out, not yet finished (cancelled ones excluded)
-    workers: int = 0  # gauge: workers serving (set_workers)
-    open_streams: int = 0  # gauge
-    active_streams: int = 0  # gauge: streams with sentences to synthesize
-    held_streams: int = 0  # gauge: backlogged streams held back by the lookahead cap
-    dispatched: int = 0  # steps handed out by next_steps (requeued ones count again)
-    encode_steps: int = 0  # ... of which encode steps
-    decode_steps: int = 0  # ... of which decode windows
-    decoded_frames: int = 0  # frames of audio those windows make
-    context_frames: int = 0  # frames of context margin they compute on top (2 x per window)
-    completed: int = 0  # encoded() + decoded() calls
-    failed: int = 0  # fail() calls
-    requeued: int = 0  # steps put back by requeue()
-    deadline_misses: int = 0  # steps handed out after their deadline
-    late_completions: int = 0  # steps completed after their deadline (negative slack)
-    overruns: int = 0  # steps that ran > overrun_factor x their prediction (and > overrun_min_s)
-    refused: int = 0  # admit() refusals
-    lookahead_fallbacks: int = 0  # held-back steps handed out because a worker would idle
-    cleared_sentences: int = 0  # sentences dropped (whole or mid-way) by clear/close
-    cancelled_in_flight: int = 0  # in-flight steps whose result will be dropped
-    dropped_results: int = 0  # encoded()/decoded() calls answered False
-    stalls: int = 0  # estimated listener underruns (audio sent after the buffer ran out)
-    stall_s: float = 0.0  # their total length
-    batches: int = 0  # next_steps calls that returned more than one step
-    batched_steps: int = 0  # steps in those batches
-    service_spread_s: float = 0.0  # gauge: max - min attained service among backlogged streams
-
-
-class _Sentence:
-    """One submitted sentence: its encode step, then (once encoded) the frames left to decode."""
-
-    __slots__ = ("encode", "frames", "latent", "next_frame")
-
-    def __init__(self, encode: SynthesisStep) -> None:
-        self.encode = encode
-        self.frames: int | None = None  # known once encoded
-        self.latent: object | None = None
-        self.next_frame = 0  # first frame not yet handed out
-
-
-class _StreamState:
-    """The scheduler's view of one stream: its sentences, its listener's playback clock, its
-    VTC counter. Heap entries name it with its `version`; any change bumps the version."""
-
-    __slots__ = (
-        "attained_s",
-        "busy_rtf",
-        "closed",
-        "deadline_s",
-        "due_s",
-        "eligible_s",
-        "first_cost_s",
-        "first_deadline_s",
-        "first_rank_s",
-        "id",
-        "in_flight",
-        "inflight_audio_s",
-        "opened_s",
-        "playback_start_s",
-        "priority",
-        "rank_s",
-        "ready_audio_s",
-        "sent_audio_s",
-        "sentences",
-        "shift_s",
-        "stall_s",
-        "submitted",
-        "version",
-        "voice",
-        "window_frames",
-    )
-
-    def __init__(self, stream_id: str, priority: Priority, shift_s: float, now: float) -> None:
-        self.id = stream_id
-        self.priority = priority
-        self.shift_s = shift_s
-        self.opened_s = now
-        self.sentences: deque[_Sentence] = deque()  # head: the sentence being synthesized
-        self.in_flight: SynthesisStep | None = None  # at most one step at a time
-        self.inflight_audio_s = 0.0  # predicted audio of the in-flight step
-        self.ready_audio_s = 0.0  # audio completed but not yet reported sent
-        self.playback_start_s: float | None = None
-        self.sent_audio_s = 0.0  # since playback_start_s
-        self.first_deadline_s: float | None = None  # before playback: first audio's deadline
-        self.first_cost_s = 0.0  # its share in Scheduler._pending_first_s
-        self.first_rank_s: float | None = None  # rank its first audio's encode step went out at
-        self.window_frames = 0  # the last window handed out; 0: the next is a first window
-        self.attained_s = 0.0  # VTC counter: compute seconds charged to this stream
-        self.busy_rtf = 0.0  # its share in Scheduler._busy_rtf (0 while it has no work)
-        self.version = 0
-        self.closed = False
-        self.submitted = False
-        self.voice = ""  # last voice used: admission and load price the stream at it
-        self.stall_s = 0.0
-        # Key of the next step, valid for the current version.
-        self.due_s = 0.0  # when its audio must be sent
-        self.deadline_s = 0.0
-        self.rank_s = 0.0
-        self.eligible_s = 0.0
-
-
-# (key, tiebreak, version, stream); the tiebreak is unique so streams are never compared.
-_Entry = tuple[float, int, int, _StreamState]
-
-
-def _window_ladder(cfg: SchedulerConfig) -> list[int]:
-    """The window lengths handed out: 1x and 1.5x powers of two within the bounds, plus the
-    bounds and the first window. Few distinct lengths let windows of different streams batch
-    as one run (equal frame counts), and keep the engine's set of shapes small."""
-    lo, hi = cfg.min_window_frames, cfg.max_window_frames
-    if not 1 <= lo <= cfg.first_window_frames <= hi:
-        raise ValueError("need 1 <= min_window_frames <= first_window_frames <= max_window_frames")
-    sizes = {lo, hi, cfg.first_window_frames}
-    p = 1
-    while p <= hi:
-        sizes.update(w for w in (p, p + p // 2) if lo <= w <= hi)
-        p *= 2
-    return sorted(sizes)
-
-
 class Scheduler:
     """Deadline-ordered, fair step scheduler for `workers` identical workers. Not thread-safe."""
 
@@ -353,31 +87,21 @@ class Scheduler:
         if workers < 0:
             raise ValueError("workers must be >= 0")
         self.config = config
-        self.workers = workers
         self.model = CostModel(priors)
-        self._ladder = _window_ladder(config)
-        self._default_voice = ""  # the first voice registered: prices a stream of unknown voice
-        self._registered = False
-        self._streams: dict[str, _StreamState] = {}
-        self._backlogged: set[_StreamState] = set()  # streams with sentences
-        self._ready: list[_Entry] = []  # eligible next steps, keyed by rank (shifted latest start)
-        self._held: list[_Entry] = []  # next steps over the lookahead cap, keyed by eligible time
-        self._service: list[tuple[float, int, _StreamState]] = []  # backlogged, by attained
-        self._tiebreak = count()
-        self._sentences = 0
-        self._in_flight = 0
-        # Summed steady RTF of streams with work: the utilization that sets window growth.
-        self._busy_rtf = 0.0
-        # Predicted compute of the first audio (encode + first window) of streams waiting for it.
-        self._pending_first_s = 0.0
-        self._epoch = 0  # bumped on every change; keys the urgent-compute cache
-        self._urgent_cache: tuple[float, int, float] = (-1.0, -1, 0.0)
+        self._streams: dict[str, StreamState] = {}
+        self._backlogged: set[StreamState] = set()  # streams with sentences
+        self._pacing = Pacing(config, self.model, workers)
+        self._queue = RunQueue(config, self._pacing)
+        self._admission = AdmissionControl(config, self._pacing, self._streams, self._backlogged)
         self._stats = SchedulerStats()
-        self._first_due_s = config.first_audio_target_s + config.first_audio_slack_s
-        # Streams opened but without text yet (insertion order = opening order). In a burst
-        # their first audio is about to be asked for: it counts as urgent work (_fresh_count).
-        self._fresh: dict[str, float] = {}
+        self._steps = InFlight(config, self._pacing, self._stats)
+        self._sentences = 0
         self._sample_rates: dict[str, int] = {}
+
+    @property
+    def workers(self) -> int:
+        """Workers serving now (set_workers)."""
+        return self._pacing.workers
 
     # ---- voices and workers --------------------------------------------------------------
 
@@ -388,15 +112,13 @@ class Scheduler:
         on each side (0 for a non-streaming voice) and its sample rate (with each encode step's
         samples_per_frame it gives the exact audio per frame). The first voice registered
         prices admission for a stream whose voice is not known yet."""
-        if not self._registered:
-            self._default_voice = voice
-        self._registered = True
+        self._admission.register_voice(voice)
         self.model.register(voice, context_frames=context_frames)
         if sample_rate is not None:
             if sample_rate <= 0:
                 raise ValueError("sample_rate must be > 0")
             self._sample_rates[voice] = sample_rate
-        self._epoch += 1
+        self._queue.touch()
 
     def set_workers(self, n: int, now: float) -> None:
         """Capacity follows the workers actually serving (a worker lost to the watchdog, or one
@@ -404,8 +126,8 @@ class Scheduler:
         stream is refused; queued work waits for a worker."""
         if n < 0:
             raise ValueError("workers must be >= 0")
-        self.workers = n
-        self._epoch += 1
+        self._pacing.workers = n
+        self._queue.touch()
 
     # ---- streams -------------------------------------------------------------------------
 
@@ -424,21 +146,21 @@ class Scheduler:
         retry_after_s is the time to drain the whole queued backlog on all workers, at least 1 s.
         Every price comes from `CostModel.price`, per voice.
         """
-        admission = self._admission(now, voice)
+        admission = self._admission.decide(now, voice, self._queue.epoch)
         if not admission.accepted:
             self._stats.refused += 1
         return admission
 
     def has_capacity(self, now: float) -> bool:
         """Would a new stream be admitted now? For readiness probes: counts no refusal."""
-        return self._admission(now, None).accepted
+        return self._admission.decide(now, None, self._queue.epoch).accepted
 
     def load(self, now: float) -> float:
         """Predicted compute demand of active streams over capacity: 1.0 = every worker busy.
 
         The per-pod signal for autoscaling (litestream_scheduler_load); infinite when work is
         active and no worker is serving."""
-        demand = self._demand(now)
+        demand = self._admission.demand(now)
         if self.workers == 0:
             return math.inf if demand > 0.0 else 0.0
         return demand / self.workers
@@ -448,17 +170,17 @@ class Scheduler:
         prio = Priority(priority)
         s = self._streams.get(stream_id)
         if s is None:
-            s = _StreamState(stream_id, prio, self.config.shift_s(prio), now)
+            s = StreamState(stream_id, prio, self.config.shift_s(prio), now)
             self._streams[stream_id] = s
-            self._fresh[stream_id] = now
+            self._admission.opened(stream_id, now)
         else:
             s.priority = prio
             s.shift_s = self.config.shift_s(prio)
         # VTC: a (re)opened stream starts at the lowest active counter, so idling earns no credit.
-        s.attained_s = max(s.attained_s, self._service_floor())
+        s.attained_s = max(s.attained_s, self._queue.service_floor())
         if s.sentences:
-            self._push_service(s)
-            self._rekey(s, now)
+            self._queue.push_service(s)
+            self._queue.rekey(s, now)
 
     def submit(
         self, stream_id: str, seq: int, text: str, *, speed: float, voice: str, now: float
@@ -469,20 +191,9 @@ class Scheduler:
         if speed <= 0.0:
             raise ValueError("speed must be > 0")
         if not s.sentences:
-            buffered = (
-                s.playback_start_s + s.sent_audio_s - now if s.playback_start_s is not None else 0.0
-            )
-            if s.ready_audio_s <= 0.0 and buffered <= 0.0:
-                # Idle, not stalled: the listener drained its buffer waiting for text. Start over
-                # as a first audio (protocol-v1: Timing promise), with a small first window.
-                s.playback_start_s = None
-                s.sent_audio_s = 0.0
-                s.window_frames = 0
-                self._await_first(s, voice, len(text), speed, now)
-            elif s.playback_start_s is None and s.first_deadline_s is None:
-                self._await_first(s, voice, len(text), speed, now)
+            self._pacing.text_arrived(s, voice, len(text), speed, now)
             # VTC: returning from idle starts at the lowest active counter (no saved-up credit).
-            s.attained_s = max(s.attained_s, self._service_floor())
+            s.attained_s = max(s.attained_s, self._queue.service_floor())
         step = SynthesisStep(
             stream_id=stream_id,
             seq=seq,
@@ -494,19 +205,19 @@ class Scheduler:
             priority=s.priority,
             submitted_s=now,
         )
-        s.sentences.append(_Sentence(step))
+        s.sentences.append(Sentence(step))
         s.submitted = True
-        self._fresh.pop(stream_id, None)
+        self._admission.forget(stream_id)
         s.voice = voice
         self._sentences += 1
         if len(s.sentences) == 1:
             self._backlogged.add(s)
-            self._push_service(s)
-            self._set_busy(s)
-            self._rekey(s, now)
+            self._queue.push_service(s)
+            self._pacing.set_busy(s)
+            self._queue.rekey(s, now)
             step.deadline_s, step.latest_start_s = s.deadline_s, s.rank_s - s.shift_s
         else:
-            self._epoch += 1
+            self._queue.touch()
         return step
 
     def clear(self, stream_id: str, now: float) -> int:
@@ -521,27 +232,21 @@ class Scheduler:
         self._sentences -= dropped
         self._stats.cleared_sentences += dropped
         s.sentences.clear()
-        if s.in_flight is not None:
-            self._in_flight -= 1
-            self._stats.cancelled_in_flight += 1
-            s.in_flight = None
+        self._steps.cancel(s)
         s.inflight_audio_s = s.ready_audio_s = s.sent_audio_s = 0.0
-        s.playback_start_s = s.first_deadline_s = None
-        self._pending_first_s -= s.first_cost_s
-        s.first_cost_s = 0.0
-        s.first_rank_s = None
+        s.playback_start_s = None
+        self._pacing.end_first(s)
         s.window_frames = 0
         self._backlogged.discard(s)
-        self._set_busy(s)
-        s.version += 1
-        self._epoch += 1
+        self._pacing.set_busy(s)
+        self._queue.drop(s)
         return dropped
 
     def close_stream(self, stream_id: str, now: float) -> int:
         """Clear and forget the stream; returns how many sentences were dropped."""
         dropped = self.clear(stream_id, now)
         s = self._streams.pop(stream_id, None)
-        self._fresh.pop(stream_id, None)
+        self._admission.forget(stream_id)
         if s is not None:
             s.closed = True
         return dropped
@@ -557,19 +262,23 @@ class Scheduler:
         eligible work exists, and never past `max_lookahead_s` (see next_wakeup_s)."""
         if max_steps < 1:
             return []
-        self._maybe_compact(now)
-        self._promote(now)
-        picked = self._pick_ready()
+        queue = self._queue
+        queue.compact(self._backlogged, now)
+        queue.promote(now)
+        picked = queue.pick_ready()
         fallback = False
         if picked is None:
-            picked = self._pick_held(now)
+            picked = queue.pick_held(now)
             if picked is None:
                 return []
             fallback = True
         seed_rank = picked.rank_s
-        steps = [self._dispatch(picked, now, fallback)]
+        seed = self._dispatch(picked, now, fallback)
+        steps = [seed]
         if max_steps > 1 and not fallback:
-            self._fill_batch(steps, seed_rank, now, max_steps)
+            frames = seed.frames if seed.kind is StepKind.DECODE else None
+            for s in queue.batch_mates(seed, seed_rank, now, max_steps - 1):
+                steps.append(self._dispatch(s, now, False, frames))
             if len(steps) > 1:
                 self._stats.batches += 1
                 self._stats.batched_steps += len(steps)
@@ -582,14 +291,9 @@ class Scheduler:
             s = self._streams.get(step.stream_id)
             if s is None or s.in_flight is not step:
                 continue  # cleared or closed meanwhile: nothing to put back
-            self._release(s)
-            s.attained_s -= step.predicted_compute_s  # VTC: it was charged at dispatch
-            if step.kind is StepKind.DECODE:
-                s.sentences[0].next_frame = step.start_frame
-            step.dispatched_s = None
-            self._stats.requeued += 1
-            self._push_service(s)
-            self._rekey(s, now)
+            self._steps.take_back(s, step)
+            self._queue.push_service(s)
+            self._queue.rekey(s, now)
 
     def encoded(
         self,
@@ -644,7 +348,7 @@ class Scheduler:
         s = self._streams.get(step.stream_id)
         if s is None or s.in_flight is not step:
             return
-        self._release(s)
+        self._steps.release(s)
         self._pop_sentence(s)
         self._after_step(s, now)
 
@@ -657,30 +361,19 @@ class Scheduler:
         s = self._streams.get(stream_id)
         if s is None:
             return
-        if s.playback_start_s is None:
-            s.playback_start_s = now
-            s.sent_audio_s = 0.0
-            s.first_deadline_s = None
-            self._pending_first_s -= s.first_cost_s
-            s.first_cost_s = 0.0
-            s.first_rank_s = None
-        else:
-            dry_at = s.playback_start_s + s.sent_audio_s
-            if dry_at < now:
-                self._stats.stalls += 1
-                self._stats.stall_s += now - dry_at
-                s.stall_s += now - dry_at
-                s.playback_start_s = now - s.sent_audio_s
-        s.sent_audio_s += audio_s
-        s.ready_audio_s = max(0.0, s.ready_audio_s - audio_s)
+        stall_s = self._pacing.audio_sent(s, audio_s, now)
+        if stall_s > 0.0:
+            self._stats.stalls += 1
+            self._stats.stall_s += stall_s
+            s.stall_s += stall_s
         # Sending ready audio moves it from "ready" to "sent": the deadline stays put unless
         # the clock just started or moved. Skip the heap push when nothing changed.
         if (
             s.sentences
             and s.in_flight is None
-            and abs(self._due_s(s) - s.due_s) > 1e-6
+            and abs(self._pacing.due_s(s) - s.due_s) > 1e-6
         ):
-            self._rekey(s, now)
+            self._queue.rekey(s, now)
 
     # ---- load signals --------------------------------------------------------------------
 
@@ -688,13 +381,7 @@ class Scheduler:
         """The earliest time at which next_steps would hand an idle worker work, absent other
         events: `now` when work is runnable, the time the first held-back stream drops under
         `max_lookahead_s` when all queued work is past it, None when nothing is runnable."""
-        self._promote(now)
-        if self._peek(self._ready) is not None:
-            return now
-        top = self._peek(self._held)
-        if top is None:
-            return None
-        return max(now, self._hard_s(top[3]))
+        return self._queue.wakeup_s(now)
 
     def queued_sentences(self, stream_id: str | None = None) -> int:
         """Sentences submitted and not finished (the one under way included)."""
@@ -716,520 +403,41 @@ class Scheduler:
         """A snapshot: counters since start, gauges now. O(streams): call it for metrics only."""
         snap = replace(self._stats)
         snap.queued_sentences = self._sentences
-        snap.in_flight = self._in_flight
+        snap.in_flight = self._steps.count
         snap.workers = self.workers
         snap.open_streams = len(self._streams)
         snap.active_streams = len(self._backlogged)
-        live = {id(e[3]) for e in self._held if e[2] == e[3].version and e[3].sentences}
-        snap.held_streams = len(live)
+        snap.held_streams = self._queue.held_streams()
         if self._backlogged:
             counters = [s.attained_s for s in self._backlogged]
             snap.service_spread_s = max(counters) - min(counters)
         return snap
 
-    # ---- internals: admission ------------------------------------------------------------
-
-    def _admission(self, now: float, voice: str | None) -> Admission:
-        cfg = self.config
-        if cfg.max_streams and len(self._streams) >= cfg.max_streams:
-            return self._refuse(AdmissionReason.STREAMS)
-        if self.workers == 0:
-            return self._refuse(AdmissionReason.CAPACITY)
-        new_voice = self._default_voice if voice is None else voice
-        if self._demand(now) + self._stream_rtf(new_voice) > self.workers * cfg.target_utilization:
-            return self._refuse(AdmissionReason.CAPACITY)
-        # A burst: the streams opened without text yet, and this one, are about to start; each
-        # needs its first audio and the window after it, at the windows that load allows.
-        fresh = self._fresh_count(now)
-        extra_rtf = (fresh + 1) * self._stream_rtf(new_voice)
-        first = self._first_audio_cost_s(new_voice, cfg.admit_sentence_chars, extra_rtf=extra_rtf)
-        # Each first audio counts at most at the target: a voice slower than the target even on
-        # an idle server (Kokoro on CPU) has a late first audio but is served, not refused for
-        # its own cost; and one long encode step holds one worker, not all of them.
-        own = min(first, cfg.first_audio_target_s)
-        urgent = self._urgent_compute(now) + fresh * own
-        if urgent / self.workers + own > cfg.first_audio_target_s + cfg.admit_backlog_s:
-            return self._refuse(AdmissionReason.BACKLOG)
-        return Admission(accepted=True, retry_after_s=0.0, reason=AdmissionReason.ACCEPTED)
-
-    def _refuse(self, reason: AdmissionReason) -> Admission:
-        backlog = sum(self._work_s(s, math.inf) for s in self._backlogged)
-        return Admission(False, max(1.0, backlog / max(self.workers, 1)), reason)
-
-    def _stream_rtf(self, voice: str) -> float:
-        """A stream's steady share of one worker: typical sentences in the largest windows."""
-        cfg = self.config
-        return self.model.rtf(
-            voice, sentence_chars=cfg.admit_sentence_chars, window_frames=cfg.max_window_frames
-        )
-
-    def _first_audio_cost_s(
-        self, voice: str, chars: int, speed: float = 1.0, extra_rtf: float = 0.0
-    ) -> float:
-        """The work a new stream needs before it plays safely: its first encode step, its first
-        window, and the window that must follow within that window's playback (at the floor).
-        Admission, the burst's first-audio deadlines and the urgent backlog all price a new
-        stream with it."""
-        model = self.model
-        frames = math.ceil(model.sentence_frames(voice, chars, speed))
-        floor = self._floor_window(voice, extra_rtf)
-        first = min(frames, self._first_window(voice, floor))
-        second = min(frames - first, self._ladder_ceil(floor))
-        cost = model.price(voice, StepKind.ENCODE, chars)
-        cost += model.price(voice, StepKind.DECODE, first)
-        if second > 0:
-            cost += model.price(voice, StepKind.DECODE, second)
-        return cost
-
-    def _demand(self, now: float) -> float:
-        """Summed steady RTF share of active streams (open-but-idle ones cost nothing)."""
-        return sum(
-            self._stream_rtf(s.voice if s.submitted else self._default_voice)
-            for s in self._streams.values()
-            if self._is_active(s, now)
-        )
-
-    def _is_active(self, s: _StreamState, now: float) -> bool:
-        if s.sentences or s.ready_audio_s > 0.0:
-            return True
-        if s.playback_start_s is not None and s.playback_start_s + s.sent_audio_s > now:
-            return True  # healthy playback: the listener is still playing
-        return not s.submitted and now - s.opened_s < self.config.open_grace_s
-
-    def _work_s(self, s: _StreamState, audio_limit_s: float) -> float:
-        """Predicted compute of a stream's remaining work, until `audio_limit_s` of its audio
-        is covered: encode steps whole, decode windows only as far as the limit (the windows
-        past it are not due yet; a stream streams inside its sentences)."""
-        total = 0.0
-        audio = 0.0
-        window = max(s.window_frames, self.config.first_window_frames)
-        model = self.model
-        for sentence in s.sentences:
-            step = sentence.encode
-            if sentence.frames is None:
-                total += model.price(step.voice, StepKind.ENCODE, step.chars)
-                frames = model.sentence_frames(step.voice, step.chars, step.speed)
-            else:
-                frames = sentence.frames - sentence.next_frame
-            if math.isfinite(audio_limit_s):
-                per_frame_s = model.audio_s(step.voice, 1.0)
-                if per_frame_s > 0.0:
-                    frames = min(frames, max(1.0, (audio_limit_s - audio) / per_frame_s))
-            windows = max(1, math.ceil(frames / window))
-            total += windows * model.price(step.voice, StepKind.DECODE, frames / windows)
-            audio += model.audio_s(step.voice, frames)
-            if audio >= audio_limit_s:
-                break
-        return total
-
-    def _urgent_compute(self, now: float) -> float:
-        """Predicted compute of queued work due within a first audio's deadline of now
-        (first_audio_target_s + first_audio_slack_s)."""
-        cached_now, cached_epoch, value = self._urgent_cache
-        if cached_now == now and cached_epoch == self._epoch:
-            return value
-        horizon = now + self._first_due_s
-        total = 0.0
-        for s in self._backlogged:
-            due = self._due_s(s)
-            if due <= horizon:
-                total += self._work_s(s, horizon - due)
-        self._urgent_cache = (now, self._epoch, total)
-        return total
-
-    def _fresh_count(self, now: float) -> int:
-        """How many streams opened within open_grace_s are still without text: a burst in
-        progress, whose first audio is about to be asked for."""
-        while self._fresh:
-            stream_id, opened_s = next(iter(self._fresh.items()))
-            if now - opened_s < self.config.open_grace_s:
-                break
-            del self._fresh[stream_id]  # it waited too long to count as part of a burst
-        return len(self._fresh)
-
-    # ---- internals: deadlines and windows ------------------------------------------------
-
-    def _due_s(self, s: _StreamState) -> float:
-        """When the stream's next audio must be sent: the listener runs dry, less jitter."""
-        ahead = s.ready_audio_s + s.inflight_audio_s
-        jitter = self.config.jitter_s
-        if s.playback_start_s is not None:
-            return s.playback_start_s + s.sent_audio_s + ahead - jitter
-        first = s.first_deadline_s
-        if first is None:  # only reachable with nothing queued; keep the arithmetic total
-            first = s.opened_s + self._first_due_s
-        if ahead <= 0.0:
-            return first
-        return max(first, first + ahead - jitter)
-
-    def _await_first(
-        self, s: _StreamState, voice: str, chars: int, speed: float, now: float
-    ) -> None:
-        """Set the deadline of a stream's first audio (its text arrived at `now`).
-
-        protocol-v1: Timing promise: `first_audio_target_s`, ordered as `first_audio_slack_s`
-        later; in a burst, no earlier than the workers could get to it if every first audio
-        waiting went first. A deadline the workers cannot meet would outrank every playing
-        stream and stall them all (EDF's domino effect), for no first audio sooner."""
-        cost = self._first_audio_cost_s(voice, chars, speed)
-        self._pending_first_s += cost - s.first_cost_s
-        s.first_cost_s = cost
-        queued_s = self._pending_first_s / max(self.workers, 1)
-        s.first_deadline_s = now + max(self._first_due_s, queued_s)
-
-    def _buffer_s(self, s: _StreamState, now: float) -> float:
-        """Audio the listener has ahead of the next window (sent and unplayed, plus ready)."""
-        ahead = s.ready_audio_s + s.inflight_audio_s
-        if s.playback_start_s is None:
-            return ahead
-        return s.playback_start_s + s.sent_audio_s + ahead - now
-
-    def _window(self, s: _StreamState, remaining: int, now: float) -> int:
-        """The next window's length for stream `s` with `remaining` frames left in its sentence.
-
-        First window of a stream (or after idle or clear): `first_window_frames`. Later: the
-        last window x growth (about 1/utilization: while the workers get through a round of
-        windows 1/u times faster than it plays, each may be that much longer), but no longer
-        than what can be computed within the audio already buffered less the jitter budget
-        (scheduler-notes). Rounded down to the ladder; a tail shorter than min_window_frames
-        joins this window rather than costing a window of its own."""
-        cfg = self.config
-        ladder = self._ladder
-        if s.window_frames <= 0:
-            frames = self._first_window(s.voice)
-        else:
-            u = self._busy_rtf / self.workers if self.workers else 1.0
-            growth = cfg.window_growth_headroom / max(u, 1e-6)
-            growth = max(cfg.min_window_growth, min(cfg.max_window_growth, growth))
-            # Nearest on the ladder (in ratio), so growth by less than a ladder step still grows.
-            grown = s.window_frames * growth
-            at = bisect.bisect_right(ladder, grown)
-            if at == len(ladder) or (at > 0 and grown * grown < ladder[at - 1] * ladder[at]):
-                at -= 1
-            frames = ladder[max(at, 0)]
-            fit = self.model.window_within(s.voice, self._buffer_s(s, now) - cfg.jitter_s)
-            frames = min(frames, ladder[max(bisect.bisect_right(ladder, fit) - 1, 0)])
-            floor = self._floor_window(s.voice)
-            at = bisect.bisect_left(ladder, floor)
-            frames = max(frames, ladder[min(at, len(ladder) - 1)])
-        if remaining - frames < cfg.min_window_frames:
-            return max(remaining, 1)
-        return frames
-
-    def _ladder_ceil(self, frames: float) -> int:
-        """The shortest ladder window of at least `frames` (the longest when none is)."""
-        ladder = self._ladder
-        return ladder[min(bisect.bisect_left(ladder, frames), len(ladder) - 1)]
-
-    def _first_window(self, voice: str, floor: float | None = None) -> int:
-        """A stream's first window: `first_window_frames`, or under load long enough that the
-        next window, at the floor, fits in its playback (first_window_margin times over)."""
-        cfg = self.config
-        ladder = self._ladder
-        if floor is None:
-            floor = self._floor_window(voice)
-        if floor <= cfg.first_window_frames:
-            return cfg.first_window_frames
-        next_frames = ladder[min(bisect.bisect_left(ladder, floor), len(ladder) - 1)]
-        need_s = cfg.jitter_s + cfg.first_window_margin * self.model.price(
-            voice, StepKind.DECODE, next_frames
-        )
-        apf = self.model.voice(voice).audio_per_frame_s
-        at = bisect.bisect_left(ladder, max(need_s / apf, cfg.first_window_frames))
-        return ladder[min(at, len(ladder) - 1)]
-
-    def _floor_window(self, voice: str, extra_rtf: float = 0.0) -> float:
-        """The shortest window that keeps the streams with work (plus `extra_rtf` of streams
-        about to start) under window_floor_utilization of the workers."""
-        cfg = self.config
-        busy = self._busy_rtf + extra_rtf
-        if not self.workers or busy <= 0.0:
-            return 0.0
-        rtf_max = self._stream_rtf(voice)
-        target = rtf_max * cfg.window_floor_utilization * self.workers / busy
-        return self.model.window_for_rtf(voice, rtf=target, sentence_chars=cfg.admit_sentence_chars)
-
-    def _head_cost(self, s: _StreamState, now: float) -> tuple[float, float, int]:
-        """(predicted compute of the stream's next step, compute that must follow it before its
-        audio exists, its window length or 0 for an encode step)."""
-        sentence = s.sentences[0]
-        step = sentence.encode
-        model = self.model
-        if sentence.frames is None:
-            frames = math.ceil(model.sentence_frames(step.voice, step.chars, step.speed))
-            first = self._window(s, frames, now)
-            after = model.price(step.voice, StepKind.DECODE, first)
-            return model.price(step.voice, StepKind.ENCODE, step.chars), after, 0
-        window = self._window(s, sentence.frames - sentence.next_frame, now)
-        return model.price(step.voice, StepKind.DECODE, window), 0.0, window
-
-    def _hard_s(self, s: _StreamState) -> float:
-        """When a held head drops under max_lookahead_s (eligible for an otherwise idle worker)."""
-        return s.eligible_s - (self.config.max_lookahead_s - self.config.lookahead_s)
-
-    def _rekey(self, s: _StreamState, now: float) -> None:
-        """Recompute the next step's key and push a fresh heap entry (old ones go stale)."""
-        s.version += 1
-        self._epoch += 1
-        if not s.sentences or s.in_flight is not None or s.closed:
-            return
-        compute, after, _ = self._head_cost(s, now)
-        cfg = self.config
-        due = self._due_s(s)
-        s.due_s = due
-        s.deadline_s = due - after
-        s.rank_s = s.deadline_s - compute + s.shift_s
-        if s.first_rank_s is not None and s.playback_start_s is None:
-            # A first audio, once begun, finishes before another begins: its first window
-            # ranks a tie window ahead of the encode step it follows, so the encode steps of
-            # other new streams (due as soon) do not slip in between (first audio of the
-            # stream that started first comes first, rather than all of them late).
-            s.rank_s = min(s.rank_s, s.first_rank_s - self.config.tie_window_s)
-        # Lead = audio buffered or on its way = due + jitter - now; held while > lookahead.
-        # Before playback nothing is buffered but what is ready: a first audio due far ahead
-        # (a burst's queue) is not held back by the cap.
-        s.eligible_s = due + cfg.jitter_s - cfg.lookahead_s
-        if s.playback_start_s is None and s.ready_audio_s <= cfg.lookahead_s:
-            s.eligible_s = min(s.eligible_s, now)
-        if s.eligible_s <= now:
-            heapq.heappush(self._ready, (s.rank_s, next(self._tiebreak), s.version, s))
-        else:
-            heapq.heappush(self._held, (s.eligible_s, next(self._tiebreak), s.version, s))
-
     # ---- internals: steps ----------------------------------------------------------------
 
     def _dispatch(
-        self, s: _StreamState, now: float, fallback: bool, frames: int | None = None
+        self, s: StreamState, now: float, fallback: bool, frames: int | None = None
     ) -> SynthesisStep:
         """Hand out the stream's next step (a window of `frames` when given: batching)."""
-        sentence = s.sentences[0]
-        model = self.model
-        st = self._stats
-        compute, after, window = self._head_cost(s, now)
-        if sentence.frames is None:
-            step = sentence.encode
-            step.predicted_audio_s = 0.0
-            st.encode_steps += 1
-            if s.playback_start_s is None and s.window_frames == 0:
-                s.first_rank_s = s.rank_s
-        else:
-            head = sentence.encode
-            if frames is not None:
-                window = frames
-                compute = model.price(head.voice, StepKind.DECODE, window)
-            step = SynthesisStep(
-                stream_id=s.id,
-                seq=head.seq,
-                kind=StepKind.DECODE,
-                text=head.text,
-                voice=head.voice,
-                speed=head.speed,
-                start_frame=sentence.next_frame,
-                frames=window,
-                last=sentence.next_frame + window >= sentence.frames,
-                latent=sentence.latent,
-                predicted_audio_s=model.audio_s(head.voice, window),
-                priority=s.priority,
-                submitted_s=head.submitted_s,
-            )
-            sentence.next_frame += window
-            s.window_frames = window
-            st.decode_steps += 1
-            st.decoded_frames += window
-            st.context_frames += 2 * model.voice(head.voice).context_frames
-        step.predicted_compute_s = compute
-        step.deadline_s = self._due_s(s) - after
-        step.latest_start_s = step.deadline_s - compute
-        step.priority = s.priority
-        step.dispatched_s = now
-        s.in_flight = step
-        s.inflight_audio_s = step.predicted_audio_s
-        # VTC: charge the prediction now so concurrent picks see it; completion settles it.
-        s.attained_s += compute
-        self._in_flight += 1
-        st.dispatched += 1
-        if now > step.deadline_s:
-            st.deadline_misses += 1
-        if fallback:
-            st.lookahead_fallbacks += 1
-        self._rekey(s, now)  # its entries go stale: a stream has one step in flight at a time
+        step = self._steps.hand_out(s, now, fallback, frames)
+        self._queue.rekey(s, now)  # its entries go stale: a stream has one step in flight at a time
         return step
 
-    def _finish(self, step: SynthesisStep, compute_s: float, now: float) -> _StreamState | None:
+    def _finish(self, step: SynthesisStep, compute_s: float, now: float) -> StreamState | None:
         """Common bookkeeping of a finished step; the stream, or None when the result is stale
         (cleared or closed meanwhile)."""
-        cfg = self.config
-        st = self._stats
-        st.completed += 1
-        step.slack_s = step.deadline_s - now
-        if step.slack_s < 0.0:
-            st.late_completions += 1
-        step.overrun = (
-            compute_s > cfg.overrun_factor * step.predicted_compute_s
-            and compute_s > cfg.overrun_min_s
-        )
-        if step.overrun:
-            st.overruns += 1
         s = self._streams.get(step.stream_id)
-        if s is None or s.in_flight is not step:
-            st.dropped_results += 1
-            return None
-        self._release(s)
-        # VTC: the counter was charged the prediction at dispatch; settle to what it really cost.
-        s.attained_s += compute_s - step.predicted_compute_s
-        return s
+        return s if self._steps.finish(step, s, compute_s, now) else None
 
-    def _release(self, s: _StreamState) -> None:
-        s.in_flight = None
-        s.inflight_audio_s = 0.0
-        self._in_flight -= 1
-
-    def _pop_sentence(self, s: _StreamState) -> None:
+    def _pop_sentence(self, s: StreamState) -> None:
         s.sentences.popleft()
         self._sentences -= 1
 
-    def _after_step(self, s: _StreamState, now: float) -> None:
+    def _after_step(self, s: StreamState, now: float) -> None:
         if s.sentences:
-            self._push_service(s)
+            self._queue.push_service(s)
         else:
             self._backlogged.discard(s)
-            self._set_busy(s)
-        self._rekey(s, now)
+            self._pacing.set_busy(s)
+        self._queue.rekey(s, now)
 
-    def _set_busy(self, s: _StreamState) -> None:
-        """Keep `_busy_rtf` = the summed steady RTF of streams with work, in O(1)."""
-        share = self._stream_rtf(s.voice) if s.sentences and not s.closed else 0.0
-        self._busy_rtf += share - s.busy_rtf
-        s.busy_rtf = share
-
-    # ---- internals: heaps ----------------------------------------------------------------
-
-    def _peek(self, heap: list[_Entry]) -> _Entry | None:
-        while heap:
-            top = heap[0]
-            if top[2] == top[3].version:
-                return top
-            heapq.heappop(heap)
-        return None
-
-    def _promote(self, now: float) -> None:
-        """Move heads that dropped under the lookahead cap from the held heap to the ready one."""
-        held = self._held
-        while held and held[0][0] <= now:
-            _, tb, version, s = heapq.heappop(held)
-            if version == s.version:
-                heapq.heappush(self._ready, (s.rank_s, tb, version, s))
-
-    def _pick_ready(self) -> _StreamState | None:
-        """The most urgent eligible stream; among near-ties, the least attained service.
-
-        Near-ties are looked for in the top `tie_candidates` slots of the heap array (its upper
-        levels), without popping: the pick is dispatched, which bumps its version, so its entry
-        goes stale and is dropped lazily. O(tie_candidates) per decision, whatever the queue."""
-        heap = self._ready
-        top = self._peek(heap)
-        if top is None:
-            return None
-        limit = top[0] + self.config.tie_window_s
-        best = top
-        for entry in heap[1 : self.config.tie_candidates]:
-            if (
-                entry[0] <= limit
-                and entry[2] == entry[3].version
-                and (entry[3].attained_s, entry[0]) < (best[3].attained_s, best[0])
-            ):
-                best = entry
-        return best[3]
-
-    def _pick_held(self, now: float) -> _StreamState | None:
-        """A held-back stream for a worker that would otherwise idle: the one with the least
-        audio ahead, unless even that one is past max_lookahead_s. (Its entry goes stale.)"""
-        top = self._peek(self._held)
-        if top is None or self._hard_s(top[3]) > now:
-            return None
-        return top[3]
-
-    def _batchable(self, s: _StreamState, seed: SynthesisStep, now: float) -> bool:
-        """Can the stream's next step join a batch seeded by `seed` (one kind, voice, speed;
-        a window of exactly seed.frames that its buffer allows, leaving no tiny tail)?"""
-        sentence = s.sentences[0]
-        head = sentence.encode
-        if head.voice != seed.voice or head.speed != seed.speed:
-            return False
-        if seed.kind is StepKind.ENCODE:
-            return sentence.frames is None
-        if sentence.frames is None:
-            return False
-        remaining = sentence.frames - sentence.next_frame
-        if remaining != seed.frames and remaining - seed.frames < self.config.min_window_frames:
-            return False
-        return self._window(s, remaining, now) >= seed.frames
-
-    def _fill_batch(self, steps: list[SynthesisStep], seed_rank: float, now: float,
-                    n: int) -> None:
-        """Grow a homogeneous batch around the most urgent step: candidates within
-        batch_window_s of its latest start, of its kind, voice and speed (windows of its frame
-        count; encode steps of similar length first); stop before the batch would make its
-        most urgent member late (Triton's dynamic batcher, with deadlines)."""
-        cfg = self.config
-        heap = self._ready
-        limit = seed_rank + cfg.batch_window_s
-        seed = steps[0]
-        pool: list[_Entry] = []
-        rest: list[_Entry] = []
-        while heap and len(pool) + len(rest) < cfg.batch_candidates and heap[0][0] <= limit:
-            entry = heapq.heappop(heap)
-            if entry[2] != entry[3].version:
-                continue
-            (pool if self._batchable(entry[3], seed, now) else rest).append(entry)
-        if seed.kind is StepKind.ENCODE:
-            pool.sort(key=lambda e: abs(e[3].sentences[0].encode.chars - seed.chars))
-        earliest = seed.deadline_s
-        computes = [seed.predicted_compute_s]
-        used = 0
-        for entry in pool:
-            s = entry[3]
-            if len(steps) >= n:
-                break
-            compute, after, _ = self._head_cost(s, now)
-            if seed.kind is StepKind.DECODE:
-                compute = seed.predicted_compute_s
-            trial = [*computes, compute]
-            longest = max(trial)
-            batch_s = longest + cfg.batch_marginal_cost * (sum(trial) - longest)
-            earliest_if = min(earliest, self._due_s(s) - after)
-            allowed = max(earliest_if - now, cfg.batch_late_growth * seed.predicted_compute_s)
-            if batch_s > allowed:
-                break
-            earliest, computes = earliest_if, trial
-            frames = seed.frames if seed.kind is StepKind.DECODE else None
-            steps.append(self._dispatch(s, now, False, frames))
-            used += 1
-        for entry in [*pool[used:], *rest]:
-            if entry[2] == entry[3].version:
-                heapq.heappush(heap, entry)
-
-    def _service_floor(self) -> float:
-        """The lowest attained service among backlogged streams (0 when none)."""
-        heap = self._service
-        while heap:
-            attained, _, s = heap[0]
-            if s.sentences and not s.closed and s.attained_s == attained:
-                return attained
-            heapq.heappop(heap)
-        return 0.0
-
-    def _push_service(self, s: _StreamState) -> None:
-        heapq.heappush(self._service, (s.attained_s, next(self._tiebreak), s))
-
-    def _maybe_compact(self, now: float) -> None:
-        """Rebuild the heaps when stale entries outnumber live ones (amortized O(1))."""
-        live = len(self._backlogged)
-        if len(self._ready) + len(self._held) > 4 * live + 1024:
-            self._ready.clear()
-            self._held.clear()
-            for s in self._backlogged:
-                self._rekey(s, now)
-        if len(self._service) > 4 * live + 1024:
-            self._service = [(s.attained_s, next(self._tiebreak), s) for s in self._backlogged]
-            heapq.heapify(self._service)

@@ -189,7 +189,7 @@ def test_returning_from_idle_earns_no_credit() -> None:
         (step,) = s.next_steps(clock.now)
         run(s, step, clock.now, send=False)
     submit(s, "b", 0, 20, clock.now)
-    floor = s._service_floor()
+    floor = s._queue.service_floor()
     assert floor > 0.0
     assert s._streams["b"].attained_s == pytest.approx(floor)
 

@@ -1,0 +1,150 @@
+"""Admission: the acceptance test for a new stream, and the load figures it rests on.
+
+A new stream is refused when it would make urgent steps late (`AdmissionReason`): too many
+streams open, steady demand past the workers' target utilization, or urgent work already so far
+behind that its first audio would be late. `AdmissionControl` also tracks the streams opened
+without text yet (a burst in progress, whose first audio is about to be asked for). Pure.
+"""
+
+from __future__ import annotations
+
+import math
+
+from litestream.costmodel import StepKind
+from litestream.scheduler_pacing import Pacing
+from litestream.scheduler_state import StreamState
+from litestream.scheduler_types import Admission, AdmissionReason, SchedulerConfig
+
+__all__ = ["AdmissionControl"]
+
+
+class AdmissionControl:
+    """Answers `Scheduler.admit`, `has_capacity` and `load` over the scheduler's streams."""
+
+    def __init__(
+        self,
+        config: SchedulerConfig,
+        pacing: Pacing,
+        streams: dict[str, StreamState],
+        backlogged: set[StreamState],
+    ) -> None:
+        self.config = config
+        self._pacing = pacing
+        self._streams = streams  # the scheduler's: every open stream
+        self._backlogged = backlogged  # the scheduler's: streams with sentences
+        self._default_voice = ""  # the first voice registered: prices a stream of unknown voice
+        self._registered = False
+        # Streams opened but without text yet (insertion order = opening order). In a burst
+        # their first audio is about to be asked for: it counts as urgent work (_fresh_count).
+        self._fresh: dict[str, float] = {}
+        self._urgent_cache: tuple[float, int, float] = (-1.0, -1, 0.0)
+
+    def register_voice(self, voice: str) -> None:
+        if not self._registered:
+            self._default_voice = voice
+        self._registered = True
+
+    def opened(self, stream_id: str, now: float) -> None:
+        """A new stream, without text yet: part of a burst while open_grace_s lasts."""
+        self._fresh[stream_id] = now
+
+    def forget(self, stream_id: str) -> None:
+        """The stream is no longer part of a burst: its text arrived, or it closed."""
+        self._fresh.pop(stream_id, None)
+
+    def decide(self, now: float, voice: str | None, epoch: int) -> Admission:
+        """The answer for a new stream speaking `voice` (see Scheduler.admit). `epoch` is the
+        scheduler's change counter: it keys the urgent-compute cache."""
+        cfg = self.config
+        pacing = self._pacing
+        workers = pacing.workers
+        if cfg.max_streams and len(self._streams) >= cfg.max_streams:
+            return self._refuse(AdmissionReason.STREAMS)
+        if workers == 0:
+            return self._refuse(AdmissionReason.CAPACITY)
+        new_voice = self._default_voice if voice is None else voice
+        if self.demand(now) + pacing.stream_rtf(new_voice) > workers * cfg.target_utilization:
+            return self._refuse(AdmissionReason.CAPACITY)
+        # A burst: the streams opened without text yet, and this one, are about to start; each
+        # needs its first audio and the window after it, at the windows that load allows.
+        fresh = self._fresh_count(now)
+        extra_rtf = (fresh + 1) * pacing.stream_rtf(new_voice)
+        first = pacing.first_audio_cost_s(new_voice, cfg.admit_sentence_chars, extra_rtf=extra_rtf)
+        # Each first audio counts at most at the target: a voice slower than the target even on
+        # an idle server (Kokoro on CPU) has a late first audio but is served, not refused for
+        # its own cost; and one long encode step holds one worker, not all of them.
+        own = min(first, cfg.first_audio_target_s)
+        urgent = self._urgent_compute(now, epoch) + fresh * own
+        if urgent / workers + own > cfg.first_audio_target_s + cfg.admit_backlog_s:
+            return self._refuse(AdmissionReason.BACKLOG)
+        return Admission(accepted=True, retry_after_s=0.0, reason=AdmissionReason.ACCEPTED)
+
+    def demand(self, now: float) -> float:
+        """Summed steady RTF share of active streams (open-but-idle ones cost nothing)."""
+        return sum(
+            self._pacing.stream_rtf(s.voice if s.submitted else self._default_voice)
+            for s in self._streams.values()
+            if self._is_active(s, now)
+        )
+
+    def _refuse(self, reason: AdmissionReason) -> Admission:
+        backlog = sum(self._work_s(s, math.inf) for s in self._backlogged)
+        return Admission(False, max(1.0, backlog / max(self._pacing.workers, 1)), reason)
+
+    def _is_active(self, s: StreamState, now: float) -> bool:
+        if s.sentences or s.ready_audio_s > 0.0:
+            return True
+        if s.playback_start_s is not None and s.playback_start_s + s.sent_audio_s > now:
+            return True  # healthy playback: the listener is still playing
+        return not s.submitted and now - s.opened_s < self.config.open_grace_s
+
+    def _work_s(self, s: StreamState, audio_limit_s: float) -> float:
+        """Predicted compute of a stream's remaining work, until `audio_limit_s` of its audio
+        is covered: encode steps whole, decode windows only as far as the limit (the windows
+        past it are not due yet; a stream streams inside its sentences)."""
+        total = 0.0
+        audio = 0.0
+        window = max(s.window_frames, self.config.first_window_frames)
+        model = self._pacing.model
+        for sentence in s.sentences:
+            step = sentence.encode
+            if sentence.frames is None:
+                total += model.price(step.voice, StepKind.ENCODE, step.chars)
+                frames = model.sentence_frames(step.voice, step.chars, step.speed)
+            else:
+                frames = sentence.frames - sentence.next_frame
+            if math.isfinite(audio_limit_s):
+                per_frame_s = model.audio_s(step.voice, 1.0)
+                if per_frame_s > 0.0:
+                    frames = min(frames, max(1.0, (audio_limit_s - audio) / per_frame_s))
+            windows = max(1, math.ceil(frames / window))
+            total += windows * model.price(step.voice, StepKind.DECODE, frames / windows)
+            audio += model.audio_s(step.voice, frames)
+            if audio >= audio_limit_s:
+                break
+        return total
+
+    def _urgent_compute(self, now: float, epoch: int) -> float:
+        """Predicted compute of queued work due within a first audio's deadline of now
+        (first_audio_target_s + first_audio_slack_s)."""
+        cached_now, cached_epoch, value = self._urgent_cache
+        if cached_now == now and cached_epoch == epoch:
+            return value
+        horizon = now + self._pacing.first_due_s
+        total = 0.0
+        for s in self._backlogged:
+            due = self._pacing.due_s(s)
+            if due <= horizon:
+                total += self._work_s(s, horizon - due)
+        self._urgent_cache = (now, epoch, total)
+        return total
+
+    def _fresh_count(self, now: float) -> int:
+        """How many streams opened within open_grace_s are still without text: a burst in
+        progress, whose first audio is about to be asked for."""
+        while self._fresh:
+            stream_id, opened_s = next(iter(self._fresh.items()))
+            if now - opened_s < self.config.open_grace_s:
+                break
+            del self._fresh[stream_id]  # it waited too long to count as part of a burst
+        return len(self._fresh)

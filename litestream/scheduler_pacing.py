@@ -1,0 +1,259 @@
+"""Pacing: when each stream's next audio is due, how long its next window is, what work costs.
+
+Deadlines. A stream's playback clock starts at its first `audio_sent`; the listener runs dry at
+`playback_start + sent`. The next step is due when the audio ahead of it (sent, plus completed
+but not sent) runs out, less `jitter_s`; an encode step is due earlier by its first window's
+compute, since that window must follow it before any audio of the sentence exists. Before
+playback starts, first audio is due at the text's arrival plus `first_audio_target_s` (ordered as
+due `first_audio_slack_s` later: a listener who has not started can wait a little, one who is
+playing would hear a stall). A stream whose buffer drained while it had no work is idle, not
+stalled: its next text starts a fresh first audio and a small first window again.
+
+Windows. Window size is the control the scheduler turns: a stream's first window is small
+(`first_window_frames`: ~0.2 s of audio, so first audio = one front pass + one small window);
+each later window may grow by about 1/utilization while its compute fits inside the playback of
+the audio already buffered, up to `max_window_frames` (context margins then cost little); a thin
+buffer shrinks it again (scheduler-notes: streaming inside the model). Every cost is priced by
+`CostModel.price`, learned per voice and step kind.
+
+`Pacing` holds what these figures depend on beyond one stream: the workers serving, the load of
+the streams with work, and the first audio still owed to streams waiting for one. Pure.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+
+from litestream.costmodel import CostModel, StepKind
+from litestream.scheduler_state import StreamState
+from litestream.scheduler_types import SchedulerConfig
+
+__all__ = ["Pacing", "window_ladder"]
+
+
+def window_ladder(cfg: SchedulerConfig) -> list[int]:
+    """The window lengths handed out: 1x and 1.5x powers of two within the bounds, plus the
+    bounds and the first window. Few distinct lengths let windows of different streams batch
+    as one run (equal frame counts), and keep the engine's set of shapes small."""
+    lo, hi = cfg.min_window_frames, cfg.max_window_frames
+    if not 1 <= lo <= cfg.first_window_frames <= hi:
+        raise ValueError("need 1 <= min_window_frames <= first_window_frames <= max_window_frames")
+    sizes = {lo, hi, cfg.first_window_frames}
+    p = 1
+    while p <= hi:
+        sizes.update(w for w in (p, p + p // 2) if lo <= w <= hi)
+        p *= 2
+    return sorted(sizes)
+
+
+class Pacing:
+    """Deadlines, window lengths and prices for the scheduler's streams."""
+
+    def __init__(self, config: SchedulerConfig, model: CostModel, workers: int) -> None:
+        self.config = config
+        self.model = model
+        self.workers = workers  # serving now (Scheduler.set_workers)
+        self.ladder = window_ladder(config)
+        # Summed steady RTF of streams with work: the utilization that sets window growth.
+        self.busy_rtf = 0.0
+        # Predicted compute of the first audio (encode + first window) of streams waiting for it.
+        self.pending_first_s = 0.0
+        self.first_due_s = config.first_audio_target_s + config.first_audio_slack_s
+
+    # ---- the playback clock and deadlines ------------------------------------------------
+
+    def text_arrived(
+        self, s: StreamState, voice: str, chars: int, speed: float, now: float
+    ) -> None:
+        """A sentence of `chars` characters arrived for a stream with none queued."""
+        buffered = (
+            s.playback_start_s + s.sent_audio_s - now if s.playback_start_s is not None else 0.0
+        )
+        if s.ready_audio_s <= 0.0 and buffered <= 0.0:
+            # Idle, not stalled: the listener drained its buffer waiting for text. Start over
+            # as a first audio (protocol-v1: Timing promise), with a small first window.
+            s.playback_start_s = None
+            s.sent_audio_s = 0.0
+            s.window_frames = 0
+            self.await_first(s, voice, chars, speed, now)
+        elif s.playback_start_s is None and s.first_deadline_s is None:
+            self.await_first(s, voice, chars, speed, now)
+
+    def audio_sent(self, s: StreamState, audio_s: float, now: float) -> float:
+        """Move the stream's playback clock: `audio_s` seconds of audio went out at `now`.
+        Returns how long the listener had run dry before it (0.0: no stall).
+
+        The clock starts at the first audio sent (the stream waits for no first audio any
+        more); buffered = sent - (now - start). Audio sent after the buffer ran out moves the
+        clock to where the listener's player resumes (now)."""
+        stall_s = 0.0
+        if s.playback_start_s is None:
+            s.playback_start_s = now
+            s.sent_audio_s = 0.0
+            self.end_first(s)
+        else:
+            dry_at = s.playback_start_s + s.sent_audio_s
+            if dry_at < now:
+                stall_s = now - dry_at
+                s.playback_start_s = now - s.sent_audio_s
+        s.sent_audio_s += audio_s
+        s.ready_audio_s = max(0.0, s.ready_audio_s - audio_s)
+        return stall_s
+
+    def due_s(self, s: StreamState) -> float:
+        """When the stream's next audio must be sent: the listener runs dry, less jitter."""
+        ahead = s.ready_audio_s + s.inflight_audio_s
+        jitter = self.config.jitter_s
+        if s.playback_start_s is not None:
+            return s.playback_start_s + s.sent_audio_s + ahead - jitter
+        first = s.first_deadline_s
+        if first is None:  # only reachable with nothing queued; keep the arithmetic total
+            first = s.opened_s + self.first_due_s
+        if ahead <= 0.0:
+            return first
+        return max(first, first + ahead - jitter)
+
+    def await_first(
+        self, s: StreamState, voice: str, chars: int, speed: float, now: float
+    ) -> None:
+        """Set the deadline of a stream's first audio (its text arrived at `now`).
+
+        protocol-v1: Timing promise: `first_audio_target_s`, ordered as `first_audio_slack_s`
+        later; in a burst, no earlier than the workers could get to it if every first audio
+        waiting went first. A deadline the workers cannot meet would outrank every playing
+        stream and stall them all (EDF's domino effect), for no first audio sooner."""
+        cost = self.first_audio_cost_s(voice, chars, speed)
+        self.pending_first_s += cost - s.first_cost_s
+        s.first_cost_s = cost
+        queued_s = self.pending_first_s / max(self.workers, 1)
+        s.first_deadline_s = now + max(self.first_due_s, queued_s)
+
+    def end_first(self, s: StreamState) -> None:
+        """The stream waits for no first audio any more (it started playing, or was cleared):
+        its first-audio deadline and its share of the first audio owed go."""
+        s.first_deadline_s = None
+        self.pending_first_s -= s.first_cost_s
+        s.first_cost_s = 0.0
+        s.first_rank_s = None
+
+    def buffer_s(self, s: StreamState, now: float) -> float:
+        """Audio the listener has ahead of the next window (sent and unplayed, plus ready)."""
+        ahead = s.ready_audio_s + s.inflight_audio_s
+        if s.playback_start_s is None:
+            return ahead
+        return s.playback_start_s + s.sent_audio_s + ahead - now
+
+    # ---- windows -------------------------------------------------------------------------
+
+    def window(self, s: StreamState, remaining: int, now: float) -> int:
+        """The next window's length for stream `s` with `remaining` frames left in its sentence.
+
+        First window of a stream (or after idle or clear): `first_window_frames`. Later: the
+        last window x growth (about 1/utilization: while the workers get through a round of
+        windows 1/u times faster than it plays, each may be that much longer), but no longer
+        than what can be computed within the audio already buffered less the jitter budget
+        (scheduler-notes). Rounded down to the ladder; a tail shorter than min_window_frames
+        joins this window rather than costing a window of its own."""
+        cfg = self.config
+        ladder = self.ladder
+        if s.window_frames <= 0:
+            frames = self.first_window(s.voice)
+        else:
+            u = self.busy_rtf / self.workers if self.workers else 1.0
+            growth = cfg.window_growth_headroom / max(u, 1e-6)
+            growth = max(cfg.min_window_growth, min(cfg.max_window_growth, growth))
+            # Nearest on the ladder (in ratio), so growth by less than a ladder step still grows.
+            grown = s.window_frames * growth
+            at = bisect.bisect_right(ladder, grown)
+            if at == len(ladder) or (at > 0 and grown * grown < ladder[at - 1] * ladder[at]):
+                at -= 1
+            frames = ladder[max(at, 0)]
+            fit = self.model.window_within(s.voice, self.buffer_s(s, now) - cfg.jitter_s)
+            frames = min(frames, ladder[max(bisect.bisect_right(ladder, fit) - 1, 0)])
+            floor = self.floor_window(s.voice)
+            at = bisect.bisect_left(ladder, floor)
+            frames = max(frames, ladder[min(at, len(ladder) - 1)])
+        if remaining - frames < cfg.min_window_frames:
+            return max(remaining, 1)
+        return frames
+
+    def ladder_ceil(self, frames: float) -> int:
+        """The shortest ladder window of at least `frames` (the longest when none is)."""
+        ladder = self.ladder
+        return ladder[min(bisect.bisect_left(ladder, frames), len(ladder) - 1)]
+
+    def first_window(self, voice: str, floor: float | None = None) -> int:
+        """A stream's first window: `first_window_frames`, or under load long enough that the
+        next window, at the floor, fits in its playback (first_window_margin times over)."""
+        cfg = self.config
+        ladder = self.ladder
+        if floor is None:
+            floor = self.floor_window(voice)
+        if floor <= cfg.first_window_frames:
+            return cfg.first_window_frames
+        next_frames = ladder[min(bisect.bisect_left(ladder, floor), len(ladder) - 1)]
+        need_s = cfg.jitter_s + cfg.first_window_margin * self.model.price(
+            voice, StepKind.DECODE, next_frames
+        )
+        apf = self.model.voice(voice).audio_per_frame_s
+        at = bisect.bisect_left(ladder, max(need_s / apf, cfg.first_window_frames))
+        return ladder[min(at, len(ladder) - 1)]
+
+    def floor_window(self, voice: str, extra_rtf: float = 0.0) -> float:
+        """The shortest window that keeps the streams with work (plus `extra_rtf` of streams
+        about to start) under window_floor_utilization of the workers."""
+        cfg = self.config
+        busy = self.busy_rtf + extra_rtf
+        if not self.workers or busy <= 0.0:
+            return 0.0
+        rtf_max = self.stream_rtf(voice)
+        target = rtf_max * cfg.window_floor_utilization * self.workers / busy
+        return self.model.window_for_rtf(voice, rtf=target, sentence_chars=cfg.admit_sentence_chars)
+
+    # ---- prices --------------------------------------------------------------------------
+
+    def head_cost(self, s: StreamState, now: float) -> tuple[float, float, int]:
+        """(predicted compute of the stream's next step, compute that must follow it before its
+        audio exists, its window length or 0 for an encode step)."""
+        sentence = s.sentences[0]
+        step = sentence.encode
+        model = self.model
+        if sentence.frames is None:
+            frames = math.ceil(model.sentence_frames(step.voice, step.chars, step.speed))
+            first = self.window(s, frames, now)
+            after = model.price(step.voice, StepKind.DECODE, first)
+            return model.price(step.voice, StepKind.ENCODE, step.chars), after, 0
+        window = self.window(s, sentence.frames - sentence.next_frame, now)
+        return model.price(step.voice, StepKind.DECODE, window), 0.0, window
+
+    def stream_rtf(self, voice: str) -> float:
+        """A stream's steady share of one worker: typical sentences in the largest windows."""
+        cfg = self.config
+        return self.model.rtf(
+            voice, sentence_chars=cfg.admit_sentence_chars, window_frames=cfg.max_window_frames
+        )
+
+    def set_busy(self, s: StreamState) -> None:
+        """Keep `busy_rtf` = the summed steady RTF of streams with work, in O(1)."""
+        share = self.stream_rtf(s.voice) if s.sentences and not s.closed else 0.0
+        self.busy_rtf += share - s.busy_rtf
+        s.busy_rtf = share
+
+    def first_audio_cost_s(
+        self, voice: str, chars: int, speed: float = 1.0, extra_rtf: float = 0.0
+    ) -> float:
+        """The work a new stream needs before it plays safely: its first encode step, its first
+        window, and the window that must follow within that window's playback (at the floor).
+        Admission, the burst's first-audio deadlines and the urgent backlog all price a new
+        stream with it."""
+        model = self.model
+        frames = math.ceil(model.sentence_frames(voice, chars, speed))
+        floor = self.floor_window(voice, extra_rtf)
+        first = min(frames, self.first_window(voice, floor))
+        second = min(frames - first, self.ladder_ceil(floor))
+        cost = model.price(voice, StepKind.ENCODE, chars)
+        cost += model.price(voice, StepKind.DECODE, first)
+        if second > 0:
+            cost += model.price(voice, StepKind.DECODE, second)
+        return cost

@@ -1,0 +1,237 @@
+"""Order: which stream's next step runs first, which wait under the lookahead cap, which batch.
+
+Latest start time (deadline - predicted compute, since a step cannot be paused), shifted by
+priority class; near-ties (within `tie_window_s`) go to the stream with the least attained
+service (compute seconds), VTC style. A heap keyed per stream by its next step holds the order;
+stale entries are skipped by a version counter, so a decision is O(log streams). A stream with
+more than `lookahead_s` of audio ahead waits in a second heap, keyed by when it drops under the
+cap. A batch grows around the most urgent step with steps of its kind, voice, speed and window
+length, while it would not make its most urgent member late. Pure.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Set
+from itertools import count
+
+from litestream.costmodel import StepKind
+from litestream.scheduler_pacing import Pacing
+from litestream.scheduler_state import StreamState
+from litestream.scheduler_types import SchedulerConfig, SynthesisStep
+
+__all__ = ["RunQueue"]
+
+# (key, tiebreak, version, stream); the tiebreak is unique so streams are never compared.
+_Entry = tuple[float, int, int, StreamState]
+
+
+class RunQueue:
+    """The heaps that order the streams' next steps, and the picks made from them."""
+
+    def __init__(self, config: SchedulerConfig, pacing: Pacing) -> None:
+        self.config = config
+        self._pacing = pacing
+        self._ready: list[_Entry] = []  # eligible next steps, keyed by rank (shifted latest start)
+        self._held: list[_Entry] = []  # next steps over the lookahead cap, keyed by eligible time
+        self._service: list[tuple[float, int, StreamState]] = []  # backlogged, by attained
+        self._tiebreak = count()
+        # Bumped on every change to the streams' work or its prices: keys the caches of figures
+        # derived from them (admission's urgent compute).
+        self.epoch = 0
+
+    def touch(self) -> None:
+        """Something the keys depend on changed without a rekey (a voice, the workers)."""
+        self.epoch += 1
+
+    def drop(self, s: StreamState) -> None:
+        """The stream's entries go stale (it was cleared)."""
+        s.version += 1
+        self.epoch += 1
+
+    def rekey(self, s: StreamState, now: float) -> None:
+        """Recompute the next step's key and push a fresh heap entry (old ones go stale)."""
+        s.version += 1
+        self.epoch += 1
+        if not s.sentences or s.in_flight is not None or s.closed:
+            return
+        compute, after, _ = self._pacing.head_cost(s, now)
+        cfg = self.config
+        due = self._pacing.due_s(s)
+        s.due_s = due
+        s.deadline_s = due - after
+        s.rank_s = s.deadline_s - compute + s.shift_s
+        if s.first_rank_s is not None and s.playback_start_s is None:
+            # A first audio, once begun, finishes before another begins: its first window
+            # ranks a tie window ahead of the encode step it follows, so the encode steps of
+            # other new streams (due as soon) do not slip in between (first audio of the
+            # stream that started first comes first, rather than all of them late).
+            s.rank_s = min(s.rank_s, s.first_rank_s - self.config.tie_window_s)
+        # Lead = audio buffered or on its way = due + jitter - now; held while > lookahead.
+        # Before playback nothing is buffered but what is ready: a first audio due far ahead
+        # (a burst's queue) is not held back by the cap.
+        s.eligible_s = due + cfg.jitter_s - cfg.lookahead_s
+        if s.playback_start_s is None and s.ready_audio_s <= cfg.lookahead_s:
+            s.eligible_s = min(s.eligible_s, now)
+        if s.eligible_s <= now:
+            heapq.heappush(self._ready, (s.rank_s, next(self._tiebreak), s.version, s))
+        else:
+            heapq.heappush(self._held, (s.eligible_s, next(self._tiebreak), s.version, s))
+
+    # ---- picks ---------------------------------------------------------------------------
+
+    def promote(self, now: float) -> None:
+        """Move heads that dropped under the lookahead cap from the held heap to the ready one."""
+        held = self._held
+        while held and held[0][0] <= now:
+            _, tb, version, s = heapq.heappop(held)
+            if version == s.version:
+                heapq.heappush(self._ready, (s.rank_s, tb, version, s))
+
+    def pick_ready(self) -> StreamState | None:
+        """The most urgent eligible stream; among near-ties, the least attained service.
+
+        Near-ties are looked for in the top `tie_candidates` slots of the heap array (its upper
+        levels), without popping: the pick is dispatched, which bumps its version, so its entry
+        goes stale and is dropped lazily. O(tie_candidates) per decision, whatever the queue."""
+        heap = self._ready
+        top = self._peek(heap)
+        if top is None:
+            return None
+        limit = top[0] + self.config.tie_window_s
+        best = top
+        for entry in heap[1 : self.config.tie_candidates]:
+            if (
+                entry[0] <= limit
+                and entry[2] == entry[3].version
+                and (entry[3].attained_s, entry[0]) < (best[3].attained_s, best[0])
+            ):
+                best = entry
+        return best[3]
+
+    def pick_held(self, now: float) -> StreamState | None:
+        """A held-back stream for a worker that would otherwise idle: the one with the least
+        audio ahead, unless even that one is past max_lookahead_s. (Its entry goes stale.)"""
+        top = self._peek(self._held)
+        if top is None or self._hard_s(top[3]) > now:
+            return None
+        return top[3]
+
+    def wakeup_s(self, now: float) -> float | None:
+        """When a pick would find work (see Scheduler.next_wakeup_s)."""
+        self.promote(now)
+        if self._peek(self._ready) is not None:
+            return now
+        top = self._peek(self._held)
+        if top is None:
+            return None
+        return max(now, self._hard_s(top[3]))
+
+    def held_streams(self) -> int:
+        """Backlogged streams held back by the lookahead cap. O(held entries)."""
+        return len({id(e[3]) for e in self._held if e[2] == e[3].version and e[3].sentences})
+
+    def _hard_s(self, s: StreamState) -> float:
+        """When a held head drops under max_lookahead_s (eligible for an otherwise idle worker)."""
+        return s.eligible_s - (self.config.max_lookahead_s - self.config.lookahead_s)
+
+    def _peek(self, heap: list[_Entry]) -> _Entry | None:
+        while heap:
+            top = heap[0]
+            if top[2] == top[3].version:
+                return top
+            heapq.heappop(heap)
+        return None
+
+    # ---- batches -------------------------------------------------------------------------
+
+    def batch_mates(
+        self, seed: SynthesisStep, seed_rank: float, now: float, room: int
+    ) -> list[StreamState]:
+        """Up to `room` streams whose next steps join a batch around `seed`, the most urgent
+        step (already handed out), in the order they join.
+
+        Candidates within batch_window_s of its latest start, of its kind, voice and speed
+        (windows of its frame count; encode steps of similar length first); stop before the
+        batch would make its most urgent member late (Triton's dynamic batcher, with
+        deadlines). The others keep their places."""
+        cfg = self.config
+        pacing = self._pacing
+        heap = self._ready
+        limit = seed_rank + cfg.batch_window_s
+        pool: list[_Entry] = []
+        rest: list[_Entry] = []
+        while heap and len(pool) + len(rest) < cfg.batch_candidates and heap[0][0] <= limit:
+            entry = heapq.heappop(heap)
+            if entry[2] != entry[3].version:
+                continue
+            (pool if self._batchable(entry[3], seed, now) else rest).append(entry)
+        if seed.kind is StepKind.ENCODE:
+            pool.sort(key=lambda e: abs(e[3].sentences[0].encode.chars - seed.chars))
+        earliest = seed.deadline_s
+        computes = [seed.predicted_compute_s]
+        mates: list[StreamState] = []
+        for entry in pool:
+            s = entry[3]
+            if len(mates) >= room:
+                break
+            compute, after, _ = pacing.head_cost(s, now)
+            if seed.kind is StepKind.DECODE:
+                compute = seed.predicted_compute_s
+            trial = [*computes, compute]
+            longest = max(trial)
+            batch_s = longest + cfg.batch_marginal_cost * (sum(trial) - longest)
+            earliest_if = min(earliest, pacing.due_s(s) - after)
+            allowed = max(earliest_if - now, cfg.batch_late_growth * seed.predicted_compute_s)
+            if batch_s > allowed:
+                break
+            earliest, computes = earliest_if, trial
+            mates.append(s)
+        for entry in [*pool[len(mates) :], *rest]:
+            if entry[2] == entry[3].version:
+                heapq.heappush(heap, entry)
+        return mates
+
+    def _batchable(self, s: StreamState, seed: SynthesisStep, now: float) -> bool:
+        """Can the stream's next step join a batch seeded by `seed` (one kind, voice, speed;
+        a window of exactly seed.frames that its buffer allows, leaving no tiny tail)?"""
+        sentence = s.sentences[0]
+        head = sentence.encode
+        if head.voice != seed.voice or head.speed != seed.speed:
+            return False
+        if seed.kind is StepKind.ENCODE:
+            return sentence.frames is None
+        if sentence.frames is None:
+            return False
+        remaining = sentence.frames - sentence.next_frame
+        if remaining != seed.frames and remaining - seed.frames < self.config.min_window_frames:
+            return False
+        return self._pacing.window(s, remaining, now) >= seed.frames
+
+    # ---- fairness and upkeep -------------------------------------------------------------
+
+    def service_floor(self) -> float:
+        """The lowest attained service among backlogged streams (0 when none)."""
+        heap = self._service
+        while heap:
+            attained, _, s = heap[0]
+            if s.sentences and not s.closed and s.attained_s == attained:
+                return attained
+            heapq.heappop(heap)
+        return 0.0
+
+    def push_service(self, s: StreamState) -> None:
+        heapq.heappush(self._service, (s.attained_s, next(self._tiebreak), s))
+
+    def compact(self, live: Set[StreamState], now: float) -> None:
+        """Rebuild the heaps from the `live` (backlogged) streams when stale entries outnumber
+        them (amortized O(1))."""
+        n = len(live)
+        if len(self._ready) + len(self._held) > 4 * n + 1024:
+            self._ready.clear()
+            self._held.clear()
+            for s in live:
+                self.rekey(s, now)
+        if len(self._service) > 4 * n + 1024:
+            self._service = [(s.attained_s, next(self._tiebreak), s) for s in live]
+            heapq.heapify(self._service)
