@@ -1,11 +1,12 @@
-"""The asyncio layer: handshake, routing, the registry of streams, lifecycle and calibration.
+"""The asyncio layer: handshake, routing, the registry of streams and the lifecycle.
 
 Thin by design (style: habit 2): every per-stream rule (order, flush, clear, done, limits, the
 send buffer) lives in `session.StreamSession`; one WebSocket's socket loops live in
 `connection.StreamConnection` and one speech request's in `speech.SpeechStream`; the scheduler
-and the workers are reached through `synthesis`; plain HTTP answers are written by `routes`;
-what a handshake refusal says is decided by `security`. This module owns what is about the
-server as a whole: the handshake checks, routing, the streams in flight and shutdown.
+and the workers are reached through `synthesis`; what start-up settles once (voices, TLS,
+calibration) is in `startup`; plain HTTP answers are written by `routes`; what a handshake
+refusal says is decided by `security`. This module owns what is about the server as a whole:
+the handshake checks, routing, the streams in flight, the start-up order and shutdown.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import http
 import logging
 import os
 import signal
-import ssl
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -25,7 +25,7 @@ from functools import partial
 from aiohttp import web
 
 from litestream import config as config_mod
-from litestream import openai_api, protocol, routes
+from litestream import openai_api, protocol, routes, startup
 from litestream.cache import SentenceCache
 from litestream.config import Config
 from litestream.connection import StreamConnection
@@ -57,9 +57,6 @@ log = logging.getLogger("litestream.server")
 STREAM_PATH = "/v1/stream"
 DRAIN_RETRY_AFTER_S = 5.0  # a draining pod's clients should reconnect (to another pod) soon
 KEEPALIVE_S = 20.0  # WebSocket ping interval: a peer that stops answering is closed
-# Start-up calibration decodes its sentence (engine/registry.py: one per language) in windows of
-# a mid-range size.
-CALIBRATION_WINDOW_FRAMES = 64
 
 
 @dataclass(frozen=True)
@@ -80,7 +77,7 @@ class LitestreamServer:
 
     def __init__(self, config: Config, voices: Mapping[str, Voice] | None = None) -> None:
         self.config = config
-        self.voices = voices or load_voices(config)
+        self.voices = voices or startup.load_voices(config)
         self.default_voice = next(iter(self.voices))
         self.voice_ids = frozenset(self.voices)
         self.sample_rates = {voice_id: v.sample_rate for voice_id, v in self.voices.items()}
@@ -89,11 +86,9 @@ class LitestreamServer:
         self.metrics = Metrics()
         self.keys = KeyCheck(config.all_api_keys())
         self.limits = ClientLimits.from_config(config)
-        max_batch = config.max_batch or (
-            8 if any(v.provider.startswith("CUDA") for v in self.voices.values()) else 1
-        )
         self.cache = SentenceCache(config.cache_bytes)
-        self.synthesis = Synthesis(config, self.voices, self.metrics, max_batch,
+        self.synthesis = Synthesis(config, self.voices, self.metrics,
+                                   startup.max_batch(config, self.voices),
                                    self.default_voice, cache=self.cache)
         self.streams: dict[str, StreamConnection] = {}
         self.speech: dict[str, SpeechStream] = {}  # POST /v1/audio/speech in flight
@@ -132,10 +127,7 @@ class LitestreamServer:
                                     grace_s=config.watchdog_grace_s),
             on_change=self._on_pool_change,
         )
-        tls = None
-        if self.config.tls_cert is not None and self.config.tls_key is not None:
-            tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            tls.load_cert_chain(self.config.tls_cert, self.config.tls_key)
+        tls = startup.tls_context(config)
         app = web.Application(client_max_size=openai_api.MAX_BODY_BYTES)
         app.router.add_get(STREAM_PATH, self._stream)
         app.router.add_post(openai_api.SPEECH_PATH, self._speech)
@@ -150,7 +142,7 @@ class LitestreamServer:
                            reuse_address=True)
         await site.start()
         await pool.ready()
-        await asyncio.to_thread(self._calibrate, pool)
+        await asyncio.to_thread(startup.calibrate, pool, self.voices, self.synthesis)
         self.synthesis.start(pool, self._loop, self._deliver)
         self.warming = False
         log.info(
@@ -170,29 +162,6 @@ class LitestreamServer:
             self.scheduler.set_workers(pool.serving, self.now())
             self.metrics.set_workers_serving(pool.serving)
             self.synthesis.dispatch()
-
-    def _calibrate(self, pool: WorkerPool) -> None:
-        """Teach the scheduler what a step costs on this machine before the first stream.
-
-        The cost model learns as it goes, but a burst of streams at start-up would be admitted
-        and priced with the priors; so measure each voice once with every worker busy at once,
-        as under load: a sentence's encode, then its decode in windows."""
-        for group in registry.cost_groups(self.voices):
-            voice_id = group[0]  # voices of one model and language cost the same
-            text = registry.calibration_text(self.voices[voice_id].language)
-            try:
-                runs = pool.calibrate(voice_id, text, CALIBRATION_WINDOW_FRAMES)
-            except Exception:
-                log.exception("calibration of voice %s failed; using the priors", voice_id)
-                continue
-            for member in group:
-                self.synthesis.calibrate(member, runs)
-            encode_ms = 1000 * sum(r.encode_s for r in runs) / len(runs)
-            frames = sum(r.frames for r in runs)
-            log.info("voices %s with %d workers busy: encode %.0f ms for %d chars, decode %.2f ms"
-                     " per frame in %d-frame windows", ",".join(group), len(runs), encode_ms,
-                     len(text), 1000 * sum(r.decode_s for r in runs) / max(frames, 1),
-                     CALIBRATION_WINDOW_FRAMES)
 
     @property
     def port(self) -> int:
@@ -423,15 +392,6 @@ def _web(answer: routes.Answer) -> web.Response:
 
 async def _server_header(request: web.Request, response: web.StreamResponse) -> None:
     response.headers["Server"] = "litestream"  # not aiohttp's version: tells an attacker less
-
-
-def load_voices(config: Config) -> dict[str, Voice]:
-    """Every voice by id (engine/registry.py); the first one loaded is the default."""
-    return registry.load_voices(
-        config.voice, config.extra_voices, kokoro_voices=config.kokoro,
-        cache_dir=config.model_cache_dir, intra_op_threads=config.intra_op_threads,
-        device=config.device, deterministic=config.deterministic,
-    )
 
 
 async def run(config: Config) -> None:

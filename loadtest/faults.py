@@ -719,7 +719,7 @@ def memory_variant(variant: str, runs: int, seed: int = 1) -> None:
     from litestream.engine import PiperVoice
     from litestream.engine import piper as piper_mod
     from litestream.segmenter import Segmenter
-    from litestream.server import CALIBRATION_WINDOW_FRAMES as window
+    from litestream.startup import CALIBRATION_WINDOW_FRAMES as window
     from litestream.workers import release_memory
 
     plain = piper_mod._session_options
