@@ -1,11 +1,12 @@
-"""The asyncio layer: handshake, one handler per stream, lifecycle and calibration.
+"""The asyncio layer: handshake, routing, the registry of streams and the lifecycle.
 
-Thin by design (style: habit 2), like python-websockets' asyncio `Connection`: every
-per-stream rule (order, flush, clear, done, limits, the send buffer) lives in
-`session.StreamSession`; the scheduler and the workers are reached through `synthesis`; plain
-HTTP answers are written by `routes`; what a handshake refusal says is decided by `security`.
-This module moves frames between each socket and its session, and owns what is about
-connections: the handshake checks, the socket loops, backpressure and shutdown.
+Thin by design (style: habit 2): every per-stream rule (order, flush, clear, done, limits, the
+send buffer) lives in `session.StreamSession`; one WebSocket's socket loops live in
+`connection.StreamConnection` and one speech request's in `speech.SpeechStream`; the scheduler
+and the workers are reached through `synthesis`; what start-up settles once (voices, TLS,
+calibration) is in `startup`; plain HTTP answers are written by `routes`; what a handshake
+refusal says is decided by `security`. This module owns what is about the server as a whole:
+the handshake checks, routing, the streams in flight, the start-up order and shutdown.
 """
 
 from __future__ import annotations
@@ -16,21 +17,21 @@ import http
 import logging
 import os
 import signal
-import ssl
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from litestream import config as config_mod
-from litestream import openai_api, protocol, routes
+from litestream import openai_api, protocol, routes, startup
 from litestream.cache import SentenceCache
 from litestream.config import Config
+from litestream.connection import StreamConnection
 from litestream.engine import Voice, registry
 from litestream.errors import CloseCode, LitestreamError
-from litestream.logs import SessionAdapter, setup_logging, stream_summary
+from litestream.logs import SessionAdapter, setup_logging
 from litestream.metrics import Metrics
 from litestream.protocol import HandshakeParams, QueryError, StreamSettings
 from litestream.scheduler import Scheduler
@@ -46,21 +47,7 @@ from litestream.security import (
     refuse_origin,
     refuse_unauthorized,
 )
-from litestream.session import (
-    ClientFrame,
-    Close,
-    Disconnected,
-    GoingAway,
-    ReceiveTimeout,
-    SendAudio,
-    SendMessage,
-    SendTimeout,
-    SessionInput,
-    SessionLimits,
-    StreamSession,
-    StreamState,
-    SynthesisResult,
-)
+from litestream.session import GoingAway, SessionLimits, StreamSession, SynthesisResult
 from litestream.speech import SpeechStream
 from litestream.synthesis import StreamLink, Synthesis
 from litestream.workers import PoolEvent, WatchdogConfig, WorkerPool
@@ -70,9 +57,6 @@ log = logging.getLogger("litestream.server")
 STREAM_PATH = "/v1/stream"
 DRAIN_RETRY_AFTER_S = 5.0  # a draining pod's clients should reconnect (to another pod) soon
 KEEPALIVE_S = 20.0  # WebSocket ping interval: a peer that stops answering is closed
-# Start-up calibration decodes its sentence (engine/registry.py: one per language) in windows of
-# a mid-range size.
-CALIBRATION_WINDOW_FRAMES = 64
 
 
 @dataclass(frozen=True)
@@ -81,37 +65,6 @@ class Admitted:
 
     client: str  # key label, or client address without keys
     session_id: str
-
-
-@dataclass(eq=False)
-class StreamConnection:
-    """One accepted WebSocket and the stream session it carries (server side)."""
-
-    ws: web.WebSocketResponse
-    request: web.Request
-    session: StreamSession
-    link: StreamLink
-    client: str
-    log: SessionAdapter
-    wakeup: asyncio.Event = field(default_factory=asyncio.Event)  # the sender has work
-
-    @property
-    def id(self) -> str:
-        return self.session.id
-
-    def abort(self) -> None:
-        """Cut the TCP connection at once (no close handshake: the client stopped reading)."""
-        transport = self.request.transport
-        if transport is not None:
-            transport.abort()
-
-    def feed(self, item: SessionInput, now: float) -> None:
-        """Give the session an input, then let the sender move what it queued."""
-        self.session.receive(item, now)
-        if self.session.aborting:
-            # The sender may be stuck in a send to a client that stopped reading: cut now.
-            self.abort()
-        self.wakeup.set()
 
 
 class LitestreamServer:
@@ -124,7 +77,7 @@ class LitestreamServer:
 
     def __init__(self, config: Config, voices: Mapping[str, Voice] | None = None) -> None:
         self.config = config
-        self.voices = voices or load_voices(config)
+        self.voices = voices or startup.load_voices(config)
         self.default_voice = next(iter(self.voices))
         self.voice_ids = frozenset(self.voices)
         self.sample_rates = {voice_id: v.sample_rate for voice_id, v in self.voices.items()}
@@ -133,11 +86,9 @@ class LitestreamServer:
         self.metrics = Metrics()
         self.keys = KeyCheck(config.all_api_keys())
         self.limits = ClientLimits.from_config(config)
-        max_batch = config.max_batch or (
-            8 if any(v.provider.startswith("CUDA") for v in self.voices.values()) else 1
-        )
         self.cache = SentenceCache(config.cache_bytes)
-        self.synthesis = Synthesis(config, self.voices, self.metrics, max_batch,
+        self.synthesis = Synthesis(config, self.voices, self.metrics,
+                                   startup.max_batch(config, self.voices),
                                    self.default_voice, cache=self.cache)
         self.streams: dict[str, StreamConnection] = {}
         self.speech: dict[str, SpeechStream] = {}  # POST /v1/audio/speech in flight
@@ -176,10 +127,7 @@ class LitestreamServer:
                                     grace_s=config.watchdog_grace_s),
             on_change=self._on_pool_change,
         )
-        tls = None
-        if self.config.tls_cert is not None and self.config.tls_key is not None:
-            tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            tls.load_cert_chain(self.config.tls_cert, self.config.tls_key)
+        tls = startup.tls_context(config)
         app = web.Application(client_max_size=openai_api.MAX_BODY_BYTES)
         app.router.add_get(STREAM_PATH, self._stream)
         app.router.add_post(openai_api.SPEECH_PATH, self._speech)
@@ -194,7 +142,7 @@ class LitestreamServer:
                            reuse_address=True)
         await site.start()
         await pool.ready()
-        await asyncio.to_thread(self._calibrate, pool)
+        await asyncio.to_thread(startup.calibrate, pool, self.voices, self.synthesis)
         self.synthesis.start(pool, self._loop, self._deliver)
         self.warming = False
         log.info(
@@ -214,29 +162,6 @@ class LitestreamServer:
             self.scheduler.set_workers(pool.serving, self.now())
             self.metrics.set_workers_serving(pool.serving)
             self.synthesis.dispatch()
-
-    def _calibrate(self, pool: WorkerPool) -> None:
-        """Teach the scheduler what a step costs on this machine before the first stream.
-
-        The cost model learns as it goes, but a burst of streams at start-up would be admitted
-        and priced with the priors; so measure each voice once with every worker busy at once,
-        as under load: a sentence's encode, then its decode in windows."""
-        for group in registry.cost_groups(self.voices):
-            voice_id = group[0]  # voices of one model and language cost the same
-            text = registry.calibration_text(self.voices[voice_id].language)
-            try:
-                runs = pool.calibrate(voice_id, text, CALIBRATION_WINDOW_FRAMES)
-            except Exception:
-                log.exception("calibration of voice %s failed; using the priors", voice_id)
-                continue
-            for member in group:
-                self.synthesis.calibrate(member, runs)
-            encode_ms = 1000 * sum(r.encode_s for r in runs) / len(runs)
-            frames = sum(r.frames for r in runs)
-            log.info("voices %s with %d workers busy: encode %.0f ms for %d chars, decode %.2f ms"
-                     " per frame in %d-frame windows", ",".join(group), len(runs), encode_ms,
-                     len(text), 1000 * sum(r.decode_s for r in runs) / max(frames, 1),
-                     CALIBRATION_WINDOW_FRAMES)
 
     @property
     def port(self) -> int:
@@ -425,95 +350,24 @@ class LitestreamServer:
         session, link = self.new_session(admitted, params.settings, params.encoding)
         conn = StreamConnection(ws=ws, request=request, session=session, link=link,
                                 client=admitted.client,
-                                log=SessionAdapter(log, admitted.session_id))
+                                log=SessionAdapter(log, admitted.session_id),
+                                now=self.now, dispatch=self.synthesis.dispatch,
+                                idle_timeout_s=self.config.idle_timeout_s,
+                                slow_reader_timeout_s=self.config.slow_reader_timeout_s)
         self.streams[conn.id] = conn
         self.metrics.stream_opened()
-        sender = asyncio.create_task(self._send_loop(conn))
         try:
-            await self._receive_loop(conn)
+            await conn.run()
         finally:
-            conn.feed(Disconnected(), self.now())
-            with contextlib.suppress(asyncio.CancelledError):
-                await sender
             self._finish(conn, admitted)
         return ws
 
     def _finish(self, conn: StreamConnection, admitted: Admitted) -> None:
         self.streams.pop(conn.id, None)
-        underrun_ms = round(conn.link.underrun_s() * 1000)
+        underrun_ms = round(conn.link.underrun_s() * 1000)  # before release forgets the stream
         dropped = self.release(admitted)
-        session = conn.session
-        code = conn.ws.close_code
-        if code is None:
-            code = session.close_code if session.close_code is not None else CloseCode.NORMAL
-        self.metrics.stream_closed(code)
-        stream_summary(
-            conn.log.logger, session=conn.id, chars=session.chars,
-            audio_ms=round(session.cursor_ms), ttfa_ms=session.ttfa_ms, stalls=conn.link.stalls,
-            underrun_ms=underrun_ms, close_code=code,
-            reason=session.close_reason or f"dropped {dropped} queued chunks",
-        )
-
-    async def _receive_loop(self, conn: StreamConnection) -> None:
-        """Read client messages until the connection is gone. Reading goes on after `end`
-        (a `clear` may still interrupt what is left to speak); the close handshake of a close
-        the session asked for is read by the sender's `close()`."""
-        idle = self.config.idle_timeout_s
-        while True:
-            try:
-                msg = await conn.ws.receive(timeout=idle)
-            except TimeoutError:
-                conn.feed(ReceiveTimeout(), self.now())
-                continue
-            if msg.type is WSMsgType.TEXT or msg.type is WSMsgType.BINARY:
-                conn.feed(ClientFrame(msg.data), self.now())
-                self.synthesis.dispatch()
-            else:  # CLOSE, CLOSING, CLOSED or ERROR (a message over max_msg_size: 1009 sent)
-                return
-
-    async def _send_loop(self, conn: StreamConnection) -> None:
-        """The one writer of a stream: sends what its session queued, in order.
-
-        Backpressure: a send waits while the socket's buffer is full. A client that stops
-        reading for `slow_reader_timeout_s` is cut off, and the session cuts off one with more
-        than `send_buffer_s` of audio waiting; so memory stays bounded (the scheduler also
-        stops synthesizing past its lookahead cap for a stream whose audio piles up).
-        """
-        timeout = self.config.slow_reader_timeout_s
-        session, ws = conn.session, conn.ws
-        try:
-            while True:
-                item = session.next_outgoing()
-                match item:
-                    case None:
-                        if session.state is StreamState.CLOSED:
-                            return
-                        conn.wakeup.clear()
-                        await conn.wakeup.wait()
-                    case SendMessage(payload=payload) | SendAudio(payload=payload):
-                        try:
-                            async with asyncio.timeout(timeout):
-                                if isinstance(payload, str):
-                                    await ws.send_str(payload)
-                                else:
-                                    await ws.send_bytes(payload)
-                        except TimeoutError:
-                            conn.log.warning("client stopped reading for %.0f s; closing", timeout)
-                            conn.feed(SendTimeout(), self.now())
-                            conn.abort()
-                            return
-                    case Close(code=code, reason=reason, abort=abort):
-                        if abort:
-                            conn.abort()
-                        else:
-                            await ws.close(code=code, message=reason.encode())
-                        return
-        except (ConnectionError, RuntimeError):  # the client is gone (aiohttp raises both)
-            return
-        except Exception:  # a bug must cost this stream only, never the server
-            conn.log.exception("sender failed")
-            with contextlib.suppress(Exception):
-                await ws.close(code=CloseCode.INTERNAL_ERROR, message=b"internal error")
+        self.metrics.stream_closed(conn.close_code)
+        conn.summarize(underrun_ms, dropped)
 
     def _deliver(self, stream_id: str, results: Sequence[SynthesisResult]) -> None:
         now = self.now()
@@ -538,15 +392,6 @@ def _web(answer: routes.Answer) -> web.Response:
 
 async def _server_header(request: web.Request, response: web.StreamResponse) -> None:
     response.headers["Server"] = "litestream"  # not aiohttp's version: tells an attacker less
-
-
-def load_voices(config: Config) -> dict[str, Voice]:
-    """Every voice by id (engine/registry.py); the first one loaded is the default."""
-    return registry.load_voices(
-        config.voice, config.extra_voices, kokoro_voices=config.kokoro,
-        cache_dir=config.model_cache_dir, intra_op_threads=config.intra_op_threads,
-        device=config.device, deterministic=config.deterministic,
-    )
 
 
 async def run(config: Config) -> None:

@@ -740,7 +740,7 @@ def memory_variant(variant: str, runs: int, seed: int = 1) -> None:
 
     from litestream.engine import PiperVoice, piper_model
     from litestream.segmenter import Segmenter
-    from litestream.server import CALIBRATION_WINDOW_FRAMES as window
+    from litestream.startup import CALIBRATION_WINDOW_FRAMES as window
     from litestream.workers import release_memory
 
     plain = piper_model.session_options

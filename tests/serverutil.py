@@ -6,13 +6,18 @@ test pays only for the server, not for loading the model.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
 import socket
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from websockets.asyncio.client import connect
+
 from litestream import config as config_mod
+from litestream.connection import StreamConnection
 from litestream.engine import PiperVoice, Voice
 from litestream.server import LitestreamServer
 
@@ -60,3 +65,26 @@ async def run_server(voices: Mapping[str, Voice] | None = None,
         yield RunningServer(server, server.port)
     finally:
         await server.close()
+
+
+@contextlib.asynccontextmanager
+async def slow_reader(srv: RunningServer, sentences: int) -> AsyncIterator[StreamConnection]:
+    """A client that sends `sentences` sentences and never reads; yields the server's side.
+
+    The network is what is simulated: the client's receive buffer and the server's send buffer
+    are shrunk to a few KB (real sockets, real kernel), so the server's writes block. The
+    client's connection is cut on the way out."""
+    sock = socket.create_connection(("127.0.0.1", srv.port))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    ws = await connect(srv.url, sock=sock)
+    try:
+        await ws.send(json.dumps({"type": "text", "text": " ".join(
+            f"Sentence {i} keeps coming while nobody listens." for i in range(sentences))}))
+        await asyncio.sleep(0.3)
+        conn = srv.server.streams[next(iter(srv.server.streams))]
+        conn.request.transport.get_extra_info("socket").setsockopt(
+            socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        yield conn
+    finally:
+        ws.transport.abort()

@@ -10,7 +10,6 @@ import asyncio
 import itertools
 import json
 import random
-import socket
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +20,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from litestream import protocol
-from tests.serverutil import RunningServer, run_server, shared_voices
+from tests.serverutil import RunningServer, run_server, shared_voices, slow_reader
 
 SENTENCES = [
     "The quick brown fox jumps over the lazy dog.",
@@ -396,24 +395,11 @@ async def test_priority_from_a_config_message_reaches_the_scheduler(server: Runn
 
 
 async def test_a_client_that_stops_reading_is_bounded_then_cut_off() -> None:
-    """protocol-v1 backpressure: a client that stops reading must not grow server memory.
-
-    The network is what is simulated here: the client's receive buffer and the server's send
-    buffer are shrunk to a few KB (real sockets, real kernel), so the server's writes block.
-    """
+    """protocol-v1 backpressure: a client that stops reading must not grow server memory
+    (serverutil.slow_reader: the network's buffers are shrunk so the server's writes block)."""
     async with run_server(slow_reader_timeout_s=1.0, lookahead_s=2.0, max_lookahead_s=4.0,
-                          audio_format="f32le") as srv:
-        sock = socket.create_connection(("127.0.0.1", srv.port))
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.setblocking(False)
-        ws = await connect(srv.url, sock=sock)
-        await ws.send(json.dumps({"type": "text", "text": " ".join(
-            f"Sentence {i} keeps coming while nobody listens." for i in range(60))}))
-        await asyncio.sleep(0.3)
-        session = next(iter(srv.server.streams))
-        conn = srv.server.streams[session]
-        server_sock = conn.request.transport.get_extra_info("socket")
-        server_sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+                          audio_format="f32le") as srv, slow_reader(srv, sentences=60) as conn:
+        session = conn.id
         # The server stops synthesizing for it at the hard lookahead cap, then cuts it off.
         for _ in range(200):
             if session not in srv.server.streams:
@@ -424,7 +410,6 @@ async def test_a_client_that_stops_reading_is_bounded_then_cut_off() -> None:
         assert session not in srv.server.streams
         assert conn.session.close_reason == "slow reader"
         assert srv.server.scheduler.queued_sentences() == 0
-        ws.transport.abort()
 
 
 def _random_value(rng: random.Random, depth: int = 0) -> object:
@@ -499,18 +484,8 @@ async def test_a_refusal_says_its_reason_to_the_client_and_the_metrics() -> None
 async def test_send_buffer_s_cuts_off_a_client_that_stops_reading() -> None:
     """The outbox holds at most send_buffer_s of audio; the slow-reader timeout is far off."""
     async with run_server(slow_reader_timeout_s=120.0, send_buffer_s=1.0,
-                          audio_format="f32le") as srv:
-        sock = socket.create_connection(("127.0.0.1", srv.port))
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.setblocking(False)
-        ws = await connect(srv.url, sock=sock)
-        await ws.send(json.dumps({"type": "text", "text": " ".join(
-            f"Sentence {i} keeps coming while nobody listens." for i in range(40))}))
-        await asyncio.sleep(0.3)
-        session = next(iter(srv.server.streams))
-        conn = srv.server.streams[session]
-        conn.request.transport.get_extra_info("socket").setsockopt(
-            socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+                          audio_format="f32le") as srv, slow_reader(srv, sentences=40) as conn:
+        session = conn.id
         for _ in range(300):
             if session not in srv.server.streams:
                 break
@@ -518,4 +493,3 @@ async def test_send_buffer_s_cuts_off_a_client_that_stops_reading() -> None:
         assert session not in srv.server.streams
         assert conn.session.close_reason == "slow reader"
         assert srv.server.scheduler.queued_sentences() == 0
-        ws.transport.abort()

@@ -1,0 +1,159 @@
+"""One accepted protocol-v1 WebSocket: the socket loops between it and its stream session.
+
+`StreamConnection` owns what happens on one socket after the handshake: the reader loop (with
+the idle timeout), the one writer loop (with the slow-reader timeout), cutting the TCP
+connection of a client that stopped reading, and the stream's summary line. Like
+python-websockets' asyncio `Connection`, it only moves data: every per-stream rule lives in
+`session.StreamSession`. The handshake, the registry of open streams and shutdown stay in
+`server`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from aiohttp import WSMsgType, web
+
+from litestream.errors import CloseCode
+from litestream.logs import SessionAdapter, stream_summary
+from litestream.session import (
+    ClientFrame,
+    Close,
+    Disconnected,
+    ReceiveTimeout,
+    SendAudio,
+    SendMessage,
+    SendTimeout,
+    SessionInput,
+    StreamSession,
+    StreamState,
+)
+from litestream.synthesis import StreamLink
+
+
+@dataclass(eq=False)
+class StreamConnection:
+    """One accepted WebSocket and the stream session it carries (server side)."""
+
+    ws: web.WebSocketResponse
+    request: web.Request
+    session: StreamSession
+    link: StreamLink
+    client: str
+    log: SessionAdapter
+    now: Callable[[], float]  # the event loop's clock, in seconds
+    dispatch: Callable[[], None]  # after a client frame: hand new sentences to idle workers
+    idle_timeout_s: float  # no client message for this long: the session is told
+    slow_reader_timeout_s: float  # one send blocked this long: the client is cut off
+    wakeup: asyncio.Event = field(default_factory=asyncio.Event)  # the sender has work
+
+    @property
+    def id(self) -> str:
+        return self.session.id
+
+    def abort(self) -> None:
+        """Cut the TCP connection at once (no close handshake: the client stopped reading)."""
+        transport = self.request.transport
+        if transport is not None:
+            transport.abort()
+
+    def feed(self, item: SessionInput, now: float) -> None:
+        """Give the session an input, then let the sender move what it queued."""
+        self.session.receive(item, now)
+        if self.session.aborting:
+            # The sender may be stuck in a send to a client that stopped reading: cut now.
+            self.abort()
+        self.wakeup.set()
+
+    async def run(self) -> None:
+        """Carry the stream until the connection is gone and the sender has stopped."""
+        sender = asyncio.create_task(self._send_loop())
+        try:
+            await self._receive_loop()
+        finally:
+            self.feed(Disconnected(), self.now())
+            with contextlib.suppress(asyncio.CancelledError):
+                await sender
+
+    @property
+    def close_code(self) -> int:
+        """The code the stream closed with: the WebSocket's, else the one its session chose."""
+        code = self.ws.close_code
+        if code is None:
+            session = self.session
+            code = session.close_code if session.close_code is not None else CloseCode.NORMAL
+        return code
+
+    def summarize(self, underrun_ms: int, dropped: int) -> None:
+        """Log the stream's one summary line (logs.stream_summary)."""
+        session = self.session
+        stream_summary(
+            self.log.logger, session=self.id, chars=session.chars,
+            audio_ms=round(session.cursor_ms), ttfa_ms=session.ttfa_ms, stalls=self.link.stalls,
+            underrun_ms=underrun_ms, close_code=self.close_code,
+            reason=session.close_reason or f"dropped {dropped} queued chunks",
+        )
+
+    async def _receive_loop(self) -> None:
+        """Read client messages until the connection is gone. Reading goes on after `end`
+        (a `clear` may still interrupt what is left to speak); the close handshake of a close
+        the session asked for is read by the sender's `close()`."""
+        idle = self.idle_timeout_s
+        while True:
+            try:
+                msg = await self.ws.receive(timeout=idle)
+            except TimeoutError:
+                self.feed(ReceiveTimeout(), self.now())
+                continue
+            if msg.type is WSMsgType.TEXT or msg.type is WSMsgType.BINARY:
+                self.feed(ClientFrame(msg.data), self.now())
+                self.dispatch()
+            else:  # CLOSE, CLOSING, CLOSED or ERROR (a message over max_msg_size: 1009 sent)
+                return
+
+    async def _send_loop(self) -> None:
+        """The one writer of a stream: sends what its session queued, in order.
+
+        Backpressure: a send waits while the socket's buffer is full. A client that stops
+        reading for `slow_reader_timeout_s` is cut off, and the session cuts off one with more
+        than `send_buffer_s` of audio waiting; so memory stays bounded (the scheduler also
+        stops synthesizing past its lookahead cap for a stream whose audio piles up).
+        """
+        timeout = self.slow_reader_timeout_s
+        session, ws = self.session, self.ws
+        try:
+            while True:
+                item = session.next_outgoing()
+                match item:
+                    case None:
+                        if session.state is StreamState.CLOSED:
+                            return
+                        self.wakeup.clear()
+                        await self.wakeup.wait()
+                    case SendMessage(payload=payload) | SendAudio(payload=payload):
+                        try:
+                            async with asyncio.timeout(timeout):
+                                if isinstance(payload, str):
+                                    await ws.send_str(payload)
+                                else:
+                                    await ws.send_bytes(payload)
+                        except TimeoutError:
+                            self.log.warning("client stopped reading for %.0f s; closing", timeout)
+                            self.feed(SendTimeout(), self.now())
+                            self.abort()
+                            return
+                    case Close(code=code, reason=reason, abort=abort):
+                        if abort:
+                            self.abort()
+                        else:
+                            await ws.close(code=code, message=reason.encode())
+                        return
+        except (ConnectionError, RuntimeError):  # the client is gone (aiohttp raises both)
+            return
+        except Exception:  # a bug must cost this stream only, never the server
+            self.log.exception("sender failed")
+            with contextlib.suppress(Exception):
+                await ws.close(code=CloseCode.INTERNAL_ERROR, message=b"internal error")

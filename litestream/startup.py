@@ -1,0 +1,73 @@
+"""What the server settles once, before its first stream: voices, batch size, TLS, calibration.
+
+`LitestreamServer.start` calls these in order (listen, warm the workers, calibrate, turn
+ready); the order and the serving stay in `server`. Calibration is here because it runs once
+per process: the scheduler's cost model goes on learning from every step afterwards.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from collections.abc import Mapping
+
+from litestream.config import Config
+from litestream.engine import Voice, registry
+from litestream.synthesis import Synthesis
+from litestream.workers import WorkerPool
+
+log = logging.getLogger("litestream.startup")
+
+# Start-up calibration decodes its sentence (engine/registry.py: one per language) in windows of
+# a mid-range size.
+CALIBRATION_WINDOW_FRAMES = 64
+
+
+def load_voices(config: Config) -> dict[str, Voice]:
+    """Every voice by id (engine/registry.py); the first one loaded is the default."""
+    return registry.load_voices(
+        config.voice, config.extra_voices, kokoro_voices=config.kokoro,
+        cache_dir=config.model_cache_dir, intra_op_threads=config.intra_op_threads,
+        device=config.device, deterministic=config.deterministic,
+    )
+
+
+def max_batch(config: Config, voices: Mapping[str, Voice]) -> int:
+    """Decode windows run together: the configured bound, else 8 on a GPU and 1 on a CPU."""
+    return config.max_batch or (
+        8 if any(v.provider.startswith("CUDA") for v in voices.values()) else 1
+    )
+
+
+def tls_context(config: Config) -> ssl.SSLContext | None:
+    """The server's TLS context when a certificate and its key are configured, else None."""
+    if config.tls_cert is None or config.tls_key is None:
+        return None
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(config.tls_cert, config.tls_key)
+    return tls
+
+
+def calibrate(pool: WorkerPool, voices: Mapping[str, Voice], synthesis: Synthesis) -> None:
+    """Teach the scheduler what a step costs on this machine before the first stream.
+
+    The cost model learns as it goes, but a burst of streams at start-up would be admitted
+    and priced with the priors; so measure each voice once with every worker busy at once,
+    as under load: a sentence's encode, then its decode in windows. Blocks: run it off the
+    event loop."""
+    for group in registry.cost_groups(voices):
+        voice_id = group[0]  # voices of one model and language cost the same
+        text = registry.calibration_text(voices[voice_id].language)
+        try:
+            runs = pool.calibrate(voice_id, text, CALIBRATION_WINDOW_FRAMES)
+        except Exception:
+            log.exception("calibration of voice %s failed; using the priors", voice_id)
+            continue
+        for member in group:
+            synthesis.calibrate(member, runs)
+        encode_ms = 1000 * sum(r.encode_s for r in runs) / len(runs)
+        frames = sum(r.frames for r in runs)
+        log.info("voices %s with %d workers busy: encode %.0f ms for %d chars, decode %.2f ms"
+                 " per frame in %d-frame windows", ",".join(group), len(runs), encode_ms,
+                 len(text), 1000 * sum(r.decode_s for r in runs) / max(frames, 1),
+                 CALIBRATION_WINDOW_FRAMES)
