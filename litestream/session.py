@@ -6,8 +6,9 @@ connection (style: habit 2). Everything that happens to a stream comes in throug
 (`ChunkPlanned`, `ChunkAudio`, `ChunkFailed`) or a lifecycle event (`ReceiveTimeout`,
 `SendTimeout`, `GoingAway`, `Disconnected`). What goes back to the client comes out of one
 method, `next_outgoing()`: typed items (`SendMessage`, `SendAudio`, `Close`) in wire order.
-The asyncio layer (server.py) only moves them; so ordering, flush marks, barge-in, `done`,
-the text limits and the send buffer are tested with plain calls (tests/test_session.py).
+The asyncio layer (connection.py, speech.py) only moves them; so ordering, flush marks,
+barge-in, `done`, the text limits and the send buffer are tested with plain calls
+(tests/test_session.py).
 
 The session owns:
 - seq numbers: each sentence the segmenter cuts gets the next seq, from 0, never reused;
