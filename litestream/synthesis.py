@@ -270,6 +270,10 @@ class Synthesis:
                     link.piece_delivered(step.seq, step.deadline_s)
             else:  # cleared or closed: this sentence will not be finished
                 self._pieces.pop((step.stream_id, step.seq), None)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("session=%s seq=%d %s frames=%d took %.1f ms, predicted %.1f ms",
+                      step.stream_id, step.seq, step.kind.value, step.frames,
+                      result.compute_s * 1e3, step.predicted_compute_s * 1e3)
         if step.overrun:
             log.warning("session=%s seq=%d %s step took %.3f s, predicted %.3f s",
                         step.stream_id, step.seq, step.kind.value, result.compute_s,
