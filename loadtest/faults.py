@@ -45,7 +45,8 @@ import numpy as np
 from litestream.client import Audio, EventDecoder
 from litestream.errors import SynthesisError
 from litestream.protocol import Encoding
-from loadtest.realtime import StreamRecorder, StreamResult, machine_info, percentile
+from loadtest.realtime import machine_info
+from loadtest.recorder import StreamRecorder, StreamResult, percentile
 from loadtest.texts import LONG, PARAGRAPH, words
 
 ROOT = Path(__file__).resolve().parents[1]

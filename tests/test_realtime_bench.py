@@ -1,4 +1,5 @@
-"""Tests for loadtest/realtime.py: the pure accounting with plain numbers, one run end to end.
+"""Tests for loadtest/recorder.py and loadtest/realtime.py: the pure accounting with plain
+numbers, one run end to end.
 
 No timing thresholds are asserted (shared/style.md habit 10): only that figures exist and are
 consistent.
@@ -12,17 +13,16 @@ import math
 
 import pytest
 
-from loadtest.realtime import (
+from loadtest.realtime import check_loopback, run_load
+from loadtest.recorder import (
     StreamRecorder,
     StreamResult,
     Summary,
     arrival_offsets,
     capacity_search,
-    check_loopback,
     parse_arrival,
     passes,
     percentile,
-    run_load,
     summarize,
 )
 from loadtest.texts import LONG, PARAGRAPH, text_for, words
