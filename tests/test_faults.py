@@ -1,6 +1,6 @@
 """The fault-injection suite, quick version (`python -m loadtest.faults` runs the full one).
 
-One in-process server with the real voice in loadtest.faults.FaultyVoice; each scenario runs
+One in-process server with the real voice in loadtest.faulty_voice.FaultyVoice; each scenario runs
 with bystander streams. Asserted: what each fault must cause (its chunk fails with
 `synthesis_failed`, the stream still ends with `done`, a wedged or dead worker is replaced, a
 fuzzer gets spec error codes) and that every bystander ends with `done`, no error and all its

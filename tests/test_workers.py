@@ -1,6 +1,6 @@
 """The worker pool and its watchdog (issue 10), on the real bundled voice.
 
-Faults are injected by loadtest.faults.FaultyVoice, a wrapper of our own engine: a marker word
+Faults are injected by loadtest.faulty_voice.FaultyVoice, a wrapper of our own engine: a marker word
 in a chunk's text makes that run raise, hang (the real ONNX Runtime run repeated until the
 watchdog's terminate stops it), wedge (deaf to terminate) or kill its thread.
 """
@@ -25,7 +25,7 @@ from litestream.errors import SynthesisError
 from litestream.scheduler import Scheduler, StepKind, SynthesisStep
 from litestream.synthesis import scheduler_config
 from litestream.workers import TERMINATED, PoolEvent, WatchdogConfig, WorkerPool, WorkResult
-from loadtest.faults import MARKERS, Fault, FaultPlan, FaultyVoice, faulty_server
+from loadtest.faulty_voice import MARKERS, Fault, FaultPlan, FaultyVoice, faulty_server
 from tests.test_server import read_all
 
 SHORT = "A short sentence to speak."
