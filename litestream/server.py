@@ -143,6 +143,7 @@ class LitestreamServer:
         await site.start()
         await pool.ready()
         await asyncio.to_thread(startup.calibrate, pool, self.voices, self.synthesis)
+        await asyncio.to_thread(startup.warm_segmenters, self.voices)
         self.synthesis.start(pool, self._loop, self._deliver)
         self.warming = False
         log.info(

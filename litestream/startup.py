@@ -1,4 +1,5 @@
-"""What the server settles once, before its first stream: voices, batch size, TLS, calibration.
+"""What the server settles once, before its first stream: voices, batch size, TLS, calibration,
+and warming what a first stream would otherwise pay for on the event loop.
 
 `LitestreamServer.start` calls these in order (listen, warm the workers, calibrate, turn
 ready); the order and the serving stay in `server`. Calibration is here because it runs once
@@ -13,8 +14,9 @@ from collections.abc import Mapping
 
 from litestream.config import Config
 from litestream.engine import Voice, registry
+from litestream.segmenter import Segmenter
 from litestream.synthesis import Synthesis
-from litestream.workers import WorkerPool
+from litestream.workers import WorkerPool, release_memory
 
 log = logging.getLogger("litestream.startup")
 
@@ -48,6 +50,18 @@ def tls_context(config: Config) -> ssl.SSLContext | None:
     return tls
 
 
+def warm_segmenters(voices: Mapping[str, Voice]) -> None:
+    """Cut one paragraph per voice language, so the first stream does not pay pysbd's first use.
+
+    pysbd compiles its rules the first time a process segments text: 100-170 ms on the event
+    loop, measured on the first stream after start-up with every voice loaded (docs/operations.md,
+    "Warm start"), against about 3 ms later."""
+    for language in sorted({v.language for v in voices.values()}):
+        segmenter = Segmenter(language=registry.segmenter_language(language))
+        segmenter.feed(registry.calibration_text(language))
+        segmenter.flush()
+
+
 def calibrate(pool: WorkerPool, voices: Mapping[str, Voice], synthesis: Synthesis) -> None:
     """Teach the scheduler what a step costs on this machine before the first stream.
 
@@ -71,3 +85,6 @@ def calibrate(pool: WorkerPool, voices: Mapping[str, Voice], synthesis: Synthesi
                  " per frame in %d-frame windows", ",".join(group), len(runs), encode_ms,
                  len(text), 1000 * sum(r.decode_s for r in runs) / max(frames, 1),
                  CALIBRATION_WINDOW_FRAMES)
+    # Calibration's tensors are freed to malloc; hand them back to the OS now, not in the
+    # first stream's first step (workers trim after every run).
+    release_memory()
