@@ -136,6 +136,9 @@ FAULT_SERVER_SETTINGS: dict[str, Any] = {
     "slow_reader_timeout_s": 2.0,
     "lookahead_s": 2.0,
     "max_lookahead_s": 4.0,
+    # No sentence cache: bystanders repeat their text from scenario to scenario, and a hit
+    # would spare the workers the very load a fault must not disturb.
+    "cache_bytes": 0,
 }
 
 
