@@ -257,3 +257,26 @@ def test_unsplittable_graph_falls_back_to_whole_sentences(
     batch = plain.decode_batch([DecodeWindow(latent, 0, 8), DecodeWindow(latent, 8, 8)])
     assert np.array_equal(np.concatenate(batch), whole[: 16 * HOP_SAMPLES])
     assert len(plain.synthesize("Hello there.")) > 0
+
+
+def test_a_sentence_too_long_for_one_front_pass_runs_in_pieces(
+    voice: PiperVoice, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from litestream.engine import piper
+    from litestream.engine.phonemize import split_ids
+
+    # The real bound is never reached by ordinary text: a 300-character chunk (max_chars).
+    ordinary = " ".join([SENTENCE] * 4)[:300]
+    assert len(voice.phoneme_ids(ordinary)) < piper.MAX_FRONT_IDS
+    # A small bound makes this sentence one that expands past it.
+    ids = voice.phoneme_ids(SENTENCE)
+    monkeypatch.setattr(piper, "MAX_FRONT_IDS", 64)
+    pieces = split_ids(ids, voice.config.phoneme_id_map, 64)
+    assert len(pieces) >= 3
+    latent = voice.encode(ids)
+    parts = [voice.encode(piece) for piece in pieces]  # each under the bound: one front run
+    assert latent.frames == sum(part.frames for part in parts)
+    joined = np.concatenate([part.state.z_p for part in parts], axis=2)  # type: ignore[union-attr]
+    assert np.abs(latent.state.z_p - joined).max() <= 1e-5  # type: ignore[union-attr]
+    audio = stitched(voice, latent, SCHEDULE)
+    assert len(audio) == latent.samples and np.abs(audio).max() > 0.01

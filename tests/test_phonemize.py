@@ -7,7 +7,7 @@ import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 
 from litestream.engine import PiperVoice
-from litestream.engine.phonemize import ESPEAK_LOCK, phonemes_to_ids, phonemize
+from litestream.engine.phonemize import ESPEAK_LOCK, phonemes_to_ids, phonemize, split_ids
 
 SENTENCES = [
     "Hello world.",
@@ -67,3 +67,41 @@ def test_phonemize_waits_for_the_lock() -> None:
         assert not done.wait(0.2)  # blocked while another caller holds espeak
     thread.join(5)
     assert done.is_set()
+
+
+ID_MAP = {"_": [0], "^": [1], "$": [2], " ": [3], "a": [4], "b": [5]}
+
+
+def _ids(phonemes: str) -> list[int]:
+    return phonemes_to_ids(phonemes, ID_MAP)
+
+
+def _inner(ids: list[int]) -> list[int]:
+    return ids[2:-1]  # without "^ _" and "$"
+
+
+def test_split_ids_leaves_a_sentence_under_the_bound_alone() -> None:
+    ids = _ids("ab ba")
+    assert split_ids(ids, ID_MAP, len(ids)) == [ids]
+
+
+def test_split_ids_cuts_at_word_gaps_and_keeps_every_id() -> None:
+    ids = _ids(" ".join(["abab"] * 12))  # 12 words of 4 phonemes: 2 + 2 * 59 + 1 ids
+    pieces = split_ids(ids, ID_MAP, 40)
+    assert len(pieces) > 1
+    for piece in pieces:
+        assert len(piece) <= 40
+        assert piece[:2] == [1, 0] and piece[-1] == 2  # each one a sentence of its own
+    for piece in pieces[:-1]:
+        assert _inner(piece)[-2:] == [3, 0]  # ends at a word gap, never inside a word
+    assert [i for p in pieces for i in _inner(p)] == _inner(ids)
+
+
+def test_split_ids_cuts_a_word_longer_than_the_bound_between_phonemes() -> None:
+    ids = _ids("ab" * 40)  # one word, 80 phonemes
+    pieces = split_ids(ids, ID_MAP, 21)
+    for piece in pieces:
+        assert len(piece) <= 21
+        assert len(_inner(piece)) % 2 == 0  # whole (phoneme, pad) pairs
+        assert _inner(piece)[1::2] == [0] * (len(_inner(piece)) // 2)
+    assert [i for p in pieces for i in _inner(p)] == _inner(ids)

@@ -95,3 +95,45 @@ def phonemes_to_ids(phonemes: str, id_map: Mapping[str, Sequence[int]]) -> list[
         ids.extend(pad)
     ids.extend(id_map[EOS])
     return ids
+
+
+def split_ids(ids: Sequence[int], id_map: Mapping[str, Sequence[int]],
+              max_ids: int) -> list[list[int]]:
+    """Cut a sentence's ids (``^ _ (p _)* $``) into sequences of at most ``max_ids``, each in
+    the same convention, at word gaps (after a space phoneme), a hard cut only inside a word
+    longer than the bound. Joined again without their ``^ _`` and ``$``, they are ``ids``.
+
+    The front pass is quadratic in its ids: espeak-ng spells emoji and symbols out, so 150
+    such characters became 2,131 ids and one front pass of 5.3 s (docs/operations.md). Ordinary
+    sentences stay far under the bound and are never cut."""
+    head = [*id_map[BOS], *id_map[PAD]]
+    tail = list(id_map[EOS])
+    if len(ids) <= max_ids:
+        return [list(ids)]
+    budget = max_ids - len(head) - len(tail)
+    budget -= budget % 2  # whole (phoneme, pad) pairs
+    if budget < 2:
+        raise ValueError(f"max_ids {max_ids} leaves no room for a phoneme")
+    inner = list(ids[len(head): len(ids) - len(tail)])
+    space = [*id_map[" "], *id_map[PAD]] if " " in id_map else []
+    pieces: list[list[int]] = []
+    start = 0
+    while len(inner) - start > budget:
+        end = start + budget
+        gap = _last_gap(inner, space, start, end)
+        cut = gap if gap is not None else end
+        pieces.append([*head, *inner[start:cut], *tail])
+        start = cut
+    pieces.append([*head, *inner[start:], *tail])
+    return pieces
+
+
+def _last_gap(inner: Sequence[int], space: Sequence[int], start: int, end: int) -> int | None:
+    """The end of the last word gap (space phoneme, then pad) within inner[start:end]."""
+    n = len(space)
+    if not n:
+        return None
+    for at in range(end - n, start, -1):
+        if list(inner[at: at + n]) == list(space):
+            return at + n
+    return None

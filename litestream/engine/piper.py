@@ -39,7 +39,7 @@ from litestream.engine.catalog import (
     select_providers,
     voice_info,
 )
-from litestream.engine.phonemize import phonemes_to_ids, phonemize
+from litestream.engine.phonemize import phonemes_to_ids, phonemize, split_ids
 from litestream.engine.piper_model import (
     PreparedModel,
     create_session,
@@ -67,6 +67,11 @@ WARMUP_TEXTS = (
     "The next chunk is due before the listener runs dry, so we measure it carefully and often.",
 )
 # Piper's VITS hop (samples per frame); a split decoder's own upsampling is checked against it.
+# The most phoneme ids one front run takes. A sentence of max_chars (300) English characters is
+# about 620 ids (and never cut); text that espeak-ng spells out (emoji, symbols) can reach
+# thousands, and the front is quadratic in them, so past this it runs in pieces (split_ids).
+MAX_FRONT_IDS = 800
+
 HOP_SAMPLES = 256
 
 
@@ -290,21 +295,34 @@ class PiperVoice:
             padded = np.zeros(frames * hop, dtype=np.float32)
             padded[: len(audio)] = audio
             return Latent(frames=frames, samples_per_frame=hop, speed=speed, audio=padded)
-        feeds: dict[str, np.ndarray] = {
-            "input": np.array([ids], dtype=np.int64),
-            "input_lengths": np.array([len(ids)], dtype=np.int64),
-            "scales": self._scales(speed),
-            **self._speaker_feeds(1, split.front_inputs),
-        }
         began = time.perf_counter()
-        z_p, y_mask = run_session(self._front, [split.cuts.z_p, split.cuts.y_mask], feeds,
-                                  run_options)
+        # A sentence that phonemizes very long (spelled-out symbols) runs the front in pieces
+        # cut at word gaps: the front is quadratic in its ids. The latent is their join.
+        parts = [self._front_pass(piece, speed, run_options)
+                 for piece in split_ids(ids, self.config.phoneme_id_map, MAX_FRONT_IDS)]
+        z_p = np.concatenate([z for z, _ in parts], axis=2) if len(parts) > 1 else parts[0][0]
+        y_mask = np.concatenate([m for _, m in parts], axis=2) if len(parts) > 1 else parts[0][1]
         self.counters.encodes += 1
         self.counters.front_s += time.perf_counter() - began
         prior = Prior(z_p=np.ascontiguousarray(z_p, dtype=np.float32),
                       y_mask=np.ascontiguousarray(y_mask, dtype=np.float32))
         return Latent(frames=int(z_p.shape[2]), samples_per_frame=self._hop, speed=speed,
                       state=prior)
+
+    def _front_pass(self, ids: Sequence[int], speed: float,
+                    run_options: Any) -> tuple[np.ndarray, np.ndarray]:
+        """(z_p, y_mask) of one front run over ``ids``."""
+        split = self._model.split
+        assert split is not None and self._front is not None
+        feeds: dict[str, np.ndarray] = {
+            "input": np.array([ids], dtype=np.int64),
+            "input_lengths": np.array([len(ids)], dtype=np.int64),
+            "scales": self._scales(speed),
+            **self._speaker_feeds(1, split.front_inputs),
+        }
+        z_p, y_mask = run_session(self._front, [split.cuts.z_p, split.cuts.y_mask], feeds,
+                                  run_options)
+        return z_p, y_mask
 
     def decode(self, latent: Latent, start_frame: int, frames: int, *,
                run_options: Any = None) -> np.ndarray:
