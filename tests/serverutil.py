@@ -79,12 +79,18 @@ async def slow_reader(srv: RunningServer, sentences: int) -> AsyncIterator[Strea
     sock.setblocking(False)
     ws = await connect(srv.url, sock=sock)
     try:
-        await ws.send(json.dumps({"type": "text", "text": " ".join(
-            f"Sentence {i} keeps coming while nobody listens." for i in range(sentences))}))
-        await asyncio.sleep(0.3)
+        # The server's side, found before any text is sent: a fast server may have filled the
+        # buffers and cut the stream off before a later look would find it.
+        for _ in range(100):
+            if srv.server.streams:
+                break
+            await asyncio.sleep(0.01)
         conn = srv.server.streams[next(iter(srv.server.streams))]
         conn.request.transport.get_extra_info("socket").setsockopt(
             socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        await ws.send(json.dumps({"type": "text", "text": " ".join(
+            f"Sentence {i} keeps coming while nobody listens." for i in range(sentences))}))
+        await asyncio.sleep(0.3)
         yield conn
     finally:
         ws.transport.abort()
