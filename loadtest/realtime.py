@@ -94,23 +94,32 @@ def check_loopback(url: str) -> None:
     raise SystemExit(f"refusing non-loopback host {host!r}; pass --allow-remote to load it")
 
 
+async def connect_recorded(url: str, result: StreamResult, *, open_timeout: float,
+                           max_queue: int | None = 16) -> Any:
+    """The listener's WebSocket, or None with the refusal or connection error in `result`."""
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import InvalidStatus
+
+    try:
+        return await connect(url, open_timeout=open_timeout, proxy=None,
+                             max_size=8 * 1024 * 1024, compression=None, max_queue=max_queue)
+    except InvalidStatus as exc:
+        result.refused_status = exc.response.status_code
+    except (OSError, TimeoutError) as exc:
+        result.connect_error = f"{type(exc).__name__}: {exc}"
+    return None
+
+
 async def run_stream(url: str, mode: str, recorder: StreamRecorder, *, token_rate: float,
                      timeout_s: float) -> StreamResult:
     """One listener: connect, send the text, record every frame with its arrival time."""
-    from websockets.asyncio.client import connect
-    from websockets.exceptions import ConnectionClosed, InvalidStatus
+    from websockets.exceptions import ConnectionClosed
 
     loop = asyncio.get_running_loop()
     now = loop.time
     result = recorder.result
-    try:
-        ws = await connect(url, open_timeout=min(timeout_s, 30), proxy=None,
-                           max_size=8 * 1024 * 1024, compression=None)
-    except InvalidStatus as exc:
-        result.refused_status = exc.response.status_code
-        return result
-    except (OSError, TimeoutError) as exc:
-        result.connect_error = f"{type(exc).__name__}: {exc}"
+    ws = await connect_recorded(url, result, open_timeout=min(timeout_s, 30))
+    if ws is None:
         return result
 
     text = text_for(mode)

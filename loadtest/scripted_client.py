@@ -45,20 +45,15 @@ async def speak(url: str, index: int, messages: Sequence[str | bytes], *, timeou
 async def _speak(url: str, index: int, messages: Sequence[str | bytes], *, timeout_s: float,
                  read: bool, abort_after_s: float | None, pace_s: float,
                  playing: asyncio.Event | None) -> StreamResult:
-    from websockets.asyncio.client import connect
-    from websockets.exceptions import ConnectionClosed, InvalidStatus
+    from websockets.exceptions import ConnectionClosed
+
+    from loadtest.realtime import connect_recorded
 
     loop = asyncio.get_running_loop()
     recorder = StreamRecorder(index)
     result = recorder.result
-    try:
-        ws = await connect(url, open_timeout=30, proxy=None, max_size=8 * 1024 * 1024,
-                           compression=None, max_queue=None if read else 1)
-    except InvalidStatus as exc:
-        result.refused_status = exc.response.status_code
-        return result
-    except (OSError, TimeoutError) as exc:
-        result.connect_error = f"{type(exc).__name__}: {exc}"
+    ws = await connect_recorded(url, result, open_timeout=30, max_queue=None if read else 1)
+    if ws is None:
         return result
 
     async def send() -> None:
