@@ -235,20 +235,18 @@ async def soak(url: str, pid: int, minutes: float, streams: int, warmup_minutes:
 
     await asyncio.gather(sampler(), *(slot(i) for i in range(streams)))
     samples.append((loop.time() - t0, rss_mb(pid), await asyncio.to_thread(cache_mb, url)))
-    after = [(mb, cache) for t, mb, cache in samples if t >= warm_at - t0] or [samples[0][1:]]
-    base, base_cache = after[0]
-    peak = max(mb for mb, _ in after)
-    final, final_cache = samples[-1][1:]
-    growth = (final - base) / base * 100
-    own_base, own_final, own_growth = memory_growth(samples, warm_at - t0)
+    warm_s = warm_at - t0
+    peak = max((mb for t, mb, _ in samples if t >= warm_s), default=samples[-1][1])
+    base, final, growth = memory_growth([(t, mb, 0.0) for t, mb, _ in samples], warm_s)
+    own_base, own_final, own_growth = memory_growth(samples, warm_s)
     print(f"soak: {minutes:.0f} min, {streams} concurrent clients, {sum(counts.values())} "
           f"clients in all {counts}")
-    print(f"rss: start {samples[0][1]:.0f} MB, after warm-up ({warmup_minutes:.0f} min) "
-          f"{base:.0f} MB, peak after warm-up {peak:.0f} MB, final {final:.0f} MB: growth "
-          f"{growth:+.1f}%")
-    print(f"sentence cache: {base_cache:.0f} MB after warm-up, {final_cache:.0f} MB at the end; "
-          f"rss less the cache, mean of the first and last 2 min after warm-up: "
-          f"{own_base:.0f} -> {own_final:.0f} MB: growth {own_growth:+.1f}% (bar < 5%)")
+    print(f"rss, mean of the first and last 2 min after warm-up ({warmup_minutes:.0f} min): "
+          f"{base:.0f} -> {final:.0f} MB, growth {growth:+.1f}%; start {samples[0][1]:.0f} MB, "
+          f"peak after warm-up {peak:.0f} MB")
+    print(f"sentence cache: {base - own_base:.0f} MB after warm-up, {final - own_final:.0f} MB "
+          f"at the end; rss less the cache: {own_base:.0f} -> {own_final:.0f} MB: growth "
+          f"{own_growth:+.1f}% (bar < 5%)")
     print(f"paragraph streams: {paragraph_stalls[1]} done, {paragraph_stalls[0]} stalls, first "
           f"audio p50 {fmt_ms(percentile(paragraph_ttfa, 50))} ms p95 "
           f"{fmt_ms(percentile(paragraph_ttfa, 95))} ms; problems {bad or 'none'}")

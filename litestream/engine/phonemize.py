@@ -128,12 +128,12 @@ def split_ids(ids: Sequence[int], id_map: Mapping[str, Sequence[int]],
     return pieces
 
 
-def _last_gap(inner: Sequence[int], space: Sequence[int], start: int, end: int) -> int | None:
+def _last_gap(inner: list[int], space: list[int], start: int, end: int) -> int | None:
     """The end of the last word gap (space phoneme, then pad) within inner[start:end]."""
     n = len(space)
     if not n:
         return None
     for at in range(end - n, start, -1):
-        if list(inner[at: at + n]) == list(space):
+        if inner[at: at + n] == space:
             return at + n
     return None

@@ -300,8 +300,9 @@ class PiperVoice:
         # cut at word gaps: the front is quadratic in its ids. The latent is their join.
         parts = [self._front_pass(piece, speed, run_options)
                  for piece in split_ids(ids, self.config.phoneme_id_map, MAX_FRONT_IDS)]
-        z_p = np.concatenate([z for z, _ in parts], axis=2) if len(parts) > 1 else parts[0][0]
-        y_mask = np.concatenate([m for _, m in parts], axis=2) if len(parts) > 1 else parts[0][1]
+        z_p, y_mask = parts[0] if len(parts) == 1 else (
+            np.concatenate([z for z, _ in parts], axis=2),
+            np.concatenate([m for _, m in parts], axis=2))
         self.counters.encodes += 1
         self.counters.front_s += time.perf_counter() - began
         prior = Prior(z_p=np.ascontiguousarray(z_p, dtype=np.float32),
