@@ -105,6 +105,11 @@ class Config:
     )
     max_streams: int = field(default=0, metadata={"help": "hard cap on open streams (0: none)"})
     max_chunk_chars: int = field(default=300, metadata={"help": "longest chunk, characters"})
+    first_chunk_chars: int = field(
+        default=80,
+        metadata={"help": "a run's first sentence longer than this is cut once, at a clause "
+                          "boundary within it, for sooner first audio (0: never)"},
+    )
     cache_bytes: int = field(
         default=256 * 1024 * 1024,
         metadata={"help": "sentence cache: finished sentence audio kept for reuse, bytes (0: off)"},
@@ -213,6 +218,8 @@ def _validate(c: Config) -> None:
     _check(0 < c.target_utilization <= 1.5, "target_utilization", "must be in (0, 1.5]")
     _check(c.max_streams >= 0, "max_streams", "must not be negative")
     _check(c.max_chunk_chars >= 40, "max_chunk_chars", "must be at least 40")
+    _check(0 <= c.first_chunk_chars <= c.max_chunk_chars, "first_chunk_chars",
+           "must be 0 (never) up to max_chunk_chars")
     _check(c.cache_bytes >= 0, "cache_bytes", "must be 0 (off) or more")
     _check(c.max_message_bytes >= 1024, "max_message_bytes", "must be at least 1024")
     _check(c.max_buffered_chars >= 1, "max_buffered_chars", "must be positive")

@@ -105,6 +105,7 @@ class LitestreamServer:
             max_stream_chars=config.max_stream_chars,
             max_buffered_chars=config.max_buffered_chars,
             max_chunk_chars=config.max_chunk_chars,
+            first_chunk_chars=config.first_chunk_chars,
             send_buffer_s=config.send_buffer_s,
         )
 

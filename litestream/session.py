@@ -295,6 +295,7 @@ class StreamSession:
     def _new_segmenter(self, voice: str) -> Segmenter:
         """The voice's language picks the sentence and clause rules."""
         return Segmenter(max_chars=self._limits.max_chunk_chars,
+                         first_max_chars=self._limits.first_chunk_chars or None,
                          language=self._languages.get(voice, "en"))
 
     def _change_voice(self, voice: str, now: float) -> None:

@@ -149,4 +149,5 @@ class SessionLimits:
     max_stream_chars: int  # text one stream may send in all
     max_buffered_chars: int  # text buffered (not yet a sentence) before text_too_long
     max_chunk_chars: int  # the segmenter's longest chunk
+    first_chunk_chars: int  # a longer first sentence of a run is cut at a clause (0: never)
     send_buffer_s: float  # audio waiting in the outbox before the client is cut off

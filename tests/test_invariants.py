@@ -104,7 +104,7 @@ class Tracked:
 class Harness:
     def __init__(self, max_batch: int, workers: int = 2) -> None:
         self.config = config_mod.build(environ={}, workers=workers, max_batch=max_batch,
-                                       max_chunk_chars=60)
+                                       max_chunk_chars=60, first_chunk_chars=40)
         self.voices = shared_voices()
         self.voice = next(iter(self.voices))
         self.metrics = Metrics()
@@ -136,6 +136,7 @@ class Harness:
             limits=SessionLimits(max_stream_chars=config.max_stream_chars,
                                  max_buffered_chars=config.max_buffered_chars,
                                  max_chunk_chars=config.max_chunk_chars,
+                                 first_chunk_chars=config.first_chunk_chars,
                                  send_buffer_s=1e6),
             link=link, metrics=self.metrics)
         self.tracked[sid] = Tracked(session)

@@ -224,6 +224,77 @@ def test_flush_twice_is_empty() -> None:
     assert seg.flush() == []
 
 
+# -- a long first sentence ---------------------------------------------------------------------
+
+TRAIN = ("When the morning train pulled into the station, a little later than the timetable "
+         "promised, the platform was already crowded with people holding coffee and umbrellas.")
+
+
+def test_long_first_sentence_is_cut_once_at_its_first_clause() -> None:
+    text = TRAIN + " Nobody seemed to mind the rain, or the wait, at all that morning. " + TRAIN
+    assert run(text, first_max_chars=80) == [
+        "When the morning train pulled into the station,",
+        "a little later than the timetable promised, the platform was already crowded with "
+        "people holding coffee and umbrellas.",
+        # Later sentences are whole: the listener is already listening.
+        "Nobody seemed to mind the rain, or the wait, at all that morning.",
+        TRAIN,
+    ]
+    # Off by default: the segmenter alone never cuts a sentence under max_chars.
+    assert run(text) == [TRAIN, "Nobody seemed to mind the rain, or the wait, at all that "
+                         "morning.", TRAIN]
+
+
+def test_first_cut_takes_the_last_clause_within_the_limit() -> None:
+    assert run(TRAIN, first_max_chars=100)[0] == (
+        "When the morning train pulled into the station, a little later than the timetable "
+        "promised,")
+
+
+def test_first_sentence_without_a_clause_in_reach_is_whole() -> None:
+    # The first clause is longer than the limit: never cut inside a clause, so not cut at all.
+    long_clause = ("The committee members who had gathered in the old hall since early morning "
+                   "finally agreed, and everyone went home.")
+    assert run(long_clause, first_max_chars=40) == [long_clause]
+    # A first sentence within the limit is whole, and so is a long one after it.
+    assert run("Hello there. " + TRAIN, first_max_chars=40) == ["Hello there.", TRAIN]
+
+
+def test_first_cut_comes_as_soon_as_a_token_stream_passes_the_limit() -> None:
+    seg = Segmenter(first_max_chars=80)
+    words = TRAIN.split(" ")
+    fed = 0
+    out: list[str] = []
+    while not out:
+        out = seg.feed(words[fed] + " ")
+        fed += 1
+    # Emitted at the word that took the unfinished sentence past 80 characters.
+    assert out == ["When the morning train pulled into the station,"]
+    assert len(" ".join(words[:fed])) > 80 >= len(" ".join(words[: fed - 1]))
+
+
+def test_flush_and_clear_start_a_new_run() -> None:
+    seg = Segmenter(first_max_chars=80)
+    assert seg.feed(TRAIN + " ") == ["When the morning train pulled into the station,"]
+    assert seg.flush() == [TRAIN.split(", ", 1)[1]]
+    # After a flush (the end of an agent's turn) the next long sentence is cut again ...
+    assert seg.feed(TRAIN + " ")[0] == "When the morning train pulled into the station,"
+    seg.clear()
+    # ... and after a barge-in.
+    assert seg.feed(TRAIN + " ")[0] == "When the morning train pulled into the station,"
+    # A paragraph break inside the text is not a new run.
+    seg = Segmenter(first_max_chars=80)
+    chunks = seg.feed(TRAIN + "\n\n" + TRAIN + " ") + seg.flush()
+    assert chunks[2:] == [TRAIN]
+
+
+def test_first_max_chars_must_fit_max_chars() -> None:
+    with pytest.raises(ValueError, match="first_max_chars"):
+        Segmenter(max_chars=100, first_max_chars=101)
+    with pytest.raises(ValueError, match="first_max_chars"):
+        Segmenter(first_max_chars=0)
+
+
 # -- properties --------------------------------------------------------------------------------
 
 WORDS = ["the", "cat", "sat", "Smith", "ran", "house", "blue", "quickly", "a", "I", "yes"]
@@ -270,13 +341,16 @@ def fragmented(draw: st.DrawFn) -> tuple[str, list[str]]:
     return text, [text[a:b] for a, b in itertools.pairwise(bounds)]
 
 
-@settings(max_examples=200, deadline=None)
-@given(fragmented(), st.sampled_from([20, 60, 300]), st.sampled_from([1, 3]))
+@settings(max_examples=300, deadline=None)
+@given(fragmented(), st.sampled_from([20, 60, 300]), st.sampled_from([1, 3]),
+       st.sampled_from([0, 8, 20]))
 def test_fragments_do_not_change_chunks(
-    case: tuple[str, list[str]], max_chars: int, hard_factor: int
+    case: tuple[str, list[str]], max_chars: int, hard_factor: int, first: int
 ) -> None:
     text, fragments = case
     knobs = {"max_chars": max_chars, "hard_max_chars": hard_factor * max_chars}
+    if first:
+        knobs["first_max_chars"] = first
     assert run_fragments(fragments, **knobs) == run(text, **knobs)
 
 
@@ -310,13 +384,17 @@ def test_long_sentences_are_cut_at_clause_punctuation_only(text: str, max_chars:
 
 
 @settings(max_examples=200, deadline=None)
-@given(fragmented(), st.sampled_from([20, 60, 300]), st.sampled_from([1, 3]))
+@given(fragmented(), st.sampled_from([20, 60, 300]), st.sampled_from([1, 3]),
+       st.sampled_from([0, 12]))
 def test_chunks_cover_normalized_text(
-    case: tuple[str, list[str]], max_chars: int, hard_factor: int
+    case: tuple[str, list[str]], max_chars: int, hard_factor: int, first: int
 ) -> None:
     text, fragments = case
     hard = hard_factor * max_chars
-    chunks = run_fragments(fragments, max_chars=max_chars, hard_max_chars=hard)
+    knobs = {"max_chars": max_chars, "hard_max_chars": hard}
+    if first:
+        knobs["first_max_chars"] = first
+    chunks = run_fragments(fragments, **knobs)
     expected = normalize(text)
     # Chunks are the normalized text in order, modulo the single spaces between chunks; only
     # pieces with nothing to speak may be missing (pysbd can split "Dr.." into "Dr." and ".").

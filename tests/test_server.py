@@ -146,6 +146,30 @@ async def test_one_stream_end_to_end(server: RunningServer) -> None:
     assert t.close_code == 1000
 
 
+LONG_FIRST = ("When the morning train pulled into the station, a little later than the "
+              "timetable promised, the platform was crowded.")
+
+
+async def test_a_long_first_sentence_starts_with_its_first_clause(server: RunningServer) -> None:
+    # protocol-v1 (Timing promise): first audio comes when "a clause of a long first sentence"
+    # is synthesized. The default --first-chunk-chars (80) cuts it once, at a clause boundary;
+    # after a flush (the end of an agent's turn) the next run's long first sentence is cut too.
+    async with connect(server.url) as ws:
+        await ws.send(json.dumps({"type": "text", "text": LONG_FIRST + " Then it left.",
+                                  "flush": True}))
+        first = await read_all(ws, stop_after="flushed")
+        await ws.send(json.dumps({"type": "text", "text": LONG_FIRST}))
+        await ws.send(json.dumps({"type": "end"}))
+        second = await read_all(ws)
+    clause, rest = "When the morning train pulled into the station,", LONG_FIRST.split(", ", 1)[1]
+    assert [c["text"] for c in first.of_type("chunk")] == [clause, rest, "Then it left."]
+    assert [c["text"] for c in second.of_type("chunk")] == [clause, rest]
+    # Each piece is spoken as itself: the clause's audio is that clause synthesized alone.
+    assert same_audio(first.audio[0], clause)
+    assert same_audio(first.audio[1], rest)
+    assert second.events[-1]["type"] == "done"
+
+
 async def test_frames_are_in_order_and_never_longer_than_frame_ms(server: RunningServer) -> None:
     t = await speak(server.url, "Short one. And another short one.", frame_ms="20")
     max_bytes = 22050 * 20 // 1000 * 2

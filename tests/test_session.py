@@ -83,7 +83,7 @@ class RecordingLink:
 
 def limits(**changes: Any) -> SessionLimits:
     base = {"max_stream_chars": 10_000, "max_buffered_chars": 1_000, "max_chunk_chars": 300,
-            "send_buffer_s": 30.0}
+            "first_chunk_chars": 0, "send_buffer_s": 30.0}
     base.update(changes)
     return SessionLimits(**base)
 
