@@ -44,7 +44,7 @@ stays whole. An unfinished sentence longer than twice max_chars is cut early by 
 
 A long first sentence
 ---------------------
-The front pass runs over a whole chunk before any of its audio exists (about 0.3 ms per
+The front pass runs over a whole chunk before any of its audio exists (about 0.6 ms per
 character on one CPU core), so a long first sentence would hold back a stream's first audio.
 With `first_max_chars` set, the first chunk of a run of speech (the stream's start, and the
 first text after a `flush` or `clear`) that is longer than that is cut once, at the last clause
@@ -211,8 +211,8 @@ class Segmenter:
         self.max_chars = max_chars
         self.hard_max_chars = hard
         self.first_max_chars = first_max_chars
-        # The next chunk starts a run of speech: a long first sentence is cut at a clause.
-        self._first = first_max_chars is not None
+        self._first = False  # the next chunk starts a run of speech (see _start_run)
+        self._start_run()
         key = _language_key(language)
         self.punctuation = PUNCTUATION.get(key, _LATIN)
         self._triggers = self.punctuation.gap_triggers
@@ -244,7 +244,7 @@ class Segmenter:
         """Emit everything buffered, even an unfinished sentence. The next text starts a new run
         of speech (its first sentence may be cut at a clause)."""
         out = self._emit_buffer()
-        self._first = self.first_max_chars is not None
+        self._start_run()
         return out
 
     def _emit_buffer(self) -> list[str]:
@@ -261,6 +261,10 @@ class Segmenter:
         """Drop buffered text (barge-in). The next text starts a new run of speech."""
         self._reset_buffer()
         self._after_break = False
+        self._start_run()
+
+    def _start_run(self) -> None:
+        """The next chunk starts a run of speech: a long first sentence is cut at a clause."""
         self._first = self.first_max_chars is not None
 
     def _gapped(self, text: str) -> str:
