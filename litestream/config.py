@@ -41,7 +41,15 @@ class Config:
 
     # --- voice and engine
     voice: Path | None = field(
-        default=None, metadata={"help": "Piper .onnx voice (default: bundled en_US-joe-medium)"}
+        default=None,
+        metadata={"help": "Piper .onnx voice (default: bundled en_US-joe-medium), or 'synthetic':"
+                          " a GPU-shaped stand-in for benchmarks and tests only"},
+    )
+    synthetic_cost: str = field(
+        default="",
+        metadata={"help": "the synthetic voice's cost per run: decode_run_ms=,decode_frame_us=,"
+                          "encode_run_ms=,encode_char_us=,devices= (any of them), or a JSON file "
+                          "of them (default: an H200 estimate, see engine/synthetic.py)"},
     )
     extra_voices: tuple[Path, ...] = field(
         default=(), metadata={"help": "more Piper .onnx voices clients may choose (comma list)"}

@@ -13,7 +13,7 @@ import ssl
 from collections.abc import Mapping
 
 from litestream.config import Config
-from litestream.engine import Voice, registry
+from litestream.engine import Voice, registry, synthetic
 from litestream.segmenter import Segmenter
 from litestream.synthesis import Synthesis
 from litestream.workers import WorkerPool, release_memory
@@ -31,13 +31,18 @@ def load_voices(config: Config) -> dict[str, Voice]:
         config.voice, config.extra_voices, kokoro_voices=config.kokoro,
         cache_dir=config.model_cache_dir, intra_op_threads=config.intra_op_threads,
         device=config.device, deterministic=config.deterministic,
+        synthetic_cost=config.synthetic_cost,
     )
+
+
+# Providers that batch as a GPU does: CUDA, and the synthetic voice that stands in for it.
+GPU_PROVIDERS = ("CUDA", synthetic.PROVIDER)
 
 
 def max_batch(config: Config, voices: Mapping[str, Voice]) -> int:
     """Decode windows run together: the configured bound, else 8 on a GPU and 1 on a CPU."""
     return config.max_batch or (
-        8 if any(v.provider.startswith("CUDA") for v in voices.values()) else 1
+        8 if any(v.provider.startswith(GPU_PROVIDERS) for v in voices.values()) else 1
     )
 
 

@@ -7,6 +7,9 @@ Voices come from three places, in this order (the first is the server's default)
 2. Kokoro's Japanese styles, when their packages are installed (engine/kokoro.py) and not
    turned off (``--no-kokoro``).
 
+``--voice synthetic`` puts the GPU-shaped synthetic voice (engine/synthetic.py, benchmarks and
+tests only) in the first voice's place.
+
 Everything above the engine sees ``Voice`` objects and ``VoiceDescription`` rows: the worker
 pool, the scheduler and the server never ask which model a voice is.
 """
@@ -19,7 +22,7 @@ from pathlib import Path
 
 from pysbd.languages import LANGUAGE_CODES
 
-from litestream.engine import kokoro
+from litestream.engine import kokoro, synthetic
 from litestream.engine.base import Voice, VoiceDescription
 from litestream.engine.catalog import (
     BUNDLED_PACKAGE,
@@ -74,6 +77,12 @@ def piper_description(model_path: Path | None, *, source: str = "") -> VoiceDesc
                             source=info.source)
 
 
+def is_synthetic(spec: str | Path | None) -> bool:
+    """``--voice synthetic`` (or its id): the synthetic voice, unless a file has that name."""
+    return (spec is not None and str(spec) in (synthetic.NAME, synthetic.VOICE_ID)
+            and not Path(spec).is_file())
+
+
 def _expand(paths: Iterable[Path]) -> list[Path]:
     """Files as given; a directory stands for every .onnx in it."""
     out: list[Path] = []
@@ -86,7 +95,9 @@ def describe_voices(voice: Path | None = None, extra_voices: Sequence[Path] = ()
                     kokoro_voices: bool = True) -> list[VoiceDescription]:
     """Every voice ``load_voices`` would load with these settings, without loading any."""
     rows: list[VoiceDescription] = []
-    if voice is not None or bundled_voice_paths() is not None:
+    if is_synthetic(voice):
+        rows.append(synthetic.SyntheticVoice().description)
+    elif voice is not None or bundled_voice_paths() is not None:
         rows.append(piper_description(voice))
     rows.extend(piper_description(path) for path in _expand(extra_voices))
     if kokoro_voices:
@@ -99,9 +110,10 @@ def describe_voices(voice: Path | None = None, extra_voices: Sequence[Path] = ()
 def load_voices(voice: Path | None = None, extra_voices: Sequence[Path] = (), *,
                 kokoro_voices: bool = True, cache_dir: Path | None = None,
                 intra_op_threads: int = 1, device: str = "auto",
-                deterministic: bool = False) -> dict[str, Voice]:
+                deterministic: bool = False, synthetic_cost: str = "") -> dict[str, Voice]:
     """Load every voice once, by id; the first one is the default. An id met twice keeps its
-    first voice (a warning says which was skipped)."""
+    first voice (a warning says which was skipped). ``voice`` "synthetic" is the synthetic
+    voice with the ``synthetic_cost`` table (engine/synthetic.py)."""
     from litestream.engine.piper import PiperVoice
 
     voices: dict[str, Voice] = {}
@@ -114,7 +126,14 @@ def load_voices(voice: Path | None = None, extra_voices: Sequence[Path] = (), *,
             return
         voices[vid] = new
 
-    for path in [voice, *_expand(extra_voices)]:
+    first: list[Path | None] = [voice]
+    if is_synthetic(voice):
+        first = []
+        stand_in = synthetic.SyntheticVoice.load(synthetic_cost)
+        logger.warning("voice %s is SYNTHETIC (benchmarks and tests only): a tone, sleeping %s",
+                       stand_in.description.id, stand_in.cost.describe())
+        add(stand_in)
+    for path in [*first, *_expand(extra_voices)]:
         add(PiperVoice.load(path, intra_op_threads=intra_op_threads, device=device,
                             deterministic=deterministic))
     if kokoro_voices:
@@ -134,6 +153,8 @@ def load_voice(spec: str | Path | None, *, cache_dir: Path | None = None,
     """One voice for the CLI: None (the bundled voice), a Piper .onnx path, or a voice id."""
     from litestream.engine.piper import PiperVoice
 
+    if is_synthetic(spec):
+        return synthetic.SyntheticVoice.load()
     if spec is None or Path(spec).suffix == ".onnx" or Path(spec).is_file():
         return PiperVoice.load(None if spec is None else Path(spec),
                                intra_op_threads=intra_op_threads, device=device)

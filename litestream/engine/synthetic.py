@@ -1,0 +1,396 @@
+"""A GPU-shaped synthetic voice, for benchmarks and tests only (``--voice synthetic``).
+
+It stands in for the bundled Piper voice on a GPU, so that the control plane (event loop,
+scheduler, sessions, sockets) can be measured at GPU scale on a machine without one: 1,000
+listeners on two CPU cores would need a GPU's worth of synthesis. It implements
+``engine.base.Voice`` as the real split voice does (encode steps, decode windows,
+``decode_batch``, ``streaming`` and the same ``context_frames``), and differs in three ways:
+
+- **Lengths from a fit, not the model.** espeak-ng phonemizes each sentence as for the real
+  voice (the one lock in ``phonemize``; ~0.3 ms of CPU per sentence); its frames are then a sum
+  of frames per phoneme symbol fit to the real voice (``synthetic_lengths``, written by
+  ``python -m loadtest.synthetic_fit``, which also prints how close it is). The real front pass
+  would cost 0.6 ms of CPU per character here. A sentence's length is exact once encoded, and
+  every window is exactly ``frames x 256`` samples at 22.05 kHz, like the real voice's.
+- **Audio is a quiet tone**, not speech: a sine whose period (a prime number of samples, 37 to
+  127: 174-596 Hz) is chosen per sentence from its phonemes, continuous in phase across windows
+  and batches (sample n of a sentence is the same whatever window it falls in). A frame lost,
+  repeated or out of order breaks the phase, and a sentence played in another's place has the
+  wrong pitch. ``SyntheticVoice.synthesize`` gives the whole sentence to compare against.
+- **Cost is slept, from a table** (``SyntheticCost``): a decode run costs ``a + b x frames``
+  (the frames the run computes, context margins included, over every window of the batch) and an
+  encode ``c + d x characters`` (phoneme symbols: about one per text character). The defaults
+  are an ESTIMATE for an H200 running this voice (see ``SyntheticCost``), to be replaced by the
+  GPU run's figures (``--synthetic-cost``). The worker thread sleeps (the GIL is free): the fixed
+  part as host-side launch overhead (workers overlap in it), the per-frame part holding the
+  voice's device (one run at a time per GPU, as kernels queue on one device). No heavy Python
+  work runs: the tone is a slice of a precomputed table.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import threading
+import time
+import unicodedata
+import zlib
+from array import array
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from litestream.engine import synthetic_lengths
+from litestream.engine.base import DecodeWindow, Latent, VoiceDescription
+from litestream.engine.phonemize import phonemize
+from litestream.errors import ConfigError, SynthesisError
+
+NAME = "synthetic"  # --voice synthetic
+VOICE_ID = "synthetic-gpu"
+PROVIDER = "SyntheticGPU"  # not an ONNX Runtime provider: nothing runs but a sleep
+LANGUAGE = "en_US"
+ESPEAK_VOICE = "en-us"  # the bundled voice's espeak-ng voice, which the lengths were fit to
+SAMPLE_RATE = 22050
+HOP_SAMPLES = 256
+# As PiperVoice.context_frames with the default margins (engine/piper_windows.py: decoder 12,
+# flow 20 -> (3 x 12 + 20 + 12) // 4), so the scheduler prices windows as for the real voice.
+CONTEXT_FRAMES = 17
+AMPLITUDE = 0.05  # -26 dBFS: quiet, but far from silence in s16 (1,638 steps)
+# Periods in samples: primes, so that a frame (256 samples) or any run of fewer than 37 frames
+# lost or repeated never lands back in phase.
+PERIODS = tuple(p for p in range(37, 128) if all(p % d for d in range(2, int(p ** 0.5) + 1)))
+# Tone tables are kept up to this many samples (the largest window, 256 frames, with room for
+# any phase); longer requests (whole sentences, `synthesize`) are built on the spot.
+_TABLE_SAMPLES = 256 * HOP_SAMPLES + PERIODS[-1]
+_SLEEP_SLICE_S = 0.05  # a terminate request is honoured within this
+
+
+@dataclass(frozen=True)
+class SyntheticCost:
+    """What a run costs on the GPU the voice stands in for, in seconds (slept, not computed).
+
+    A run is a fixed part (host side: ONNX Runtime launching the graph's kernels; runs of
+    several workers overlap in it) and a part per frame or character (device side: one run at a
+    time per device, the others wait for it, as kernels queue on one GPU).
+
+    The defaults are an ESTIMATE for one H200 running the bundled Piper voice (medium: its
+    decoder is a HiFi-GAN V1 generator; flow and decoder in TF32 on ONNX Runtime's CUDA
+    provider), reasoned from public figures, until a GPU run measures them:
+    - NVIDIA's FastPitch + HiFi-GAN inference tables (DeepLearningExamples, A100 80 GB,
+      128 characters = 8.05 s of audio = 693 frames): TF32 19 ms at batch 1 and 100 ms at
+      batch 8, of which FastPitch is 5 and 9 ms. HiFi-GAN alone: 14 ms for 693 frames and
+      91 ms for 5,544, so 16 us per frame at the margin plus ~3 ms per run (FP16: 10.5 us).
+      The issue's figures (430 s of audio per second at batch 1, 747 at batch 8, FP16) agree.
+    - An H200 has 2.4x the A100's memory bandwidth and ~3x its dense TF32 rate; this
+      generator's wide late layers are bandwidth-bound, so ~2.5x: ~6.4 us per decoder frame.
+      The flow adds about a third of the decoder's cost per frame (issue 8's CPU figures:
+      0.22 against 0.66 ms), hence b = 8 us per frame computed. a = 4 ms: two sessions (flow,
+      decoder) of ~100 kernels each, launched through ONNX Runtime.
+    - The front pass (text encoder: 6 transformer layers of 192 channels; duration predictor)
+      is small and launch-bound: FastPitch's front takes 5 ms at batch 1 and 9 at batch 8 for
+      128 characters on an A100, ~4.5 us per extra character; c = 3 ms, d = 3 us per character.
+    With these, one listener's 32-frame first window (49 frames computed: no left margin at a
+    sentence's start) costs 4.4 ms, and a batch of 64 windows of 256 frames (290 computed
+    each) 153 ms for 190 s of audio. One device then makes at most ~1,250 s of audio per second
+    (paragraph speech: its encodes take ~7% more), so one H200 would carry about 1,000 realtime
+    listeners of this voice, batched, and a 1,000-listener run here loads the stand-in GPU to
+    ~85%. The uncertainty is about 2x either way: a run that must not be bound by the GPU
+    stand-in can say so with `devices=2` or a smaller `decode_frame_us`.
+    """
+
+    decode_run_s: float = 0.004  # a: fixed (host) cost of one decode run: flow + decoder
+    decode_frame_s: float = 8e-6  # b: device time per frame computed (margins included)
+    encode_run_s: float = 0.003  # c: fixed (host) cost of one front pass
+    encode_char_s: float = 3e-6  # d: device time per character (phoneme symbol)
+    devices: int = 1  # device-side parts that may run at once (GPUs); 0: no limit
+
+    # The text form's keys (units in their names) -> field, factor to seconds.
+    _KEYS: ClassVar[dict[str, tuple[str, float]]] = {
+        "decode_run_ms": ("decode_run_s", 1e-3), "decode_frame_us": ("decode_frame_s", 1e-6),
+        "encode_run_ms": ("encode_run_s", 1e-3), "encode_char_us": ("encode_char_s", 1e-6),
+        "devices": ("devices", 1.0)}
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
+                raise ConfigError(f"synthetic cost {f.name} must be a number >= 0, not {value!r}")
+
+    def decode_s(self, frames_computed: int) -> tuple[float, float]:
+        """(host, device) seconds of one decode run computing this many frames."""
+        return self.decode_run_s, self.decode_frame_s * frames_computed
+
+    def encode_s(self, chars: int) -> tuple[float, float]:
+        """(host, device) seconds of one front pass over this many characters."""
+        return self.encode_run_s, self.encode_char_s * chars
+
+    def describe(self) -> str:
+        return (f"decode {1e3 * self.decode_run_s:g} ms + {1e6 * self.decode_frame_s:g} us/frame,"
+                f" encode {1e3 * self.encode_run_s:g} ms + {1e6 * self.encode_char_s:g} us/char,"
+                f" {self.devices or 'unlimited'} device(s)")
+
+    @classmethod
+    def parse(cls, spec: str) -> SyntheticCost:
+        """The defaults with the given entries replaced. ``spec`` is empty (the defaults),
+        ``decode_run_ms=4,decode_frame_us=14,encode_run_ms=3,encode_char_us=10,devices=1``
+        (any subset), or the path of a JSON file holding an object of the same keys (a GPU
+        run's output may nest it under "synthetic_cost"). ConfigError when malformed."""
+        spec = spec.strip()
+        if not spec:
+            return cls()
+        entries: Mapping[str, Any]
+        if "=" not in spec:
+            entries = _read_json(Path(spec))
+        else:
+            entries = {}
+            for item in spec.split(","):
+                key, sep, value = item.partition("=")
+                if not sep:
+                    raise ConfigError(f"synthetic cost: {item!r} is not key=value")
+                entries = {**entries, key.strip(): value.strip()}
+        changes: dict[str, float | int] = {}
+        for key, raw in entries.items():
+            if key not in cls._KEYS:
+                raise ConfigError(f"synthetic cost: unknown key {key!r}; known: "
+                                  f"{', '.join(cls._KEYS)}")
+            name, scale = cls._KEYS[key]
+            try:
+                number = float(raw)
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"synthetic cost: {key}={raw!r} is not a number") from exc
+            if name == "devices":
+                if number != int(number):
+                    raise ConfigError(f"synthetic cost: devices={raw!r} is not a whole number")
+                changes[name] = int(number)
+            else:
+                changes[name] = number * scale
+        return cls(**changes)  # type: ignore[arg-type]
+
+
+def _read_json(path: Path) -> Mapping[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"synthetic cost: cannot read {path}: {exc}") from exc
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"synthetic cost: {path} is not JSON: {exc}") from exc
+    if isinstance(data, dict) and isinstance(data.get("synthetic_cost"), dict):
+        data = data["synthetic_cost"]
+    if not isinstance(data, dict):
+        raise ConfigError(f"synthetic cost: {path} holds no object of cost entries")
+    return data
+
+
+class LengthModel:
+    """A sentence's frames from its phoneme symbols (codepoints), fit to the real voice."""
+
+    def __init__(self) -> None:
+        self._weights = {ord(c): w for c, w in synthetic_lengths.FRAMES_PER_SYMBOL.items()}
+        self._other = synthetic_lengths.FRAMES_OTHER_SYMBOL
+        self._base = synthetic_lengths.FRAMES_BASE
+        self._speeds = synthetic_lengths.SPEED_FACTORS
+
+    def frames(self, ids: Sequence[int] | str, speed: float = 1.0) -> int:
+        codes = [ord(c) for c in ids] if isinstance(ids, str) else ids
+        weights, other = self._weights, self._other
+        total = self._base + sum(weights.get(code, other) for code in codes)
+        return max(1, round(total * self.speed_factor(speed)))
+
+    def speed_factor(self, speed: float) -> float:
+        """Frames at `speed` over frames at 1.0, interpolated between the measured speeds (and
+        as 1/speed beyond them)."""
+        table = self._speeds
+        if speed <= table[0][0]:
+            return table[0][1] * table[0][0] / speed
+        if speed >= table[-1][0]:
+            return table[-1][1] * table[-1][0] / speed
+        for (s0, f0), (s1, f1) in itertools.pairwise(table):
+            if s0 <= speed <= s1:
+                return f0 + (f1 - f0) * (speed - s0) / (s1 - s0)
+        raise AssertionError("unreachable: the table covers every speed between its ends")
+
+
+@dataclass(frozen=True)
+class Tone:
+    """A synthetic sentence's latent state: the period of its tone, in samples."""
+
+    period_samples: int
+
+    @property
+    def hz(self) -> float:
+        return SAMPLE_RATE / self.period_samples
+
+
+def period_for(ids: Sequence[int]) -> int:
+    """The tone period of a sentence with these ids (a stable hash: same text, same pitch)."""
+    return PERIODS[zlib.crc32(array("q", ids).tobytes()) % len(PERIODS)]
+
+
+_tables: dict[int, np.ndarray] = {}
+
+
+def _table(period: int) -> np.ndarray:
+    """One period of the tone, repeated to _TABLE_SAMPLES: sample i is exactly sample i mod
+    period, so a slice at any phase holds the same values as any other."""
+    table = _tables.get(period)
+    if table is None:  # two threads may both build it: the same values, one kept
+        one = (AMPLITUDE * np.sin(2 * np.pi * np.arange(period) / period)).astype(np.float32)
+        table = _tables[period] = np.tile(one, -(-_TABLE_SAMPLES // period))
+    return table
+
+
+def tone(period: int, start_sample: int, samples: int) -> np.ndarray:
+    """Samples [start, start + samples) of a sentence's tone (a fresh float32 array)."""
+    offset = start_sample % period
+    table = _table(period)
+    if offset + samples > len(table):  # longer than any window: a whole sentence
+        return table[(np.arange(samples) + offset) % period]
+    return table[offset:offset + samples].copy()
+
+
+@dataclass(eq=False)
+class _Device:
+    """The GPU a voice's sessions share: runs queue for it (`devices` of them at once)."""
+
+    slots: int
+    gate: threading.Semaphore | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        self.gate = threading.Semaphore(self.slots) if self.slots > 0 else None
+
+
+class SyntheticVoice:
+    """The GPU-shaped stand-in for the bundled Piper voice (implements ``engine.base.Voice``).
+
+    ``sleep`` is what spends a run's cost (``time.sleep``: it releases the GIL); tests pass a
+    recorder to see the cost without waiting for it."""
+
+    def __init__(self, cost: SyntheticCost | None = None, *,
+                 sleep: Callable[[float], None] = time.sleep,
+                 _device: _Device | None = None) -> None:
+        self.cost = cost or SyntheticCost()
+        self.sleep = sleep
+        self.lengths = LengthModel()
+        self._device = _device or _Device(self.cost.devices)
+
+    @classmethod
+    def load(cls, cost: str | SyntheticCost = "", *, warmup: bool = True) -> SyntheticVoice:
+        """The voice with a cost table (SyntheticCost.parse's forms); ConfigError if bad."""
+        voice = cls(cost if isinstance(cost, SyntheticCost) else SyntheticCost.parse(cost))
+        if warmup:
+            voice.warmup()
+        return voice
+
+    def new_session(self) -> SyntheticVoice:
+        """Another worker's session: the same cost and the same device (one GPU, one queue)."""
+        return SyntheticVoice(self.cost, sleep=self.sleep, _device=self._device)
+
+    # --- what the catalogue and the server see -------------------------------------------
+
+    @property
+    def description(self) -> VoiceDescription:
+        return VoiceDescription(
+            id=VOICE_ID, model="synthetic", language=LANGUAGE, sample_rate=SAMPLE_RATE,
+            gender=None,
+            source=f"synthetic: benchmarks and tests only, a tone with the bundled voice's "
+                   f"lengths; sleeps {self.cost.describe()}")
+
+    @property
+    def sample_rate(self) -> int:
+        return SAMPLE_RATE
+
+    @property
+    def language(self) -> str:
+        return LANGUAGE
+
+    @property
+    def provider(self) -> str:
+        return PROVIDER
+
+    @property
+    def streaming(self) -> bool:
+        return True
+
+    @property
+    def context_frames(self) -> int:
+        return CONTEXT_FRAMES
+
+    def warmup(self) -> None:
+        """Build every tone table now, so that no listener's window pays for one."""
+        for period in PERIODS:
+            _table(period)
+
+    # --- synthesis ---------------------------------------------------------------------------
+
+    def phoneme_ids(self, text: str) -> list[int]:
+        """The NFD codepoints of the sentence's espeak-ng phonemes (what the lengths are fit
+        on); espeak runs under the one process-wide lock, as for the real voice."""
+        return [ord(c) for c in unicodedata.normalize("NFD", phonemize(text, ESPEAK_VOICE))]
+
+    def encode(self, ids: Sequence[int], speed: float = 1.0, *,
+               run_options: Any = None) -> Latent:
+        if not speed > 0:
+            raise SynthesisError(f"speed must be > 0, not {speed}")
+        ids = list(ids)
+        self._spend(*self.cost.encode_s(len(ids)), run_options)
+        return Latent(frames=self.lengths.frames(ids, speed), samples_per_frame=HOP_SAMPLES,
+                      speed=speed, state=Tone(period_for(ids)))
+
+    def decode(self, latent: Latent, start_frame: int, frames: int, *,
+               run_options: Any = None) -> np.ndarray:
+        return self.decode_batch([DecodeWindow(latent, start_frame, frames)],
+                                 run_options=run_options)[0]
+
+    def decode_batch(self, windows: Sequence[DecodeWindow], *,
+                     run_options: Any = None) -> list[np.ndarray]:
+        """One run for the whole batch: its cost is one fixed part plus every window's frames
+        computed (its frames and the context margins that fit inside the sentence)."""
+        computed = 0
+        spans: list[tuple[int, int, int]] = []
+        for window in windows:
+            latent = window.latent
+            if not isinstance(latent.state, Tone):
+                raise SynthesisError("latent was not encoded by the synthetic voice")
+            if window.frames < 1 or not 0 <= window.start_frame < latent.frames:
+                raise SynthesisError(f"window [{window.start_frame}, +{window.frames}) is "
+                                     f"outside a sentence of {latent.frames} frames")
+            end = min(window.start_frame + window.frames, latent.frames)
+            computed += (end - window.start_frame
+                         + min(CONTEXT_FRAMES, window.start_frame)
+                         + min(CONTEXT_FRAMES, latent.frames - end))
+            spans.append((latent.state.period_samples, window.start_frame, end))
+        if not spans:
+            return []
+        self._spend(*self.cost.decode_s(computed), run_options)
+        return [tone(period, start * HOP_SAMPLES, (end - start) * HOP_SAMPLES)
+                for period, start, end in spans]
+
+    def synthesize(self, text: str, speed: float = 1.0) -> np.ndarray:
+        """The whole sentence at once: what its windows, joined in order, must equal."""
+        latent = self.encode(self.phoneme_ids(text), speed)
+        return self.decode(latent, 0, latent.frames)
+
+    def _spend(self, host_s: float, device_s: float, run_options: Any) -> None:
+        """Sleep a run's cost: its host part, then its device part holding the device (one run
+        at a time per device). In slices, so that the watchdog's terminate stops it as it
+        stops an ONNX Runtime run."""
+        self._sleep_for(host_s, run_options)
+        gate = self._device.gate
+        if gate is None:
+            self._sleep_for(device_s, run_options)
+            return
+        with gate:
+            self._sleep_for(device_s, run_options)
+
+    def _sleep_for(self, seconds: float, run_options: Any) -> None:
+        if seconds <= 0:
+            return
+        slices = max(1, math.ceil(seconds / _SLEEP_SLICE_S))
+        for _ in range(slices):
+            if run_options is not None and getattr(run_options, "terminate", False):
+                raise SynthesisError("synthetic run terminated")
+            self.sleep(seconds / slices)
