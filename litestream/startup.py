@@ -13,7 +13,8 @@ import ssl
 from collections.abc import Mapping
 
 from litestream.config import Config
-from litestream.engine import Voice, registry, synthetic
+from litestream.engine import Voice, registry
+from litestream.engine.synthetic import PROVIDER as SYNTHETIC_PROVIDER
 from litestream.segmenter import Segmenter
 from litestream.synthesis import Synthesis
 from litestream.workers import WorkerPool, release_memory
@@ -36,7 +37,7 @@ def load_voices(config: Config) -> dict[str, Voice]:
 
 
 # Providers that batch as a GPU does: CUDA, and the synthetic voice that stands in for it.
-GPU_PROVIDERS = ("CUDA", synthetic.PROVIDER)
+GPU_PROVIDERS = ("CUDA", SYNTHETIC_PROVIDER)
 
 
 def max_batch(config: Config, voices: Mapping[str, Voice]) -> int:

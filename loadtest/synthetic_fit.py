@@ -17,9 +17,6 @@ Run it under the heavy lock: the espeak figures are timings.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import subprocess
 import time
 import unicodedata
 from collections.abc import Sequence
@@ -31,6 +28,7 @@ from litestream.engine import synthetic, synthetic_lengths
 from litestream.engine.phonemize import phonemize
 from litestream.engine.piper import PiperVoice
 from litestream.segmenter import Segmenter
+from loadtest.realtime import machine_info
 from loadtest.texts import LONG, PARAGRAPH
 
 SPEEDS = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
@@ -322,14 +320,9 @@ def espeak_cost(texts: Sequence[str], rounds: int) -> None:
 
 
 def machine() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-        name = next((line.split(":", 1)[1].strip() for line in out.splitlines()
-                     if line.startswith("Model name")), platform.processor())
-    except OSError:
-        name = platform.processor()
-    load = os.getloadavg()
-    return f"{name}, {os.cpu_count()} cpus, load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+    info = machine_info()
+    return (f"{info['cpu']}, {info['nproc']} cpus, python {info['python']}, "
+            f"load {info['loadavg_1m_at_start']}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

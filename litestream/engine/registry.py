@@ -22,7 +22,7 @@ from pathlib import Path
 
 from pysbd.languages import LANGUAGE_CODES
 
-from litestream.engine import kokoro, synthetic
+from litestream.engine import kokoro
 from litestream.engine.base import Voice, VoiceDescription
 from litestream.engine.catalog import (
     BUNDLED_PACKAGE,
@@ -30,6 +30,9 @@ from litestream.engine.catalog import (
     bundled_voice_paths,
     voice_info,
 )
+from litestream.engine.synthetic import NAME as SYNTHETIC_NAME
+from litestream.engine.synthetic import VOICE_ID as SYNTHETIC_ID
+from litestream.engine.synthetic import SyntheticVoice
 from litestream.errors import VoiceError
 
 logger = logging.getLogger("litestream.engine")
@@ -79,7 +82,7 @@ def piper_description(model_path: Path | None, *, source: str = "") -> VoiceDesc
 
 def is_synthetic(spec: str | Path | None) -> bool:
     """``--voice synthetic`` (or its id): the synthetic voice, unless a file has that name."""
-    return (spec is not None and str(spec) in (synthetic.NAME, synthetic.VOICE_ID)
+    return (spec is not None and str(spec) in (SYNTHETIC_NAME, SYNTHETIC_ID)
             and not Path(spec).is_file())
 
 
@@ -96,7 +99,7 @@ def describe_voices(voice: Path | None = None, extra_voices: Sequence[Path] = ()
     """Every voice ``load_voices`` would load with these settings, without loading any."""
     rows: list[VoiceDescription] = []
     if is_synthetic(voice):
-        rows.append(synthetic.SyntheticVoice().description)
+        rows.append(SyntheticVoice().description)
     elif voice is not None or bundled_voice_paths() is not None:
         rows.append(piper_description(voice))
     rows.extend(piper_description(path) for path in _expand(extra_voices))
@@ -129,7 +132,7 @@ def load_voices(voice: Path | None = None, extra_voices: Sequence[Path] = (), *,
     first: list[Path | None] = [voice]
     if is_synthetic(voice):
         first = []
-        stand_in = synthetic.SyntheticVoice.load(synthetic_cost)
+        stand_in = SyntheticVoice.load(synthetic_cost)
         logger.warning("voice %s is SYNTHETIC (benchmarks and tests only): a tone, sleeping %s",
                        stand_in.description.id, stand_in.cost.describe())
         add(stand_in)
@@ -154,7 +157,7 @@ def load_voice(spec: str | Path | None, *, cache_dir: Path | None = None,
     from litestream.engine.piper import PiperVoice
 
     if is_synthetic(spec):
-        return synthetic.SyntheticVoice.load()
+        return SyntheticVoice.load()
     if spec is None or Path(spec).suffix == ".onnx" or Path(spec).is_file():
         return PiperVoice.load(None if spec is None else Path(spec),
                                intra_op_threads=intra_op_threads, device=device)
