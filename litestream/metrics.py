@@ -58,6 +58,12 @@ SLACK_BUCKETS_S = tuple(sorted({-2.0, -1.0, -0.5, -0.25, -0.1, 0.0, 0.1, JITTER_
                                 1.0, 2.0, 3.0, 5.0, 7.5, 10.0}))
 
 
+# Steps per engine run (a decode run's windows share one decode_batch): exact up to 8, then
+# GPU-sized steps up to twice the largest batch anyone has configured so far (64).
+BATCH_BUCKETS = (1, 2, 3, 4, 5, 6, 7, 8, 12, 16, 24, 32, 48, 64, 96, 128)
+STEP_KINDS = ("encode", "decode")
+
+
 def _label(value: object, allowed: tuple[str, ...]) -> str:
     text = str(value)
     return text if text in allowed else OTHER
@@ -127,6 +133,12 @@ class Metrics:
         self.workers_replaced = Counter(
             "litestream_workers_replaced",
             "Workers abandoned (wedged or dead) and replaced by a new thread", registry=r)
+        self.batch_size = Histogram(
+            "litestream_batch_size",
+            "Steps per engine run, by kind (decode: windows in one decode_batch); a run of more "
+            "than one step is batched", ["kind"], buckets=BATCH_BUCKETS, registry=r)
+        # One child per kind, looked up once: a run is observed on the dispatch path.
+        self._batch_by_kind = {kind: self.batch_size.labels(kind=kind) for kind in STEP_KINDS}
         for reason in REFUSAL_REASONS:
             self.refusals.labels(reason=reason)
         for code in ERROR_CODES:
@@ -200,6 +212,12 @@ class Metrics:
     def set_queue(self, queued: int, load: float) -> None:
         self.queued_chunks.set(queued)
         self.scheduler_load.set(load)
+
+    def run_dispatched(self, kind: str, steps: int) -> None:
+        """One engine run handed to a worker: `steps` steps of `kind` ("encode", "decode")."""
+        child = self._batch_by_kind.get(kind)
+        if child is not None:
+            child.observe(steps)
 
     def watchdog_terminated(self) -> None:
         self.watchdog_terminations.inc()

@@ -228,6 +228,7 @@ class Synthesis:
             if not steps:
                 break
             pool.dispatch(steps)  # one kind, voice, speed and window length: one engine run
+            self._metrics.run_dispatched(steps[0].kind.value, len(steps))
         if self._wakeup is not None:
             self._wakeup.cancel()
             self._wakeup = None

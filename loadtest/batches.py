@@ -1,0 +1,97 @@
+"""Batch sizes from a server's /metrics: how many steps each engine run carried (issue 17).
+
+The server observes every run it hands a worker in ``litestream_batch_size{kind}`` (a
+histogram: encode steps, or decode windows in one ``decode_batch``). A load run scrapes
+/metrics before and after, and reports the difference:
+
+    before = parse(scrape())
+    ... the run ...
+    for report in since(before, parse(scrape())).values():
+        print(report.line())
+
+Pure: text in, figures out.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from prometheus_client.parser import text_string_to_metric_families
+
+METRIC = "litestream_batch_size"
+
+
+@dataclass(frozen=True)
+class BatchReport:
+    """One kind's runs: how many, how many steps, and how many of each size."""
+
+    kind: str
+    runs: int = 0
+    steps: int = 0
+    # Runs per size bucket: upper bound (steps) -> runs with size in (previous bound, bound].
+    # The server's buckets are exact up to 8 steps (litestream/metrics.py BATCH_BUCKETS).
+    by_size: dict[float, int] = field(default_factory=dict)
+
+    @property
+    def single(self) -> int:
+        """Runs of one step."""
+        return self.by_size.get(1.0, 0)
+
+    @property
+    def share_batched(self) -> float:
+        """The share of runs that carried more than one step (0 with no runs)."""
+        return (self.runs - self.single) / self.runs if self.runs else 0.0
+
+    @property
+    def mean_size(self) -> float:
+        return self.steps / self.runs if self.runs else 0.0
+
+    def line(self) -> str:
+        sizes = ", ".join(f"{_bound(b)}: {n}" for b, n in sorted(self.by_size.items()) if n)
+        return (f"{self.kind} runs {self.runs} ({self.steps} steps, mean {self.mean_size:.2f}), "
+                f"batched {self.share_batched:.1%}; runs by size {{{sizes}}}")
+
+
+def _bound(bound: float) -> str:
+    return "more" if math.isinf(bound) else f"<={bound:g}"
+
+
+def parse(text: str) -> dict[str, BatchReport]:
+    """Each kind's report from one /metrics scrape (totals since the server started)."""
+    cumulative: dict[str, dict[float, float]] = {}
+    runs: dict[str, float] = {}
+    steps: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name != METRIC:
+            continue
+        for sample in family.samples:
+            kind = sample.labels.get("kind", "")
+            if sample.name == METRIC + "_bucket":
+                bound = float(sample.labels["le"])
+                cumulative.setdefault(kind, {})[bound] = sample.value
+            elif sample.name == METRIC + "_count":
+                runs[kind] = sample.value
+            elif sample.name == METRIC + "_sum":
+                steps[kind] = sample.value
+    reports = {}
+    for kind, buckets in cumulative.items():
+        by_size: dict[float, int] = {}
+        below = 0.0
+        for bound in sorted(buckets):
+            by_size[bound] = round(buckets[bound] - below)
+            below = buckets[bound]
+        reports[kind] = BatchReport(kind, round(runs.get(kind, below)),
+                                    round(steps.get(kind, 0.0)), by_size)
+    return reports
+
+
+def since(before: dict[str, BatchReport], after: dict[str, BatchReport]) -> dict[str, BatchReport]:
+    """What happened between two scrapes of the same server."""
+    out = {}
+    for kind, late in after.items():
+        early = before.get(kind, BatchReport(kind))
+        out[kind] = BatchReport(
+            kind, late.runs - early.runs, late.steps - early.steps,
+            {b: n - early.by_size.get(b, 0) for b, n in late.by_size.items()})
+    return out

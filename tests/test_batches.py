@@ -1,0 +1,39 @@
+"""The decode batch size histogram: the server observes each engine run; loadtest/batches.py
+reads it back from /metrics (the 1,000-stream run's batch report, issue 17)."""
+
+from __future__ import annotations
+
+from litestream.metrics import Metrics
+from loadtest.batches import BatchReport, parse, since
+
+
+def test_each_run_is_observed_by_kind_and_read_back() -> None:
+    m = Metrics()
+    empty = parse(m.render()[0].decode())
+    assert set(empty) == {"encode", "decode"}
+    assert empty["decode"].runs == 0 and empty["decode"].share_batched == 0.0
+    for size in (1, 1, 1, 2, 8, 8, 30, 64):
+        m.run_dispatched("decode", size)
+    m.run_dispatched("encode", 3)
+    m.run_dispatched("nonsense", 5)  # unknown kinds are not counted, never raise
+    after = parse(m.render()[0].decode())
+    decode = after["decode"]
+    assert decode.runs == 8 and decode.steps == 115
+    assert decode.single == 3 and decode.share_batched == 5 / 8
+    assert decode.by_size[2.0] == 1 and decode.by_size[8.0] == 2
+    assert decode.by_size[32.0] == 1 and decode.by_size[64.0] == 1
+    assert after["encode"].runs == 1 and after["encode"].steps == 3
+    assert "batched 62.5%" in decode.line() and "<=8: 2" in decode.line()
+
+
+def test_a_run_reports_only_its_own_batches() -> None:
+    m = Metrics()
+    m.run_dispatched("decode", 4)
+    before = parse(m.render()[0].decode())
+    m.run_dispatched("decode", 1)
+    m.run_dispatched("decode", 16)
+    run = since(before, parse(m.render()[0].decode()))["decode"]
+    assert (run.runs, run.steps, run.single) == (2, 17, 1)
+    assert run.by_size[4.0] == 0 and run.by_size[16.0] == 1
+    assert since({}, {"decode": run})["decode"] == run
+    assert BatchReport("decode").mean_size == 0.0
