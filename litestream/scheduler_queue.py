@@ -12,6 +12,7 @@ length, while it would not make its most urgent member late. Pure.
 from __future__ import annotations
 
 import heapq
+import math
 from collections.abc import Set
 from itertools import count
 
@@ -154,7 +155,11 @@ class RunQueue:
         Candidates within batch_window_s of its latest start, of its kind, voice and speed
         (windows of its frame count; encode steps of similar length first); stop before the
         batch would make its most urgent member late (Triton's dynamic batcher, with
-        deadlines). The others keep their places."""
+        deadlines): a decode batch takes its longest window plus `batch_marginal_cost` of the
+        others, an encode batch the sum of its front passes (workers run them one by one). A
+        batch whose members are late even alone may take up to `batch_late_growth` x the
+        seed's time, but never past the deadline of a member that is on time alone. The
+        others keep their places."""
         cfg = self.config
         pacing = self._pacing
         heap = self._ready
@@ -169,6 +174,9 @@ class RunQueue:
         if seed.kind is StepKind.ENCODE:
             pool.sort(key=lambda e: abs(e[3].sentences[0].encode.chars - seed.chars))
         earliest = seed.deadline_s
+        # The earliest deadline among members that would be on time alone: the batch must
+        # finish by it. Members late anyway only bound it by batch_late_growth.
+        firm = earliest if earliest - now >= seed.predicted_compute_s else math.inf
         computes = [seed.predicted_compute_s]
         mates: list[StreamState] = []
         for entry in pool:
@@ -179,13 +187,19 @@ class RunQueue:
             if seed.kind is StepKind.DECODE:
                 compute = seed.predicted_compute_s
             trial = [*computes, compute]
-            longest = max(trial)
-            batch_s = longest + cfg.batch_marginal_cost * (sum(trial) - longest)
-            earliest_if = min(earliest, pacing.due_s(s) - after)
-            allowed = max(earliest_if - now, cfg.batch_late_growth * seed.predicted_compute_s)
+            if seed.kind is StepKind.ENCODE:
+                batch_s = sum(trial)  # a worker runs front passes one after another
+            else:
+                longest = max(trial)
+                batch_s = longest + cfg.batch_marginal_cost * (sum(trial) - longest)
+            deadline = pacing.due_s(s) - after
+            earliest_if = min(earliest, deadline)
+            firm_if = min(firm, deadline) if deadline - now >= compute else firm
+            allowed = min(firm_if - now,
+                          max(earliest_if - now, cfg.batch_late_growth * seed.predicted_compute_s))
             if batch_s > allowed:
                 break
-            earliest, computes = earliest_if, trial
+            earliest, firm, computes = earliest_if, firm_if, trial
             mates.append(s)
         for entry in [*pool[len(mates) :], *rest]:
             if entry[2] == entry[3].version:
