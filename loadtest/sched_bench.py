@@ -1,6 +1,6 @@
 """Scheduler cost per decision with many streams, and the playback simulations' figures.
 
-    python -m loadtest.sched_bench --streams 1000 --decisions 20000
+    python -m loadtest.sched_bench --streams 1000,10000 --batch 1,8 --decisions 20000
 
 Timing claims live here, not in tests (style: benchmarks print figures). Part 1 times the
 scheduler itself: every stream backlogged with sentences, one decision = next_steps + the
@@ -13,13 +13,12 @@ the event-driven simulations (loadtest/schedsim.py: the bundled voice's measured
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import random
 import statistics
 import time
 
 from litestream.scheduler import Priority, Scheduler, StepKind
+from loadtest.realtime import machine_info
 from loadtest.schedsim import (
     APF,
     CONTEXT_FRAMES,
@@ -35,7 +34,13 @@ from loadtest.schedsim import (
 from loadtest.texts import LONG, PARAGRAPH
 
 
-def decision_cost(args: argparse.Namespace) -> None:
+def pct(sorted_us: list[float], q: float) -> float:
+    return sorted_us[min(len(sorted_us) - 1, int(len(sorted_us) * q))]
+
+
+def decision_cost(args: argparse.Namespace, streams: int, batch: int) -> None:
+    """One scheduler with `streams` backlogged streams; `args.decisions` decisions of at most
+    `batch` steps each. Prints the cost per decision and per next_steps call alone."""
     rng = random.Random(args.seed)
     engine = FakeEngine(rng)
     sched = Scheduler(config(), args.workers)
@@ -49,16 +54,18 @@ def decision_cost(args: argparse.Namespace) -> None:
         next_seq[sid] = seq + 1
         sched.submit(sid, seq, "x" * rng.randint(20, 160), speed=1.0, voice=VOICE, now=at)
 
-    for i in range(args.streams):
+    for i in range(streams):
         sid = f"s{i}"
         sched.open_stream(sid, rng.choice(prios), now)
         next_seq[sid] = 0
         for _ in range(args.sentences):
             add(sid, now)
     samples: list[int] = []
+    picks: list[int] = []  # next_steps alone
     for _ in range(args.decisions):
         t0 = time.perf_counter_ns()
-        steps = sched.next_steps(now, args.batch)
+        steps = sched.next_steps(now, batch)
+        picks.append(time.perf_counter_ns() - t0)
         compute = engine.compute_s(steps) if steps else 0.0
         finished: list[str] = []
         for step in steps:
@@ -76,21 +83,25 @@ def decision_cost(args: argparse.Namespace) -> None:
             add(sid, now)
         if not steps:
             now = sched.next_wakeup_s(now) or now
-    samples.sort()
-    us = [s / 1000 for s in samples]
+    us = sorted(s / 1000 for s in samples)
+    pick_us = sorted(s / 1000 for s in picks)
     st = sched.stats()
     print(
-        f"streams {args.streams}, sentences queued {st.queued_sentences}, decisions {len(us)}, "
-        f"batch {args.batch}, dispatched {st.dispatched} ({st.encode_steps} encode, "
-        f"{st.decode_steps} decode)"
+        f"streams {streams}, sentences queued {st.queued_sentences}, decisions {len(us)}, "
+        f"batch <= {batch} (mean {st.dispatched / len(us):.2f} steps), dispatched {st.dispatched} "
+        f"({st.encode_steps} encode, {st.decode_steps} decode)"
     )
     print(
-        f"per decision (next_steps + encoded/decoded + audio_sent): p50 {us[len(us) // 2]:.1f} us, "
-        f"p99 {us[int(len(us) * 0.99)]:.1f} us, max {us[-1]:.1f} us, "
+        f"  next_steps call: p50 {pct(pick_us, 0.5):.1f} us, p99 {pct(pick_us, 0.99):.1f} us, "
+        f"max {pick_us[-1]:.1f} us, mean {statistics.fmean(pick_us):.1f} us"
+    )
+    print(
+        f"  whole decision (next_steps + encoded/decoded + audio_sent): p50 "
+        f"{pct(us, 0.5):.1f} us, p99 {pct(us, 0.99):.1f} us, max {us[-1]:.1f} us, "
         f"mean {statistics.fmean(us):.1f} us"
     )
     print(
-        f"deadline misses {st.deadline_misses}, lookahead fallbacks {st.lookahead_fallbacks}, "
+        f"  deadline misses {st.deadline_misses}, lookahead fallbacks {st.lookahead_fallbacks}, "
         f"held streams {st.held_streams}"
     )
 
@@ -126,19 +137,20 @@ def simulations(seeds: int) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--streams", type=int, default=1000)
+    parser.add_argument("--streams", default="1000,10000", help="comma list of stream counts")
     parser.add_argument("--decisions", type=int, default=20000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--sentences", type=int, default=3, help="queued per stream to start")
-    parser.add_argument("--batch", type=int, default=1, help="max_steps per next_steps call")
+    parser.add_argument("--batch", default="1,8", help="comma list of max_steps per next_steps")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--sim-seeds", type=int, default=6, help="0: skip the simulations")
     args = parser.parse_args(argv)
-    print(
-        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, "
-        f"python {platform.python_version()}"
-    )
-    decision_cost(args)
+    info = machine_info()
+    print(f"machine: {info['cpu']}, {info['nproc']} cpus, python {info['python']}, "
+          f"load {info['loadavg_1m_at_start']}")
+    for streams in (int(n) for n in args.streams.split(",")):
+        for batch in (int(n) for n in args.batch.split(",")):
+            decision_cost(args, streams, batch)
     if args.sim_seeds:
         simulations(args.sim_seeds)
 
