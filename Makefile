@@ -25,7 +25,19 @@ $(STAMP): pyproject.toml | $(PY)
 
 install: $(STAMP)
 
-serve: $(STAMP)
+# A host with an NVIDIA driver (its kernel module's version file, or nvidia-smi) also gets the
+# [gpu] extra before `serve`: the CUDA and cuDNN libraries from PyPI (issue 17). CPU hosts are
+# unchanged. The start-up log says which provider runs and, if not CUDA, why.
+NVIDIA_DRIVER ?= /proc/driver/nvidia/version
+NVIDIA_SMI    ?= nvidia-smi
+HAS_NVIDIA    := $(shell { test -e $(NVIDIA_DRIVER) || command -v $(NVIDIA_SMI); } >/dev/null 2>&1 && echo yes)
+GPU_STAMP     := $(VENV)/.installed-gpu
+
+$(GPU_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[gpu]'
+	@touch $(GPU_STAMP)
+
+serve: $(STAMP) $(if $(HAS_NVIDIA),$(GPU_STAMP))
 	$(VENV)/bin/litestream serve $(ARGS)
 
 test: lint

@@ -113,15 +113,24 @@ def test_select_providers() -> None:
         select_providers("tpu")
 
 
-def test_provider_choice_follows_cuda_detection(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_provider_choice_follows_cuda_detection(monkeypatch: pytest.MonkeyPatch,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
     from litestream.engine import catalog
+    from litestream.engine.cuda import CudaStatus
 
-    monkeypatch.setattr(catalog, "_cuda_usable", True)
+    monkeypatch.setattr(catalog, "_logged_choices", set())
+    monkeypatch.setattr(catalog, "_cuda", CudaStatus(True, "", "580.65.06", 13))
+    caplog.set_level("INFO", logger="litestream.engine")
     assert select_providers("auto") == ["CUDAExecutionProvider", "CPUExecutionProvider"]
     assert select_providers("cuda")[0] == "CUDAExecutionProvider"
-    monkeypatch.setattr(catalog, "_cuda_usable", False)
+    assert "runs on CUDAExecutionProvider (device=auto): NVIDIA driver 580.65.06, CUDA 13" in (
+        caplog.text)
+    too_old = CudaStatus(False, "NVIDIA driver 550.54.15 is too old for CUDA 13 (needs >= 580)")
+    monkeypatch.setattr(catalog, "_cuda", too_old)
     assert select_providers("auto") == ["CPUExecutionProvider"]
-    with pytest.raises(ConfigError):
+    assert "runs on CPUExecutionProvider (device=auto): CUDA not used: NVIDIA driver 550.54.15 " \
+           "is too old for CUDA 13 (needs >= 580)" in caplog.text
+    with pytest.raises(ConfigError, match="too old"):
         select_providers("cuda")
 
 

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import io
 import json
 import logging
 import threading
@@ -13,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from litestream.engine.cuda import CudaStatus, probe
 from litestream.errors import ConfigError, VoiceError
 
 logger = logging.getLogger("litestream.engine")
@@ -129,85 +127,53 @@ def list_voices(extra_paths: Sequence[Path] = ()) -> list[VoiceInfo]:
 # --- execution providers ------------------------------------------------------------------
 
 _provider_lock = threading.Lock()
-_cuda_usable: bool | None = None
+_cuda: CudaStatus | None = None
 _logged_choices: set[tuple[str, ...]] = set()
 
 
-def _cuda_libraries_load() -> bool:
-    """True when the CUDA runtime and cuDNN that this onnxruntime-gpu build wants can load.
+def cuda_status() -> CudaStatus:
+    """Whether CUDA runs here, and why not (engine/cuda.py; probed once per process)."""
+    global _cuda
+    with _provider_lock:
+        if _cuda is None:
+            import onnxruntime as ort
 
-    Asking onnxruntime for CUDAExecutionProvider without them logs a loud error and falls back
-    to CPU; loading the libraries ourselves first fails quietly instead.
-    """
-    try:
-        from onnxruntime.capi import build_and_package_info as build_info
-
-        cuda_major = str(getattr(build_info, "cuda_version", "") or "13").split(".")[0]
-    except ImportError:
-        cuda_major = "13"
-    names = (f"libcudart.so.{cuda_major}", "libcudnn.so.9")
-
-    def all_load() -> bool:
-        try:
-            for name in names:
-                ctypes.CDLL(name)
-        except OSError:
-            return False
-        return True
-
-    if all_load():
-        return True
-    # The libraries may live in pip's nvidia-* packages rather than on the loader path;
-    # onnxruntime's preload_dlls knows where, but prints on failure, so silence it.
-    import onnxruntime as ort
-
-    preload = getattr(ort, "preload_dlls", None)
-    if preload is None:
-        return False
-    sink = io.StringIO()
-    try:
-        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
-            preload()
-    except Exception as exc:  # any failure here just means "no CUDA"
-        logger.debug("onnxruntime.preload_dlls failed: %s", exc)
-        return False
-    # Once preloaded, a load by soname finds the library already in the process.
-    return all_load()
+            _cuda = probe(offered=CUDA_PROVIDER in ort.get_available_providers())
+        return _cuda
 
 
 def cuda_available() -> bool:
-    """CUDA is offered by this onnxruntime build AND its libraries load (checked once)."""
-    global _cuda_usable
-    with _provider_lock:
-        if _cuda_usable is None:
-            import onnxruntime as ort
-
-            offered = CUDA_PROVIDER in ort.get_available_providers()
-            _cuda_usable = offered and _cuda_libraries_load()
-            if offered and not _cuda_usable:
-                logger.debug("onnxruntime offers CUDA but CUDA 13 / cuDNN 9 libraries do not load")
-        return _cuda_usable
+    """CUDA is offered by this onnxruntime build, the driver fits and its libraries load."""
+    return cuda_status().usable
 
 
 def select_providers(device: str = "auto") -> list[str]:
     """Providers for an InferenceSession: "auto" picks CUDA when usable, else CPU.
 
     "cuda" without usable CUDA is a ConfigError rather than a silent CPU fallback, so a
-    misconfigured GPU host does not serve at a tenth of its expected capacity.
+    misconfigured GPU host does not serve at a tenth of its expected capacity. The choice is
+    logged once, with why CUDA is not used (no driver, a driver too old, libraries missing).
     """
     if device not in DEVICES:
         raise ConfigError(f"device must be one of {', '.join(DEVICES)}, not {device!r}")
+    status: CudaStatus | None = None
     if device == "cpu":
         providers = [CPU_PROVIDER]
-    elif cuda_available():
-        providers = [CUDA_PROVIDER, CPU_PROVIDER]
-    elif device == "cuda":
-        raise ConfigError("device 'cuda' requested but CUDA 13 / cuDNN 9 cannot be loaded")
     else:
-        providers = [CPU_PROVIDER]
+        status = cuda_status()
+        if status.usable:
+            providers = [CUDA_PROVIDER, CPU_PROVIDER]
+        elif device == "cuda":
+            raise ConfigError(f"device 'cuda' requested but {status.describe()}")
+        else:
+            providers = [CPU_PROVIDER]
     key = tuple(providers)
     with _provider_lock:
         if key not in _logged_choices:
             _logged_choices.add(key)
-            logger.info("inference runs on %s (device=%s)", providers[0], device)
+            if status is None:
+                logger.info("inference runs on %s (device=%s)", providers[0], device)
+            else:
+                logger.info("inference runs on %s (device=%s): %s", providers[0], device,
+                            status.describe())
     return providers
