@@ -350,6 +350,13 @@ def test_voice_synthetic_selects_it(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert registry.is_synthetic("synthetic-gpu") and not registry.is_synthetic(None)
 
 
+def test_warmup_pays_for_espeak_before_calibration_measures() -> None:
+    from litestream.engine import phonemize
+
+    SyntheticVoice.load()
+    assert synthetic.ESPEAK_VOICE in phonemize._backends
+
+
 def test_config_and_start_up_take_the_synthetic_voice() -> None:
     args = config_mod.parse_args(["--voice", "synthetic", "--synthetic-cost", "devices=2"])
     cfg = config_mod.build(args, environ={})

@@ -320,7 +320,9 @@ class SyntheticVoice:
         return CONTEXT_FRAMES
 
     def warmup(self) -> None:
-        """Build every tone table now, so that no listener's window pays for one."""
+        """Build every tone table now, and espeak-ng's backend (its first use costs ~60 ms), so
+        that neither a listener nor start-up calibration pays for them."""
+        phonemize("Hello.", ESPEAK_VOICE)
         for period in PERIODS:
             _table(period)
 
