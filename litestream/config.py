@@ -63,6 +63,11 @@ class Config:
         metadata={"help": "where the joined Kokoro model is kept (default: ~/.cache/litestream)"},
     )
     device: str = field(default="auto", metadata={"help": "auto, cpu or cuda"})
+    cuda_conv_search: str = field(
+        default="exhaustive",
+        metadata={"help": "cuDNN convolution algorithm search on CUDA: exhaustive (times every "
+                          "algorithm on a shape's first run), heuristic or default"},
+    )
     workers: int = field(
         default_factory=_default_workers, metadata={"help": "inference threads (default: cores)"}
     )
@@ -216,6 +221,8 @@ def _validate(c: Config) -> None:
     _check(c.watchdog_floor_s > 0, "watchdog_floor_s", "must be positive")
     _check(c.watchdog_grace_s > 0, "watchdog_grace_s", "must be positive")
     _check(c.device in ("auto", "cpu", "cuda"), "device", f"{c.device!r} is not auto, cpu or cuda")
+    _check(c.cuda_conv_search in ("exhaustive", "heuristic", "default"), "cuda_conv_search",
+           f"{c.cuda_conv_search!r} is not exhaustive, heuristic or default")
     _check(FRAME_MS_MIN <= c.frame_ms <= FRAME_MS_MAX, "frame_ms",
            f"must be {FRAME_MS_MIN}..{FRAME_MS_MAX} (protocol-v1)")
     _check(c.audio_format in FORMATS, "audio_format", f"must be one of {', '.join(FORMATS)}")

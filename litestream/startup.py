@@ -13,7 +13,7 @@ import ssl
 from collections.abc import Mapping
 
 from litestream.config import Config
-from litestream.engine import Voice, registry
+from litestream.engine import Voice, catalog, registry
 from litestream.engine.synthetic import PROVIDER as SYNTHETIC_PROVIDER
 from litestream.segmenter import Segmenter
 from litestream.synthesis import Synthesis
@@ -28,6 +28,7 @@ CALIBRATION_WINDOW_FRAMES = 64
 
 def load_voices(config: Config) -> dict[str, Voice]:
     """Every voice by id (engine/registry.py); the first one loaded is the default."""
+    catalog.set_cuda_conv_search(config.cuda_conv_search)
     return registry.load_voices(
         config.voice, config.extra_voices, kokoro_voices=config.kokoro,
         cache_dir=config.model_cache_dir, intra_op_threads=config.intra_op_threads,

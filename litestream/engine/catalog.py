@@ -23,6 +23,10 @@ KNOWN_GENDERS: Mapping[str, str] = {"en_US-joe-medium": "male"}
 CPU_PROVIDER = "CPUExecutionProvider"
 CUDA_PROVIDER = "CUDAExecutionProvider"
 DEVICES = ("auto", "cpu", "cuda")
+# cuDNN's convolution algorithm search (the CUDA provider's cudnn_conv_algo_search).
+CUDA_CONV_SEARCHES = ("exhaustive", "heuristic", "default")
+# An ONNX Runtime provider as InferenceSession takes it: a name, or (name, options).
+Provider = str | tuple[str, dict[str, str]]
 
 
 @dataclass(frozen=True)
@@ -128,6 +132,7 @@ def list_voices(extra_paths: Sequence[Path] = ()) -> list[VoiceInfo]:
 
 _provider_lock = threading.Lock()
 _cuda: CudaStatus | None = None
+_cuda_conv_search = "exhaustive"
 _logged_choices: set[tuple[str, ...]] = set()
 
 
@@ -177,3 +182,24 @@ def select_providers(device: str = "auto") -> list[str]:
                 logger.info("inference runs on %s (device=%s): %s", providers[0], device,
                             status.describe())
     return providers
+
+
+def set_cuda_conv_search(mode: str) -> None:
+    """cuDNN's convolution algorithm search for every CUDA session made after this call:
+    process-wide, set once from the Config before voices load.
+
+    "exhaustive" (ONNX Runtime's default) times every algorithm the first time a shape is
+    seen and keeps the fastest; "heuristic" takes cuDNN's guess with no such first run;
+    "default" takes cuDNN's default algorithm.
+    """
+    global _cuda_conv_search
+    if mode not in CUDA_CONV_SEARCHES:
+        raise ConfigError(f"cuda conv search must be one of {', '.join(CUDA_CONV_SEARCHES)}, "
+                          f"not {mode!r}")
+    _cuda_conv_search = mode
+
+
+def with_options(providers: Sequence[str]) -> list[Provider]:
+    """``providers`` as an InferenceSession takes them, CUDA with our options."""
+    return [(name, {"cudnn_conv_algo_search": _cuda_conv_search.upper()})
+            if name == CUDA_PROVIDER else name for name in providers]

@@ -38,7 +38,7 @@ import onnxruntime as ort
 
 from litestream.engine import japanese
 from litestream.engine.base import DecodeWindow, Latent, VoiceDescription
-from litestream.engine.catalog import select_providers
+from litestream.engine.catalog import select_providers, with_options
 from litestream.errors import SynthesisError, VoiceError
 
 logger = logging.getLogger("litestream.engine.kokoro")
@@ -248,7 +248,7 @@ class KokoroModel:
                 try:
                     found = ort.InferenceSession(
                         str(self.model_path), sess_options=_session_options(self.intra_op_threads),
-                        providers=providers)
+                        providers=with_options(providers))
                 except Exception as exc:
                     raise VoiceError(f"cannot create a session for {self.model_path}: {exc}"
                                      ) from exc

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from litestream.engine.catalog import with_options
 from litestream.engine.vits_split import NotSplittable, SplitGraph, split_graph
 from litestream.errors import SynthesisError, VoiceError
 
@@ -119,7 +120,8 @@ def create_session(model_bytes: bytes, providers: list[str], *, intra_op_threads
     when ONNX Runtime refuses it."""
     try:
         return ort.InferenceSession(
-            model_bytes, sess_options=session_options(intra_op_threads), providers=providers,
+            model_bytes, sess_options=session_options(intra_op_threads),
+            providers=with_options(providers),
         )
     except Exception as exc:
         raise VoiceError(f"cannot create a session for {model_path}: {exc}") from exc
