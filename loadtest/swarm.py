@@ -577,9 +577,10 @@ def run_swarm(config: SwarmConfig) -> tuple[SwarmReport, list[ListenerResult]]:
     cpu_before = thread_cpu(pid) if pid else {}
     rss_before = rss_bytes(pid)[0] if pid else 0
     own_before = _children_cpu()
-    # fork: the children need nothing but these arguments, and start in milliseconds.
-    context = multiprocessing.get_context("fork")
-    start_wall = time.time() + 0.5 + 0.05 * processes
+    # spawn, not fork: the caller may hold threads and a running event loop (a server in the
+    # same process, in tests), which a forked child would inherit half-copied.
+    context = multiprocessing.get_context("spawn")
+    start_wall = time.time() + 1.5 + 0.2 * processes
     watch = ServerWatch(pid) if pid else contextlib.nullcontext()
     with watch, context.Pool(processes) as pool:
         parts = pool.starmap(_process_main, [(options, part, start_wall)

@@ -1,0 +1,144 @@
+"""loadtest/swarm.py: the per-frame accounting with plain numbers, the report's arithmetic,
+the capacity search with a fake probe, and runs against a real server over both transports.
+
+No timing thresholds (tests assert behaviour): only that figures exist and add up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import pytest
+
+from loadtest import swarm
+from loadtest.swarm import Listener, ListenerResult, SwarmConfig
+from tests.serverutil import run_server
+
+RATE = 1000  # samples/s, s16le: 2 bytes per ms of audio
+
+
+def listener() -> Listener:
+    one = Listener(ListenerResult(index=0, transport="ws"))
+    one.on_ready(RATE)
+    return one
+
+
+def test_first_audio_and_no_stall_when_audio_runs_ahead() -> None:
+    one = listener()
+    one.on_text_sent(10.0)
+    one.on_chunk(0, 1000)
+    one.on_audio(2000, 10.2)  # 1 s of audio, plays until 11.2
+    one.on_audio(2000, 11.0)  # arrives while 0.2 s is still buffered
+    one.on_done()
+    r = one.result
+    assert r.ttfa_s == pytest.approx(0.2)
+    assert (r.stalls, r.stall_s, r.frames, r.audio_bytes) == (0, 0.0, 2, 4000)
+    assert r.order_errors == 1  # chunk 0 announced 1000 ms and brought 2000
+    assert r.audio_s == pytest.approx(2.0)
+
+
+def test_a_late_frame_ends_a_stall_of_the_gap() -> None:
+    one = listener()
+    one.on_text_sent(0.0)
+    one.on_chunk(0, 1500)
+    one.on_audio(1000, 0.1)  # 0.5 s, dry at 0.6
+    one.on_audio(1000, 0.9)  # 0.3 s late
+    one.on_audio(1000, 1.0)  # plays until 1.9: on time
+    one.on_done()
+    r = one.result
+    assert r.stalls == 1
+    assert r.stall_s == pytest.approx(0.3)
+    assert r.order_errors == 0
+
+
+def test_order_errors_count_skipped_chunks_and_short_chunks() -> None:
+    one = listener()
+    one.on_chunk(0, 100)
+    one.on_audio(200, 0.0)
+    one.on_chunk(2, 100)  # seq 1 never came
+    one.on_audio(100, 0.05)  # half of chunk 2: a lost frame
+    one.on_done()
+    assert one.result.order_errors == 2
+    assert one.result.done
+
+
+def test_paragraphs_vary_by_stream_and_are_stable_by_seed() -> None:
+    a, b = swarm.paragraph_for(0, 1), swarm.paragraph_for(1, 1)
+    assert a != b
+    assert a == swarm.paragraph_for(0, 1)
+    assert a.startswith(max((s for s in swarm._sentences() if s in a), key=len))
+    with pytest.raises(ValueError):
+        swarm.text_for_stream("nope", 0, 1)
+
+
+def test_batch_histogram_between_two_scrapes() -> None:
+    name = "litestream_decode_batch_size_bucket"
+    before = {f'{name}{{le="1.0"}}': 5, f'{name}{{le="8.0"}}': 6, f'{name}{{le="+Inf"}}': 6}
+    after = {f'{name}{{le="1.0"}}': 15, f'{name}{{le="8.0"}}': 46, f'{name}{{le="+Inf"}}': 50}
+    found = swarm.batch_histogram(before, after)
+    assert found["runs"] == 44
+    assert found["per_bucket"] == {"1.0": 10, "8.0": 30, "+Inf": 4}
+    assert found["batched_share"] == pytest.approx(34 / 44)
+    assert swarm.batch_histogram({}, {"other_total": 3.0}) == {}
+
+
+def test_peak_concurrency_counts_overlapping_admitted_streams() -> None:
+    def r(start: float, end: float, refused: int | None = None) -> ListenerResult:
+        return ListenerResult(0, "ws", refused_status=refused, started_wall=start, ended_wall=end)
+
+    assert swarm.peak_concurrency([r(0, 10), r(1, 2), r(3, 11), r(4, 5, 503)]) == 2
+
+
+def _report(n: int, passed: bool) -> swarm.SwarmReport:
+    return swarm.summarize(
+        SwarmConfig(streams=n),
+        [ListenerResult(i, "ws", done=passed, sample_rate=RATE, stalls=0 if passed else 1)
+         for i in range(n)], 1.0, {})
+
+
+def test_capacity_search_doubles_then_narrows() -> None:
+    probed: list[int] = []
+
+    def probe(n: int) -> swarm.SwarmReport:
+        probed.append(n)
+        return _report(n, n <= 300)
+
+    best, reports = swarm.search_capacity(probe, start=100, limit=10_000,
+                                          deadline=lambda: False)
+    assert probed[:3] == [100, 200, 400]
+    assert 250 <= best <= 300
+    assert len(reports) == len(probed)
+    assert all(r.passed == (r.streams <= 300) for r in reports)
+
+
+def test_capacity_search_stops_at_the_deadline() -> None:
+    calls = iter([False, True])
+    best, reports = swarm.search_capacity(lambda n: _report(n, True), start=10, limit=100,
+                                          deadline=lambda: next(calls))
+    assert (best, len(reports)) == (10, 1)
+
+
+def test_thread_cpu_reads_this_process() -> None:
+    threads = swarm.thread_cpu(os.getpid())
+    assert os.getpid() in threads
+    assert all(seconds >= 0 for _, seconds in threads.values())
+    rss, peak = swarm.rss_bytes(os.getpid())
+    assert 0 < rss <= peak
+
+
+@pytest.mark.parametrize("transport", ["ws", "http"])
+async def test_a_run_against_a_real_server(transport: str) -> None:
+    async with run_server(cache_bytes=0) as srv:
+        config = SwarmConfig(url=srv.url, streams=3, processes=2, transport=transport,
+                             text="sentence", server_pid=os.getpid(), timeout_s=60)
+        report, results = await asyncio.to_thread(swarm.run_swarm, config)
+    # Stalls depend on this machine's load: counted, not asserted.
+    assert (report.admitted, report.completed, report.order_errors) == (3, 3, 0)
+    assert not report.errors and report.refused == 0, swarm.format_report(report)
+    assert all(r.sample_rate == 22050 and r.audio_s > 0.5 and r.ttfa_s for r in results)
+    assert report.frames_total == sum(r.frames for r in results)
+    cpu = report.server["cpu"]
+    assert cpu["inference_threads"] >= 1 and cpu["inference_s"] > 0
+    assert report.server["event_loop_ms_per_audio_s"] > 0
+    assert "first audio p50" in swarm.format_report(report)
