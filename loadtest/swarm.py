@@ -16,7 +16,8 @@ event loop; they start together on a shared wall-clock time.
 The report: first audio p50/p95/p99, stalls and streams with a stall, admitted and refused,
 frames per second, and, when the server's pid is known (`--server-pid`, or `--serve`, which
 starts a server and stops it after), the server's CPU per thread read from /proc (the event
-loop apart from the inference threads), its RSS, and the decode batch sizes from /metrics.
+loop apart from the inference threads), its RSS, and the engine's batch sizes from /metrics
+(loadtest/batches.py).
 
 `--serve` starts `litestream serve` on a free loopback port with ARGS, plus client limits
 wide enough for one address to open every stream (a load test comes from one address;
@@ -53,6 +54,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from loadtest import batches
 from loadtest.recorder import percentile
 from loadtest.texts import LONG, PARAGRAPH
 
@@ -411,49 +413,28 @@ def _pid_listening(port: int) -> int | None:
     return None
 
 
-def scrape_metrics(url: str) -> dict[str, float]:
-    """The server's /metrics as {sample name with labels: value}; {} when unreachable."""
+def scrape_metrics(url: str) -> str:
+    """The server's /metrics text ("" when unreachable)."""
     scheme, _, rest = url.partition("://")
     host = rest.split("/", 1)[0]
     target = f"{'https' if scheme == 'wss' else 'http'}://{host}/metrics"
     try:
         with urllib.request.urlopen(target, timeout=5) as response:
-            text = response.read().decode("utf-8", "replace")
+            return str(response.read().decode("utf-8", "replace"))
     except (OSError, urllib.error.URLError):
-        return {}
-    samples: dict[str, float] = {}
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        name, _, value = line.rpartition(" ")
-        with contextlib.suppress(ValueError):
-            samples[name] = float(value)
-    return samples
+        return ""
 
 
-def batch_histogram(before: dict[str, float], after: dict[str, float]) -> dict[str, Any]:
-    """Decode runs by batch size between two scrapes of a `*batch*` histogram: the count in
-    each bucket (le) and the share of runs with more than one window."""
-    buckets: dict[str, float] = {}
-    for name, value in after.items():
-        if "batch" not in name or "_bucket{" not in name:
-            continue
-        match = re.search(r'le="([^"]+)"', name)
-        if match:
-            le = match.group(1)
-            buckets[le] = buckets.get(le, 0.0) + value - before.get(name, 0.0)
-    if not buckets:
+def batch_sizes(before: str, after: str) -> dict[str, Any]:
+    """Engine runs by batch size between two scrapes, per kind (loadtest/batches.py)."""
+    if not after:
         return {}
-    ordered = sorted(buckets.items(), key=lambda kv: math.inf if kv[0] == "+Inf" else float(kv[0]))
-    runs = ordered[-1][1]
-    counts: dict[str, int] = {}
-    below = 0.0
-    for le, cumulative in ordered:
-        counts[le] = round(cumulative - below)
-        below = cumulative
-    single = buckets.get("1.0", buckets.get("1", 0.0))
-    return {"runs": round(runs), "per_bucket": counts,
-            "batched_share": (runs - single) / runs if runs else None}
+    found = batches.since(batches.parse(before), batches.parse(after))
+    return {kind: {"runs": r.runs, "steps": r.steps, "mean_size": r.mean_size,
+                   "batched_share": r.share_batched, "line": r.line(),
+                   "by_size": {("more" if math.isinf(b) else f"{b:g}"): n
+                               for b, n in sorted(r.by_size.items())}}
+            for kind, r in found.items()}
 
 
 class ServerWatch:
@@ -596,9 +577,9 @@ def run_swarm(config: SwarmConfig) -> tuple[SwarmReport, list[ListenerResult]]:
         server = {"pid": pid, "cpu": asdict(cpu), "rss_before_mb": rss_before / 2**20,
                   "rss_peak_during_run_mb": run_peak / 2**20, "rss_after_mb": rss_now / 2**20,
                   "rss_high_water_mb": rss_peak / 2**20}
-    metrics_after = scrape_metrics(config.url)
-    if metrics_after:
-        server["decode_batches"] = batch_histogram(metrics_before, metrics_after)
+    sizes = batch_sizes(metrics_before, scrape_metrics(config.url))
+    if sizes:
+        server["batches"] = sizes
     report = summarize(config, results, wall_s, server)
     report.generator_cpu_s = _children_cpu() - own_before
     return report, results
@@ -693,12 +674,7 @@ def format_report(report: SwarmReport) -> str:
             f" MB peak in the run, {s['rss_after_mb']:.0f} MB after"
             + (f"; {s['rss_growth_per_stream_kb']:.0f} kB per concurrent stream at the peak"
                if "rss_growth_per_stream_kb" in s else ""))
-    batches = s.get("decode_batches")
-    if batches:
-        share = batches["batched_share"]
-        lines.append(f"decode runs {batches['runs']}, batched {share:.0%}; by batch size "
-                     f"(le): {batches['per_bucket']}" if share is not None
-                     else f"decode runs {batches['runs']}")
+    lines += [kind["line"] for kind in s.get("batches", {}).values()]
     return "\n".join(lines)
 
 
