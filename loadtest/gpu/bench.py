@@ -186,10 +186,49 @@ def encode_throughput(voice: Any, sentences: Sequence[str]) -> dict[str, Any]:
         voice.phoneme_ids(s)
     phonemize_s = time.perf_counter() - t
     audio_s = frames * 256 / voice.sample_rate
-    return {"sentences": len(ids), "chars": sum(map(len, sentences)), "audio_s": audio_s,
+    # One sentence again and again: a shape already seen (what a new shape costs is the
+    # difference).
+    steady = []
+    for _ in range(10):
+        t = time.perf_counter()
+        voice.encode(ids[0])
+        steady.append(time.perf_counter() - t)
+    return {"steady_front_ms": statistics.median(steady) * 1000,
+            "sentences": len(ids), "chars": sum(map(len, sentences)), "audio_s": audio_s,
             "front_s": front_s, "front_ms_per_sentence": front_s * 1000 / len(ids),
             "audio_s_per_s": audio_s / front_s, "phonemize_ms_per_sentence":
             phonemize_s * 1000 / len(ids)}
+
+
+def padded_encode(voice: Any, sentences: Sequence[str], bucket: int = 64) -> dict[str, Any]:
+    """The front pass with its ids padded to a multiple of `bucket` (the true length in
+    input_lengths), each bucket run once first: what a bounded set of input shapes costs,
+    and whether padding keeps each sentence's frames (noise off, so frames are exact)."""
+    split = voice._model.split  # the benchmark feeds the front session directly
+    pad = voice.config.phoneme_id_map["_"][0]
+    quiet = np.array([0.0, voice.config.length_scale, 0.0], dtype=np.float32)
+    outputs = [split.cuts.z_p, split.cuts.y_mask]
+
+    def front(ids: list[int], size: int) -> int:
+        feeds = {"input": np.array([ids + [pad] * (size - len(ids))], dtype=np.int64),
+                 "input_lengths": np.array([len(ids)], dtype=np.int64), "scales": quiet,
+                 **voice._speaker_feeds(1, split.front_inputs)}
+        _, y_mask = voice._front.run(outputs, feeds)
+        return round(float(np.asarray(y_mask).sum()))
+
+    ids = [voice.phoneme_ids(s) for s in sentences]
+    sizes = [-(-len(i) // bucket) * bucket for i in ids]
+    for size in sorted(set(sizes)):  # warm each bucket once
+        front(ids[sizes.index(size)], size)
+    times, same = [], 0
+    for item, size in zip(ids, sizes, strict=True):
+        t = time.perf_counter()
+        frames = front(item, size)
+        times.append(time.perf_counter() - t)
+        same += frames == front(item, len(item))
+    return {"bucket": bucket, "buckets": len(set(sizes)), "front_ms_median":
+            statistics.median(times) * 1000, "front_ms_max": max(times) * 1000,
+            "frames_equal_unpadded": f"{same}/{len(ids)}"}
 
 
 def decode_grid(voice: Any, shapes: Sequence[tuple[int, int]], min_s: float,
@@ -233,30 +272,34 @@ def snr_db(reference: np.ndarray, other: np.ndarray) -> float:
     return float("inf") if noise == 0 else 10 * np.log10(float(np.sum(reference[:n] ** 2)) / noise)
 
 
-def engine(run: Run, device: str, small: bool) -> dict[str, Any]:
+def engine(run: Run, device: str, small: bool, searches: Sequence[str],
+           fp16: bool) -> dict[str, Any]:
+    """The grid for the first search in `searches`, the comparison shapes for the others."""
     shapes = [(b, w) for w in GRID_WINDOWS for b in GRID_BATCHES]
     if small:
         shapes = [(1, 32), (8, 128)]
     min_s = 0.05 if small else 0.3
     summary: dict[str, Any] = {}
     fp32: Any = None
-    for search in ("exhaustive", "heuristic"):
-        if search == "heuristic" and not small:
+    for search in searches:
+        if search != searches[0] and not small:
             shapes = list(HEURISTIC_SHAPES)
         with run.step(f"engine_{search}"):
             t = time.perf_counter()
             voice = load_voice(device, search)
             loaded = {"provider": voice.provider, "load_s": time.perf_counter() - t}
             run.save(f"engine_{search}_voice", loaded)
-            result = {"encode": encode_throughput(voice, SENTENCES[:6] if small else SENTENCES),
+            texts = SENTENCES[:6] if small else SENTENCES
+            result = {"encode": encode_throughput(voice, texts),
+                      "padded_encode": padded_encode(voice, texts),
                       "decode": decode_grid(voice, shapes, min_s, run.left_s)}
             summary[search] = {**loaded, **result}
             run.save(f"engine_{search}", result)
-            if search == "exhaustive":
+            if fp32 is None:
                 fp32 = voice
-    if device == "cuda" and fp32 is not None and run.left_s() > 150:
+    if fp16 and device == "cuda" and fp32 is not None and run.left_s() > 150:
         with run.step("engine_fp16"):
-            half = load_voice(device, "exhaustive", half=True)
+            half = load_voice(device, searches[0], half=True)
             result = {"decode": decode_grid(half, HALF_SHAPES, min_s, run.left_s)}
             # One latent (noise drawn once by the fp32 front), decoded by both.
             latent = fp32.encode(fp32.phoneme_ids(WAV_TEXT))
@@ -336,16 +379,24 @@ def markdown(data: dict[str, Any]) -> str:
              f"{m.get('onnxruntime', {}).get('file')}; providers "
              f"{m.get('onnxruntime', {}).get('providers')}; distributions "
              f"{m.get('distributions')}", ""]
-    for search in ("exhaustive", "heuristic"):
+    for search in ("exhaustive", "heuristic", "default"):
         engine = data.get(f"engine_{search}")
         voice = data.get(f"engine_{search}_voice", {})
         if not engine:
             continue
         enc = engine["encode"]
+        padded = engine.get("padded_encode", {})
         lines += [f"## Engine, cuDNN {search} search (sessions on {voice.get('provider')})", "",
                   f"encode: {enc['audio_s_per_s']:.0f} s of audio per s "
-                  f"({enc['front_ms_per_sentence']:.1f} ms per sentence front pass, "
+                  f"({enc['front_ms_per_sentence']:.1f} ms per sentence front pass over "
+                  f"sentences of {enc['sentences']} lengths, "
+                  f"{enc.get('steady_front_ms', 0):.1f} ms on a length already seen, "
                   f"{enc['phonemize_ms_per_sentence']:.2f} ms phonemize)", "",
+                  f"encode with ids padded to multiples of {padded.get('bucket')} "
+                  f"({padded.get('buckets')} shapes, each run once first): median "
+                  f"{padded.get('front_ms_median', 0):.1f} ms, max "
+                  f"{padded.get('front_ms_max', 0):.1f} ms per sentence; frames as unpadded: "
+                  f"{padded.get('frames_equal_unpadded')}", "",
                   "| window (frames) | batch | audio s per s | run ms | first run ms |",
                   "| --- | --- | --- | --- | --- |"]
         for row in engine["decode"]:
@@ -404,6 +455,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--max-batch", type=int, default=32)
     p.add_argument("--processes", type=int, default=8, help="load generator processes")
     p.add_argument("--skip-engine", action="store_true")
+    p.add_argument("--searches", default="exhaustive,heuristic",
+                   help="cuDNN algorithm searches the engine is measured with (comma list)")
+    p.add_argument("--server-search", default="auto",
+                   help="the server's --cuda-conv-search (auto: the faster of the engine's)")
+    p.add_argument("--no-fp16", dest="fp16", action="store_false")
     p.add_argument("--bundle", type=Path, default=None,
                    help="the joined bundle: its manifest says which commit is running")
     args = p.parse_args(argv)
@@ -417,12 +473,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 manifest = json.loads(tar.extractfile("manifest.json").read())  # type: ignore[union-attr]
                 run.save("bundle", {"commit": manifest.get("commit"),
                                     "wheels": [w["file"] for w in manifest["wheels"]]})
-        choice = "exhaustive"
+        choice = "exhaustive" if args.server_search == "auto" else args.server_search
         if not args.skip_engine:
-            summary = engine(run, args.device, small)
+            summary = engine(run, args.device, small, args.searches.split(","), args.fp16)
             gc.collect()  # the engine's sessions go before the server starts its own
-            choice = pick_search(summary)
-            run.save("conv_search_for_server", choice)
+            if args.server_search == "auto":
+                choice = pick_search(summary)
+        run.save("conv_search_for_server", choice)
         with run.step("server"):
             server(run, args.device, small,
                    server_args(args.device, args.workers, args.max_batch, choice),
@@ -435,16 +492,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def pick_search(summary: dict[str, Any]) -> str:
-    """The server takes the heuristic search unless exhaustive runs clearly faster (10%) over
-    the grid: exhaustive times every algorithm on each new shape's first run, and a server
-    meets new batch shapes while listeners wait."""
+    """The server takes the faster of the searches other than exhaustive unless exhaustive
+    runs clearly faster (10%) over the comparison shapes: exhaustive times every algorithm
+    on each new shape's first run, and a server meets new shapes while listeners wait."""
     def total(search: str) -> float:
         rows = summary.get(search, {}).get("decode", [])
         return sum(r.get("audio_s_per_s", 0.0) for r in rows
                    if (r["batch"], r["window"]) in HEURISTIC_SHAPES)
 
-    exhaustive, heuristic = total("exhaustive"), total("heuristic")
-    return "exhaustive" if heuristic == 0 or exhaustive > 1.1 * heuristic else "heuristic"
+    measured = {search: total(search) for search in summary if search != "fp16"}
+    others = {k: v for k, v in measured.items() if k != "exhaustive"}
+    if not others:
+        return "exhaustive"
+    best = max(others, key=lambda k: others[k])
+    return "exhaustive" if measured.get("exhaustive", 0.0) > 1.1 * others[best] else best
 
 
 if __name__ == "__main__":
