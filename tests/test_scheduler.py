@@ -10,7 +10,6 @@ import itertools
 
 import pytest
 
-from litestream.costmodel import CostModel, StepKind
 from litestream.scheduler import (
     AdmissionReason,
     Priority,
@@ -18,6 +17,7 @@ from litestream.scheduler import (
     SchedulerConfig,
     SynthesisStep,
 )
+from litestream.scheduler.costmodel import CostModel, StepKind
 from loadtest.schedsim import (
     APF,
     CONTEXT_FRAMES,

@@ -13,8 +13,8 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from litestream.costmodel import StepKind
 from litestream.scheduler import Priority, Scheduler, SynthesisStep
+from litestream.scheduler.costmodel import StepKind
 from loadtest.schedsim import APF, CONTEXT_FRAMES, SAMPLE_RATE, VOICE, config
 from tests.fakes import FakeClock
 from tests.test_scheduler import run

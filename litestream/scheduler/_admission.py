@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import math
 
-from litestream.costmodel import StepKind
-from litestream.scheduler_pacing import Pacing
-from litestream.scheduler_state import StreamState
-from litestream.scheduler_types import Admission, AdmissionReason, SchedulerConfig
+from litestream.scheduler._pacing import Pacing
+from litestream.scheduler._state import StreamState
+from litestream.scheduler.costmodel import StepKind
+from litestream.scheduler.types import Admission, AdmissionReason, SchedulerConfig
 
 __all__ = ["AdmissionControl"]
 

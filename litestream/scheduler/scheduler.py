@@ -51,13 +51,13 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from litestream.costmodel import CostModel, CostPriors, StepKind
-from litestream.scheduler_admission import AdmissionControl
-from litestream.scheduler_pacing import Pacing
-from litestream.scheduler_queue import RunQueue
-from litestream.scheduler_state import Sentence, StreamState
-from litestream.scheduler_steps import InFlight
-from litestream.scheduler_types import (
+from litestream.scheduler._admission import AdmissionControl
+from litestream.scheduler._in_flight import InFlight
+from litestream.scheduler._pacing import Pacing
+from litestream.scheduler._run_queue import RunQueue
+from litestream.scheduler._state import Sentence, StreamState
+from litestream.scheduler.costmodel import CostModel, CostPriors, StepKind
+from litestream.scheduler.types import (
     Admission,
     AdmissionReason,
     Priority,

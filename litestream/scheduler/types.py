@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from litestream.costmodel import StepKind
+from litestream.scheduler.costmodel import StepKind
 
 __all__ = [
     "Admission",

@@ -16,10 +16,10 @@ import math
 from collections.abc import Set
 from itertools import count
 
-from litestream.costmodel import StepKind
-from litestream.scheduler_pacing import Pacing
-from litestream.scheduler_state import StreamState
-from litestream.scheduler_types import SchedulerConfig, SynthesisStep
+from litestream.scheduler._pacing import Pacing
+from litestream.scheduler._state import StreamState
+from litestream.scheduler.costmodel import StepKind
+from litestream.scheduler.types import SchedulerConfig, SynthesisStep
 
 __all__ = ["RunQueue"]
 

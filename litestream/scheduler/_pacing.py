@@ -25,9 +25,9 @@ from __future__ import annotations
 import bisect
 import math
 
-from litestream.costmodel import CostModel, StepKind
-from litestream.scheduler_state import StreamState
-from litestream.scheduler_types import SchedulerConfig
+from litestream.scheduler._state import StreamState
+from litestream.scheduler.costmodel import CostModel, StepKind
+from litestream.scheduler.types import SchedulerConfig
 
 __all__ = ["Pacing", "window_ladder"]
 

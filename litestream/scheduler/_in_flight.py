@@ -8,10 +8,10 @@ dropped). A stream has at most one step in flight. Pure.
 
 from __future__ import annotations
 
-from litestream.costmodel import StepKind
-from litestream.scheduler_pacing import Pacing
-from litestream.scheduler_state import StreamState
-from litestream.scheduler_types import SchedulerConfig, SchedulerStats, SynthesisStep
+from litestream.scheduler._pacing import Pacing
+from litestream.scheduler._state import StreamState
+from litestream.scheduler.costmodel import StepKind
+from litestream.scheduler.types import SchedulerConfig, SchedulerStats, SynthesisStep
 
 __all__ = ["InFlight"]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from litestream.scheduler_types import Priority, SynthesisStep
+from litestream.scheduler.types import Priority, SynthesisStep
 
 __all__ = ["Sentence", "StreamState"]
 
