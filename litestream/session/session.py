@@ -48,7 +48,7 @@ from litestream.protocol import (
     TextMsg,
 )
 from litestream.segmenter import Segmenter
-from litestream.session_types import (
+from litestream.session.interface import (
     ChunkAudio,
     ChunkFailed,
     ChunkPlanned,
