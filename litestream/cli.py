@@ -68,7 +68,7 @@ def _read_text(text: str, stdin: TextIO) -> str:
 
 
 def _write_output(output: str, audio: np.ndarray, sample_rate: int) -> None:
-    from litestream.wav import write_wav
+    from litestream.protocol.wav import write_wav
 
     if output == "-":
         write_wav(sys.stdout.buffer, audio, sample_rate)
@@ -94,7 +94,7 @@ def _cmd_say(args: argparse.Namespace, out: TextIO) -> int:
         return 0
 
     from litestream.engine import registry
-    from litestream.segmenter import Segmenter
+    from litestream.text.segmenter import Segmenter
 
     voice = registry.load_voice(args.voice, cache_dir=_model_cache_dir(),
                                 intra_op_threads=args.threads, device=args.device)

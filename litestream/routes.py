@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from litestream.engine import Voice
-from litestream.openai_api import ApiError
+from litestream.protocol.openai import ApiError
 from litestream.security import Refusal, refusal_body, refusal_headers
 
 

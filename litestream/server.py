@@ -25,7 +25,7 @@ from functools import partial
 from aiohttp import web
 
 from litestream import config as config_mod
-from litestream import openai_api, protocol, routes, startup
+from litestream import protocol, routes, startup
 from litestream.cache import SentenceCache
 from litestream.config import Config
 from litestream.connection import StreamConnection
@@ -34,6 +34,7 @@ from litestream.errors import CloseCode, LitestreamError
 from litestream.logs import SessionAdapter, setup_logging
 from litestream.metrics import Metrics
 from litestream.protocol import HandshakeParams, QueryError, StreamSettings
+from litestream.protocol import openai as openai_api
 from litestream.scheduler import Scheduler
 from litestream.security import (
     ClientLimits,

@@ -22,12 +22,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 from aiohttp import web
 
-from litestream import openai_api, routes
+from litestream import routes
 from litestream.audio_encode import Encoder, new_encoder, output_rate
 from litestream.errors import CloseCode, ErrorCode
 from litestream.logs import SessionAdapter, stream_summary
 from litestream.metrics import ABNORMAL_CLOSE
 from litestream.protocol import Encoding, EndMsg, StreamSettings, TextMsg
+from litestream.protocol import openai as openai_api
 from litestream.security import Refusal, RefusalReason, refuse
 from litestream.session import (
     Close,

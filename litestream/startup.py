@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from litestream.config import Config
 from litestream.engine import Voice, catalog, registry
 from litestream.engine.synthetic import PROVIDER as SYNTHETIC_PROVIDER
-from litestream.segmenter import Segmenter
 from litestream.synthesis import Synthesis
+from litestream.text.segmenter import Segmenter
 from litestream.workers import WorkerPool, release_memory
 
 log = logging.getLogger("litestream.startup")

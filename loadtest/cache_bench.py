@@ -30,7 +30,7 @@ import numpy as np
 
 from litestream.cache import DEFAULT_CACHE_BYTES, SentenceCache
 from litestream.engine import PiperVoice
-from litestream.segmenter import Segmenter
+from litestream.text.segmenter import Segmenter
 from loadtest.realtime import machine_info
 
 STOCK_OPENERS = (

@@ -21,7 +21,7 @@ import numpy as np
 
 from litestream import protocol
 from litestream.engine.piper import PiperVoice
-from litestream.segmenter import Segmenter
+from litestream.text.segmenter import Segmenter
 from loadtest.quality import SILENCE_DBFS, WINDOW_MS, silence_edges_ms
 from loadtest.texts import PARAGRAPH
 

@@ -268,8 +268,8 @@ def memory_variant(variant: str, runs: int, seed: int = 1) -> None:
     import gc
 
     from litestream.engine import PiperVoice, piper_model
-    from litestream.segmenter import Segmenter
     from litestream.startup import CALIBRATION_WINDOW_FRAMES as window
+    from litestream.text.segmenter import Segmenter
     from litestream.workers import release_memory
 
     plain = piper_model.session_options

@@ -17,7 +17,7 @@ import time
 from collections.abc import Sequence
 
 from litestream.engine.kokoro import KokoroModel
-from litestream.segmenter import Segmenter
+from litestream.text.segmenter import Segmenter
 from loadtest.texts import JA_PARAGRAPH
 
 

@@ -39,7 +39,7 @@ import numpy as np
 import pysbd
 
 from litestream.client import Audio, Chunk, Done, Error, Ready, connect
-from litestream.wav import write_wav
+from litestream.protocol.wav import write_wav
 from loadtest.texts import PARAGRAPH
 
 DEFAULT_URL = "ws://127.0.0.1:8765/v1/stream"

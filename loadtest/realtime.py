@@ -197,7 +197,7 @@ def measure_rtf(text: str, runs: int = 3) -> dict[str, Any]:
     """RTF of the bundled voice on one intra-op thread, in this process, chunked the way the
     server chunks (the segmenter's sentences), median of `runs`."""
     from litestream.engine import PiperVoice
-    from litestream.segmenter import Segmenter
+    from litestream.text.segmenter import Segmenter
 
     voice = PiperVoice.load(intra_op_threads=1)
     seg = Segmenter()

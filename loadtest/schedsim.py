@@ -16,7 +16,7 @@ import random
 from dataclasses import dataclass, field
 
 from litestream.scheduler import Priority, Scheduler, SchedulerConfig, StepKind, SynthesisStep
-from litestream.segmenter import Segmenter
+from litestream.text.segmenter import Segmenter
 
 SAMPLE_RATE = 22050
 SAMPLES_PER_FRAME = 256

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from litestream.engine import japanese
-from litestream.segmenter import Segmenter
+from litestream.text.segmenter import Segmenter
 
 # Sentence -> phonemes, each row chosen for one thing a reader can get wrong.
 PHONEME_TABLE = [

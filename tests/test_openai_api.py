@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from litestream import openai_api as oa
+from litestream.protocol import openai as oa
 from litestream.security import (
     STATUS_FOR_REASON,
     RefusalReason,

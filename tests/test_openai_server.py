@@ -19,7 +19,7 @@ import pytest
 import pytest_asyncio
 from websockets.asyncio.client import connect
 
-from litestream import openai_api
+from litestream.protocol import openai as openai_api
 from tests.serverutil import RunningServer, run_server
 
 module_loop = pytest.mark.asyncio(loop_scope="module")

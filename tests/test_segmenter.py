@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from litestream.segmenter import PUNCTUATION, Segmenter
+from litestream.text.segmenter import PUNCTUATION, Segmenter
 
 
 def run(text: str, **kwargs: int | str) -> list[str]:

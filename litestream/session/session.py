@@ -47,7 +47,6 @@ from litestream.protocol import (
     StreamSettings,
     TextMsg,
 )
-from litestream.segmenter import Segmenter
 from litestream.session.interface import (
     ChunkAudio,
     ChunkFailed,
@@ -68,6 +67,7 @@ from litestream.session.interface import (
     SynthesisLink,
     SynthesisResult,
 )
+from litestream.text.segmenter import Segmenter
 
 __all__ = [
     "ChunkAudio",

@@ -9,7 +9,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from litestream.protocol import to_s16
+from litestream.protocol.v1 import to_s16
 
 
 def to_pcm16(audio: np.ndarray) -> np.ndarray:

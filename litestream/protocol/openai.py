@@ -30,7 +30,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from litestream.protocol import SPEED_MAX, SPEED_MIN
+from litestream.protocol.v1 import SPEED_MAX, SPEED_MIN
 from litestream.security import Refusal, retry_after_header
 
 SPEECH_PATH = "/v1/audio/speech"
