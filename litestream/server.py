@@ -26,7 +26,6 @@ from aiohttp import web
 
 from litestream import config as config_mod
 from litestream import protocol, routes, startup
-from litestream.cache import SentenceCache
 from litestream.config import Config
 from litestream.connection import StreamConnection
 from litestream.engine import Voice, registry
@@ -51,7 +50,8 @@ from litestream.security import (
 from litestream.session import GoingAway, SessionLimits, StreamSession, SynthesisResult
 from litestream.speech import SpeechStream
 from litestream.synthesis import StreamLink, Synthesis
-from litestream.workers import PoolEvent, WatchdogConfig, WorkerPool
+from litestream.synthesis.cache import SentenceCache
+from litestream.synthesis.workers import PoolEvent, WatchdogConfig, WorkerPool
 
 log = logging.getLogger("litestream.server")
 

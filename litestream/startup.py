@@ -16,8 +16,8 @@ from litestream.config import Config
 from litestream.engine import Voice, catalog, registry
 from litestream.engine.synthetic import PROVIDER as SYNTHETIC_PROVIDER
 from litestream.synthesis import Synthesis
+from litestream.synthesis.workers import WorkerPool, release_memory
 from litestream.text.segmenter import Segmenter
-from litestream.workers import WorkerPool, release_memory
 
 log = logging.getLogger("litestream.startup")
 

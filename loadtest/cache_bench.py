@@ -28,8 +28,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from litestream.cache import DEFAULT_CACHE_BYTES, SentenceCache
 from litestream.engine import PiperVoice
+from litestream.synthesis.cache import DEFAULT_CACHE_BYTES, SentenceCache
 from litestream.text.segmenter import Segmenter
 from loadtest.realtime import machine_info
 

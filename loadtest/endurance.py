@@ -269,8 +269,8 @@ def memory_variant(variant: str, runs: int, seed: int = 1) -> None:
 
     from litestream.engine import PiperVoice, piper_model
     from litestream.startup import CALIBRATION_WINDOW_FRAMES as window
+    from litestream.synthesis.workers import release_memory
     from litestream.text.segmenter import Segmenter
-    from litestream.workers import release_memory
 
     plain = piper_model.session_options
 

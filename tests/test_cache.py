@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from litestream.cache import CacheKey, SentenceCache, normalize
+from litestream.synthesis.cache import CacheKey, SentenceCache, normalize
 
 RATE = 22050
 VOICE = "en_US-joe-medium"

@@ -41,7 +41,7 @@ from litestream.session import (
     SynthesisResult,
 )
 from litestream.synthesis import Synthesis
-from litestream.workers import WorkResult
+from litestream.synthesis.workers import WorkResult
 from tests.serverutil import shared_voices
 
 TEXTS = (

@@ -24,7 +24,13 @@ from litestream.engine import PiperVoice
 from litestream.errors import SynthesisError
 from litestream.scheduler import Scheduler, StepKind, SynthesisStep
 from litestream.synthesis import scheduler_config
-from litestream.workers import TERMINATED, PoolEvent, WatchdogConfig, WorkerPool, WorkResult
+from litestream.synthesis.workers import (
+    TERMINATED,
+    PoolEvent,
+    WatchdogConfig,
+    WorkerPool,
+    WorkResult,
+)
 from loadtest.faulty_voice import MARKERS, Fault, FaultPlan, FaultyVoice, faulty_server
 from tests.test_server import read_all
 

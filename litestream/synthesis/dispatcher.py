@@ -18,7 +18,6 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from litestream.cache import SentenceCache
 from litestream.config import Config
 from litestream.engine.base import Voice
 from litestream.metrics import Metrics
@@ -31,7 +30,8 @@ from litestream.scheduler import (
     SynthesisStep,
 )
 from litestream.session import ChunkAudio, ChunkFailed, ChunkPlanned, SynthesisResult
-from litestream.workers import Calibration, WorkerPool, WorkResult
+from litestream.synthesis.cache import SentenceCache
+from litestream.synthesis.workers import Calibration, WorkerPool, WorkResult
 
 log = logging.getLogger("litestream.synthesis")
 
