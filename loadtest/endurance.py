@@ -268,7 +268,7 @@ def memory_variant(variant: str, runs: int, seed: int = 1) -> None:
     import gc
 
     from litestream.engine import PiperVoice, piper_model
-    from litestream.startup import CALIBRATION_WINDOW_FRAMES as window
+    from litestream.server.startup import CALIBRATION_WINDOW_FRAMES as window
     from litestream.synthesis.workers import release_memory
     from litestream.text.segmenter import Segmenter
 

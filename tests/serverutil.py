@@ -17,9 +17,9 @@ from typing import Any
 from websockets.asyncio.client import connect
 
 from litestream import config as config_mod
-from litestream.connection import StreamConnection
 from litestream.engine import PiperVoice, Voice
 from litestream.server import LitestreamServer
+from litestream.server.websocket import StreamConnection
 
 _VOICES: dict[str, Voice] = {}
 

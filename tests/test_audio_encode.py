@@ -9,7 +9,7 @@ import av
 import numpy as np
 import pytest
 
-from litestream.audio_encode import (
+from litestream.server.encoders import (
     FORMATS,
     STREAMING_SIZE,
     new_encoder,

@@ -18,7 +18,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from litestream import config as config_mod
-from litestream import protocol, startup
+from litestream import protocol
 from litestream.engine import PiperVoice, registry, synthetic
 from litestream.engine.base import DecodeWindow, Latent, Voice
 from litestream.engine.synthetic import (
@@ -30,6 +30,7 @@ from litestream.engine.synthetic import (
     Tone,
 )
 from litestream.errors import ConfigError, SynthesisError
+from litestream.server import startup
 from loadtest.batches import parse as parse_batches
 from tests.serverutil import run_server
 

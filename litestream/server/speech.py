@@ -22,14 +22,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 from aiohttp import web
 
-from litestream import routes
-from litestream.audio_encode import Encoder, new_encoder, output_rate
 from litestream.errors import CloseCode, ErrorCode
 from litestream.logs import SessionAdapter, stream_summary
 from litestream.metrics import ABNORMAL_CLOSE
 from litestream.protocol import Encoding, EndMsg, StreamSettings, TextMsg
 from litestream.protocol import openai as openai_api
 from litestream.security import Refusal, RefusalReason, refuse
+from litestream.server import routes
+from litestream.server.encoders import Encoder, new_encoder, output_rate
 from litestream.session import (
     Close,
     Disconnected,
@@ -43,7 +43,7 @@ from litestream.session import (
 )
 
 if TYPE_CHECKING:
-    from litestream.server import LitestreamServer
+    from litestream.server.app import LitestreamServer
 
 log = logging.getLogger("litestream.speech")
 

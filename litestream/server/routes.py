@@ -67,7 +67,7 @@ def voices_doc(voices: Mapping[str, Voice], default: str) -> dict[str, Any]:
 
 def default_static_dir() -> Path | None:
     """The browser player: clients/browser in a source checkout (and in the Docker image)."""
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parent.parent  # the litestream package
     for candidate in (here / "static", here.parent / "clients" / "browser"):
         if (candidate / "index.html").is_file():
             return candidate

@@ -25,9 +25,8 @@ from functools import partial
 from aiohttp import web
 
 from litestream import config as config_mod
-from litestream import protocol, routes, startup
+from litestream import protocol
 from litestream.config import Config
-from litestream.connection import StreamConnection
 from litestream.engine import Voice, registry
 from litestream.errors import CloseCode, LitestreamError
 from litestream.logs import SessionAdapter, setup_logging
@@ -47,8 +46,10 @@ from litestream.security import (
     refuse_origin,
     refuse_unauthorized,
 )
+from litestream.server import routes, startup
+from litestream.server.speech import SpeechStream
+from litestream.server.websocket import StreamConnection
 from litestream.session import GoingAway, SessionLimits, StreamSession, SynthesisResult
-from litestream.speech import SpeechStream
 from litestream.synthesis import StreamLink, Synthesis
 from litestream.synthesis.cache import SentenceCache
 from litestream.synthesis.workers import PoolEvent, WatchdogConfig, WorkerPool
