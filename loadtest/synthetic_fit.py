@@ -26,7 +26,7 @@ import numpy as np
 
 from litestream.engine import synthetic, synthetic_lengths
 from litestream.engine.phonemize import phonemize
-from litestream.engine.piper import PiperVoice
+from litestream.engine.piper.voice import PiperVoice
 from litestream.text.segmenter import Segmenter
 from loadtest.realtime import machine_info
 from loadtest.texts import LONG, PARAGRAPH

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from litestream.engine import PiperVoice
-from litestream.engine.kokoro import KokoroFiles, KokoroModel, find_files, read_vocab
+from litestream.engine.kokoro.voice import KokoroFiles, KokoroModel, find_files, read_vocab
 
 
 @pytest.fixture(scope="session")

@@ -140,7 +140,7 @@ def test_lengths_output_found(voice: PiperVoice) -> None:
 
 
 def test_silence_fallback_trims_tail() -> None:
-    from litestream.engine.piper_model import trim_silence
+    from litestream.engine.piper.model import trim_silence
 
     audio = np.array([0.0, 0.5, -0.2, 0.0, 0.0], dtype=np.float32)
     assert trim_silence(audio).tolist() == pytest.approx([0.0, 0.5, -0.2])

@@ -17,8 +17,8 @@ from onnx import TensorProto, helper
 
 from litestream.engine import PiperVoice
 from litestream.engine.base import DecodeWindow, Latent, Voice
-from litestream.engine.piper import HOP_SAMPLES
-from litestream.engine.vits_split import CutPoints, NotSplittable, find_cut_points
+from litestream.engine.piper.split import CutPoints, NotSplittable, find_cut_points
+from litestream.engine.piper.voice import HOP_SAMPLES
 from litestream.errors import SynthesisError
 
 SENTENCE = "A blue crane is a tall wading bird, and a fresh start will work such wonders."
@@ -262,8 +262,8 @@ def test_unsplittable_graph_falls_back_to_whole_sentences(
 def test_a_sentence_too_long_for_one_front_pass_runs_in_pieces(
     voice: PiperVoice, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from litestream.engine import piper
     from litestream.engine.phonemize import split_ids
+    from litestream.engine.piper import voice as piper
 
     # The real bound is never reached by ordinary text: a 300-character chunk (max_chars).
     ordinary = " ".join([SENTENCE] * 4)[:300]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from litestream.engine import japanese
+from litestream.engine.kokoro import japanese
 from litestream.text.segmenter import Segmenter
 
 # Sentence -> phonemes, each row chosen for one thing a reader can get wrong.

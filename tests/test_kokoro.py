@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from litestream.engine import kokoro
 from litestream.engine.base import DecodeWindow, Voice
-from litestream.engine.kokoro import HOP, SAMPLE_RATE, KokoroFiles, KokoroModel
+from litestream.engine.kokoro import voice as kokoro
+from litestream.engine.kokoro.voice import HOP, SAMPLE_RATE, KokoroFiles, KokoroModel
 from litestream.errors import VoiceError
 
 

@@ -19,7 +19,7 @@ from websockets.exceptions import InvalidStatus
 
 from litestream.config import Config
 from litestream.engine import PiperVoice, Voice, registry
-from litestream.engine.kokoro import KokoroModel
+from litestream.engine.kokoro.voice import KokoroModel
 from litestream.engine.phonemize import phonemes_to_ids, phonemize
 from litestream.scheduler import AdmissionReason, Priority, Scheduler
 from litestream.synthesis import scheduler_config

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from litestream.engine.base import Latent, Voice, VoiceDescription
 from litestream.engine.catalog import VoiceInfo, list_voices, select_providers
-from litestream.engine.piper import PiperVoice
+from litestream.engine.piper.voice import PiperVoice
 from litestream.engine.registry import describe_voices, load_voices
 
 __all__ = [

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from litestream.engine.piper import PiperVoice
+from litestream.engine.piper.voice import PiperVoice
 
 BENCH_TEXT = (
     "The next chunk is due before the listener runs dry, so we measure it carefully."

@@ -22,7 +22,6 @@ from pathlib import Path
 
 from pysbd.languages import LANGUAGE_CODES
 
-from litestream.engine import kokoro
 from litestream.engine.base import Voice, VoiceDescription
 from litestream.engine.catalog import (
     BUNDLED_PACKAGE,
@@ -30,6 +29,7 @@ from litestream.engine.catalog import (
     bundled_voice_paths,
     voice_info,
 )
+from litestream.engine.kokoro import voice as kokoro
 from litestream.engine.synthetic import NAME as SYNTHETIC_NAME
 from litestream.engine.synthetic import VOICE_ID as SYNTHETIC_ID
 from litestream.engine.synthetic import SyntheticVoice
@@ -117,7 +117,7 @@ def load_voices(voice: Path | None = None, extra_voices: Sequence[Path] = (), *,
     """Load every voice once, by id; the first one is the default. An id met twice keeps its
     first voice (a warning says which was skipped). ``voice`` "synthetic" is the synthetic
     voice with the ``synthetic_cost`` table (engine/synthetic.py)."""
-    from litestream.engine.piper import PiperVoice
+    from litestream.engine.piper.voice import PiperVoice
 
     voices: dict[str, Voice] = {}
 
@@ -154,7 +154,7 @@ def load_voices(voice: Path | None = None, extra_voices: Sequence[Path] = (), *,
 def load_voice(spec: str | Path | None, *, cache_dir: Path | None = None,
                intra_op_threads: int = 1, device: str = "auto") -> Voice:
     """One voice for the CLI: None (the bundled voice), a Piper .onnx path, or a voice id."""
-    from litestream.engine.piper import PiperVoice
+    from litestream.engine.piper.voice import PiperVoice
 
     if is_synthetic(spec):
         return SyntheticVoice.load()

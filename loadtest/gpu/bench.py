@@ -143,7 +143,7 @@ def _timed(call: Callable[[], object], min_s: float, min_reps: int) -> tuple[flo
 
 def load_voice(device: str, conv_search: str, half: bool = False) -> Any:
     from litestream.engine import catalog
-    from litestream.engine.piper import PiperVoice
+    from litestream.engine.piper.voice import PiperVoice
 
     catalog.set_cuda_conv_search(conv_search)
     voice = PiperVoice.load(device=device, warmup=False)

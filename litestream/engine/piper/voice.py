@@ -40,14 +40,15 @@ from litestream.engine.catalog import (
     voice_info,
 )
 from litestream.engine.phonemize import phonemes_to_ids, phonemize, split_ids
-from litestream.engine.piper_model import (
+from litestream.engine.piper.model import (
     PreparedModel,
     create_session,
     prepare_model,
     run_session,
     unpad_batch,
 )
-from litestream.engine.piper_windows import (
+from litestream.engine.piper.split import SplitGraph
+from litestream.engine.piper.windows import (
     WINDOW_FRAMES,
     ContextFrames,
     DecodeCounters,
@@ -55,7 +56,6 @@ from litestream.engine.piper_windows import (
     WindowPlan,
     plan_window,
 )
-from litestream.engine.vits_split import SplitGraph
 from litestream.errors import SynthesisError, VoiceError
 
 logger = logging.getLogger("litestream.engine")

@@ -21,7 +21,7 @@ import numpy as np
 import onnxruntime as ort
 
 from litestream.engine.catalog import with_options
-from litestream.engine.vits_split import NotSplittable, SplitGraph, split_graph
+from litestream.engine.piper.split import NotSplittable, SplitGraph, split_graph
 from litestream.errors import SynthesisError, VoiceError
 
 logger = logging.getLogger("litestream.engine")

@@ -36,9 +36,9 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from litestream.engine import japanese
 from litestream.engine.base import DecodeWindow, Latent, VoiceDescription
 from litestream.engine.catalog import select_providers, with_options
+from litestream.engine.kokoro import japanese
 from litestream.errors import SynthesisError, VoiceError
 
 logger = logging.getLogger("litestream.engine.kokoro")
