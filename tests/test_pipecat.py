@@ -28,7 +28,7 @@ from pipecat.pipeline.worker import PipelineParams, PipelineWorker
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.workers.runner import WorkerRunner
 
-from litestream.pipecat import LitestreamTTSService, word_times
+from litestream.client.pipecat import LitestreamTTSService, word_times
 from tests.serverutil import RunningServer, run_server
 
 # One event loop and one server for the module: a server takes seconds to start.

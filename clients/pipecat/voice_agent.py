@@ -46,7 +46,7 @@ from pipecat.pipeline.worker import PipelineParams, PipelineWorker
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.workers.runner import WorkerRunner
 
-from litestream.pipecat import LitestreamTTSService
+from litestream.client.pipecat import LitestreamTTSService
 
 REPLIES = (
     "Sure, one moment. I'm looking up the opening hours for you. The library opens at nine "

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from litestream.events import Chunk, Ready
+from litestream.client.events import Chunk, Ready
 from litestream.protocol import BYTES_PER_SAMPLE
 
 

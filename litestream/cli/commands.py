@@ -144,7 +144,7 @@ def _cmd_voices(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _cmd_bench_engine(args: argparse.Namespace, out: TextIO) -> int:
-    from litestream.engine.bench import BENCH_TEXT, bench_latency, bench_layouts, parse_layouts
+    from litestream.cli.bench import BENCH_TEXT, bench_latency, bench_layouts, parse_layouts
     from litestream.engine.piper.voice import PiperVoice
 
     try:

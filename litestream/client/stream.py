@@ -31,8 +31,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from litestream.errors import LitestreamError
-from litestream.events import (
+from litestream.client.events import (
     Audio,
     Chunk,
     Cleared,
@@ -43,7 +42,8 @@ from litestream.events import (
     Flushed,
     Ready,
 )
-from litestream.playback import ChunkPlayback, PlaybackClock, Stall
+from litestream.client.playback import ChunkPlayback, PlaybackClock, Stall
+from litestream.errors import LitestreamError
 from litestream.protocol import Encoding, decode, encode
 
 logger = logging.getLogger("litestream.client")

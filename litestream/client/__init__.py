@@ -1,0 +1,64 @@
+"""The Python client: imports the wire format only, never the server or the scheduler.
+
+`stream.py` holds the SDK (`connect`, `ClientStream`, `EventDecoder`, `synthesize`), re-exported
+here; `events.py` the events a client receives, `playback.py` a simulated real-time listener,
+`pipecat.py` the Pipecat TTS service (the [pipecat] extra; import it from there).
+"""
+
+from __future__ import annotations
+
+from litestream.client.stream import (
+    Audio,
+    BadRequest,
+    Chunk,
+    ChunkPlayback,
+    Cleared,
+    ClientStream,
+    Done,
+    DoneStats,
+    Error,
+    Event,
+    EventDecoder,
+    Flushed,
+    Forbidden,
+    HandshakeRefused,
+    PlaybackClock,
+    RateLimited,
+    Ready,
+    Stall,
+    StreamClosed,
+    StreamError,
+    Unauthorized,
+    Unavailable,
+    build_url,
+    connect,
+    synthesize,
+)
+
+__all__ = [
+    "Audio",
+    "BadRequest",
+    "Chunk",
+    "ChunkPlayback",
+    "Cleared",
+    "ClientStream",
+    "Done",
+    "DoneStats",
+    "Error",
+    "Event",
+    "EventDecoder",
+    "Flushed",
+    "Forbidden",
+    "HandshakeRefused",
+    "PlaybackClock",
+    "RateLimited",
+    "Ready",
+    "Stall",
+    "StreamClosed",
+    "StreamError",
+    "Unauthorized",
+    "Unavailable",
+    "build_url",
+    "connect",
+    "synthesize",
+]
