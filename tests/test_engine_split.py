@@ -6,6 +6,7 @@ ONNX graph stands in for a voice that cannot be split.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from pathlib import Path
 
@@ -19,6 +20,13 @@ from litestream.engine import PiperVoice
 from litestream.engine.base import DecodeWindow, Latent, Voice
 from litestream.engine.piper.split import CutPoints, NotSplittable, find_cut_points
 from litestream.engine.piper.voice import HOP_SAMPLES
+from litestream.engine.piper.windows import (
+    ContextFrames,
+    Prior,
+    pad_frames,
+    plan_rows,
+    stable_width,
+)
 from litestream.errors import SynthesisError
 
 SENTENCE = "A blue crane is a tall wading bird, and a fresh start will work such wonders."
@@ -280,3 +288,70 @@ def test_a_sentence_too_long_for_one_front_pass_runs_in_pieces(
     assert np.abs(latent.state.z_p - joined).max() <= 1e-5  # type: ignore[union-attr]
     audio = stitched(voice, latent, SCHEDULE)
     assert len(audio) == latent.samples and np.abs(audio).max() > 0.01
+
+
+# ---------------------------------------------------------------- fixed shapes (GPU)
+
+def test_rows_cover_the_window_with_fixed_shapes_and_full_context() -> None:
+    context = ContextFrames(decoder=12, flow=20)
+    state = Prior(z_p=np.zeros((1, 4, 300), np.float32), y_mask=np.ones((1, 1, 300), np.float32))
+    latent = Latent(frames=300, samples_per_frame=HOP_SAMPLES, speed=1.0, state=state)
+    for start, frames in [(0, 32), (100, 64), (280, 256), (0, 300), (290, 16), (50, 40)]:
+        rows = plan_rows(DecodeWindow(latent, start, frames), context)
+        width = stable_width(frames, 300, context)
+        assert width is not None and width <= max(frames, 16)
+        assert rows[0].start == start and rows[-1].end == min(300, start + frames)
+        for row, after in itertools.pairwise(rows):
+            assert row.end == after.start
+        for row in rows:
+            assert row.dec_end - row.dec_start == width + 24  # one shape per width
+            assert row.dec_start >= 0 and row.dec_end <= 300  # real frames only
+            assert row.start - row.dec_start >= 12 or row.dec_start == 0
+            assert row.dec_end - row.end >= 12 or row.dec_end == 300
+            assert (row.flow_start, row.flow_end) == (row.dec_start - 20, row.dec_end + 20)
+        assert len({row.shape_key for row in rows}) == 1
+    # Shorter than the smallest width with its context: one row of the sentence's own length.
+    short = Latent(frames=30, samples_per_frame=HOP_SAMPLES, speed=1.0, state=state)
+    assert stable_width(256, 30, context) is None
+    (row,) = plan_rows(DecodeWindow(short, 0, 256), context)
+    assert (row.start, row.end, row.dec_start, row.dec_end) == (0, 30, 0, 30)
+
+
+def test_pad_frames_fills_past_the_ends_with_zeros() -> None:
+    array = np.arange(10, dtype=np.float32).reshape(1, 1, 10) + 1
+    assert pad_frames(array, 2, 5).tolist() == [[3, 4, 5]]
+    assert pad_frames(array, -2, 2).tolist() == [[0, 0, 1, 2]]
+    assert pad_frames(array, 8, 12).tolist() == [[9, 10, 0, 0]]
+
+
+@pytest.fixture
+def fixed_shapes(voice: PiperVoice) -> PiperVoice:
+    """The bundled voice decoding as on a GPU (rows of fixed shapes), on the CPU."""
+    gpu_like = voice.new_session()
+    gpu_like.stable_shapes = True
+    return gpu_like
+
+
+def test_fixed_shape_rows_equal_the_one_shot_decode(voice: PiperVoice, latent: Latent,
+                                                    fixed_shapes: PiperVoice) -> None:
+    """The flow padded past the sentence under a zero mask, the decoder shifted inward at
+    the ends: the same audio as windows planned as they are."""
+    one_shot = voice.decode(latent, 0, latent.frames)
+    for sizes in (SCHEDULE, (16, 64), (7, 33, 100), (256,)):
+        audio = stitched(fixed_shapes, latent, sizes)
+        assert len(audio) == latent.samples
+        assert np.abs(audio - one_shot).max() <= 1e-3
+    short = voice.encode(voice.phoneme_ids("Yes."))
+    assert np.abs(fixed_shapes.decode(short, 0, 256) - voice.decode(short, 0, 256)).max() <= 1e-5
+
+
+def test_fixed_shape_runs_round_rows_up_to_a_power_of_two(
+        voice: PiperVoice, latent: Latent, fixed_shapes: PiperVoice) -> None:
+    windows = [DecodeWindow(latent, start, 32) for start in (0, 32, 64)]
+    fixed_shapes.counters.reset()
+    together = fixed_shapes.decode_batch(windows)
+    assert fixed_shapes.counters.runs == 1  # first window shifted inward: one shape
+    assert fixed_shapes.counters.decoder_frames == 4 * (32 + 24)  # 3 rows run as 4
+    for audio, window in zip(together, windows, strict=True):
+        alone = voice.decode(window.latent, window.start_frame, window.frames)
+        assert np.abs(audio - alone).max() <= 1e-3

@@ -132,7 +132,7 @@ def list_voices(extra_paths: Sequence[Path] = ()) -> list[VoiceInfo]:
 
 _provider_lock = threading.Lock()
 _cuda: CudaStatus | None = None
-_cuda_conv_search = "exhaustive"
+_cuda_conv_search = "heuristic"  # Config.cuda_conv_search
 _logged_choices: set[tuple[str, ...]] = set()
 
 
@@ -188,9 +188,9 @@ def set_cuda_conv_search(mode: str) -> None:
     """cuDNN's convolution algorithm search for every CUDA session made after this call:
     process-wide, set once from the Config before voices load.
 
-    "exhaustive" (ONNX Runtime's default) times every algorithm the first time a shape is
-    seen and keeps the fastest; "heuristic" takes cuDNN's guess with no such first run;
-    "default" takes cuDNN's default algorithm.
+    "heuristic" takes cuDNN's pick from its heuristics; "exhaustive" (ONNX Runtime's own
+    default) times every algorithm the first time a shape is seen and keeps the fastest;
+    "default" takes one fixed algorithm.
     """
     global _cuda_conv_search
     if mode not in CUDA_CONV_SEARCHES:

@@ -33,6 +33,7 @@ import json
 import os
 import platform
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -141,12 +142,14 @@ def _timed(call: Callable[[], object], min_s: float, min_reps: int) -> tuple[flo
     return first, statistics.median(times)
 
 
-def load_voice(device: str, conv_search: str, half: bool = False) -> Any:
+def load_voice(device: str, conv_search: str, half: bool = False,
+               warmup: bool = True) -> Any:
+    """The bundled voice as a server loads it (warmed: on a GPU, every shape it decodes)."""
     from litestream.engine import catalog
     from litestream.engine.piper.voice import PiperVoice
 
     catalog.set_cuda_conv_search(conv_search)
-    voice = PiperVoice.load(device=device, warmup=False)
+    voice = PiperVoice.load(device=device, warmup=warmup and not half)
     if not half:
         return voice
     import onnx
@@ -162,8 +165,11 @@ def load_voice(device: str, conv_search: str, half: bool = False) -> Any:
     split = dataclasses.replace(model.split, flow=to_half(model.split.flow),
                                 decoder=to_half(model.split.decoder))
     prepared = dataclasses.replace(model, split=split)
-    return PiperVoice(voice.info, voice.config, prepared, intra_op_threads=1, device=device,
-                      noise_scale=voice.noise_scale, noise_w=voice.noise_w)
+    half_voice = PiperVoice(voice.info, voice.config, prepared, intra_op_threads=1,
+                            device=device, noise_scale=voice.noise_scale, noise_w=voice.noise_w)
+    if warmup:
+        half_voice.warmup()
+    return half_voice
 
 
 def long_latent(voice: Any) -> Any:
@@ -287,7 +293,9 @@ def engine(run: Run, device: str, small: bool, searches: Sequence[str],
         with run.step(f"engine_{search}"):
             t = time.perf_counter()
             voice = load_voice(device, search)
-            loaded = {"provider": voice.provider, "load_s": time.perf_counter() - t}
+            loaded = {"provider": voice.provider, "load_and_warmup_s": time.perf_counter() - t,
+                      "front_provider": voice._front.get_providers()[0],
+                      "fixed_shapes": getattr(voice, "stable_shapes", False)}
             run.save(f"engine_{search}_voice", loaded)
             texts = SENTENCES[:6] if small else SENTENCES
             result = {"encode": encode_throughput(voice, texts),
@@ -386,7 +394,9 @@ def markdown(data: dict[str, Any]) -> str:
             continue
         enc = engine["encode"]
         padded = engine.get("padded_encode", {})
-        lines += [f"## Engine, cuDNN {search} search (sessions on {voice.get('provider')})", "",
+        lines += [f"## Engine, cuDNN {search} search (flow and decoder on "
+                  f"{voice.get('provider')}, front on {voice.get('front_provider')}, fixed "
+                  f"shapes {voice.get('fixed_shapes')})", "",
                   f"encode: {enc['audio_s_per_s']:.0f} s of audio per s "
                   f"({enc['front_ms_per_sentence']:.1f} ms per sentence front pass over "
                   f"sentences of {enc['sentences']} lengths, "
@@ -463,6 +473,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--bundle", type=Path, default=None,
                    help="the joined bundle: its manifest says which commit is running")
     args = p.parse_args(argv)
+    # run.sh's time limit ends the run with SIGTERM: write the table of what was measured.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     small = args.device == "cpu"
     run = Run(args.out, args.budget_s)
     try:

@@ -35,5 +35,6 @@ fi
 # From $work, so that litestream is the bundle's wheel (what was installed), not the tree's.
 out=$(cd "$out" && pwd)
 cd "$work"
-python3 -m loadtest.gpu.bench --out "$out" --bundle "$work/bundle.tar" \
-    --budget-s $(( total_s - installed )) "$@"
+budget=$(( total_s - installed ))
+timeout -s TERM $(( budget + 15 )) python3 -m loadtest.gpu.bench --out "$out" \
+    --bundle "$work/bundle.tar" --budget-s "$budget" "$@"

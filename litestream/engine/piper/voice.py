@@ -31,6 +31,7 @@ from litestream.engine.base import DecodeWindow, Latent, VoiceDescription
 from litestream.engine.catalog import (
     BUNDLED_PACKAGE,
     CPU_PROVIDER,
+    CUDA_PROVIDER,
     KNOWN_GENDERS,
     VoiceConfig,
     VoiceInfo,
@@ -54,6 +55,8 @@ from litestream.engine.piper.windows import (
     DecodeCounters,
     Prior,
     WindowPlan,
+    pad_frames,
+    plan_rows,
     plan_window,
 )
 from litestream.errors import SynthesisError, VoiceError
@@ -73,6 +76,9 @@ WARMUP_TEXTS = (
 MAX_FRONT_IDS = 800
 
 HOP_SAMPLES = 256
+# On a GPU, decode runs are warmed at every power-of-two row count up to this one: a batch of
+# up to 64 windows (--max-batch) meets no cold shape.
+WARM_ROWS = 64
 
 
 class PiperVoice:
@@ -85,6 +91,7 @@ class PiperVoice:
     info: VoiceInfo
     sample_rate: int
     provider: str
+    stable_shapes: bool
     context: ContextFrames
     counters: DecodeCounters
 
@@ -99,6 +106,7 @@ class PiperVoice:
         noise_scale: float,
         noise_w: float,
         context: ContextFrames | None = None,
+        shared: tuple[ort.InferenceSession, ort.InferenceSession] | None = None,
     ) -> None:
         self.info = info
         self.config = config
@@ -123,11 +131,24 @@ class PiperVoice:
             self._session = self._new_session(model.model_bytes, providers)
             first = self._session
         else:
-            self._front = self._new_session(model.split.front, providers)
-            self._flow = self._new_session(model.split.flow, providers)
-            self._decoder = self._new_session(model.split.decoder, providers)
-            first = self._front
+            # On CUDA the front pass runs on the CPU: its shapes follow each sentence's length
+            # in frames, and every new shape cost a cuDNN search (a front pass took 122-653 ms
+            # on an H200, 9.5 ms on a length already seen; docs/benchmarks.md, "GPU").
+            on_gpu = providers[0] == CUDA_PROVIDER
+            self._front = self._new_session(model.split.front,
+                                            [CPU_PROVIDER] if on_gpu else providers)
+            if shared is not None:
+                self._flow, self._decoder = shared
+            else:
+                self._flow = self._new_session(model.split.flow, providers)
+                self._decoder = self._new_session(model.split.decoder, providers)
+            first = self._decoder
         self.provider = first.get_providers()[0]
+        # Decode in rows of fixed shapes (``plan_rows``) on a GPU, where a new shape costs a
+        # cuDNN search; on a CPU a new shape costs nothing more, so windows run as they are.
+        self.stable_shapes = model.split is not None and self.provider == CUDA_PROVIDER
+        # Whether this voice made its flow and decoder sessions (else it shares a warm pair).
+        self._owns_decoder = shared is None
         if self.provider != providers[0]:
             # onnxruntime fell back despite our checks: say so, capacity differs a lot.
             logger.warning("asked for %s but the session runs on %s", providers[0],
@@ -182,7 +203,14 @@ class PiperVoice:
         return voice
 
     def new_session(self) -> PiperVoice:
-        """Same voice, config and phoneme map, its own InferenceSessions (one per worker)."""
+        """Same voice, config and phoneme map, its own InferenceSessions (one per worker).
+
+        On a GPU the workers share the flow and decoder sessions (``InferenceSession.run`` is
+        thread-safe): one GPU runs them anyway, and a shape's cuDNN search is paid once, not
+        once per worker. Each worker still has its own front session on the CPU."""
+        shared = None
+        if self.stable_shapes and self._flow is not None and self._decoder is not None:
+            shared = (self._flow, self._decoder)
         voice = PiperVoice(
             self.info,
             self.config,
@@ -192,6 +220,7 @@ class PiperVoice:
             noise_scale=self.noise_scale,
             noise_w=self.noise_w,
             context=self.context,
+            shared=shared,
         )
         voice.warmup()
         return voice
@@ -228,11 +257,13 @@ class PiperVoice:
         """Run every session on the shapes it will meet, so a listener never pays for it.
 
         Whole-sentence synthesis, the front on a short and a long sentence, then flow and
-        decoder on window sizes as a first window and with context on both sides, largest
-        first so the memory arena grows once. On CUDA every size in ``WINDOW_FRAMES`` (cuDNN
-        picks kernels per shape); on CPU the largest and the smallest: there a new shape's
-        first run costs what the next ones do (measured, docs/benchmarks.md), and each
-        worker's start-up stays short.
+        decoder. On a CPU, the largest and the smallest window, as a first window and with
+        context on both sides, largest first so the memory arena grows once: there a new
+        shape's first run costs what the next ones do (measured, docs/benchmarks.md), and each
+        worker's start-up stays short. On a GPU every shape ``plan_rows`` makes: each ladder
+        width at each power-of-two row count up to ``WARM_ROWS``, and each sentence length
+        shorter than the smallest width with its context (a new shape's first run took
+        100-250 ms there); once, by the voice that owns the shared flow and decoder.
         """
         self.synthesize(WARMUP_TEXT)
         if self._model.split is None:
@@ -241,17 +272,29 @@ class PiperVoice:
         prior = latents[0].state
         assert isinstance(prior, Prior)
         sizes = sorted(WINDOW_FRAMES, reverse=True)
-        if self.provider == CPU_PROVIDER:
-            sizes = [sizes[0], sizes[-1]]
         margin = self.context.decoder + self.context.flow
         frames = sizes[0] + 2 * margin
-        # Silence in the latent space: real shapes, no need for a sentence that long.
-        dummy = Latent(frames=frames, samples_per_frame=self._hop, speed=1.0, state=Prior(
-            z_p=np.zeros((1, prior.z_p.shape[1], frames), dtype=np.float32),
-            y_mask=np.ones((1, 1, frames), dtype=np.float32)))
-        for size in sizes:
-            self.decode(dummy, 0, size)
-            self.decode(dummy, margin, size)
+        channels = prior.z_p.shape[1]
+
+        def silence(length: int) -> Latent:
+            # Silence in the latent space: real shapes, no need for a sentence that long.
+            return Latent(frames=length, samples_per_frame=self._hop, speed=1.0, state=Prior(
+                z_p=np.zeros((1, channels, length), dtype=np.float32),
+                y_mask=np.ones((1, 1, length), dtype=np.float32)))
+
+        if not self.stable_shapes:
+            dummy = silence(frames)
+            for size in [sizes[0], sizes[-1]]:
+                self.decode(dummy, 0, size)
+                self.decode(dummy, margin, size)
+        elif self._owns_decoder:
+            dummy = silence(frames)
+            rows = [1 << k for k in range(WARM_ROWS.bit_length()) if 1 << k <= WARM_ROWS]
+            for size in sizes:
+                for count in reversed(rows):
+                    self.decode_batch([DecodeWindow(dummy, margin, size)] * count)
+            for length in range(1, sizes[-1] + 2 * self.context.decoder):
+                self.decode(silence(length), 0, length)
         self.counters.reset()
 
     # --- synthesis ---------------------------------------------------------------------------
@@ -334,37 +377,47 @@ class PiperVoice:
 
     def decode_batch(self, windows: Sequence[DecodeWindow], *,
                      run_options: Any = None) -> list[np.ndarray]:
-        """Each window's audio, as ``decode`` gives it. Windows whose inputs have the same
-        shape (same size and same clipping at the sentence's ends) share one flow run and one
-        decoder run: stacked, no padding. Speed is already in each latent."""
-        results: list[np.ndarray | None] = [None] * len(windows)
-        groups: dict[tuple[int, int, int], list[tuple[int, WindowPlan, Prior]]] = {}
+        """Each window's audio, as ``decode`` gives it. Rows whose inputs have the same shape
+        (same size and same clipping at the sentence's ends) share one flow run and one
+        decoder run, stacked. On a GPU a window is rows of fixed shapes (``plan_rows``), and
+        a run's row count is rounded up to a power of two with copies of its first row, so
+        runs meet a few dozen shapes, all warmed at start. Speed is already in each latent."""
+        plan = plan_rows if self.stable_shapes else (
+            lambda window, context: [plan_window(window, context)])
+        pieces: list[list[np.ndarray]] = [[] for _ in windows]
+        groups: dict[tuple[int, int, int], list[tuple[int, int, WindowPlan, Prior]]] = {}
         for index, window in enumerate(windows):
-            plan = plan_window(window, self.context)
             latent = window.latent
+            rows = plan(window, self.context)
             if latent.audio is not None:  # a whole-sentence latent: slice it
                 hop = latent.samples_per_frame
-                results[index] = latent.audio[plan.start * hop: plan.end * hop].copy()
+                pieces[index].append(latent.audio[rows[0].start * hop: rows[-1].end * hop])
                 continue
             if not isinstance(latent.state, Prior) or self._model.split is None:
                 raise SynthesisError("latent was not encoded by a split Piper voice")
-            groups.setdefault(plan.shape_key, []).append((index, plan, latent.state))
+            pieces[index] = [np.empty(0, dtype=np.float32)] * len(rows)
+            for order, row in enumerate(rows):
+                groups.setdefault(row.shape_key, []).append((index, order, row, latent.state))
         for items in groups.values():
-            for index, audio in zip((i for i, _, _ in items),
-                                    self._decode_group(items, run_options), strict=True):
-                results[index] = audio
-        return [audio for audio in results if audio is not None]
+            audio = self._decode_group([(row, prior) for _, _, row, prior in items], run_options)
+            for (index, order, _, _), piece in zip(items, audio, strict=True):
+                pieces[index][order] = piece
+        return [parts[0].copy() if len(parts) == 1 else np.concatenate(parts)
+                for parts in pieces]
 
-    def _decode_group(self, items: list[tuple[int, WindowPlan, Prior]],
+    def _decode_group(self, items: list[tuple[WindowPlan, Prior]],
                       run_options: Any) -> list[np.ndarray]:
         split = self._model.split
         assert split is not None and self._flow is not None and self._decoder is not None
+        plans = [plan for plan, _ in items]
         rows = len(items)
-        plans = [plan for _, plan, _ in items]
-        z_p = np.stack([prior.z_p[0, :, p.flow_start:p.flow_end] for _, p, prior in items])
-        y_mask = np.stack([prior.y_mask[0, :, p.flow_start:p.flow_end] for _, p, prior in items])
+        runs = rows if not self.stable_shapes else 1 << (rows - 1).bit_length()
+        chosen = items + [items[0]] * (runs - rows)  # padding rows: outputs dropped
+        z_p = np.stack([pad_frames(prior.z_p, p.flow_start, p.flow_end) for p, prior in chosen])
+        y_mask = np.stack([pad_frames(prior.y_mask, p.flow_start, p.flow_end)
+                           for p, prior in chosen])
         flow_feeds = {split.cuts.z_p: z_p, split.cuts.y_mask: y_mask,
-                      **self._speaker_feeds(rows, split.flow_inputs)}
+                      **self._speaker_feeds(runs, split.flow_inputs)}
         began = time.perf_counter()
         (z,) = run_session(self._flow, [split.cuts.z], flow_feeds, run_options)
         flowed = time.perf_counter()
@@ -372,11 +425,11 @@ class PiperVoice:
         offset = first.dec_start - first.flow_start
         dec_frames = first.dec_end - first.dec_start
         dec_feeds = {split.cuts.z: np.ascontiguousarray(z[:, :, offset:offset + dec_frames]),
-                     **self._speaker_feeds(rows, split.decoder_inputs)}
+                     **self._speaker_feeds(runs, split.decoder_inputs)}
         (audio,) = run_session(self._decoder, ["output"], dec_feeds, run_options)
         done = time.perf_counter()
         hop = self._hop
-        audio = np.asarray(audio, dtype=np.float32).reshape(rows, -1)
+        audio = np.asarray(audio, dtype=np.float32).reshape(runs, -1)
         if audio.shape[1] != dec_frames * hop:
             raise SynthesisError(f"decoder gave {audio.shape[1]} samples for {dec_frames} "
                                  f"frames; expected a hop of {hop}")
@@ -385,11 +438,11 @@ class PiperVoice:
         counters.windows += rows
         counters.runs += 1
         counters.output_frames += sum(p.end - p.start for p in plans)
-        counters.flow_frames += rows * (first.flow_end - first.flow_start)
-        counters.decoder_frames += rows * dec_frames
+        counters.flow_frames += runs * (first.flow_end - first.flow_start)
+        counters.decoder_frames += runs * dec_frames
         counters.flow_s += flowed - began
         counters.decoder_s += done - flowed
-        return [audio[row, (p.start - p.dec_start) * hop:(p.end - p.dec_start) * hop].copy()
+        return [audio[row, (p.start - p.dec_start) * hop:(p.end - p.dec_start) * hop]
                 for row, p in enumerate(plans)]
 
     def synthesize(self, text: str, speed: float = 1.0) -> np.ndarray:

@@ -112,3 +112,58 @@ def plan_window(window: DecodeWindow, context: ContextFrames) -> WindowPlan:
     return WindowPlan(start, end, dec_start, dec_end,
                       max(0, dec_start - context.flow),
                       min(total, dec_end + context.flow))
+
+
+def stable_width(frames: int, total: int, context: ContextFrames,
+                 ladder: tuple[int, ...] = WINDOW_FRAMES) -> int | None:
+    """The ladder width rows of a window of ``frames`` use in a sentence of ``total`` frames:
+    the largest ladder size no longer than the window whose decoder input (the width and the
+    decoder context each side) fits inside the sentence. None when none fits: the sentence is
+    shorter than the smallest ladder size with its context."""
+    fitting = [w for w in ladder if w + 2 * context.decoder <= total]
+    if not fitting:
+        return None
+    within = [w for w in fitting if w <= frames]
+    return max(within) if within else min(fitting)
+
+
+def plan_rows(window: DecodeWindow, context: ContextFrames,
+              ladder: tuple[int, ...] = WINDOW_FRAMES) -> list[WindowPlan]:
+    """The window as rows of fixed shapes, for a GPU, where every new input shape costs a
+    cuDNN algorithm search (100-250 ms on an H200: docs/benchmarks.md, "GPU").
+
+    Each row outputs at most ``width`` frames (``stable_width``). Its decoder input is always
+    ``width + 2 x decoder context`` real frames of the sentence, shifted inward at the
+    sentence's ends, so a row near an end has more context on its inner side instead of less
+    input; the flow's input is that range plus the flow context each side, and may reach past
+    the sentence, where ``pad_frames`` fills it with zero latent under a zero mask, exactly
+    what the one-shot flow sees there (every coupling layer multiplies by the mask). So rows
+    equal the one-shot decode as ``plan_window``'s do, and a sentence's windows meet one
+    shape per ladder width. A sentence shorter than the smallest width with its context is one
+    row of its own length, as ``plan_window`` gives.
+    """
+    whole = plan_window(window, context)
+    total = window.latent.frames
+    width = stable_width(window.frames, total, context, ladder)
+    if width is None:
+        return [whole]
+    span = width + 2 * context.decoder
+    rows = []
+    for start in range(whole.start, whole.end, width):
+        end = min(whole.end, start + width)
+        dec_start = min(max(0, start - context.decoder), total - span)
+        rows.append(WindowPlan(start, end, dec_start, dec_start + span,
+                               dec_start - context.flow, dec_start + span + context.flow))
+    return rows
+
+
+def pad_frames(array: np.ndarray, start: int, end: int) -> np.ndarray:
+    """``array[0, :, start:end]`` of a [1, channels, frames] array, zeros where the range
+    reaches past either end."""
+    frames = array.shape[2]
+    if start >= 0 and end <= frames:
+        return array[0, :, start:end]
+    out = np.zeros((array.shape[1], end - start), dtype=array.dtype)
+    lo, hi = max(0, start), min(frames, end)
+    out[:, lo - start:hi - start] = array[0, :, lo:hi]
+    return out
