@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 PIPECAT ?= pipecat-ai==1.14.0
 ARGS   ?=
 
-.PHONY: serve test lint bench install clean soak faults
+.PHONY: serve test lint bench install clean soak faults gpu-bundle
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -60,3 +60,8 @@ soak: $(STAMP)
 
 faults: $(STAMP)
 	$(PY) -m loadtest.faults $(ARGS)
+
+# Issue 17: the offline bundle for a GPU host with no network (parts of at most 60 MB in
+# .bundle/, with SHA-256 sums); on the host: bash loadtest/gpu/run.sh PARTS_DIR OUT_DIR.
+gpu-bundle: $(STAMP)
+	$(PY) -m loadtest.gpu.bundle build $(ARGS)

@@ -63,9 +63,9 @@ class Config:
         metadata={"help": "where the joined Kokoro model is kept (default: ~/.cache/litestream)"},
     )
     device: str = field(default="auto", metadata={"help": "auto, cpu or cuda"})
-    # heuristic: on an H200 its kernels ran faster than exhaustive's (3228 vs 2370 s of audio
-    # per s at 64 x 256 frames) and a new shape's first run cost 100-250 ms, not 600-970
-    # (docs/benchmarks.md, "GPU"); default's kernels ran 3x slower.
+    # heuristic: on an H200 its kernels ran about as fast as exhaustive's, and a new shape's
+    # first run cost 100-250 ms, not 600-970 (docs/benchmarks.md, "On a GPU"); default's
+    # kernels ran 2-3x slower.
     cuda_conv_search: str = field(
         default="heuristic",
         metadata={"help": "cuDNN convolution algorithm search on CUDA: heuristic, exhaustive "

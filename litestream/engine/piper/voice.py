@@ -133,7 +133,7 @@ class PiperVoice:
         else:
             # On CUDA the front pass runs on the CPU: its shapes follow each sentence's length
             # in frames, and every new shape cost a cuDNN search (a front pass took 122-653 ms
-            # on an H200, 9.5 ms on a length already seen; docs/benchmarks.md, "GPU").
+            # on an H200, 9.5 ms on a length already seen; docs/benchmarks.md, "On a GPU").
             on_gpu = providers[0] == CUDA_PROVIDER
             self._front = self._new_session(model.split.front,
                                             [CPU_PROVIDER] if on_gpu else providers)

@@ -130,7 +130,7 @@ def stable_width(frames: int, total: int, context: ContextFrames,
 def plan_rows(window: DecodeWindow, context: ContextFrames,
               ladder: tuple[int, ...] = WINDOW_FRAMES) -> list[WindowPlan]:
     """The window as rows of fixed shapes, for a GPU, where every new input shape costs a
-    cuDNN algorithm search (100-250 ms on an H200: docs/benchmarks.md, "GPU").
+    cuDNN algorithm search (100-250 ms on an H200: docs/benchmarks.md, "On a GPU").
 
     Each row outputs at most ``width`` frames (``stable_width``). Its decoder input is always
     ``width + 2 x decoder context`` real frames of the sentence, shifted inward at the
