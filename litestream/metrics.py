@@ -111,7 +111,7 @@ class Metrics:
             "litestream_errors", "error messages sent, by protocol-v1 code", ["code"], registry=r)
         self.streams = Counter(
             "litestream_streams", "Streams closed, by close code", ["close_code"], registry=r)
-        # Sentence cache (litestream/cache.py).
+        # Sentence cache (synthesis/cache.py).
         self.cache_hits = Counter(
             "litestream_cache_hits", "Chunks whose audio came from the sentence cache", registry=r)
         self.cache_misses = Counter(

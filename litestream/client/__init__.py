@@ -7,25 +7,25 @@ here; `events.py` the events a client receives, `playback.py` a simulated real-t
 
 from __future__ import annotations
 
-from litestream.client.stream import (
+from litestream.client.events import (
     Audio,
-    BadRequest,
     Chunk,
-    ChunkPlayback,
     Cleared,
-    ClientStream,
     Done,
     DoneStats,
     Error,
     Event,
-    EventDecoder,
     Flushed,
+    Ready,
+)
+from litestream.client.playback import ChunkPlayback, PlaybackClock, Stall
+from litestream.client.stream import (
+    BadRequest,
+    ClientStream,
+    EventDecoder,
     Forbidden,
     HandshakeRefused,
-    PlaybackClock,
     RateLimited,
-    Ready,
-    Stall,
     StreamClosed,
     StreamError,
     Unauthorized,

@@ -7,8 +7,8 @@ Three layers, each usable on its own:
   most recent ``chunk``'s seq (protocol-v1: Encodings).
 - `connect()` / `ClientStream` (asyncio, thin): handshake with query parameters and a Bearer token,
   send methods, and ``async for event in stream``. Handshake refusals become typed exceptions.
-- `PlaybackClock` (pure, the caller passes ``now``; it lives in `litestream.playback` and the
-  events in `litestream.events`, both re-exported here): simulates a listener that starts
+- `PlaybackClock` (pure, the caller passes ``now``; it lives in `client/playback.py` and the
+  events in `client/events.py`, both re-exported by the package): simulates a listener that starts
   playing at the first audio frame and plays in real time; reports stalls, chunk lateness and
   which chunks were fully heard. The voice agent, the locust user and the realtime benchmark
   share it.
@@ -42,39 +42,11 @@ from litestream.client.events import (
     Flushed,
     Ready,
 )
-from litestream.client.playback import ChunkPlayback, PlaybackClock, Stall
 from litestream.errors import LitestreamError
 from litestream.protocol import Encoding, decode, encode
 
 logger = logging.getLogger("litestream.client")
 
-__all__ = [
-    "Audio",
-    "BadRequest",
-    "Chunk",
-    "ChunkPlayback",
-    "Cleared",
-    "ClientStream",
-    "Done",
-    "DoneStats",
-    "Error",
-    "Event",
-    "EventDecoder",
-    "Flushed",
-    "Forbidden",
-    "HandshakeRefused",
-    "PlaybackClock",
-    "RateLimited",
-    "Ready",
-    "Stall",
-    "StreamClosed",
-    "StreamError",
-    "Unauthorized",
-    "Unavailable",
-    "build_url",
-    "connect",
-    "synthesize",
-]
 
 
 # ---------------------------------------------------------------- exceptions

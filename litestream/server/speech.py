@@ -4,11 +4,11 @@ The request goes through the same checks as a WebSocket handshake (`LitestreamSe
 draining, Origin, API key, the body, the key's quotas, admission control) and then through the
 same per-stream rules: a `StreamSession` is given the input as one `text` and an `end`, and
 what it queues is written to the response as it comes. So the scheduler, the cache, the
-metrics and the limits see an ordinary stream. Request and error shapes: `openai_api`.
+metrics and the limits see an ordinary stream. Request and error shapes: `protocol/openai.py`.
 
 The body is chunked and written as audio is synthesized: the response starts with the first
 audio (so an error before any audio can still be an HTTP error), and each batch of frames is
-encoded (`audio_encode`, PyAV for the compressed formats) in a thread, never on the loop.
+encoded (`encoders.py`, PyAV for the compressed formats) in a thread, never on the loop.
 """
 
 from __future__ import annotations

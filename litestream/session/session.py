@@ -6,7 +6,7 @@ connection (style: habit 2). Everything that happens to a stream comes in throug
 (`ChunkPlanned`, `ChunkAudio`, `ChunkFailed`) or a lifecycle event (`ReceiveTimeout`,
 `SendTimeout`, `GoingAway`, `Disconnected`). What goes back to the client comes out of one
 method, `next_outgoing()`: typed items (`SendMessage`, `SendAudio`, `Close`) in wire order.
-The asyncio layer (connection.py, speech.py) only moves them; so ordering, flush marks,
+The asyncio layer (server/websocket.py, server/speech.py) only moves them; so ordering, flush marks,
 barge-in, `done`, the text limits and the send buffer are tested with plain calls
 (tests/test_session.py).
 
@@ -18,9 +18,9 @@ The session owns:
 - the text limits, the message-rate check, and the send buffer (`send_buffer_s` of audio);
 - `start_ms` accounting: it counts audio actually sent, so a `clear` takes back what was not.
 
-Its inputs, outputs and ports are defined in `session_types` and re-exported here.
+Its inputs, outputs and ports are defined in `interface.py` (the package exports them).
 It asks the scheduler side for work through `SynthesisLink`, a narrow port the server
-implements over the real scheduler (litestream/synthesis.py), so the scheduler's API may change
+implements over the real scheduler (synthesis.StreamLink), so the scheduler's API may change
 without touching the per-stream rules.
 """
 
@@ -68,27 +68,6 @@ from litestream.session.interface import (
     SynthesisResult,
 )
 from litestream.text.segmenter import Segmenter
-
-__all__ = [
-    "ChunkAudio",
-    "ChunkFailed",
-    "ChunkPlanned",
-    "ClientFrame",
-    "Close",
-    "Disconnected",
-    "GoingAway",
-    "Outgoing",
-    "ReceiveTimeout",
-    "SendAudio",
-    "SendMessage",
-    "SendTimeout",
-    "SessionInput",
-    "SessionLimits",
-    "StreamSession",
-    "StreamState",
-    "SynthesisLink",
-    "SynthesisResult",
-]
 
 log = logging.getLogger("litestream.session")
 

@@ -207,7 +207,7 @@ def _session_options(intra_op_threads: int) -> ort.SessionOptions:
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
-    # No CPU arena: it keeps the largest shapes ever seen (issue 10; see engine/piper_model.py).
+    # No CPU arena: it keeps the largest shapes ever seen (issue 10; see engine/piper/model.py).
     options.enable_cpu_mem_arena = False
     return options
 

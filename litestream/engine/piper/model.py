@@ -1,6 +1,6 @@
 """A Piper voice's graph made ready for ONNX Runtime once, and the sessions built from it.
 
-``prepare_model`` loads the .onnx, cuts it into front / flow / decoder (``vits_split``) and
+``prepare_model`` loads the .onnx, cuts it into front / flow / decoder (``split``) and
 exposes the graph's own frame count per item (``y_lengths``) as an extra output: the exported
 graph pads every item of a batch to the longest one and returns no per-item length, so
 ``unpad_batch`` trims each item to ``y_lengths * hop`` (or, for a graph without that pattern,

@@ -3,15 +3,15 @@
 The pipeline is Piper's: phonemize -> phoneme ids -> ONNX. What we add:
 
 - Streaming inside a sentence (``litestream.engine.base.Voice``). At load the graph is split
-  into front / flow / decoder (``vits_split``). ``encode`` runs the front once per sentence: it
+  into front / flow / decoder (``split``). ``encode`` runs the front once per sentence: it
   samples the noise and fixes the length in frames. ``decode`` runs flow and decoder on one
   window of frames plus a margin of context each side, so windows joined in order equal the
-  sentence decoded at once (to ~1e-5; the margins were measured, see ``piper_windows``).
+  sentence decoded at once (to ~1e-5; the margins were measured, see ``windows``).
   A graph that cannot be split is synthesized whole in ``encode``; ``decode`` slices it.
 - Batching of whole sentences (``synthesize_ids``): the exported graph pads every item to the
   longest one and returns no per-item length, so at load time we expose the graph's own frame
   count per item (``y_lengths``) as an extra output and trim each item to ``y_lengths * hop``
-  (``piper_model``, which also owns the session options).
+  (``model``, which also owns the session options).
 
 This module owns ``PiperVoice``: loading, warmup, and the order of the session runs.
 """

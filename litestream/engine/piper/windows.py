@@ -1,6 +1,6 @@
 """Decode windows of a split Piper sentence: context margins, frame ranges, what they cost.
 
-A split voice (``vits_split``) decodes a sentence one window at a time, running flow and
+A split voice (``split``) decodes a sentence one window at a time, running flow and
 decoder over the window plus a margin of context each side, so that windows joined in order
 equal the sentence decoded at once. This module owns those margins (``ContextFrames``), the
 frame ranges one window runs over (``plan_window``), the latent state that carries the flow's
