@@ -11,9 +11,16 @@ import pytest
 from litestream import protocol
 from litestream.errors import ErrorCode, ProtocolError
 from litestream.protocol import Encoding, StreamSettings
+from litestream.scheduler import Priority
 
 VOICES = frozenset({"en_US-joe-medium"})
 DEFAULTS = StreamSettings(voice="en_US-joe-medium", format="s16le", frame_ms=40)
+
+
+def test_the_wire_priorities_are_the_schedulers() -> None:
+    # The wire format keeps its own strings (it never imports the scheduler); they must agree.
+    assert tuple(p.value for p in Priority) == protocol.PRIORITIES
+    assert StreamSettings(voice="v", format="s16le", frame_ms=40).priority == Priority.NORMAL
 
 
 def parse_json(text: str) -> protocol.ClientMessage:

@@ -18,7 +18,6 @@ import msgpack
 import numpy as np
 
 from litestream.errors import ErrorCode, ProtocolError
-from litestream.scheduler import Priority
 
 # protocol-v1's values, defined here once; Config validates its defaults against them.
 PROTOCOL_VERSION = 1
@@ -26,7 +25,9 @@ SPEED_MIN, SPEED_MAX = 0.5, 2.0
 FRAME_MS_MIN, FRAME_MS_MAX = 10, 1000
 BYTES_PER_SAMPLE = {"s16le": 2, "f32le": 4}  # the audio formats and their sample sizes
 FORMATS = tuple(BYTES_PER_SAMPLE)
-PRIORITIES = tuple(p.value for p in Priority)
+# protocol-v1: config. The scheduler's `Priority` has the same values (a test holds them equal);
+# the wire format keeps its own strings so that it never imports the scheduler.
+PRIORITIES = ("high", "normal", "low")
 
 
 class Encoding(StrEnum):
@@ -44,7 +45,7 @@ class StreamSettings:
     format: str
     frame_ms: int
     speed: float = 1.0  # protocol-v1: the voice's own pace
-    priority: str = Priority.NORMAL.value
+    priority: str = "normal"
 
 
 # ---------------------------------------------------------------- client messages
