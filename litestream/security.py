@@ -3,7 +3,7 @@
 protocol-v1: Endpoint. Refusals happen at the handshake as plain HTTP before the upgrade:
 401 (key missing or wrong), 403 (Origin not allowed), 400 (bad query parameter), 429 (over
 rate or concurrent-stream quota, with Retry-After), 503 (draining or no capacity, with
-Retry-After). This module decides; the server only writes the response it is handed.
+Retry-After). This module decides; the server writes the response (server/routes.py renders it).
 
 Every time-dependent call takes `now` (seconds, monotonic) from the caller, so tests drive it
 with a fake clock.
@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
-import math
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -41,6 +39,7 @@ class RefusalReason(StrEnum):
     CAPACITY = "capacity"  # 503, admission control said no: predicted steady load
     BACKLOG = "backlog"  # 503, admission control said no: a burst's first audio is behind
     MAX_STREAMS = "max_streams"  # 503, the server holds `max_streams` streams already
+    WARMING_UP = "warming_up"  # 503, start-up: listening, voices warming, not ready yet
 
 
 # HTTP status for each reason; the one place this mapping lives.
@@ -54,6 +53,7 @@ STATUS_FOR_REASON: dict[RefusalReason, int] = {
     RefusalReason.CAPACITY: 503,
     RefusalReason.BACKLOG: 503,
     RefusalReason.MAX_STREAMS: 503,
+    RefusalReason.WARMING_UP: 503,
 }
 
 # The `code` in a refusal's JSON body. protocol-v1 has codes for most refusals; it has none
@@ -70,6 +70,7 @@ CODE_FOR_REASON: dict[RefusalReason, str] = {
     RefusalReason.CAPACITY: "overloaded",
     RefusalReason.BACKLOG: "overloaded",
     RefusalReason.MAX_STREAMS: "overloaded",
+    RefusalReason.WARMING_UP: "overloaded",
 }
 
 # Retry-After when nobody can know when a slot frees up (a stream ends when its client says).
@@ -130,8 +131,8 @@ def refuse_draining(retry_after_s: float) -> Refusal:
     return refuse(RefusalReason.DRAINING, "server is shutting down", retry_after_s=retry_after_s)
 
 
-# The scheduler's admission reasons (`Admission.reason`) and what a client is told for each.
-# A reason not listed is still refused, counted as "capacity", and named in the message.
+# The scheduler's admission reasons (`AdmissionReason` values, less "accepted") and what a
+# client is told for each. The set is closed; a test holds this table to it.
 ADMISSION_REFUSALS: dict[str, tuple[RefusalReason, str]] = {
     "capacity": (RefusalReason.CAPACITY, "no capacity for another stream"),
     "backlog": (RefusalReason.BACKLOG, "too many streams are starting at once; retry shortly"),
@@ -141,38 +142,14 @@ ADMISSION_REFUSALS: dict[str, tuple[RefusalReason, str]] = {
 
 def refuse_admission(reason: str, retry_after_s: float) -> Refusal:
     """503 for a stream the scheduler would not admit; `reason` is `Admission.reason`."""
-    known = ADMISSION_REFUSALS.get(reason)
-    if known is None:
-        return refuse(RefusalReason.CAPACITY, f"no capacity for another stream ({reason})",
-                      retry_after_s=retry_after_s)
-    refusal_reason, message = known
+    refusal_reason, message = ADMISSION_REFUSALS[reason]
     return refuse(refusal_reason, message, retry_after_s=retry_after_s)
 
 
-def retry_after_header(retry_after_s: float) -> str:
-    """HTTP Retry-After is whole delta-seconds; round up so a client never retries early."""
-    return str(max(1, math.ceil(retry_after_s)))
-
-
-def refusal_body(refusal: Refusal) -> bytes:
-    """JSON body: {"error": {"code": ..., "message": ...}} (+ "param", "retry_after_s")."""
-    error: dict[str, object] = {"code": refusal.body_code, "message": refusal.message}
-    if refusal.param is not None:
-        error["param"] = refusal.param
-    if refusal.retry_after_s is not None:
-        error["retry_after_s"] = round(refusal.retry_after_s, 3)
-    return json.dumps({"error": error}, separators=(",", ":")).encode("utf-8")
-
-
-def refusal_headers(refusal: Refusal) -> list[tuple[str, str]]:
-    """Headers to send with refusal_body(): content type, Retry-After, WWW-Authenticate."""
-    headers = [("Content-Type", "application/json")]
-    if refusal.retry_after_s is not None:
-        headers.append(("Retry-After", retry_after_header(refusal.retry_after_s)))
-    if refusal.status == 401:
-        # RFC 7235 section 3.1: a 401 must carry a challenge.
-        headers.append(("WWW-Authenticate", 'Bearer realm="litestream"'))
-    return headers
+def refuse_warming_up(retry_after_s: float) -> Refusal:
+    """503 while the server listens but is not ready (voices warming, calibration)."""
+    return refuse(RefusalReason.WARMING_UP, "server is warming up; retry shortly",
+                  retry_after_s=retry_after_s)
 
 
 # ---------------------------------------------------------------- API keys

@@ -15,6 +15,7 @@ from litestream.security import (
     refuse,
     refuse_unauthorized,
 )
+from litestream.server.routes import api_error, api_refusal
 
 VOICES = ("en_US-joe-medium", "af_nova", "am_michael")
 DEFAULT = "en_US-joe-medium"
@@ -151,9 +152,9 @@ def test_body_must_be_a_json_object() -> None:
 
 
 def test_capacity_refusal_is_503_in_openai_shape_with_retry_after() -> None:
-    error = oa.from_refusal(refuse(RefusalReason.CAPACITY, "no capacity", retry_after_s=2.3))
+    error = api_refusal(refuse(RefusalReason.CAPACITY, "no capacity", retry_after_s=2.3))
     assert error.status == 503
-    headers = dict(error.headers())
+    headers = dict(api_error(error).headers)
     assert headers["Retry-After"] == "3"          # whole seconds, rounded up
     assert headers["retry-after-ms"] == "2300"
     doc = json.loads(error.body())["error"]
@@ -164,7 +165,7 @@ def test_capacity_refusal_is_503_in_openai_shape_with_retry_after() -> None:
 
 @pytest.mark.parametrize("reason", list(RefusalReason))
 def test_every_refusal_reason_has_an_openai_shape(reason: RefusalReason) -> None:
-    error = oa.from_refusal(refuse(reason, "no", retry_after_s=1.0))
+    error = api_refusal(refuse(reason, "no", retry_after_s=1.0))
     assert error.status == STATUS_FOR_REASON[reason]
     doc = json.loads(error.body())["error"]
     assert doc["type"] in ("invalid_request_error", "requests", "server_error")
@@ -172,11 +173,11 @@ def test_every_refusal_reason_has_an_openai_shape(reason: RefusalReason) -> None
 
 
 def test_unauthorized_refusal_carries_a_challenge() -> None:
-    error = oa.from_refusal(refuse_unauthorized())
+    error = api_refusal(refuse_unauthorized())
     assert error.status == 401
     assert json.loads(error.body())["error"]["code"] == "invalid_api_key"
-    assert dict(error.headers())["WWW-Authenticate"].startswith("Bearer")
-    assert "Retry-After" not in dict(error.headers())
+    assert dict(api_error(error).headers)["WWW-Authenticate"].startswith("Bearer")
+    assert "Retry-After" not in dict(api_error(error).headers)
 
 
 def test_response_headers_name_rate_voice_and_speed() -> None:

@@ -108,6 +108,18 @@ async def test_admission_refuses_with_503_when_full() -> None:
         assert int(headers["Retry-After"]) >= 1
 
 
+async def test_a_warming_server_refuses_and_counts_it_as_warming_up() -> None:
+    async with run_server() as srv:
+        srv.server.warming = True  # as between listening and ready at start-up
+        status, headers, body = await refused_status(srv.url)
+        assert status == 503 and int(headers["Retry-After"]) >= 1
+        assert json.loads(body)["error"]["code"] == "overloaded"
+        _, _, metrics = await asyncio.to_thread(http_get, srv.http_url + "/metrics")
+    lines = metrics.decode().splitlines()
+    assert 'litestream_refusals_total{reason="warming_up"} 1.0' in lines
+    assert 'litestream_refusals_total{reason="capacity"} 0.0' in lines
+
+
 async def test_total_stream_text_limit_is_fatal() -> None:
     async with run_server(max_buffered_chars=100, max_stream_chars=150) as srv, \
             connect(srv.url) as ws:

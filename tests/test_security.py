@@ -9,23 +9,25 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from litestream.config import Config
+from litestream.scheduler import AdmissionReason
 from litestream.security import (
+    ADMISSION_REFUSALS,
     ClientLimits,
     KeyCheck,
     RateLimiter,
+    Refusal,
     RefusalReason,
     StreamQuota,
     extract_key,
     key_label,
     origin_allowed,
-    refusal_body,
-    refusal_headers,
     refuse_admission,
     refuse_bad_param,
     refuse_origin,
     refuse_unauthorized,
-    retry_after_header,
+    refuse_warming_up,
 )
+from litestream.server.routes import refusal, retry_after_header
 
 # ---------------------------------------------------------------- keys
 
@@ -268,6 +270,14 @@ def test_client_limits_from_config() -> None:
 # ---------------------------------------------------------------- refusals
 
 
+def refusal_body(refused: Refusal) -> bytes:
+    return refusal(refused).body
+
+
+def refusal_headers(refused: Refusal) -> tuple[tuple[str, str], ...]:
+    return refusal(refused).headers
+
+
 def test_refusal_bodies_and_headers() -> None:
     r = refuse_unauthorized()
     assert r.status == 401
@@ -301,10 +311,19 @@ def test_the_admission_reason_reaches_the_refusal() -> None:
     assert burst.status == 503 and burst.reason is RefusalReason.BACKLOG
     assert json.loads(refusal_body(burst))["error"]["code"] == "overloaded"
     assert ("Retry-After", "5") in refusal_headers(burst)
-    # A reason the table does not know is still a 503, counted as capacity, and named.
-    other = refuse_admission("no_gpu", 2.0)
-    assert other.status == 503 and other.reason is RefusalReason.CAPACITY
-    assert "no_gpu" in json.loads(refusal_body(other))["error"]["message"]
+
+
+def test_every_admission_reason_has_its_refusal() -> None:
+    refused = {r.value for r in AdmissionReason} - {AdmissionReason.ACCEPTED.value}
+    assert set(ADMISSION_REFUSALS) == refused
+    assert len({reason for reason, _ in ADMISSION_REFUSALS.values()}) == len(refused)
+
+
+def test_a_warming_server_refuses_with_its_own_reason() -> None:
+    warming = refuse_warming_up(5.0)
+    assert warming.status == 503 and warming.reason is RefusalReason.WARMING_UP
+    assert json.loads(refusal_body(warming))["error"]["code"] == "overloaded"
+    assert ("Retry-After", "5") in refusal_headers(warming)
 
 
 def test_retry_after_header_rounds_up_and_is_at_least_one() -> None:

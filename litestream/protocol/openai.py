@@ -18,7 +18,8 @@ OpenAI API leaves to the implementation is made here once and listed in docs/ope
 - `instructions`: accepted and ignored (a Piper or Kokoro voice cannot be steered by a prompt).
 - Errors use OpenAI's shape `{"error": {"message", "type", "param", "code"}}`; handshake-style
   refusals (401, 403, 429, 503) come from `litestream.security` and keep their status and
-  Retry-After (plus `retry-after-ms`, which the official client reads first).
+  Retry-After (plus `retry-after-ms`, which the official client reads first); the server's
+  `routes.py` writes their headers, the same way for both endpoints.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from litestream.protocol.v1 import SPEED_MAX, SPEED_MIN
-from litestream.security import Refusal, retry_after_header
 
 SPEECH_PATH = "/v1/audio/speech"
 MODELS_PATH = "/v1/models"
@@ -100,38 +100,9 @@ class ApiError(Exception):
                  "code": self.code}
         return json.dumps({"error": error}, separators=(",", ":")).encode("utf-8")
 
-    def headers(self) -> list[tuple[str, str]]:
-        headers = [("Content-Type", "application/json")]
-        if self.retry_after_s is not None:
-            headers.append(("Retry-After", retry_after_header(self.retry_after_s)))
-            # The official client prefers retry-after-ms: it keeps sub-second waits exact.
-            headers.append(("retry-after-ms", str(max(1, math.ceil(self.retry_after_s * 1000)))))
-        if self.status == 401:
-            headers.append(("WWW-Authenticate", 'Bearer realm="litestream"'))
-        return headers
-
 
 def _bad(param: str | None, message: str, code: str | None = "invalid_value") -> ApiError:
     return ApiError(400, message, param=param, code=code)
-
-
-# OpenAI's error type and code for each status litestream's security layer refuses with. By
-# status, not by reason: every reason of one status reads the same to an OpenAI client, and a
-# reason added later needs no entry here.
-_REFUSAL_SHAPE: dict[int, tuple[str, str]] = {
-    400: ("invalid_request_error", "invalid_value"),
-    401: ("invalid_request_error", "invalid_api_key"),
-    403: ("invalid_request_error", "forbidden_origin"),
-    429: ("requests", "rate_limit_exceeded"),
-    503: ("server_error", "overloaded"),
-}
-
-
-def from_refusal(refusal: Refusal) -> ApiError:
-    """The same refusal a WebSocket handshake gets (status, Retry-After), in OpenAI's shape."""
-    kind, code = _REFUSAL_SHAPE.get(refusal.status, ("server_error", str(refusal.reason)))
-    return ApiError(refusal.status, refusal.message, type=kind, param=refusal.param, code=code,
-                    retry_after_s=refusal.retry_after_s)
 
 
 def not_found(path: str) -> ApiError:

@@ -45,6 +45,7 @@ from litestream.security import (
     refuse_draining,
     refuse_origin,
     refuse_unauthorized,
+    refuse_warming_up,
 )
 from litestream.server import routes, startup
 from litestream.server.speech import SpeechStream
@@ -268,7 +269,7 @@ class LitestreamServer:
         if self.draining:
             refusal = refuse_draining(DRAIN_RETRY_AFTER_S)
         elif self.warming:
-            refusal = refuse_admission("warming up", DRAIN_RETRY_AFTER_S)
+            refusal = refuse_warming_up(DRAIN_RETRY_AFTER_S)
         elif not origin_allowed(request.headers.get("Origin"), self.config.allowed_origins):
             refusal = refuse_origin()
         if refusal is None and self.keys.enabled:

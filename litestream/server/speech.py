@@ -105,7 +105,7 @@ class SpeechStream:
         admitted = server.admit(request, dict(request.query.items()), check_body,
                                 voice=lambda: parsed[0].voice, priority=lambda: "normal")
         if isinstance(admitted, Refusal):
-            return _api_error(bad[0] if bad else openai_api.from_refusal(admitted))
+            return _api_error(bad[0] if bad else routes.api_refusal(admitted))
         speech = parsed[0]
         settings = StreamSettings(voice=speech.voice, speed=speech.speed, format="s16le",
                                   frame_ms=server.config.frame_ms)
