@@ -139,6 +139,17 @@ class SynthesisLink(Protocol):
         """Estimated time this stream's listener ran dry so far (for `done`)."""
 
 
+class SessionObserver(Protocol):
+    """What a session reports as it happens, for the operator: `metrics.Metrics` implements it
+    (structurally), so the session itself never imports prometheus."""
+
+    def first_audio(self, ttfa_s: float) -> None:
+        """The stream's first audio went out, `ttfa_s` after its first speakable text."""
+
+    def error(self, code: str) -> None:
+        """An `error` message with this code went to the client."""
+
+
 RateCheck = Callable[[int, float], float]  # (text chars, now) -> seconds to wait; 0: go ahead
 
 

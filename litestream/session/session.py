@@ -36,7 +36,6 @@ import numpy as np
 
 from litestream import protocol
 from litestream.errors import CloseCode, ErrorCode, ProtocolError
-from litestream.metrics import Metrics
 from litestream.protocol import (
     ClearMsg,
     ClientMessage,
@@ -63,6 +62,7 @@ from litestream.session.interface import (
     SendTimeout,
     SessionInput,
     SessionLimits,
+    SessionObserver,
     StreamState,
     SynthesisLink,
     SynthesisResult,
@@ -109,7 +109,7 @@ class StreamSession:
         languages: Mapping[str, str] | None = None,
         limits: SessionLimits,
         link: SynthesisLink,
-        metrics: Metrics,
+        metrics: SessionObserver,
         rate_check: RateCheck | None = None,
     ) -> None:
         self.id = session_id
