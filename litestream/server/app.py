@@ -19,7 +19,6 @@ import os
 import signal
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from functools import partial
 
 from aiohttp import web
@@ -48,6 +47,8 @@ from litestream.security import (
     refuse_warming_up,
 )
 from litestream.server import routes, startup
+from litestream.server.carrier import DRAIN_RETRY_AFTER_S, Admitted
+from litestream.server.carrier import web_response as _web
 from litestream.server.speech import SpeechStream
 from litestream.server.websocket import StreamConnection
 from litestream.session import GoingAway, SessionLimits, StreamSession, SynthesisResult
@@ -58,16 +59,7 @@ from litestream.synthesis.workers import PoolEvent, WatchdogConfig, WorkerPool
 log = logging.getLogger("litestream.server")
 
 STREAM_PATH = "/v1/stream"
-DRAIN_RETRY_AFTER_S = 5.0  # a draining pod's clients should reconnect (to another pod) soon
 KEEPALIVE_S = 20.0  # WebSocket ping interval: a peer that stops answering is closed
-
-
-@dataclass(frozen=True)
-class Admitted:
-    """A request let in: its stream is open in the scheduler and its client holds a slot."""
-
-    client: str  # key label, or client address without keys
-    session_id: str
 
 
 class LitestreamServer:
@@ -389,10 +381,6 @@ class LitestreamServer:
     def now(self) -> float:
         loop = self._loop or asyncio.get_running_loop()
         return loop.time()
-
-
-def _web(answer: routes.Answer) -> web.Response:
-    return web.Response(status=answer.status, headers=dict(answer.headers), body=answer.body)
 
 
 async def _server_header(request: web.Request, response: web.StreamResponse) -> None:

@@ -1,6 +1,7 @@
 """`POST /v1/audio/speech`: one HTTP request is one stream (the asyncio side).
 
-The request goes through the same checks as a WebSocket handshake (`LitestreamServer.admit`:
+The request goes through the same checks as a WebSocket handshake (`SpeechHost.admit`, which
+`LitestreamServer` implements:
 draining, Origin, API key, the body, the key's quotas, admission control) and then through the
 same per-stream rules: a `StreamSession` is given the input as one `text` and an `end`, and
 what it queues is written to the response as it comes. So the scheduler, the cache, the
@@ -17,18 +18,27 @@ import asyncio
 import contextlib
 import json
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping, MutableMapping
+from typing import Protocol
 
 import numpy as np
 from aiohttp import web
 
+from litestream.config import Config
 from litestream.errors import CloseCode, ErrorCode
-from litestream.logs import SessionAdapter, stream_summary
-from litestream.metrics import ABNORMAL_CLOSE
+from litestream.logs import SessionAdapter
+from litestream.metrics import ABNORMAL_CLOSE, Metrics
 from litestream.protocol import Encoding, EndMsg, StreamSettings, TextMsg
 from litestream.protocol import openai as openai_api
 from litestream.security import Refusal, RefusalReason, refuse
 from litestream.server import routes
+from litestream.server.carrier import (
+    DRAIN_RETRY_AFTER_S,
+    Admitted,
+    Carrier,
+    summarize,
+    web_response,
+)
 from litestream.server.encoders import Encoder, new_encoder, output_rate
 from litestream.session import (
     Close,
@@ -37,13 +47,10 @@ from litestream.session import (
     SendAudio,
     SendMessage,
     SendTimeout,
-    SessionInput,
     StreamSession,
     StreamState,
 )
-
-if TYPE_CHECKING:
-    from litestream.server.app import LitestreamServer
+from litestream.synthesis import StreamLink, Synthesis
 
 log = logging.getLogger("litestream.speech")
 
@@ -53,10 +60,41 @@ _STATUS_FOR_ERROR = {ErrorCode.RATE_LIMITED.value: 429, ErrorCode.SYNTHESIS_FAIL
                      ErrorCode.INTERNAL.value: 500}
 
 
-class SpeechStream:
+class SpeechHost(Protocol):
+    """What a speech request asks of the server that accepted it (`app.LitestreamServer`)."""
+
+    @property
+    def config(self) -> Config: ...
+    @property
+    def voice_ids(self) -> frozenset[str]: ...
+    @property
+    def default_voice(self) -> str: ...
+    @property
+    def sample_rates(self) -> Mapping[str, int]: ...
+    @property
+    def metrics(self) -> Metrics: ...
+    @property
+    def synthesis(self) -> Synthesis: ...
+    @property
+    def speech(self) -> MutableMapping[str, SpeechStream]:
+        """The speech requests in flight, by session id (results reach them through it)."""
+
+    def admit(self, request: web.Request, query: dict[str, str],
+              check: Callable[[], Refusal | None], *, voice: Callable[[], str],
+              priority: Callable[[], str]) -> Admitted | Refusal: ...
+
+    def new_session(self, admitted: Admitted, settings: StreamSettings,
+                    encoding: Encoding) -> tuple[StreamSession, StreamLink]: ...
+
+    def release(self, admitted: Admitted) -> int: ...
+
+    def now(self) -> float: ...
+
+
+class SpeechStream(Carrier):
     """One speech request from body to last byte."""
 
-    def __init__(self, server: LitestreamServer, request: web.Request) -> None:
+    def __init__(self, server: SpeechHost, request: web.Request) -> None:
         self.server = server
         self.request = request
         self.session: StreamSession | None = None
@@ -64,17 +102,8 @@ class SpeechStream:
         self.response: web.StreamResponse | None = None
         self.error: dict[str, object] | None = None  # the first `error` the session sent
         self.close_code: int = CloseCode.NORMAL
-        self.audio_bytes = 0  # encoded bytes written
 
     # ------------------------------------------------------------ from the server
-
-    def feed(self, item: SessionInput, now: float) -> None:
-        if self.session is None:
-            return
-        self.session.receive(item, now)
-        if self.session.aborting:
-            self._abort()
-        self.wakeup.set()
 
     def going_away(self, now: float) -> None:
         self.feed(GoingAway(), now)
@@ -126,14 +155,11 @@ class SpeechStream:
         finally:
             session.receive(Disconnected(), server.now())
             server.speech.pop(session.id, None)
+            underrun_ms = round(link.underrun_s() * 1000)  # before release forgets the stream
             dropped = server.release(admitted)
             server.metrics.stream_closed(self.close_code)
-            stream_summary(
-                slog.logger, session=session.id, chars=session.chars,
-                audio_ms=round(session.cursor_ms), ttfa_ms=session.ttfa_ms, stalls=link.stalls,
-                underrun_ms=round(link.underrun_s() * 1000), close_code=self.close_code,
-                reason=session.close_reason or f"dropped {dropped} queued chunks",
-            )
+            summarize(slog.logger, session, link, underrun_ms=underrun_ms,
+                      close_code=self.close_code, dropped=dropped)
 
     async def _send(self, speech: openai_api.SpeechRequest) -> web.StreamResponse:
         """Move what the session queues to the response; encode each batch of frames."""
@@ -215,12 +241,11 @@ class SpeechStream:
             if chunk:
                 async with asyncio.timeout(self.server.config.slow_reader_timeout_s):
                     await response.write(chunk)
-                self.audio_bytes += len(data)
         except TimeoutError:
             log.warning("speech client stopped reading; closing")
             self.close_code = CloseCode.POLICY
             self.feed(SendTimeout(), self.server.now())
-            self._abort()
+            self.abort()
             return False
         except (ConnectionError, RuntimeError):  # the client is gone
             self.close_code = ABNORMAL_CLOSE
@@ -248,9 +273,9 @@ class SpeechStream:
             if code == CloseCode.GOING_AWAY:
                 return _api_error(openai_api.ApiError(
                     503, "server is shutting down", type="server_error", code="overloaded",
-                    retry_after_s=5.0))
+                    retry_after_s=DRAIN_RETRY_AFTER_S))
             return _api_error(openai_api.server_error("stream closed"))
-        self._abort()
+        self.abort()
         return self.response
 
     def _gone(self) -> web.StreamResponse:
@@ -258,12 +283,6 @@ class SpeechStream:
             self.close_code = ABNORMAL_CLOSE
         return self.response if self.response is not None else web.Response(status=499)
 
-    def _abort(self) -> None:
-        transport = self.request.transport
-        if transport is not None:
-            transport.abort()
-
 
 def _api_error(error: openai_api.ApiError) -> web.Response:
-    answer = routes.api_error(error)
-    return web.Response(status=answer.status, headers=dict(answer.headers), body=answer.body)
+    return web_response(routes.api_error(error))

@@ -2,10 +2,10 @@
 
 `StreamConnection` owns what happens on one socket after the handshake: the reader loop (with
 the idle timeout), the one writer loop (with the slow-reader timeout), cutting the TCP
-connection of a client that stopped reading, and the stream's summary line. Like
-python-websockets' asyncio `Connection`, it only moves data: every per-stream rule lives in
-`session.StreamSession`. The handshake, the registry of open streams and shutdown stay in
-`server`.
+connection of a client that stopped reading (`carrier.Carrier`, shared with the speech
+endpoint), and the stream's summary line. Like python-websockets' asyncio `Connection`, it only
+moves data: every per-stream rule lives in `session.StreamSession`. The handshake, the registry
+of open streams and shutdown stay in `app.py`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from aiohttp import WSMsgType, web
 
 from litestream.errors import CloseCode
-from litestream.logs import SessionAdapter, stream_summary
+from litestream.logs import SessionAdapter
+from litestream.server.carrier import Carrier, summarize
 from litestream.session import (
     ClientFrame,
     Close,
@@ -27,7 +28,6 @@ from litestream.session import (
     SendAudio,
     SendMessage,
     SendTimeout,
-    SessionInput,
     StreamSession,
     StreamState,
 )
@@ -35,7 +35,7 @@ from litestream.synthesis import StreamLink
 
 
 @dataclass(eq=False)
-class StreamConnection:
+class StreamConnection(Carrier):
     """One accepted WebSocket and the stream session it carries (server side)."""
 
     ws: web.WebSocketResponse
@@ -53,20 +53,6 @@ class StreamConnection:
     @property
     def id(self) -> str:
         return self.session.id
-
-    def abort(self) -> None:
-        """Cut the TCP connection at once (no close handshake: the client stopped reading)."""
-        transport = self.request.transport
-        if transport is not None:
-            transport.abort()
-
-    def feed(self, item: SessionInput, now: float) -> None:
-        """Give the session an input, then let the sender move what it queued."""
-        self.session.receive(item, now)
-        if self.session.aborting:
-            # The sender may be stuck in a send to a client that stopped reading: cut now.
-            self.abort()
-        self.wakeup.set()
 
     async def run(self) -> None:
         """Carry the stream until the connection is gone and the sender has stopped."""
@@ -88,14 +74,9 @@ class StreamConnection:
         return code
 
     def summarize(self, underrun_ms: int, dropped: int) -> None:
-        """Log the stream's one summary line (logs.stream_summary)."""
-        session = self.session
-        stream_summary(
-            self.log.logger, session=self.id, chars=session.chars,
-            audio_ms=round(session.cursor_ms), ttfa_ms=session.ttfa_ms, stalls=self.link.stalls,
-            underrun_ms=underrun_ms, close_code=self.close_code,
-            reason=session.close_reason or f"dropped {dropped} queued chunks",
-        )
+        """Log the stream's one summary line."""
+        summarize(self.log.logger, self.session, self.link, underrun_ms=underrun_ms,
+                  close_code=self.close_code, dropped=dropped)
 
     async def _receive_loop(self) -> None:
         """Read client messages until the connection is gone. Reading goes on after `end`
