@@ -407,10 +407,6 @@ def default_of(name: str) -> Any:
     return f.default
 
 
-def replace(config: Config, **changes: Any) -> Config:
-    return dataclasses.replace(config, **changes)
-
-
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="litestream serve",

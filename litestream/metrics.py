@@ -159,10 +159,9 @@ class Metrics:
     def first_audio(self, ttfa_s: float) -> None:
         self.ttfa_seconds.observe(ttfa_s)
 
-    def chunk_sent(self, slack_s: float, audio_s: float, nbytes: int) -> None:
-        """A chunk's first audio went out. `audio_s` is accepted for symmetry; audio is counted
-        at synthesis (synthesized()) so RTF compares like with like."""
-        del audio_s
+    def chunk_sent(self, slack_s: float, nbytes: int) -> None:
+        """A chunk's first audio went out. Its audio seconds are counted at synthesis
+        (synthesized()), not here, so RTF compares like with like."""
         self.chunks.inc()
         self.piece_sent(slack_s, nbytes)
 

@@ -66,8 +66,8 @@ def test_counters_move() -> None:
     assert value(m, "litestream_active_streams") == 2
     m.first_audio(0.21)
     m.synthesized(compute_s=0.5, audio_s=2.0)
-    m.chunk_sent(slack_s=1.5, audio_s=2.0, nbytes=88200)
-    m.chunk_sent(slack_s=-0.3, audio_s=1.0, nbytes=100)
+    m.chunk_sent(slack_s=1.5, nbytes=88200)
+    m.chunk_sent(slack_s=-0.3, nbytes=100)
     m.stall(0.25)
     m.refused("rate")
     m.error("rate_limited")

@@ -105,10 +105,6 @@ def _bad(param: str | None, message: str, code: str | None = "invalid_value") ->
     return ApiError(400, message, param=param, code=code)
 
 
-def not_found(path: str) -> ApiError:
-    return ApiError(404, f"no such endpoint: {path}", code="not_found")
-
-
 def method_not_allowed(method: str, path: str) -> ApiError:
     return ApiError(405, f"{method} is not allowed on {path}", code="method_not_allowed")
 
@@ -260,11 +256,6 @@ def sse_done(input_chars: int) -> bytes:
     usage = {"input_tokens": input_chars, "output_tokens": 0, "total_tokens": input_chars}
     event = {"type": "speech.audio.done", "usage": usage}
     return b"data: " + json.dumps(event, separators=(",", ":")).encode() + b"\n\n"
-
-
-def sse_error(error: ApiError) -> bytes:
-    """An error after the response started (synthesis failed mid-way): an `error` event."""
-    return b"event: error\ndata: " + error.body() + b"\n\n"
 
 
 # ---------------------------------------------------------------- GET documents

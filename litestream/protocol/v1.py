@@ -199,7 +199,8 @@ def apply_config(settings: StreamSettings, msg: ConfigMsg) -> StreamSettings:
 class HandshakeParams:
     settings: StreamSettings
     encoding: Encoding
-    token: str | None
+    # `token` (an API key in the query, for browsers) is not here: the server reads the key
+    # from the header or the query itself (security.extract_key), before these are parsed.
 
 
 class QueryError(Exception):
@@ -235,9 +236,7 @@ def parse_query(query: Mapping[str, str], defaults: StreamSettings,
     except ValueError:
         raise QueryError("encoding", f"query parameter 'encoding' must be json or msgpack, "
                                      f"got {enc_raw!r}") from None
-    return HandshakeParams(
-        settings=replace(defaults, **changes), encoding=encoding, token=query.get("token")
-    )
+    return HandshakeParams(settings=replace(defaults, **changes), encoding=encoding)
 
 
 # ---------------------------------------------------------------- server messages

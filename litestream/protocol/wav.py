@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import wave
 from pathlib import Path
 from typing import BinaryIO
@@ -29,13 +28,6 @@ def write_wav(target: str | Path | BinaryIO, audio: np.ndarray, sample_rate: int
         out.setsampwidth(2)
         out.setframerate(sample_rate)
         out.writeframes(pcm.astype("<i2").tobytes())
-
-
-def wav_bytes(audio: np.ndarray, sample_rate: int) -> bytes:
-    """The whole WAV file as bytes."""
-    buffer = io.BytesIO()
-    write_wav(buffer, audio, sample_rate)
-    return buffer.getvalue()
 
 
 def read_wav(source: str | Path | BinaryIO) -> tuple[int, np.ndarray]:

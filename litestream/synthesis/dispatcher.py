@@ -105,7 +105,7 @@ class StreamLink:
             self._metrics.bytes_out(nbytes)
         elif seq > self._last_counted_seq:  # the chunk's first piece: count the chunk
             self._last_counted_seq = seq
-            self._metrics.chunk_sent(deadline_s - now, audio_s, nbytes)
+            self._metrics.chunk_sent(deadline_s - now, nbytes)
         else:  # slack at send time: how long before its deadline this piece went out
             self._metrics.piece_sent(deadline_s - now, nbytes)
 

@@ -348,16 +348,6 @@ class KokoroVoice:
         assert latent.audio is not None
         return latent.audio
 
-    def synthesize_ids(self, batch: Sequence[Sequence[int]], speed: float = 1.0
-                       ) -> list[np.ndarray]:
-        """Whole sentences, one after another (the worker path before encode/decode steps)."""
-        out = []
-        for ids in batch:
-            audio = self.encode(ids, speed).audio
-            assert audio is not None
-            out.append(audio)
-        return out
-
     def new_session(self) -> KokoroVoice:
         """The same style for one more worker: the k-th copy of every style shares slot k's
         session, so a worker holds one Kokoro session whatever the number of styles."""
