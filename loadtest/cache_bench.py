@@ -28,8 +28,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from litestream.config import default_of
 from litestream.engine import PiperVoice
-from litestream.synthesis.cache import DEFAULT_CACHE_BYTES, SentenceCache
+from litestream.synthesis.cache import SentenceCache
 from litestream.text.segmenter import Segmenter
 from loadtest.realtime import machine_info
 
@@ -153,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--turns", type=int, default=150, help="agent replies")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--max-chars", type=int, default=300)
-    parser.add_argument("--sizes-mib", default=f"{DEFAULT_CACHE_BYTES >> 20},64,8",
+    parser.add_argument("--sizes-mib", default=f"{default_of('cache_bytes') >> 20},64,8",
                         help="cache sizes to compare, MiB (the first is the default)")
     args = parser.parse_args(argv)
 

@@ -35,7 +35,6 @@ import numpy as np
 
 log = logging.getLogger("litestream.cache")
 
-DEFAULT_CACHE_BYTES = 256 * 1024 * 1024
 _SPACE = re.compile(r"\s+")
 
 
@@ -95,9 +94,9 @@ class CacheStats:
 
 class SentenceCache:
     """LRU of sentence audio bounded in bytes. `max_bytes=0` turns it off (every get misses,
-    nothing is stored)."""
+    nothing is stored); its default lives in Config.cache_bytes, the one home of defaults."""
 
-    def __init__(self, max_bytes: int = DEFAULT_CACHE_BYTES, *,
+    def __init__(self, max_bytes: int, *,
                  max_entry_bytes: int | None = None) -> None:
         if max_bytes < 0:
             raise ValueError("max_bytes must not be negative")

@@ -245,9 +245,7 @@ class Synthesis:
         link = self._links.get(step.stream_id)
         if result.failed:
             self._pieces.pop((step.stream_id, step.seq), None)
-            self.scheduler.fail(step, now)
-            log.warning("session=%s seq=%d %s step failed: %s", step.stream_id, step.seq,
-                        step.kind.value, result.error)
+            self.scheduler.fail(step, now)  # the worker logged it (workers._failed), once
             inputs.append(ChunkFailed(step.seq, result.error or "synthesis failed"))
         elif step.kind is StepKind.ENCODE and result.latent is not None:
             latent = result.latent
