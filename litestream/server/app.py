@@ -1,12 +1,13 @@
 """The asyncio layer: handshake, routing, the registry of streams and the lifecycle.
 
-Thin by design (style: habit 2): every per-stream rule (order, flush, clear, done, limits, the
-send buffer) lives in `session.StreamSession`; one WebSocket's socket loops live in
-`connection.StreamConnection` and one speech request's in `speech.SpeechStream`; the scheduler
-and the workers are reached through `synthesis`; what start-up settles once (voices, TLS,
-calibration) is in `startup`; plain HTTP answers are written by `routes`; what a handshake
-refusal says is decided by `security`. This module owns what is about the server as a whole:
-the handshake checks, routing, the streams in flight, the start-up order and shutdown.
+Thin by design (docs/style.md: the asyncio layer only moves data): every per-stream rule
+(order, flush, clear, done, limits, the send buffer) lives in `session.StreamSession`; one
+WebSocket's socket loops live in `websocket.StreamConnection` and one speech request's in
+`speech.SpeechStream` (what both share is in `carrier`); the scheduler, the workers and
+calibration are reached through `synthesis`; what start-up settles once (voices, TLS, batch
+size) is in `startup`; plain HTTP answers are written by `routes`; what a handshake refusal
+says is decided by `security`. This module owns what is about the server as a whole: the
+handshake checks, routing, the streams in flight, the start-up order and shutdown.
 """
 
 from __future__ import annotations
@@ -106,6 +107,8 @@ class LitestreamServer:
 
     @property
     def scheduler(self) -> Scheduler:
+        """For tests and benchmarks that look inside; the server itself goes through
+        `synthesis`."""
         return self.synthesis.scheduler
 
     # ------------------------------------------------------------ lifecycle
@@ -115,7 +118,7 @@ class LitestreamServer:
         build and warm its own sessions, calibrate, then turn ready (issue 10: warm start)."""
         self._loop = asyncio.get_running_loop()
         config = self.config
-        self.scheduler.set_workers(0, self.now())
+        self.synthesis.set_workers(0, self.now())
         pool = self._pool = WorkerPool(
             self.voices, config.workers, self._loop, self.synthesis.on_result,
             watchdog=WatchdogConfig(factor=config.watchdog_factor,
@@ -138,7 +141,7 @@ class LitestreamServer:
                            reuse_address=True)
         await site.start()
         await pool.ready()
-        await asyncio.to_thread(startup.calibrate, pool, self.voices, self.synthesis)
+        await asyncio.to_thread(self.synthesis.calibrate, pool, self.voices)
         await asyncio.to_thread(startup.warm_segmenters, self.voices)
         self.synthesis.start(pool, self._loop, self._deliver)
         self.warming = False
@@ -156,7 +159,7 @@ class LitestreamServer:
         elif event is PoolEvent.REPLACED:
             self.metrics.worker_replaced()
         elif pool is not None:
-            self.scheduler.set_workers(pool.serving, self.now())
+            self.synthesis.set_workers(pool.serving, self.now())
             self.metrics.set_workers_serving(pool.serving)
             self.synthesis.dispatch()
 

@@ -1,9 +1,8 @@
-"""What the server settles once, before its first stream: voices, batch size, TLS, calibration,
-and warming what a first stream would otherwise pay for on the event loop.
+"""What the server settles once, before its first stream: voices, batch size, TLS, and warming
+what a first stream would otherwise pay for on the event loop.
 
-`LitestreamServer.start` calls these in order (listen, warm the workers, calibrate, turn
-ready); the order and the serving stay in `server`. Calibration is here because it runs once
-per process: the scheduler's cost model goes on learning from every step afterwards.
+`LitestreamServer.start` calls these in order (listen, warm the workers, calibrate through
+`synthesis/calibration.py`, turn ready); the order and the serving stay in `app.py`.
 """
 
 from __future__ import annotations
@@ -15,16 +14,9 @@ from collections.abc import Mapping
 from litestream.config import Config
 from litestream.engine import Voice, catalog, registry
 from litestream.engine.synthetic import PROVIDER as SYNTHETIC_PROVIDER
-from litestream.synthesis import Synthesis
-from litestream.synthesis.workers import WorkerPool, release_memory
 from litestream.text.segmenter import Segmenter
 
 log = logging.getLogger("litestream.startup")
-
-# Start-up calibration decodes its sentence (engine/registry.py: one per language) in windows of
-# a mid-range size.
-CALIBRATION_WINDOW_FRAMES = 64
-
 
 def load_voices(config: Config) -> dict[str, Voice]:
     """Every voice by id (engine/registry.py); the first one loaded is the default."""
@@ -67,31 +59,3 @@ def warm_segmenters(voices: Mapping[str, Voice]) -> None:
         segmenter = Segmenter(language=registry.segmenter_language(language))
         segmenter.feed(registry.calibration_text(language))
         segmenter.flush()
-
-
-def calibrate(pool: WorkerPool, voices: Mapping[str, Voice], synthesis: Synthesis) -> None:
-    """Teach the scheduler what a step costs on this machine before the first stream.
-
-    The cost model learns as it goes, but a burst of streams at start-up would be admitted
-    and priced with the priors; so measure each voice once with every worker busy at once,
-    as under load: a sentence's encode, then its decode in windows. Blocks: run it off the
-    event loop."""
-    for group in registry.cost_groups(voices):
-        voice_id = group[0]  # voices of one model and language cost the same
-        text = registry.calibration_text(voices[voice_id].language)
-        try:
-            runs = pool.calibrate(voice_id, text, CALIBRATION_WINDOW_FRAMES)
-        except Exception:
-            log.exception("calibration of voice %s failed; using the priors", voice_id)
-            continue
-        for member in group:
-            synthesis.calibrate(member, runs)
-        encode_ms = 1000 * sum(r.encode_s for r in runs) / len(runs)
-        frames = sum(r.frames for r in runs)
-        log.info("voices %s with %d workers busy: encode %.0f ms for %d chars, decode %.2f ms"
-                 " per frame in %d-frame windows", ",".join(group), len(runs), encode_ms,
-                 len(text), 1000 * sum(r.decode_s for r in runs) / max(frames, 1),
-                 CALIBRATION_WINDOW_FRAMES)
-    # Calibration's tensors are freed to malloc; hand them back to the OS now, not in the
-    # first stream's first step (workers trim after every run).
-    release_memory()

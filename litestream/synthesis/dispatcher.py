@@ -30,8 +30,9 @@ from litestream.scheduler import (
     SynthesisStep,
 )
 from litestream.session import ChunkAudio, ChunkFailed, ChunkPlanned, SynthesisResult
+from litestream.synthesis import calibration
 from litestream.synthesis.cache import SentenceCache
-from litestream.synthesis.workers import Calibration, WorkerPool, WorkResult
+from litestream.synthesis.workers import WorkerPool, WorkResult
 
 log = logging.getLogger("litestream.synthesis")
 
@@ -148,6 +149,14 @@ class Synthesis:
         pool, self._pool = self._pool, None
         return pool
 
+    def set_workers(self, serving: int, now: float) -> None:
+        """Capacity and admission follow the workers actually serving."""
+        self.scheduler.set_workers(serving, now)
+
+    def calibrate(self, pool: WorkerPool, voices: Mapping[str, Voice]) -> None:
+        """Start-up calibration (calibration.py) into the scheduler's cost model. Blocks."""
+        calibration.calibrate(pool, voices, self.scheduler.model)
+
     # ------------------------------------------------------------ admission and streams
 
     def admit(self, now: float, voice: str) -> Admission:
@@ -174,17 +183,6 @@ class Synthesis:
         for key in [k for k in self._pieces if k[0] == stream_id]:
             del self._pieces[key]
         return self.scheduler.close_stream(stream_id, now)
-
-    def calibrate(self, voice: str, runs: Sequence[Calibration]) -> None:
-        """Replace the cost priors of `voice` with what every worker measured at once."""
-        context = self.scheduler.model.voice(voice).context_frames
-        units = sum(r.frames + 2 * context * r.windows for r in runs)
-        self.scheduler.model.calibrate(
-            voice,
-            encode_per_char_s=sum(r.encode_s for r in runs) / sum(r.chars for r in runs),
-            decode_per_frame_s=sum(r.decode_s for r in runs) / max(units, 1),
-            frames_per_char=sum(r.frames for r in runs) / sum(r.chars for r in runs),
-        )
 
     def refresh_gauges(self, now: float) -> None:
         self._metrics.set_queue(self.scheduler.stats().queued_sentences, self.scheduler.load(now))

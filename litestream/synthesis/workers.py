@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import count
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import onnxruntime as ort
@@ -45,6 +45,7 @@ from litestream.scheduler import StepKind, SynthesisStep
 log = logging.getLogger("litestream.workers")
 
 TERMINATED = "terminated by the watchdog"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -58,17 +59,6 @@ class WorkResult:
     @property
     def failed(self) -> bool:
         return self.error is not None
-
-
-@dataclass(frozen=True)
-class Calibration:
-    """One worker's measurement of one voice: a sentence encoded, then decoded in windows."""
-
-    chars: int
-    encode_s: float
-    frames: int  # the sentence's frames
-    decode_s: float  # all its windows
-    windows: int
 
 
 @dataclass(frozen=True)
@@ -334,18 +324,19 @@ class WorkerPool:
         except BaseException as exc:  # the thread dies: say so, so the pool replaces it
             self._post(self._died, worker, exc)
 
-    def calibrate(self, voice: str, text: str, window_frames: int) -> list[Calibration]:
-        """Encode `text` and decode it in windows of `window_frames` on every serving worker's
-        session at once, as under full load (blocking; call before any step is dispatched)."""
-        results: list[Calibration] = []
+    def on_every_idle_worker(self, run: Callable[[Mapping[str, Voice]], T]) -> list[T]:
+        """Call `run` with each serving worker's own sessions, on threads of its own, all at
+        once, as under full load (blocking; call before any step is dispatched). Start-up
+        calibration (calibration.py) measures this way."""
+        results: list[T] = []
         lock = threading.Lock()
 
-        def run(sessions: Mapping[str, Voice]) -> None:
-            found = _calibrate(sessions[voice], text, window_frames)
+        def one(sessions: Mapping[str, Voice]) -> None:
+            found = run(sessions)
             with lock:
                 results.append(found)
 
-        threads = [threading.Thread(target=run, args=(w.sessions,)) for w in list(self._workers)
+        threads = [threading.Thread(target=one, args=(w.sessions,)) for w in list(self._workers)
                    if w.state is _State.IDLE]
         for thread in threads:
             thread.start()
@@ -404,18 +395,6 @@ def release_memory() -> None:
     the GIL while it runs, so other threads go on."""
     if _malloc_trim is not None:
         _malloc_trim(0)
-
-
-def _calibrate(voice: Voice, text: str, window_frames: int) -> Calibration:
-    started = time.perf_counter()
-    latent = voice.encode(voice.phoneme_ids(text))
-    encoded = time.perf_counter()
-    windows = 0
-    for start in range(0, latent.frames, window_frames):
-        voice.decode(latent, start, min(window_frames, latent.frames - start))
-        windows += 1
-    return Calibration(len(text), encoded - started, latent.frames,
-                       time.perf_counter() - encoded, windows)
 
 
 def run_steps(voices: Mapping[str, Voice], steps: list[SynthesisStep],
