@@ -6,12 +6,14 @@ import pytest
 
 from litestream.engine import PiperVoice
 from litestream.engine.kokoro.voice import KokoroFiles, KokoroModel, find_files, read_vocab
+from tests.serverutil import shared_voice
 
 
 @pytest.fixture(scope="session")
 def voice() -> PiperVoice:
-    """The bundled voice, deterministic (no noise): identical input gives identical audio."""
-    return PiperVoice.load(deterministic=True)
+    """The bundled voice, deterministic (no noise): identical input gives identical audio.
+    Loaded once per session, shared with every test server (serverutil.shared_voice)."""
+    return shared_voice()
 
 
 @pytest.fixture(scope="session")

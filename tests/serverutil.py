@@ -21,14 +21,20 @@ from litestream.engine import PiperVoice, Voice
 from litestream.server import LitestreamServer
 from litestream.server.websocket import StreamConnection
 
-_VOICES: dict[str, Voice] = {}
+_VOICE: list[PiperVoice] = []
+
+
+def shared_voice() -> PiperVoice:
+    """The bundled voice, deterministic (no noise), loaded once per test session: the
+    `voice` fixture (conftest.py) and every server share it."""
+    if not _VOICE:
+        _VOICE.append(PiperVoice.load(deterministic=True))
+    return _VOICE[0]
 
 
 def shared_voices() -> dict[str, Voice]:
-    if not _VOICES:
-        voice = PiperVoice.load(deterministic=True)
-        _VOICES[voice.info.id] = voice
-    return dict(_VOICES)
+    voice = shared_voice()
+    return {voice.info.id: voice}
 
 
 def free_port() -> int:
