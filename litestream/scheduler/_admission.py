@@ -117,8 +117,7 @@ class AdmissionControl:
                 per_frame_s = model.audio_s(step.voice, 1.0)
                 if per_frame_s > 0.0:
                     frames = min(frames, max(1.0, (audio_limit_s - audio) / per_frame_s))
-            windows = max(1, math.ceil(frames / window))
-            total += windows * model.price(step.voice, StepKind.DECODE, frames / windows)
+            total += model.decode_cost_s(step.voice, frames, window)
             audio += model.audio_s(step.voice, frames)
             if audio >= audio_limit_s:
                 break

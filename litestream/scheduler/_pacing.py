@@ -171,9 +171,7 @@ class Pacing:
             frames = ladder[max(at, 0)]
             fit = self.model.window_within(s.voice, self.buffer_s(s, now) - cfg.jitter_s)
             frames = min(frames, ladder[max(bisect.bisect_right(ladder, fit) - 1, 0)])
-            floor = self.floor_window(s.voice)
-            at = bisect.bisect_left(ladder, floor)
-            frames = max(frames, ladder[min(at, len(ladder) - 1)])
+            frames = max(frames, self.ladder_ceil(self.floor_window(s.voice)))
         if remaining - frames < cfg.min_window_frames:
             return max(remaining, 1)
         return frames
@@ -187,18 +185,16 @@ class Pacing:
         """A stream's first window: `first_window_frames`, or under load long enough that the
         next window, at the floor, fits in its playback (first_window_margin times over)."""
         cfg = self.config
-        ladder = self.ladder
         if floor is None:
             floor = self.floor_window(voice)
         if floor <= cfg.first_window_frames:
             return cfg.first_window_frames
-        next_frames = ladder[min(bisect.bisect_left(ladder, floor), len(ladder) - 1)]
+        next_frames = self.ladder_ceil(floor)
         need_s = cfg.jitter_s + cfg.first_window_margin * self.model.price(
             voice, StepKind.DECODE, next_frames
         )
         apf = self.model.voice(voice).audio_per_frame_s
-        at = bisect.bisect_left(ladder, max(need_s / apf, cfg.first_window_frames))
-        return ladder[min(at, len(ladder) - 1)]
+        return self.ladder_ceil(max(need_s / apf, cfg.first_window_frames))
 
     def floor_window(self, voice: str, extra_rtf: float = 0.0) -> float:
         """The shortest window that keeps the streams with work (plus `extra_rtf` of streams

@@ -127,14 +127,16 @@ class CostModel:
         """Audio seconds of `frames` frames."""
         return frames * self.voice(voice).audio_per_frame_s
 
-    def sentence_cost_s(self, voice: str, chars: int, speed: float, window_frames: int) -> float:
-        """Predicted compute of a whole sentence: its encode step, then windows of
-        `window_frames` (the last one shorter)."""
-        frames = self.sentence_frames(voice, chars, speed)
+    def decode_cost_s(self, voice: str, frames: float, window_frames: int) -> float:
+        """Predicted compute of decoding `frames` frames in windows of about `window_frames`:
+        ceil(frames / window_frames) equal windows, each priced with its context."""
         windows = max(1, math.ceil(frames / window_frames))
-        return self.price(voice, StepKind.ENCODE, chars) + windows * self.price(
-            voice, StepKind.DECODE, frames / windows
-        )
+        return windows * self.price(voice, StepKind.DECODE, frames / windows)
+
+    def sentence_cost_s(self, voice: str, chars: int, speed: float, window_frames: int) -> float:
+        """Predicted compute of a whole sentence: its encode step, then its windows."""
+        return self.price(voice, StepKind.ENCODE, chars) + self.decode_cost_s(
+            voice, self.sentence_frames(voice, chars, speed), window_frames)
 
     def rtf(self, voice: str, *, sentence_chars: int, window_frames: int) -> float:
         """Compute seconds per audio second of a stream speaking sentences of `sentence_chars`
