@@ -96,7 +96,7 @@ def back_session_ms(voice: PiperVoice, latent: Latent, size: int, runs: int) -> 
     import onnx
     import onnxruntime as ort
 
-    from litestream.engine.piper.model import session_options
+    from litestream.engine.onnx import session_options
 
     split = voice._model.split
     assert split is not None
@@ -123,7 +123,7 @@ def whole_model_session(voice: PiperVoice) -> Any:
     """The unsplit graph in one session: what synthesis cost before issue 8."""
     import onnxruntime as ort
 
-    from litestream.engine.piper.model import session_options
+    from litestream.engine.onnx import session_options
 
     return ort.InferenceSession(str(voice.info.model_path), session_options(1),
                                 providers=["CPUExecutionProvider"])

@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from litestream.engine import PiperVoice, list_voices, select_providers
-from litestream.engine.catalog import voice_info
+from litestream.engine import PiperVoice, describe_voices, onnx
+from litestream.engine.onnx import select_providers
+from litestream.engine.piper.files import voice_info
 from litestream.errors import ConfigError, SynthesisError, VoiceError
 
 SENTENCE = "The quick brown fox jumps over the lazy dog."
@@ -94,16 +95,17 @@ def test_bad_model_bytes_raise(tmp_path: Path, voice: PiperVoice) -> None:
         PiperVoice.load(model, warmup=False)
 
 
-def test_list_voices(tmp_path: Path, voice: PiperVoice) -> None:
-    voices = list_voices()
+def test_describe_voices(tmp_path: Path, voice: PiperVoice) -> None:
+    voices = describe_voices(kokoro_voices=False)
     assert [v.id for v in voices] == ["en_US-joe-medium"]
     copy = tmp_path / "copy.onnx"
     copy.symlink_to(voice.info.model_path)
     (tmp_path / "copy.onnx.json").write_bytes(voice.info.config_path.read_bytes())
-    extra = list_voices([tmp_path])
+    extra = describe_voices(extra_voices=[tmp_path], kokoro_voices=False)
     assert [v.id for v in extra] == ["en_US-joe-medium", "copy"]
     assert extra[1].source == f"file {copy}"
     assert voice_info(copy).sample_rate == 22050
+    assert voice.description == voices[0]  # one row, whether read from files or a session
 
 
 def test_select_providers() -> None:
@@ -115,18 +117,17 @@ def test_select_providers() -> None:
 
 def test_provider_choice_follows_cuda_detection(monkeypatch: pytest.MonkeyPatch,
                                                  caplog: pytest.LogCaptureFixture) -> None:
-    from litestream.engine import catalog
     from litestream.engine.cuda import CudaStatus
 
-    monkeypatch.setattr(catalog, "_logged_choices", set())
-    monkeypatch.setattr(catalog, "_cuda", CudaStatus(True, "", "580.65.06", 13))
+    monkeypatch.setattr(onnx, "_logged_choices", set())
+    monkeypatch.setattr(onnx, "_cuda", CudaStatus(True, "", "580.65.06", 13))
     caplog.set_level("INFO", logger="litestream.engine")
     assert select_providers("auto") == ["CUDAExecutionProvider", "CPUExecutionProvider"]
     assert select_providers("cuda")[0] == "CUDAExecutionProvider"
     assert "runs on CUDAExecutionProvider (device=auto): NVIDIA driver 580.65.06, CUDA 13" in (
         caplog.text)
     too_old = CudaStatus(False, "NVIDIA driver 550.54.15 is too old for CUDA 13 (needs >= 580)")
-    monkeypatch.setattr(catalog, "_cuda", too_old)
+    monkeypatch.setattr(onnx, "_cuda", too_old)
     assert select_providers("auto") == ["CPUExecutionProvider"]
     assert "runs on CPUExecutionProvider (device=auto): CUDA not used: NVIDIA driver 550.54.15 " \
            "is too old for CUDA 13 (needs >= 580)" in caplog.text

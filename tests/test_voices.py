@@ -23,6 +23,7 @@ from litestream.engine.kokoro.voice import KokoroModel
 from litestream.engine.phonemize import phonemes_to_ids, phonemize
 from litestream.scheduler import AdmissionReason, Priority, Scheduler
 from litestream.synthesis import scheduler_config
+from litestream.text import languages
 from tests.serverutil import RunningServer, run_server, shared_voices
 from tests.test_server import Transcript, read_all, speak
 
@@ -91,7 +92,7 @@ def test_a_users_piper_voice_phonemizes_in_its_own_language(tiny_de: Path) -> No
     assert ids != phonemes_to_ids(phonemize(GERMAN, "en-us"), id_map)
     audio = german.synthesize(GERMAN)
     assert len(audio) == len(ids) * TINY_HOP
-    assert registry.segmenter_language(german.language) == "de"
+    assert languages.segmenter_language(german.language) == "de"
 
 
 def test_catalogue_lists_every_voice_without_loading(tiny_de: Path) -> None:
@@ -110,8 +111,8 @@ def test_calibration_groups_price_each_model_once() -> None:
     voices = dict(shared_voices())
     groups = registry.cost_groups(voices)
     assert groups == [["en_US-joe-medium"]]
-    assert registry.calibration_text("ja").endswith("。")
-    assert registry.calibration_text("en_US") == registry.CALIBRATION_TEXTS["en"]
+    assert languages.calibration_text("ja").endswith("。")
+    assert languages.calibration_text("en_US") == languages.CALIBRATION_TEXTS["en"]
 
 
 def _two_voice_scheduler() -> Scheduler:

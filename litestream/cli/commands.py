@@ -94,12 +94,13 @@ def _cmd_say(args: argparse.Namespace, out: TextIO) -> int:
         return 0
 
     from litestream.engine import registry
+    from litestream.text import languages
     from litestream.text.segmenter import Segmenter
 
     voice = registry.load_voice(args.voice, cache_dir=_model_cache_dir(),
                                 intra_op_threads=args.threads, device=args.device)
     # The same segmenter as the server, so `say` hears the chunks a stream would.
-    segmenter = Segmenter(language=registry.segmenter_language(voice.language))
+    segmenter = Segmenter(language=languages.segmenter_language(voice.language))
     chunks = segmenter.feed(text) + segmenter.flush()
     if not chunks:
         print("litestream say: nothing speakable in the text", file=sys.stderr)

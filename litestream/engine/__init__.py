@@ -1,9 +1,10 @@
-"""Voices: the one engine interface (base.Voice), Piper and Kokoro models, the catalogue."""
+"""Voices: the one engine interface (base.Voice), Piper (piper/) and Kokoro (kokoro/) models,
+the synthetic stand-in (synthetic.py), the catalogue of voices by id (registry.py), espeak-ng
+(phonemize.py) and ONNX Runtime plumbing (onnx.py, cuda.py)."""
 
 from __future__ import annotations
 
 from litestream.engine.base import Latent, Voice, VoiceDescription
-from litestream.engine.catalog import VoiceInfo, list_voices, select_providers
 from litestream.engine.piper.voice import PiperVoice
 from litestream.engine.registry import describe_voices, load_voices
 
@@ -12,9 +13,6 @@ __all__ = [
     "PiperVoice",
     "Voice",
     "VoiceDescription",
-    "VoiceInfo",
     "describe_voices",
-    "list_voices",
     "load_voices",
-    "select_providers",
 ]

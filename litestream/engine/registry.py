@@ -20,50 +20,21 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-from pysbd.languages import LANGUAGE_CODES
-
 from litestream.engine.base import Voice, VoiceDescription
-from litestream.engine.catalog import (
+from litestream.engine.kokoro import voice as kokoro
+from litestream.engine.piper.files import (
     BUNDLED_PACKAGE,
-    KNOWN_GENDERS,
     bundled_voice_paths,
+    description,
     voice_info,
 )
-from litestream.engine.kokoro import voice as kokoro
 from litestream.engine.synthetic import NAME as SYNTHETIC_NAME
 from litestream.engine.synthetic import VOICE_ID as SYNTHETIC_ID
 from litestream.engine.synthetic import SyntheticVoice
 from litestream.errors import VoiceError
+from litestream.text.languages import base_language
 
 logger = logging.getLogger("litestream.engine")
-
-
-# What every voice is measured on at start-up, by language: the cost model prices chunks per
-# character, and a character of Japanese is several of English in speech.
-CALIBRATION_TEXTS: Mapping[str, str] = {
-    "en": ("The weather today is mild, with a light breeze from the west. "
-           "Later this evening, clouds will gather and rain may fall."),
-    "ja": "今日は穏やかな天気です。夕方には雲が広がり、雨が降るかもしれません。",
-}
-
-# pysbd's languages; a voice in any other language is segmented with the English rules, which
-# split at . ! ? as most scripts do.
-_SEGMENTER_LANGUAGES = frozenset(LANGUAGE_CODES)
-
-
-def base_language(language: str) -> str:
-    """"en_US" -> "en", "pt-BR" -> "pt", "ja" -> "ja"."""
-    return language.replace("-", "_").split("_", 1)[0].lower()
-
-
-def segmenter_language(language: str) -> str:
-    """The segmenter's rules for a voice's language (pysbd's code; "en" where it has none)."""
-    base = base_language(language)
-    return base if base in _SEGMENTER_LANGUAGES else "en"
-
-
-def calibration_text(language: str) -> str:
-    return CALIBRATION_TEXTS.get(base_language(language), CALIBRATION_TEXTS["en"])
 
 
 def piper_description(model_path: Path | None, *, source: str = "") -> VoiceDescription:
@@ -75,9 +46,7 @@ def piper_description(model_path: Path | None, *, source: str = "") -> VoiceDesc
         info = voice_info(*bundled, source=f"package {BUNDLED_PACKAGE}")
     else:
         info = voice_info(Path(model_path), source=source)
-    return VoiceDescription(id=info.id, model="piper", language=info.language,
-                            sample_rate=info.sample_rate, gender=KNOWN_GENDERS.get(info.id),
-                            source=info.source)
+    return description(info)
 
 
 def is_synthetic(spec: str | Path | None) -> bool:

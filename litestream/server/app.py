@@ -27,7 +27,7 @@ from aiohttp import web
 from litestream import config as config_mod
 from litestream import protocol
 from litestream.config import Config
-from litestream.engine import Voice, registry
+from litestream.engine import Voice
 from litestream.errors import CloseCode, LitestreamError
 from litestream.logs import SessionAdapter, setup_logging
 from litestream.metrics import Metrics
@@ -56,6 +56,7 @@ from litestream.session import GoingAway, SessionLimits, StreamSession, Synthesi
 from litestream.synthesis import StreamLink, Synthesis
 from litestream.synthesis.cache import SentenceCache
 from litestream.synthesis.workers import PoolEvent, WatchdogConfig, WorkerPool
+from litestream.text import languages
 
 log = logging.getLogger("litestream.server")
 
@@ -77,7 +78,7 @@ class LitestreamServer:
         self.default_voice = next(iter(self.voices))
         self.voice_ids = frozenset(self.voices)
         self.sample_rates = {voice_id: v.sample_rate for voice_id, v in self.voices.items()}
-        self.languages = {voice_id: registry.segmenter_language(v.language)
+        self.languages = {voice_id: languages.segmenter_language(v.language)
                           for voice_id, v in self.voices.items()}
         self.metrics = Metrics()
         self.keys = KeyCheck(config.all_api_keys())

@@ -12,15 +12,16 @@ import ssl
 from collections.abc import Mapping
 
 from litestream.config import Config
-from litestream.engine import Voice, catalog, registry
+from litestream.engine import Voice, onnx, registry
 from litestream.engine.synthetic import PROVIDER as SYNTHETIC_PROVIDER
+from litestream.text import languages
 from litestream.text.segmenter import Segmenter
 
 log = logging.getLogger("litestream.startup")
 
 def load_voices(config: Config) -> dict[str, Voice]:
     """Every voice by id (engine/registry.py); the first one loaded is the default."""
-    catalog.set_cuda_conv_search(config.cuda_conv_search)
+    onnx.set_cuda_conv_search(config.cuda_conv_search)
     return registry.load_voices(
         config.voice, config.extra_voices, kokoro_voices=config.kokoro,
         cache_dir=config.model_cache_dir, intra_op_threads=config.intra_op_threads,
@@ -56,6 +57,6 @@ def warm_segmenters(voices: Mapping[str, Voice]) -> None:
     loop, measured on the first stream after start-up with every voice loaded (docs/operations.md,
     "Warm start"), against about 3 ms later."""
     for language in sorted({v.language for v in voices.values()}):
-        segmenter = Segmenter(language=registry.segmenter_language(language))
-        segmenter.feed(registry.calibration_text(language))
+        segmenter = Segmenter(language=languages.segmenter_language(language))
+        segmenter.feed(languages.calibration_text(language))
         segmenter.flush()

@@ -20,10 +20,11 @@ from functools import partial
 from litestream.engine import Voice, registry
 from litestream.scheduler import CostModel
 from litestream.synthesis.workers import WorkerPool, release_memory
+from litestream.text import languages
 
 log = logging.getLogger("litestream.startup")
 
-# Calibration decodes its sentence (engine/registry.py: one per language) in windows of a
+# Calibration decodes its sentence (text/languages.py: one per language) in windows of a
 # mid-range size.
 WINDOW_FRAMES = 64
 
@@ -75,7 +76,7 @@ def calibrate(pool: WorkerPool, voices: Mapping[str, Voice], model: CostModel) -
     Blocks: run it off the event loop."""
     for group in registry.cost_groups(voices):
         voice_id = group[0]  # voices of one model and language cost the same
-        text = registry.calibration_text(voices[voice_id].language)
+        text = languages.calibration_text(voices[voice_id].language)
         try:
             runs = pool.on_every_idle_worker(partial(_measure_on, voice_id, text))
         except Exception:

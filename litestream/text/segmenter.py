@@ -70,6 +70,8 @@ from dataclasses import dataclass
 
 import pysbd
 
+from litestream.text.languages import base_language
+
 __all__ = ["PUNCTUATION", "Punctuation", "Segmenter"]
 
 
@@ -142,10 +144,6 @@ def _speakable(text: str) -> bool:
     return any(ch.isalnum() for ch in text)
 
 
-def _language_key(language: str) -> str:
-    return language.replace("-", "_").split("_")[0].lower() or "en"
-
-
 def _cut(
     text: str, pos: int, limit: int, hard_limit: int, punct: Punctuation, *,
     clauses_only: bool = False,
@@ -213,7 +211,7 @@ class Segmenter:
         self.first_max_chars = first_max_chars
         self._first = False  # the next chunk starts a run of speech (see _start_run)
         self._start_run()
-        key = _language_key(language)
+        key = base_language(language) or "en"
         self.punctuation = PUNCTUATION.get(key, _LATIN)
         self._triggers = self.punctuation.gap_triggers
         self._pysbd = pysbd.Segmenter(language=key, clean=False)

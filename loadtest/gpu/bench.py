@@ -145,10 +145,10 @@ def _timed(call: Callable[[], object], min_s: float, min_reps: int) -> tuple[flo
 def load_voice(device: str, conv_search: str, half: bool = False,
                warmup: bool = True) -> Any:
     """The bundled voice as a server loads it (warmed: on a GPU, every shape it decodes)."""
-    from litestream.engine import catalog
+    from litestream.engine import onnx
     from litestream.engine.piper.voice import PiperVoice
 
-    catalog.set_cuda_conv_search(conv_search)
+    onnx.set_cuda_conv_search(conv_search)
     voice = PiperVoice.load(device=device, warmup=warmup and not half)
     if not half:
         return voice

@@ -37,8 +37,8 @@ import numpy as np
 import onnxruntime as ort
 
 from litestream.engine.base import DecodeWindow, Latent, VoiceDescription
-from litestream.engine.catalog import select_providers, with_options
 from litestream.engine.kokoro import japanese
+from litestream.engine.onnx import select_providers, session_options, with_options
 from litestream.errors import SynthesisError, VoiceError
 
 logger = logging.getLogger("litestream.engine.kokoro")
@@ -200,18 +200,6 @@ def _description(style: str) -> VoiceDescription:
 
 # --- the model and its sessions -----------------------------------------------------------
 
-def _session_options(intra_op_threads: int) -> ort.SessionOptions:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = intra_op_threads
-    options.inter_op_num_threads = 1  # parallelism comes from worker threads
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3
-    # No CPU arena: it keeps the largest shapes ever seen (issue 10; see engine/piper/model.py).
-    options.enable_cpu_mem_arena = False
-    return options
-
-
 @dataclass
 class KokoroModel:
     """What every Kokoro voice of a process shares: the model file, vocabulary, styles, and
@@ -247,7 +235,7 @@ class KokoroModel:
                 providers = select_providers(self.device)
                 try:
                     found = ort.InferenceSession(
-                        str(self.model_path), sess_options=_session_options(self.intra_op_threads),
+                        str(self.model_path), sess_options=session_options(self.intra_op_threads),
                         providers=with_options(providers))
                 except Exception as exc:
                     raise VoiceError(f"cannot create a session for {self.model_path}: {exc}"

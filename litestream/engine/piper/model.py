@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from litestream.engine.catalog import with_options
+from litestream.engine.onnx import session_options, with_options
 from litestream.engine.piper.split import NotSplittable, SplitGraph, split_graph
 from litestream.errors import SynthesisError, VoiceError
 
@@ -95,23 +95,6 @@ def prepare_model(model_path: Path) -> PreparedModel:
     # A split voice never builds a whole-model session: keep only the parts' bytes.
     whole = model.SerializeToString() if split is None else b""
     return PreparedModel(whole, lengths, input_names, split)
-
-
-def session_options(intra_op_threads: int) -> ort.SessionOptions:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = intra_op_threads
-    # Parallelism comes from worker threads, each with its own session; inter-op threads
-    # would only compete with them for the same cores.
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3  # errors only; the provider choice is logged by us
-    # No CPU arena: it keeps the largest shapes it has ever seen. One sentence of unusual
-    # Unicode (spelled out by espeak, ~3,000 phonemes) grew a session by over 1 GB for good;
-    # without the arena, tensors go back to malloc and the worker trims after each run
-    # (workers.release_memory; issue 10, figures in docs/operations.md).
-    options.enable_cpu_mem_arena = False
-    return options
 
 
 def create_session(model_bytes: bytes, providers: list[str], *, intra_op_threads: int,

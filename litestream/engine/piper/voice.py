@@ -28,19 +28,17 @@ import numpy as np
 import onnxruntime as ort
 
 from litestream.engine.base import DecodeWindow, Latent, VoiceDescription
-from litestream.engine.catalog import (
+from litestream.engine.onnx import CPU_PROVIDER, CUDA_PROVIDER, select_providers
+from litestream.engine.phonemize import phonemes_to_ids, phonemize, split_ids
+from litestream.engine.piper import files
+from litestream.engine.piper.files import (
     BUNDLED_PACKAGE,
-    CPU_PROVIDER,
-    CUDA_PROVIDER,
-    KNOWN_GENDERS,
     VoiceConfig,
     VoiceInfo,
     bundled_voice_paths,
     read_voice_config,
-    select_providers,
     voice_info,
 )
-from litestream.engine.phonemize import phonemes_to_ids, phonemize, split_ids
 from litestream.engine.piper.model import (
     PreparedModel,
     create_session,
@@ -229,10 +227,7 @@ class PiperVoice:
 
     @property
     def description(self) -> VoiceDescription:
-        return VoiceDescription(id=self.info.id, model="piper", language=self.info.language,
-                                sample_rate=self.sample_rate,
-                                gender=KNOWN_GENDERS.get(self.info.id),
-                                source=self.info.source)
+        return files.description(self.info)
 
     @property
     def language(self) -> str:

@@ -1,0 +1,36 @@
+"""Languages as the text side sees them: one key per language, the segmenter's rules for a
+voice's language, and the text each language is calibrated on. Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from pysbd.languages import LANGUAGE_CODES
+
+# What every voice is measured on at start-up, by language: the cost model prices chunks per
+# character, and a character of Japanese is several of English in speech.
+CALIBRATION_TEXTS: Mapping[str, str] = {
+    "en": ("The weather today is mild, with a light breeze from the west. "
+           "Later this evening, clouds will gather and rain may fall."),
+    "ja": "今日は穏やかな天気です。夕方には雲が広がり、雨が降るかもしれません。",
+}
+
+# pysbd's languages; a voice in any other language is segmented with the English rules, which
+# split at . ! ? as most scripts do.
+_SEGMENTER_LANGUAGES = frozenset(LANGUAGE_CODES)
+
+
+def base_language(language: str) -> str:
+    """"en_US" -> "en", "pt-BR" -> "pt", "ja" -> "ja": the one key per language (the
+    segmenter's punctuation tables, calibration texts and cost groups are keyed by it)."""
+    return language.replace("-", "_").split("_", 1)[0].lower()
+
+
+def segmenter_language(language: str) -> str:
+    """The segmenter's rules for a voice's language (pysbd's code; "en" where it has none)."""
+    base = base_language(language)
+    return base if base in _SEGMENTER_LANGUAGES else "en"
+
+
+def calibration_text(language: str) -> str:
+    return CALIBRATION_TEXTS.get(base_language(language), CALIBRATION_TEXTS["en"])
