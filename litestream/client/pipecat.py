@@ -43,17 +43,9 @@ from pipecat.processors.frame_processor import FrameDirection
 from pipecat.services.settings import TTSSettings
 from pipecat.services.tts_service import TextAggregationMode, WebsocketTTSService
 
-from litestream.client import (
-    Audio,
-    Chunk,
-    Cleared,
-    Done,
-    Error,
-    Flushed,
-    PlaybackClock,
-    Ready,
-    connect,
-)
+from litestream.client.events import Audio, Chunk, Cleared, Done, Error, Flushed, Ready
+from litestream.client.playback import PlaybackClock
+from litestream.client.stream import connect
 
 
 class _Stream(Protocol):
