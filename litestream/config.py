@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from litestream.errors import ConfigError
-from litestream.protocol import FORMATS, FRAME_MS_MAX, FRAME_MS_MIN
+from litestream.protocol import FRAME_MS_MAX, FRAME_MS_MIN, PCM_FORMATS
 
 ENV_PREFIX = "LITESTREAM_"
 
@@ -228,7 +228,8 @@ def _validate(c: Config) -> None:
            f"{c.cuda_conv_search!r} is not exhaustive, heuristic or default")
     _check(FRAME_MS_MIN <= c.frame_ms <= FRAME_MS_MAX, "frame_ms",
            f"must be {FRAME_MS_MIN}..{FRAME_MS_MAX} (protocol-v1)")
-    _check(c.audio_format in FORMATS, "audio_format", f"must be one of {', '.join(FORMATS)}")
+    _check(c.audio_format in PCM_FORMATS, "audio_format",
+           f"must be one of {', '.join(PCM_FORMATS)}")
     _check(c.first_audio_target_ms > 0, "first_audio_target_ms", "must be positive")
     _check(c.jitter_ms >= 0, "jitter_ms", "must not be negative")
     _check(c.first_audio_slack_ms >= 0, "first_audio_slack_ms", "must not be negative")

@@ -97,7 +97,7 @@ class Metrics:
             "litestream_stall_seconds", "Estimated time listeners spent with no audio",
             registry=r)
         self.deadline_misses = Counter(
-            "litestream_deadline_misses", "Chunks sent after their deadline", registry=r)
+            "litestream_deadline_misses", "Pieces of audio sent after their deadline", registry=r)
         self.synthesis_seconds = Counter(
             "litestream_synthesis_seconds", "Compute time spent synthesizing", registry=r)
         self.audio_seconds = Counter(

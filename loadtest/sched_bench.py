@@ -101,7 +101,7 @@ def decision_cost(args: argparse.Namespace, streams: int, batch: int) -> None:
         f"mean {statistics.fmean(us):.1f} us"
     )
     print(
-        f"  deadline misses {st.deadline_misses}, lookahead fallbacks {st.lookahead_fallbacks}, "
+        f"  late handouts {st.late_handouts}, lookahead fallbacks {st.lookahead_fallbacks}, "
         f"held streams {st.held_streams}"
     )
 

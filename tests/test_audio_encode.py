@@ -9,8 +9,8 @@ import av
 import numpy as np
 import pytest
 
+from litestream.protocol.openai import RESPONSE_FORMATS
 from litestream.server.encoders import (
-    FORMATS,
     STREAMING_SIZE,
     new_encoder,
     output_rate,
@@ -45,7 +45,7 @@ def decode(data: bytes) -> tuple[np.ndarray, int]:
 PADDING_S = {"mp3": 0.11, "aac": 0.1, "opus": 0.03, "flac": 0.0, "wav": 0.0}
 
 
-@pytest.mark.parametrize("fmt", [f for f in FORMATS if f != "pcm"])
+@pytest.mark.parametrize("fmt", [f for f in RESPONSE_FORMATS if f != "pcm"])
 def test_each_format_decodes_to_the_length_and_rate_fed(fmt: str) -> None:
     samples = tone(2.0)
     data = b"".join(encode_in_pieces(fmt, samples))
@@ -72,7 +72,7 @@ def test_lossy_formats_keep_the_tone(fmt: str) -> None:
     assert abs(peak_hz - 330) < 5
 
 
-@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("fmt", RESPONSE_FORMATS)
 def test_bytes_come_out_before_the_end(fmt: str) -> None:
     """Streaming: most of the output is handed back while audio is still being fed."""
     parts = encode_in_pieces(fmt, tone(2.0))

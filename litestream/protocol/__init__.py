@@ -6,9 +6,9 @@ from __future__ import annotations
 from litestream.protocol.v1 import (
     BYTES_PER_SAMPLE,
     CONFIG_FIELDS,
-    FORMATS,
     FRAME_MS_MAX,
     FRAME_MS_MIN,
+    PCM_FORMATS,
     PRIORITIES,
     PROTOCOL_VERSION,
     SPEED_MAX,
@@ -46,9 +46,9 @@ from litestream.protocol.v1 import (
 __all__ = [
     "BYTES_PER_SAMPLE",
     "CONFIG_FIELDS",
-    "FORMATS",
     "FRAME_MS_MAX",
     "FRAME_MS_MIN",
+    "PCM_FORMATS",
     "PRIORITIES",
     "PROTOCOL_VERSION",
     "SPEED_MAX",

@@ -24,7 +24,7 @@ PROTOCOL_VERSION = 1
 SPEED_MIN, SPEED_MAX = 0.5, 2.0
 FRAME_MS_MIN, FRAME_MS_MAX = 10, 1000
 BYTES_PER_SAMPLE = {"s16le": 2, "f32le": 4}  # the audio formats and their sample sizes
-FORMATS = tuple(BYTES_PER_SAMPLE)
+PCM_FORMATS = tuple(BYTES_PER_SAMPLE)
 # protocol-v1: config. The scheduler's `Priority` has the same values (a test holds them equal);
 # the wire format keeps its own strings so that it never imports the scheduler.
 PRIORITIES = ("high", "normal", "low")
@@ -111,8 +111,8 @@ def validate_setting(name: str, value: Any, voices: frozenset[str]) -> Any:
     if name == "format":
         if not isinstance(value, str):
             raise _bad("field 'format' must be a string")
-        if value not in FORMATS:
-            raise _invalid(f"format must be one of {', '.join(FORMATS)}, got {value!r}")
+        if value not in PCM_FORMATS:
+            raise _invalid(f"format must be one of {', '.join(PCM_FORMATS)}, got {value!r}")
         return value
     if name == "frame_ms":
         if isinstance(value, bool) or not isinstance(value, int | float):

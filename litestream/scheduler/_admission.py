@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 
 from litestream.scheduler._pacing import Pacing
-from litestream.scheduler._state import StreamState
+from litestream.scheduler._state import StreamRecord
 from litestream.scheduler.costmodel import StepKind
 from litestream.scheduler.types import Admission, AdmissionReason, SchedulerConfig
 
@@ -25,8 +25,8 @@ class AdmissionControl:
         self,
         config: SchedulerConfig,
         pacing: Pacing,
-        streams: dict[str, StreamState],
-        backlogged: set[StreamState],
+        streams: dict[str, StreamRecord],
+        backlogged: set[StreamRecord],
     ) -> None:
         self.config = config
         self._pacing = pacing
@@ -91,14 +91,14 @@ class AdmissionControl:
         backlog = sum(self._work_s(s, math.inf) for s in self._backlogged)
         return Admission(False, max(1.0, backlog / max(self._pacing.workers, 1)), reason)
 
-    def _is_active(self, s: StreamState, now: float) -> bool:
+    def _is_active(self, s: StreamRecord, now: float) -> bool:
         if s.sentences or s.ready_audio_s > 0.0:
             return True
         if s.playback_start_s is not None and s.playback_start_s + s.sent_audio_s > now:
             return True  # healthy playback: the listener is still playing
         return not s.submitted and now - s.opened_s < self.config.open_grace_s
 
-    def _work_s(self, s: StreamState, audio_limit_s: float) -> float:
+    def _work_s(self, s: StreamRecord, audio_limit_s: float) -> float:
         """Predicted compute of a stream's remaining work, until `audio_limit_s` of its audio
         is covered: encode steps whole, decode windows only as far as the limit (the windows
         past it are not due yet; a stream streams inside its sentences)."""

@@ -9,7 +9,7 @@ dropped). A stream has at most one step in flight. Pure.
 from __future__ import annotations
 
 from litestream.scheduler._pacing import Pacing
-from litestream.scheduler._state import StreamState
+from litestream.scheduler._state import StreamRecord
 from litestream.scheduler.costmodel import StepKind
 from litestream.scheduler.types import SchedulerConfig, SchedulerStats, SynthesisStep
 
@@ -26,7 +26,7 @@ class InFlight:
         self.count = 0  # handed out, not yet finished (cancelled ones excluded)
 
     def hand_out(
-        self, s: StreamState, now: float, fallback: bool, frames: int | None = None
+        self, s: StreamRecord, now: float, fallback: bool, frames: int | None = None
     ) -> SynthesisStep:
         """The stream's next step (a window of `frames` when given: batching), now in flight.
         The caller rekeys the stream: its heap entries go stale."""
@@ -77,13 +77,13 @@ class InFlight:
         self.count += 1
         st.dispatched += 1
         if now > step.deadline_s:
-            st.deadline_misses += 1
+            st.late_handouts += 1
         if fallback:
             st.lookahead_fallbacks += 1
         return step
 
     def finish(
-        self, step: SynthesisStep, s: StreamState | None, compute_s: float, now: float
+        self, step: SynthesisStep, s: StreamRecord | None, compute_s: float, now: float
     ) -> bool:
         """Common bookkeeping of a finished step of stream `s` (None: closed); False when the
         result is stale (the stream was cleared or closed meanwhile)."""
@@ -107,7 +107,7 @@ class InFlight:
         s.attained_s += compute_s - step.predicted_compute_s
         return True
 
-    def take_back(self, s: StreamState, step: SynthesisStep) -> None:
+    def take_back(self, s: StreamRecord, step: SynthesisStep) -> None:
         """Put `step`, handed out but never dispatched, back at the head of its stream."""
         self.release(s)
         s.attained_s -= step.predicted_compute_s  # VTC: it was charged at dispatch
@@ -116,14 +116,14 @@ class InFlight:
         step.dispatched_s = None
         self._stats.requeued += 1
 
-    def cancel(self, s: StreamState) -> None:
+    def cancel(self, s: StreamRecord) -> None:
         """The stream was cleared: its step in flight, if any, will come back stale."""
         if s.in_flight is not None:
             self.count -= 1
             self._stats.cancelled_in_flight += 1
             s.in_flight = None
 
-    def release(self, s: StreamState) -> None:
+    def release(self, s: StreamRecord) -> None:
         s.in_flight = None
         s.inflight_audio_s = 0.0
         self.count -= 1

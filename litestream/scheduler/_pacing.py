@@ -25,7 +25,7 @@ from __future__ import annotations
 import bisect
 import math
 
-from litestream.scheduler._state import StreamState
+from litestream.scheduler._state import StreamRecord
 from litestream.scheduler.costmodel import CostModel, StepKind
 from litestream.scheduler.types import SchedulerConfig
 
@@ -64,7 +64,7 @@ class Pacing:
     # ---- the playback clock and deadlines ------------------------------------------------
 
     def text_arrived(
-        self, s: StreamState, voice: str, chars: int, speed: float, now: float
+        self, s: StreamRecord, voice: str, chars: int, speed: float, now: float
     ) -> None:
         """A sentence of `chars` characters arrived for a stream with none queued."""
         buffered = (
@@ -80,7 +80,7 @@ class Pacing:
         elif s.playback_start_s is None and s.first_deadline_s is None:
             self.await_first(s, voice, chars, speed, now)
 
-    def audio_sent(self, s: StreamState, audio_s: float, now: float) -> float:
+    def audio_sent(self, s: StreamRecord, audio_s: float, now: float) -> float:
         """Move the stream's playback clock: `audio_s` seconds of audio went out at `now`.
         Returns how long the listener had run dry before it (0.0: no stall).
 
@@ -101,7 +101,7 @@ class Pacing:
         s.ready_audio_s = max(0.0, s.ready_audio_s - audio_s)
         return stall_s
 
-    def due_s(self, s: StreamState) -> float:
+    def due_s(self, s: StreamRecord) -> float:
         """When the stream's next audio must be sent: the listener runs dry, less jitter."""
         ahead = s.ready_audio_s + s.inflight_audio_s
         jitter = self.config.jitter_s
@@ -115,7 +115,7 @@ class Pacing:
         return max(first, first + ahead - jitter)
 
     def await_first(
-        self, s: StreamState, voice: str, chars: int, speed: float, now: float
+        self, s: StreamRecord, voice: str, chars: int, speed: float, now: float
     ) -> None:
         """Set the deadline of a stream's first audio (its text arrived at `now`).
 
@@ -129,7 +129,7 @@ class Pacing:
         queued_s = self.pending_first_s / max(self.workers, 1)
         s.first_deadline_s = now + max(self.first_due_s, queued_s)
 
-    def end_first(self, s: StreamState) -> None:
+    def end_first(self, s: StreamRecord) -> None:
         """The stream waits for no first audio any more (it started playing, or was cleared):
         its first-audio deadline and its share of the first audio owed go."""
         s.first_deadline_s = None
@@ -137,7 +137,7 @@ class Pacing:
         s.first_cost_s = 0.0
         s.first_rank_s = None
 
-    def buffer_s(self, s: StreamState, now: float) -> float:
+    def buffer_s(self, s: StreamRecord, now: float) -> float:
         """Audio the listener has ahead of the next window (sent and unplayed, plus ready)."""
         ahead = s.ready_audio_s + s.inflight_audio_s
         if s.playback_start_s is None:
@@ -146,7 +146,7 @@ class Pacing:
 
     # ---- windows -------------------------------------------------------------------------
 
-    def window(self, s: StreamState, remaining: int, now: float) -> int:
+    def window(self, s: StreamRecord, remaining: int, now: float) -> int:
         """The next window's length for stream `s` with `remaining` frames left in its sentence.
 
         First window of a stream (or after idle or clear): `first_window_frames`. Later: the
@@ -209,7 +209,7 @@ class Pacing:
 
     # ---- prices --------------------------------------------------------------------------
 
-    def head_cost(self, s: StreamState, now: float) -> tuple[float, float, int]:
+    def head_cost(self, s: StreamRecord, now: float) -> tuple[float, float, int]:
         """(predicted compute of the stream's next step, compute that must follow it before its
         audio exists, its window length or 0 for an encode step)."""
         sentence = s.sentences[0]
@@ -230,7 +230,7 @@ class Pacing:
             voice, sentence_chars=cfg.admit_sentence_chars, window_frames=cfg.max_window_frames
         )
 
-    def set_busy(self, s: StreamState) -> None:
+    def set_busy(self, s: StreamRecord) -> None:
         """Keep `busy_rtf` = the summed steady RTF of streams with work, in O(1)."""
         share = self.stream_rtf(s.voice) if s.sentences and not s.closed else 0.0
         self.busy_rtf += share - s.busy_rtf

@@ -17,14 +17,14 @@ from collections.abc import Set
 from itertools import count
 
 from litestream.scheduler._pacing import Pacing
-from litestream.scheduler._state import StreamState
+from litestream.scheduler._state import StreamRecord
 from litestream.scheduler.costmodel import StepKind
 from litestream.scheduler.types import SchedulerConfig, SynthesisStep
 
 __all__ = ["RunQueue"]
 
 # (key, tiebreak, version, stream); the tiebreak is unique so streams are never compared.
-_Entry = tuple[float, int, int, StreamState]
+_Entry = tuple[float, int, int, StreamRecord]
 
 
 class RunQueue:
@@ -35,7 +35,7 @@ class RunQueue:
         self._pacing = pacing
         self._ready: list[_Entry] = []  # eligible next steps, keyed by rank (shifted latest start)
         self._held: list[_Entry] = []  # next steps over the lookahead cap, keyed by eligible time
-        self._service: list[tuple[float, int, StreamState]] = []  # backlogged, by attained
+        self._service: list[tuple[float, int, StreamRecord]] = []  # backlogged, by attained
         self._tiebreak = count()
         # Bumped on every change to the streams' work or its prices: keys the caches of figures
         # derived from them (admission's urgent compute).
@@ -45,12 +45,12 @@ class RunQueue:
         """Something the keys depend on changed without a rekey (a voice, the workers)."""
         self.epoch += 1
 
-    def drop(self, s: StreamState) -> None:
+    def drop(self, s: StreamRecord) -> None:
         """The stream's entries go stale (it was cleared)."""
         s.version += 1
         self.epoch += 1
 
-    def rekey(self, s: StreamState, now: float) -> None:
+    def rekey(self, s: StreamRecord, now: float) -> None:
         """Recompute the next step's key and push a fresh heap entry (old ones go stale)."""
         s.version += 1
         self.epoch += 1
@@ -89,7 +89,7 @@ class RunQueue:
             if version == s.version:
                 heapq.heappush(self._ready, (s.rank_s, tb, version, s))
 
-    def pick_ready(self) -> StreamState | None:
+    def pick_ready(self) -> StreamRecord | None:
         """The most urgent eligible stream; among near-ties, the least attained service.
 
         Near-ties are looked for in the top `tie_candidates` slots of the heap array (its upper
@@ -110,7 +110,7 @@ class RunQueue:
                 best = entry
         return best[3]
 
-    def pick_held(self, now: float) -> StreamState | None:
+    def pick_held(self, now: float) -> StreamRecord | None:
         """A held-back stream for a worker that would otherwise idle: the one with the least
         audio ahead, unless even that one is past max_lookahead_s. (Its entry goes stale.)"""
         top = self._peek(self._held)
@@ -132,7 +132,7 @@ class RunQueue:
         """Backlogged streams held back by the lookahead cap. O(held entries)."""
         return len({id(e[3]) for e in self._held if e[2] == e[3].version and e[3].sentences})
 
-    def _hard_s(self, s: StreamState) -> float:
+    def _hard_s(self, s: StreamRecord) -> float:
         """When a held head drops under max_lookahead_s (eligible for an otherwise idle worker)."""
         return s.eligible_s - (self.config.max_lookahead_s - self.config.lookahead_s)
 
@@ -148,7 +148,7 @@ class RunQueue:
 
     def batch_mates(
         self, seed: SynthesisStep, seed_rank: float, now: float, room: int
-    ) -> list[StreamState]:
+    ) -> list[StreamRecord]:
         """Up to `room` streams whose next steps join a batch around `seed`, the most urgent
         step (already handed out), in the order they join.
 
@@ -178,7 +178,7 @@ class RunQueue:
         # finish by it. Members late anyway only bound it by batch_late_growth.
         firm = earliest if earliest - now >= seed.predicted_compute_s else math.inf
         computes = [seed.predicted_compute_s]
-        mates: list[StreamState] = []
+        mates: list[StreamRecord] = []
         for entry in pool:
             s = entry[3]
             if len(mates) >= room:
@@ -206,7 +206,7 @@ class RunQueue:
                 heapq.heappush(heap, entry)
         return mates
 
-    def _batchable(self, s: StreamState, seed: SynthesisStep, now: float) -> bool:
+    def _batchable(self, s: StreamRecord, seed: SynthesisStep, now: float) -> bool:
         """Can the stream's next step join a batch seeded by `seed` (one kind, voice, speed;
         a window of exactly seed.frames that its buffer allows, leaving no tiny tail)?"""
         sentence = s.sentences[0]
@@ -234,10 +234,10 @@ class RunQueue:
             heapq.heappop(heap)
         return 0.0
 
-    def push_service(self, s: StreamState) -> None:
+    def push_service(self, s: StreamRecord) -> None:
         heapq.heappush(self._service, (s.attained_s, next(self._tiebreak), s))
 
-    def compact(self, live: Set[StreamState], now: float) -> None:
+    def compact(self, live: Set[StreamRecord], now: float) -> None:
         """Rebuild the heaps from the `live` (backlogged) streams when stale entries outnumber
         them (amortized O(1))."""
         n = len(live)

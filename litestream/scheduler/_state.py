@@ -11,7 +11,7 @@ from collections import deque
 
 from litestream.scheduler.types import Priority, SynthesisStep
 
-__all__ = ["Sentence", "StreamState"]
+__all__ = ["Sentence", "StreamRecord"]
 
 
 class Sentence:
@@ -26,7 +26,7 @@ class Sentence:
         self.next_frame = 0  # first frame not yet handed out
 
 
-class StreamState:
+class StreamRecord:
     """The scheduler's view of one stream: its sentences, its listener's playback clock, its
     VTC counter. Heap entries name it with its `version`; any change bumps the version."""
 

@@ -56,7 +56,7 @@ from litestream.scheduler._admission import AdmissionControl
 from litestream.scheduler._in_flight import InFlight
 from litestream.scheduler._pacing import Pacing
 from litestream.scheduler._run_queue import RunQueue
-from litestream.scheduler._state import Sentence, StreamState
+from litestream.scheduler._state import Sentence, StreamRecord
 from litestream.scheduler.costmodel import CostModel, CostPriors, StepKind
 from litestream.scheduler.types import (
     Admission,
@@ -77,8 +77,8 @@ class Scheduler:
             raise ValueError("workers must be >= 0")
         self.config = config
         self.model = CostModel(priors)
-        self._streams: dict[str, StreamState] = {}
-        self._backlogged: set[StreamState] = set()  # streams with sentences
+        self._streams: dict[str, StreamRecord] = {}
+        self._backlogged: set[StreamRecord] = set()  # streams with sentences
         self._pacing = Pacing(config, self.model, workers)
         self._queue = RunQueue(config, self._pacing)
         self._admission = AdmissionControl(config, self._pacing, self._streams, self._backlogged)
@@ -159,7 +159,7 @@ class Scheduler:
         prio = Priority(priority)
         s = self._streams.get(stream_id)
         if s is None:
-            s = StreamState(stream_id, prio, self.config.shift_s(prio), now)
+            s = StreamRecord(stream_id, prio, self.config.shift_s(prio), now)
             self._streams[stream_id] = s
             self._admission.opened(stream_id, now)
         else:
@@ -405,24 +405,24 @@ class Scheduler:
     # ---- internals: steps ----------------------------------------------------------------
 
     def _dispatch(
-        self, s: StreamState, now: float, fallback: bool, frames: int | None = None
+        self, s: StreamRecord, now: float, fallback: bool, frames: int | None = None
     ) -> SynthesisStep:
         """Hand out the stream's next step (a window of `frames` when given: batching)."""
         step = self._steps.hand_out(s, now, fallback, frames)
         self._queue.rekey(s, now)  # its entries go stale: a stream has one step in flight at a time
         return step
 
-    def _finish(self, step: SynthesisStep, compute_s: float, now: float) -> StreamState | None:
+    def _finish(self, step: SynthesisStep, compute_s: float, now: float) -> StreamRecord | None:
         """Common bookkeeping of a finished step; the stream, or None when the result is stale
         (cleared or closed meanwhile)."""
         s = self._streams.get(step.stream_id)
         return s if self._steps.finish(step, s, compute_s, now) else None
 
-    def _pop_sentence(self, s: StreamState) -> None:
+    def _pop_sentence(self, s: StreamRecord) -> None:
         s.sentences.popleft()
         self._sentences -= 1
 
-    def _after_step(self, s: StreamState, now: float) -> None:
+    def _after_step(self, s: StreamRecord, now: float) -> None:
         if s.sentences:
             self._queue.push_service(s)
         else:

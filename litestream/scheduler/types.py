@@ -179,7 +179,9 @@ class SchedulerStats:
     completed: int = 0  # encoded() + decoded() calls
     failed: int = 0  # fail() calls
     requeued: int = 0  # steps put back by requeue()
-    deadline_misses: int = 0  # steps handed out after their deadline
+    # Steps handed out after their deadline. (The metric litestream_deadline_misses counts
+    # something else: pieces of audio *sent* after their deadline.)
+    late_handouts: int = 0
     late_completions: int = 0  # steps completed after their deadline (negative slack)
     overruns: int = 0  # steps that ran > overrun_factor x their prediction (and > overrun_min_s)
     refused: int = 0  # admit() refusals

@@ -26,12 +26,13 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
+from litestream.protocol.openai import RESPONSE_FORMATS
+
 if TYPE_CHECKING:
     from av.audio.frame import AudioFrame
 
 log = logging.getLogger("litestream.audio_encode")
 
-FORMATS = ("wav", "pcm", "mp3", "opus", "aac", "flac")
 STREAMING_SIZE = 0xFFFFFFFF  # RIFF/data size of a WAV whose length is not known yet
 
 # PyAV codec and container for each compressed format, and the sample rate the codec needs
@@ -200,11 +201,11 @@ def output_rate(fmt: str, sample_rate: int) -> int:
 
 
 def new_encoder(fmt: str, sample_rate: int) -> Encoder:
-    """An encoder for one of FORMATS at the voice's `sample_rate`."""
+    """An encoder for one of RESPONSE_FORMATS at the voice's `sample_rate`."""
     if fmt == "pcm":
         return PcmEncoder(sample_rate)
     if fmt == "wav":
         return WavEncoder(sample_rate)
     if fmt in _AV_FORMATS:
         return AvEncoder(fmt, sample_rate)
-    raise ValueError(f"unknown audio format {fmt!r}; one of {', '.join(FORMATS)}")
+    raise ValueError(f"unknown audio format {fmt!r}; one of {', '.join(RESPONSE_FORMATS)}")

@@ -68,7 +68,12 @@ class StreamLink:
         # histogram at send time (one observation per decode window).
         self._deadlines: dict[int, float] = {}
         self._last_counted_seq = -1  # seqs only grow: a chunk is counted at its first piece
-        self.stalls = 0  # the scheduler's estimate of listener underruns
+        # This stream's listener underruns (the scheduler's estimate), for its summary line.
+        # One event, counted in three scopes on purpose: here per stream (it outlives the
+        # scheduler's record of the stream), SchedulerStats.stalls for the whole scheduler
+        # (simulations read it; the scheduler imports no metrics), and Metrics.stall for the
+        # operator.
+        self.stalls = 0
 
     def submit(self, seq: int, text: str, *, speed: float, voice: str, now: float) -> None:
         if self._cache is not None and self._on_hit is not None:
