@@ -269,7 +269,7 @@ def memory_variant(variant: str, runs: int, seed: int = 1) -> None:
 
     from litestream.engine import PiperVoice
     from litestream.engine.piper import model as piper_model
-    from litestream.synthesis.calibration import WINDOW_FRAMES as window
+    from litestream.synthesis.calibration import CALIBRATION_WINDOW_FRAMES as window
     from litestream.synthesis.workers import release_memory
     from litestream.text.segmenter import Segmenter
 

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from litestream.synthesis.cache import CacheKey, SentenceCache, normalize
+from litestream.synthesis.cache import CacheKey, SentenceCache, normalize_key
 
 RATE = 22050
 VOICE = "en_US-joe-medium"
@@ -66,8 +66,8 @@ def test_no_key_ever_returns_audio_stored_under_another(puts: list[tuple[str, fl
 
 
 def test_text_is_normalized_but_case_and_punctuation_are_kept() -> None:
-    assert normalize("  Sure,\tone \n moment. ") == "Sure, one moment."
-    assert normalize("Cafe\u0301") == "Café"  # NFC
+    assert normalize_key("  Sure,\tone \n moment. ") == "Sure, one moment."
+    assert normalize_key("Cafe\u0301") == "Café"  # NFC
     cache = SentenceCache(1 << 20)
     cache.put(VOICE, 1.0, "Sure,  one moment.", audio(10), RATE)
     assert cache.get(VOICE, 1.0, " Sure, one moment. ") is not None

@@ -92,7 +92,7 @@ def test_serve_dispatches_to_server(monkeypatch: pytest.MonkeyPatch) -> None:
         seen.append(list(argv))
         return 0
 
-    monkeypatch.setattr("litestream.server.main", fake_main)
+    monkeypatch.setattr("litestream.server.serve", fake_main)
     assert cli.main(["serve", "--port", "0"]) == 0
     assert seen == [["--port", "0"]]
 

@@ -201,9 +201,9 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int
     out = out or sys.stdout
     if args_list and args_list[0] == "serve":
         # Lazy: the server pulls in websockets, uvloop and metrics that other commands skip.
-        from litestream.server import main as serve_main
+        from litestream.server import serve
 
-        return int(serve_main(args_list[1:]) or 0)
+        return int(serve(args_list[1:]) or 0)
     args = _build_parser().parse_args(args_list)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -74,7 +74,7 @@ class LitestreamServer:
 
     def __init__(self, config: Config, voices: Mapping[str, Voice] | None = None) -> None:
         self.config = config
-        self.voices = voices or startup.load_voices(config)
+        self.voices = voices or startup.voices_from_config(config)
         self.default_voice = next(iter(self.voices))
         self.voice_ids = frozenset(self.voices)
         self.sample_rates = {voice_id: v.sample_rate for voice_id, v in self.voices.items()}
@@ -416,7 +416,7 @@ async def run(config: Config) -> None:
     log.info("drained; bye")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def serve(argv: Sequence[str] | None = None) -> int:
     try:
         args = config_mod.parse_args(argv)
         config = config_mod.build(args)

@@ -19,7 +19,7 @@ from litestream.text.segmenter import Segmenter
 
 log = logging.getLogger("litestream.startup")
 
-def load_voices(config: Config) -> dict[str, Voice]:
+def voices_from_config(config: Config) -> dict[str, Voice]:
     """Every voice by id (engine/registry.py); the first one loaded is the default."""
     onnx.set_cuda_conv_search(config.cuda_conv_search)
     return registry.load_voices(

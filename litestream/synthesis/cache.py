@@ -38,7 +38,7 @@ log = logging.getLogger("litestream.cache")
 _SPACE = re.compile(r"\s+")
 
 
-def normalize(text: str) -> str:
+def normalize_key(text: str) -> str:
     """The key form of a sentence: Unicode NFC, runs of whitespace as one space, trimmed.
 
     Case and punctuation are kept: both can change what the voice says ("US" and "us", a
@@ -50,11 +50,11 @@ def normalize(text: str) -> str:
 class CacheKey:
     voice: str
     speed: float  # as the stream asked for it, rounded to 1/10,000
-    text: str  # normalize()d
+    text: str  # normalize_key()d
 
     @classmethod
     def of(cls, voice: str, speed: float, text: str) -> CacheKey:
-        return cls(voice, round(float(speed), 4), normalize(text))
+        return cls(voice, round(float(speed), 4), normalize_key(text))
 
 
 @dataclass(frozen=True, slots=True)

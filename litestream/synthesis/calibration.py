@@ -26,7 +26,7 @@ log = logging.getLogger("litestream.startup")
 
 # Calibration decodes its sentence (text/languages.py: one per language) in windows of a
 # mid-range size.
-WINDOW_FRAMES = 64
+CALIBRATION_WINDOW_FRAMES = 64
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,8 @@ class Calibration:
     windows: int
 
 
-def measure(voice: Voice, text: str, window_frames: int = WINDOW_FRAMES) -> Calibration:
+def measure(voice: Voice, text: str,
+            window_frames: int = CALIBRATION_WINDOW_FRAMES) -> Calibration:
     """Encode `text`, then decode it in windows of `window_frames` (on the calling thread)."""
     started = time.perf_counter()
     latent = voice.encode(voice.phoneme_ids(text))
@@ -91,7 +92,7 @@ def calibrate(pool: WorkerPool, voices: Mapping[str, Voice], model: CostModel) -
         log.info("voices %s with %d workers busy: encode %.0f ms for %d chars, decode %.2f ms"
                  " per frame in %d-frame windows", ",".join(group), len(runs), encode_ms,
                  len(text), 1000 * sum(r.decode_s for r in runs) / max(frames, 1),
-                 WINDOW_FRAMES)
+                 CALIBRATION_WINDOW_FRAMES)
     # Calibration's tensors are freed to malloc; hand them back to the OS now, not in the
     # first stream's first step (workers trim after every run).
     release_memory()
