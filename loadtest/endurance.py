@@ -5,7 +5,7 @@
 stream on fresh servers with warm ones; `soak` runs closed-loop mixed traffic and judges the
 growth of RSS less the cache; `memory_variant` feeds one engine session hostile chunks under
 each ONNX Runtime memory setting. The command line is loadtest/faults.py's (`--coldstart`,
-`--soak`, `--memory`). Figures are printed, never asserted (shared/style.md habit 10).
+`--soak`, `--memory`). Figures are printed, never asserted (docs/style.md: tests).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ Engine faults need the engine: in-process, the server runs the real bundled voic
 malformed messages). Every scenario prints what it injected, what the faulted stream got, and
 its bystanders' stalls and first audio; bystanders must not stall.
 
-Timing figures are printed, never asserted (shared/style.md habit 10). The clients run on the
+Timing figures are printed, never asserted (docs/style.md: tests). The clients run on the
 same machine as the server: on a 2-core box their CPU use is part of the figures.
 """
 

@@ -4,7 +4,7 @@
 
 Prints the median RTF of synthesizing a fixed Japanese paragraph sentence by sentence (as a
 stream would be), per thread count, and the compute time of one short first sentence. Timing
-figures are printed, never asserted; run it under the exclusive CPU lock (BRIEF.md).
+figures are printed, never asserted; run it with nothing else on the machine.
 """
 
 from __future__ import annotations

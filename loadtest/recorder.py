@@ -4,7 +4,7 @@
 `percentile`, `summarize`, `passes` and `format_report` turn many listeners into the figures
 printed; `arrival_offsets` plans when they start; `capacity_search` finds the largest load
 that passes, around an injected probe. Nothing here opens a socket or reads the time: every
-call takes the caller's `now` (shared/style.md habit 1), and the search's clock is injected.
+call takes the caller's `now` (docs/style.md: pure cores), and the search's clock is injected.
 The asyncio listeners that feed it live in loadtest/realtime.py.
 """
 
@@ -141,7 +141,7 @@ def percentile(values: Sequence[float], p: float) -> float | None:
 
 @dataclass
 class Summary:
-    """The figures the report prints (shared/design/scheduler-notes.md: What to report)."""
+    """The figures the report prints (docs/scheduling.md: what a benchmark reports)."""
 
     streams: int
     with_audio: int

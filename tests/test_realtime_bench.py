@@ -1,7 +1,7 @@
 """Tests for loadtest/recorder.py and loadtest/realtime.py: the pure accounting with plain
 numbers, one run end to end.
 
-No timing thresholds are asserted (shared/style.md habit 10): only that figures exist and are
+No timing thresholds are asserted (docs/style.md: tests): only that figures exist and are
 consistent.
 """
 

@@ -1,8 +1,8 @@
 """One stream's protocol-v1 rules, sans I/O: no asyncio, no sockets, no clock reads.
 
 `StreamSession` is to a litestream stream what python-websockets' `Protocol` is to a
-connection (style: habit 2). Everything that happens to a stream comes in through one method,
-`receive(item, now)`: a client frame (or an already parsed message), a synthesis result
+connection (docs/style.md: pure cores). Everything that happens to a stream comes in through one
+method, `receive(item, now)`: a client frame (or an already parsed message), a synthesis result
 (`ChunkPlanned`, `ChunkAudio`, `ChunkFailed`) or a lifecycle event (`ReceiveTimeout`,
 `SendTimeout`, `GoingAway`, `Disconnected`). What goes back to the client comes out of one
 method, `next_outgoing()`: typed items (`SendMessage`, `SendAudio`, `Close`) in wire order.

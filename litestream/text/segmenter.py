@@ -1,8 +1,9 @@
 """Incremental text segmentation: LLM fragments in, sentences out.
 
-The segmenter owns one decision (style habit 3): where a chunk of text ends. It is pure: no I/O,
-no clock, no threads. The server feeds it fragments as an LLM emits them ("Hel", "lo wor",
-"ld. How") and hands every chunk it returns to the scheduler as one sentence's work.
+The segmenter owns one decision (docs/style.md: one owner per decision): where a chunk of text
+ends. It is pure: no I/O, no clock, no threads. The server feeds it fragments as an LLM emits
+them ("Hel", "lo wor", "ld. How") and hands every chunk it returns to the scheduler as one
+sentence's work.
 
 Chunks are sentences
 --------------------
