@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 PIPECAT ?= pipecat-ai==1.14.0
 ARGS   ?=
 
-.PHONY: serve test lint bench install clean soak faults gpu-bundle
+.PHONY: serve test test-fast lint bench install clean soak faults gpu-bundle
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -40,8 +40,13 @@ $(GPU_STAMP): $(STAMP)
 serve: $(STAMP) $(if $(HAS_NVIDIA),$(GPU_STAMP))
 	$(VENV)/bin/litestream serve $(ARGS)
 
+# Every test, with the 15 slowest named at the end.
 test: lint
-	$(PY) -m pytest -q $(ARGS)
+	$(PY) -m pytest -q --durations=15 $(ARGS)
+
+# The unit lane only (tests/unit/: plain calls, no model or server), in well under a minute.
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m unit $(ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check litestream tests loadtest clients

@@ -38,11 +38,11 @@ from loadtest.endurance import (
     serve_process,
     soak,
 )
-from loadtest.faulty_voice import MARKERS, Fault, FaultPlan, faulty_server
 from loadtest.realtime import machine_info
 from loadtest.recorder import StreamResult, fmt_ms, percentile
 from loadtest.scripted_client import SPEAKABLE_FUZZ, fuzz_frames, speak, text_msgs
 from loadtest.texts import LONG, PARAGRAPH
+from tests.fakes import MARKERS, Fault, FaultPlan, faulty_server
 
 T = TypeVar("T")
 

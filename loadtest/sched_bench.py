@@ -6,7 +6,7 @@ Timing claims live here, not in tests (style: benchmarks print figures). Part 1 
 scheduler itself: every stream backlogged with sentences, one decision = next_steps + the
 step's encoded()/decoded() + audio_sent, simulated time moving as the workers would, so
 playback clocks, window sizes, the lookahead cap and deadlines all stay in play. Part 2 prints
-the event-driven simulations (loadtest/schedsim.py: the bundled voice's measured step costs,
+the event-driven simulations (tests/fakes/simulator.py: the bundled voice's measured step costs,
 2 workers) for the burst, LLM-token and long-text cases: simulated time, not wall time.
 """
 
@@ -19,7 +19,8 @@ import time
 
 from litestream.scheduler import Priority, Scheduler, StepKind
 from loadtest.realtime import machine_info
-from loadtest.schedsim import (
+from loadtest.texts import LONG, PARAGRAPH
+from tests.fakes import (
     APF,
     CONTEXT_FRAMES,
     SAMPLE_RATE,
@@ -31,7 +32,6 @@ from loadtest.schedsim import (
     sentence_frames,
     simulate,
 )
-from loadtest.texts import LONG, PARAGRAPH
 
 
 def pct(sorted_us: list[float], q: float) -> float:

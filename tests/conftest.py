@@ -1,6 +1,14 @@
-"""Shared fixtures. Loading the real voice takes seconds, so it happens once per session."""
+"""Shared fixtures and the two lanes. Loading the real voice takes seconds, so it happens once
+per session.
+
+Every test is marked by where it lives: tests/unit/ is `unit` (plain calls: no model, no
+server, no sockets; `make test-fast` runs these), tests/e2e/ is `e2e` (the real model, a real
+server on loopback, subprocesses, external tools).
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
@@ -37,3 +45,18 @@ def kokoro_model(kokoro_files: KokoroFiles,
                  tmp_path_factory: pytest.TempPathFactory) -> KokoroModel:
     """The real Kokoro model, joined once per test session into a private cache."""
     return KokoroModel.load(kokoro_files, cache_dir=tmp_path_factory.mktemp("kokoro-cache"))
+
+
+_LANES = {"unit": pytest.mark.unit, "e2e": pytest.mark.e2e}
+_MODEL_FIXTURES = frozenset({"voice", "kokoro_model"})  # what a unit test may not ask for
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    root = Path(__file__).parent
+    for item in items:
+        lane = Path(item.path).relative_to(root).parts[0]
+        item.add_marker(_LANES[lane])
+        used = _MODEL_FIXTURES & set(getattr(item, "fixturenames", ()))
+        if lane == "unit" and used:
+            raise pytest.UsageError(f"{item.nodeid} is a unit test but loads a model "
+                                    f"({', '.join(sorted(used))}): move it under tests/e2e/")

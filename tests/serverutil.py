@@ -1,4 +1,6 @@
-"""Start a real litestream server on a free loopback port, in this process (uvicorn's habit).
+"""Start a real litestream server on a free loopback port, in this process (uvicorn's habit),
+and talk to it: `run_server`, `slow_reader`, and a protocol-v1 client's transcript of what one
+stream received (`read_all`, `speak`).
 
 The deterministic voice is loaded once per test session and shared by every server, so each
 test pays only for the server, not for loading the model.
@@ -11,10 +13,12 @@ import contextlib
 import json
 import socket
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from websockets.asyncio.client import connect
+import msgpack
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 from litestream import config as config_mod
 from litestream.engine import PiperVoice, Voice
@@ -100,3 +104,62 @@ async def slow_reader(srv: RunningServer, sentences: int) -> AsyncIterator[Strea
         yield conn
     finally:
         ws.transport.abort()
+
+
+# The seq of the last `chunk` event read on each connection: frames belong to it.
+_current_seq: dict[int, int] = {}
+
+
+@dataclass
+class Transcript:
+    """What one stream received, in order."""
+
+    events: list[dict[str, Any]] = field(default_factory=list)  # control messages
+    order: list[tuple[str, Any]] = field(default_factory=list)  # ("event", msg) | ("audio", seq)
+    audio: dict[int, bytearray] = field(default_factory=dict)   # seq -> PCM bytes
+    close_code: int | None = None
+
+    def of_type(self, kind: str) -> list[dict[str, Any]]:
+        return [e for e in self.events if e["type"] == kind]
+
+
+async def read_all(ws: ClientConnection, msgpack_enc: bool = False,
+                   stop_after: str | None = None, timeout_s: float = 60) -> Transcript:
+    out = Transcript()
+    # Frames belong to the last `chunk` event on this connection, even one an earlier call read.
+    current: int | None = _current_seq.get(id(ws))
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for frame in ws:
+                if msgpack_enc:
+                    assert isinstance(frame, bytes)
+                    msg = msgpack.unpackb(frame)
+                    if msg["type"] == "audio":
+                        out.audio.setdefault(msg["seq"], bytearray()).extend(msg["pcm"])
+                        out.order.append(("audio", msg["seq"]))
+                        continue
+                elif isinstance(frame, bytes):
+                    assert current is not None, "audio before any chunk event"
+                    out.audio.setdefault(current, bytearray()).extend(frame)
+                    out.order.append(("audio", current))
+                    continue
+                else:
+                    msg = json.loads(frame)
+                out.events.append(msg)
+                out.order.append(("event", msg))
+                if msg["type"] == "chunk":
+                    current = _current_seq[id(ws)] = msg["seq"]
+                if stop_after and msg["type"] == stop_after:
+                    return out
+    except ConnectionClosed:
+        pass
+    out.close_code = ws.close_code
+    return out
+
+
+async def speak(url: str, text: str, **query: str) -> Transcript:
+    qs = "&".join(f"{k}={v}" for k, v in query.items())
+    async with connect(url + ("?" + qs if qs else "")) as ws:
+        await ws.send(json.dumps({"type": "text", "text": text}))
+        await ws.send(json.dumps({"type": "end"}))
+        return await read_all(ws, msgpack_enc=query.get("encoding") == "msgpack")

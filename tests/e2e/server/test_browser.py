@@ -1,0 +1,127 @@
+"""The browser player in a real browser: Debian's headless chromium, driven by playwright-core.
+
+Starts a real server on a free loopback port and runs clients/browser/test/browser_test.mjs
+against it: one stream played to the end (played audio == the server's chunk durations,
+0 underruns, audio clock at real time) and one stopped mid-stream (state "stopped", the
+server's `cleared`, no audio after it). This test never skips: when chromium or the node
+modules are missing it fails and says to run `bash .ci/browser-deps.sh`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from litestream.engine import registry
+from tests import REPO
+from tests.fakes import make_tiny_piper
+from tests.serverutil import run_server, shared_voices
+
+pytestmark = pytest.mark.browser
+
+ROOT = REPO
+TEST_DIR = ROOT / "clients" / "browser" / "test"
+SCRIPT = TEST_DIR / "browser_test.mjs"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+NODE_TIMEOUT_S = 180
+
+
+def _prerequisites() -> tuple[str, str]:
+    """(node, chromium) paths, or a test failure naming what is missing and the fix."""
+    missing = []
+    node = shutil.which("node")
+    if node is None:
+        missing.append("node (Node.js 18+) is not on PATH")
+    chromium = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(chromium).is_file():
+        missing.append(f"no chromium at {chromium} (Debian package `chromium`)")
+    if not (TEST_DIR / "node_modules" / "playwright-core").is_dir():
+        missing.append(f"{TEST_DIR.relative_to(ROOT)}/node_modules/playwright-core is missing")
+    if missing:
+        pytest.fail(
+            "browser test prerequisites missing: " + "; ".join(missing)
+            + ". Run `bash .ci/browser-deps.sh` (as root: apt-get install chromium, "
+            "npm install in clients/browser/test).",
+            pytrace=False,
+        )
+    assert node is not None
+    return node, chromium
+
+
+def _summary(output: str) -> dict[str, Any]:
+    for line in reversed(output.splitlines()):
+        if line.startswith("RESULT "):
+            result: dict[str, Any] = json.loads(line[len("RESULT "):])
+            return result
+    pytest.fail(f"browser_test.mjs printed no RESULT line; output:\n{output[-4000:]}")
+
+
+def _assert_png(path: Path) -> None:
+    assert path.is_file(), f"no screenshot at {path}"
+    data = path.read_bytes()
+    assert data[:8] == PNG_MAGIC, f"{path} is not a PNG"
+    assert len(data) > 5000, f"{path} is suspiciously small ({len(data)} bytes)"
+
+
+async def test_browser_player_plays_and_stops(tmp_path: Path) -> None:
+    node, chromium = _prerequisites()
+    artifacts = Path(os.environ.get("BROWSER_TEST_ARTIFACTS", tmp_path))
+    artifacts.mkdir(parents=True, exist_ok=True)
+    play_png = artifacts / "browser-play.png"
+    stop_png = artifacts / "browser-stop.png"
+
+    # A second voice (a tiny German Piper model) so the picker has a choice to show.
+    voices = {**shared_voices(), **registry.load_voices(
+        make_tiny_piper(tmp_path), [], kokoro_voices=False, deterministic=True)}
+    async with run_server(voices) as srv:
+        proc = await asyncio.create_subprocess_exec(
+            node, str(SCRIPT), "--url", srv.http_url,
+            "--screenshot", str(play_png), "--stop-screenshot", str(stop_png),
+            "--chromium", chromium,
+            cwd=TEST_DIR,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        try:
+            raw, _ = await asyncio.wait_for(proc.communicate(), NODE_TIMEOUT_S)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            pytest.fail(f"browser_test.mjs ran past {NODE_TIMEOUT_S} s")
+    output = raw.decode(errors="replace")
+    summary = _summary(output)
+
+    assert proc.returncode == 0 and summary["ok"], (
+        f"browser checks failed: {summary.get('failures')}\noutput:\n{output[-4000:]}"
+    )
+    play, stop = summary["play"], summary["stop"]
+    # The voice picker lists every voice the server has, in its order, the default selected.
+    picker = summary["picker"]
+    assert picker["options"] == picker["voiceIds"] == ["en_US-joe-medium", "de_DE-tiny-x_low"]
+    assert picker["selected"] == "en_US-joe-medium"
+    assert "male" in picker["labels"][0] and "16000 Hz" in picker["labels"][1]
+    # Played to the end: every chunk's audio, no dry spell, at real time.
+    assert play["state"] == "done"
+    assert play["chunks"] > 0
+    assert abs(play["playedMs"] - play["audioMs"]) <= max(300, 0.1 * play["audioMs"])
+    assert play["underruns"] == 0
+    assert play["sampleRate"] == play["contextRate"] == 22050  # no resampling in chromium
+    assert 0 < play["ttfaMs"] < 30_000  # sanity only: latency is loadtest territory, not this
+    assert 0.8 < play["realtimeRatio"] < 1.25
+    assert play["pageProblems"] == []
+    # Stopped mid-stream: cleared by the server, nothing played after.
+    assert stop["state"] == "stopped"
+    assert stop["clearSent"] is True
+    # protocol-v1: `clear` is a barge-in and must work after `end` too (the player sends
+    # text + end at once, so Stop always comes after end).
+    assert stop["cleared"] is True
+    assert stop["playedAfterMs"] == stop["playedLaterMs"]
+    assert 0 <= stop["playedAfterMs"] - stop["playedAtStopMs"] < 250
+    _assert_png(play_png)
+    _assert_png(stop_png)

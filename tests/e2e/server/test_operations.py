@@ -1,0 +1,267 @@
+"""Running it for real: keys, origins, quotas, limits, metrics, logs, and the drain on SIGTERM.
+
+The drain tests start `litestream serve` as a real subprocess and signal it, as an orchestrator
+would. The others use an in-process server on a free loopback port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from tests import REPO
+from tests.serverutil import free_port, read_all, run_server
+
+ROOT = REPO
+
+
+def http_get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            return resp.status, dict(resp.headers), resp.read()
+    except urllib.error.HTTPError as err:
+        return err.code, dict(err.headers), err.read()
+
+
+async def refused_status(url: str, **kwargs: object) -> tuple[int, dict[str, str], bytes]:
+    with pytest.raises(InvalidStatus) as info:
+        async with connect(url, **kwargs):  # type: ignore[arg-type]
+            pass
+    response = info.value.response
+    return response.status_code, dict(response.headers.raw_items()), response.body
+
+
+# ---------------------------------------------------------------- keys, origins, quotas
+
+async def test_api_keys_required_as_header_or_token() -> None:
+    async with run_server(api_keys=("s3cret-key",)) as srv:
+        status, _, body = await refused_status(srv.url)
+        assert status == 401
+        assert json.loads(body)["error"]["code"]
+        status, _, _ = await refused_status(srv.url, additional_headers={
+            "Authorization": "Bearer wrong"})
+        assert status == 401
+        async with connect(srv.url, additional_headers={
+                "Authorization": "Bearer s3cret-key"}) as ws:
+            assert json.loads(await ws.recv())["type"] == "ready"
+        async with connect(srv.url + "?token=s3cret-key") as ws:
+            assert json.loads(await ws.recv())["type"] == "ready"
+
+
+async def test_origin_allowlist_blocks_cross_site_websocket_hijacking() -> None:
+    async with run_server(allowed_origins=("https://app.example",)) as srv:
+        status, _, _ = await refused_status(srv.url, origin="https://evil.example")
+        assert status == 403
+        async with connect(srv.url, origin="https://app.example") as ws:  # type: ignore[arg-type]
+            assert json.loads(await ws.recv())["type"] == "ready"
+
+
+async def test_concurrent_stream_quota_gives_429_with_retry_after() -> None:
+    async with run_server(streams_per_key=2) as srv:
+        async with connect(srv.url), connect(srv.url):
+            status, headers, _ = await refused_status(srv.url)
+            assert status == 429
+            assert int(headers["Retry-After"]) >= 1
+        # Slots are released when streams close.
+        for _ in range(50):
+            if not srv.server.streams:
+                break
+            await asyncio.sleep(0.02)
+        async with connect(srv.url) as ws:
+            assert json.loads(await ws.recv())["type"] == "ready"
+
+
+async def test_text_rate_limit_refuses_the_message_and_the_stream_goes_on() -> None:
+    async with run_server(chars_per_s=10.0) as srv, connect(srv.url) as ws:
+        await read_all(ws, stop_after="ready")
+        await ws.send(json.dumps({"type": "text", "text": "Hi. " * 10}))  # burst covers it
+        await ws.send(json.dumps({"type": "text", "text": "More words here. " * 5}))
+        t = await read_all(ws, stop_after="error")
+        err = t.of_type("error")[0]
+        assert err["code"] == "rate_limited" and err["fatal"] is False
+        await ws.send(json.dumps({"type": "end"}))  # never rate limited
+        t = await read_all(ws)
+        assert t.events[-1]["type"] == "done"
+        assert t.events[-1]["stats"]["chars"] == len("Hi. " * 10)
+
+
+async def test_admission_refuses_with_503_when_full() -> None:
+    async with run_server(max_streams=1) as srv, connect(srv.url):
+        status, headers, _ = await refused_status(srv.url)
+        assert status == 503
+        assert int(headers["Retry-After"]) >= 1
+
+
+async def test_a_warming_server_refuses_and_counts_it_as_warming_up() -> None:
+    async with run_server() as srv:
+        srv.server.warming = True  # as between listening and ready at start-up
+        status, headers, body = await refused_status(srv.url)
+        assert status == 503 and int(headers["Retry-After"]) >= 1
+        assert json.loads(body)["error"]["code"] == "overloaded"
+        _, _, metrics = await asyncio.to_thread(http_get, srv.http_url + "/metrics")
+    lines = metrics.decode().splitlines()
+    assert 'litestream_refusals_total{reason="warming_up"} 1.0' in lines
+    assert 'litestream_refusals_total{reason="capacity"} 0.0' in lines
+
+
+async def test_total_stream_text_limit_is_fatal() -> None:
+    async with run_server(max_buffered_chars=100, max_stream_chars=150) as srv, \
+            connect(srv.url) as ws:
+        await read_all(ws, stop_after="ready")
+        await ws.send(json.dumps({"type": "text", "text": "One sentence here. " * 5}))
+        await ws.send(json.dumps({"type": "text", "text": "Two sentences here. " * 4}))
+        t = await read_all(ws)
+        err = t.of_type("error")[-1]
+        assert err["code"] == "text_too_long" and err["fatal"] is True
+        assert t.close_code == 1008
+
+
+async def test_idle_stream_is_closed() -> None:
+    async with run_server(idle_timeout_s=0.5) as srv, connect(srv.url) as ws:
+        t = await read_all(ws, timeout_s=10)
+        assert t.close_code == 1008
+
+
+# ---------------------------------------------------------------- metrics and logs
+
+async def test_metrics_move_with_traffic(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="litestream")
+    async with run_server(max_streams=1) as srv:
+        async with connect(srv.url) as ws:
+            await ws.send(json.dumps({"type": "text", "text": "Count me in. Secret words."}))
+            await ws.send(json.dumps({"type": "end"}))
+            await read_all(ws)
+        await refused_status(srv.url + "?format=mp3")
+        status, _, body = await asyncio.to_thread(http_get, srv.http_url + "/metrics")
+    text = body.decode()
+    assert status == 200
+
+    def value(line_start: str) -> float:
+        line = next(x for x in text.splitlines() if x.startswith(line_start))
+        return float(line.rsplit(" ", 1)[1])
+
+    assert value("litestream_ttfa_seconds_count") == 1
+    assert value("litestream_audio_seconds_total") > 0
+    assert value("litestream_synthesis_seconds_total") > 0
+    assert value("litestream_chunk_slack_seconds_count") >= 1
+    assert value("litestream_bytes_sent_total") > 0
+    assert value('litestream_refusals_total{reason="bad_param"}') == 1
+    assert "session" not in text  # no per-session labels
+    # One structured summary line per finished stream, with counts and not the text.
+    summaries = [r for r in caplog.records if getattr(r, "event", "") == "stream_summary"]
+    assert len(summaries) == 1
+    assert summaries[0].chars == len("Count me in. Secret words.")  # type: ignore[attr-defined]
+    assert all("Secret words" not in r.getMessage() for r in caplog.records)
+
+
+# ---------------------------------------------------------------- drain on SIGTERM
+
+@pytest.fixture
+def serve_process() -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LITESTREAM_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "litestream", "serve", "--port", str(port), "--workers", "2",
+         "--drain-grace-s", "3", "--deterministic", "--no-kokoro"],  # drain, not voices
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    # The server listens at once (/healthz) and turns ready once every worker is warm
+    # (/readyz): streams are for a ready server, as a load balancer's readiness probe decides.
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            if http_get(f"http://127.0.0.1:{port}/readyz")[0] == 200:
+                break
+        except OSError:
+            pass
+        time.sleep(0.2)
+    else:
+        proc.kill()
+        pytest.fail("server did not start: " + (proc.stdout.read().decode() if proc.stdout
+                                                else ""))
+    yield proc, port
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(10)
+
+
+async def test_sigterm_drains_in_flight_streams(
+        serve_process: tuple[subprocess.Popen[bytes], int]) -> None:
+    proc, port = serve_process
+    url = f"ws://127.0.0.1:{port}/v1/stream"
+    long_text = " ".join(f"Sentence {i} of a text that will not finish in time." for i in range(80))
+    async with connect(url) as short_ws, connect(url) as long_ws:
+        await short_ws.send(json.dumps({"type": "text", "text": "A short goodbye."}))
+        await long_ws.send(json.dumps({"type": "text", "text": long_text}))
+        await read_all(long_ws, stop_after="chunk")
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.sleep(0.3)
+        status, _, _ = await asyncio.to_thread(http_get, f"http://127.0.0.1:{port}/readyz")
+        assert status == 503
+        assert (await refused_status(url))[0] == 503
+        # A stream in flight finishes within the grace period...
+        await short_ws.send(json.dumps({"type": "end"}))
+        short = await read_all(short_ws)
+        assert short.events[-1]["type"] == "done" and short.close_code == 1000
+        # ...and one that cannot is closed with 1001 when the grace runs out.
+        long = await read_all(long_ws, timeout_s=20)
+        assert long.close_code == 1001
+    assert await asyncio.to_thread(proc.wait, 20) == 0
+
+
+def test_second_signal_exits_at_once(
+        serve_process: tuple[subprocess.Popen[bytes], int]) -> None:
+    proc, port = serve_process
+
+    async def hold_stream() -> None:
+        async with connect(f"ws://127.0.0.1:{port}/v1/stream") as ws:
+            await ws.recv()
+            proc.send_signal(signal.SIGTERM)
+            await asyncio.sleep(0.5)
+            proc.send_signal(signal.SIGTERM)
+            with pytest.raises(ConnectionClosed):
+                async with asyncio.timeout(5):
+                    while True:
+                        await ws.recv()
+
+    started = time.monotonic()
+    asyncio.run(hold_stream())
+    assert proc.wait(5) == -signal.SIGTERM
+    assert time.monotonic() - started < 3  # well inside the 3 s grace + close
+
+
+# ---------------------------------------------------------------- TLS
+
+async def test_tls_serves_wss(tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    made = subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        capture_output=True, check=False,
+    )
+    assert made.returncode == 0, made.stderr.decode()
+    client_ctx = ssl.create_default_context(cafile=str(cert))
+    async with run_server(tls_cert=cert, tls_key=key) as srv:
+        url = f"wss://127.0.0.1:{srv.port}/v1/stream"
+        async with connect(url, ssl=client_ctx) as ws:
+            assert json.loads(await ws.recv())["type"] == "ready"
+        with pytest.raises(ssl.SSLError):  # a client that does not trust it is refused
+            async with connect(url, ssl=ssl.create_default_context()):
+                pass

@@ -1,0 +1,292 @@
+"""The worker pool and its watchdog (issue 10), on the real bundled voice.
+
+Faults are injected by tests.fakes.FaultyVoice, a wrapper of our own engine: a marker word
+in a chunk's text makes that run raise, hang (the real ONNX Runtime run repeated until the
+watchdog's terminate stops it), wedge (deaf to terminate) or kill its thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import urllib.request
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import onnxruntime as ort
+import pytest
+from websockets.asyncio.client import connect
+
+from litestream import config as config_mod
+from litestream.engine import PiperVoice
+from litestream.errors import SynthesisError
+from litestream.scheduler import Scheduler, StepKind, SynthesisStep
+from litestream.synthesis import scheduler_config
+from litestream.synthesis.workers import (
+    TERMINATED,
+    PoolEvent,
+    WatchdogConfig,
+    WorkerPool,
+    WorkResult,
+)
+from tests.fakes import MARKERS, Fault, FaultPlan, FaultyVoice, faulty_server
+from tests.serverutil import read_all
+
+SHORT = "A short sentence to speak."
+
+
+def job(text: str, seq: int = 0, predicted_compute_s: float = 5.0) -> SynthesisStep:
+    """A sentence's encode step. Fault-free runs get a generous limit (3 x 5 s) so that a
+    loaded test machine never trips the watchdog; faulted ones get the 0.3 s floor."""
+    return SynthesisStep(stream_id="s", seq=seq, kind=StepKind.ENCODE, text=text, voice="v",
+                         speed=1.0, predicted_compute_s=predicted_compute_s)
+
+
+class PoolHarness:
+    """A pool of `workers` threads on FaultyVoice sessions; results and events recorded."""
+
+    def __init__(self, voice: PiperVoice, workers: int, plan: FaultPlan) -> None:
+        self.results: asyncio.Queue[WorkResult] = asyncio.Queue()
+        self.events: list[PoolEvent] = []
+        self.pool = WorkerPool(
+            {"v": FaultyVoice(voice, plan)}, workers, asyncio.get_running_loop(),
+            self.results.put_nowait, watchdog=WatchdogConfig(factor=3.0, floor_s=0.3,
+                                                             grace_s=0.3),
+            on_change=self.events.append)
+
+    async def run(self, *jobs: SynthesisStep) -> list[WorkResult]:
+        """Dispatch as a batch, wait for one result per job."""
+        self.pool.dispatch(list(jobs))
+        async with asyncio.timeout(60):
+            return [await self.results.get() for _ in jobs]
+
+    async def until(self, cond: Any) -> None:
+        async with asyncio.timeout(60):
+            while not cond():
+                await asyncio.sleep(0.01)
+
+
+@asynccontextmanager
+async def harness(voice: PiperVoice, workers: int = 1) -> AsyncIterator[tuple[PoolHarness,
+                                                                              FaultPlan]]:
+    plan = FaultPlan()
+    h = PoolHarness(voice, workers, plan)
+    await h.pool.ready()
+    try:
+        yield h, plan
+    finally:
+        plan.release()
+        await asyncio.to_thread(h.pool.close)
+
+
+# ---------------------------------------------------------------- the engine's terminate
+
+def test_terminate_from_another_thread_stops_a_real_run(voice: PiperVoice) -> None:
+    ids = voice.phoneme_ids("A long text to keep the model busy for a while. " * 30)
+    options = ort.RunOptions()
+    failure: list[BaseException] = []
+    started = threading.Event()
+
+    def run() -> None:
+        started.set()
+        try:
+            voice.synthesize_ids([ids], run_options=options)
+        except BaseException as exc:
+            failure.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    started.wait()
+    options.terminate = True
+    thread.join(60)
+    assert not thread.is_alive()
+    assert len(failure) == 1 and isinstance(failure[0], SynthesisError)
+    # The session is not harmed: the next run, with fresh options, speaks.
+    assert len(voice.synthesize_ids([voice.phoneme_ids(SHORT)],
+                                    run_options=ort.RunOptions())[0]) > 1000
+    terminated = ort.RunOptions()
+    terminated.terminate = True
+    with pytest.raises(SynthesisError):
+        voice.encode(voice.phoneme_ids(SHORT), run_options=terminated)
+
+
+# ---------------------------------------------------------------- the watchdog
+
+async def test_hung_run_is_terminated_and_the_worker_serves_again(voice: PiperVoice) -> None:
+    async with harness(voice) as (h, plan):
+        [hung] = await h.run(job(f"{MARKERS[Fault.HANG]} never ends.",
+                                  predicted_compute_s=0.01))
+        assert hung.failed and hung.error == TERMINATED
+        assert plan.injected[Fault.HANG] == 1
+        [after] = await h.run(job(SHORT, seq=1))
+        assert not after.failed and after.latent is not None and after.latent.frames > 10
+        assert PoolEvent.TERMINATED in h.events and PoolEvent.REPLACED not in h.events
+        assert h.pool.serving == 1
+
+
+async def test_engine_exception_fails_its_chunk_only(voice: PiperVoice) -> None:
+    async with harness(voice) as (h, _):
+        results = await h.run(job(f"{MARKERS[Fault.RAISE]} here.", seq=0), job(SHORT, seq=1))
+        by_seq = {r.step.seq: r for r in results}
+        assert by_seq[0].failed and "injected" in (by_seq[0].error or "")
+        assert by_seq[1].latent is not None  # the other sentence of the batch is encoded
+        assert PoolEvent.TERMINATED not in h.events
+
+
+async def test_wedged_worker_is_abandoned_and_replaced(voice: PiperVoice) -> None:
+    async with harness(voice) as (h, plan):
+        plan.sessions_allowed.clear()  # hold the replacement so the gap can be seen
+        [wedged] = await h.run(job(f"{MARKERS[Fault.WEDGE]} is stuck.",
+                                  predicted_compute_s=0.01))
+        assert wedged.failed and "abandoned" in (wedged.error or "")
+        assert h.events.count(PoolEvent.TERMINATED) == 1
+        assert PoolEvent.REPLACED in h.events
+        assert h.pool.serving == 0 and h.pool.idle == 0  # capacity follows what serves
+        plan.sessions_allowed.set()
+        await h.until(lambda: h.pool.serving == 1)
+        [after] = await h.run(job(SHORT, seq=1))
+        assert after.latent is not None
+        # The stuck thread, released at last, posts nothing: its chunk ended once.
+        plan.released.set()
+        await asyncio.sleep(0.2)
+        assert h.results.empty()
+
+
+async def test_a_worker_thread_that_dies_is_replaced(voice: PiperVoice) -> None:
+    async with harness(voice, workers=2) as (h, plan):
+        [dead] = await h.run(job(f"{MARKERS[Fault.DIE]} now.",
+                                  predicted_compute_s=0.01))
+        assert dead.failed and "died" in (dead.error or "")
+        assert plan.injected[Fault.DIE] == 1
+        assert PoolEvent.REPLACED in h.events and PoolEvent.TERMINATED not in h.events
+        await h.until(lambda: h.pool.serving == 2)
+        for seq in range(1, 4):
+            [after] = await h.run(job(SHORT, seq=seq))
+            assert after.latent is not None
+
+
+def test_time_limit_is_factor_times_prediction_with_a_floor() -> None:
+    watchdog = WatchdogConfig(factor=3.0, floor_s=2.0)  # not the defaults: the rule
+    assert watchdog.limit_s(0.1) == 2.0
+    assert watchdog.limit_s(1.0) == 3.0
+    assert WatchdogConfig(factor=0.0).limit_s(1.0) is None
+
+
+def test_admission_follows_the_workers_serving() -> None:
+    scheduler = Scheduler(scheduler_config(config_mod.build(environ={})), workers=2)
+    scheduler.register_voice("v", context_frames=0, sample_rate=22050)
+    assert scheduler.admit(0.0, "v").accepted
+    scheduler.set_workers(0, 0.0)
+    refused = scheduler.admit(0.0, "v")
+    assert not refused.accepted and refused.reason == "capacity"
+    scheduler.set_workers(1, 0.0)
+    assert scheduler.admit(0.0, "v").accepted and scheduler.workers == 1
+
+
+# ---------------------------------------------------------------- through the server
+
+def metric(srv: Any, name: str) -> float:
+    value = srv.metrics.registry.get_sample_value(name)
+    return 0.0 if value is None else float(value)
+
+
+def http_status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as err:
+        return int(err.code)
+
+
+async def test_hung_chunk_gets_synthesis_failed_and_the_stream_goes_on(
+        caplog: pytest.LogCaptureFixture) -> None:
+    plan = FaultPlan()
+    async with faulty_server(plan, workers=1, watchdog_floor_s=3.0) as srv:
+        url = f"ws://127.0.0.1:{srv.port}/v1/stream"
+        async with connect(url) as ws:
+            await ws.send(json.dumps({"type": "text", "text": (
+                f"The first sentence is fine. {MARKERS[Fault.HANG]} hangs here. "
+                "The last sentence is fine too.")}))
+            await ws.send(json.dumps({"type": "end"}))
+            t = await read_all(ws)
+        errors = t.of_type("error")
+        chunks = t.of_type("chunk")
+        assert [e["code"] for e in errors] == ["synthesis_failed"]
+        assert errors[0]["fatal"] is False
+        spoken = " ".join(c["text"] for c in chunks)
+        assert MARKERS[Fault.HANG] not in spoken  # the hung chunk alone is missing
+        assert spoken.startswith("The first") and chunks[-1]["text"].endswith("fine too.")
+        assert len(t.audio) == len(chunks)
+        assert t.events[-1]["type"] == "done" and t.close_code == 1000
+        assert metric(srv, "litestream_watchdog_terminations_total") == 1
+        assert metric(srv, "litestream_workers_serving") == 1
+        assert metric(srv, "litestream_workers_replaced_total") == 0
+    assert any("terminating the run" in r.getMessage() for r in caplog.records)
+
+
+async def test_wedged_worker_takes_the_server_out_of_rotation_until_replaced() -> None:
+    plan = FaultPlan()
+    async with faulty_server(plan, workers=1, watchdog_floor_s=3.0) as srv:
+        url = f"ws://127.0.0.1:{srv.port}/v1/stream"
+        readyz = f"http://127.0.0.1:{srv.port}/readyz"
+        plan.sessions_allowed.clear()
+        async with connect(url) as ws:
+            await ws.send(json.dumps({"type": "text", "text": f"{MARKERS[Fault.WEDGE]} stuck."}))
+            await ws.send(json.dumps({"type": "end"}))
+            t = await read_all(ws)
+        assert [e["code"] for e in t.of_type("error")] == ["synthesis_failed"]
+        assert t.events[-1]["type"] == "done"
+        assert metric(srv, "litestream_workers_replaced_total") == 1
+        assert metric(srv, "litestream_workers_serving") == 0
+        assert await asyncio.to_thread(http_status, readyz) == 503
+        with pytest.raises(Exception) as refused:
+            async with connect(url):
+                pass
+        assert getattr(getattr(refused.value, "response", None), "status_code", None) == 503
+        plan.sessions_allowed.set()
+        async with asyncio.timeout(60):
+            while await asyncio.to_thread(http_status, readyz) != 200:
+                await asyncio.sleep(0.05)
+        assert metric(srv, "litestream_workers_serving") == 1
+        async with connect(url) as ws:
+            await ws.send(json.dumps({"type": "text", "text": SHORT}))
+            await ws.send(json.dumps({"type": "end"}))
+            t = await read_all(ws)
+        assert not t.of_type("error") and len(t.of_type("chunk")) == len(t.audio) >= 1
+
+
+async def test_readyz_is_503_until_every_worker_is_warm() -> None:
+    """start() listens at once; /readyz says 503 warming up until warm-up and calibration."""
+    from litestream import config as config_mod
+    from litestream.server import LitestreamServer
+    from tests.serverutil import free_port, shared_voices
+
+    plan = FaultPlan()
+    plan.sessions_allowed.clear()  # worker 1 cannot build its session yet
+    voices = {k: FaultyVoice(v, plan) for k, v in shared_voices().items()}
+    port = free_port()
+    config = config_mod.build(environ={}, host="127.0.0.1", port=port, workers=2,
+                              deterministic=True)
+    server = LitestreamServer(config, voices=voices)  # type: ignore[arg-type]
+    starting = asyncio.create_task(server.start())
+    try:
+        async with asyncio.timeout(30):
+            while True:
+                try:
+                    status = await asyncio.to_thread(
+                        http_status, f"http://127.0.0.1:{port}/readyz")
+                    break
+                except OSError:
+                    await asyncio.sleep(0.05)
+        assert status == 503 and server.warming
+        assert await asyncio.to_thread(http_status, f"http://127.0.0.1:{port}/healthz") == 200
+        plan.sessions_allowed.set()
+        await starting
+        assert await asyncio.to_thread(http_status, f"http://127.0.0.1:{port}/readyz") == 200
+    finally:
+        plan.release()
+        if not starting.done():
+            starting.cancel()
+        await server.close()

@@ -1,0 +1,92 @@
+"""engine/phonemize.py: espeak-ng under one lock, Piper's phoneme id convention."""
+
+from __future__ import annotations
+
+import threading
+import unicodedata
+from concurrent.futures import ThreadPoolExecutor
+
+from litestream.engine.phonemize import ESPEAK_LOCK, phonemes_to_ids, phonemize, split_ids
+
+SENTENCES = [
+    "Hello world.",
+    "The quick brown fox jumps over the lazy dog.",
+    "Is it 5 o'clock yet? No, it's half past four!",
+    "Streaming speech should never stutter; the next chunk is due before the buffer runs dry.",
+]
+
+
+def test_phonemize_keeps_stress_and_punctuation() -> None:
+    phonemes = phonemize("Hello, world.", "en-us")
+    assert phonemes == "həlˈoʊ, wˈɜːld."
+
+
+def test_phonemize_empty_text() -> None:
+    assert phonemize("   \n ", "en-us") == ""
+
+
+def test_ids_use_nfd_and_skip_unknown() -> None:
+    id_map = {"_": [0], "^": [1], "$": [2], "e": [5], "\u0301": [6]}
+    # "é" precomposed decomposes to e + combining acute; "?" is unknown and skipped.
+    assert phonemes_to_ids(unicodedata.normalize("NFC", "é?"), id_map) == [1, 0, 5, 0, 6, 0, 2]
+
+
+def test_concurrent_phonemize_matches_sequential() -> None:
+    work = SENTENCES * 10
+    expected = [phonemize(text, "en-us") for text in work]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        got = list(pool.map(lambda text: phonemize(text, "en-us"), work))
+    assert got == expected
+
+
+def test_phonemize_waits_for_the_lock() -> None:
+    done = threading.Event()
+
+    def speak() -> None:
+        phonemize("Hi.", "en-us")
+        done.set()
+
+    with ESPEAK_LOCK:
+        thread = threading.Thread(target=speak)
+        thread.start()
+        assert not done.wait(0.2)  # blocked while another caller holds espeak
+    thread.join(5)
+    assert done.is_set()
+
+
+ID_MAP = {"_": [0], "^": [1], "$": [2], " ": [3], "a": [4], "b": [5]}
+
+
+def _ids(phonemes: str) -> list[int]:
+    return phonemes_to_ids(phonemes, ID_MAP)
+
+
+def _inner(ids: list[int]) -> list[int]:
+    return ids[2:-1]  # without "^ _" and "$"
+
+
+def test_split_ids_leaves_a_sentence_under_the_bound_alone() -> None:
+    ids = _ids("ab ba")
+    assert split_ids(ids, ID_MAP, len(ids)) == [ids]
+
+
+def test_split_ids_cuts_at_word_gaps_and_keeps_every_id() -> None:
+    ids = _ids(" ".join(["abab"] * 12))  # 12 words of 4 phonemes: 2 + 2 * 59 + 1 ids
+    pieces = split_ids(ids, ID_MAP, 40)
+    assert len(pieces) > 1
+    for piece in pieces:
+        assert len(piece) <= 40
+        assert piece[:2] == [1, 0] and piece[-1] == 2  # each one a sentence of its own
+    for piece in pieces[:-1]:
+        assert _inner(piece)[-2:] == [3, 0]  # ends at a word gap, never inside a word
+    assert [i for p in pieces for i in _inner(p)] == _inner(ids)
+
+
+def test_split_ids_cuts_a_word_longer_than_the_bound_between_phonemes() -> None:
+    ids = _ids("ab" * 40)  # one word, 80 phonemes
+    pieces = split_ids(ids, ID_MAP, 21)
+    for piece in pieces:
+        assert len(piece) <= 21
+        assert len(_inner(piece)) % 2 == 0  # whole (phoneme, pad) pairs
+        assert _inner(piece)[1::2] == [0] * (len(_inner(piece)) // 2)
+    assert [i for p in pieces for i in _inner(p)] == _inner(ids)

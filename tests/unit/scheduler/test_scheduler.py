@@ -1,0 +1,664 @@
+"""Scheduler behaviour, driven by plain calls and a fake clock (no sleeps, no event loop).
+
+Units are synthesis steps: a sentence's encode step, then its decode windows in order. The fake
+engine (tests/fakes/simulator.py) has the bundled voice's measured figures; the scheduler's cost
+model starts from the same priors, so predictions here are exact unless a test says otherwise."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from litestream.scheduler import (
+    AdmissionReason,
+    Priority,
+    Scheduler,
+    SchedulerConfig,
+    SynthesisStep,
+)
+from litestream.scheduler.costmodel import CostModel, StepKind
+from loadtest.texts import LONG, PARAGRAPH
+from tests.fakes import (
+    APF,
+    CONTEXT_FRAMES,
+    DECODE_OVERHEAD_S,
+    DECODE_PER_FRAME_S,
+    ENCODE_OVERHEAD_S,
+    ENCODE_PER_CHAR_S,
+    SAMPLE_RATE,
+    SAMPLES_PER_FRAME,
+    VOICE,
+    FakeClock,
+    config,
+    simulate,
+)
+from tests.fakes import price_step as price
+from tests.fakes import run_step as run
+
+
+def make(workers: int = 1, **knobs: float) -> Scheduler:
+    # The worked examples use a first-audio target of 0.3 s, no slack, a 0.15 s jitter budget.
+    knobs.setdefault("first_audio_target_s", 0.3)
+    knobs.setdefault("first_audio_slack_s", 0.0)
+    s = Scheduler(config(**knobs), workers)
+    s.register_voice(VOICE, context_frames=CONTEXT_FRAMES, sample_rate=SAMPLE_RATE)
+    return s
+
+
+def submit(s: Scheduler, sid: str, seq: int, chars: int, now: float, *,
+           speed: float = 1.0, voice: str = VOICE) -> SynthesisStep:
+    return s.submit(sid, seq, "x" * chars, speed=speed, voice=voice, now=now)
+
+
+def drain(s: Scheduler, clock: FakeClock, max_steps: int = 1) -> list[SynthesisStep]:
+    """Run every step to the end on one worker, the clock moving by each step's compute."""
+    done: list[SynthesisStep] = []
+    while True:
+        steps = s.next_steps(clock.now, max_steps)
+        if not steps:
+            wake = s.next_wakeup_s(clock.now)
+            if wake is None:
+                return done
+            clock.advance(max(wake - clock.now, 0.0))
+            continue
+        clock.advance(max(price(s, step) for step in steps))
+        for step in steps:
+            assert run(s, step, clock.now)
+        done += steps
+
+
+# ---- order of steps --------------------------------------------------------------------------
+
+
+def test_a_sentence_is_its_encode_step_then_windows_in_order() -> None:
+    clock = FakeClock()
+    s = make()
+    s.open_stream("a", Priority.NORMAL, clock.now)
+    encode = submit(s, "a", 7, 45, clock.now)  # 184 frames
+    assert (encode.kind, encode.seq) == (StepKind.ENCODE, 7)
+    steps: list[SynthesisStep] = []
+    while step := next(iter(s.next_steps(clock.now)), None):
+        assert s.next_steps(clock.now) == []  # one step of a stream in flight at a time
+        clock.advance(step.predicted_compute_s)
+        assert run(s, step, clock.now)
+        steps.append(step)
+    assert steps[0] is encode
+    windows = steps[1:]
+    assert all(w.kind is StepKind.DECODE and w.seq == 7 for w in windows)
+    assert all(w.latent == ("latent", "a", 7) for w in windows)
+    starts = [w.start_frame for w in windows]
+    assert starts == [sum(w.frames for w in windows[:i]) for i in range(len(windows))]
+    assert sum(w.frames for w in windows) == 184
+    assert [w.last for w in windows] == [False] * (len(windows) - 1) + [True]
+    # The first window is small (first audio fast); later ones grow as the buffer fills.
+    # The last window is whatever is left of the sentence.
+    assert windows[0].frames == s.config.first_window_frames
+    grown = [w.frames for w in windows[:-1]]
+    assert grown == sorted(grown) and len(grown) >= 2
+    assert grown[-1] > 2 * windows[0].frames
+    assert s.queued_sentences() == 0
+
+
+def test_sentences_of_a_stream_run_in_order() -> None:
+    clock = FakeClock()
+    s = make(workers=2)
+    s.open_stream("a", Priority.NORMAL, 0.0)
+    for seq, chars in enumerate((40, 12, 60)):
+        submit(s, "a", seq, chars, 0.0)
+    order = [(step.seq, step.kind, step.start_frame) for step in drain(s, clock)]
+    assert order == sorted(order, key=lambda o: (o[0], o[1] is StepKind.DECODE, o[2]))
+    assert [o for o in order if o[1] is StepKind.ENCODE] == [
+        (seq, StepKind.ENCODE, 0) for seq in range(3)
+    ]
+
+
+def test_thin_buffer_goes_first() -> None:
+    s = make()
+    for sid, buffered in (("thick", 3.0), ("thin", 0.5)):
+        s.open_stream(sid, Priority.NORMAL, 0.0)
+        s.audio_sent(sid, buffered, 0.0)
+        submit(s, sid, 0, 30, 0.0)
+    (step,) = s.next_steps(0.0)
+    assert step.stream_id == "thin"
+    # An encode step is due before its first window: the buffer's end, less jitter, less
+    # the window's compute.
+    first_window = s.model.price(VOICE, StepKind.DECODE, s.config.first_window_frames)
+    assert step.deadline_s == pytest.approx(0.5 - 0.15 - first_window, abs=0.03)
+
+
+def test_latest_start_beats_earliest_deadline() -> None:
+    s = make()
+    for sid, buffered, chars in (("short", 1.0, 10), ("long", 1.2, 600)):
+        s.open_stream(sid, Priority.NORMAL, 0.0)
+        s.audio_sent(sid, buffered, 0.0)
+        submit(s, sid, 0, chars, 0.0)
+    first, second = s.next_steps(0.0)[0], s.next_steps(0.0)[0]
+    # 600 characters: a 0.36 s front pass, so it must start first although due later.
+    assert (first.stream_id, second.stream_id) == ("long", "short")
+    assert first.deadline_s > second.deadline_s
+    assert first.latest_start_s < second.latest_start_s
+
+
+def test_near_ties_go_to_least_attained_service() -> None:
+    clock = FakeClock()
+    s = make()
+    s.open_stream("busy", Priority.NORMAL, 0.0)
+    s.open_stream("fresh", Priority.NORMAL, 0.0)
+    for seq in range(3):
+        submit(s, "busy", seq, 20, clock.now)
+    drain(s, clock)
+    clock.advance(60.0)  # its listener played everything: idle
+    # "fresh" first: nothing is backlogged, so it starts at 0; "busy" returns from idle to the
+    # lowest backlogged counter (fresh's 0) or its own, whichever is higher: its own.
+    submit(s, "fresh", 0, 20, clock.now)
+    submit(s, "busy", 3, 40, clock.now)
+    assert s._streams["busy"].attained_s > s._streams["fresh"].attained_s == 0.0
+    # busy's longer front pass gives it the earlier latest start, by less than the tie window:
+    # a near-tie, which goes to the least attained service.
+    assert s._streams["busy"].rank_s < s._streams["fresh"].rank_s
+    assert s._streams["fresh"].rank_s - s._streams["busy"].rank_s < s.config.tie_window_s
+    assert s.next_steps(clock.now)[0].stream_id == "fresh"
+
+
+def test_returning_from_idle_earns_no_credit() -> None:
+    clock = FakeClock()
+    s = make()
+    s.open_stream("a", Priority.NORMAL, 0.0)
+    s.open_stream("b", Priority.NORMAL, 0.0)
+    for seq in range(20):
+        submit(s, "a", seq, 20, 0.0)
+    for _ in range(10):
+        (step,) = s.next_steps(clock.now)
+        run(s, step, clock.now, send=False)
+    submit(s, "b", 0, 20, clock.now)
+    floor = s._queue.service_floor()
+    assert floor > 0.0
+    assert s._streams["b"].attained_s == pytest.approx(floor)
+
+
+def test_high_priority_first_at_equal_deadlines() -> None:
+    s = make()
+    s.open_stream("n", Priority.NORMAL, 0.0)
+    s.open_stream("h", Priority.HIGH, 0.0)
+    submit(s, "n", 0, 30, 0.0)
+    submit(s, "h", 0, 30, 0.0)
+    assert s.next_steps(0.0)[0].stream_id == "h"
+
+
+def test_low_priority_not_starved_by_a_stream_of_normal_arrivals() -> None:
+    clock = FakeClock()
+    s = make()
+    s.open_stream("low", Priority.LOW, 0.0)
+    submit(s, "low", 0, 30, 0.0)
+    served_at = None
+    for i in range(200):
+        sid = f"n{i}"
+        s.open_stream(sid, Priority.NORMAL, clock.now)
+        submit(s, sid, 0, 30, clock.now)
+        (step,) = s.next_steps(clock.now)
+        if step.stream_id == "low":
+            served_at = clock.now
+            break
+        clock.advance(step.predicted_compute_s)
+        run(s, step, clock.now)
+    assert served_at is not None
+    # Its first audio's deadline (0.3 less the window), plus the low shift, plus one step.
+    assert served_at <= 0.3 + 0.5 + 0.2
+
+
+def test_lookahead_cap_holds_then_serves_idle_worker_and_respects_hard_cap() -> None:
+    s = make(workers=2)
+    for sid, buffered in (("full", 10.0), ("thin1", 1.0), ("thin2", 1.0)):
+        s.open_stream(sid, Priority.NORMAL, 0.0)
+        s.audio_sent(sid, buffered, 0.0)  # "full": over lookahead_s = 4
+        submit(s, sid, 0, 30, 0.0)
+    assert s.stats().held_streams == 1
+    assert {s.next_steps(0.0)[0].stream_id for _ in range(2)} == {"thin1", "thin2"}
+    # Nothing else to do: the held one goes to the otherwise idle worker.
+    assert s.next_wakeup_s(0.0) == 0.0
+    (step,) = s.next_steps(0.0)
+    assert step.stream_id == "full"
+    assert s.stats().lookahead_fallbacks == 1
+    # Hard cap: 30 s buffered waits even for an idle worker, until it drops to 20 s.
+    s.open_stream("huge", Priority.NORMAL, 0.0)
+    s.audio_sent("huge", 30.0, 0.0)
+    submit(s, "huge", 0, 30, 0.0)
+    assert s.next_steps(0.0) == []
+    wake = s.next_wakeup_s(0.0)
+    assert wake == pytest.approx(30.0 - 20.0)
+    assert s.next_steps(wake - 0.01) == []
+    assert s.next_steps(wake)[0].stream_id == "huge"
+    assert s.next_wakeup_s(wake) is None
+
+
+# ---- window size: the control ----------------------------------------------------------------
+
+
+def test_windows_grow_with_a_healthy_buffer_and_shrink_when_it_runs_thin() -> None:
+    clock = FakeClock()
+    s = make(lookahead_s=30.0, max_lookahead_s=60.0)
+    s.open_stream("a", Priority.NORMAL, 0.0)
+    submit(s, "a", 0, 600, 0.0)  # ~2460 frames, ~28 s of audio
+    sent = 0.0
+    start = None
+    frames: list[int] = []
+    while len(frames) < 8:
+        (step,) = s.next_steps(clock.now)
+        clock.advance(step.predicted_compute_s)
+        run(s, step, clock.now)
+        if step.kind is StepKind.DECODE:
+            start = clock.now if start is None else start
+            sent += step.frames * APF
+            frames.append(step.frames)
+    assert frames[0] == s.config.first_window_frames
+    assert frames == sorted(frames) and frames[-1] == s.config.max_window_frames
+    # Let the listener play until 0.25 s is left: the next window must compute within
+    # 0.25 - 0.15 s, so it is small again (and grows back from there).
+    assert start is not None
+    clock.advance(start + sent - 0.25 - clock.now)
+    (step,) = s.next_steps(clock.now)
+    assert step.frames <= 64
+    assert price(s, step) <= 0.25 - s.config.jitter_s
+
+
+def test_first_window_is_longer_when_the_workers_are_loaded() -> None:
+    s = make(workers=2)
+    s.open_stream("idle", Priority.NORMAL, 0.0)
+    submit(s, "idle", 0, 80, 0.0)
+    run(s, s.next_steps(0.0)[0], 0.0)
+    alone = s.next_steps(0.0)[0]
+    assert alone.frames == s.config.first_window_frames
+    loaded = make(workers=2)
+    for i in range(10):  # playing, with work: ~0.6 of both workers at the longest windows
+        loaded.open_stream(f"s{i}", Priority.NORMAL, 0.0)
+        loaded.audio_sent(f"s{i}", 2.0, 0.0)
+        submit(loaded, f"s{i}", 0, 400, 0.0)
+    loaded.open_stream("new", Priority.HIGH, 0.0)
+    submit(loaded, "new", 0, 80, 0.0)
+    encode = loaded.next_steps(0.0)[0]
+    assert encode.stream_id == "new"
+    run(loaded, encode, 0.0)
+    first = loaded.next_steps(0.0)[0]
+    # Its next window (at the load's floor) must fit in its playback: a tiny first window
+    # would be followed by a stall.
+    assert first.stream_id == "new" and first.frames > s.config.first_window_frames
+    assert first.frames * APF >= s.config.jitter_s + price(loaded, first)
+
+
+# ---- batches, requeue ------------------------------------------------------------------------
+
+
+def test_batches_are_homogeneous() -> None:
+    s = make(workers=1)
+    s.register_voice("other", context_frames=CONTEXT_FRAMES, sample_rate=SAMPLE_RATE)
+    streams = [("a0", VOICE, 1.0), ("a1", VOICE, 1.0), ("a2", VOICE, 1.0), ("a3", VOICE, 1.0),
+               ("fast", VOICE, 1.5), ("other", "other", 1.0)]
+    for sid, voice, speed in streams:
+        s.open_stream(sid, Priority.NORMAL, 0.0)
+        submit(s, sid, 0, 40, 0.0, speed=speed, voice=voice)
+    batch = s.next_steps(0.0, max_steps=8)
+    assert len(batch) >= 2
+    assert {(b.kind, b.voice, b.speed) for b in batch} == {(StepKind.ENCODE, VOICE, 1.0)}
+    for step in batch:
+        run(s, step, 0.0)
+    # Their first windows: decode steps of one frame count, one voice, one speed.
+    kinds = set()
+    while windows := s.next_steps(0.0, max_steps=8):
+        assert len({(w.kind, w.voice, w.speed, w.frames) for w in windows}) == 1
+        kinds.add(windows[0].kind)
+        for step in windows:
+            run(s, step, 0.0)
+    assert kinds == {StepKind.ENCODE, StepKind.DECODE}
+    st = s.stats()
+    assert st.batches >= 2 and st.queued_sentences == 0
+
+
+def test_a_batch_never_makes_its_most_urgent_member_late() -> None:
+    s = make(workers=1, batch_marginal_cost=1.0)
+    for i in range(8):  # equal buffers: each encode step (0.093 s) due at 0.35 less a window
+        s.open_stream(f"s{i}", Priority.NORMAL, 0.0)
+        s.audio_sent(f"s{i}", 0.5, 0.0)
+        submit(s, f"s{i}", 0, 150, 0.0)
+    batch = s.next_steps(0.0, max_steps=8)
+    assert 1 < len(batch) < 8
+    assert sum(b.predicted_compute_s for b in batch) <= min(b.deadline_s for b in batch)
+
+
+def test_requeue_puts_a_batch_back_and_nothing_is_lost() -> None:
+    clock = FakeClock()
+    s = make(workers=1)
+    speeds = (0.8, 1.0, 1.0, 1.3)
+    for i, speed in enumerate(speeds):
+        s.open_stream(f"s{i}", Priority.NORMAL, 0.0)
+        submit(s, f"s{i}", 0, 45, 0.0, speed=speed)
+        submit(s, f"s{i}", 1, 30, 0.0, speed=speed)
+    batch = s.next_steps(0.0, max_steps=4)
+    keys = sorted((b.stream_id, b.kind, b.start_frame) for b in batch)
+    s.requeue(batch, 0.0)
+    assert s.stats().in_flight == 0 and s.stats().requeued == len(batch)
+    again = s.next_steps(0.0, max_steps=4)
+    assert sorted((b.stream_id, b.kind, b.start_frame) for b in again) == keys
+    for step in again:
+        run(s, step, clock.now)
+    # A step requeued comes back as it was (a window: from the frame it started at).
+    (step,) = s.next_steps(0.0)
+    s.requeue([step], 0.0)
+    (back,) = s.next_steps(0.0)
+    assert (back.stream_id, back.seq, back.kind, back.start_frame, back.frames) == (
+        step.stream_id, step.seq, step.kind, step.start_frame, step.frames)
+    s.requeue([back], 0.0)
+    s.requeue([back], 0.0)  # putting back twice is harmless
+    assert s.stats().in_flight == 0
+    # Every stream, at every speed, is served to the end: no batch leaves one waiting.
+    done = drain(s, clock, max_steps=4)
+    for i, speed in enumerate(speeds):
+        for seq, chars in ((0, 45), (1, 30)):
+            windows = [d for d in done if d.stream_id == f"s{i}" and d.seq == seq
+                       and d.kind is StepKind.DECODE]
+            total = round(4.1 * chars / speed)
+            covered = sorted((w.start_frame, w.start_frame + w.frames) for w in windows)
+            assert covered[0][0] == 0 and covered[-1][1] == total
+            assert all(a[1] == b[0] for a, b in itertools.pairwise(covered))
+    assert s.stats().queued_sentences == 0
+
+
+# ---- clear, close, fail ----------------------------------------------------------------------
+
+
+def test_clear_drops_a_sentence_mid_way() -> None:
+    s = make(workers=2)
+    s.open_stream("a", Priority.NORMAL, 0.0)
+    submit(s, "a", 0, 100, 0.0)
+    submit(s, "a", 1, 100, 0.0)
+    run(s, s.next_steps(0.0)[0], 0.0)  # encoded
+    run(s, s.next_steps(0.0)[0], 0.0)  # first window played
+    flying = s.next_steps(0.1)[0]
+    assert flying.kind is StepKind.DECODE and not flying.last
+    assert s.clear("a", 0.1) == 2
+    assert s.queued_sentences("a") == 0 and s.next_steps(0.2) == []
+    assert run(s, flying, 0.2) is False  # its audio is dropped; no later window of it
+    st = s.stats()
+    assert (st.dropped_results, st.cancelled_in_flight, st.cleared_sentences) == (1, 1, 2)
+    # The stream stays open: its next text is a fresh first audio with a small first window.
+    step = submit(s, "a", 2, 30, 5.0)
+    assert s.next_steps(5.0)[0] is step
+    run(s, step, 5.0)
+    assert s.next_steps(5.0)[0].frames == s.config.first_window_frames
+
+
+def test_close_stream_drops_everything() -> None:
+    s = make()
+    s.open_stream("a", Priority.NORMAL, 0.0)
+    submit(s, "a", 0, 30, 0.0)
+    submit(s, "a", 1, 30, 0.0)
+    flying = s.next_steps(0.0)[0]
+    assert s.close_stream("a", 0.1) == 2
+    assert run(s, flying, 0.2) is False
+    assert s.next_steps(1.0) == []
+    assert s.stats().open_streams == 0
+    with pytest.raises(KeyError):
+        submit(s, "a", 2, 10, 1.0)
+
+
+def test_fail_drops_the_rest_of_that_sentence_only() -> None:
+    s = make()
+    s.open_stream("a", Priority.NORMAL, 0.0)
+    submit(s, "a", 0, 100, 0.0)
+    submit(s, "a", 1, 20, 0.0)
+    run(s, s.next_steps(0.0)[0], 0.0)
+    window = s.next_steps(0.0)[0]
+    assert (window.seq, window.kind, window.last) == (0, StepKind.DECODE, False)
+    s.fail(window, 0.05)
+    nxt = s.next_steps(0.05)[0]
+    assert (nxt.seq, nxt.kind) == (1, StepKind.ENCODE)
+    s.fail(nxt, 0.06)  # a failed encode step drops its sentence too
+    assert s.next_steps(0.06) == []
+    st = s.stats()
+    assert (st.failed, st.in_flight, st.queued_sentences) == (2, 0, 0)
+
+
+# ---- admission and workers -------------------------------------------------------------------
+
+
+def test_admission_reasons() -> None:
+    s = make(workers=2, max_streams=3)
+    for sid in ("a", "b", "c"):
+        assert s.admit(0.0).accepted
+        s.open_stream(sid, Priority.NORMAL, 0.0)
+    refusal = s.admit(0.0)
+    assert (refusal.accepted, refusal.reason) == (False, AdmissionReason.STREAMS)
+    assert refusal.retry_after_s >= 1.0
+    # Steady demand: listeners playing (no work queued) still count.
+    steady = make(workers=2, open_grace_s=0.0)
+    playing = 0
+    while (admission := steady.admit(0.0)).accepted:
+        steady.open_stream(f"p{playing}", Priority.NORMAL, 0.0)
+        steady.audio_sent(f"p{playing}", 30.0, 0.0)
+        playing += 1
+    assert admission.reason is AdmissionReason.CAPACITY
+    rtf = steady.model.rtf(VOICE, sentence_chars=80, window_frames=256)
+    assert playing == int(2 * 0.8 / rtf)
+    assert steady.admit(31.0).accepted  # all played out: idle streams are free
+    # A burst: streams opened together, their first audio about to be asked for.
+    burst = make(workers=2)
+    opened = 0
+    while (admission := burst.admit(0.0)).accepted:
+        burst.open_stream(f"b{opened}", Priority.NORMAL, 0.0)
+        opened += 1
+    assert admission.reason is AdmissionReason.BACKLOG
+    assert 4 <= opened < playing
+    assert burst.stats().refused == 1
+    assert {r.value for r in AdmissionReason} == {"accepted", "capacity", "backlog", "streams"}
+
+
+def test_admission_prices_each_voice() -> None:
+    s = make(workers=2)
+    s.register_voice("slow", context_frames=CONTEXT_FRAMES, sample_rate=SAMPLE_RATE)
+    s.model.calibrate("slow", encode_per_char_s=0.0012, decode_per_frame_s=0.0022)
+
+    def admitted(voice: str) -> int:
+        sched = make(workers=2)
+        sched.register_voice("slow", context_frames=CONTEXT_FRAMES, sample_rate=SAMPLE_RATE)
+        sched.model.calibrate("slow", encode_per_char_s=0.0012, decode_per_frame_s=0.0022)
+        n = 0
+        while sched.admit(0.0, voice).accepted:
+            sched.open_stream(f"s{n}", Priority.NORMAL, 0.0)
+            submit(sched, f"s{n}", 0, 80, 0.0, voice=voice)
+            sched.audio_sent(f"s{n}", 30.0, 0.0)
+            n += 1
+        return n
+
+    assert admitted("slow") < admitted(VOICE)
+
+
+def test_set_workers_moves_capacity() -> None:
+    def admitted(workers: int) -> int:
+        s = make(workers=2)
+        s.set_workers(workers, 0.0)
+        n = 0
+        while s.admit(0.0).accepted:
+            s.open_stream(f"s{n}", Priority.NORMAL, 0.0)
+            s.audio_sent(f"s{n}", 30.0, 0.0)
+            n += 1
+        return n
+
+    one, two, three = admitted(1), admitted(2), admitted(3)
+    assert 0 < one < two < three
+    s = make(workers=2)
+    s.open_stream("a", Priority.NORMAL, 0.0)
+    submit(s, "a", 0, 40, 0.0)
+    s.set_workers(0, 0.0)
+    assert not s.has_capacity(0.0)
+    assert s.admit(0.0).reason is AdmissionReason.CAPACITY
+    assert s.load(0.0) == float("inf")
+    assert s.stats().workers == 0
+    s.set_workers(1, 0.0)  # queued work was kept for the worker that comes back
+    assert s.next_steps(0.0)[0].stream_id == "a"
+    with pytest.raises(ValueError):
+        s.set_workers(-1, 0.0)
+
+
+def test_readiness_check_counts_no_refusal() -> None:
+    s = make(max_streams=1)
+    s.open_stream("a", Priority.NORMAL, 0.0)
+    assert not s.has_capacity(0.0)
+    assert s.stats().refused == 0
+    assert not s.admit(0.0).accepted
+    assert s.stats().refused == 1
+
+
+def test_load_counts_active_streams_only() -> None:
+    s = make(workers=2, open_grace_s=0.0)
+    assert s.load(0.0) == 0.0
+    s.open_stream("a", "normal", 0.0)
+    s.open_stream("b", "normal", 0.0)
+    submit(s, "a", 0, 30, 0.0)
+    one = s.load(0.0)
+    assert one > 0.0
+    submit(s, "b", 0, 30, 0.0)
+    assert s.load(0.0) == pytest.approx(2 * one)
+
+
+def test_config_has_no_defaults_for_the_knobs_config_owns() -> None:
+    with pytest.raises(TypeError):
+        SchedulerConfig()  # type: ignore[call-arg]
+
+
+# ---- cost model ------------------------------------------------------------------------------
+
+
+def test_one_pricing_function() -> None:
+    model = CostModel()
+    assert model.price("v", StepKind.ENCODE, 45) == pytest.approx(
+        ENCODE_OVERHEAD_S + ENCODE_PER_CHAR_S * 45)
+    assert model.price("v", StepKind.DECODE, 40) == pytest.approx(
+        DECODE_OVERHEAD_S + DECODE_PER_FRAME_S * (40 + 2 * 16))
+    for budget in (0.05, 0.1, 0.3):
+        w = model.window_within("v", budget)
+        assert model.price("v", StepKind.DECODE, w) <= budget
+        assert model.price("v", StepKind.DECODE, w + 1) > budget
+    # The steady share of a stream falls as windows grow (context margins amortized).
+    assert model.rtf("v", sentence_chars=80, window_frames=256) < model.rtf(
+        "v", sentence_chars=80, window_frames=32)
+    # window_for_rtf inverts the same prices (continuous windows): encode share + window share.
+    w = model.window_for_rtf("v", rtf=0.15, sentence_chars=80)
+    audio = model.audio_s("v", model.sentence_frames("v", 80, 1.0))
+    share = model.price("v", StepKind.ENCODE, 80) / audio
+    assert share + model.price("v", StepKind.DECODE, w) / model.audio_s("v", w) == pytest.approx(
+        0.15)
+
+
+def test_cost_model_learns_per_voice_and_step_kind() -> None:
+    model = CostModel()
+    model.register("kokoro", context_frames=0)  # non-streaming: encode does everything
+    for _ in range(60):
+        model.observe_encode("piper", chars=50, speed=1.0, frames=200,
+                             compute_s=0.003 + 0.0005 * 50)
+        model.observe_decode("piper", frames=64, audio_s=64 * 0.01, compute_s=0.002 + 0.0009 * 96)
+        model.observe_encode("kokoro", chars=50, speed=1.0, frames=150, compute_s=0.003 + 0.4)
+        model.observe_decode("kokoro", frames=64, audio_s=64 * 0.025, compute_s=0.0021)
+    piper, kokoro = model.voice("piper"), model.voice("kokoro")
+    assert piper.encode_per_char_s == pytest.approx(0.0005, rel=0.01)
+    assert piper.decode_per_frame_s == pytest.approx(0.0009, rel=0.01)
+    assert piper.frames_per_char == pytest.approx(4.0, rel=0.01)
+    assert piper.audio_per_frame_s == pytest.approx(0.01)
+    assert kokoro.encode_per_char_s == pytest.approx(0.4 / 50, rel=0.01)
+    assert model.price("kokoro", StepKind.DECODE, 256) < 0.01  # windows nearly free
+    assert model.price("other", StepKind.ENCODE, 10) == pytest.approx(0.003 + 0.006)
+
+
+def test_scheduler_learns_from_finished_steps() -> None:
+    clock = FakeClock()
+    s = make()
+    s.open_stream("a", Priority.NORMAL, 0.0)
+    for seq in range(30):
+        step = submit(s, "a", seq, 40, clock.now)
+        s.next_steps(clock.now)
+        s.encoded(step, frames=200, samples_per_frame=SAMPLES_PER_FRAME, latent=None,
+                  compute_s=0.003 + 0.001 * 40, now=clock.now)
+        while (w := next(iter(s.next_steps(clock.now)), None)) is not None:
+            s.decoded(w, audio_s=w.frames * APF, compute_s=0.002 + 0.002 * (w.frames + 32),
+                      now=clock.now)
+        s.clear("a", clock.now)
+    cost = s.model.voice(VOICE)
+    assert cost.encode_per_char_s == pytest.approx(0.001, rel=0.02)
+    assert cost.decode_per_frame_s == pytest.approx(0.002, rel=0.02)
+    assert cost.frames_per_char == pytest.approx(5.0, rel=0.02)
+
+
+def test_thousands_of_streams() -> None:
+    clock = FakeClock()
+    s = make(workers=4)
+    for i in range(3000):
+        s.open_stream(f"s{i}", Priority.NORMAL, clock.now)
+        submit(s, f"s{i}", 0, 10, clock.now)  # 41 frames: one encode step, one or two windows
+        clock.advance(0.0001)
+    done = 0
+    while steps := s.next_steps(clock.now):
+        assert run(s, steps[0], clock.now)
+        clock.advance(0.001)
+        done += 1
+    assert 6000 <= done <= 9000
+    assert s.stats().queued_sentences == 0
+
+
+# ---- playback simulations: the burst, tokens and long texts (simulated time) ------------------
+
+
+@pytest.mark.parametrize("seed", range(1, 5))
+def test_burst_of_twenty_admitted_streams_play_without_stalls(seed: int) -> None:
+    result = simulate(PARAGRAPH, streams=20, seed=seed)
+    assert result.admitted + result.refused == 20
+    assert result.admitted >= 8
+    assert result.stalls == 0
+    # Bound: every admitted stream's first audio and the window after it (the work a stream
+    # needs before the next one may start safely), shared by 2 workers, plus the target.
+    sched = result.sched
+    first = PARAGRAPH.split(". ")[0]
+    per_stream = (sched.model.price(VOICE, StepKind.ENCODE, len(first))
+                  + sched.model.price(VOICE, StepKind.DECODE, 48)
+                  + sched.model.price(VOICE, StepKind.DECODE, 128))
+    assert result.first_audio_s[-1] <= 0.25 + result.admitted * per_stream / 2
+    assert result.p95_first_audio_s() <= 1.1
+    # Windows grew: context margins are a small share of the frames computed.
+    st = sched.stats()
+    assert st.context_frames / (st.context_frames + st.decoded_frames) < 0.25
+
+
+def test_one_stream_first_audio_is_one_encode_and_one_small_window() -> None:
+    result = simulate(PARAGRAPH, streams=1, seed=1)
+    first = PARAGRAPH.split(". ")[0]
+    model = result.sched.model
+    fastest = (model.price(VOICE, StepKind.ENCODE, len(first))
+               + model.price(VOICE, StepKind.DECODE, 20))
+    assert result.stalls == 0
+    assert result.first_audio_s[0] <= 1.1 * fastest
+
+
+@pytest.mark.parametrize("seed", range(1, 4))
+def test_llm_tokens_at_eight_words_per_second_play_without_stalls(seed: int) -> None:
+    result = simulate(PARAGRAPH, streams=8, seed=seed, words_per_s=8.0)
+    assert result.admitted == 8
+    assert result.stalls == 0
+    # First audio counts from the first sentence's completion in the segmenter.
+    assert result.p95_first_audio_s() <= 1.1
+    chunks = len(result.listeners[0].submitted)
+    assert chunks == 5  # the paragraph's sentences, no shorter chunks
+
+
+@pytest.mark.parametrize("seed", range(1, 4))
+def test_admitted_long_texts_play_without_stalls(seed: int) -> None:
+    result = simulate(LONG, streams=20, seed=seed)
+    assert result.admitted >= 8
+    assert result.stalls == 0
+    assert result.p95_first_audio_s() <= 1.0
+    st = result.sched.stats()
+    assert st.decoded_frames / st.decode_steps >= 96  # long windows once buffers are healthy
+
+
+def test_gpu_style_batches_play_without_stalls() -> None:
+    result = simulate(PARAGRAPH, streams=20, seed=1, workers=2, max_steps=4)
+    assert result.stalls == 0
+    st = result.sched.stats()
+    assert st.batches > 0 and st.batched_steps > st.batches
