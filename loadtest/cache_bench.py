@@ -32,7 +32,7 @@ from litestream.config import default_of
 from litestream.engine import PiperVoice
 from litestream.synthesis.cache import SentenceCache
 from litestream.text.segmenter import Segmenter
-from loadtest.realtime import machine_info
+from loadtest.lib.streams import machine_info
 
 STOCK_OPENERS = (
     "Sure, one moment.",

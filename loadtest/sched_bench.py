@@ -18,8 +18,8 @@ import statistics
 import time
 
 from litestream.scheduler import Priority, Scheduler, StepKind
-from loadtest.realtime import machine_info
-from loadtest.texts import LONG, PARAGRAPH
+from loadtest.lib.streams import machine_info
+from loadtest.lib.texts import LONG, PARAGRAPH
 from tests.fakes import (
     APF,
     CONTEXT_FRAMES,

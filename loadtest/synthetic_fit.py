@@ -28,8 +28,8 @@ from litestream.engine import synthetic, synthetic_lengths
 from litestream.engine.phonemize import phonemize
 from litestream.engine.piper.voice import PiperVoice
 from litestream.text.segmenter import Segmenter
-from loadtest.realtime import machine_info
-from loadtest.texts import LONG, PARAGRAPH
+from loadtest.lib.streams import machine_info
+from loadtest.lib.texts import LONG, PARAGRAPH
 
 SPEEDS = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
 RIDGE = 1.0  # pulls rare symbols' weights toward zero rather than letting them absorb noise

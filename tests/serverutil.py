@@ -24,6 +24,7 @@ from litestream import config as config_mod
 from litestream.engine import PiperVoice, Voice
 from litestream.server import LitestreamServer
 from litestream.server.websocket import StreamConnection
+from loadtest.lib.net import free_port
 
 _VOICE: list[PiperVoice] = []
 
@@ -41,10 +42,6 @@ def shared_voices() -> dict[str, Voice]:
     return {voice.info.id: voice}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

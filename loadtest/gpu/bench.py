@@ -46,8 +46,8 @@ from typing import Any
 
 import numpy as np
 
-from loadtest import swarm
-from loadtest.texts import LONG
+from loadtest.lib import swarm
+from loadtest.lib.texts import LONG
 
 GRID_BATCHES = (1, 8, 32, 64)
 GRID_WINDOWS = (32, 128, 256)

@@ -216,3 +216,15 @@ def test_what_an_import_pulls_in(module: str, absent: tuple[str, ...]) -> None:
     loaded = set(eval(subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT,
                                      capture_output=True, text=True).stdout))
     assert not loaded & set(absent)
+
+
+def test_tests_import_no_command_module() -> None:
+    # loadtest/lib/ is the tools' library; loadtest/*.py and loadtest/experiments/ are commands
+    # (something one runs), which tests never import (loadtest/README.md).
+    wrong = sorted({
+        f"{imp.module}:{imp.line} imports {imp.target}"
+        for path in sorted((ROOT / "tests").rglob("*.py"))
+        for imp in imports_of(path)
+        if imp.target.split(".")[0] == "loadtest" and not imp.target.startswith("loadtest.lib")
+    })
+    assert not wrong, "\n".join(wrong)

@@ -31,7 +31,7 @@ from litestream.engine.synthetic import (
 )
 from litestream.errors import ConfigError, SynthesisError
 from litestream.server import startup
-from loadtest.batches import parse as parse_batches
+from loadtest.lib.batches import parse as parse_batches
 from tests.serverutil import run_server
 
 SENTENCE = "A blue crane is a tall wading bird, and a fresh start will work such wonders."

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 import pytest_asyncio
 
-from loadtest.faults import QUICK, SCENARIOS, Outcome, run_in_process
+from loadtest.lib.fault_scenarios import QUICK, SCENARIOS, Outcome, run_in_process
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from loadtest.gpu import bundle
+from loadtest.lib import bundle
 
 
 def make_wheel(folder: Path, name: str, body: str) -> Path:

@@ -1,4 +1,4 @@
-"""Tests for loadtest/recorder.py and loadtest/realtime.py: the pure accounting with plain
+"""Tests for loadtest/lib/recorder.py and loadtest/lib/streams.py: the pure accounting with plain
 numbers, one run end to end.
 
 No timing thresholds are asserted (docs/style.md: tests): only that figures exist and are
@@ -13,8 +13,7 @@ import math
 
 import pytest
 
-from loadtest.realtime import check_loopback, run_load
-from loadtest.recorder import (
+from loadtest.lib.recorder import (
     StreamRecorder,
     StreamResult,
     Summary,
@@ -25,7 +24,8 @@ from loadtest.recorder import (
     percentile,
     summarize,
 )
-from loadtest.texts import LONG, PARAGRAPH, text_for, words
+from loadtest.lib.streams import check_loopback, run_load
+from loadtest.lib.texts import LONG, PARAGRAPH, text_for, words
 
 RATE = 1000  # samples/s, s16le: 2 bytes per ms of audio
 

@@ -11,8 +11,8 @@ import os
 
 import pytest
 
-from loadtest import swarm
-from loadtest.swarm import Listener, ListenerResult, SwarmConfig
+from loadtest.lib import swarm
+from loadtest.lib.swarm import Listener, ListenerResult, SwarmConfig
 from tests.serverutil import run_server
 
 RATE = 1000  # samples/s, s16le: 2 bytes per ms of audio

@@ -1,10 +1,10 @@
-"""The decode batch size histogram: the server observes each engine run; loadtest/batches.py
+"""The decode batch size histogram: the server observes each engine run; loadtest/lib/batches.py
 reads it back from /metrics (the 1,000-stream run's batch report, issue 17)."""
 
 from __future__ import annotations
 
 from litestream.metrics import Metrics
-from loadtest.batches import BatchReport, parse, since
+from loadtest.lib.batches import BatchReport, parse, since
 
 
 def test_each_run_is_observed_by_kind_and_read_back() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from loadtest.endurance import memory_growth
+from loadtest.lib.endurance import memory_growth
 
 
 def _samples(own_mb: list[float], cache_mb: float = 0.0) -> list[tuple[float, float, float]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from loadtest.quality import (
+from loadtest.lib.listening import (
     SpokenChunk,
     SpokenStream,
     join_report,

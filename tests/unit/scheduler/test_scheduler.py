@@ -18,7 +18,7 @@ from litestream.scheduler import (
     SynthesisStep,
 )
 from litestream.scheduler.costmodel import CostModel, StepKind
-from loadtest.texts import LONG, PARAGRAPH
+from loadtest.lib.texts import LONG, PARAGRAPH
 from tests.fakes import (
     APF,
     CONTEXT_FRAMES,

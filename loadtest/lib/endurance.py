@@ -26,10 +26,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from loadtest.recorder import fmt_ms, percentile
-from loadtest.scripted_client import fuzz_frames, speak, text_msgs
-from loadtest.texts import LONG, PARAGRAPH, words
-from tests.serverutil import free_port
+from loadtest.lib.net import free_port
+from loadtest.lib.recorder import fmt_ms, percentile
+from loadtest.lib.scripted_client import fuzz_frames, speak, text_msgs
+from loadtest.lib.texts import LONG, PARAGRAPH, words
 
 ROOT = Path(__file__).resolve().parents[1]
 

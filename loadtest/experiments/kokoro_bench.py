@@ -1,6 +1,6 @@
 """Kokoro (Japanese) engine figures: RTF per intra-op thread count, one session, in process.
 
-    python -m loadtest.kokoro_bench [--runs 3] [--threads 1,2]
+    python -m loadtest.experiments.kokoro_bench [--runs 3] [--threads 1,2]
 
 Prints the median RTF of synthesizing a fixed Japanese paragraph sentence by sentence (as a
 stream would be), per thread count, and the compute time of one short first sentence. Timing
@@ -18,11 +18,11 @@ from collections.abc import Sequence
 
 from litestream.engine.kokoro.voice import KokoroModel
 from litestream.text.segmenter import Segmenter
-from loadtest.texts import JA_PARAGRAPH
+from loadtest.lib.texts import JA_PARAGRAPH
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m loadtest.kokoro_bench")
+    parser = argparse.ArgumentParser(prog="python -m loadtest.experiments.kokoro_bench")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--threads", default="1,2")
     parser.add_argument("--voice", default="jf_alpha")

@@ -1,7 +1,7 @@
 """The silence heard where a long first sentence is cut at its first clause, against the pause
 the voice makes at that same comma when it speaks the sentence whole.
 
-    python -m loadtest.clause_join [--runs 5] [--first-chunk-chars 80]
+    python -m loadtest.experiments.clause_join [--runs 5] [--first-chunk-chars 80]
 
 The server cuts a run's long first sentence once, at a clause boundary (segmenter.py, "A long
 first sentence"), so its first audio waits only for the clause's front pass. The two pieces are
@@ -22,8 +22,8 @@ import numpy as np
 from litestream import protocol
 from litestream.engine.piper.voice import PiperVoice
 from litestream.text.segmenter import Segmenter
-from loadtest.quality import SILENCE_DBFS, WINDOW_MS, silence_edges_ms
-from loadtest.texts import PARAGRAPH
+from loadtest.lib.listening import SILENCE_DBFS, WINDOW_MS, silence_edges_ms
+from loadtest.lib.texts import PARAGRAPH
 
 
 def quiet_runs_ms(pcm: np.ndarray, sample_rate: int) -> list[tuple[float, float]]:

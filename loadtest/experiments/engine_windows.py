@@ -13,7 +13,7 @@ Prints, for the bundled voice on this machine:
 - decode_batch of equal windows against the same windows one by one;
 - the context share of a paragraph under a few window schedules (first, growth, max).
 
-Run it alone (``flock -x /tmp/litestream-cpu.lock python -m loadtest.engine_windows``):
+Run it alone (``flock -x /tmp/litestream-cpu.lock python -m loadtest.experiments.engine_windows``):
 every figure is a median over ``--runs`` repetitions on 1 intra-op thread.
 """
 
@@ -33,7 +33,7 @@ import numpy as np
 from litestream.engine.base import DecodeWindow, Latent
 from litestream.engine.piper.voice import PiperVoice
 from litestream.engine.piper.windows import WINDOW_FRAMES, ContextFrames
-from loadtest.texts import PARAGRAPH
+from loadtest.lib.texts import PARAGRAPH
 
 SHORT = "Hello there."  # 12 characters
 MEDIUM = "The quick brown fox jumps over the lazy dogs."  # 45

@@ -5,7 +5,8 @@ answers only GET handshakes. This benchmark measures what each candidate costs t
 the work litestream does most: sending one 40 ms PCM frame (1,764 bytes at 22,050 Hz s16le)
 to a client over loopback. Candidates:
 
-- ``websockets``: today's server (``websockets.asyncio.server.serve``, no compression).
+- ``websockets``: litestream's server when this was measured
+  (``websockets.asyncio.server.serve``, no compression); the measurement chose aiohttp.
 - ``uvicorn-sansio``, ``uvicorn-legacy``, ``uvicorn-wsproto``: uvicorn with httptools and each
   of its WebSocket implementations, running a bare ASGI app (no framework in between).
 - ``aiohttp``: aiohttp.web's own HTTP and WebSocket.
@@ -21,11 +22,11 @@ candidate) shares the two cores, so it bounds that figure. Modes:
 - ``handshake``: C clients open, read one message and close, K times each (connections/s).
 
 Run (it starts and stops the servers itself):
-    flock -x /tmp/litestream-cpu.lock .venv/bin/python -m loadtest.transport_bench
+    flock -x /tmp/litestream-cpu.lock .venv/bin/python -m loadtest.experiments.transport_bench
 
 A running litestream server can be measured the same way (before/after a transport change):
-    .venv/bin/python -m loadtest.transport_bench --litestream ws://127.0.0.1:8799/v1/stream \
-        --pid PID --streams 1,20
+    .venv/bin/python -m loadtest.experiments.transport_bench \
+        --litestream ws://127.0.0.1:8799/v1/stream --pid PID --streams 1,20
 N streams each speak the realtime benchmark's paragraph. Synthesis runs on worker threads, so
 the figure is the CPU of the event-loop thread alone (`/proc/PID/task/PID`): everything the
 server does per frame besides synthesis (protocol, session, scheduler, framing, transport),
@@ -49,7 +50,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from loadtest.realtime import machine_info
+from loadtest.lib.streams import machine_info
 
 IMPLS = ("websockets", "uvicorn-sansio", "uvicorn-legacy", "uvicorn-wsproto", "aiohttp")
 FRAME_BYTES = 1764  # 40 ms of 22,050 Hz mono s16le: the bundled voice's frame
@@ -265,7 +266,7 @@ async def measure(pid: int, port: int, impl: str, mode: str, connections: int,
 
 
 def _start(impl: str, port: int) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen([sys.executable, "-m", "loadtest.transport_bench", "serve",
+    proc = subprocess.Popen([sys.executable, "-m", "loadtest.experiments.transport_bench", "serve",
                              "--impl", impl, "--port", str(port)])
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -364,7 +365,7 @@ async def measure_litestream(url: str, pid: int, streams: int, text: str) -> Run
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m loadtest.transport_bench")
+    parser = argparse.ArgumentParser(prog="python -m loadtest.experiments.transport_bench")
     sub = parser.add_subparsers(dest="cmd")
     s = sub.add_parser("serve", help="(internal) run one candidate server")
     s.add_argument("--impl", choices=IMPLS, required=True)
@@ -382,7 +383,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.litestream:
         import uvloop
 
-        from loadtest.texts import PARAGRAPH
+        from loadtest.lib.texts import PARAGRAPH
 
         runs = [uvloop.run(measure_litestream(args.litestream, args.pid, int(n), PARAGRAPH))
                 for n in args.streams.split(",") for _ in range(args.repeats)]

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 
 from litestream.client import Audio, EventDecoder
 from litestream.protocol import Encoding
-from loadtest.recorder import StreamRecorder, StreamResult
+from loadtest.lib.recorder import StreamRecorder, StreamResult
 
 
 async def speak(url: str, index: int, messages: Sequence[str | bytes], *, timeout_s: float = 120,
@@ -47,7 +47,7 @@ async def _speak(url: str, index: int, messages: Sequence[str | bytes], *, timeo
                  playing: asyncio.Event | None) -> StreamResult:
     from websockets.exceptions import ConnectionClosed
 
-    from loadtest.realtime import connect_recorded
+    from loadtest.lib.streams import connect_recorded
 
     loop = asyncio.get_running_loop()
     recorder = StreamRecorder(index)
