@@ -3,7 +3,7 @@
 # litestream server image.
 #
 # Written by reading, not built: no Docker engine runs on the development machine or in CI, so
-# this file is checked by tests/test_deploy.py reading it (base, user, port, healthcheck), not by
+# this file is checked by tests/unit/test_deploy.py reading it (base, user, port, healthcheck), not by
 # `docker build`. Build it once on a machine with Docker before relying on it.
 #
 #   GPU (default):  docker build -t litestream:0.1.0 .

@@ -8,7 +8,7 @@ method, `receive(item, now)`: a client frame (or an already parsed message), a s
 method, `next_outgoing()`: typed items (`SendMessage`, `SendAudio`, `Close`) in wire order.
 The asyncio layer (server/websocket.py, server/speech.py) only moves them; so ordering, flush marks,
 barge-in, `done`, the text limits and the send buffer are tested with plain calls
-(tests/test_session.py).
+(tests/unit/session/test_session.py).
 
 The session owns:
 - seq numbers: each sentence the segmenter cuts gets the next seq, from 0, never reused;

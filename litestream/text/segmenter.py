@@ -26,9 +26,9 @@ points fixed by the text itself: at the first character after a gap that could e
 break). pysbd then sees the last few words of the buffer up to that character, whichever
 fragments it came in. A line break after terminal punctuation is such a point too, and so is the
 completion of a word for the long-sentence guard below. So feed(a) + feed(b) + flush() always
-equals feed(a + b) + flush() (tests/test_segmenter.py checks this with hypothesis). Only the
-unfinished tail stays buffered, and pysbd never sees more than a few words per decision, so a
-long text fed token by token costs linear time.
+equals feed(a + b) + flush() (tests/unit/text/test_segmenter.py checks this with hypothesis).
+Only the unfinished tail stays buffered, and pysbd never sees more than a few words per
+decision, so a long text fed token by token costs linear time.
 
 Long sentences
 --------------

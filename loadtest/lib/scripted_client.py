@@ -1,7 +1,7 @@
 """A scripted protocol-v1 client for the fault and endurance runs, and the frames it sends.
 
 `speak` sends a fixed list of frames (json encoding) and records what comes back in a
-`loadtest.recorder.StreamRecorder`; it can also stop reading, drop the TCP connection
+`loadtest.lib.recorder.StreamRecorder`; it can also stop reading, drop the TCP connection
 mid-stream, pace its frames, or retry a refused handshake. `text_msgs` builds ordinary
 messages; `fuzz_frames` and `SPEAKABLE_FUZZ` malformed and hostile ones.
 """

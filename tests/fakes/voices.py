@@ -5,7 +5,7 @@ fault-injecting engine (a real voice whose runs fail on demand) with a server to
 text names (`MARKERS`: `Faultraise`, `Faulthang`, `Faultslow`, `Faultwedge`, `Faultdie`);
 `FaultPlan`, shared by its sessions, counts what was injected. `faulty_server` starts an
 in-process server on a free loopback port with that voice and short watchdog limits. Used by
-the scenarios in loadtest/faults.py and by tests/test_workers.py.
+the scenarios in loadtest/faults.py and by tests/e2e/synthesis/test_workers.py.
 """
 
 from __future__ import annotations

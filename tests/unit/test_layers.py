@@ -10,6 +10,7 @@ interpreter, importing the session, the wire format or the client pulls in nothi
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -228,3 +229,20 @@ def test_tests_import_no_command_module() -> None:
         if imp.target.split(".")[0] == "loadtest" and not imp.target.startswith("loadtest.lib")
     })
     assert not wrong, "\n".join(wrong)
+
+
+def test_the_architecture_doc_states_the_same_table() -> None:
+    doc = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    section = doc[doc.index("| part | may import"):]
+    stated: dict[str, frozenset[str]] = {}
+    for line in section.splitlines()[2:]:
+        if not line.startswith("| `"):
+            break
+        first, second = (cell.strip() for cell in line.strip("|").split("|")[:2])
+        ours = re.sub(r"\(.*?\)", "", second.split(";")[0])
+        allowed = frozenset(name.strip() for name in ours.split(",")
+                            if name.strip() and name.strip() != "nothing of litestream")
+        for name in re.findall(r"`(\w+)`", first):
+            stated[name] = allowed
+    expected = {k: v for k, v in ALLOWED.items() if k not in ("__main__", "__init__")}
+    assert stated == expected

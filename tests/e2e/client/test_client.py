@@ -182,8 +182,8 @@ def test_build_url_skips_none_and_keeps_existing_query() -> None:
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def server() -> AsyncIterator[RunningServer]:
-    # Protocol checks, not first-chunk sizing: a roomy first-audio target keeps chunks whole
-    # sentences on a slow, shared machine (see tests/test_server.py).
+    # Protocol checks, not the scheduler's pacing: a roomy first-audio target keeps it out of
+    # the way on a slow, shared machine (see tests/e2e/server/test_websocket.py).
     async with run_server(first_audio_target_ms=2000) as srv:
         yield srv
 

@@ -26,7 +26,7 @@ module_loop = pytest.mark.asyncio(loop_scope="module")
 
 TEXT = "Sure, one moment. I am checking the opening hours for you."
 RATE = 22050
-# Encoder delay and padding of the lossy codecs, seconds (see tests/test_audio_encode.py).
+# Encoder delay and padding of the lossy codecs, seconds (see tests/unit/server/test_encoders.py).
 PADDING_S = {"mp3": 0.11, "aac": 0.1, "opus": 0.03, "flac": 0.0, "wav": 0.0, "pcm": 0.0}
 
 

@@ -57,9 +57,9 @@ def same_audio(streamed: bytes, text: str) -> bool:
         WINDOW_JOIN_TOLERANCE)
 
 
-# These tests check the protocol, not first-chunk sizing (tests/test_scheduler.py does): a
-# roomy first-audio target keeps chunks whole sentences even when the shared 2-core test
-# machine runs the voice at half its usual speed (measured RTF 0.27 per worker, not 0.12).
+# These tests check the protocol, not the scheduler's pacing (tests/unit/scheduler/ does): a
+# roomy first-audio target keeps admission and window sizes out of the way even when the shared
+# 2-core test machine runs the voice at half its usual speed (measured RTF 0.27 per worker).
 ROOMY_TARGET_MS = 2000
 
 

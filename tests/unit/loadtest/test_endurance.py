@@ -1,4 +1,4 @@
-"""The soak's memory verdict (loadtest.endurance.memory_growth): pure arithmetic on samples."""
+"""The soak's memory verdict (loadtest.lib.endurance.memory_growth): pure arithmetic on samples."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tests for litestream/segmenter.py: sentence and clause boundaries, normalization, and the
+"""Tests for litestream/text/segmenter.py: sentence and clause boundaries, normalization, and the
 property that the chunks do not depend on how the text was cut into fragments."""
 
 from __future__ import annotations
