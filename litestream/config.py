@@ -76,7 +76,7 @@ class Config:
     )
     intra_op_threads: int = field(default=1, metadata={"help": "ONNX Runtime threads per worker"})
     max_batch: int = field(
-        default=0, metadata={"help": "chunks per session.run (0: 1 on CPU, 8 on CUDA)"}
+        default=0, metadata={"help": "decode windows per engine run (0: 1 on CPU, 8 on CUDA)"}
     )
     deterministic: bool = field(
         default=False, metadata={"help": "noise scales 0: identical text gives identical audio"}
@@ -182,11 +182,11 @@ class Config:
     def __post_init__(self) -> None:
         _validate(self)
 
+    # The scheduler's view in seconds: the one place these ms settings are converted.
     @property
     def first_audio_target_s(self) -> float:
         return self.first_audio_target_ms / 1000.0
 
-    # The scheduler's view in seconds: the one place these ms settings are converted.
     @property
     def first_audio_slack_s(self) -> float:
         return self.first_audio_slack_ms / 1000.0

@@ -10,10 +10,11 @@ playing would hear a stall). A stream whose buffer drained while it had no work 
 stalled: its next text starts a fresh first audio and a small first window again.
 
 Windows. Window size is the control the scheduler turns: a stream's first window is small
-(`first_window_frames`: ~0.2 s of audio, so first audio = one front pass + one small window);
+(`first_window_frames`: 32 frames, 0.37 s of the Piper voice's audio, so first audio = one
+front pass + one small window);
 each later window may grow by about 1/utilization while its compute fits inside the playback of
 the audio already buffered, up to `max_window_frames` (context margins then cost little); a thin
-buffer shrinks it again (scheduler-notes: streaming inside the model). Every cost is priced by
+buffer shrinks it again (docs/scheduling.md: streaming inside the model). Every cost is priced by
 `CostModel.price`, learned per voice and step kind.
 
 `Pacing` holds what these figures depend on beyond one stream: the workers serving, the load of
@@ -153,7 +154,7 @@ class Pacing:
         last window x growth (about 1/utilization: while the workers get through a round of
         windows 1/u times faster than it plays, each may be that much longer), but no longer
         than what can be computed within the audio already buffered less the jitter budget
-        (scheduler-notes). Rounded down to the ladder; a tail shorter than min_window_frames
+        (docs/scheduling.md). Rounded down to the ladder; a tail shorter than min_window_frames
         joins this window rather than costing a window of its own."""
         cfg = self.config
         ladder = self.ladder

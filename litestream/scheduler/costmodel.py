@@ -11,7 +11,8 @@ window sizes, admission, the first audio of a new stream) goes through it:
 
 The per-unit rates are learned per voice and step kind by EWMA from what each step really took;
 the overheads stay fixed, so a step's whole cost above the overhead is charged to its units.
-`context_frames` is a property of the voice the caller registers (16 for a split Piper voice;
+`context_frames` is a property of the voice the caller registers (17 for a split Piper voice
+with its default margins, `PiperVoice.context_frames`;
 0 for a non-streaming voice, whose encode step synthesizes the whole sentence and whose windows
 only slice finished audio: the model then learns an expensive front pass and nearly free windows,
 with nothing above the engine branching on it).
@@ -37,7 +38,7 @@ class StepKind(StrEnum):
 @dataclass(frozen=True)
 class CostPriors:
     """Starting points before a voice has been observed: the bundled Piper voice on the 2-core
-    CPU machine, one intra-op thread (issue 8 and scheduler-notes, "Streaming inside the
+    CPU machine, one intra-op thread (issue 8 and docs/scheduling.md, "Streaming inside the
     model"). The one home of these figures."""
 
     encode_overhead_s: float = 0.003  # per encode step (phoneme ids, session.run setup)

@@ -45,6 +45,11 @@ Call sequence (the server/session side; `now` from the caller's monotonic clock)
     sched.audio_sent(stream_id, audio_s, now)  # as audio frames go out to the client
     wake = sched.next_wakeup_s(now)            # when nothing is runnable: sleep until then
     sched.clear(stream_id, now) / sched.close_stream(stream_id, now)    # barge-in / end
+
+Every call that changes state takes the caller's `now`, also the three that do not read it yet
+(`set_workers`, `clear`, `close_stream`): one rule for callers, and a policy that starts to care
+about time needs no new signature. `stats()`, `load(now)` and `priority(stream_id)` are the
+read-only views, for the metrics, benchmarks and tests.
 """
 
 from __future__ import annotations
@@ -380,6 +385,7 @@ class Scheduler:
         return len(s.sentences) if s is not None else 0
 
     def priority(self, stream_id: str) -> Priority | None:
+        """The class a stream's steps are queued in now (None: no such stream)."""
         s = self._streams.get(stream_id)
         return s.priority if s is not None else None
 

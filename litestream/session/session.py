@@ -463,20 +463,22 @@ class StreamSession:
         self.state = StreamState.DRAINING
         if self._pending:
             self._link.clear(now)  # nothing more of this stream will be spoken
-        self._sentences.clear()
-        self._pending.clear()
-        self._flush_marks.clear()
+        self._forget_chunks()
 
     def _drop_outbox(self) -> None:
         self._outbox.clear()
         self._outbox_audio_ms = 0.0
 
-    def _finish(self) -> None:
-        self.state = StreamState.CLOSED
-        self._drop_outbox()
+    def _forget_chunks(self) -> None:
+        """Nothing more of this stream is spoken: drop its chunks and flush marks."""
         self._sentences.clear()
         self._pending.clear()
         self._flush_marks.clear()
+
+    def _finish(self) -> None:
+        self.state = StreamState.CLOSED
+        self._drop_outbox()
+        self._forget_chunks()
 
     def _send(self, message: dict[str, Any]) -> None:
         self._outbox.append(SendMessage(str(message["type"]), protocol.encode(message,

@@ -67,12 +67,12 @@ WARMUP_TEXTS = (
     WARMUP_TEXT,
     "The next chunk is due before the listener runs dry, so we measure it carefully and often.",
 )
-# Piper's VITS hop (samples per frame); a split decoder's own upsampling is checked against it.
 # The most phoneme ids one front run takes. A sentence of max_chars (300) English characters is
 # about 620 ids (and never cut); text that espeak-ng spells out (emoji, symbols) can reach
 # thousands, and the front is quadratic in them, so past this it runs in pieces (split_ids).
 MAX_FRONT_IDS = 800
 
+# Piper's VITS hop (samples per frame); a split decoder's own upsampling is checked against it.
 HOP_SAMPLES = 256
 # On a GPU, decode runs are warmed at every power-of-two row count up to this one: a batch of
 # up to 64 windows (--max-batch) meets no cold shape.

@@ -18,10 +18,11 @@ from litestream.engine.base import DecodeWindow
 from litestream.errors import SynthesisError
 
 # Context each side of a window, in frames. Measured on the bundled voice (issue 8; figures in
-# docs/benchmarks.md, `litestream bench windows`): HiFi-GAN's receptive field is ~10 frames
-# (8 frames: 3e-3 max abs error against the one-shot decode, 10: 3e-5, 12: 1e-6), and the
-# flow's error at its margin is absorbed by the decoder's (flow 16: 1e-5, 20: 8e-6). A little
-# over the knee on both: stitched windows equal the one-shot decode to float noise.
+# docs/benchmarks.md, "Engine windows", from `python -m loadtest.experiments.engine_windows`):
+# HiFi-GAN's receptive field is ~10 frames (8 frames: 3e-3 max abs error against the one-shot
+# decode, 10: 3e-5, 12: 1e-6), and the flow's error at its margin is absorbed by the decoder's
+# (flow 16: 1e-5, 20: 8e-6). A little over the knee on both: stitched windows equal the one-shot
+# decode to float noise.
 DECODER_CONTEXT_FRAMES = 12
 FLOW_CONTEXT_FRAMES = 20
 # Window sizes the scheduler is expected to use; warmup runs them (any size works).
