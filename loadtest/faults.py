@@ -6,15 +6,8 @@
     python -m loadtest.faults --soak --minutes 30      # mixed traffic at ~80% of capacity
     python -m loadtest.faults --coldstart              # first stream vs warm first audio
 
-Engine faults need the engine: in-process, the server runs the real bundled voice wrapped in
-`FaultyVoice`, which injects a fault into any chunk whose text holds a marker word
-(`Faultraise`, `Faulthang`, `Faultslow`, `Faultwedge`, `Faultdie`). Against a running server
-(`--url`) only the client-side scenarios run (a client that stops reading, a disconnect storm,
-malformed messages). Every scenario prints what it injected, what the faulted stream got, and
-its bystanders' stalls and first audio; bystanders must not stall.
-
-Timing figures are printed, never asserted (docs/style.md: tests). The clients run on the
-same machine as the server: on a 2-core box their CPU use is part of the figures.
+The command line only; what it measures and how is in loadtest/lib/fault_scenarios.py (the
+fault scenarios) and loadtest/lib/endurance.py (soak, cold start, memory).
 """
 
 from __future__ import annotations

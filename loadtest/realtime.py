@@ -3,19 +3,7 @@
     python -m loadtest.realtime --streams 20 --arrival burst --text paragraph
     python -m loadtest.realtime --capacity --text long
 
-Each stream speaks the raw protocol-v1 (json encoding) and plays its audio in simulated real
-time: playback starts at the first audio frame and advances with the wall clock. A stall is
-time the listener spent with an empty buffer after playback started and before `done`
-(protocol-v1: Timing promise); it is measured when each audio frame arrives.
-
-Layout (docs/style.md: pure cores): the accounting is pure and takes times as arguments --
-`StreamRecorder` (one listener; wraps `litestream.client.PlaybackClock`), `percentile`,
-`summarize`, `arrival_offsets`, `capacity_search` with an injected probe, in
-loadtest/lib/recorder.py. The asyncio part here (`run_stream`, `run_load`) only moves frames from
-the socket into the recorder with a timestamp.
-
-Timing claims are printed, never asserted (docs/style.md: tests). The listener runs on the
-same machine as the server: on a 2-core box the client's own CPU use is part of the figures.
+The command line only; what it measures and how is in loadtest/lib/streams.py.
 """
 
 from __future__ import annotations

@@ -4,28 +4,7 @@
     python -m loadtest.swarm --serve "--voice synthetic" --streams 1000 --over-s 10
     python -m loadtest.swarm --transport http --streams 200
 
-Each stream connects (protocol-v1 over WebSocket, json encoding, or `POST /v1/audio/speech`
-with `response_format: pcm`), sends one paragraph and accounts every audio frame where it
-arrives: its bytes, its arrival time, the order of chunks, and the listener's playback clock
-(playback starts at the first audio frame and runs in real time; a stall is time with an
-empty buffer before `done`). Nothing is decoded: a frame costs a few float operations, so
-one process carries hundreds of streams and the server, not the generator, is what is
-measured. `--processes` spreads the streams over that many processes, each with its own
-event loop; they start together on a shared wall-clock time.
-
-The report: first audio p50/p95/p99, stalls and streams with a stall, admitted and refused,
-frames per second, and, when the server's pid is known (`--server-pid`, or `--serve`, which
-starts a server and stops it after), the server's CPU per thread read from /proc (the event
-loop apart from the inference threads), its RSS, and the engine's batch sizes from /metrics
-(loadtest/lib/batches.py).
-
-`--serve` starts `litestream serve` on a free loopback port with ARGS, plus client limits
-wide enough for one address to open every stream (a load test comes from one address;
-`--no-wide-limits` keeps the server's defaults), and without the sentence cache unless ARGS
-set `--cache-bytes`: the varied paragraphs share sentences, and a hit skips synthesis.
-
-Timing claims are printed, never asserted. The generator runs on the server's machine, so on
-a small machine its own CPU is part of the figures: the report prints both.
+The command line only; what it measures and how is in loadtest/lib/swarm.py.
 """
 
 from __future__ import annotations

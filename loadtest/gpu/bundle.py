@@ -4,17 +4,7 @@
     python -m loadtest.gpu.bundle join --parts DIR --out bundle.tar    # on the host
     python -m loadtest.gpu.bundle install --bundle bundle.tar --target /tmp/site
 
-`build` downloads, for a Linux x86-64 host with CPython 3.12 (`--python`), litestream's own
-wheel and every runtime dependency (onnxruntime-gpu, the bundled voice's package, ...), leaves
-out what the host's image already has (`--host-has`: by default the lent CUDA + PyTorch
-image, loadtest/gpu/host-cuda-image.txt), recompresses each wheel with LZMA (still a valid
-wheel: a zip whose members are LZMA-compressed, which pip reads; the CUDA provider library
-shrinks from 231 to 186 MB), packs them with a manifest into one uncompressed tar, and cuts
-it into parts of at most `--part-mb` MB with SHA-256 sums of each part and of the whole.
-
-`join` checks each part against SHA256SUMS, joins them and checks the whole; `install`
-unpacks the wheels and installs them with pip, no index, no network, into `--target`.
-Only the standard library is used, so the host needs nothing of ours to join and install.
+The command line only; what it measures and how is in loadtest/lib/bundle.py.
 """
 
 from __future__ import annotations
