@@ -13,6 +13,7 @@ import ast
 import re
 import subprocess
 import sys
+import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -246,3 +247,12 @@ def test_the_architecture_doc_states_the_same_table() -> None:
             stated[name] = allowed
     expected = {k: v for k, v in ALLOWED.items() if k not in ("__main__", "__init__")}
     assert stated == expected
+
+
+def test_every_package_ships_in_the_wheel() -> None:
+    # pyproject lists packages by name (the browser player maps in as litestream.static): a new
+    # package left out of the list would import in a checkout and be missing when installed.
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "packages"])
+    found = {module_name(init.parent / "__init__.py") for init in PACKAGE.rglob("__init__.py")}
+    assert found | {"litestream.static"} == listed
