@@ -16,8 +16,10 @@ import argparse
 import random
 import statistics
 import time
+from dataclasses import dataclass
 
-from litestream.scheduler import Priority, Scheduler, StepKind
+from litestream.engine.synthetic import SyntheticCost
+from litestream.scheduler import CostPriors, Priority, Scheduler, StepKind, SynthesisStep
 from loadtest.lib.streams import machine_info
 from loadtest.lib.texts import LONG, PARAGRAPH
 from tests.fakes import (
@@ -38,12 +40,37 @@ def pct(sorted_us: list[float], q: float) -> float:
     return sorted_us[min(len(sorted_us) - 1, int(len(sorted_us) * q))]
 
 
+@dataclass
+class GpuEngine:
+    """What a run costs on the synthetic voice's GPU stand-in (engine/synthetic.py's table):
+    a decode batch is one run over every window's frames and margins, encodes one by one."""
+
+    rng: random.Random
+    cost: SyntheticCost
+
+    def compute_s(self, steps: list[SynthesisStep]) -> float:
+        noise = self.rng.uniform(0.9, 1.1)
+        if steps[0].kind is StepKind.ENCODE:
+            return noise * sum(sum(self.cost.encode_s(step.chars)) for step in steps)
+        frames = sum(step.frames + 2 * CONTEXT_FRAMES for step in steps)
+        return noise * sum(self.cost.decode_s(frames))
+
+    def priors(self) -> CostPriors:
+        c = self.cost
+        return CostPriors(encode_overhead_s=c.encode_run_s, encode_per_char_s=c.encode_char_s,
+                          decode_overhead_s=c.decode_run_s, decode_per_frame_s=c.decode_frame_s)
+
+
 def decision_cost(args: argparse.Namespace, streams: int, batch: int) -> None:
     """One scheduler with `streams` backlogged streams; `args.decisions` decisions of at most
     `batch` steps each. Prints the cost per decision and per next_steps call alone."""
     rng = random.Random(args.seed)
-    engine = FakeEngine(rng)
-    sched = Scheduler(config(), args.workers)
+    engine: FakeEngine | GpuEngine = FakeEngine(rng)
+    priors = None
+    if args.gpu:
+        engine = GpuEngine(rng, SyntheticCost())
+        priors = engine.priors()
+    sched = Scheduler(config(), args.workers, priors=priors)
     sched.register_voice(VOICE, context_frames=CONTEXT_FRAMES, sample_rate=SAMPLE_RATE)
     prios = [Priority.HIGH, Priority.NORMAL, Priority.NORMAL, Priority.LOW]
     now = 0.0
@@ -67,13 +94,14 @@ def decision_cost(args: argparse.Namespace, streams: int, batch: int) -> None:
         steps = sched.next_steps(now, batch)
         picks.append(time.perf_counter_ns() - t0)
         compute = engine.compute_s(steps) if steps else 0.0
+        share = compute / len(steps) if steps else 0.0  # as a worker reports a batch's steps
         finished: list[str] = []
         for step in steps:
             if step.kind is StepKind.ENCODE:
                 sched.encoded(step, frames=sentence_frames(step),
                               samples_per_frame=SAMPLES_PER_FRAME, latent=None,
-                              compute_s=compute, now=now)
-            elif sched.decoded(step, audio_s=step.frames * APF, compute_s=compute, now=now):
+                              compute_s=share, now=now)
+            elif sched.decoded(step, audio_s=step.frames * APF, compute_s=share, now=now):
                 sched.audio_sent(step.stream_id, step.frames * APF, now)
                 if step.last:
                     finished.append(step.stream_id)
@@ -87,6 +115,7 @@ def decision_cost(args: argparse.Namespace, streams: int, batch: int) -> None:
     pick_us = sorted(s / 1000 for s in picks)
     st = sched.stats()
     print(
+        f"{'GPU stand-in costs' if args.gpu else 'CPU voice costs'}: "
         f"streams {streams}, sentences queued {st.queued_sentences}, decisions {len(us)}, "
         f"batch <= {batch} (mean {st.dispatched / len(us):.2f} steps), dispatched {st.dispatched} "
         f"({st.encode_steps} encode, {st.decode_steps} decode)"
@@ -143,6 +172,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sentences", type=int, default=3, help="queued per stream to start")
     parser.add_argument("--batch", default="1,8", help="comma list of max_steps per next_steps")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--gpu", action="store_true",
+                        help="steps cost what the synthetic voice's GPU stand-in sleeps")
     parser.add_argument("--sim-seeds", type=int, default=6, help="0: skip the simulations")
     args = parser.parse_args(argv)
     info = machine_info()

@@ -58,11 +58,13 @@ class FakeEngine:
     context_frames: int = CONTEXT_FRAMES
 
     def compute_s(self, steps: list[SynthesisStep]) -> float:
-        """A batch runs as one: its longest member (equal windows: no padding waste)."""
+        """A decode batch runs as one: its longest member (equal windows: no padding waste).
+        Encode steps run one after another (workers.run_steps), so a batch of them takes the
+        sum."""
         noise = self.rng.uniform(0.9, 1.1) * self.slow
         if steps[0].kind is StepKind.ENCODE:
-            chars = max(step.chars for step in steps)
-            return noise * (ENCODE_OVERHEAD_S + ENCODE_PER_CHAR_S * chars)
+            return noise * sum(ENCODE_OVERHEAD_S + ENCODE_PER_CHAR_S * step.chars
+                               for step in steps)
         frames = steps[0].frames + 2 * self.context_frames
         return noise * (DECODE_OVERHEAD_S + DECODE_PER_FRAME_S * frames)
 
