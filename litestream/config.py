@@ -49,7 +49,8 @@ class Config:
         default="",
         metadata={"help": "the synthetic voice's cost per run: decode_run_ms=,decode_frame_us=,"
                           "encode_run_ms=,encode_char_us=,devices= (any of them), or a JSON file "
-                          "of them (default: an H200 estimate, see engine/synthetic.py)"},
+                          "of them (default: the bundled voice measured on an H200, see "
+                          "engine/synthetic.py)"},
     )
     extra_voices: tuple[Path, ...] = field(
         default=(), metadata={"help": "more Piper .onnx voices clients may choose (comma list)"}

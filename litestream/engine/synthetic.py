@@ -20,8 +20,8 @@ listeners on two CPU cores would need a GPU's worth of synthesis. It implements
 - **Cost is slept, from a table** (``SyntheticCost``): a decode run costs ``a + b x frames``
   (the frames the run computes, context margins included, over every window of the batch) and an
   encode ``c + d x characters`` (phoneme symbols: about one per text character). The defaults
-  are an ESTIMATE for an H200 running this voice (see ``SyntheticCost``), to be replaced by the
-  GPU run's figures (``--synthetic-cost``). The worker thread sleeps (the GIL is free): the fixed
+  are the bundled voice's figures measured on an H200 (see ``SyntheticCost``); another table
+  comes in with ``--synthetic-cost``. The worker thread sleeps (the GIL is free): the fixed
   part as host-side launch overhead (workers overlap in it), the per-frame part holding the
   voice's device (one run at a time per GPU, as kernels queue on one device). No heavy Python
   work runs: the tone is a slice of a precomputed table.
@@ -56,7 +56,7 @@ LANGUAGE = "en_US"
 ESPEAK_VOICE = "en-us"  # the bundled voice's espeak-ng voice, which the lengths were fit to
 SAMPLE_RATE = 22050
 HOP_SAMPLES = 256
-# As PiperVoice.context_frames with the default margins (engine/piper_windows.py: decoder 12,
+# As PiperVoice.context_frames with the default margins (engine/piper/windows.py: decoder 12,
 # flow 20 -> (3 x 12 + 20 + 12) // 4), so the scheduler prices windows as for the real voice.
 CONTEXT_FRAMES = 17
 AMPLITUDE = 0.05  # -26 dBFS: quiet, but far from silence in s16 (1,638 steps)
@@ -77,35 +77,34 @@ class SyntheticCost:
     several workers overlap in it) and a part per frame or character (device side: one run at a
     time per device, the others wait for it, as kernels queue on one GPU).
 
-    The defaults are an ESTIMATE for one H200 running the bundled Piper voice (medium: its
-    decoder is a HiFi-GAN V1 generator; flow and decoder in TF32 on ONNX Runtime's CUDA
-    provider), reasoned from public figures, until a GPU run measures them:
-    - NVIDIA's FastPitch + HiFi-GAN inference tables (DeepLearningExamples, A100 80 GB,
-      128 characters = 8.05 s of audio = 693 frames): TF32 19 ms at batch 1 and 100 ms at
-      batch 8, of which FastPitch is 5 and 9 ms. HiFi-GAN alone: 14 ms for 693 frames and
-      91 ms for 5,544, so 16 us per frame at the margin plus ~3 ms per run (FP16: 10.5 us).
-      The issue's figures (430 s of audio per second at batch 1, 747 at batch 8, FP16) agree.
-    - An H200 has 2.4x the A100's memory bandwidth and ~3x its dense TF32 rate; this
-      generator's wide late layers are bandwidth-bound, so ~2.5x: ~6.4 us per decoder frame.
-      The flow adds about a third of the decoder's cost per frame (issue 8's CPU figures:
-      0.22 against 0.66 ms), hence b = 8 us per frame computed. a = 4 ms: two sessions (flow,
-      decoder) of ~100 kernels each, launched through ONNX Runtime.
-    - The front pass (text encoder: 6 transformer layers of 192 channels; duration predictor)
-      is small and launch-bound: FastPitch's front takes 5 ms at batch 1 and 9 at batch 8 for
-      128 characters on an A100, ~4.5 us per extra character; c = 3 ms, d = 3 us per character.
+    The defaults are the bundled voice on one NVIDIA H200 (driver 580, CUDA 13, onnxruntime-gpu
+    1.31, TF32, cuDNN's heuristic algorithm search), from the engine grid of issue 17's GPU
+    runs (docs/benchmarks.md, "On a GPU"; raw results in docs/gpu-runs/), fit to a + b x frames
+    computed (window plus 17 frames of context each side):
+    - decode_batch, seconds of audio per second: 32 x 1: 110-158 (2.4-3.4 ms a run; 66 frames
+      computed); 128 x 8: 1,637-1,824 (6.5-7.3 ms; 1,296 frames); 128 x 32: 2,744-2,809
+      (17 ms; 5,184 frames); 256 x 64: 2,266-3,228 (59-84 ms; 18,560 frames). Hence
+      a = 2.5 ms, b = 3.5 us per frame (a little above the fit's 3.3: the largest batch varied
+      most between runs). One device makes at most ~2,900 s of audio per second in large
+      batches, as measured.
+    - The front pass on the GPU, on a sentence length it has already seen: 9.5 ms a sentence
+      (a new length pays cuDNN's search, 100-250 ms: the server now runs the front on the
+      host's CPU cores when the voice is on CUDA). Hence c = 9 ms (launch-bound: host side),
+      d = 5 us per character. To model fronts on the host's CPU cores, put their cost in
+      `encode_run_ms` (host side: workers overlap in it) and set `encode_char_us=0`.
     With these, one listener's 32-frame first window (49 frames computed: no left margin at a
-    sentence's start) costs 4.4 ms, and a batch of 64 windows of 256 frames (290 computed
-    each) 153 ms for 190 s of audio. One device then makes at most ~1,250 s of audio per second
-    (paragraph speech: its encodes take ~7% more), so one H200 would carry about 1,000 realtime
-    listeners of this voice, batched, and a 1,000-listener run here loads the stand-in GPU to
-    ~85%. The uncertainty is about 2x either way: a run that must not be bound by the GPU
-    stand-in can say so with `devices=2` or a smaller `decode_frame_us`.
+    sentence's start) costs 2.7 ms. At 1,000 paragraph listeners the device is ~45% busy, and
+    the host parts (9 ms a sentence, 2.5 ms a decode run, slept in the worker threads: about
+    3 worker-seconds a second) need several workers: run the server with `--workers 8` or
+    more, as on the GPU host. What this does not model: the host threads' own contention on a
+    real GPU host (the GIL, threads spinning while they wait for CUDA), which the GPU runs
+    found to be the limit there.
     """
 
-    decode_run_s: float = 0.004  # a: fixed (host) cost of one decode run: flow + decoder
-    decode_frame_s: float = 8e-6  # b: device time per frame computed (margins included)
-    encode_run_s: float = 0.003  # c: fixed (host) cost of one front pass
-    encode_char_s: float = 3e-6  # d: device time per character (phoneme symbol)
+    decode_run_s: float = 0.0025  # a: fixed (host) cost of one decode run: flow + decoder
+    decode_frame_s: float = 3.5e-6  # b: device time per frame computed (margins included)
+    encode_run_s: float = 0.009  # c: fixed (host) cost of one front pass
+    encode_char_s: float = 5e-6  # d: device time per character (phoneme symbol)
     devices: int = 1  # device-side parts that may run at once (GPUs); 0: no limit
 
     # The text form's keys (units in their names) -> field, factor to seconds.

@@ -59,8 +59,8 @@ class FakeEngine:
 
     def compute_s(self, steps: list[SynthesisStep]) -> float:
         """A decode batch runs as one: its longest member (equal windows: no padding waste).
-        Encode steps run one after another (workers.run_steps), so a batch of them takes the
-        sum."""
+        Encode steps run one after another (run_steps in synthesis/workers.py), so a batch of
+        them takes the sum."""
         noise = self.rng.uniform(0.9, 1.1) * self.slow
         if steps[0].kind is StepKind.ENCODE:
             return noise * sum(ENCODE_OVERHEAD_S + ENCODE_PER_CHAR_S * step.chars

@@ -327,7 +327,7 @@ def test_cost_table_forms(tmp_path: Path) -> None:
     (tmp_path / "list.json").write_text("[1, 2]")
     with pytest.raises(ConfigError):
         SyntheticCost.parse(str(tmp_path / "list.json"))
-    assert "4 ms + 8 us/frame" in SyntheticCost().describe()
+    assert "2.5 ms + 3.5 us/frame" in SyntheticCost().describe()
 
 
 # ---- catalogue, config, start-up -------------------------------------------------------------

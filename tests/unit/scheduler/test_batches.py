@@ -1,12 +1,13 @@
-"""Batches never make their most urgent member late (scheduler_queue.RunQueue.batch_mates).
+"""Batches never make their most urgent member late (RunQueue.batch_mates in
+scheduler/_run_queue.py).
 
 Random streams (buffers, sentence lengths, priorities, arrivals) on one worker that runs each
 batch as the worker pool does: decode windows as one decode_batch, whose predicted time is the
 scheduler's (its longest window plus `batch_marginal_cost` of the others), encode steps one
-after another (workers.run_steps), every result posted when the whole batch is done. Whenever
-the member with the earliest deadline would have finished in time alone, the batch finishes in
-time too. A member already late alone may be made later only up to `batch_late_growth` of the
-seed's time, and never at the cost of a member that was on time."""
+after another (run_steps in synthesis/workers.py), every result posted when the whole batch is
+done. Whenever the member with the earliest deadline would have finished in time alone, the
+batch finishes in time too. A member already late alone may be made later only up to
+`batch_late_growth` of the seed's time, and never at the cost of a member that was on time."""
 
 from __future__ import annotations
 
