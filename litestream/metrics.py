@@ -12,6 +12,8 @@ Useful queries:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -20,6 +22,8 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from litestream.config import default_of
 from litestream.errors import CloseCode, ErrorCode
@@ -64,6 +68,30 @@ BATCH_BUCKETS = (1, 2, 3, 4, 5, 6, 7, 8, 12, 16, 24, 32, 48, 64, 96, 128)
 STEP_KINDS = ("encode", "decode")
 
 
+LOAD_HELP = ("Admitted load over capacity, 0..1: 1 exactly when this replica refuses a new "
+             "stream (then /readyz is 503); absent while warming up or draining")
+
+
+class _LoadGauge(Collector):
+    """`litestream_load`: a gauge with no sample while the replica is not a capacity source
+    (warming up, draining). An autoscaler then treats it as missing, not as full or empty:
+    a warming pod reporting 1 would make the HPA add pods for load that is not there."""
+
+    name = "litestream_load"
+
+    def __init__(self) -> None:
+        self.value: float | None = None
+
+    def describe(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(self.name, LOAD_HELP)
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(self.name, LOAD_HELP)
+        if self.value is not None:
+            family.add_metric([], self.value)
+        yield family
+
+
 def _label(value: object, allowed: tuple[str, ...]) -> str:
     text = str(value)
     return text if text in allowed else OTHER
@@ -79,6 +107,8 @@ class Metrics:
             "litestream_active_streams", "Streams open now", registry=r)
         self.queued_chunks = Gauge(
             "litestream_queued_chunks", "Chunks waiting for synthesis", registry=r)
+        self.load = _LoadGauge()
+        r.register(self.load)
         self.scheduler_load = Gauge(
             "litestream_scheduler_load",
             "Predicted synthesis demand over capacity (1.0 = saturated)", registry=r)
@@ -211,6 +241,11 @@ class Metrics:
     def set_queue(self, queued: int, load: float) -> None:
         self.queued_chunks.set(queued)
         self.scheduler_load.set(load)
+
+    def set_load(self, fullness: float | None) -> None:
+        """litestream_load: admitted load over capacity (Scheduler.fullness), or None while
+        the replica takes no streams for a reason other than load (warming up, draining)."""
+        self.load.value = fullness
 
     def run_dispatched(self, kind: str, steps: int) -> None:
         """One engine run handed to a worker: `steps` steps of `kind` ("encode", "decode")."""

@@ -17,9 +17,12 @@ from litestream.scheduler.types import Admission, AdmissionReason, SchedulerConf
 
 __all__ = ["AdmissionControl"]
 
+_BELOW_ONE = math.nextafter(1.0, 0.0)  # the most a replica that still admits reports
+
 
 class AdmissionControl:
-    """Answers `Scheduler.admit`, `has_capacity` and `load` over the scheduler's streams."""
+    """Answers `Scheduler.admit`, `has_capacity`, `fullness` and `load` over the scheduler's
+    streams."""
 
     def __init__(
         self,
@@ -78,6 +81,24 @@ class AdmissionControl:
         if urgent / workers + own > cfg.first_audio_target_s + cfg.admit_backlog_s:
             return self._refuse(AdmissionReason.BACKLOG)
         return Admission(accepted=True, retry_after_s=0.0, reason=AdmissionReason.ACCEPTED)
+
+    def fullness(self, now: float, epoch: int) -> float:
+        """Admitted load over capacity, 0..1: 1.0 exactly when `decide` refuses a new stream
+        of the default voice now (for any reason: streams, capacity, backlog, no worker);
+        below, the larger of the steady demand over the most demand that still admits one
+        more stream, and the open streams over `max_streams`."""
+        if not self.decide(now, None, epoch).accepted:
+            return 1.0
+        cfg = self.config
+        pacing = self._pacing
+        shares = [0.0]
+        if cfg.max_streams:
+            shares.append(len(self._streams) / cfg.max_streams)
+        room = pacing.workers * cfg.target_utilization - pacing.stream_rtf(self._default_voice)
+        if room > 0.0:
+            shares.append(self.demand(now) / room)
+        # Admitted, so every share is at most 1; one exactly at its limit still admits.
+        return min(max(shares), _BELOW_ONE)
 
     def demand(self, now: float) -> float:
         """Summed steady RTF share of active streams (open-but-idle ones cost nothing)."""

@@ -149,6 +149,15 @@ class Scheduler:
         """Would a new stream be admitted now? For readiness probes: counts no refusal."""
         return self._admission.decide(now, None, self._queue.epoch).accepted
 
+    def fullness(self, now: float) -> float:
+        """Admitted load over capacity, 0..1: the per-replica signal autoscalers scale on
+        (litestream_load). 1.0 exactly when `admit` would refuse a new stream now, so readiness
+        (`has_capacity`) and refusals agree with it; below 1, the larger of the active streams'
+        summed steady RTF over the most that still admits one more stream (`workers x
+        target_utilization` less one stream's share) and the open streams over `max_streams`.
+        Counts no refusal."""
+        return self._admission.fullness(now, self._queue.epoch)
+
     def load(self, now: float) -> float:
         """Predicted compute demand of active streams over capacity: 1.0 = every worker busy.
 

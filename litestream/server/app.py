@@ -223,11 +223,15 @@ class LitestreamServer:
                 return _web(routes.text(http.HTTPStatus.SERVICE_UNAVAILABLE, "draining\n"))
             if self.warming:
                 return _web(routes.text(http.HTTPStatus.SERVICE_UNAVAILABLE, "warming up\n"))
-            if not self.synthesis.has_capacity(self.now()):
+            # The same figure litestream_load exports: 1 exactly when admission refuses.
+            if self.synthesis.fullness(self.now()) >= 1.0:
                 return _web(routes.text(http.HTTPStatus.SERVICE_UNAVAILABLE, "at capacity\n"))
             return _web(routes.text(http.HTTPStatus.OK, "ready\n"))
         if path == "/metrics":
-            self.synthesis.refresh_gauges(self.now())
+            now = self.now()
+            self.synthesis.refresh_gauges(now)
+            self.metrics.set_load(None if self.draining or self.warming
+                                  else self.synthesis.fullness(now))
             body, content_type = self.metrics.render()
             return _web(routes.response(http.HTTPStatus.OK, body, content_type))
         if path == "/v1/voices":

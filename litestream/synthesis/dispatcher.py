@@ -167,8 +167,10 @@ class Synthesis:
     def admit(self, now: float, voice: str) -> Admission:
         return self.scheduler.admit(now, voice)
 
-    def has_capacity(self, now: float) -> bool:
-        return self.scheduler.has_capacity(now)
+    def fullness(self, now: float) -> float:
+        """Admitted load over capacity, 0..1 (Scheduler.fullness): 1 exactly when a new stream
+        would be refused."""
+        return self.scheduler.fullness(now)
 
     def open_stream(self, stream_id: str, priority: str, now: float) -> None:
         """At handshake acceptance: in a burst, each admission test must count the ones

@@ -142,3 +142,15 @@ def test_the_first_audio_target_in_the_metrics_is_config_default() -> None:
     help_line = next(line for line in body.splitlines()
                      if line.startswith("# HELP litestream_ttfa_seconds "))
     assert help_line.endswith(f"(default target {Config().first_audio_target_ms} ms)")
+
+
+def test_load_gauge_has_a_sample_only_while_the_replica_takes_streams() -> None:
+    m = Metrics()
+    assert not any(name == "litestream_load" for name, _ in samples(m))
+    m.set_load(0.25)
+    assert value(m, "litestream_load") == 0.25
+    m.set_load(1.0)
+    assert value(m, "litestream_load") == 1.0
+    m.set_load(None)  # warming up or draining
+    assert not any(name == "litestream_load" for name, _ in samples(m))
+    assert b"# TYPE litestream_load gauge" in m.render()[0]

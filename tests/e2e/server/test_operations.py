@@ -25,7 +25,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests import REPO
-from tests.serverutil import free_port, read_all, run_server
+from tests.serverutil import RunningServer, free_port, read_all, run_server
 
 ROOT = REPO
 
@@ -118,6 +118,48 @@ async def test_a_warming_server_refuses_and_counts_it_as_warming_up() -> None:
     lines = metrics.decode().splitlines()
     assert 'litestream_refusals_total{reason="warming_up"} 1.0' in lines
     assert 'litestream_refusals_total{reason="capacity"} 0.0' in lines
+
+
+def load_sample(metrics_body: bytes) -> float | None:
+    """litestream_load's value in a /metrics body, or None when it has no sample."""
+    for line in metrics_body.decode().splitlines():
+        if line.startswith("litestream_load "):
+            return float(line.split()[1])
+    return None
+
+
+async def test_load_gauge_readyz_and_refusals_agree() -> None:
+    """Issue 19: one gauge says how full a replica is. At 1, /readyz is 503 and a new stream
+    is refused; below 1, /readyz is 200 and a new stream is admitted."""
+    async def observe(srv: RunningServer) -> tuple[float | None, int, bytes]:
+        _, _, metrics = await asyncio.to_thread(http_get, srv.http_url + "/metrics")
+        status, _, body = await asyncio.to_thread(http_get, srv.http_url + "/readyz")
+        return load_sample(metrics), status, body
+
+    async with run_server(max_streams=2) as srv:
+        load, ready, _ = await observe(srv)
+        assert load is not None and 0.0 <= load < 1.0 and ready == 200
+        async with connect(srv.url):
+            load, ready, _ = await observe(srv)
+            assert load is not None and 0.5 <= load < 1.0 and ready == 200
+            async with connect(srv.url):
+                load, ready, body = await observe(srv)
+                assert load == 1.0 and ready == 503 and body == b"at capacity\n"
+                assert (await refused_status(srv.url))[0] == 503
+            async with asyncio.timeout(10):
+                while len(srv.server.streams) > 1:
+                    await asyncio.sleep(0.02)
+            load, ready, _ = await observe(srv)
+            assert load is not None and load < 1.0 and ready == 200
+            async with connect(srv.url) as ws:  # admitted again
+                await ws.send(json.dumps({"type": "end"}))
+                assert (await read_all(ws)).events[-1]["type"] == "done"
+        # Warming up or draining, the replica is no capacity source: no sample at all.
+        for state in ("warming", "draining"):
+            setattr(srv.server, state, True)
+            load, ready, _ = await observe(srv)
+            assert load is None and ready == 503
+            setattr(srv.server, state, False)
 
 
 async def test_total_stream_text_limit_is_fatal() -> None:

@@ -520,6 +520,47 @@ def test_load_counts_active_streams_only() -> None:
     assert s.load(0.0) == pytest.approx(2 * one)
 
 
+def test_fullness_is_one_exactly_when_a_new_stream_is_refused() -> None:
+    """litestream_load (issue 19): admitted load over capacity. Streams playing long audio
+    are opened one by one; at every step the figure is below 1 while a new stream is admitted
+    and readiness holds, and exactly 1 once admission refuses."""
+    s = make(workers=2, open_grace_s=0.0)
+    assert s.fullness(0.0) == 0.0
+    seen: list[float] = []
+    n = 0
+    while True:
+        level = s.fullness(0.0)
+        ready = s.has_capacity(0.0)
+        assert (level >= 1.0) == (not ready)
+        if not ready:
+            break
+        assert 0.0 <= level < 1.0
+        seen.append(level)
+        assert s.admit(0.0).accepted
+        s.open_stream(f"s{n}", Priority.NORMAL, 0.0)
+        s.audio_sent(f"s{n}", 30.0, 0.0)  # playing: an active stream
+        n += 1
+    assert level == 1.0
+    assert s.admit(0.0).reason is AdmissionReason.CAPACITY
+    assert n >= 2 and seen == sorted(seen) and seen[-1] > 0.5
+    # Streams of one voice each add the same share: k streams read k times one stream's.
+    assert seen == pytest.approx([k * seen[1] for k in range(n)])
+    assert s.stats().refused == 1  # fullness and has_capacity counted no refusal
+
+
+def test_fullness_follows_max_streams_and_serving_workers() -> None:
+    s = make(workers=1, max_streams=4)
+    s.open_stream("a", Priority.NORMAL, 0.0)
+    assert s.fullness(0.0) >= 0.25
+    for sid in "bcd":
+        s.open_stream(sid, Priority.NORMAL, 0.0)
+    assert s.fullness(0.0) == 1.0 and s.admit(0.0).reason is AdmissionReason.STREAMS
+    s.close_stream("d", 0.0)
+    assert s.fullness(0.0) < 1.0 and s.has_capacity(0.0)
+    s.set_workers(0, 0.0)  # no worker serving: nothing can be admitted
+    assert s.fullness(0.0) == 1.0 and not s.has_capacity(0.0)
+
+
 def test_config_has_no_defaults_for_the_knobs_config_owns() -> None:
     with pytest.raises(TypeError):
         SchedulerConfig()  # type: ignore[call-arg]
