@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 PIPECAT ?= pipecat-ai==1.14.0
 ARGS   ?=
 
-.PHONY: serve test test-fast lint bench install clean soak faults gpu-bundle
+.PHONY: serve test test-fast lint bench install clean soak faults gpu-bundle fleet fleet-stop
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -49,8 +49,8 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -q -m unit $(ARGS)
 
 lint: $(STAMP)
-	$(PY) -m ruff check litestream tests loadtest clients
-	$(PY) -m mypy --strict litestream
+	$(PY) -m ruff check litestream tests loadtest clients deploy
+	$(PY) -m mypy --strict litestream deploy
 
 bench: $(STAMP)
 	$(VENV)/bin/litestream bench engine
@@ -70,3 +70,19 @@ faults: $(STAMP)
 # .bundle/, with SHA-256 sums); on the host: bash loadtest/gpu/run.sh PARTS_DIR OUT_DIR.
 gpu-bundle: $(STAMP)
 	$(PY) -m loadtest.gpu.bundle build $(ARGS)
+
+# Issue 19: a local fleet (docs/operations.md, "A local fleet"): REPLICAS litestream replicas
+# behind HAProxy on FLEET_PORT (WebSocket and HTTP), Redis, and Prometheus scraping them all.
+# Installs HAProxy, Redis and Prometheus from Debian when missing. VOICE=synthetic runs the
+# GPU-shaped stand-in (benchmarks only); the default is the bundled voice. `make fleet-stop`
+# drains every replica (no stream is cut) and stops the rest.
+REPLICAS   ?= 3
+VOICE      ?=
+FLEET_PORT ?= 8780
+fleet: $(STAMP)
+	bash deploy/fleet/install-deps.sh
+	$(PY) -m deploy.fleet up --replicas $(REPLICAS) --base-port $(FLEET_PORT) \
+		$(if $(VOICE),--voice $(VOICE)) $(if $(ARGS),-- $(ARGS))
+
+fleet-stop: $(STAMP)
+	$(PY) -m deploy.fleet down
