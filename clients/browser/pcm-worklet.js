@@ -6,8 +6,10 @@
 //   {type: "end"}                      the server sent `done`: no more audio will come
 //   {type: "clear"}                    barge-in / Stop: drop everything, play nothing more
 // and receives:
-//   {type: "stats", gen, buffered, played, underruns, underrunSamples, started, drained}
-//     every ~100 ms while a stream is live, and at once on start, drain and clear
+//   {type: "stats", gen, buffered, played, underruns, underrunSamples, started, drained, frame}
+//     every ~100 ms while a stream is live, and at once on start, drain and clear; `frame` is
+//     the context frame at which sample number `played` (counted from 0) plays, which lets the
+//     page place the play head between two stats messages (null when not sent from process())
 //   {type: "started", gen, frame}      the first real sample went to the output
 //   {type: "drained", gen}             ended and every buffered sample has been played
 //
@@ -102,7 +104,7 @@ class PcmPlayer extends AudioWorkletProcessor {
     }
   }
 
-  postStats() {
+  postStats(frame = null) {
     this.sinceStats = 0;
     this.port.postMessage({
       type: "stats",
@@ -113,6 +115,7 @@ class PcmPlayer extends AudioWorkletProcessor {
       underrunSamples: this.underrunSamples,
       started: this.started,
       drained: this.drained,
+      frame,
     });
   }
 
@@ -127,8 +130,9 @@ class PcmPlayer extends AudioWorkletProcessor {
       if (!this.started && this.size > 0 && (this.size >= this.prebuffer || this.ended)) {
         this.started = true;
         this.port.postMessage({ type: "started", gen: this.gen, frame: currentFrame });
-        this.postStats();
       }
+      // The play head's anchor moves when playback starts or resumes after a dry spell.
+      const restart = this.started && (this.played === 0 || this.dry);
       if (this.started) {
         const cap = this.ring.length;
         written = Math.min(frames, this.size);
@@ -147,7 +151,11 @@ class PcmPlayer extends AudioWorkletProcessor {
         }
       }
       this.sinceStats += frames;
-      if (this.sinceStats >= this.statsEvery) this.postStats();
+      // Samples written in this block play from currentFrame on, so sample `played` (the next
+      // one) plays at currentFrame + written.
+      if ((restart && written > 0) || this.sinceStats >= this.statsEvery) {
+        this.postStats(currentFrame + written);
+      }
       this.checkDrained();
     }
 

@@ -8,9 +8,17 @@
 //   format=s16le|f32le   PCM format to ask for (default f32le: no conversion needed)
 //   context_rate=N       force the AudioContext's rate (tests the JS resampling fallback)
 //
+// Read-along: the player asks for `timestamps=word`; each chunk's text goes into #transcript
+// as it arrives, its words as spans once its `words` event comes, and the word under the
+// playback position is highlighted (class "current") as it is heard. The position is the
+// worklet's count of played samples, carried forward on the audio clock to the sample the
+// output device is playing now (AudioContext.getOutputTimestamp). A server without word
+// timestamps sends no `words`: its chunks show as plain text, the chunk under the position
+// highlighted instead.
+//
 // window.litestreamStats is kept up to date for tests and curious humans:
 //   {state, ttfaMs, ttfpMs, underruns, underrunMs, playedMs, bufferedMs, receivedMs, audioMs,
-//    chunks, sampleRate, contextRate, contextState, voice, clearSent, cleared, error}
+//    chunks, words, word, positionMs, sampleRate, contextRate, contextState, voice, clearSent, cleared, error}
 // state: "idle" -> "connecting" -> "playing" -> "done" (server done AND buffer drained),
 //        or "stopped" (Stop pressed) / "error".
 
@@ -35,7 +43,7 @@ const ui = {
   played: $("stat-played"),
   chunks: $("stat-chunks"),
   audio: $("stat-audio"),
-  chunkText: $("stat-chunk-text"),
+  transcript: $("transcript"),
   message: $("message"),
 };
 
@@ -51,6 +59,8 @@ function freshStats() {
     receivedMs: 0,
     audioMs: 0, // sum of the server's chunk duration_ms
     chunks: 0,
+    words: 0, // words the server timed (sum over its `words` events)
+    word: null, // the highlighted word's text
     sampleRate: null,
     contextRate: null,
     contextState: null,
@@ -62,6 +72,11 @@ function freshStats() {
   };
 }
 const stats = freshStats();
+// The read-along's playback position (ms of the stream's audio), computed when read.
+Object.defineProperty(stats, "positionMs", {
+  enumerable: true,
+  get: () => (session && stats.state === "playing" ? session.positionMs() : null),
+});
 window.litestreamStats = stats;
 
 // ------------------------------------------------------------------ server URLs
@@ -80,6 +95,7 @@ export function streamUrl(voice) {
     base = new URL(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/v1/stream`);
   }
   base.searchParams.set("format", FORMAT);
+  base.searchParams.set("timestamps", "word");
   if (voice) base.searchParams.set("voice", voice);
   if (TOKEN) base.searchParams.set("token", TOKEN);
   return base.toString();
@@ -207,14 +223,84 @@ function render() {
   ui.audio.textContent = ms(stats.audioMs);
   const busy = stats.state === "connecting" || stats.state === "playing";
   ui.stop.disabled = !busy;
-  // The chunk under the playback position (chunk start_ms/duration_ms vs played ms).
-  let now = "";
-  if (stats.state === "playing" && session && stats.playedMs > 0) {
-    const at = stats.playedMs;
-    now = session.chunkList.find((c) => at >= c.start && at < c.end)?.text ?? "";
+  highlight();
+}
+
+// ------------------------------------------------------------------ read-along
+
+// The AudioContext's time of the sample the output device plays now: getOutputTimestamp pairs
+// a context time with the performance.now() at which the device played it.
+function heardContextTime(ctx) {
+  const ts = ctx.getOutputTimestamp ? ctx.getOutputTimestamp() : null;
+  if (ts && ts.performanceTime > 0) {
+    return ts.contextTime + Math.max(0, performance.now() - ts.performanceTime) / 1000;
   }
-  if (ui.chunkText.textContent !== now) ui.chunkText.textContent = now;
-  ui.chunkText.parentElement.style.visibility = now ? "visible" : "hidden";
+  return ctx.currentTime - (ctx.baseLatency || 0) - (ctx.outputLatency || 0);
+}
+
+// Builds a chunk's transcript element: plain text until its words come, then a span per word
+// (char_start/char_end index the text by code point, as the server counts) with the text
+// between words kept as it is.
+function renderChunk(chunk) {
+  const el = chunk.el;
+  if (!chunk.words) {
+    el.textContent = chunk.text;
+    return;
+  }
+  const chars = Array.from(chunk.text);
+  const parts = [];
+  let at = 0;
+  chunk.words.forEach((w, index) => {
+    if (w.charStart > at) parts.push(document.createTextNode(chars.slice(at, w.charStart).join("")));
+    const span = document.createElement("span");
+    span.className = "word";
+    span.dataset.seq = String(chunk.seq);
+    span.dataset.index = String(index);
+    span.textContent = chars.slice(w.charStart, w.charEnd).join("");
+    w.el = span;
+    parts.push(span);
+    at = Math.max(at, w.charEnd);
+  });
+  if (at < chars.length) parts.push(document.createTextNode(chars.slice(at).join("")));
+  el.replaceChildren(...parts);
+}
+
+let highlighted = null; // {word, chunk} elements currently marked
+let highlightFrame = 0;
+
+function mark(el, cls, on) {
+  if (el) el.classList.toggle(cls, on);
+}
+
+// Marks the word (or, without word timestamps, the chunk) under the playback position.
+function highlight() {
+  const live = session && stats.state === "playing";
+  const at = live ? session.positionMs() : null;
+  let chunk = null;
+  let word = null;
+  if (at != null) {
+    chunk = session.chunkList.find((c) => at >= c.start && at < c.end) ?? null;
+    if (chunk?.words) word = chunk.words.find((w) => at >= w.start && at < w.end) ?? null;
+  }
+  const next = { word: word?.el ?? null, chunk: chunk && !chunk.words ? chunk.el : null };
+  if (!highlighted || highlighted.word !== next.word || highlighted.chunk !== next.chunk) {
+    mark(highlighted?.word, "current", false);
+    mark(highlighted?.chunk, "current", false);
+    mark(next.word, "current", true);
+    mark(next.chunk, "current", true);
+    if (next.word) next.word.setAttribute("aria-current", "true");
+    if (highlighted?.word && highlighted.word !== next.word) {
+      highlighted.word.removeAttribute("aria-current");
+    }
+    highlighted = next;
+    stats.word = word ? word.text : null;
+  }
+  if (live && !highlightFrame) {
+    highlightFrame = requestAnimationFrame(() => {
+      highlightFrame = 0;
+      highlight();
+    });
+  }
 }
 
 function onWorkletMessage(msg) {
@@ -225,6 +311,7 @@ function onWorkletMessage(msg) {
     stats.playedMs = (msg.played / rate) * 1000;
     stats.underruns = msg.underruns;
     stats.underrunMs = (msg.underrunSamples / rate) * 1000;
+    if (msg.started && msg.frame != null) session.anchor = { played: msg.played, frame: msg.frame };
     render();
   } else if (msg.type === "started") {
     if (stats.ttfpMs == null) stats.ttfpMs = performance.now() - session.t0;
@@ -248,13 +335,18 @@ class Session {
     this.resampler = null;
     this.node = null;
     this.pending = []; // Float32Arrays received before the worklet is ready
-    this.chunkList = []; // {start, end, text} in ms of this stream's audio
+    // {seq, start, end, text, words, el}: ms of this stream's audio; words (null until the
+    // chunk's `words` event) are {text, start, end, charStart, charEnd, el}
+    this.chunkList = [];
+    this.sentSamples = 0; // samples handed to the worklet (at the context's rate)
+    this.anchor = null; // {played, frame}: the worklet's played count at a context frame
     this.serverDone = false;
     this.closed = false;
   }
 
   start() {
     Object.assign(stats, freshStats(), { state: "connecting" });
+    ui.transcript.replaceChildren();
     setState("connecting");
     let ws;
     try {
@@ -294,12 +386,11 @@ class Session {
       case "chunk":
         stats.chunks += 1;
         stats.audioMs += Number(msg.duration_ms) || 0;
-        this.chunkList.push({
-          start: Number(msg.start_ms) || 0,
-          end: (Number(msg.start_ms) || 0) + (Number(msg.duration_ms) || 0),
-          text: msg.text ?? "",
-        });
+        this.onChunk(msg);
         render();
+        break;
+      case "words":
+        this.onWords(msg);
         break;
       case "done":
         this.serverDone = true;
@@ -318,6 +409,49 @@ class Session {
       default:
         break;
     }
+  }
+
+  onChunk(msg) {
+    const start = Number(msg.start_ms) || 0;
+    const chunk = {
+      seq: Number(msg.seq),
+      start,
+      end: start + (Number(msg.duration_ms) || 0),
+      text: msg.text ?? "",
+      words: null,
+      el: document.createElement("span"),
+    };
+    chunk.el.className = "chunk";
+    renderChunk(chunk);
+    if (this.chunkList.length) ui.transcript.append(" ");
+    ui.transcript.append(chunk.el);
+    this.chunkList.push(chunk);
+  }
+
+  onWords(msg) {
+    const seq = Number(msg.seq);
+    const chunk = this.chunkList.find((c) => c.seq === seq);
+    if (!chunk || !Array.isArray(msg.words)) return;
+    chunk.words = msg.words.map((w) => ({
+      text: String(w.text ?? ""),
+      start: Number(w.start_ms),
+      end: Number(w.end_ms),
+      charStart: Number(w.char_start),
+      charEnd: Number(w.char_end),
+      el: null,
+    }));
+    stats.words += chunk.words.length;
+    renderChunk(chunk);
+  }
+
+  // Where playback is now, in ms of this stream's audio (the clock of the server's start_ms):
+  // the worklet's last played count, carried forward on the audio clock to the sample being
+  // heard, never past the audio handed to the worklet. null before the first sample plays.
+  positionMs() {
+    if (!this.anchor || !audio || !this.outRate) return null;
+    const heardFrame = heardContextTime(audio.ctx) * this.outRate;
+    const samples = Math.min(this.anchor.played + (heardFrame - this.anchor.frame), this.sentSamples);
+    return (Math.max(0, samples) / this.outRate) * 1000;
   }
 
   onReady(msg) {
@@ -370,6 +504,7 @@ class Session {
   send(samples) {
     if (this.resampler) samples = this.resampler.process(samples);
     if (samples.length === 0) return;
+    this.sentSamples += samples.length;
     // Transfer the buffer; copy first when the view does not own the whole buffer.
     const own =
       samples.byteOffset === 0 && samples.byteLength === samples.buffer.byteLength
