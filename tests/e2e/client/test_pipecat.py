@@ -26,6 +26,8 @@ from pipecat.frames.frames import (
 from pipecat.pipeline.pipeline import Pipeline
 from pipecat.pipeline.worker import PipelineParams, PipelineWorker
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+from pipecat.services import tts_service as pipecat_tts
+from pipecat.services.tts_service import WebsocketTTSService
 from pipecat.workers.runner import WorkerRunner
 
 from litestream.client.pipecat import LitestreamTTSService, word_times
@@ -184,3 +186,12 @@ def test_word_times_spread_a_chunk_by_character_position() -> None:
     assert times[1][1] == pytest.approx(1.0 + 1.7 * 6 / 17)
     assert times[2][1] == pytest.approx(1.0 + 1.7 * 10 / 17)
     assert word_times("", 0.0, 1.0) == []
+
+
+def test_the_service_is_built_on_pipecats_current_websocket_base_class() -> None:
+    """Pipecat 1.14 marks AudioContextTTSService (and the *Word* variants) deprecated in favour of
+    WebsocketTTSService; nothing the service inherits from may carry that mark."""
+    assert issubclass(LitestreamTTSService, WebsocketTTSService)
+    assert hasattr(pipecat_tts.AudioContextTTSService, "__deprecated__")  # the mark looked for
+    marked = [c.__name__ for c in LitestreamTTSService.__mro__ if hasattr(c, "__deprecated__")]
+    assert marked == []
