@@ -131,6 +131,22 @@ class Config:
         default=256 * 1024 * 1024,
         metadata={"help": "sentence cache: finished sentence audio kept for reuse, bytes (0: off)"},
     )
+    # The shared level (synthesis/shared_cache.py): a sentence made on one replica is a hit on
+    # every other. Lookups are bounded by cache_timeout_ms and skipped while Redis is down.
+    cache_url: str = field(
+        default="",
+        metadata={"help": "shared sentence cache behind the in-process one: redis://[:PASSWORD@]"
+                          "HOST[:PORT][/DB], rediss://... or unix://PATH (empty: none; needs the "
+                          "[redis] extra)", "secret": True},
+    )
+    cache_ttl_s: float = field(
+        default=24 * 3600.0,
+        metadata={"help": "shared sentence cache: how long an entry lives in Redis, s"},
+    )
+    cache_timeout_ms: float = field(
+        default=20.0,
+        metadata={"help": "shared sentence cache: longest lookup before synthesizing instead, ms"},
+    )
 
     # --- limits and security (protocol-v1 handshake refusals)
     api_keys: tuple[str, ...] = field(
@@ -241,6 +257,10 @@ def _validate(c: Config) -> None:
     _check(0 <= c.first_chunk_chars <= c.max_chunk_chars, "first_chunk_chars",
            "must be 0 (never) up to max_chunk_chars")
     _check(c.cache_bytes >= 0, "cache_bytes", "must be 0 (off) or more")
+    _check(c.cache_url == "" or c.cache_url.startswith(("redis://", "rediss://", "unix://")),
+           "cache_url", "must be empty or a redis://, rediss:// or unix:// URL")
+    _check(c.cache_ttl_s >= 1, "cache_ttl_s", "must be at least 1")
+    _check(0 < c.cache_timeout_ms <= 1000, "cache_timeout_ms", "must be in (0, 1000]")
     _check(c.max_message_bytes >= 1024, "max_message_bytes", "must be at least 1024")
     _check(c.max_buffered_chars >= 1, "max_buffered_chars", "must be positive")
     _check(c.max_stream_chars >= c.max_buffered_chars, "max_stream_chars", "below max_buffered")

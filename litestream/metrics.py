@@ -72,21 +72,30 @@ LOAD_HELP = ("Admitted load over capacity, 0..1: 1 exactly when this replica ref
              "stream (then /readyz is 503); absent while warming up or draining")
 
 
-class _LoadGauge(Collector):
-    """`litestream_load`: a gauge with no sample while the replica is not a capacity source
-    (warming up, draining). An autoscaler then treats it as missing, not as full or empty:
-    a warming pod reporting 1 would make the HPA add pods for load that is not there."""
+SHARED_CACHE_UP_HELP = ("1 while the shared sentence cache (--cache-url) answers, 0 while "
+                        "it is skipped as down or slow; absent without --cache-url")
+SHARED_CACHE_OPS = ("get", "put")
+# Why a shared cache operation failed: it took longer than --cache-timeout-ms, Redis could not
+# be reached, Redis refused the write for memory (maxmemory with noeviction), or anything else.
+SHARED_CACHE_REASONS = ("timeout", "unavailable", "full", OTHER)
 
-    name = "litestream_load"
 
-    def __init__(self) -> None:
+class _OptionalGauge(Collector):
+    """A gauge with no sample while its value is None. `litestream_load` has none while the
+    replica is no capacity source (warming up, draining): an autoscaler then treats it as
+    missing, not as full or empty (a warming pod reporting 1 would make the HPA add pods for
+    load that is not there)."""
+
+    def __init__(self, name: str, documentation: str) -> None:
+        self.name = name
+        self.documentation = documentation
         self.value: float | None = None
 
     def describe(self) -> Iterator[Metric]:
-        yield GaugeMetricFamily(self.name, LOAD_HELP)
+        yield GaugeMetricFamily(self.name, self.documentation)
 
     def collect(self) -> Iterator[Metric]:
-        family = GaugeMetricFamily(self.name, LOAD_HELP)
+        family = GaugeMetricFamily(self.name, self.documentation)
         if self.value is not None:
             family.add_metric([], self.value)
         yield family
@@ -107,7 +116,7 @@ class Metrics:
             "litestream_active_streams", "Streams open now", registry=r)
         self.queued_chunks = Gauge(
             "litestream_queued_chunks", "Chunks waiting for synthesis", registry=r)
-        self.load = _LoadGauge()
+        self.load = _OptionalGauge("litestream_load", LOAD_HELP)
         r.register(self.load)
         self.scheduler_load = Gauge(
             "litestream_scheduler_load",
@@ -154,6 +163,27 @@ class Metrics:
             "litestream_cache_bytes", "Audio held by the sentence cache, bytes", registry=r)
         self.cache_entries = Gauge(
             "litestream_cache_entries", "Sentences held by the sentence cache", registry=r)
+        # The shared level behind it (synthesis/shared_cache.py, --cache-url).
+        self.shared_cache_hits = Counter(
+            "litestream_shared_cache_hits",
+            "Chunks whose audio came from the shared sentence cache (Redis)", registry=r)
+        self.shared_cache_misses = Counter(
+            "litestream_shared_cache_misses",
+            "Shared sentence cache lookups that found nothing (the chunk was synthesized)",
+            registry=r)
+        self.shared_cache_skipped = Counter(
+            "litestream_shared_cache_skipped",
+            "Shared sentence cache lookups and writes not tried: Redis marked down, a listener "
+            "with too little audio to wait, or too many writes pending", ["op"], registry=r)
+        self.shared_cache_errors = Counter(
+            "litestream_shared_cache_errors",
+            "Shared sentence cache operations that failed, by operation and reason",
+            ["op", "reason"], registry=r)
+        self.shared_cache_writes = Counter(
+            "litestream_shared_cache_writes",
+            "Sentences written to the shared sentence cache", registry=r)
+        self.shared_cache_up = _OptionalGauge("litestream_shared_cache_up", SHARED_CACHE_UP_HELP)
+        r.register(self.shared_cache_up)
         self.workers_serving = Gauge(
             "litestream_workers_serving",
             "Inference workers taking work now (a wedged one is replaced)", registry=r)
@@ -175,6 +205,10 @@ class Metrics:
             self.errors.labels(code=code)
         for close in CLOSE_LABELS:
             self.streams.labels(close_code=close)
+        for op in SHARED_CACHE_OPS:
+            self.shared_cache_skipped.labels(op=op)
+            for why in SHARED_CACHE_REASONS:
+                self.shared_cache_errors.labels(op=op, reason=why)
 
     # ------------------------------------------------------------ events the server reports
 
@@ -241,6 +275,22 @@ class Metrics:
     def set_queue(self, queued: int, load: float) -> None:
         self.queued_chunks.set(queued)
         self.scheduler_load.set(load)
+
+    def shared_cache_lookup(self, hit: bool) -> None:
+        (self.shared_cache_hits if hit else self.shared_cache_misses).inc()
+
+    def shared_cache_skip(self, op: str) -> None:
+        self.shared_cache_skipped.labels(op=_label(op, SHARED_CACHE_OPS)).inc()
+
+    def shared_cache_error(self, op: str, reason: str) -> None:
+        self.shared_cache_errors.labels(op=_label(op, SHARED_CACHE_OPS),
+                                        reason=_label(reason, SHARED_CACHE_REASONS)).inc()
+
+    def shared_cache_written(self) -> None:
+        self.shared_cache_writes.inc()
+
+    def set_shared_cache_up(self, up: bool) -> None:
+        self.shared_cache_up.value = 1.0 if up else 0.0
 
     def set_load(self, fullness: float | None) -> None:
         """litestream_load: admitted load over capacity (Scheduler.fullness), or None while

@@ -16,8 +16,11 @@ pass and nearly free windows, and nothing above the engine needs to know.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -75,6 +78,14 @@ class Voice(Protocol):
     def sample_rate(self) -> int: ...
 
     @property
+    def fingerprint(self) -> str:
+        """What makes this voice's audio what it is, as hex: its model files' checksums and
+        the settings that change the audio (noise scales). Processes whose voices share a
+        fingerprint make the same audio for the same text and speed; the shared sentence cache
+        keys on it, so a changed voice file never gets another file's audio."""
+        ...
+
+    @property
     def language(self) -> str: ...
 
     @property
@@ -128,3 +139,26 @@ class Voice(Protocol):
         """Run every session on the shapes it will meet, so a listener never pays for it."""
         ...
 
+
+
+def fingerprint_of(*parts: str | bytes) -> str:
+    """A voice fingerprint from its parts (checksums, settings): SHA-256 hex."""
+    digest = hashlib.sha256()
+    for part in parts:
+        data = part.encode("utf-8") if isinstance(part, str) else part
+        digest.update(len(data).to_bytes(8, "little"))
+        digest.update(data)
+    return digest.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 hex of a file, computed once per file version (path, size, mtime): a voice and
+    every worker's copy of it share one reading of a 60 MB model."""
+    stat = path.stat()
+    return _file_sha256(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()

@@ -45,7 +45,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from litestream.engine import synthetic_lengths
-from litestream.engine.base import DecodeWindow, Latent, VoiceDescription
+from litestream.engine.base import DecodeWindow, Latent, VoiceDescription, fingerprint_of
 from litestream.engine.phonemize import phonemize
 from litestream.errors import ConfigError, SynthesisError
 
@@ -301,6 +301,11 @@ class SyntheticVoice:
     @property
     def sample_rate(self) -> int:
         return SAMPLE_RATE
+
+    @property
+    def fingerprint(self) -> str:
+        """Its audio is a tone of the bundled voice's lengths, whatever its cost."""
+        return fingerprint_of("synthetic", VOICE_ID, str(SAMPLE_RATE))
 
     @property
     def language(self) -> str:

@@ -398,6 +398,14 @@ class Scheduler:
         s = self._streams.get(stream_id)
         return s.priority if s is not None else None
 
+    def audio_ahead_s(self, stream_id: str, now: float) -> float | None:
+        """Audio this stream's listener has yet to hear that exists: sent and not played yet,
+        plus made and not sent yet. None before its first audio (or for an unknown stream)."""
+        s = self._streams.get(stream_id)
+        if s is None or s.playback_start_s is None:
+            return None
+        return max(0.0, s.playback_start_s + s.sent_audio_s - now) + s.ready_audio_s
+
     def underrun_s(self, stream_id: str) -> float:
         """Estimated seconds this stream's listener ran dry (for `done.stats.underrun_ms`)."""
         s = self._streams.get(stream_id)

@@ -55,6 +55,7 @@ from litestream.server.websocket import StreamConnection
 from litestream.session import GoingAway, SessionLimits, StreamSession, SynthesisResult
 from litestream.synthesis import StreamLink, Synthesis
 from litestream.synthesis.cache import SentenceCache
+from litestream.synthesis.shared_cache import SharedCache, redacted
 from litestream.synthesis.workers import PoolEvent, WatchdogConfig, WorkerPool
 from litestream.text import languages
 
@@ -84,9 +85,16 @@ class LitestreamServer:
         self.keys = KeyCheck(config.all_api_keys())
         self.limits = ClientLimits.from_config(config)
         self.cache = SentenceCache(config.cache_bytes)
+        self.shared_cache: SharedCache | None = None
+        if config.cache_url:
+            self.shared_cache = SharedCache(
+                config.cache_url, {v: voice.fingerprint for v, voice in self.voices.items()},
+                self.sample_rates, self.metrics, ttl_s=config.cache_ttl_s,
+                timeout_s=config.cache_timeout_ms / 1000.0)
         self.synthesis = Synthesis(config, self.voices, self.metrics,
                                    startup.max_batch(config, self.voices),
-                                   self.default_voice, cache=self.cache)
+                                   self.default_voice, cache=self.cache,
+                                   shared=self.shared_cache)
         self.streams: dict[str, StreamConnection] = {}
         self.speech: dict[str, SpeechStream] = {}  # POST /v1/audio/speech in flight
         self.static_dir = routes.default_static_dir()
@@ -141,6 +149,11 @@ class LitestreamServer:
         site = web.TCPSite(self._runner, self.config.host, self.config.port, ssl_context=tls,
                            reuse_address=True)
         await site.start()
+        # Not fatal: without Redis the replica serves from its own cache (warned once).
+        if self.shared_cache is not None and await self.shared_cache.ping():
+            log.info("shared sentence cache: %s (entries live %.0f s, lookups bounded to "
+                         "%.0f ms)", redacted(config.cache_url), config.cache_ttl_s,
+                         config.cache_timeout_ms)
         await pool.ready()
         await asyncio.to_thread(self.synthesis.calibrate, pool, self.voices)
         await asyncio.to_thread(startup.warm_segmenters, self.voices)
@@ -204,6 +217,9 @@ class LitestreamServer:
         pool = self.synthesis.take_pool()
         if pool is not None:
             await asyncio.to_thread(pool.close)
+        shared, self.shared_cache = self.shared_cache, None
+        if shared is not None:
+            await shared.close()
 
     async def __aenter__(self) -> LitestreamServer:
         await self.start()

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -31,13 +33,30 @@ from litestream.scheduler import (
 )
 from litestream.session import ChunkAudio, ChunkFailed, ChunkPlanned, SynthesisResult
 from litestream.synthesis import calibration
-from litestream.synthesis.cache import SentenceCache
+from litestream.synthesis.cache import CachedAudio, SentenceCache
+from litestream.synthesis.shared_cache import SharedCache
 from litestream.synthesis.workers import WorkerPool, WorkResult
 
 log = logging.getLogger("litestream.synthesis")
 
 # Where a stream's results go: the server feeds them to that stream's session.
 Deliver = Callable[[str, Sequence[SynthesisResult]], None]
+
+# A listener with at least this much audio beyond the lookup's bound may wait for a shared
+# cache lookup: its next sentence is not due before the lookup is over, whatever it answers.
+LOOKUP_MARGIN_S = 0.1
+
+
+@dataclass(slots=True)
+class _Waiting:
+    """A chunk held back from the scheduler until the shared cache answered (or an earlier
+    chunk of its stream did: the scheduler takes a stream's chunks in order)."""
+
+    seq: int
+    text: str
+    speed: float
+    voice: str
+    lookup: asyncio.Future[CachedAudio | None] | None  # None: no lookup, only its turn
 
 
 def scheduler_config(config: Config) -> SchedulerConfig:
@@ -58,12 +77,19 @@ class StreamLink:
     sentences; the scheduler keys its steps by the same seq."""
 
     def __init__(self, scheduler: Scheduler, stream_id: str, metrics: Metrics,
-                 cache: SentenceCache | None = None, on_hit: Deliver | None = None) -> None:
+                 cache: SentenceCache | None = None, on_hit: Deliver | None = None,
+                 shared: SharedCache | None = None,
+                 dispatch: Callable[[], None] | None = None) -> None:
         self._scheduler = scheduler
         self.stream_id = stream_id
         self._metrics = metrics
         self._cache = cache if cache is not None and cache.enabled else None
         self._on_hit = on_hit
+        # The shared level (Redis): chunks wait here, in order, for their lookups.
+        self._shared = shared if on_hit is not None else None
+        self._dispatch = dispatch
+        self._waiting: deque[_Waiting] = deque()
+        self._closed = False
         # seq -> deadline of the newest audio piece delivered and not yet sent, for the slack
         # histogram at send time (one observation per decode window).
         self._deadlines: dict[int, float] = {}
@@ -80,14 +106,80 @@ class StreamLink:
             cached = self._cache.get(voice, speed, text)
             self._metrics.cache_lookup(hit=cached is not None)
             if cached is not None:
-                # A hit skips synthesis: its plan and all its audio reach the session like a
-                # worker's result, which orders it by seq, long before its deadline.
-                self._on_hit(self.stream_id, (ChunkPlanned(seq, text, cached.sample_count),
-                                              ChunkAudio(seq, cached.samples, last=True)))
+                self._hit(seq, text, cached)
                 return
+        shared = self._shared
+        if shared is not None and self._may_wait(now):
+            lookup = asyncio.ensure_future(shared.get(voice, speed, text))
+            self._waiting.append(_Waiting(seq, text, speed, voice, lookup))
+            lookup.add_done_callback(self._looked_up)
+            return
+        if shared is not None:
+            self._metrics.shared_cache_skip("get")
+        if self._waiting:  # behind a lookup: the scheduler takes a stream's chunks in order
+            self._waiting.append(_Waiting(seq, text, speed, voice, None))
+            return
         self._scheduler.submit(self.stream_id, seq, text, speed=speed, voice=voice, now=now)
 
+    def _hit(self, seq: int, text: str, cached: CachedAudio) -> None:
+        """A hit skips synthesis: its plan and all its audio reach the session like a worker's
+        result, which orders it by seq, long before its deadline."""
+        assert self._on_hit is not None
+        self._on_hit(self.stream_id, (ChunkPlanned(seq, text, cached.sample_count),
+                                      ChunkAudio(seq, cached.samples, last=True)))
+
+    def _may_wait(self, now: float) -> bool:
+        """May this chunk wait for a shared cache lookup (at most its timeout)? Not while Redis
+        is marked down; before the stream's first audio, yes (a bounded wait against a whole
+        synthesis saved); after it, only if the listener cannot notice: audio of an earlier
+        chunk is still to be made, or enough is buffered to outlast the lookup."""
+        shared = self._shared
+        if shared is None or not shared.available:
+            return False
+        ahead_s = self._scheduler.audio_ahead_s(self.stream_id, now)
+        if ahead_s is None or self._waiting or self._scheduler.queued_sentences(self.stream_id):
+            return True
+        return ahead_s >= shared.timeout_s + LOOKUP_MARGIN_S
+
+    def _looked_up(self, _: asyncio.Future[CachedAudio | None]) -> None:
+        """A lookup ended: settle the chunks at the head of the line, in order."""
+        if self._closed:
+            return
+        submitted = False
+        while self._waiting:
+            head = self._waiting[0]
+            if head.lookup is not None and not head.lookup.done():
+                break
+            self._waiting.popleft()
+            found = None
+            if head.lookup is not None and not head.lookup.cancelled():
+                found = head.lookup.result()
+            if found is not None:
+                if self._cache is not None:
+                    self._cache.put(head.voice, head.speed, head.text, found.samples,
+                                    found.sample_rate)
+                self._hit(head.seq, head.text, found)
+                continue
+            now = asyncio.get_running_loop().time()
+            self._scheduler.submit(self.stream_id, head.seq, head.text, speed=head.speed,
+                                   voice=head.voice, now=now)
+            submitted = True
+        if submitted and self._dispatch is not None:
+            self._dispatch()
+
+    def _drop_waiting(self) -> None:
+        for waiting in self._waiting:
+            if waiting.lookup is not None:
+                waiting.lookup.cancel()
+        self._waiting.clear()
+
+    def close(self) -> None:
+        """The stream is gone: its lookups are dropped, nothing more is submitted."""
+        self._closed = True
+        self._drop_waiting()
+
     def clear(self, now: float) -> None:
+        self._drop_waiting()
         self._scheduler.clear(self.stream_id, now)
         self._deadlines.clear()
 
@@ -123,7 +215,8 @@ class Synthesis:
     """The scheduler, the worker pool and the dispatch loop between them. Loop thread only."""
 
     def __init__(self, config: Config, voices: Mapping[str, Voice], metrics: Metrics,
-                 max_batch: int, default_voice: str, cache: SentenceCache | None = None) -> None:
+                 max_batch: int, default_voice: str, cache: SentenceCache | None = None,
+                 shared: SharedCache | None = None) -> None:
         self.scheduler = Scheduler(scheduler_config(config), workers=config.workers)
         # The default voice first: it prices a stream whose voice is not known yet.
         for voice_id in sorted(voices, key=lambda v: v != default_voice):
@@ -139,6 +232,7 @@ class Synthesis:
         self._wakeup: asyncio.TimerHandle | None = None
         self._deliver: Deliver | None = None
         self.cache = cache
+        self.shared = shared
         # Decoded pieces of sentences not finished yet, kept for the cache: (stream, seq) ->
         # pieces in order. A sentence enters the cache whole, at its last window.
         self._pieces: dict[tuple[str, int], list[np.ndarray]] = {}
@@ -181,12 +275,15 @@ class Synthesis:
         link = self._links.get(stream_id)
         if link is None:
             link = self._links[stream_id] = StreamLink(
-                self.scheduler, stream_id, self._metrics, self.cache, self._deliver_soon)
+                self.scheduler, stream_id, self._metrics, self.cache, self._deliver_soon,
+                shared=self.shared, dispatch=self.dispatch)
         return link
 
     def close_stream(self, stream_id: str, now: float) -> int:
         """Forget the stream; returns how many queued chunks were dropped."""
-        self._links.pop(stream_id, None)
+        link = self._links.pop(stream_id, None)
+        if link is not None:
+            link.close()
         for key in [k for k in self._pieces if k[0] == stream_id]:
             del self._pieces[key]
         return self.scheduler.close_stream(stream_id, now)
@@ -204,8 +301,10 @@ class Synthesis:
             self._loop.call_soon(self._deliver, stream_id, results)
 
     def _keep_for_cache(self, step: SynthesisStep, audio: np.ndarray) -> None:
-        """Collect a sentence's decoded pieces; at its last one, the whole sentence is cached."""
-        if self.cache is None or not self.cache.enabled:
+        """Collect a sentence's decoded pieces; at its last one, the whole sentence is cached
+        in this process and written to the shared cache in the background."""
+        local = self.cache is not None and self.cache.enabled
+        if not local and self.shared is None:
             return
         key = (step.stream_id, step.seq)
         pieces = self._pieces.setdefault(key, [])
@@ -213,8 +312,11 @@ class Synthesis:
         if step.last:
             del self._pieces[key]
             whole = np.concatenate(pieces) if len(pieces) > 1 else pieces[0]
-            self._metrics.cache_evicted(self.cache.put(step.voice, step.speed, step.text, whole,
-                                                       self._rates[step.voice]))
+            if self.cache is not None and local:
+                self._metrics.cache_evicted(self.cache.put(
+                    step.voice, step.speed, step.text, whole, self._rates[step.voice]))
+            if self.shared is not None:
+                self.shared.put(step.voice, step.speed, step.text, whole)
 
     # ------------------------------------------------------------ the dispatch loop
 

@@ -225,3 +225,4 @@ class FakeVoice:
     sample_rate: int = 22050
     context_frames: int = 17
     language: str = "en_US"
+    fingerprint: str = "fake"

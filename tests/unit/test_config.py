@@ -44,6 +44,9 @@ def test_env_types_and_lists() -> None:
     ({"LITESTREAM_FRAME_MS": "5"}, "frame_ms"),
     ({"LITESTREAM_LOG_JSON": "maybe"}, "log_json"),
     ({"LITESTREAM_NO_SUCH_THING": "1"}, "LITESTREAM_NO_SUCH_THING"),
+    ({"LITESTREAM_CACHE_URL": "http://cache:6379"}, "cache_url"),
+    ({"LITESTREAM_CACHE_TIMEOUT_MS": "0"}, "cache_timeout_ms"),
+    ({"LITESTREAM_CACHE_TTL_S": "0"}, "cache_ttl_s"),
 ])
 def test_invalid_values_stop_the_start(environ: dict[str, str], needle: str) -> None:
     with pytest.raises(ConfigError) as info:
@@ -99,3 +102,13 @@ def test_stream_defaults_are_checked_against_the_protocol() -> None:
         config_mod.build(environ={}, frame_ms=5)
     with pytest.raises(ConfigError, match="audio_format"):
         config_mod.build(environ={}, audio_format="mp3")
+
+
+def test_the_shared_cache_is_set_like_every_setting() -> None:
+    assert config_mod.build(environ={}).cache_url == ""  # none by default
+    env = {"LITESTREAM_CACHE_URL": "redis://cache:6379/0", "LITESTREAM_CACHE_TTL_S": "3600"}
+    config = config_mod.build(environ=env)
+    assert (config.cache_url, config.cache_ttl_s, config.cache_timeout_ms) == (
+        "redis://cache:6379/0", 3600.0, 20.0)
+    args = config_mod.parse_args(["--cache-url", "unix:///run/redis.sock"])
+    assert config_mod.build(args, environ=env).cache_url == "unix:///run/redis.sock"

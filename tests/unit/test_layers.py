@@ -56,6 +56,7 @@ ONLY_IN: dict[str, frozenset[str]] = {
     "websockets": frozenset({"client"}),
     "onnxruntime": frozenset({"engine", "synthesis"}),  # synthesis: a run's RunOptions
     "pipecat": frozenset({"client"}),
+    "redis": frozenset({"synthesis"}),  # the shared sentence cache (shared_cache.py)
 }
 # The pure cores: no event loop, no threads, no clock (the caller passes `now`), no sockets.
 PURE = ("scheduler", "session", "text", "protocol", "security", "errors", "config")

@@ -118,7 +118,7 @@ def test_no_session_labels() -> None:
     m = Metrics()
     m.stream_opened()
     m.first_audio(0.1)
-    allowed = {"reason", "code", "close_code", "le", "kind"}
+    allowed = {"reason", "code", "close_code", "le", "kind", "op"}
     for _, labels in samples(m):
         assert {k for k, _ in labels} <= allowed
 

@@ -36,7 +36,13 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from litestream.engine.base import DecodeWindow, Latent, VoiceDescription
+from litestream.engine.base import (
+    DecodeWindow,
+    Latent,
+    VoiceDescription,
+    file_sha256,
+    fingerprint_of,
+)
 from litestream.engine.kokoro import japanese
 from litestream.engine.onnx import select_providers, session_options, with_options
 from litestream.errors import SynthesisError, VoiceError
@@ -300,6 +306,13 @@ class KokoroVoice:
     @property
     def language(self) -> str:
         return "ja"
+
+    @property
+    def fingerprint(self) -> str:
+        """The joined model's checksum, its vocabulary and this style's vector."""
+        return fingerprint_of("kokoro", file_sha256(self.model.model_path),
+                              json.dumps(dict(self.model.vocab), sort_keys=True),
+                              np.ascontiguousarray(self._style, dtype=np.float32).tobytes())
 
     def __repr__(self) -> str:
         return f"KokoroVoice({self.style!r}, slot={self.slot})"

@@ -27,7 +27,13 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from litestream.engine.base import DecodeWindow, Latent, VoiceDescription
+from litestream.engine.base import (
+    DecodeWindow,
+    Latent,
+    VoiceDescription,
+    file_sha256,
+    fingerprint_of,
+)
 from litestream.engine.onnx import CPU_PROVIDER, CUDA_PROVIDER, select_providers
 from litestream.engine.phonemize import phonemes_to_ids, phonemize, split_ids
 from litestream.engine.piper import files
@@ -152,6 +158,13 @@ class PiperVoice:
             logger.warning("asked for %s but the session runs on %s", providers[0],
                            self.provider)
         self._outputs = ["output"] + ([model.lengths_output] if model.lengths_output else [])
+
+    @property
+    def fingerprint(self) -> str:
+        """The model and config files' checksums and the noise scales (engine.base.Voice)."""
+        return fingerprint_of("piper", file_sha256(self.info.model_path),
+                              file_sha256(self.info.config_path),
+                              f"{self.noise_scale!r}:{self.noise_w!r}")
 
     def _new_session(self, model_bytes: bytes, providers: list[str]) -> ort.InferenceSession:
         return create_session(model_bytes, providers, intra_op_threads=self.intra_op_threads,
