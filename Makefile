@@ -7,7 +7,8 @@ STAMP  := $(VENV)/.installed
 PIPECAT ?= pipecat-ai==1.14.0
 ARGS   ?=
 
-.PHONY: serve test test-fast lint bench install clean soak faults gpu-bundle fleet fleet-stop
+.PHONY: serve test test-fast lint bench install clean soak faults gpu-bundle fleet fleet-stop \
+	fleet-test
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -86,3 +87,10 @@ fleet: $(STAMP)
 
 fleet-stop: $(STAMP)
 	$(PY) -m deploy.fleet down
+
+# The fleet test with its figures (python -m loadtest.fleet: 3 synthetic-voice replicas, 40
+# streams through HAProxy, a drain, a kill). `make test` runs the same scenarios as
+# tests/e2e/loadtest/test_fleet.py, asserting behaviour; this prints the stalls and seconds too.
+fleet-test: $(STAMP)
+	bash deploy/fleet/install-deps.sh
+	$(PY) -m loadtest.fleet $(ARGS)

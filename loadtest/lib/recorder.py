@@ -28,6 +28,8 @@ class StreamResult:
     index: int
     start_offset_s: float  # planned arrival, from the run's start
     refused_status: int | None = None  # HTTP status of a handshake refusal (503, 429, ...)
+    retry_after: str | None = None  # that refusal's Retry-After header
+    replica: str | None = None  # which replica a balancer chose (deploy/fleet: its header)
     connect_error: str | None = None  # failed to connect for another reason
     ttfa_ms: float | None = None  # first text sent -> first audio frame received
     stall_count: int = 0

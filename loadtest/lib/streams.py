@@ -41,6 +41,7 @@ from loadtest.lib.recorder import (
 from loadtest.lib.texts import text_for, words
 
 DEFAULT_URL = "ws://127.0.0.1:8765/v1/stream"
+REPLICA_HEADER = "X-Litestream-Replica"
 MAX_STREAMS_HARD = 1024  # a bound on any single run, whatever the flags say
 
 
@@ -90,12 +91,17 @@ async def connect_recorded(url: str, result: StreamResult, *, open_timeout: floa
     from websockets.exceptions import InvalidStatus
 
     try:
-        return await connect(url, open_timeout=open_timeout, proxy=None,
-                             max_size=8 * 1024 * 1024, compression=None, max_queue=max_queue)
+        ws = await connect(url, open_timeout=open_timeout, proxy=None,
+                           max_size=8 * 1024 * 1024, compression=None, max_queue=max_queue)
     except InvalidStatus as exc:
         result.refused_status = exc.response.status_code
+        result.retry_after = exc.response.headers.get("Retry-After")
     except (OSError, TimeoutError) as exc:
         result.connect_error = f"{type(exc).__name__}: {exc}"
+    else:
+        # HAProxy in front of a fleet names the replica it chose (deploy/fleet/haproxy.cfg).
+        result.replica = ws.response.headers.get(REPLICA_HEADER) if ws.response else None
+        return ws
     return None
 
 
