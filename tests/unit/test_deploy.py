@@ -2,8 +2,12 @@
 
 Manifests are validated offline against the Kubernetes OpenAPI schemas that the
 `kubernetes-validate` package bundles (strict mode: unknown fields fail), for the oldest and the
-newest Kubernetes version this project claims; then the relationships between them that matter
-at run time are asserted (drain timing, probe paths, selectors, HPA target, GPU limit).
+newest Kubernetes version this project claims. KEDA's ScaledObject, a custom resource, is
+validated against its schema as KEDA 2.20's API types define it (`SCALED_OBJECT_SCHEMA` below,
+strict too), and its HPA behaviour against Kubernetes' own schema for it. Then the relationships
+between them that matter at run time are asserted (drain timing, probe paths, selectors, the
+load gauge as the scaling signal for both autoscalers, Redis as an optional dependency,
+resource requests against the measured figures, GPU limit).
 
 No Docker engine runs in CI or on the development machine, so the Dockerfile is checked by
 reading it, not by building it.
@@ -11,11 +15,13 @@ reading it, not by building it.
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 
 from tests import REPO
@@ -32,12 +38,134 @@ DOCKERFILE = ROOT / "Dockerfile"
 OLDEST_K8S = "1.29"
 K8S_VERSIONS = [OLDEST_K8S, kubernetes_validate.latest_version()]
 
-# Kinds with no schema among the Kubernetes API (kustomize's own config file).
-NOT_KUBERNETES_API = {"Kustomization"}
+# Kinds with no schema among the Kubernetes API (kustomize's own config file; KEDA's custom
+# resource, validated against SCALED_OBJECT_SCHEMA instead).
+NOT_KUBERNETES_API = {"Kustomization", "ScaledObject"}
+
+# KEDA 2.20's ScaledObject (keda.sh/v1alpha1), as its API types define it
+# (apis/keda/v1alpha1/scaledobject_types.go, scaletriggers_types.go): every field, with
+# additionalProperties false as kubernetes-validate's strict mode. The HPA behaviour inside is
+# Kubernetes' own type and is validated by kubernetes-validate (test_keda_behavior_...).
+_INT32 = {"type": "integer", "minimum": 0, "maximum": 2**31 - 1}
+SCALED_OBJECT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "properties": {
+        "apiVersion": {"const": "keda.sh/v1alpha1"},
+        "kind": {"const": "ScaledObject"},
+        "metadata": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["name"],
+            "properties": {
+                "name": {"type": "string", "minLength": 1},
+                "namespace": {"type": "string"},
+                "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                "annotations": {"type": "object", "additionalProperties": {"type": "string"}},
+            },
+        },
+        "spec": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["scaleTargetRef", "triggers"],
+            "properties": {
+                "scaleTargetRef": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["name"],
+                    "properties": {
+                        "name": {"type": "string", "minLength": 1},
+                        "apiVersion": {"type": "string"},
+                        "kind": {"type": "string"},
+                        "envSourceContainerName": {"type": "string"},
+                    },
+                },
+                "pollingInterval": {**_INT32, "minimum": 1},
+                "initialCooldownPeriod": _INT32,
+                "cooldownPeriod": _INT32,
+                "idleReplicaCount": _INT32,
+                "minReplicaCount": _INT32,
+                "maxReplicaCount": {**_INT32, "minimum": 1},
+                "fallback": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["failureThreshold", "replicas"],
+                    "properties": {
+                        "failureThreshold": _INT32,
+                        "replicas": _INT32,
+                        "behavior": {"enum": ["static", "currentReplicas",
+                                              "currentReplicasIfHigher",
+                                              "currentReplicasIfLower", "scalingModifiers"]},
+                    },
+                },
+                "advanced": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "horizontalPodAutoscalerConfig": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "properties": {
+                                "name": {"type": "string"},
+                                "behavior": {"type": "object"},
+                            },
+                        },
+                        "restoreToOriginalReplicaCount": {"type": "boolean"},
+                        "scalingModifiers": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "properties": {
+                                "formula": {"type": "string"},
+                                "target": {"type": "string"},
+                                "activationTarget": {"type": "string"},
+                                "metricType": {"enum": ["AverageValue", "Value"]},
+                            },
+                        },
+                    },
+                },
+                "triggers": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["type", "metadata"],
+                        "properties": {
+                            "type": {"type": "string", "minLength": 1},
+                            "name": {"type": "string"},
+                            "useCachedMetrics": {"type": "boolean"},
+                            "metadata": {"type": "object",
+                                         "additionalProperties": {"type": "string"}},
+                            "authenticationRef": {
+                                "type": "object",
+                                "additionalProperties": False,
+                                "required": ["name"],
+                                "properties": {"name": {"type": "string"},
+                                               "kind": {"type": "string"}},
+                            },
+                            "metricType": {"enum": ["AverageValue", "Value", "Utilization"]},
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
+# The prometheus scaler's metadata keys (KEDA 2.20, pkg/scalers/prometheus_scaler.go); KEDA
+# itself ignores keys it does not know, so a misspelt one would silently do nothing.
+PROMETHEUS_TRIGGER_KEYS = {
+    "serverAddress", "query", "queryParameters", "threshold", "activationThreshold",
+    "namespace", "customHeaders", "ignoreNullValues", "unsafeSsl", "awsRegion", "timeout",
+    "identityOwner"}
+PROMETHEUS_TRIGGER_REQUIRED = {"serverAddress", "query", "threshold"}
+
+# The measured figures the pod's resource requests come from (docs/benchmarks.md, "On a GPU").
+GPU_RUN = ROOT / "docs" / "gpu-runs" / "2026-12-04-h200-run3.json"
 
 
 def _manifest_files() -> list[Path]:
-    return sorted(K8S_DIR.glob("*.yaml"))
+    return sorted(K8S_DIR.rglob("*.yaml"))
 
 
 def _load_all() -> list[tuple[Path, dict[str, Any]]]:
@@ -52,10 +180,14 @@ def _load_all() -> list[tuple[Path, dict[str, Any]]]:
 DOCS = _load_all()
 
 
-def _one(kind: str) -> dict[str, Any]:
-    found = [doc for _, doc in DOCS if doc["kind"] == kind]
-    assert len(found) == 1, f"expected exactly one {kind}, found {len(found)}"
+def _one(kind: str, name: str = "litestream") -> dict[str, Any]:
+    found = [doc for _, doc in DOCS if doc["kind"] == kind and doc["metadata"]["name"] == name]
+    assert len(found) == 1, f"expected exactly one {kind} {name}, found {len(found)}"
     return found[0]
+
+
+def _kustomizations() -> dict[Path, dict[str, Any]]:
+    return {path.parent: doc for path, doc in DOCS if doc["kind"] == "Kustomization"}
 
 
 def _container(deployment: dict[str, Any]) -> dict[str, Any]:
@@ -79,7 +211,7 @@ def _port_number(container: dict[str, Any], port: int | str) -> int:
 
 
 def test_manifest_directory_is_complete() -> None:
-    names = {p.name for p in _manifest_files()}
+    names = {str(p.relative_to(K8S_DIR)) for p in _manifest_files()}
     assert {
         "deployment.yaml",
         "service.yaml",
@@ -87,17 +219,26 @@ def test_manifest_directory_is_complete() -> None:
         "pdb.yaml",
         "prometheus-adapter-rules.yaml",
         "kustomization.yaml",
+        "keda/scaledobject.yaml",
+        "keda/kustomization.yaml",
+        "redis/redis.yaml",
+        "redis/kustomization.yaml",
     } <= names
 
 
 @pytest.mark.parametrize("version", K8S_VERSIONS)
 @pytest.mark.parametrize(
     ("path", "doc"),
-    [pytest.param(p, d, id=f"{p.name}:{d['kind']}") for p, d in DOCS],
+    [pytest.param(p, d, id=f"{p.relative_to(K8S_DIR)}:{d['kind']}:{d['metadata']['name']}")
+     if "metadata" in d else pytest.param(p, d, id=f"{p.relative_to(K8S_DIR)}:{d['kind']}")
+     for p, d in DOCS],
 )
 def test_manifest_validates_against_kubernetes_schema(
     path: Path, doc: dict[str, Any], version: str
 ) -> None:
+    if doc["kind"] == "ScaledObject":
+        jsonschema.validate(doc, SCALED_OBJECT_SCHEMA)
+        return
     if doc["kind"] in NOT_KUBERNETES_API:
         with pytest.raises(kubernetes_validate.SchemaNotFoundError):
             kubernetes_validate.validate(doc, version, strict=True)
@@ -106,11 +247,27 @@ def test_manifest_validates_against_kubernetes_schema(
     kubernetes_validate.validate(doc, version, strict=True)
 
 
-def test_kustomization_lists_every_manifest() -> None:
-    kustomization = _one("Kustomization")
-    listed = set(kustomization["resources"])
-    on_disk = {p.name for p in _manifest_files()} - {"kustomization.yaml"}
-    assert listed == on_disk
+def test_each_kustomization_lists_every_manifest_beside_it() -> None:
+    kustomizations = _kustomizations()
+    assert set(kustomizations) == {K8S_DIR, K8S_DIR / "keda", K8S_DIR / "redis"}
+    for folder, kustomization in kustomizations.items():
+        listed = set(kustomization["resources"])
+        on_disk = {p.name for p in folder.glob("*.yaml")} - {"kustomization.yaml"}
+        assert on_disk <= listed, folder
+        for entry in listed - on_disk:  # anything else is another kustomization's folder
+            assert (folder / entry / "kustomization.yaml").is_file(), (folder, entry)
+
+
+def test_the_scaled_object_schema_is_strict() -> None:
+    """The ScaledObject check can fail: a misspelt or unknown field is refused."""
+    good = _one("ScaledObject")
+    jsonschema.validate(good, SCALED_OBJECT_SCHEMA)
+    for broken in ({**good, "spec": {**good["spec"], "minReplicas": 2}},
+                   {**good, "spec": {**good["spec"], "triggers": []}},
+                   {**good, "spec": {**good["spec"], "fallback": {"replicas": 2}}},
+                   {**good, "apiVersion": "keda.k8s.io/v1alpha1"}):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(broken, SCALED_OBJECT_SCHEMA)
 
 
 # --- relationships ----------------------------------------------------------------------------
@@ -191,7 +348,23 @@ def test_service_exposes_the_websocket_port() -> None:
     assert _port_number(container, port["targetPort"]) == 8765
 
 
-def test_hpa_scales_the_deployment_on_active_streams() -> None:
+def _drain_grace_s() -> float:
+    return float(_env(_container(_one("Deployment")))["LITESTREAM_DRAIN_GRACE_S"])
+
+
+def _assert_scales_down_slowly(behavior: dict[str, Any]) -> None:
+    """Long streams: a pod is removed only after load stayed low for as long as a drain may
+    take, and at most one pod per drain grace, so at most one pod drains at a time."""
+    down = behavior["scaleDown"]
+    assert down["stabilizationWindowSeconds"] >= _drain_grace_s()
+    assert down["selectPolicy"] == "Min"
+    for policy in down["policies"]:
+        assert policy["type"] == "Pods" and policy["value"] == 1
+        assert policy["periodSeconds"] >= _drain_grace_s()
+    assert behavior["scaleUp"]["stabilizationWindowSeconds"] == 0  # up at once
+
+
+def test_hpa_scales_the_deployment_on_the_load_gauge() -> None:
     deployment = _one("Deployment")
     hpa = _one("HorizontalPodAutoscaler")
     assert hpa["apiVersion"] == "autoscaling/v2"
@@ -201,23 +374,159 @@ def test_hpa_scales_the_deployment_on_active_streams() -> None:
         "Deployment",
         deployment["metadata"]["name"],
     )
-    pod_metrics = {m["pods"]["metric"]["name"]: m["pods"] for m in hpa["spec"]["metrics"]}
-    assert pod_metrics["litestream_active_streams"]["target"]["type"] == "AverageValue"
-    # Long-lived streams: scale down on a long window only.
-    assert hpa["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] >= 300
+    # One signal: litestream_load, a gauge from 0 to 1, averaged per pod below 1 (at 1 a pod
+    # refuses streams: the target must leave room for load arriving while a pod warms up).
+    [metric] = hpa["spec"]["metrics"]
+    assert metric["type"] == "Pods"
+    assert metric["pods"]["metric"]["name"] == "litestream_load"
+    assert metric["pods"]["target"]["type"] == "AverageValue"
+    assert 0.5 <= _quantity(metric["pods"]["target"]["averageValue"]) < 1.0
+    _assert_scales_down_slowly(hpa["spec"]["behavior"])
     assert hpa["spec"]["minReplicas"] >= 2, "PDB maxUnavailable 1 needs two replicas"
 
 
+def _quantity(text: str | int | float) -> float:
+    """A Kubernetes quantity as a number: "700m" -> 0.7."""
+    value = str(text)
+    return float(value[:-1]) / 1000 if value.endswith("m") else float(value)
+
+
+def test_the_load_gauge_is_a_metric_litestream_exports() -> None:
+    from litestream.metrics import Metrics
+
+    exported = {family.name for family in Metrics().registry.collect()}
+    assert "litestream_load" in exported
+
+
 def test_adapter_rules_expose_every_hpa_metric_per_pod() -> None:
-    config_map = _one("ConfigMap")
+    config_map = _one("ConfigMap", "prometheus-adapter-litestream")
     rules = yaml.safe_load(config_map["data"]["config.yaml"])["rules"]
     exposed = {rule["name"]["as"]: rule for rule in rules}
     hpa = _one("HorizontalPodAutoscaler")
     for metric in hpa["spec"]["metrics"]:
         name = metric["pods"]["metric"]["name"]
         assert name in exposed, f"HPA uses {name}, which the adapter does not serve"
-        overrides = exposed[name]["resources"]["overrides"]
+        rule = exposed[name]
+        overrides = rule["resources"]["overrides"]
         assert {v["resource"] for v in overrides.values()} == {"namespace", "pod"}
+        assert rule["seriesQuery"].startswith(name + "{")
+        assert "rate(" not in rule["metricsQuery"]  # a gauge: its value, not a rate
+
+
+def test_keda_scales_the_deployment_on_the_same_signal_as_the_hpa() -> None:
+    scaled = _one("ScaledObject")
+    hpa = _one("HorizontalPodAutoscaler")
+    ref = scaled["spec"]["scaleTargetRef"]
+    assert (ref.get("apiVersion"), ref.get("kind"), ref["name"]) == (
+        "apps/v1", "Deployment", _one("Deployment")["metadata"]["name"])
+    assert scaled["spec"]["minReplicaCount"] == hpa["spec"]["minReplicas"]
+    assert scaled["spec"]["maxReplicaCount"] == hpa["spec"]["maxReplicas"]
+    [trigger] = scaled["spec"]["triggers"]
+    assert trigger["type"] == "prometheus"
+    meta = trigger["metadata"]
+    assert set(meta) <= PROMETHEUS_TRIGGER_KEYS and set(meta) >= PROMETHEUS_TRIGGER_REQUIRED
+    # AverageValue divides the query by the pod count: the query is the sum over pods of the
+    # gauge, and the threshold the HPA's per-pod target.
+    assert trigger["metricType"] == "AverageValue"
+    assert re.fullmatch(r"sum\(litestream_load\{[^}]*\}\)", meta["query"]), meta["query"]
+    assert float(meta["threshold"]) == _quantity(
+        hpa["spec"]["metrics"][0]["pods"]["target"]["averageValue"])
+    behavior = scaled["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+    assert behavior == hpa["spec"]["behavior"]
+    _assert_scales_down_slowly(behavior)
+    # Prometheus unreachable: never scale down blind.
+    assert scaled["spec"]["fallback"]["behavior"] == "currentReplicasIfHigher"
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+def test_keda_behavior_validates_as_kubernetes_hpa_behavior(version: str) -> None:
+    """KEDA passes advanced.horizontalPodAutoscalerConfig.behavior to the HPA it makes:
+    Kubernetes' own schema for it applies (strict)."""
+    behavior = _one("ScaledObject")["spec"]["advanced"]["horizontalPodAutoscalerConfig"][
+        "behavior"]
+    hpa = json.loads(json.dumps(_one("HorizontalPodAutoscaler")))
+    hpa["spec"]["behavior"] = behavior
+    kubernetes_validate.validate(hpa, version, strict=True)
+
+
+def test_keda_variant_replaces_the_hpa_and_the_adapter_rules() -> None:
+    """KEDA makes its own HPA: two HPAs on one Deployment would fight. The keda folder applies
+    everything else and deletes the HPA and the adapter rules (KEDA asks Prometheus itself)."""
+    kustomization = _kustomizations()[K8S_DIR / "keda"]
+    assert ".." in kustomization["resources"] and "scaledobject.yaml" in kustomization["resources"]
+    deleted = set()
+    for patch in kustomization["patches"]:
+        doc = yaml.safe_load(patch["patch"])
+        assert doc["$patch"] == "delete"
+        deleted.add((doc["kind"], doc["metadata"]["name"]))
+    assert deleted == {("HorizontalPodAutoscaler", _one("HorizontalPodAutoscaler")["metadata"][
+        "name"]), ("ConfigMap", "prometheus-adapter-litestream")}
+    assert "keda/scaledobject.yaml" not in _kustomizations()[K8S_DIR]["resources"]
+
+
+def test_redis_is_an_optional_dependency() -> None:
+    """The pods read the cache URL from an optional ConfigMap: without deploy/kubernetes/redis
+    they run without Redis; with it, the URL names the Redis Service's port."""
+    container = _container(_one("Deployment"))
+    [cache_env] = [e for e in container["env"] if e["name"] == "LITESTREAM_CACHE_URL"]
+    ref = cache_env["valueFrom"]["configMapKeyRef"]
+    assert ref["optional"] is True
+    assert "redis/redis.yaml" not in _kustomizations()[K8S_DIR]["resources"]
+    config_map = _one("ConfigMap", ref["name"])
+    url = config_map["data"][ref["key"]]
+    match = re.fullmatch(r"redis://([\w.-]+):(\d+)/\d+", url)
+    assert match, url
+    service = _one("Service", match.group(1))
+    redis_deployment = _one("Deployment", "litestream-redis")
+    [redis] = redis_deployment["spec"]["template"]["spec"]["containers"]
+    [port] = service["spec"]["ports"]
+    assert port["port"] == int(match.group(2))
+    assert _port_number(redis, port["targetPort"]) == 6379
+    assert _selects(service["spec"]["selector"],
+                    redis_deployment["spec"]["template"]["metadata"]["labels"])
+    # The litestream Service and PDB must not select the Redis pod, nor its Service them.
+    redis_labels = redis_deployment["spec"]["template"]["metadata"]["labels"]
+    assert not _selects(_one("Service")["spec"]["selector"], redis_labels)
+    assert not _selects(service["spec"]["selector"],
+                        _one("Deployment")["spec"]["template"]["metadata"]["labels"])
+    # A cache: least recently used out when full, no persistence, bounded below its limit.
+    conf = _one("ConfigMap", "litestream-redis-config")["data"]["redis.conf"]
+    settings = dict(line.split(None, 1) for line in conf.splitlines()
+                    if line.strip() and not line.lstrip().startswith("#"))
+    assert settings["maxmemory-policy"] == "allkeys-lru"
+    assert settings["appendonly"] == "no" and settings["save"] == '""'
+    assert _bytes(settings["maxmemory"]) < _bytes(redis["resources"]["limits"]["memory"])
+
+
+def _bytes(text: str) -> int:
+    units = {"kb": 1000, "mb": 1000**2, "gb": 1000**3, "ki": 2**10, "mi": 2**20, "gi": 2**30}
+    match = re.fullmatch(r"(\d+)\s*([a-zA-Z]*)", text.strip())
+    assert match, text
+    unit = match.group(2).lower()
+    return int(match.group(1)) * units.get(unit, 1)
+
+
+def test_resource_requests_cover_the_measured_figures() -> None:
+    """The pod asks for what a pod was measured to use at its capacity (docs/benchmarks.md,
+    "On a GPU", run 3) with the same settings: CPU busy while serving it, RSS high-water plus
+    the sentence cache's default size."""
+    from litestream.config import default_of
+
+    run = json.loads(GPU_RUN.read_text())
+    container = _container(_one("Deployment"))
+    env = _env(container)
+    measured = run["capacity_100"]["server"]
+    assert int(env["LITESTREAM_WORKERS"]) == measured["cpu"]["inference_threads"]
+    cpu = measured["cpu"]
+    busy_cores = (cpu["event_loop_s"] + cpu["inference_s"] + cpu["other_s"]) / run[
+        "capacity_100"]["wall_s"]
+    requests = container["resources"]["requests"]
+    assert _quantity(requests["cpu"]) >= busy_cores
+    high_water = max(run[k]["server"]["rss_high_water_mb"] for k in run
+                     if isinstance(run[k], dict) and "server" in run[k]) * 2**20
+    assert _bytes(requests["memory"]) >= high_water + default_of("cache_bytes")
+    assert _bytes(container["resources"]["limits"]["memory"]) > _bytes(requests["memory"])
+    assert "cpu" not in container["resources"].get("limits", {}), "throttling stalls listeners"
 
 
 # --- Dockerfile (read, not built) -------------------------------------------------------------
