@@ -19,10 +19,14 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
+import json
+import math
 import os
 import signal
 import socket
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,13 +35,17 @@ from deploy.fleet.fleet import (
     BACKEND,
     Fleet,
     haproxy_command,
+    http_text,
     parse_stat,
     running_fleet,
     wait_exit,
     wait_until,
 )
 from loadtest.lib.recorder import StreamRecorder, StreamResult
+from loadtest.lib.scripted_client import speak, text_msgs
 from loadtest.lib.streams import run_stream
+from loadtest.lib.swarm import paragraph_for
+from loadtest.lib.texts import words
 
 MODE = "tokens"  # the paragraph, word by word (78 words)
 
@@ -89,6 +97,20 @@ def start_streams(url: str, n: int, settings: Settings, first: int = 0,
     return [asyncio.create_task(run_stream(url, MODE, StreamRecorder(first + i),
                                            token_rate=settings.token_rate,
                                            timeout_s=settings.timeout_s))
+            for i in range(n)]
+
+
+def start_varied(url: str, n: int, settings: Settings, seed: int, first: int = 0,
+                 ) -> list[asyncio.Task[StreamResult]]:
+    """As `start_streams`, each stream with its own text (five sentences of the benchmark
+    texts in its own order), word by word."""
+    def messages(i: int) -> list[str]:
+        tokens = words(paragraph_for(i, seed))
+        return [json.dumps({"type": "text", "text": t}) for t in tokens] + [
+            json.dumps({"type": "end"})]
+    return [asyncio.create_task(speak(url, first + i, messages(first + i),
+                                      timeout_s=settings.timeout_s,
+                                      pace_s=1.0 / settings.token_rate))
             for i in range(n)]
 
 
@@ -236,8 +258,52 @@ async def kill(fleet: Fleet, settings: Settings, report: Report) -> None:
     await asyncio.to_thread(fleet.forget, victim)
 
 
+async def shared_cache(fleet: Fleet, settings: Settings, report: Report) -> None:
+    """A sentence synthesized on one replica is a hit on another (Redis behind each)."""
+    a, b = sorted(fleet.state.replicas)[:2]
+    sentence = f"The shared cache test number {uuid.uuid4().int % 10**8} is spoken once."
+    hits_before = metric(fleet, b, "litestream_shared_cache_hits_total")
+    writes_before = metric(fleet, a, "litestream_shared_cache_writes_total")
+    first = await _say_on(fleet, a, sentence, settings)
+    # The fill is written behind the stream, once its sentence is whole.
+    await asyncio.to_thread(wait_until, f"{a} writes the sentence to Redis", lambda: metric(
+        fleet, a, "litestream_shared_cache_writes_total") > writes_before, 10.0)
+    second = await _say_on(fleet, b, sentence, settings)
+    hits_after = metric(fleet, b, "litestream_shared_cache_hits_total")
+    report.check("cache: a sentence synthesized on one replica is a hit on another",
+                 finished(first) and finished(second) and hits_after > hits_before,
+                 f"{a} spoke it, then {b}: {b}'s shared-cache hits "
+                 f"{hits_before:.0f} -> {hits_after:.0f}")
+
+
+async def redis_down(fleet: Fleet, settings: Settings, report: Report) -> None:
+    """Redis stops while streams play: every stream goes on and finishes whole. Each stream
+    speaks its own text, so its sentences are looked up in Redis, not found in the replica's
+    own cache."""
+    names = sorted(fleet.state.replicas)
+    per = settings.per_replica // 2
+    seed = uuid.uuid4().int % 10**6
+    tasks = start_varied(fleet.url, per * len(names), settings, seed)
+    await wait_streaming(fleet, names, per)
+    used = sum(metric(fleet, n, f"litestream_shared_cache_{what}_total") for n in names
+               for what in ("hits", "misses", "writes"))
+    await asyncio.to_thread(fleet.stop_redis)
+    later = await asyncio.gather(*start_varied(fleet.url, per, settings, seed, first=1000))
+    results = list(await asyncio.gather(*tasks)) + list(later)
+    up = [metric(fleet, n, "litestream_shared_cache_up") for n in names]
+    errors = sum(metric(fleet, n, "litestream_shared_cache_errors_total") for n in names)
+    report.check("redis: with Redis stopped mid-run, streams go on to their end",
+                 all(finished(r) for r in results) and used > 0,
+                 f"{outcomes(results)} ({len(later)} opened after Redis stopped); Redis reads and "
+                 f"writes before it stopped: {used:.0f}; after: shared_cache_up {up}, "
+                 f"{errors:.0f} errors counted")
+    report.check("redis: 0 stalls", no_stall(results), stalls(results), timing=True)
+    await asyncio.to_thread(fleet.start_redis)
+
+
 SCENARIOS: dict[str, Callable[[Fleet, Settings, Report], Awaitable[None]]] = {
-    "balance": balance, "drain": drain, "kill": kill,
+    "balance": balance, "drain": drain, "kill": kill, "cache": shared_cache,
+    "redis": redis_down,
 }
 
 
@@ -310,3 +376,20 @@ def _until_down(fleet: Fleet, name: str, t0: float, timeout_s: float) -> float |
             return time.monotonic() - t0
         time.sleep(0.02)
     return None
+
+
+def metric(fleet: Fleet, replica: str, name: str) -> float:
+    """The sum of a metric's samples on one replica's /metrics (0 when it has none)."""
+    total = 0.0
+    with contextlib.suppress(OSError):
+        for line in http_text(fleet.replica_url(replica, "/metrics")).splitlines():
+            if line.startswith(name) and line[len(name):len(name) + 1] in (" ", "{"):
+                value = float(line.rsplit(" ", 1)[1])
+                total += value if math.isfinite(value) else 0.0
+    return total
+
+
+async def _say_on(fleet: Fleet, replica: str, text: str, settings: Settings) -> StreamResult:
+    """One stream straight to a replica (not through HAProxy), speaking `text` at once."""
+    url = f"ws://127.0.0.1:{fleet.state.replicas[replica].port}/v1/stream"
+    return await speak(url, 0, text_msgs(text), timeout_s=settings.timeout_s)

@@ -4,7 +4,9 @@ A real fleet: HAProxy, Redis, Prometheus and three `litestream serve` replicas o
 each (the synthetic voice), streams offered through HAProxy's public port. Asserted: the
 fleet admits exactly its capacity and refuses the rest with 503 + Retry-After; a replica
 drained with SIGTERM finishes its streams and gets no new one; a replica killed with SIGKILL
-ends only its own streams, HAProxy takes it out and new streams go to the others. Stalls and
+ends only its own streams, HAProxy takes it out and new streams go to the others; a sentence
+synthesized on one replica is a hit on another (Redis); with Redis stopped mid-run, every
+stream is still spoken to its end. Stalls and
 seconds are timing: printed here, asserted by the command (docs/style.md: tests).
 
 This test never skips: without haproxy, redis-server or prometheus it fails and says to run
