@@ -45,6 +45,12 @@ from litestream.scheduler import StepKind, SynthesisStep
 log = logging.getLogger("litestream.workers")
 
 TERMINATED = "terminated by the watchdog"
+# A busy worker gives freed memory back at most this often, and an idle one this long after
+# its last run. Trimming after every run cost ~0.5-0.8 ms of CPU a run (the trim, and the page
+# faults of the next run's allocations): nothing next to a CPU window of 50-300 ms, but most
+# of a worker's CPU when a GPU runs a window in 3 ms (docs/benchmarks.md, "One process,
+# 1,000 listeners").
+TRIM_EVERY_S = 1.0
 T = TypeVar("T")
 
 
@@ -312,13 +318,23 @@ class WorkerPool:
                         else {k: v.new_session() for k, v in self._voices.items()})
             if not self._post(self._warmed, worker, sessions):
                 return
+            trimmed_at = time.monotonic()
+            untrimmed = False  # a run's garbage is not yet given back
             while True:
-                task = worker.inbox.get()
+                try:
+                    task = worker.inbox.get(timeout=TRIM_EVERY_S if untrimmed else None)
+                except queue.Empty:  # idle: give the last runs' memory back now
+                    release_memory()
+                    trimmed_at, untrimmed = time.monotonic(), False
+                    continue
                 if task is None:
                     return
                 run_no, steps, run_options = task
                 results = run_steps(sessions, steps, run_options)
-                release_memory()
+                untrimmed = True
+                if time.monotonic() - trimmed_at >= TRIM_EVERY_S:
+                    release_memory()
+                    trimmed_at, untrimmed = time.monotonic(), False
                 if not self._post(self._finished, worker, run_no, results):
                     return
         except BaseException as exc:  # the thread dies: say so, so the pool replaces it
@@ -387,7 +403,8 @@ def name_native_thread(name: str) -> None:
 
 
 def release_memory() -> None:
-    """Give the freed heap back to the OS after a run (glibc; a no-op elsewhere).
+    """Give the freed heap back to the OS (glibc; a no-op elsewhere). Workers call it at most
+    every `TRIM_EVERY_S` while busy, and once idle.
 
     With the ORT arena off, a long sentence's tensors are freed to malloc, but glibc keeps most
     of a fragmented heap: RSS still grew 250 -> 890 MB over hostile traffic. `malloc_trim(0)`

@@ -21,9 +21,10 @@ from websockets.asyncio.client import connect
 
 from litestream import config as config_mod
 from litestream.engine import PiperVoice
+from litestream.engine.synthetic import SyntheticVoice
 from litestream.errors import SynthesisError
 from litestream.scheduler import Scheduler, StepKind, SynthesisStep
-from litestream.synthesis import scheduler_config
+from litestream.synthesis import scheduler_config, workers
 from litestream.synthesis.workers import (
     TERMINATED,
     PoolEvent,
@@ -290,3 +291,33 @@ async def test_readyz_is_503_until_every_worker_is_warm() -> None:
         if not starting.done():
             starting.cancel()
         await server.close()
+
+
+async def test_a_busy_worker_trims_memory_at_most_every_interval_and_once_idle(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """malloc_trim after every run cost more than a GPU's run itself: a busy worker trims at
+    most every TRIM_EVERY_S, and once when it goes idle, not again while it stays idle."""
+    trims: list[float] = []
+    monkeypatch.setattr(workers, "release_memory", lambda: trims.append(0.0))
+    monkeypatch.setattr(workers, "TRIM_EVERY_S", 0.5)
+    results: asyncio.Queue[WorkResult] = asyncio.Queue()
+    voice = SyntheticVoice(sleep=lambda seconds: None)  # its runs cost nothing
+    pool = WorkerPool({"v": voice}, 1, asyncio.get_running_loop(), results.put_nowait)
+    await pool.ready()
+    try:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        runs = 0
+        while loop.time() - started < 1.2:  # back to back for 1.2 s: at most 2 trims
+            pool.dispatch([job(SHORT, seq=runs)])
+            assert not (await results.get()).failed
+            runs += 1
+        busy_trims = len(trims)
+        assert runs > 20 and busy_trims <= 2
+        async with asyncio.timeout(10):  # idle: one trim, about TRIM_EVERY_S later
+            while len(trims) == busy_trims:
+                await asyncio.sleep(0.05)
+        await asyncio.sleep(1.2)  # and no more while it stays idle
+        assert len(trims) == busy_trims + 1
+    finally:
+        await asyncio.to_thread(pool.close)
