@@ -52,6 +52,9 @@ class ChunkAudio:
     seq: int
     audio: np.ndarray  # float32 mono in [-1, 1]
     last: bool
+    # The same audio as s16le PCM (the default wire format), made by the worker off the event
+    # loop; None: the session converts `audio` itself.
+    pcm_s16: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,8 +32,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, assert_never
 
-import numpy as np
-
 from litestream import protocol
 from litestream.errors import CloseCode, ErrorCode, ProtocolError
 from litestream.protocol import (
@@ -90,7 +88,7 @@ class _Sentence:
     announced: bool = False  # its `chunk` event is queued
     duration_ms: int = 0  # as announced
     queued_ms: float = 0.0  # audio of it in frames queued so far
-    pieces: deque[np.ndarray] = field(default_factory=deque)  # arrived, not yet framed
+    pieces: deque[ChunkAudio] = field(default_factory=deque)  # arrived, not yet framed
     carry: bytes = b""  # PCM short of a full frame, waiting for the next piece
     last_arrived: bool = False
     failed: bool = False
@@ -350,10 +348,10 @@ class StreamSession:
         match result:
             case ChunkPlanned(samples=samples):
                 sentence.samples = samples
-            case ChunkAudio(audio=audio, last=last):
+            case ChunkAudio(last=last):
                 if sentence.last_arrived:
                     raise ValueError(f"audio for seq {result.seq} after its last piece")
-                sentence.pieces.append(audio)
+                sentence.pieces.append(result)
                 sentence.last_arrived = last
             case ChunkFailed(message=message):
                 # The scheduler side logs the failure with its cause; this is the stream's view.
@@ -375,7 +373,7 @@ class StreamSession:
                 continue
             if sentence.samples is None and sentence.last_arrived:
                 # All its audio came without a plan: its length is what arrived.
-                sentence.samples = sum(len(piece) for piece in sentence.pieces)
+                sentence.samples = sum(len(piece.audio) for piece in sentence.pieces)
             if not sentence.announced:
                 if sentence.samples is None:
                     break
@@ -407,15 +405,19 @@ class StreamSession:
         self.cursor_ms += sentence.duration_ms
         self.chunks_sent += 1
 
-    def _queue_piece(self, sentence: _Sentence, audio: np.ndarray, now: float) -> None:
+    def _queue_piece(self, sentence: _Sentence, result: ChunkAudio, now: float) -> None:
         """Frame one piece of audio: whole frames of at most frame_ms, the tail of a piece
         waits for the next one (the sentence's last frame may be short)."""
+        audio = result.audio
         if self.ttfa_ms is None and self.first_text_at is not None and len(audio):
             ttfa_s = now - self.first_text_at
             self.ttfa_ms = round(ttfa_s * 1000)
             self._metrics.first_audio(ttfa_s)
         rate = self._rates[sentence.voice]
-        piece = protocol.to_pcm(audio, sentence.format)
+        if result.pcm_s16 is not None and sentence.format == "s16le":
+            piece = result.pcm_s16
+        else:
+            piece = protocol.to_pcm(audio, sentence.format)
         pcm = sentence.carry + piece
         size = protocol.frame_bytes(rate, sentence.frame_ms, sentence.format)
         last = sentence.last_arrived and not sentence.pieces

@@ -371,7 +371,8 @@ class Synthesis:
             self._metrics.synthesized(result.compute_s, audio_s)
             if keep:
                 self._keep_for_cache(step, result.audio)
-                inputs.append(ChunkAudio(step.seq, result.audio, last=step.last))
+                inputs.append(ChunkAudio(step.seq, result.audio, last=step.last,
+                                         pcm_s16=result.pcm_s16))
                 if link is not None:
                     link.piece_delivered(step.seq, step.deadline_s)
             else:  # cleared or closed: this sentence will not be finished

@@ -39,6 +39,7 @@ from typing import Any, TypeVar
 import numpy as np
 import onnxruntime as ort
 
+from litestream import protocol
 from litestream.engine.base import DecodeWindow, Latent, Voice
 from litestream.scheduler import StepKind, SynthesisStep
 
@@ -60,6 +61,7 @@ class WorkResult:
     compute_s: float             # wall time this step took on its worker (batch time shared)
     latent: Latent | None = None  # ENCODE: the sentence's front pass
     audio: np.ndarray | None = None  # DECODE: float32 mono window
+    pcm_s16: bytes | None = None  # DECODE: the same as s16le PCM, made here, off the event loop
     error: str | None = None     # why it failed, for the log (never sent with text)
 
     @property
@@ -432,7 +434,7 @@ def run_steps(voices: Mapping[str, Voice], steps: list[SynthesisStep],
     except Exception:  # retry one by one so one bad window fails alone (fast if terminated)
         return [_decode(voice, step, run_options) for step in steps]
     share = (time.perf_counter() - started) / len(steps)
-    return [WorkResult(step, share, audio=audio)
+    return [WorkResult(step, share, audio=audio, pcm_s16=protocol.to_pcm(audio, "s16le"))
             for step, audio in zip(steps, audios, strict=True)]
 
 
@@ -459,7 +461,8 @@ def _decode(voice: Voice, step: SynthesisStep, run_options: Any) -> WorkResult:
                              run_options=run_options)
     except Exception as exc:
         return _failed(step, started, exc, run_options)
-    return WorkResult(step, time.perf_counter() - started, audio=audio)
+    return WorkResult(step, time.perf_counter() - started, audio=audio,
+                      pcm_s16=protocol.to_pcm(audio, "s16le"))
 
 
 def _failed(step: SynthesisStep, started: float, exc: Exception,

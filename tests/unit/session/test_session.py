@@ -193,6 +193,26 @@ def test_frames_hold_at_most_frame_ms_and_all_of_the_audio() -> None:
     assert sum(sizes) == 130 * 2
 
 
+def test_the_workers_s16_pcm_goes_out_as_it_is_and_other_formats_convert_the_audio() -> None:
+    # Workers convert each window to s16le off the event loop (ChunkAudio.pcm_s16): an s16le
+    # stream frames those bytes; an f32le sentence converts the float audio itself.
+    made_by_worker = np.arange(60, dtype="<i2").tobytes()  # not what audio(60) converts to
+    session, _ = opened()
+    session.receive(TextMsg("Some words.", flush=True), 0.0)
+    session.receive(ChunkPlanned(0, "Some words.", 60), 0.1)
+    session.receive(ChunkAudio(0, audio(60), last=True, pcm_s16=made_by_worker), 0.1)
+    frames = [item.payload for item in iter(session.next_outgoing, None)
+              if isinstance(item, SendAudio)]
+    assert b"".join(frames) == made_by_worker
+    session.receive(ConfigMsg({"format": "f32le"}), 0.2)
+    session.receive(TextMsg("More words.", flush=True), 0.2)
+    session.receive(ChunkPlanned(1, "More words.", 60), 0.3)
+    session.receive(ChunkAudio(1, audio(60), last=True, pcm_s16=made_by_worker), 0.3)
+    frames = [item.payload for item in iter(session.next_outgoing, None)
+              if isinstance(item, SendAudio)]
+    assert b"".join(frames) == audio(60).astype("<f4").tobytes()
+
+
 def test_msgpack_audio_is_a_map_with_its_seq() -> None:
     session, _ = make(encoding=Encoding.MSGPACK)
     session.receive(TextMsg("Some words.", flush=True), 0.0)
