@@ -134,7 +134,8 @@ class SharedCache:
         self._client: Any = Redis(connection_pool=pool, retry=Retry(NoBackoff(), 0))
         self._down_until = 0.0  # loop time before which no operation is tried
         self._writes_paused_until = 0.0  # Redis full: reads go on, writes wait
-        self._up = True
+        self._up = True  # answering (not marked down)
+        self._writes_ok = True  # not refusing writes for memory
         self._warned_at: float | None = None
         self._writes: set[asyncio.Task[None]] = set()
         metrics.set_shared_cache_up(True)
@@ -153,28 +154,36 @@ class SharedCache:
         reason = _reason(exc)
         self._metrics.shared_cache_error(op, reason)
         now = self._now()
-        if reason == "full":
+        if reason == "full":  # Redis answers; only writes wait
             self._writes_paused_until = now + RETRY_S
-        else:
-            self._down_until = now + RETRY_S
-            self._metrics.set_shared_cache_up(False)
-        if not self._up:
+            if self._writes_ok:
+                self._writes_ok = False
+                self._tell(now, "full on put", exc, "lookups go on, writes paused")
             return
-        self._up = False
+        self._down_until = now + RETRY_S
+        self._metrics.set_shared_cache_up(False)
+        if self._up:
+            self._up = False
+            self._tell(now, f"{reason} on {op}", exc, "going on without it")
+
+    def _tell(self, now: float, what: str, exc: BaseException, then: str) -> None:
+        """The one line an outage gets: a WARNING, or INFO when one was logged less than
+        WARN_EVERY_S ago (a flapping Redis must not flood the log)."""
         level = logging.WARNING
         if self._warned_at is not None and now - self._warned_at < WARN_EVERY_S:
             level = logging.INFO
         else:
             self._warned_at = now
         detail = str(exc) or type(exc).__name__
-        then = ("lookups go on, writes paused" if reason == "full"
-                else "going on without it")
-        log.log(level, "shared sentence cache %s: %s on %s (%s); %s, trying again every %.0f s",
-                redacted(self.url), reason, op, detail, then, RETRY_S)
+        log.log(level, "shared sentence cache %s: %s (%s); %s, trying again every %.0f s",
+                redacted(self.url), what, detail, then, RETRY_S)
 
     def _succeeded(self, op: str) -> None:
         if op == "put":
             self._writes_paused_until = 0.0
+            if not self._writes_ok:
+                self._writes_ok = True
+                log.info("shared sentence cache %s takes writes again", redacted(self.url))
         if not self._up:
             self._up = True
             log.info("shared sentence cache %s answers again", redacted(self.url))
@@ -246,10 +255,14 @@ class SharedCache:
         self._succeeded("put")
         self._metrics.shared_cache_written()
 
-    async def close(self) -> None:
-        """Let pending writes finish (each is bounded), then close the connections."""
+    async def wait_writes(self) -> None:
+        """Until the writes scheduled so far have ended (each is bounded)."""
         if self._writes:
             await asyncio.gather(*self._writes, return_exceptions=True)
+
+    async def close(self) -> None:
+        """Let pending writes finish (each is bounded), then close the connections."""
+        await self.wait_writes()
         try:
             await self._client.aclose()
         except Exception as exc:  # closing a broken connection: nothing left to do
