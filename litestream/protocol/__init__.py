@@ -13,6 +13,7 @@ from litestream.protocol.v1 import (
     PROTOCOL_VERSION,
     SPEED_MAX,
     SPEED_MIN,
+    TIMESTAMPS,
     ClearMsg,
     ClientMessage,
     ConfigMsg,
@@ -41,6 +42,8 @@ from litestream.protocol.v1 import (
     to_pcm,
     to_s16,
     validate_setting,
+    word,
+    words,
 )
 
 __all__ = [
@@ -53,6 +56,7 @@ __all__ = [
     "PROTOCOL_VERSION",
     "SPEED_MAX",
     "SPEED_MIN",
+    "TIMESTAMPS",
     "ClearMsg",
     "ClientMessage",
     "ConfigMsg",
@@ -81,4 +85,6 @@ __all__ = [
     "to_pcm",
     "to_s16",
     "validate_setting",
+    "word",
+    "words",
 ]

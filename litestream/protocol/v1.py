@@ -28,6 +28,7 @@ PCM_FORMATS = tuple(BYTES_PER_SAMPLE)
 # protocol-v1: config. The scheduler's `Priority` has the same values (a test holds them equal);
 # the wire format keeps its own strings so that it never imports the scheduler.
 PRIORITIES = ("high", "normal", "low")
+TIMESTAMPS = ("none", "word")  # protocol-v1: config `timestamps`; "word" adds `words` events
 
 
 class Encoding(StrEnum):
@@ -46,6 +47,7 @@ class StreamSettings:
     frame_ms: int
     speed: float = 1.0  # protocol-v1: the voice's own pace
     priority: str = "normal"
+    timestamps: str = "none"  # "word": a `words` event follows each `chunk` event
 
 
 # ---------------------------------------------------------------- client messages
@@ -126,10 +128,16 @@ def validate_setting(name: str, value: Any, voices: frozenset[str]) -> Any:
         if value not in PRIORITIES:
             raise _invalid(f"priority must be one of {', '.join(PRIORITIES)}, got {value!r}")
         return value
+    if name == "timestamps":
+        if not isinstance(value, str):
+            raise _bad("field 'timestamps' must be a string")
+        if value not in TIMESTAMPS:
+            raise _invalid(f"timestamps must be one of {', '.join(TIMESTAMPS)}, got {value!r}")
+        return value
     raise _bad(f"unknown config field {name!r}")
 
 
-CONFIG_FIELDS = ("voice", "speed", "format", "frame_ms", "priority")
+CONFIG_FIELDS = ("voice", "speed", "format", "frame_ms", "priority", "timestamps")
 
 
 def decode(frame: str | bytes, encoding: Encoding) -> dict[str, Any]:
@@ -252,6 +260,18 @@ def ready(session: str, settings: StreamSettings, sample_rate: int) -> dict[str,
 def chunk(seq: int, text: str, start_ms: int, duration_ms: int) -> dict[str, Any]:
     return {"type": "chunk", "seq": seq, "text": text, "start_ms": start_ms,
             "duration_ms": duration_ms}
+
+
+def words(seq: int, spoken: list[dict[str, Any]]) -> dict[str, Any]:
+    """protocol-v1 `words`: each item ``{"text", "start_ms", "end_ms", "char_start",
+    "char_end"}``, times on the stream's audio timeline (the clock of `start_ms`)."""
+    return {"type": "words", "seq": seq, "words": spoken}
+
+
+def word(text: str, start_ms: int, end_ms: int, char_start: int, char_end: int
+         ) -> dict[str, Any]:
+    return {"text": text, "start_ms": start_ms, "end_ms": end_ms, "char_start": char_start,
+            "char_end": char_end}
 
 
 def flushed(seq: int) -> dict[str, Any]:

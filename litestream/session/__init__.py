@@ -24,6 +24,7 @@ from litestream.session.interface import (
     StreamState,
     SynthesisLink,
     SynthesisResult,
+    TimedWord,
 )
 from litestream.session.session import StreamSession
 
@@ -49,4 +50,5 @@ __all__ = [
     "StreamState",
     "SynthesisLink",
     "SynthesisResult",
+    "TimedWord",
 ]

@@ -36,13 +36,34 @@ class ClientFrame:
     data: str | bytes
 
 
+class TimedWord(Protocol):
+    """One word of a chunk and where it is heard in the chunk's audio (the engine's
+    `engine.base.Word` has this shape)."""
+
+    @property
+    def text(self) -> str: ...  # chunk_text[char_start:char_end]
+
+    @property
+    def char_start(self) -> int: ...
+
+    @property
+    def char_end(self) -> int: ...
+
+    @property
+    def start_sample(self) -> int: ...  # from the chunk's first sample, at the voice's rate
+
+    @property
+    def end_sample(self) -> int: ...
+
+
 @dataclass(frozen=True, slots=True)
 class ChunkPlanned:
-    """Sentence `seq`'s exact length is known (after its encode step)."""
+    """Sentence `seq`'s exact length is known (after its encode step), and its words' times."""
 
     seq: int
     text: str
     samples: int  # the sentence's audio length, samples at the voice's rate
+    words: tuple[TimedWord, ...] = ()  # in order, inside [0, samples)
 
 
 @dataclass(frozen=True, slots=True)

@@ -64,6 +64,7 @@ from litestream.session.interface import (
     StreamState,
     SynthesisLink,
     SynthesisResult,
+    TimedWord,
 )
 from litestream.text.segmenter import Segmenter
 
@@ -84,7 +85,9 @@ class _Sentence:
     voice: str
     format: str  # settings at submit time: a `config` applies to text after it
     frame_ms: int
+    timestamps: bool = False  # a `words` event follows its `chunk` event
     samples: int | None = None  # known after ChunkPlanned
+    words: tuple[TimedWord, ...] = ()  # from ChunkPlanned, times in the chunk's samples
     announced: bool = False  # its `chunk` event is queued
     duration_ms: int = 0  # as announced
     queued_ms: float = 0.0  # audio of it in frames queued so far
@@ -301,7 +304,8 @@ class StreamSession:
             seq = self._next_seq
             self._next_seq += 1
             self._sentences[seq] = _Sentence(seq, text, settings.voice, settings.format,
-                                             settings.frame_ms)
+                                             settings.frame_ms,
+                                             timestamps=settings.timestamps == "word")
             self._pending.append(seq)
             self._link.submit(seq, text, speed=settings.speed, voice=settings.voice, now=now)
 
@@ -327,6 +331,8 @@ class StreamSession:
                 self.cursor_ms -= item.audio_ms
             elif isinstance(item, SendMessage) and item.kind == "chunk":
                 self.chunks_sent -= 1
+            elif isinstance(item, SendMessage) and item.kind == "words":
+                pass  # its chunk's, dropped with it
             else:
                 kept.append(item)
         self._outbox = kept
@@ -346,8 +352,9 @@ class StreamSession:
         if sentence is None or not self._live:
             return  # cleared, or the stream is finishing: its audio is not wanted
         match result:
-            case ChunkPlanned(samples=samples):
+            case ChunkPlanned(samples=samples, words=words):
                 sentence.samples = samples
+                sentence.words = words
             case ChunkAudio(last=last):
                 if sentence.last_arrived:
                     raise ValueError(f"audio for seq {result.seq} after its last piece")
@@ -398,10 +405,21 @@ class StreamSession:
 
     def _announce(self, sentence: _Sentence) -> None:
         assert sentence.samples is not None
-        sentence.duration_ms = protocol.samples_to_ms(sentence.samples, self._rates[sentence.voice])
+        rate = self._rates[sentence.voice]
+        sentence.duration_ms = protocol.samples_to_ms(sentence.samples, rate)
         sentence.announced = True
-        self._send(protocol.chunk(sentence.seq, sentence.text, round(self.cursor_ms),
-                                  sentence.duration_ms))
+        start_ms = round(self.cursor_ms)
+        self._send(protocol.chunk(sentence.seq, sentence.text, start_ms, sentence.duration_ms))
+        if sentence.timestamps:
+            # On the stream's timeline: the chunk's start_ms plus each word's offset, rounded
+            # as duration_ms is, so every word lies inside its chunk.
+            end_ms = start_ms + sentence.duration_ms
+            self._send(protocol.words(sentence.seq, [
+                protocol.word(w.text, min(start_ms + protocol.samples_to_ms(w.start_sample, rate),
+                                          end_ms),
+                              min(start_ms + protocol.samples_to_ms(w.end_sample, rate), end_ms),
+                              w.char_start, w.char_end)
+                for w in sentence.words]))
         self.cursor_ms += sentence.duration_ms
         self.chunks_sent += 1
 

@@ -20,11 +20,17 @@ phrases repeated within a minute (loadtest/cache_bench.py compares sizes). One e
 most `max_entry_bytes` (1/8 of the total by default), so one long chunk cannot flush the stock
 phrases.
 
+Each entry also keeps the sentence's words and their times (`engine.base.Word`), so a hit
+carries its `words` event as fresh synthesis would; their character spans are the text's that
+was stored, and a hit on a text that differs from it only in whitespace or Unicode form gets
+them found again in its own text (`CachedAudio.words_in`).
+
 Sans I/O and single-threaded: the event loop calls it (lookup at submission, store at result).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import unicodedata
@@ -32,6 +38,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
+
+from litestream.engine.base import Word
 
 log = logging.getLogger("litestream.cache")
 
@@ -63,6 +71,26 @@ class CachedAudio:
 
     samples: np.ndarray
     sample_rate: int  # Hz
+    text: str = ""  # the sentence as it was stored (its words' character spans index it)
+    words: tuple[Word, ...] = ()
+
+    def words_in(self, text: str) -> tuple[Word, ...]:
+        """The words with their character spans in ``text`` (a text of the same key): each
+        word's text is found in order; one that is not (a Unicode form that differs) keeps an
+        empty span where the previous word ended."""
+        if text == self.text:
+            return self.words
+        found = []
+        cursor = 0
+        for word in self.words:
+            at = text.find(word.text, cursor)
+            if at < 0:
+                found.append(dataclasses.replace(word, text="", char_start=cursor,
+                                                 char_end=cursor))
+                continue
+            cursor = at + len(word.text)
+            found.append(dataclasses.replace(word, char_start=at, char_end=cursor))
+        return tuple(found)
 
     @property
     def nbytes(self) -> int:
@@ -134,8 +162,9 @@ class SentenceCache:
         return found
 
     def put(self, voice: str, speed: float, text: str, samples: np.ndarray,
-            sample_rate: int) -> int:
-        """Keep a finished sentence's audio. Returns how many entries were evicted for it.
+            sample_rate: int, words: tuple[Word, ...] = ()) -> int:
+        """Keep a finished sentence's audio and its words' times. Returns how many entries were
+        evicted for it.
 
         Audio over `max_entry_bytes`, or empty, is not kept. The samples are copied into a
         read-only float32 array: the caller's buffer may be reused, a hit's must not change."""
@@ -149,7 +178,7 @@ class SentenceCache:
         old = self._entries.pop(key, None)
         if old is not None:
             self._bytes -= old.nbytes
-        entry = CachedAudio(audio, sample_rate)
+        entry = CachedAudio(audio, sample_rate, text, words)
         self._entries[key] = entry
         self._bytes += entry.nbytes
         evicted = 0

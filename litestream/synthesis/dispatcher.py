@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from litestream.config import Config
-from litestream.engine.base import Voice
+from litestream.engine.base import Latent, Voice
 from litestream.metrics import Metrics
 from litestream.scheduler import (
     Admission,
@@ -125,7 +125,8 @@ class StreamLink:
         """A hit skips synthesis: its plan and all its audio reach the session like a worker's
         result, which orders it by seq, long before its deadline."""
         assert self._on_hit is not None
-        self._on_hit(self.stream_id, (ChunkPlanned(seq, text, cached.sample_count),
+        self._on_hit(self.stream_id, (ChunkPlanned(seq, text, cached.sample_count,
+                                                   cached.words_in(text)),
                                       ChunkAudio(seq, cached.samples, last=True)))
 
     def _may_wait(self, now: float) -> bool:
@@ -157,7 +158,7 @@ class StreamLink:
             if found is not None:
                 if self._cache is not None:
                     self._cache.put(head.voice, head.speed, head.text, found.samples,
-                                    found.sample_rate)
+                                    found.sample_rate, found.words_in(head.text))
                 self._hit(head.seq, head.text, found)
                 continue
             now = asyncio.get_running_loop().time()
@@ -312,11 +313,12 @@ class Synthesis:
         if step.last:
             del self._pieces[key]
             whole = np.concatenate(pieces) if len(pieces) > 1 else pieces[0]
+            words = step.latent.words if isinstance(step.latent, Latent) else ()
             if self.cache is not None and local:
                 self._metrics.cache_evicted(self.cache.put(
-                    step.voice, step.speed, step.text, whole, self._rates[step.voice]))
+                    step.voice, step.speed, step.text, whole, self._rates[step.voice], words))
             if self.shared is not None:
-                self.shared.put(step.voice, step.speed, step.text, whole)
+                self.shared.put(step.voice, step.speed, step.text, whole, words)
 
     # ------------------------------------------------------------ the dispatch loop
 
@@ -361,7 +363,7 @@ class Synthesis:
                                           latent=latent, compute_s=result.compute_s, now=now)
             self._metrics.synthesized(result.compute_s, 0.0)
             if keep:
-                inputs.append(ChunkPlanned(step.seq, step.text, latent.samples))
+                inputs.append(ChunkPlanned(step.seq, step.text, latent.samples, latent.words))
                 if latent.frames == 0:  # nothing to decode: the sentence ends here
                     inputs.append(ChunkAudio(step.seq, _EMPTY, last=True))
         elif result.audio is not None:

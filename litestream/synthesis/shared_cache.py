@@ -8,14 +8,15 @@ The key (`shared_key`) carries everything that changes the audio: the voice id, 
 `fingerprint` (its model and config files' checksums and noise settings, engine.base.Voice),
 the speed and the chunk's normalized text (hashed). A changed voice file has another
 fingerprint, so it never gets the old file's audio. The value is the audio as the engine made
-it, float32 mono, behind a small header (`encode_entry`): a hit takes the same road to the
-client as fresh synthesis, so cached and synthesized chunks give the same bytes.
+it, float32 mono, behind a small header and the sentence's words with their times
+(`encode_entry`): a hit takes the same road to the client as fresh synthesis, so cached and
+synthesized chunks give the same bytes and the same `words` events.
 
 Size: 4 bytes per sample, 88.2 kB per second of audio at 22,050 Hz (the Piper voices), 96 kB at
-24,000 Hz (Kokoro), plus about 100 bytes of key and Redis overhead; a typical 2-3 s sentence is
-about 0.2 MB. Entries live `--cache-ttl-s` (a day by default); Redis itself should run with
-`maxmemory` and `maxmemory-policy allkeys-lru`, so a full Redis drops its least used sentences
-instead of refusing writes (docs/operations.md, "Shared sentence cache").
+24,000 Hz (Kokoro), some 40 bytes a word, plus about 100 bytes of key and Redis overhead; a
+typical 2-3 s sentence is about 0.2 MB. Entries live `--cache-ttl-s` (a day by default); Redis
+itself should run with `maxmemory` and `maxmemory-policy allkeys-lru`, so a full Redis drops its
+least used sentences instead of refusing writes (docs/operations.md, "Shared sentence cache").
 
 Redis is never on a client's error path. Every lookup is bounded by `--cache-timeout-ms` (20 ms
 by default); a lookup or write that fails or runs out of time marks Redis down for `RETRY_S`,
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import struct
 import urllib.parse
@@ -39,15 +41,19 @@ from typing import Any
 
 import numpy as np
 
+from litestream.engine.base import Word
 from litestream.errors import ConfigError
 from litestream.metrics import Metrics
 from litestream.synthesis.cache import CachedAudio, normalize_key
 
 log = logging.getLogger("litestream.cache")
 
-KEY_PREFIX = "litestream:audio:v1"
-_HEADER = struct.Struct("<4sI")  # magic, sample rate (Hz); float32 little-endian samples follow
-_MAGIC = b"LSA1"
+# v2: entries carry their sentence's words (v1 entries, audio only, are never read).
+KEY_PREFIX = "litestream:audio:v2"
+# magic, sample rate (Hz), length of the words' JSON; that JSON and the float32 little-endian
+# samples follow.
+_HEADER = struct.Struct("<4sII")
+_MAGIC = b"LSA2"
 # Longer chunks are not written: about 45 s of audio at 22,050 Hz. Stock phrases are short.
 MAX_ENTRY_BYTES = 4 * 1024 * 1024
 RETRY_S = 2.0  # after a failure, how long no operation is tried
@@ -66,21 +72,33 @@ def shared_key(voice: str, fingerprint: str, speed: float, text: str) -> str:
     return f"{KEY_PREFIX}:{voice}:{fingerprint[:16]}:{round(float(speed), 4):.4f}:{digest}"
 
 
-def encode_entry(samples: np.ndarray, sample_rate: int) -> bytes:
+def encode_entry(samples: np.ndarray, sample_rate: int, text: str = "",
+                 words: tuple[Word, ...] = ()) -> bytes:
     audio = np.ascontiguousarray(samples, dtype="<f4").reshape(-1)
-    return _HEADER.pack(_MAGIC, sample_rate) + audio.tobytes()
+    meta = json.dumps({"text": text, "words": [
+        [w.text, w.char_start, w.char_end, w.start_sample, w.end_sample] for w in words]},
+        ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return _HEADER.pack(_MAGIC, sample_rate, len(meta)) + meta + audio.tobytes()
 
 
 def decode_entry(data: bytes, sample_rate: int) -> CachedAudio | None:
-    """The audio of an entry, or None when it is not one of ours at this sample rate."""
-    if len(data) <= _HEADER.size or (len(data) - _HEADER.size) % 4:
+    """The audio and words of an entry, or None when it is not one of ours at this rate."""
+    if len(data) <= _HEADER.size:
         return None
-    magic, rate = _HEADER.unpack_from(data)
-    if magic != _MAGIC or rate != sample_rate:
+    magic, rate, meta_len = _HEADER.unpack_from(data)
+    start = _HEADER.size + meta_len
+    if magic != _MAGIC or rate != sample_rate or len(data) <= start or (len(data) - start) % 4:
         return None
-    samples = np.frombuffer(data, dtype="<f4", offset=_HEADER.size).astype(np.float32)
+    try:
+        meta = json.loads(data[_HEADER.size:start].decode("utf-8"))
+        words = tuple(Word(str(t), int(a), int(b), int(c), int(d))
+                      for t, a, b, c, d in meta["words"])
+        text = str(meta["text"])
+    except (ValueError, TypeError, KeyError):
+        return None
+    samples = np.frombuffer(data, dtype="<f4", offset=start).astype(np.float32)
     samples.setflags(write=False)
-    return CachedAudio(samples, sample_rate)
+    return CachedAudio(samples, sample_rate, text, words)
 
 
 def redacted(url: str) -> str:
@@ -228,8 +246,10 @@ class SharedCache:
         self._metrics.shared_cache_lookup(hit=found is not None)
         return found
 
-    def put(self, voice: str, speed: float, text: str, samples: np.ndarray) -> None:
-        """Write a synthesized chunk in the background (with the TTL); returns at once."""
+    def put(self, voice: str, speed: float, text: str, samples: np.ndarray,
+            words: tuple[Word, ...] = ()) -> None:
+        """Write a synthesized chunk and its words in the background (with the TTL); returns
+        at once."""
         key = self.key(voice, speed, text)
         if key is None or len(samples) == 0 or len(samples) * 4 > MAX_ENTRY_BYTES:
             return
@@ -238,7 +258,7 @@ class SharedCache:
                 or len(self._writes) >= MAX_PENDING_WRITES):
             self._metrics.shared_cache_skip("put")
             return
-        payload = encode_entry(samples, self._rates[voice])
+        payload = encode_entry(samples, self._rates[voice], text, words)
         task = asyncio.get_running_loop().create_task(self._write(key, payload))
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)

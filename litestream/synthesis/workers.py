@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import ctypes.util
+import dataclasses
 import enum
 import logging
 import queue
@@ -41,6 +42,7 @@ import onnxruntime as ort
 
 from litestream import protocol
 from litestream.engine.base import DecodeWindow, Latent, Voice
+from litestream.engine.words import timed
 from litestream.scheduler import StepKind, SynthesisStep
 
 log = logging.getLogger("litestream.workers")
@@ -447,7 +449,11 @@ def _window(step: SynthesisStep) -> DecodeWindow:
 def _encode(voice: Voice, step: SynthesisStep, run_options: Any) -> WorkResult:
     started = time.perf_counter()
     try:
-        latent = voice.encode(voice.phoneme_ids(step.text), step.speed, run_options=run_options)
+        phonemes = voice.phonemes(step.text)
+        latent = voice.encode(phonemes.ids, step.speed, run_options=run_options)
+        # Its words' times ride with the latent: to the chunk's plan, and with its last
+        # decode window to the sentence cache.
+        latent = dataclasses.replace(latent, words=timed(phonemes, latent))
     except Exception as exc:  # one bad sentence must not kill the worker or other streams
         return _failed(step, started, exc, run_options)
     return WorkResult(step, time.perf_counter() - started, latent=latent)

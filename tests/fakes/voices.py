@@ -97,6 +97,10 @@ class FaultyVoice:
         ids: list[int] = self._inner.phoneme_ids(text)
         return ids
 
+    def phonemes(self, text: str) -> Any:
+        self.plan.mark(text)
+        return self._inner.phonemes(text)
+
     def encode(self, ids: Sequence[int], speed: float = 1.0, *, run_options: Any = None) -> Any:
         """A sentence's front pass: where a marked sentence's fault strikes."""
         fault = self.plan.take()

@@ -187,10 +187,17 @@ def _is_symbol(node: Mapping[str, Any]) -> bool:
 
 def phonemize(text: str) -> str:
     """Kokoro phonemes for Japanese text: words separated by spaces, punctuation as ASCII."""
+    return phonemize_words(text)[0]
+
+
+def phonemize_words(text: str) -> tuple[str, list[tuple[str, str]]]:
+    """``phonemize(text)``, and each spoken word's (surface as in the NFKC text, phonemes
+    alone), in order: what word timestamps align (engine/words.py)."""
     text = normalize(text).strip()
     if not text:
-        return ""
+        return "", []
     pieces: list[str] = []  # words and marks, in order
+    spoken: list[tuple[str, str]] = []
     for node in _frontend(text):
         surface = str(node.get("string", ""))
         if _is_symbol(node):
@@ -201,7 +208,8 @@ def phonemize(text: str) -> str:
         word = kana_to_phonemes(_reading(node))
         if word:
             pieces.append(word)
-    return _join(pieces)
+            spoken.append((surface, word))
+    return _join(pieces), spoken
 
 
 def _join(pieces: Sequence[str]) -> str:
@@ -217,13 +225,55 @@ def _join(pieces: Sequence[str]) -> str:
     return out.replace(f"{GEMINATE} ", GEMINATE).replace(f" {GEMINATE}", GEMINATE)
 
 
-def phoneme_ids(phonemes: str, vocab: Mapping[str, int]) -> list[int]:
-    """Kokoro token ids: one per phoneme character in the vocabulary; others dropped."""
+def phoneme_ids(phonemes: str, vocab: Mapping[str, int],
+                sources: list[int] | None = None) -> list[int]:
+    """Kokoro token ids: one per phoneme character in the vocabulary; others dropped. With
+    ``sources``, it is filled with the index in ``phonemes`` each id comes from."""
     ids = []
-    for ch in phonemes:
+    for at, ch in enumerate(phonemes):
         token = vocab.get(ch)
         if token is None:
             logger.debug("phoneme %r (U+%04X) not in Kokoro's vocabulary, dropped", ch, ord(ch))
             continue
         ids.append(token)
+        if sources is not None:
+            sources.append(at)
     return ids
+
+
+def word_spans(text: str, surfaces: Sequence[str]) -> list[tuple[int, int]]:
+    """(char_start, char_end) in ``text`` of each word surface, found in order in its NFKC
+    form. OpenJTalk rewrites numbers (``100`` is the word ``百``): a run of words not found
+    takes the text between its found neighbours, all of it to the run's first word (the rest
+    get empty spans there)."""
+    starts: list[int] = []  # NFKC position -> index in text
+    normalized = ""
+    for index, char in enumerate(text):
+        piece = unicodedata.normalize("NFKC", char)
+        normalized += piece
+        starts.extend([index] * len(piece))
+    starts.append(len(text))
+    found: list[tuple[int, int] | None] = []
+    cursor = 0
+    for surface in surfaces:
+        at = normalized.find(surface, cursor) if surface else -1
+        if at < 0:
+            found.append(None)
+            continue
+        found.append((at, at + len(surface)))
+        cursor = at + len(surface)
+    spans: list[tuple[int, int]] = []
+    for index, place in enumerate(found):
+        if place is not None:
+            spans.append((starts[place[0]], starts[place[1] - 1] + 1))
+            continue
+        begin = spans[-1][1] if spans else 0
+        if index > 0 and found[index - 1] is None:
+            spans.append((begin, begin))  # the run's first word took the text
+            continue
+        following = next((p for p in found[index + 1:] if p is not None), None)
+        stop = starts[following[0]] if following is not None else len(text)
+        while stop > begin and not text[stop - 1].strip():
+            stop -= 1
+        spans.append((begin, stop))
+    return spans

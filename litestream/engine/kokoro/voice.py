@@ -39,12 +39,14 @@ import onnxruntime as ort
 from litestream.engine.base import (
     DecodeWindow,
     Latent,
+    Phonemes,
     VoiceDescription,
     file_sha256,
     fingerprint_of,
 )
 from litestream.engine.kokoro import japanese
 from litestream.engine.onnx import select_providers, session_options, with_options
+from litestream.engine.words import word_spans
 from litestream.errors import SynthesisError, VoiceError
 
 logger = logging.getLogger("litestream.engine.kokoro")
@@ -201,6 +203,7 @@ def describe_styles(files: KokoroFiles) -> list[VoiceDescription]:
 
 def _description(style: str) -> VoiceDescription:
     return VoiceDescription(id=style, model="kokoro", language="ja", sample_rate=SAMPLE_RATE,
+                            timestamps="estimated",
                             gender=style_gender(style), source=SOURCE)
 
 
@@ -323,6 +326,16 @@ class KokoroVoice:
 
     def phoneme_ids(self, text: str) -> list[int]:
         return japanese.phoneme_ids(japanese.phonemize(text), self.model.vocab)
+
+    def phonemes(self, text: str) -> Phonemes:
+        """The ids, with each word's: OpenJTalk's words, aligned as for Piper voices. The
+        graph gives no durations, so their times are estimated (engine/words.py)."""
+        sentence, spoken = japanese.phonemize_words(text)
+        sources: list[int] = []
+        ids = japanese.phoneme_ids(sentence, self.model.vocab, sources)
+        spans = japanese.word_spans(text, [surface for surface, _ in spoken])
+        found = word_spans(text, spans, sentence, [ph for _, ph in spoken], sources)
+        return Phonemes(ids, tuple(span for span in found if span.char_start < span.char_end))
 
     def encode(self, ids: Sequence[int], speed: float = 1.0, *,
                run_options: Any = None) -> Latent:

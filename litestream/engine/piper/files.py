@@ -107,8 +107,10 @@ def voice_info(model_path: Path, config_path: Path | None = None, *, source: str
     )
 
 
-def description(info: VoiceInfo) -> VoiceDescription:
-    """A Piper voice's catalogue row (GET /v1/voices, ``litestream voices``) from its files."""
+def description(info: VoiceInfo, timestamps: str = "exact") -> VoiceDescription:
+    """A Piper voice's catalogue row (GET /v1/voices, ``litestream voices``) from its files.
+    Word timestamps are exact where the graph gives its phoneme durations, as Piper's VITS
+    exports do; a loaded voice states what its own graph gives."""
     return VoiceDescription(id=info.id, model="piper", language=info.language,
                             sample_rate=info.sample_rate, gender=KNOWN_GENDERS.get(info.id),
-                            source=info.source)
+                            source=info.source, timestamps=timestamps)

@@ -22,6 +22,11 @@ names, or another VITS variant, is handled the same way or refused):
   that ``y_mask`` does not (the prior's noise, not the duration predictor's). Sampling that
   noise in the front pass is what makes every decode window of one sentence deterministic.
 
+The front also gives each phoneme id's length in frames, for word timestamps: ``durations``
+is the output of the ``Ceil`` whose sum (``ReduceSum`` -> ``Clip``: Piper's ``y_lengths``) the
+frame mask ``y_mask`` is built from: the duration predictor's output, rounded up, which fixes
+the sentence's length. A graph without it still splits (its word times are then estimated).
+
 Each part is then extracted with ``onnx.utils.Extractor`` and checked to need no tensor from
 another part. A graph that does not fit raises ``NotSplittable`` with the reason, and the voice
 falls back to whole-sentence synthesis.
@@ -50,6 +55,7 @@ class CutPoints:
     z_p: str  # flow input: the prior sample after the noise add, [B, C, T]
     y_mask: str  # flow input: the frame mask, [B, 1, T]
     z: str  # decoder input: the flow's output times the mask, [B, C, T]
+    durations: str | None = None  # front output: frames per phoneme id, [B, 1, ids]
 
 
 @dataclass(frozen=True)
@@ -57,7 +63,7 @@ class SplitGraph:
     """Serialized parts, ready for ``ort.InferenceSession``; inputs listed in feed order."""
 
     cuts: CutPoints
-    front: bytes  # TEXT_INPUTS (+ speaker inputs) -> z_p, y_mask
+    front: bytes  # TEXT_INPUTS (+ speaker inputs) -> z_p, y_mask (, durations)
     flow: bytes  # z_p, y_mask (+ speaker inputs) -> z
     decoder: bytes  # z (+ speaker inputs) -> output
     front_inputs: tuple[str, ...]
@@ -173,7 +179,25 @@ def find_cut_points(graph: Any) -> CutPoints:
                 if noise_of(name) & prior_noise), None)
     if z_p is None:
         raise NotSplittable("no prior sample (noise add) dominating the flow")
-    return CutPoints(z_p=z_p, y_mask=y_mask, z=z)
+    mask_ops = _ancestor_ops(nodes, producer, y_mask)
+    durations = next((name for name in rounded_durations(nodes, consumers)
+                      if producer[name] in mask_ops), None)
+    return CutPoints(z_p=z_p, y_mask=y_mask, z=z, durations=durations)
+
+
+def rounded_durations(nodes: Sequence[Any], consumers: dict[str, list[Any]]) -> list[str]:
+    """Outputs of every ``Ceil`` summed by a ``ReduceSum`` that feeds a ``Clip``: in Piper's
+    export, ``w_ceil`` of ``y_lengths = clamp_min(sum(ceil(w)), 1)``."""
+    found = []
+    for node in nodes:
+        if node.op_type != "Ceil":
+            continue
+        for reduce in consumers.get(node.output[0], []):
+            if reduce.op_type == "ReduceSum" and any(
+                    clip.op_type == "Clip" for clip in consumers.get(reduce.output[0], [])):
+                found.append(str(node.output[0]))
+                break
+    return found
 
 
 def _free_inputs(part: Any) -> set[str]:
@@ -207,11 +231,14 @@ def split_graph(model: Any) -> SplitGraph:
     inferred = onnx.shape_inference.infer_shapes(model)
     known = {v.name for v in inferred.graph.value_info}
     missing = {cuts.z_p, cuts.y_mask, cuts.z} - known
+    if cuts.durations is not None and cuts.durations not in known:
+        cuts = CutPoints(cuts.z_p, cuts.y_mask, cuts.z)  # no type: estimate word times
     if missing:
         raise NotSplittable(f"no inferred type for {sorted(missing)}")
     extractor = onnx.utils.Extractor(inferred)
     speakers = [i.name for i in model.graph.input if i.name not in TEXT_INPUTS]
-    front, front_inputs = _extract(extractor, TEXT_INPUTS, speakers, [cuts.z_p, cuts.y_mask])
+    front_outputs = [cuts.z_p, cuts.y_mask] + ([cuts.durations] if cuts.durations else [])
+    front, front_inputs = _extract(extractor, TEXT_INPUTS, speakers, front_outputs)
     flow, flow_inputs = _extract(extractor, [cuts.z_p, cuts.y_mask], speakers, [cuts.z])
     decoder, decoder_inputs = _extract(extractor, [cuts.z], speakers, [AUDIO_OUTPUT])
     return SplitGraph(cuts, front, flow, decoder, front_inputs, flow_inputs, decoder_inputs,

@@ -30,12 +30,13 @@ import onnxruntime as ort
 from litestream.engine.base import (
     DecodeWindow,
     Latent,
+    Phonemes,
     VoiceDescription,
     file_sha256,
     fingerprint_of,
 )
 from litestream.engine.onnx import CPU_PROVIDER, CUDA_PROVIDER, select_providers
-from litestream.engine.phonemize import phonemes_to_ids, phonemize, split_ids
+from litestream.engine.phonemize import phonemes_to_ids, phonemize, phonemize_each, split_ids
 from litestream.engine.piper import files
 from litestream.engine.piper.files import (
     BUNDLED_PACKAGE,
@@ -63,6 +64,7 @@ from litestream.engine.piper.windows import (
     plan_rows,
     plan_window,
 )
+from litestream.engine.words import split_words, word_spans
 from litestream.errors import SynthesisError, VoiceError
 
 logger = logging.getLogger("litestream.engine")
@@ -83,6 +85,39 @@ HOP_SAMPLES = 256
 # On a GPU, decode runs are warmed at every power-of-two row count up to this one: a batch of
 # up to 64 windows (--max-batch) meets no cold shape.
 WARM_ROWS = 64
+
+
+def _joined_durations(parts: Sequence[np.ndarray | None], pieces: Sequence[Sequence[int]],
+                      count: int, frames: int, head: int, tail: int) -> np.ndarray | None:
+    """Frames per id of the whole sentence (``count`` ids) from its front pieces. A piece after
+    the first repeats ``^ _`` and one before the last adds a ``$``; ``split_ids`` cuts after a
+    word gap, so those extra ids' frames are the gap's: they go to the id before the cut.
+    ``head`` and ``tail`` count the ids of ``^ _`` and of ``$``. The sum is the sentence's
+    frames (Piper clamps an all-zero sum to one frame)."""
+    if any(part is None or len(part) != len(piece) for part, piece in zip(parts, pieces,
+                                                                          strict=True)):
+        return None
+    joined: list[int] = []
+    last = len(parts) - 1
+    for index, part in enumerate(parts):
+        assert part is not None
+        values = [int(v) for v in part]
+        if index > 0:
+            joined[-1] += sum(values[:head])
+            values = values[head:]
+        if index < last:
+            extra = sum(values[-tail:])
+            values = values[:-tail]
+            values[-1] += extra
+        joined.extend(values)
+    if len(joined) != count:
+        return None
+    durations = np.asarray(joined, dtype=np.int64)
+    short = frames - int(durations.sum())
+    if short < 0:
+        return None
+    durations[-1] += short
+    return durations
 
 
 class PiperVoice:
@@ -240,7 +275,9 @@ class PiperVoice:
 
     @property
     def description(self) -> VoiceDescription:
-        return files.description(self.info)
+        split = self._model.split
+        exact = split is not None and split.cuts.durations is not None
+        return files.description(self.info, "exact" if exact else "estimated")
 
     @property
     def language(self) -> str:
@@ -312,6 +349,16 @@ class PiperVoice:
         return phonemes_to_ids(phonemize(text, self.config.espeak_voice),
                                self.config.phoneme_id_map)
 
+    def phonemes(self, text: str) -> Phonemes:
+        """The ids of ``phoneme_ids``, with each word's (engine/words.py)."""
+        espeak_voice = self.config.espeak_voice
+        sentence = phonemize(text, espeak_voice)
+        sources: list[int] = []
+        ids = phonemes_to_ids(sentence, self.config.phoneme_id_map, sources)
+        spans = split_words(text)
+        isolated = phonemize_each([text[start:end] for start, end in spans], espeak_voice)
+        return Phonemes(ids, word_spans(text, spans, sentence, isolated, sources))
+
     @property
     def _hop(self) -> int:
         split = self._model.split
@@ -349,21 +396,26 @@ class PiperVoice:
         began = time.perf_counter()
         # A sentence that phonemizes very long (spelled-out symbols) runs the front in pieces
         # cut at word gaps: the front is quadratic in its ids. The latent is their join.
-        parts = [self._front_pass(piece, speed, run_options)
-                 for piece in split_ids(ids, self.config.phoneme_id_map, MAX_FRONT_IDS)]
-        z_p, y_mask = parts[0] if len(parts) == 1 else (
-            np.concatenate([z for z, _ in parts], axis=2),
-            np.concatenate([m for _, m in parts], axis=2))
+        pieces = split_ids(ids, self.config.phoneme_id_map, MAX_FRONT_IDS)
+        parts = [self._front_pass(piece, speed, run_options) for piece in pieces]
+        z_p, y_mask = parts[0][:2] if len(parts) == 1 else (
+            np.concatenate([part[0] for part in parts], axis=2),
+            np.concatenate([part[1] for part in parts], axis=2))
+        frames = int(z_p.shape[2])
+        id_map = self.config.phoneme_id_map
+        durations = _joined_durations([part[2] for part in parts], pieces, len(ids), frames,
+                                      head=len(id_map["^"]) + len(id_map["_"]),
+                                      tail=len(id_map["$"]))
         self.counters.encodes += 1
         self.counters.front_s += time.perf_counter() - began
         prior = Prior(z_p=np.ascontiguousarray(z_p, dtype=np.float32),
                       y_mask=np.ascontiguousarray(y_mask, dtype=np.float32))
-        return Latent(frames=int(z_p.shape[2]), samples_per_frame=self._hop, speed=speed,
-                      state=prior)
+        return Latent(frames=frames, samples_per_frame=self._hop, speed=speed,
+                      state=prior, durations=durations)
 
     def _front_pass(self, ids: Sequence[int], speed: float,
-                    run_options: Any) -> tuple[np.ndarray, np.ndarray]:
-        """(z_p, y_mask) of one front run over ``ids``."""
+                    run_options: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(z_p, y_mask, frames per id or None) of one front run over ``ids``."""
         split = self._model.split
         assert split is not None and self._front is not None
         feeds: dict[str, np.ndarray] = {
@@ -372,9 +424,14 @@ class PiperVoice:
             "scales": self._scales(speed),
             **self._speaker_feeds(1, split.front_inputs),
         }
-        z_p, y_mask = run_session(self._front, [split.cuts.z_p, split.cuts.y_mask], feeds,
-                                  run_options)
-        return z_p, y_mask
+        cuts = split.cuts
+        wanted = [cuts.z_p, cuts.y_mask] + ([cuts.durations] if cuts.durations else [])
+        out = run_session(self._front, wanted, feeds, run_options)
+        durations = None
+        if len(out) > 2:
+            durations = np.rint(np.asarray(out[2], dtype=np.float64).reshape(-1)).astype(
+                np.int64)
+        return out[0], out[1], durations
 
     def decode(self, latent: Latent, start_frame: int, frames: int, *,
                run_options: Any = None) -> np.ndarray:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -658,3 +659,99 @@ def test_the_session_over_the_real_scheduler_link() -> None:
     assert scheduler.queued_sentences("s1") == 0
     session.receive(EndMsg(), now)
     assert events(drain(session), "done")[0]["stats"]["chunks"] == 2
+
+
+# ---------------------------------------------------------------- word timestamps
+
+@dataclass(frozen=True)
+class SpokenWord:
+    """A word's place in its chunk (the engine's `Word` shape: samples from the chunk's start)."""
+
+    text: str
+    char_start: int
+    char_end: int
+    start_sample: int
+    end_sample: int
+
+
+def planned_with_words(seq: int, text: str, ms: int) -> ChunkPlanned:
+    """The chunk's words, each spread evenly over the chunk (1 sample = 1 ms at RATE)."""
+    spans = [(m.start(), m.end()) for m in re.finditer(r"\w+", text)]
+    step = ms // max(1, len(spans))
+    return ChunkPlanned(seq, text, ms * RATE // 1000, tuple(
+        SpokenWord(text[a:b], a, b, i * step + 1, (i + 1) * step)
+        for i, (a, b) in enumerate(spans)))
+
+
+@pytest.mark.parametrize("encoding", [Encoding.JSON, Encoding.MSGPACK])
+def test_words_follow_their_chunk_before_its_audio(encoding: Encoding) -> None:
+    session, _ = opened(encoding=encoding)
+    session.receive(ConfigMsg({"timestamps": "word"}), 0.0)
+    session.receive(TextMsg("Hello there. Good day.", flush=True), 0.0)
+    session.receive(planned_with_words(0, "Hello there.", 100), 0.1)
+    session.receive(ChunkAudio(0, audio(100), last=True), 0.1)
+    session.receive(planned_with_words(1, "Good day.", 80), 0.2)
+    session.receive(ChunkAudio(1, audio(80), last=True), 0.2)
+    items = drain(session)
+    kinds = [i[1]["type"] if i[0] == "event" else i[0] for i in items]
+    assert kinds == ["chunk", "words", "audio", "audio", "audio",
+                     "chunk", "words", "audio", "audio", "flushed"]
+    first, second = events(items, "words")
+    # Times on the stream's audio timeline: the second chunk's start_ms is added.
+    assert first == {"type": "words", "seq": 0, "words": [
+        {"text": "Hello", "start_ms": 1, "end_ms": 50, "char_start": 0, "char_end": 5},
+        {"text": "there", "start_ms": 51, "end_ms": 100, "char_start": 6, "char_end": 11}]}
+    assert events(items, "chunk")[1]["start_ms"] == 100
+    assert [(w["text"], w["start_ms"], w["end_ms"]) for w in second["words"]] == [
+        ("Good", 101, 140), ("day", 141, 180)]
+
+
+def test_words_after_clear_and_flush_count_the_audio_sent() -> None:
+    session, _ = opened()
+    session.receive(ConfigMsg({"timestamps": "word"}), 0.0)
+    session.receive(TextMsg("One two three. Four five.", flush=True), 0.0)
+    session.receive(planned_with_words(0, "One two three.", 120), 0.1)
+    session.receive(ChunkAudio(0, audio(120), last=True), 0.1)
+    drain(session, limit=3)  # chunk, words and the first frame (40 ms) went out
+    session.receive(planned_with_words(1, "Four five.", 80), 0.2)
+    session.receive(ClearMsg(), 0.3)
+    items = drain(session)
+    assert events(items, "words") == []  # unsent, dropped with its chunk and audio
+    session.receive(TextMsg("Six seven.", flush=True), 0.4)
+    session.receive(planned_with_words(2, "Six seven.", 60), 0.5)
+    session.receive(ChunkAudio(2, audio(60), last=True), 0.5)
+    items = drain(session)
+    (chunk,) = events(items, "chunk")
+    (words,) = events(items, "words")
+    assert chunk["start_ms"] == 40  # only the frame sent counts
+    assert [(w["start_ms"], w["end_ms"]) for w in words["words"]] == [(41, 70), (71, 100)]
+    assert all(chunk["start_ms"] <= w["start_ms"] <= w["end_ms"]
+               <= chunk["start_ms"] + chunk["duration_ms"] for w in words["words"])
+
+
+def test_words_only_for_text_after_the_config_and_never_unasked() -> None:
+    session, _ = opened()
+    session.receive(TextMsg("Unasked words.", flush=True), 0.0)
+    session.receive(planned_with_words(0, "Unasked words.", 40), 0.1)
+    session.receive(ChunkAudio(0, audio(40), last=True), 0.1)
+    items = drain(session)
+    assert events(items, "words") == []
+    assert events(items, "chunk") == [{"type": "chunk", "seq": 0, "text": "Unasked words.",
+                                       "start_ms": 0, "duration_ms": 40}]
+    session.receive(ConfigMsg({"timestamps": "word"}), 0.2)
+    session.receive(TextMsg("Asked.", flush=True), 0.2)
+    session.receive(ChunkPlanned(1, "Asked.", 40), 0.3)  # no words known: an empty list
+    session.receive(ChunkAudio(1, audio(40), last=True), 0.3)
+    assert events(drain(session), "words") == [{"type": "words", "seq": 1, "words": []}]
+    session.receive(ConfigMsg({"timestamps": "none"}), 0.4)
+    session.receive(TextMsg("Off again.", flush=True), 0.4)
+    result(session, 2, 40)
+    assert events(drain(session), "words") == []
+
+
+def test_bad_timestamps_value_is_refused() -> None:
+    session, _ = opened()
+    session.receive(ClientFrame(json.dumps({"type": "config", "timestamps": "phoneme"})), 0.0)
+    session.receive(ClientFrame(json.dumps({"type": "config", "timestamps": True})), 0.0)
+    assert [e["code"] for e in events(drain(session), "error")] == ["invalid_param",
+                                                                   "bad_message"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from litestream.engine.base import Word
 from litestream.synthesis.shared_cache import (
     KEY_PREFIX,
     decode_entry,
@@ -34,14 +35,23 @@ def test_the_key_carries_voice_fingerprint_speed_and_text() -> None:
 def test_an_entry_comes_back_bit_for_bit_at_its_rate_only() -> None:
     samples = np.random.default_rng(1).uniform(-1, 1, 22050).astype(np.float32)
     data = encode_entry(samples, 22050)
-    assert len(data) == 8 + 4 * len(samples)  # documented size: 4 bytes a sample
+    empty = b'{"text":"","words":[]}'
+    assert len(data) == 12 + len(empty) + 4 * len(samples)  # documented: 4 bytes a sample
     back = decode_entry(data, 22050)
     assert back is not None and back.sample_rate == 22050
     assert back.samples.tobytes() == samples.tobytes()
+    # The sentence's words come back with it, to be found again in a hit's own text.
+    words = (Word("Sure", 0, 4, 256, 5120), Word("one", 6, 9, 6144, 9000))
+    back = decode_entry(encode_entry(samples, 22050, "Sure, one.", words), 22050)
+    assert back is not None and back.samples.tobytes() == samples.tobytes()
+    assert (back.text, back.words) == ("Sure, one.", words)
+    assert [(w.char_start, w.char_end) for w in back.words_in("Sure,  one.")] == [(0, 4), (7, 10)]
     assert not back.samples.flags.writeable
     assert decode_entry(data, 24000) is None  # another voice's rate: not ours
     assert decode_entry(b"junk" + data[4:], 22050) is None
     assert decode_entry(data[:-1], 22050) is None
+    garbled = data[:12] + b"x" * len(empty) + data[12 + len(empty):]
+    assert decode_entry(garbled, 22050) is None
     assert decode_entry(b"", 22050) is None
 
 

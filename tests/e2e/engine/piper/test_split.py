@@ -18,7 +18,12 @@ from onnx import TensorProto, helper
 
 from litestream.engine import PiperVoice
 from litestream.engine.base import DecodeWindow, Latent, Voice
-from litestream.engine.piper.split import CutPoints, NotSplittable, find_cut_points
+from litestream.engine.piper.split import (
+    CutPoints,
+    NotSplittable,
+    find_cut_points,
+    split_graph,
+)
 from litestream.engine.piper.voice import HOP_SAMPLES
 from litestream.engine.piper.windows import (
     ContextFrames,
@@ -67,7 +72,7 @@ def test_cut_points_of_the_bundled_voice(voice: PiperVoice) -> None:
     split = voice._model.split
     assert split is not None
     assert split.cuts == CutPoints(z_p="/Add_output_0", y_mask="/Cast_2_output_0",
-                                   z="/Mul_7_output_0")
+                                   z="/Mul_7_output_0", durations="/Ceil_output_0")
     assert split.front_inputs == ("input", "input_lengths", "scales")
     assert split.flow_inputs == ("/Add_output_0", "/Cast_2_output_0")
     assert split.decoder_inputs == ("/Mul_7_output_0",)
@@ -92,7 +97,18 @@ def test_cut_points_do_not_depend_on_names(voice: PiperVoice) -> None:
             node.input[position] = renamed.get(name, name)
     cuts = find_cut_points(graph)
     assert cuts == CutPoints(z_p=renamed["/Add_output_0"], y_mask=renamed["/Cast_2_output_0"],
-                             z=renamed["/Mul_7_output_0"])
+                             z=renamed["/Mul_7_output_0"], durations=renamed["/Ceil_output_0"])
+    # Renamed and split, the front still gives each id's frames, summing to the sentence's.
+    model.graph.ClearField("value_info")
+    split = split_graph(model)
+    front = ort.InferenceSession(split.front, providers=["CPUExecutionProvider"])
+    ids = voice.phoneme_ids(SENTENCE)
+    z_p, _, durations = front.run(
+        [split.cuts.z_p, split.cuts.y_mask, split.cuts.durations],
+        {"input": np.array([ids], np.int64), "input_lengths": np.array([len(ids)], np.int64),
+         "scales": voice._scales(1.0)})
+    assert durations.shape == (1, 1, len(ids))
+    assert int(durations.sum()) == z_p.shape[2] == voice.encode(ids).frames
 
 
 def test_front_flow_decoder_equal_the_whole_model(voice: PiperVoice) -> None:
