@@ -22,6 +22,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -206,6 +207,8 @@ class Fleet:
         self.dir = state_dir
         self.state = state
         self.ports = Ports(state.base_port)
+        # The autoscaler drains in threads while it may start replicas: one writer at a time.
+        self._lock = threading.RLock()
 
     # ------------------------------------------------ opening
 
@@ -245,9 +248,10 @@ class Fleet:
         return fleet
 
     def save(self) -> None:
-        tmp = self.dir / "state.json.tmp"
-        tmp.write_text(self.state.to_json())
-        tmp.replace(self.dir / "state.json")
+        with self._lock:
+            tmp = self.dir / "state.json.tmp"
+            tmp.write_text(self.state.to_json())
+            tmp.replace(self.dir / "state.json")
 
     def running(self) -> bool:
         pids = list(self.state.pids.values()) + [r.pid for r in self.state.replicas.values()]
@@ -332,13 +336,14 @@ class Fleet:
 
     def _write_targets(self) -> None:
         """The file_sd target lists prometheus.yml names; written whole, then renamed."""
-        replicas = [{"targets": [f"127.0.0.1:{r.port}"], "labels": {"replica": r.name}}
-                    for r in self.state.replicas.values()]
-        haproxy = [{"targets": [f"127.0.0.1:{self.ports.stats}"]}]
-        for name, doc in (("replicas.json", replicas), ("haproxy.json", haproxy)):
-            tmp = self.dir / (name + ".tmp")
-            tmp.write_text(json.dumps(doc, indent=1))
-            tmp.replace(self.dir / name)
+        with self._lock:
+            replicas = [{"targets": [f"127.0.0.1:{r.port}"], "labels": {"replica": r.name}}
+                        for r in self.state.replicas.values()]
+            haproxy = [{"targets": [f"127.0.0.1:{self.ports.stats}"]}]
+            for name, doc in (("replicas.json", replicas), ("haproxy.json", haproxy)):
+                tmp = self.dir / (name + ".tmp")
+                tmp.write_text(json.dumps(doc, indent=1))
+                tmp.replace(self.dir / name)
 
     # ------------------------------------------------ replicas
 
@@ -351,14 +356,16 @@ class Fleet:
 
     def start_replica(self) -> Replica:
         """Spawn one replica (not yet in HAProxy: `join` adds it once it is ready)."""
-        index = self.state.next_index
-        self.state.next_index += 1
+        with self._lock:
+            index = self.state.next_index
+            self.state.next_index += 1
         name = f"r{index}"
         port = self.ports.replica(index)
         env = {k: v for k, v in os.environ.items() if not k.startswith("LITESTREAM_")}
         env["PYTHONPATH"] = str(ROOT)
         pid = spawn(self.replica_command(port), self.dir / f"{name}.log", env=env)
-        replica = self.state.replicas[name] = Replica(name, index, port, pid)
+        with self._lock:
+            replica = self.state.replicas[name] = Replica(name, index, port, pid)
         self.save()
         self._write_targets()
         return replica
@@ -419,7 +426,8 @@ class Fleet:
                 if time.monotonic() > deadline:
                     break
                 time.sleep(0.2)
-        self.state.replicas.pop(name, None)
+        with self._lock:
+            self.state.replicas.pop(name, None)
         self.save()
         self._write_targets()
 
@@ -439,6 +447,14 @@ class Fleet:
         rows = parse_stat(haproxy_command(self.socket_path, "show stat"))
         return {row["svname"]: row["status"].split(" ")[0] for row in rows
                 if row.get("pxname") == BACKEND and row["svname"] not in ("BACKEND", "FRONTEND")}
+
+    def admin_states(self) -> dict[str, int]:
+        """HAProxy's admin state of each replica: 0 in rotation (UP, or DOWN by its checks),
+        8 drained by the runtime API, 1 in maintenance (other bits: other kinds of either)."""
+        text = haproxy_command(self.socket_path, f"show servers state {BACKEND}")
+        rows = [line.split() for line in text.splitlines()[1:]
+                if line.strip() and not line.startswith("#")]
+        return {row[3]: int(row[6]) for row in rows if len(row) > 6}
 
     def server_sessions(self) -> dict[str, int]:
         """Open connections (streams) HAProxy has on each replica right now."""
