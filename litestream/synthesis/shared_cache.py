@@ -102,13 +102,13 @@ def decode_entry(data: bytes, sample_rate: int) -> CachedAudio | None:
 
 
 def redacted(url: str) -> str:
-    """The URL without its password, for logs."""
+    """The URL without its password, for logs (even a malformed one)."""
     parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    if not at or ":" not in userinfo:
         return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+    user = userinfo.split(":", 1)[0]
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:***@{hostport}"))
 
 
 def _reason(exc: BaseException) -> str:
@@ -146,9 +146,12 @@ class SharedCache:
         # than failing. No retries: the timeout is the whole budget. The sockets' own timeouts
         # are a write's (a lookup is cut at timeout_s by asyncio.timeout in get).
         write_timeout_s = max(timeout_s, WRITE_TIMEOUT_S)
-        pool = BlockingConnectionPool.from_url(
-            url, max_connections=MAX_PENDING_WRITES * 2, timeout=timeout_s,
-            socket_timeout=write_timeout_s, socket_connect_timeout=write_timeout_s)
+        try:
+            pool = BlockingConnectionPool.from_url(
+                url, max_connections=MAX_PENDING_WRITES * 2, timeout=timeout_s,
+                socket_timeout=write_timeout_s, socket_connect_timeout=write_timeout_s)
+        except ValueError as exc:
+            raise ConfigError(f"invalid setting cache_url {redacted(url)}: {exc}") from exc
         self._client: Any = Redis(connection_pool=pool, retry=Retry(NoBackoff(), 0))
         self._down_until = 0.0  # loop time before which no operation is tried
         self._writes_paused_until = 0.0  # Redis full: reads go on, writes wait

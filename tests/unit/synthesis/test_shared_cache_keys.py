@@ -7,8 +7,11 @@ import numpy as np
 import pytest
 
 from litestream.engine.base import Word
+from litestream.errors import ConfigError
+from litestream.metrics import Metrics
 from litestream.synthesis.shared_cache import (
     KEY_PREFIX,
+    SharedCache,
     decode_entry,
     encode_entry,
     redacted,
@@ -62,3 +65,9 @@ def test_an_entry_comes_back_bit_for_bit_at_its_rate_only() -> None:
 ])
 def test_logs_never_show_the_password(url: str, shown: str) -> None:
     assert redacted(url) == shown
+
+
+def test_a_malformed_url_stops_the_start_with_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="cache_url"):
+        SharedCache("redis://:pw@cache:notaport/0", {}, {}, Metrics(), ttl_s=60,
+                    timeout_s=0.02)
