@@ -110,11 +110,16 @@ async def test_a_sentence_made_on_one_replica_is_a_hit_on_another(
     await speak(b.url, text)
     assert metric(b, "litestream_cache_hits_total") == 1
     assert metric(b, "litestream_shared_cache_hits_total") == 1
-    # The entry: float32 at 22,050 Hz behind an 8-byte header, with the TTL set.
+    # The entry: float32 at 22,050 Hz behind a 12-byte header and the sentence's words, with
+    # the TTL set.
     client = redis_sync.Redis.from_url(redis.url)
     [key] = client.keys(f"{shared_mod.KEY_PREFIX}:*")
     samples = len(made.audio[0]) // 2  # s16le on the wire
-    assert client.strlen(key) == 8 + 4 * samples
+    entry = shared_mod.decode_entry(client.get(key), 22050)
+    assert entry is not None and entry.sample_count == samples
+    assert [w.text for w in entry.words] == [w for w in entry.text.strip(".!?,").split()]
+    meta = client.strlen(key) - 12 - 4 * samples
+    assert 0 < meta < 60 * len(entry.words) + 30
     assert 0 < client.ttl(key) <= config_mod.default_of("cache_ttl_s")
     client.close()
 
