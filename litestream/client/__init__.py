@@ -20,7 +20,7 @@ from litestream.client.events import (
     Word,
     Words,
 )
-from litestream.client.playback import ChunkPlayback, PlaybackClock, Stall
+from litestream.client.playback import ChunkPlayback, HeardText, PlaybackClock, Stall
 from litestream.client.stream import (
     BadRequest,
     ClientStream,
@@ -52,6 +52,7 @@ __all__ = [
     "Flushed",
     "Forbidden",
     "HandshakeRefused",
+    "HeardText",
     "PlaybackClock",
     "RateLimited",
     "Ready",

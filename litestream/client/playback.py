@@ -1,8 +1,9 @@
 """A simulated listener of a protocol-v1 stream: pure, the caller passes `now`.
 
 Starts playing at the first audio frame and plays in real time; reports stalls, chunk
-lateness and which chunks were fully heard. The voice agent, the locust user and the realtime
-benchmark share it (through `litestream.client`, which re-exports it).
+lateness, which chunks were fully heard and, given the chunks' `words` events, which words.
+The voice agent, the locust user and the realtime benchmark share it (through
+`litestream.client`, which re-exports it).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from litestream.client.events import Chunk, Ready
+from litestream.client.events import Chunk, Ready, Word, Words
 from litestream.protocol import BYTES_PER_SAMPLE
 
 
@@ -37,10 +38,27 @@ class ChunkPlayback:
     lateness_ms: float | None = None  # how long the listener waited for it; 0 if on time
     dropped: bool = False  # a clear cut it: audio after the clear point is never played
     heard_at_clear_ms: float = 0.0  # for a dropped chunk: how much of it was heard
+    server_start_ms: int = 0  # the chunk's start_ms (the clock of its words' times)
+    words: tuple[Word, ...] | None = None  # from its `words` event; None if none came
 
     @property
     def end_ms(self) -> float:
         return self.start_ms + max(self.duration_ms, self.received_ms)
+
+    def words_begun(self, heard_ms: float) -> tuple[Word, ...]:
+        """Its words whose first sound is within the first `heard_ms` of it (a word counts as
+        heard once its start has played, as Pipecat releases a word's text frame)."""
+        return tuple(w for w in self.words or ()
+                     if w.start_ms - self.server_start_ms < heard_ms)
+
+
+@dataclass(frozen=True)
+class HeardText:
+    """What a listener heard of some chunks, split after the last word heard: `heard` runs to
+    the end of that word and the punctuation right after it, `unheard` is the rest."""
+
+    heard: str
+    unheard: str
 
 
 class PlaybackClock:
@@ -95,7 +113,14 @@ class PlaybackClock:
         self.chunks[chunk.seq] = ChunkPlayback(
             seq=chunk.seq, text=chunk.text, start_ms=self._received_ms,
             duration_ms=float(chunk.duration_ms), dropped=self._discarding,
+            server_start_ms=chunk.start_ms,
         )
+
+    def on_words(self, words: Words) -> None:
+        """The chunk's `words` event (it follows the chunk's `chunk` event)."""
+        record = self.chunks.get(words.seq)
+        if record is not None:
+            record.words = words.words
 
     def on_audio(self, seq: int, nbytes: int, now: float) -> float:
         """An audio frame arrived. Returns the stall it ended, in ms (0 if none)."""
@@ -196,7 +221,34 @@ class PlaybackClock:
                 out.append((c, heard / (c.end_ms - c.start_ms)))
         return out
 
+    def heard_text(self, t: float, *, from_seq: int = 0) -> HeardText:
+        """The text of chunks `from_seq` on, split where the listener was at `t`: whole chunks
+        heard, then a chunk cut short up to the end of its last word begun (by its words'
+        times; without them nothing of it counts as heard), then everything not heard."""
+        head = self.played_ms(t)
+        heard: list[str] = []
+        unheard: list[str] = []
+        for _, c in sorted(self.chunks.items()):
+            if c.seq < from_seq:
+                continue
+            heard_ms = self._heard_ms(c, head)
+            if self._is_whole(c, heard_ms):
+                heard.append(c.text)
+                continue
+            begun = c.words_begun(heard_ms) if heard_ms > 0 else ()
+            cut = _after_punctuation(c.text, begun[-1].char_end) if begun else 0
+            heard.append(c.text[:cut].strip())
+            unheard.append(c.text[cut:].strip())
+        return HeardText(" ".join(p for p in heard if p), " ".join(p for p in unheard if p))
+
     def unplayed(self, t: float) -> list[ChunkPlayback]:
         """Chunks announced of which the listener had heard nothing by `t`."""
         head = self.played_ms(t)
         return [c for _, c in sorted(self.chunks.items()) if self._heard_ms(c, head) <= 0]
+
+
+def _after_punctuation(text: str, at: int) -> int:
+    """`at` moved past the punctuation that ends a word there ("moment." -> after the stop)."""
+    while at < len(text) and not text[at].isspace() and not text[at].isalnum():
+        at += 1
+    return at
