@@ -12,12 +12,16 @@ timeout). Within a turn:
   pipeline's output rate when it differs;
 - Pipecat's interruption (barge-in) sends `clear`; audio still in flight from before the clear
   is dropped until the server's `cleared`;
-- what was heard: each `chunk` event's text becomes word timestamps (spread over the chunk's
-  duration by character position), so Pipecat emits each word's `TTSTextFrame` when its audio
-  plays and an interruption keeps unplayed words out of the LLM context. The service also
-  keeps a `PlaybackClock` (a listener playing in real time from the first frame) and, on
-  interruption, reports the text heard of the turn cut short to `on_interrupted_heard`
-  handlers: ``async def handler(service, heard: str, partial: list[tuple[str, float]])``.
+- what was heard: the stream asks for word timestamps (`timestamps=word`), and each chunk's
+  `words` event, the voice's own time for every word, goes to Pipecat's word-timestamp
+  mechanism (`add_word_timestamps`): Pipecat stamps each word's `TTSTextFrame` with the time
+  its audio starts playing, the output transport releases it then, and an interruption drops
+  the frames of words not yet begun, so the LLM context keeps exactly the words heard. A
+  server without word timestamps sends no `words`; its chunks' words are then spread over
+  the chunk by character position (`word_times`), an estimate. The service also keeps a
+  `PlaybackClock` (a listener playing in real time from the first frame) and, on
+  interruption, tells `on_interrupted_heard` handlers what was heard of the turn cut short,
+  word by word by the same rule: ``async def handler(service, heard: str, unheard: str)``.
 
 Needs `pipecat-ai`; see clients/pipecat/README.md for why it is installed without its
 dependencies (it pins plain `onnxruntime`, which would replace onnxruntime-gpu).
@@ -43,7 +47,7 @@ from pipecat.processors.frame_processor import FrameDirection
 from pipecat.services.settings import TTSSettings
 from pipecat.services.tts_service import TextAggregationMode, WebsocketTTSService
 
-from litestream.client.events import Audio, Chunk, Cleared, Done, Error, Flushed, Ready
+from litestream.client.events import Audio, Chunk, Cleared, Done, Error, Flushed, Ready, Words
 from litestream.client.playback import PlaybackClock
 from litestream.client.stream import connect
 
@@ -63,8 +67,8 @@ class _Stream(Protocol):
 def word_times(text: str, start_s: float, duration_s: float) -> list[tuple[str, float]]:
     """Spread a chunk's words over its duration by character position: (word, start s).
 
-    litestream reports timing per chunk, not per word; this is the estimate Pipecat needs to
-    release each word's text frame while its audio plays."""
+    The estimate for a server that sends no `words` events (timing per chunk only), so that
+    Pipecat can still release each word's text frame while its audio plays."""
     words = text.split()
     total = max(1, len(text))
     out: list[tuple[str, float]] = []
@@ -95,7 +99,7 @@ class LitestreamTTSService(WebsocketTTSService):
                  **kwargs: Any) -> None:
         super().__init__(
             text_aggregation_mode=text_aggregation_mode,
-            push_text_frames=False,     # words come from the chunks' timing (word_times)
+            push_text_frames=False,     # words come with their times (`words` events)
             push_start_frame=True,      # the base class opens an audio context per turn
             pause_frame_processing=False,
             sample_rate=sample_rate,
@@ -112,6 +116,7 @@ class LitestreamTTSService(WebsocketTTSService):
         self._flushes: deque[str] = deque()   # audio contexts waiting for `flushed`, in order
         self._clears_pending = 0              # `clear` sent, `cleared` not yet received
         self._context_base_ms: dict[str, float] = {}  # stream start_ms of a context's audio
+        self._untimed: dict[int, Chunk] = {}  # chunks announced, their words not yet given
         self._clock: PlaybackClock | None = None  # the listener, for on_interrupted_heard
         self._first_live_seq = 0                   # chunks before this were heard in full
         self._last_context: str | None = None      # the turn run_tts last spoke for
@@ -149,7 +154,7 @@ class LitestreamTTSService(WebsocketTTSService):
             voice = self._settings.voice if isinstance(self._settings.voice, str) else None
             self._stream = await stack.enter_async_context(connect(
                 self._url, voice=voice, token=self._api_key, speed=self._speed,
-                format="s16le"))
+                format="s16le", timestamps="word"))
         except Exception as exc:  # a refusal (HandshakeRefused) or the network
             await stack.aclose()
             self._stream = None
@@ -159,6 +164,7 @@ class LitestreamTTSService(WebsocketTTSService):
         self._stack = stack
         self._flushes.clear()
         self._clears_pending = 0
+        self._untimed.clear()
         self.conversation_streams += 1
         await self._call_event_handler("on_connected")
 
@@ -226,19 +232,17 @@ class LitestreamTTSService(WebsocketTTSService):
 
     async def _report_heard(self) -> None:
         """Tell `on_interrupted_heard` handlers what the listener heard of the turn cut short:
-        (service, text heard in full, [(chunk text, fraction heard)] for a chunk cut mid-way).
+        (service, heard, unheard): the turn's text up to the end of the last word whose start
+        was heard, and the rest of what was synthesized.
 
         The listener is the PlaybackClock: it plays in real time from the first frame, as
-        Pipecat's output transport does."""
+        Pipecat's output transport does; a word counts as heard once its start has played, the
+        rule Pipecat releases word frames by."""
         clock = self._clock
         if clock is None:
             return
-        now = time.monotonic()
-        live = self._first_live_seq
-        heard = " ".join(c.text for c in clock.fully_played(now) if c.seq >= live)
-        partial = [(c.text, fraction) for c, fraction in clock.partly_played(now)
-                   if c.seq >= live]
-        await self._call_event_handler("on_interrupted_heard", heard, partial)
+        split = clock.heard_text(time.monotonic(), from_seq=self._first_live_seq)
+        await self._call_event_handler("on_interrupted_heard", split.heard, split.unheard)
 
     # ------------------------------------------------------------ events out
 
@@ -257,12 +261,15 @@ class LitestreamTTSService(WebsocketTTSService):
             self._clock = PlaybackClock.for_ready(event)
         elif isinstance(event, Cleared):
             self._clears_pending = max(0, self._clears_pending - 1)
+            self._untimed.clear()  # chunks the clear dropped: their audio never comes
             # Playback stopped at the clear: the next audio starts a fresh listener timeline.
             self._clock = PlaybackClock(self._server_rate) if self._server_rate else None
         elif self._clears_pending:
             return  # audio and events of chunks the clear dropped: never play them
         elif isinstance(event, Chunk):
             await self._on_chunk(event, now)
+        elif isinstance(event, Words):
+            await self._on_words(event)
         elif isinstance(event, Audio):
             await self._on_audio(event, now)
         elif isinstance(event, Flushed):
@@ -284,10 +291,21 @@ class LitestreamTTSService(WebsocketTTSService):
         ctx = self._current_context()
         if ctx is None:
             return
+        self._context_base_ms.setdefault(ctx, float(chunk.start_ms))
+        self._untimed[chunk.seq] = chunk  # its `words` event comes next (protocol-v1)
+
+    async def _on_words(self, words: Words) -> None:
+        """The voice's time for every word of a chunk: to Pipecat, relative to the start of the
+        audio context's first chunk (the moment Pipecat starts the context's word clock)."""
+        if self._clock is not None:
+            self._clock.on_words(words)
+        chunk = self._untimed.pop(words.seq, None)
+        ctx = self._current_context()
+        if chunk is None or ctx is None:
+            return
         base_ms = self._context_base_ms.setdefault(ctx, float(chunk.start_ms))
         await self.add_word_timestamps(
-            word_times(chunk.text, (chunk.start_ms - base_ms) / 1000.0,
-                       chunk.duration_ms / 1000.0), ctx)
+            [(w.text, (w.start_ms - base_ms) / 1000.0) for w in words.words], ctx)
 
     async def _on_audio(self, audio: Audio, now: float) -> None:
         if self._clock is not None:
@@ -295,6 +313,12 @@ class LitestreamTTSService(WebsocketTTSService):
         ctx = self._current_context()
         if ctx is None:
             return
+        chunk = self._untimed.pop(audio.seq, None)
+        if chunk is not None:  # no `words` came before its audio: a server without them
+            base_ms = self._context_base_ms.setdefault(ctx, float(chunk.start_ms))
+            await self.add_word_timestamps(
+                word_times(chunk.text, (chunk.start_ms - base_ms) / 1000.0,
+                           chunk.duration_ms / 1000.0), ctx)
         pcm = audio.pcm
         if self._server_rate and self._server_rate != self.sample_rate:
             pcm = await self._resampler.resample(pcm, self._server_rate, self.sample_rate)

@@ -6,6 +6,7 @@ pipecat-ai is installed by `make install` (without its dependencies: see clients
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +19,7 @@ from pipecat.frames.frames import (
     LLMFullResponseEndFrame,
     LLMFullResponseStartFrame,
     LLMTextFrame,
+    OutputAudioRawFrame,
     StartFrame,
     TTSAudioRawFrame,
     TTSStoppedFrame,
@@ -25,11 +27,16 @@ from pipecat.frames.frames import (
 )
 from pipecat.pipeline.pipeline import Pipeline
 from pipecat.pipeline.worker import PipelineParams, PipelineWorker
+from pipecat.processors.aggregators.llm_context import LLMContext
+from pipecat.processors.aggregators.llm_response_universal import LLMAssistantAggregator
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.services import tts_service as pipecat_tts
 from pipecat.services.tts_service import WebsocketTTSService
+from pipecat.transports.base_output import BaseOutputTransport
+from pipecat.transports.base_transport import TransportParams
 from pipecat.workers.runner import WorkerRunner
 
+from litestream.client import Chunk, Words
 from litestream.client.pipecat import LitestreamTTSService, word_times
 from tests.serverutil import RunningServer, run_server
 
@@ -77,8 +84,9 @@ def llm_turn(text: str) -> list[Frame]:
 
 
 async def run_pipeline(srv: RunningServer, script: Callable[[PipelineWorker, Sink,
-                                                              LitestreamTTSService], Any]) -> None:
-    tts = LitestreamTTSService(url=srv.url)
+                                                              LitestreamTTSService], Any],
+                       tts: LitestreamTTSService | None = None) -> None:
+    tts = tts or LitestreamTTSService(url=srv.url)
     sink = Sink()
     worker = PipelineWorker(Pipeline([tts, sink]), cancel_on_idle_timeout=False,
                             params=PipelineParams(audio_out_sample_rate=OUT_RATE))
@@ -121,11 +129,11 @@ async def test_two_turns_text_in_audio_and_words_out_on_one_stream(srv: RunningS
                 isinstance(f, TTSStoppedFrame) for f in frames) >= n)
             if turn == 1:
                 seen["audio"] = sink.of(TTSAudioRawFrame)
-                seen["words"] = [f.text for f in sink.of(TTSTextFrame)]
+                seen["words"] = [(f.text, f.raw_text) for f in sink.of(TTSTextFrame)]
         # Both turns went over one protocol-v1 stream, still open for the next turn.
         seen["streams"] = tts.conversation_streams
         seen["session_open"] = tts.session_id in srv.server.streams
-        seen["all_words"] = [f.text for f in sink.of(TTSTextFrame)]
+        seen["all_words"] = [f.raw_text for f in sink.of(TTSTextFrame)]
 
     await run_pipeline(srv, script)
     assert seen["streams"] == 1
@@ -137,21 +145,24 @@ async def test_two_turns_text_in_audio_and_words_out_on_one_stream(srv: RunningS
     assert {f.num_channels for f in audio} == {1}
     # 57 characters of English take 2.5 to 6 s to say at speed 1.
     assert 2.5 < audio_s(audio) < 6.0
-    # What was said, word by word, in order: the words of the text, each once.
-    assert " ".join(seen["words"]).split() == TURN_1.split()
+    # What was said, word by word, in order: the words of the text, each once. A word frame's
+    # text is the server's word (punctuation trimmed); its raw_text, which the assistant
+    # aggregator writes into the LLM context, is the LLM's own text for it (Pipecat maps it).
+    assert [raw for _, raw in seen["words"]] == TURN_1.split()
+    assert [text for text, _ in seen["words"]] == [w.strip(",.") for w in TURN_1.split()]
 
 
 @module_loop
 async def test_interruption_clears_the_server_and_reports_what_was_heard(
         srv: RunningServer) -> None:
     long_text = " ".join(["This is a long answer that the user will interrupt."] * 6)
-    heard_reports: list[tuple[str, list[tuple[str, float]]]] = []
+    heard_reports: list[tuple[str, str]] = []
     seen: dict[str, Any] = {}
 
     async def script(worker: PipelineWorker, sink: Sink, tts: LitestreamTTSService) -> None:
         @tts.event_handler("on_interrupted_heard")
-        async def _heard(service: Any, heard: str, partial: list[tuple[str, float]]) -> None:
-            heard_reports.append((heard, partial))
+        async def _heard(service: Any, heard: str, unheard: str) -> None:
+            heard_reports.append((heard, unheard))
 
         await worker.queue_frames(llm_turn(long_text))
         await sink.wait_for(lambda frames: len([f for f in frames
@@ -172,11 +183,152 @@ async def test_interruption_clears_the_server_and_reports_what_was_heard(
     assert seen["total"] < 10.0
     assert audio_s(seen["after"]) < 4.0  # mostly the short second turn
     assert len(heard_reports) == 1
-    heard, partial = heard_reports[0]
-    # Right after the first frames, the listener had heard at most the first chunk.
-    assert heard == "" or long_text.startswith(heard)
-    assert all(0 < fraction < 1 for _, fraction in partial)
-    assert all(text in long_text for text, _ in partial)
+    heard, unheard = heard_reports[0]
+    # Right after the first frames the listener had heard a few words of the first chunk: the
+    # report splits what was synthesized of the answer there, in order.
+    assert long_text.startswith(f"{heard} {unheard}".strip())
+    assert unheard and len(heard.split()) < 10
+
+
+class Speaker(BaseOutputTransport):
+    """Stands in for a sound card behind Pipecat's real output transport: each chunk of audio
+    the transport writes plays in real time after the one before (the transport paces its
+    writes by them, as Pipecat's websocket transports do), and an interruption silences it at
+    once. It notes how much it had played when the interruption reached it."""
+
+    def __init__(self) -> None:
+        super().__init__(TransportParams(audio_out_enabled=True, audio_out_sample_rate=OUT_RATE))
+        self.plays: list[tuple[float, float]] = []  # (start, seconds) of each chunk written
+        self.heard_at_interruption_ms: float | None = None
+        self._end = 0.0  # when the audio written so far ends
+
+    async def start(self, frame: StartFrame) -> None:
+        await super().start(frame)
+        await self.set_transport_ready(frame)
+
+    def heard_ms(self, now: float) -> float:
+        return 1000.0 * sum(min(max(0.0, now - start), length) for start, length in self.plays)
+
+    async def write_audio_frame(self, frame: OutputAudioRawFrame) -> bool:
+        now = time.monotonic()
+        start = max(now, self._end)
+        length = len(frame.audio) / 2 / frame.sample_rate
+        self.plays.append((start, length))
+        self._end = start + length
+        await asyncio.sleep(start - now)  # hand back when it starts: the next one queues behind
+        return True
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        if isinstance(frame, InterruptionFrame) and self.heard_at_interruption_ms is None:
+            now = time.monotonic()
+            self.heard_at_interruption_ms = self.heard_ms(now)
+            self.plays = [(start, min(length, max(0.0, now - start)))
+                          for start, length in self.plays]  # the rest is never played
+            self._end = now
+        await super().process_frame(frame, direction)
+
+
+class TappedTTS(LitestreamTTSService):
+    """The service, with the server's events noted as they arrive (the test's record of the
+    words' times; nothing the service does changes)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.events: list[object] = []
+
+    async def _on_event(self, event: object) -> None:
+        self.events.append(event)
+        await super()._on_event(event)
+
+
+class ServerWithoutWords(LitestreamTTSService):
+    """The service as a server without word timestamps leaves it: no `words` events."""
+
+    async def _on_event(self, event: object) -> None:
+        if not isinstance(event, Words):
+            await super()._on_event(event)
+
+
+@module_loop
+async def test_without_words_events_the_words_are_estimated_and_all_come_out(
+        srv: RunningServer) -> None:
+    seen: dict[str, Any] = {}
+
+    async def script(worker: PipelineWorker, sink: Sink, tts: LitestreamTTSService) -> None:
+        await worker.queue_frames(llm_turn(TURN_1))
+        await sink.wait_for(lambda frames: any(isinstance(f, TTSStoppedFrame) for f in frames))
+        seen["words"] = [f.raw_text for f in sink.of(TTSTextFrame)]
+
+    await run_pipeline(srv, script, ServerWithoutWords(url=srv.url))
+    assert seen["words"] == TURN_1.split()
+
+
+HEARD_TOLERANCE_MS = 100  # a word starting this close to the cut may fall on either side
+
+
+@module_loop
+async def test_interruption_keeps_exactly_the_words_heard_in_the_llm_context(
+        srv: RunningServer) -> None:
+    """tts -> Pipecat's output transport (to a real-time speaker) -> the assistant aggregator:
+    after a barge-in the LLM context holds the words whose start the speaker had played,
+    by the voice's own word times, and no word that had not begun."""
+    answer = ("Sure, I can help with that. The museum opens at nine in the morning and closes "
+              "at six in the evening, every day except Monday. Tickets cost twelve euros for "
+              "adults and nothing for children under ten.")
+    tts = TappedTTS(url=srv.url)
+    speaker = Speaker()
+    context = LLMContext()
+    worker = PipelineWorker(Pipeline([tts, speaker, LLMAssistantAggregator(context)]),
+                            cancel_on_idle_timeout=False,
+                            params=PipelineParams(audio_out_sample_rate=OUT_RATE))
+    started = asyncio.Event()
+    reports: list[tuple[str, str]] = []
+
+    @worker.event_handler("on_pipeline_started")
+    async def _started(worker: Any, frame: Any) -> None:
+        started.set()
+
+    @tts.event_handler("on_interrupted_heard")
+    async def _heard(service: Any, heard: str, unheard: str) -> None:
+        reports.append((heard, unheard))
+
+    async def drive() -> None:
+        await asyncio.wait_for(started.wait(), 20)
+        try:
+            await worker.queue_frames(llm_turn(answer))
+            while speaker.heard_ms(time.monotonic()) < 2300:  # mid-answer, mid-sentence
+                await asyncio.sleep(0.005)
+            await worker.queue_frame(InterruptionFrame())
+            await asyncio.sleep(0.5)  # the aggregator writes the interrupted turn
+        finally:
+            await worker.queue_frame(EndFrame())
+
+    runner = WorkerRunner(handle_sigint=False)
+    await runner.add_workers(worker)
+    await asyncio.wait_for(asyncio.gather(runner.run(), drive()), 120)
+
+    # The voice's word times, relative to the answer's first audio (its first chunk's start).
+    chunks = {e.seq: e for e in tts.events if isinstance(e, Chunk)}
+    timed = [w for e in tts.events if isinstance(e, Words) for w in e.words]
+    base_ms = chunks[min(chunks)].start_ms
+    starts_ms = [w.start_ms - base_ms for w in timed]
+    assert [w.text for w in timed] == [t.strip(",.") for t in answer.split()][:len(timed)]
+    cut_ms = speaker.heard_at_interruption_ms
+    assert cut_ms is not None and 2300 <= cut_ms < 2300 + 200
+
+    (message,) = [m for m in context.get_messages() if m.get("role") == "assistant"]
+    kept = str(message["content"]).split()
+    # The context holds the answer's first words as the LLM wrote them, punctuation and all ...
+    assert kept == answer.split()[:len(kept)]
+    # ... exactly those whose start the speaker had played (within the tolerance of a cut).
+    surely_heard = sum(start < cut_ms - HEARD_TOLERANCE_MS for start in starts_ms)
+    maybe_heard = sum(start < cut_ms + HEARD_TOLERANCE_MS for start in starts_ms)
+    assert surely_heard <= len(kept) <= maybe_heard, (cut_ms, kept, starts_ms)
+    assert 3 <= len(kept) < len(answer.split())
+    # The service's own report splits the answer the same way.
+    ((heard, unheard),) = reports
+    assert surely_heard <= len(heard.split()) <= maybe_heard, (cut_ms, heard, starts_ms)
+    assert answer.startswith(f"{heard} {unheard}".strip())
 
 
 def test_word_times_spread_a_chunk_by_character_position() -> None:
