@@ -4,10 +4,12 @@
 
 A canned reply stands in for the LLM: emitted word by word (~8 words/s, seeded jitter), each
 word sent as it comes (`text`), so speech starts after the first sentence, not the whole reply.
-Playback is simulated with `PlaybackClock` (no sound card). After --barge-in-after seconds of
-playback the "user" interrupts: the agent stops its LLM, sends `clear`, waits for `cleared`,
-and reports which chunks the listener heard whole and which only in part. That split is what
-an agent must write into its chat history: the assistant said only what was heard.
+Playback is simulated with `PlaybackClock` (no sound card). The stream asks for word
+timestamps (`timestamps=word`), so every chunk comes with the voice's time for each of its
+words. After --barge-in-after seconds of playback the "user" interrupts: the agent stops its
+LLM, sends `clear`, waits for `cleared`, and prints the words heard before the barge-in (every
+word whose start had played) and the rest, never heard. That split is what an agent must
+write into its chat history: the assistant said only what was heard.
 """
 
 from __future__ import annotations
@@ -32,9 +34,11 @@ from litestream.client import (
     DoneStats,
     Error,
     Flushed,
+    HeardText,
     PlaybackClock,
     Ready,
     Stall,
+    Words,
     connect,
 )
 
@@ -66,6 +70,8 @@ class AgentReport:
     fully_played: list[HeardChunk] = field(default_factory=list)
     partly_played: list[HeardChunk] = field(default_factory=list)
     unplayed: list[str] = field(default_factory=list)  # chunks synthesized, never heard
+    # the reply split after the last word heard
+    words: HeardText = field(default_factory=lambda: HeardText("", ""))
     words_sent: int = 0
     words_total: int = 0
     stalls: list[Stall] = field(default_factory=list)
@@ -74,10 +80,8 @@ class AgentReport:
 
     @property
     def heard_text(self) -> str:
-        """What the assistant actually said, for the chat history (partial chunk marked)."""
-        parts = [c.text for c in self.fully_played]
-        parts += [f"{c.text} [interrupted at ~{c.heard_fraction:.0%}]" for c in self.partly_played]
-        return " ".join(parts)
+        """What the assistant actually said, for the chat history: the words heard."""
+        return self.words.heard
 
 
 async def llm_tokens(reply: str, words_per_s: float, seed: int) -> AsyncIterator[str]:
@@ -115,7 +119,8 @@ async def run_agent(
     cleared = asyncio.Event()
     barge_at: float | None = None
 
-    async with connect(url, voice=voice, token=token, encoding=encoding) as stream:
+    async with connect(url, voice=voice, token=token, encoding=encoding,
+                       timestamps="word") as stream:
 
         async def produce() -> None:
             nonlocal first_word_at
@@ -134,6 +139,8 @@ async def run_agent(
                     clock = PlaybackClock.for_ready(event)
                 elif isinstance(event, Chunk) and clock is not None:
                     clock.on_chunk(event, now)
+                elif isinstance(event, Words) and clock is not None:
+                    clock.on_words(event)
                 elif isinstance(event, Audio) and clock is not None:
                     if clock.first_audio_at is None and first_word_at is not None:
                         report.ttfa_ms = (now - first_word_at) * 1000.0
@@ -200,6 +207,7 @@ async def run_agent(
     report.fully_played = [HeardChunk(c.seq, c.text, 1.0) for c in clock.fully_played(at)]
     report.partly_played = [HeardChunk(c.seq, c.text, f) for c, f in clock.partly_played(at)]
     report.unplayed = [c.text for c in clock.unplayed(at)]
+    report.words = clock.heard_text(at)
     report.stalls = list(clock.stalls)
     return report
 
@@ -229,10 +237,13 @@ def main(argv: list[str] | None = None) -> int:
               f"LLM had sent {report.words_sent}/{report.words_total} words")
     else:
         print("no barge-in: the whole reply played")
-    print("heard in full:")
+    print(f"words heard: {report.words.heard}")
+    if report.barged_in:
+        print(f"not heard (cut by the barge-in): {report.words.unheard}")
+    print("chunks heard in full:")
     for c in report.fully_played:
         print(f"  [{c.seq}] {c.text}")
-    print("heard in part:")
+    print("chunks heard in part:")
     for c in report.partly_played:
         print(f"  [{c.seq}] ({c.heard_fraction:.0%}) {c.text}")
     if report.unplayed:

@@ -13,7 +13,8 @@ Two ways to run it (a litestream server must be up: `make serve`):
         speakers. Needs PyAudio (`pip install pyaudio`) besides `litestream[pipecat]`.
 
 In both, one protocol-v1 stream carries the whole conversation, and when the user interrupts,
-Pipecat's interruption becomes a `clear`: the words not yet heard never reach the chat history.
+Pipecat's interruption becomes a `clear`: by the voice's own word times, the words not yet
+heard never reach the chat history, and the demo prints the words heard before the barge-in.
 """
 
 from __future__ import annotations
@@ -101,10 +102,9 @@ async def demo(url: str, out: Path, barge_in_after_s: float) -> None:
                             params=PipelineParams(audio_out_sample_rate=RATE))
 
     @tts.event_handler("on_interrupted_heard")
-    async def heard(service: Any, text: str, partial: list[tuple[str, float]]) -> None:
-        print(f"user barged in; heard in full: {text!r}")
-        for chunk, fraction in partial:
-            print(f"  and {fraction:.0%} of {chunk!r}")
+    async def heard(service: Any, heard: str, unheard: str) -> None:
+        print(f"user barged in; words heard: {heard}")
+        print(f"  never heard: {unheard}")
 
     async def converse() -> None:
         await asyncio.sleep(0.5)  # let the pipeline start and the stream open
