@@ -121,6 +121,11 @@ class Config:
         default=0.8, metadata={"help": "admission control: refuse above this predicted load"}
     )
     max_streams: int = field(default=0, metadata={"help": "hard cap on open streams (0: none)"})
+    download_buffer_s: float = field(
+        default=10.0,
+        metadata={"help": "a download stream's audio made and not yet read by its client, "
+                          "beyond which its synthesis waits, s"},
+    )
     max_chunk_chars: int = field(default=300, metadata={"help": "longest chunk, characters"})
     first_chunk_chars: int = field(
         default=80,
@@ -253,6 +258,7 @@ def _validate(c: Config) -> None:
     _check(0 < c.lookahead_s <= c.max_lookahead_s, "lookahead_s", "must be in (0, max_lookahead_s]")
     _check(0 < c.target_utilization <= 1.5, "target_utilization", "must be in (0, 1.5]")
     _check(c.max_streams >= 0, "max_streams", "must not be negative")
+    _check(c.download_buffer_s > 0, "download_buffer_s", "must be positive")
     _check(c.max_chunk_chars >= 40, "max_chunk_chars", "must be at least 40")
     _check(0 <= c.first_chunk_chars <= c.max_chunk_chars, "first_chunk_chars",
            "must be 0 (never) up to max_chunk_chars")

@@ -16,6 +16,10 @@ OpenAI API leaves to the implementation is made here once and listed in docs/ope
 - `stream_format`: `audio` (the encoded file, sent as it is made) or `sse` (`speech.audio.delta`
   events with base64 audio of the chosen format, then `speech.audio.done`).
 - `instructions`: accepted and ignored (a Piper or Kokoro voice cannot be steered by a prompt).
+- `pace` (litestream's, an extra body field or the query parameter `?pace=`; the body's wins):
+  protocol-v1's Pace, `download` by default (the file is synthesized as fast as capacity allows
+  and the client's reading paces it) or `listener` (paced to real-time playback, like a
+  WebSocket stream). Another value is 400 `invalid_param`.
 - Errors use OpenAI's shape `{"error": {"message", "type", "param", "code"}}`; handshake-style
   refusals (401, 403, 429, 503) come from `litestream.security` and keep their status and
   Retry-After (plus `retry-after-ms`, which the official client reads first); the server's
@@ -31,7 +35,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from litestream.protocol.v1 import SPEED_MAX, SPEED_MIN
+from litestream.protocol.v1 import PACES, SPEED_MAX, SPEED_MIN
 
 SPEECH_PATH = "/v1/audio/speech"
 MODELS_PATH = "/v1/models"
@@ -42,6 +46,7 @@ MAX_BODY_BYTES = 64 * 1024  # 4,096 characters of 4-byte UTF-8 plus fields, with
 OPENAI_SPEED_MIN, OPENAI_SPEED_MAX = 0.25, 4.0
 RESPONSE_FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm")
 STREAM_FORMATS = ("audio", "sse")
+DEFAULT_PACE = "download"  # protocol-v1: Pace; a speech request is a file unless asked
 DEFAULT_RESPONSE_FORMAT = "mp3"
 
 # Content types. opus is Ogg Opus (RFC 7845), aac is ADTS, pcm is raw s16le mono at the rate
@@ -128,6 +133,7 @@ class SpeechRequest:
     requested_voice: str      # as sent: a voice id or an OpenAI name
     requested_speed: float    # as sent, within OpenAI's range
     instructions: str | None  # as sent (ignored)
+    pace: str = DEFAULT_PACE  # protocol-v1: Pace (litestream's own field)
 
     @property
     def content_type(self) -> str:
@@ -156,8 +162,10 @@ def _is_number(value: Any) -> bool:
 
 
 def parse_speech_request(body: bytes, *, voices: Sequence[str], default_voice: str,
-                         content_type: str | None = None) -> SpeechRequest:
-    """Validate a request body. Raises ApiError (400, 413 or 415) with the field at fault."""
+                         content_type: str | None = None,
+                         query_pace: str | None = None) -> SpeechRequest:
+    """Validate a request body (and the `pace` query parameter, when given). Raises ApiError
+    (400, 413 or 415) with the field at fault."""
     if content_type is not None and "json" not in content_type.lower():
         raise ApiError(415, f"the body must be JSON (application/json), got {content_type!r}",
                        code="unsupported_media_type")
@@ -221,10 +229,17 @@ def parse_speech_request(body: bytes, *, voices: Sequence[str], default_voice: s
     if instructions is not None and not isinstance(instructions, str):
         raise _bad("instructions", "'instructions' must be a string", "invalid_type")
 
+    pace = doc.get("pace")
+    if pace is None:
+        pace = DEFAULT_PACE if query_pace is None else query_pace
+    if pace not in PACES:
+        raise _bad("pace", f"'pace' must be one of {', '.join(PACES)}, got {pace!r}",
+                   "invalid_param")
+
     return SpeechRequest(
         input=text, voice=voice, response_format=fmt, speed=speed,
         stream_format=stream_format, model=model, requested_voice=raw_voice,
-        requested_speed=float(requested_speed), instructions=instructions,
+        requested_speed=float(requested_speed), instructions=instructions, pace=pace,
     )
 
 

@@ -29,6 +29,9 @@ PCM_FORMATS = tuple(BYTES_PER_SAMPLE)
 # the wire format keeps its own strings so that it never imports the scheduler.
 PRIORITIES = ("high", "normal", "low")
 TIMESTAMPS = ("none", "word")  # protocol-v1: config `timestamps`; "word" adds `words` events
+# protocol-v1: Pace. `listener` (played as it arrives) or `download` (read as fast as it comes);
+# the scheduler's `Pace` has the same values (a test holds them equal).
+PACES = ("listener", "download")
 
 
 class Encoding(StrEnum):
@@ -48,6 +51,7 @@ class StreamSettings:
     speed: float = 1.0  # protocol-v1: the voice's own pace
     priority: str = "normal"
     timestamps: str = "none"  # "word": a `words` event follows each `chunk` event
+    pace: str = "listener"  # protocol-v1: Pace; for the whole stream, set before its first text
 
 
 # ---------------------------------------------------------------- client messages
@@ -134,10 +138,16 @@ def validate_setting(name: str, value: Any, voices: frozenset[str]) -> Any:
         if value not in TIMESTAMPS:
             raise _invalid(f"timestamps must be one of {', '.join(TIMESTAMPS)}, got {value!r}")
         return value
+    if name == "pace":
+        if not isinstance(value, str):
+            raise _bad("field 'pace' must be a string")
+        if value not in PACES:
+            raise _invalid(f"pace must be one of {', '.join(PACES)}, got {value!r}")
+        return value
     raise _bad(f"unknown config field {name!r}")
 
 
-CONFIG_FIELDS = ("voice", "speed", "format", "frame_ms", "priority", "timestamps")
+CONFIG_FIELDS = ("voice", "speed", "format", "frame_ms", "priority", "timestamps", "pace")
 
 
 def decode(frame: str | bytes, encoding: Encoding) -> dict[str, Any]:

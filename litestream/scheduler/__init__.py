@@ -12,6 +12,7 @@ from litestream.scheduler.scheduler import Scheduler
 from litestream.scheduler.types import (
     Admission,
     AdmissionReason,
+    Pace,
     Priority,
     SchedulerConfig,
     SchedulerStats,
@@ -23,6 +24,7 @@ __all__ = [
     "AdmissionReason",
     "CostModel",
     "CostPriors",
+    "Pace",
     "Priority",
     "Scheduler",
     "SchedulerConfig",

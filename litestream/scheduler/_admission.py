@@ -13,7 +13,7 @@ import math
 from litestream.scheduler._pacing import Pacing
 from litestream.scheduler._state import StreamRecord
 from litestream.scheduler.costmodel import StepKind
-from litestream.scheduler.types import Admission, AdmissionReason, SchedulerConfig
+from litestream.scheduler.types import Admission, AdmissionReason, Pace, SchedulerConfig
 
 __all__ = ["AdmissionControl"]
 
@@ -55,9 +55,13 @@ class AdmissionControl:
         """The stream is no longer part of a burst: its text arrived, or it closed."""
         self._fresh.pop(stream_id, None)
 
-    def decide(self, now: float, voice: str | None, epoch: int) -> Admission:
-        """The answer for a new stream speaking `voice` (see Scheduler.admit). `epoch` is the
-        scheduler's change counter: it keys the urgent-compute cache."""
+    def decide(self, now: float, voice: str | None, epoch: int, pace: Pace) -> Admission:
+        """The answer for a new stream speaking `voice` at `pace` (see Scheduler.admit).
+        `epoch` is the scheduler's change counter: it keys the urgent-compute cache.
+
+        What a download costs the listeners is its first audio (the BACKLOG test counts it
+        like a listener's) and then only capacity they leave idle: it adds no steady share to
+        the CAPACITY test, and `demand` leaves it out."""
         cfg = self.config
         pacing = self._pacing
         workers = pacing.workers
@@ -66,7 +70,8 @@ class AdmissionControl:
         if workers == 0:
             return self._refuse(AdmissionReason.CAPACITY)
         new_voice = self._default_voice if voice is None else voice
-        if self.demand(now) + pacing.stream_rtf(new_voice) > workers * cfg.target_utilization:
+        own_rtf = pacing.stream_rtf(new_voice) if pace is Pace.LISTENER else 0.0
+        if self.demand(now) + own_rtf > workers * cfg.target_utilization:
             return self._refuse(AdmissionReason.CAPACITY)
         # A burst: the streams opened without text yet, and this one, are about to start; each
         # needs its first audio and the window after it, at the windows that load allows.
@@ -77,7 +82,13 @@ class AdmissionControl:
         # an idle server (Kokoro on CPU) has a late first audio but is served, not refused for
         # its own cost; and one long encode step holds one worker, not all of them.
         own = min(first, cfg.first_audio_target_s)
-        urgent = self._urgent_compute(now, epoch) + fresh * own
+        urgent = self._urgent_compute(now, epoch)
+        if pace is Pace.DOWNLOAD:
+            # A download's first audio waits behind every first audio owed, however far out
+            # their deadlines (a burst of downloads spreads them out; a listener's steady share
+            # bounds a burst of listeners, a download has none).
+            urgent = max(urgent, pacing.pending_first_s)
+        urgent += fresh * own
         if urgent / workers + own > cfg.first_audio_target_s + cfg.admit_backlog_s:
             return self._refuse(AdmissionReason.BACKLOG)
         return Admission(accepted=True, retry_after_s=0.0, reason=AdmissionReason.ACCEPTED)
@@ -87,7 +98,7 @@ class AdmissionControl:
         of the default voice now (for any reason: streams, capacity, backlog, no worker);
         below, the larger of the steady demand over the most demand that still admits one
         more stream, and the open streams over `max_streams`."""
-        if not self.decide(now, None, epoch).accepted:
+        if not self.decide(now, None, epoch, Pace.LISTENER).accepted:
             return 1.0
         cfg = self.config
         pacing = self._pacing
@@ -101,11 +112,12 @@ class AdmissionControl:
         return min(max(shares), _BELOW_ONE)
 
     def demand(self, now: float) -> float:
-        """Summed steady RTF share of active streams (open-but-idle ones cost nothing)."""
+        """Summed steady RTF share of active listener streams (open-but-idle ones cost nothing;
+        a download runs on the capacity they leave idle)."""
         return sum(
             self._pacing.stream_rtf(s.voice if s.submitted else self._default_voice)
             for s in self._streams.values()
-            if self._is_active(s, now)
+            if s.pace is Pace.LISTENER and self._is_active(s, now)
         )
 
     def _refuse(self, reason: AdmissionReason) -> Admission:
@@ -129,6 +141,11 @@ class AdmissionControl:
         model = self._pacing.model
         for sentence in s.sentences:
             step = sentence.encode
+            if sentence.cached:  # slices of cached audio: no compute
+                audio += model.audio_s(step.voice, (sentence.frames or 0) - sentence.next_frame)
+                if audio >= audio_limit_s:
+                    break
+                continue
             if sentence.frames is None:
                 total += model.price(step.voice, StepKind.ENCODE, step.chars)
                 frames = model.sentence_frames(step.voice, step.chars, step.speed)
@@ -153,6 +170,8 @@ class AdmissionControl:
         horizon = now + self._pacing.first_due_s
         total = 0.0
         for s in self._backlogged:
+            if s.pace is Pace.DOWNLOAD and s.playback_start_s is not None:
+                continue  # past its first audio a download is due to no listener
             due = self._pacing.due_s(s)
             if due <= horizon:
                 total += self._work_s(s, horizon - due)

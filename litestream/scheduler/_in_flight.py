@@ -3,13 +3,13 @@
 Handed out (built from the stream's head sentence, its prediction charged to the stream's VTC
 counter), then finished (slack and overrun noted, the charge settled to what it cost), or taken
 back (requeued: as if never handed out), or cancelled (its stream was cleared: the result will be
-dropped). A stream has at most one step in flight. Pure.
+dropped). A stream has at most one step in flight per sentence (Pacing.next_sentence). Pure.
 """
 
 from __future__ import annotations
 
 from litestream.scheduler._pacing import Pacing
-from litestream.scheduler._state import StreamRecord
+from litestream.scheduler._state import StreamRecord, sentence_of
 from litestream.scheduler.costmodel import StepKind
 from litestream.scheduler.types import SchedulerConfig, SchedulerStats, SynthesisStep
 
@@ -30,7 +30,8 @@ class InFlight:
     ) -> SynthesisStep:
         """The stream's next step (a window of `frames` when given: batching), now in flight.
         The caller rekeys the stream: its heap entries go stale."""
-        sentence = s.sentences[0]
+        sentence = self._pacing.next_sentence(s)
+        assert sentence is not None
         model = self._pacing.model
         st = self._stats
         compute, after, window = self._pacing.head_cost(s, now)
@@ -42,7 +43,7 @@ class InFlight:
                 s.first_rank_s = s.rank_s
         else:
             head = sentence.encode
-            if frames is not None:
+            if frames is not None and not sentence.cached:
                 window = frames
                 compute = model.price(head.voice, StepKind.DECODE, window)
             step = SynthesisStep(
@@ -56,22 +57,26 @@ class InFlight:
                 frames=window,
                 last=sentence.next_frame + window >= sentence.frames,
                 latent=sentence.latent,
+                cached=sentence.cached,
                 predicted_audio_s=model.audio_s(head.voice, window),
                 priority=s.priority,
                 submitted_s=head.submitted_s,
             )
             sentence.next_frame += window
             s.window_frames = window
-            st.decode_steps += 1
-            st.decoded_frames += window
-            st.context_frames += 2 * model.voice(head.voice).context_frames
+            if sentence.cached:
+                st.cached_windows += 1
+            else:
+                st.decode_steps += 1
+                st.decoded_frames += window
+                st.context_frames += 2 * model.voice(head.voice).context_frames
         step.predicted_compute_s = compute
         step.deadline_s = self._pacing.due_s(s) - after
         step.latest_start_s = step.deadline_s - compute
         step.priority = s.priority
         step.dispatched_s = now
-        s.in_flight = step
-        s.inflight_audio_s = step.predicted_audio_s
+        s.in_flight.append(step)
+        s.inflight_audio_s += step.predicted_audio_s
         # VTC: charge the prediction now so concurrent picks see it; completion settles it.
         s.attained_s += compute
         self.count += 1
@@ -99,31 +104,31 @@ class InFlight:
         )
         if step.overrun:
             st.overruns += 1
-        if s is None or s.in_flight is not step:
+        if s is None or step not in s.in_flight:
             st.dropped_results += 1
             return False
-        self.release(s)
+        self.release(s, step)
         # VTC: the counter was charged the prediction at dispatch; settle to what it really cost.
         s.attained_s += compute_s - step.predicted_compute_s
         return True
 
     def take_back(self, s: StreamRecord, step: SynthesisStep) -> None:
-        """Put `step`, handed out but never dispatched, back at the head of its stream."""
-        self.release(s)
+        """Put `step`, handed out but never dispatched, back in its sentence."""
+        self.release(s, step)
         s.attained_s -= step.predicted_compute_s  # VTC: it was charged at dispatch
         if step.kind is StepKind.DECODE:
-            s.sentences[0].next_frame = step.start_frame
+            sentence_of(s, step).next_frame = step.start_frame
         step.dispatched_s = None
         self._stats.requeued += 1
 
     def cancel(self, s: StreamRecord) -> None:
-        """The stream was cleared: its step in flight, if any, will come back stale."""
-        if s.in_flight is not None:
-            self.count -= 1
-            self._stats.cancelled_in_flight += 1
-            s.in_flight = None
-
-    def release(self, s: StreamRecord) -> None:
-        s.in_flight = None
+        """The stream was cleared: its steps in flight, if any, will come back stale."""
+        self.count -= len(s.in_flight)
+        self._stats.cancelled_in_flight += len(s.in_flight)
+        s.in_flight = []
         s.inflight_audio_s = 0.0
+
+    def release(self, s: StreamRecord, step: SynthesisStep) -> None:
+        s.in_flight.remove(step)
+        s.inflight_audio_s = sum(x.predicted_audio_s for x in s.in_flight)
         self.count -= 1

@@ -26,9 +26,9 @@ from __future__ import annotations
 import bisect
 import math
 
-from litestream.scheduler._state import StreamRecord
+from litestream.scheduler._state import Sentence, StreamRecord
 from litestream.scheduler.costmodel import CostModel, StepKind
-from litestream.scheduler.types import SchedulerConfig
+from litestream.scheduler.types import Pace, SchedulerConfig
 
 __all__ = ["Pacing", "window_ladder"]
 
@@ -58,8 +58,12 @@ class Pacing:
         self.ladder = window_ladder(config)
         # Summed steady RTF of streams with work: the utilization that sets window growth.
         self.busy_rtf = 0.0
-        # Predicted compute of the first audio (encode + first window) of streams waiting for it.
+        # Listener streams with work (their count: is anyone's latency at stake?).
+        self.busy_streams = 0
+        # Predicted compute of the first audio (encode + first window) of streams waiting for it,
+        # and how many streams wait.
         self.pending_first_s = 0.0
+        self.awaiting_first = 0
         self.first_due_s = config.first_audio_target_s + config.first_audio_slack_s
 
     # ---- the playback clock and deadlines ------------------------------------------------
@@ -125,6 +129,8 @@ class Pacing:
         waiting went first. A deadline the workers cannot meet would outrank every playing
         stream and stall them all (EDF's domino effect), for no first audio sooner."""
         cost = self.first_audio_cost_s(voice, chars, speed)
+        if s.first_deadline_s is None:
+            self.awaiting_first += 1
         self.pending_first_s += cost - s.first_cost_s
         s.first_cost_s = cost
         queued_s = self.pending_first_s / max(self.workers, 1)
@@ -133,6 +139,8 @@ class Pacing:
     def end_first(self, s: StreamRecord) -> None:
         """The stream waits for no first audio any more (it started playing, or was cleared):
         its first-audio deadline and its share of the first audio owed go."""
+        if s.first_deadline_s is not None:
+            self.awaiting_first -= 1
         s.first_deadline_s = None
         self.pending_first_s -= s.first_cost_s
         s.first_cost_s = 0.0
@@ -173,9 +181,32 @@ class Pacing:
             fit = self.model.window_within(s.voice, self.buffer_s(s, now) - cfg.jitter_s)
             frames = min(frames, ladder[max(bisect.bisect_right(ladder, fit) - 1, 0)])
             frames = max(frames, self.ladder_ceil(self.floor_window(s.voice)))
+            if self.others_await_first(s):
+                # docs/scheduling.md, "The burst": while newcomers wait for their first audio,
+                # the windows after a first window stay as small as it (each interruption of
+                # the newcomers is short); they grow once everyone plays.
+                frames = min(frames, s.window_frames)
+            if (s.pace is Pace.DOWNLOAD and frames >= cfg.max_window_frames
+                    and not self.latency_bound(s)):
+                # No listener needs the workers: a download takes long windows (little context
+                # waste) as far as its own buffer allows (a player may listen as it downloads).
+                frames = max(frames, min(cfg.download_window_frames, fit))
         if remaining - frames < cfg.min_window_frames:
             return max(remaining, 1)
         return frames
+
+    def others_await_first(self, s: StreamRecord) -> bool:
+        """Does a stream other than `s` wait for its first audio?"""
+        return self.awaiting_first > (1 if s.first_deadline_s is not None else 0)
+
+    def latency_bound(self, s: StreamRecord) -> bool:
+        """Is another stream's latency at stake: a listener with work, or a first audio owed?"""
+        own = 1 if s.pace is Pace.LISTENER and s.busy_rtf > 0.0 else 0
+        return self.busy_streams > own or self.others_await_first(s)
+
+    def download_lead_s(self, s: StreamRecord) -> float:
+        """A download's audio made or being made and not yet taken by its client."""
+        return s.out_s + s.ready_audio_s + s.inflight_audio_s
 
     def ladder_ceil(self, frames: float) -> int:
         """The shortest ladder window of at least `frames` (the longest when none is)."""
@@ -210,12 +241,39 @@ class Pacing:
 
     # ---- prices --------------------------------------------------------------------------
 
+    def next_sentence(self, s: StreamRecord) -> Sentence | None:
+        """The sentence whose step the stream hands out next, or None (none may go now).
+
+        A listener, and any stream before its first audio, has one step in flight at a time:
+        its head sentence's. A download past its first audio may have one step in flight per
+        sentence, on as many sentences as there are workers, so it can use the whole machine
+        when the machine is idle: each sentence's windows still go in order, and the session
+        puts the sentences in order."""
+        if s.closed or not s.sentences:
+            return None
+        if s.pace is Pace.LISTENER or s.playback_start_s is None:
+            return s.sentences[0] if not s.in_flight else None
+        if len(s.in_flight) >= max(self.workers, 1):
+            return None
+        busy = {step.seq for step in s.in_flight}
+        for sentence in s.sentences:
+            if sentence.encode.seq in busy:
+                continue
+            if sentence.frames is None or sentence.next_frame < sentence.frames:
+                return sentence
+        return None
+
     def head_cost(self, s: StreamRecord, now: float) -> tuple[float, float, int]:
         """(predicted compute of the stream's next step, compute that must follow it before its
-        audio exists, its window length or 0 for an encode step)."""
-        sentence = s.sentences[0]
+        audio exists, its window length or 0 for an encode step). Only for a stream whose
+        `next_sentence` is not None."""
+        sentence = self.next_sentence(s)
+        assert sentence is not None
         step = sentence.encode
         model = self.model
+        if sentence.cached:
+            # A cached sentence's windows are slices: free, cut by the same pacing rule.
+            return 0.0, 0.0, self.window(s, (sentence.frames or 0) - sentence.next_frame, now)
         if sentence.frames is None:
             frames = math.ceil(model.sentence_frames(step.voice, step.chars, step.speed))
             first = self.window(s, frames, now)
@@ -232,9 +290,14 @@ class Pacing:
         )
 
     def set_busy(self, s: StreamRecord) -> None:
-        """Keep `busy_rtf` = the summed steady RTF of streams with work, in O(1)."""
-        share = self.stream_rtf(s.voice) if s.sentences and not s.closed else 0.0
+        """Keep `busy_rtf` = the summed steady RTF of listener streams with work, and their
+        count, in O(1). A download runs on idle capacity: it loads no listener's windows."""
+        busy = bool(s.sentences) and not s.closed and s.pace is Pace.LISTENER
+        share = self.stream_rtf(s.voice) if busy else 0.0
+        self.busy_streams += (share > 0.0) - (s.busy_rtf > 0.0)
         self.busy_rtf += share - s.busy_rtf
+        if self.busy_streams == 0:
+            self.busy_rtf = 0.0  # no float residue once nobody is busy
         s.busy_rtf = share
 
     def first_audio_cost_s(

@@ -2,11 +2,22 @@
 
 Latest start time (deadline - predicted compute, since a step cannot be paused), shifted by
 priority class; near-ties (within `tie_window_s`) go to the stream with the least attained
-service (compute seconds), VTC style. A heap keyed per stream by its next step holds the order;
-stale entries are skipped by a version counter, so a decision is O(log streams). A stream with
-more than `lookahead_s` of audio ahead waits in a second heap, keyed by when it drops under the
-cap. A batch grows around the most urgent step with steps of its kind, voice, speed and window
-length, while it would not make its most urgent member late. Pure.
+service (compute seconds), VTC style. Heaps keyed per stream by its next step hold the order;
+stale entries are skipped by a version counter, so a decision is O(log streams).
+
+A pick takes, in this order (docs/scheduling.md, "Who goes first"):
+1. due work: the most urgent step, when its latest start is within `due_margin_s` of now;
+2. first audio: a stream waiting for its first audio (either pace), most urgent first; so
+   in a burst no newcomer's encode step or first window waits behind work not yet due;
+3. a listener's step under `lookahead_s` of audio ahead, most urgent first;
+4. a download's step (after its first audio), oldest stream first, so it finishes fast and
+   frees its place; a download with `download_buffer_s` not yet read by its client waits in
+   no heap until its client reads (Scheduler.audio_delivered);
+5. run-ahead: a listener past `lookahead_s`, only for a worker that would otherwise idle,
+   never past `max_lookahead_s` (a second heap, keyed by when it drops under the cap).
+So the pick is work-conserving within each stream's bound, and anything due goes first at
+the next step. A batch grows around the seed with steps of its kind, voice, speed and window
+length from the seed's heap, while it would not make its most urgent member late. Pure.
 """
 
 from __future__ import annotations
@@ -17,9 +28,9 @@ from collections.abc import Set
 from itertools import count
 
 from litestream.scheduler._pacing import Pacing
-from litestream.scheduler._state import StreamRecord
+from litestream.scheduler._state import Sentence, StreamRecord
 from litestream.scheduler.costmodel import StepKind
-from litestream.scheduler.types import SchedulerConfig, SynthesisStep
+from litestream.scheduler.types import Pace, SchedulerConfig, SynthesisStep
 
 __all__ = ["RunQueue"]
 
@@ -33,7 +44,9 @@ class RunQueue:
     def __init__(self, config: SchedulerConfig, pacing: Pacing) -> None:
         self.config = config
         self._pacing = pacing
-        self._ready: list[_Entry] = []  # eligible next steps, keyed by rank (shifted latest start)
+        self._first: list[_Entry] = []  # streams waiting for first audio, keyed by rank
+        self._ready: list[_Entry] = []  # listeners under the lookahead cap, keyed by rank
+        self._download: list[_Entry] = []  # downloads past first audio, keyed by opening time
         self._held: list[_Entry] = []  # next steps over the lookahead cap, keyed by eligible time
         self._service: list[tuple[float, int, StreamRecord]] = []  # backlogged, by attained
         self._tiebreak = count()
@@ -54,7 +67,9 @@ class RunQueue:
         """Recompute the next step's key and push a fresh heap entry (old ones go stale)."""
         s.version += 1
         self.epoch += 1
-        if not s.sentences or s.in_flight is not None or s.closed:
+        s.blocked = False
+        head = self._pacing.next_sentence(s)
+        if head is None:
             return
         compute, after, _ = self._pacing.head_cost(s, now)
         cfg = self.config
@@ -62,12 +77,25 @@ class RunQueue:
         s.due_s = due
         s.deadline_s = due - after
         s.rank_s = s.deadline_s - compute + s.shift_s
+        if head.cached:
+            # A cached window costs no worker time: handing it out first delays no one.
+            s.rank_s = -math.inf
+        if s.pace is Pace.DOWNLOAD and s.playback_start_s is not None:
+            # No playback clock: the client's reading paces it (Scheduler.audio_delivered).
+            s.eligible_s = now
+            if self._pacing.download_lead_s(s) >= cfg.download_buffer_s:
+                s.blocked = True
+            else:
+                heapq.heappush(self._download, (s.opened_s, next(self._tiebreak), s.version, s))
+            return
         if s.first_rank_s is not None and s.playback_start_s is None:
             # A first audio, once begun, finishes before another begins: its first window
-            # ranks a tie window ahead of the encode step it follows, so the encode steps of
-            # other new streams (due as soon) do not slip in between (first audio of the
-            # stream that started first comes first, rather than all of them late).
-            s.rank_s = min(s.rank_s, s.first_rank_s - self.config.tie_window_s)
+            # ranks two tie windows ahead of the encode step it follows, so the encode steps
+            # of other new streams (due as soon) do not slip in between (first audio of the
+            # stream that started first comes first, rather than all of them late). Two: a
+            # near-tie pick, which favours streams not yet started (least attained service),
+            # never reaches back to the encode steps it ranks ahead of.
+            s.rank_s = min(s.rank_s, s.first_rank_s - 2 * self.config.tie_window_s)
         # Lead = audio buffered or on its way = due + jitter - now; held while > lookahead.
         # Before playback nothing is buffered but what is ready: a first audio due far ahead
         # (a burst's queue) is not held back by the cap.
@@ -75,31 +103,56 @@ class RunQueue:
         if s.playback_start_s is None and s.ready_audio_s <= cfg.lookahead_s:
             s.eligible_s = min(s.eligible_s, now)
         if s.eligible_s <= now:
-            heapq.heappush(self._ready, (s.rank_s, next(self._tiebreak), s.version, s))
+            heapq.heappush(self._eligible_heap(s), (s.rank_s, next(self._tiebreak), s.version, s))
         else:
             heapq.heappush(self._held, (s.eligible_s, next(self._tiebreak), s.version, s))
+
+    def _eligible_heap(self, s: StreamRecord) -> list[_Entry]:
+        return self._first if s.playback_start_s is None else self._ready
 
     # ---- picks ---------------------------------------------------------------------------
 
     def promote(self, now: float) -> None:
-        """Move heads that dropped under the lookahead cap from the held heap to the ready one."""
+        """Move heads that dropped under the lookahead cap from the held heap to an eligible
+        one."""
         held = self._held
         while held and held[0][0] <= now:
             _, tb, version, s = heapq.heappop(held)
             if version == s.version:
-                heapq.heappush(self._ready, (s.rank_s, tb, version, s))
+                heapq.heappush(self._eligible_heap(s), (s.rank_s, tb, version, s))
 
-    def pick_ready(self) -> StreamRecord | None:
-        """The most urgent eligible stream; among near-ties, the least attained service.
+    def pick(self, now: float) -> tuple[StreamRecord, list[_Entry] | None, bool] | None:
+        """The stream whose step runs next, in the order of the module's docstring: (stream,
+        the heap its batch mates come from or None, handed out as run-ahead fallback)."""
+        self.promote(now)
+        first = self._peek(self._first)
+        ready = self._peek(self._ready)
+        top, heap = (first, self._first) if first is not None else (ready, self._ready)
+        if ready is not None and first is not None and ready[0] < first[0]:
+            top, heap = ready, self._ready
+        due_by = now + self.config.due_margin_s
+        if top is not None and top[0] <= due_by:
+            return self._near_tie(heap, due_by), heap, False  # 1: due (near-ties only if due)
+        if first is None and top is not None:
+            return self._near_tie(heap), heap, False  # 3
+        if first is not None:
+            return self._near_tie(self._first), self._first, False  # 2: first audio
+        download = self._peek(self._download)
+        if download is not None:
+            return download[3], None, False  # 4
+        held = self.pick_held(now)
+        return (held, None, True) if held is not None else None  # 5, or nothing to do
+
+    def _near_tie(self, heap: list[_Entry], until: float = math.inf) -> StreamRecord:
+        """The most urgent stream of a non-empty `heap`; among near-ties (ranked no later than
+        `until` too), the least attained service.
 
         Near-ties are looked for in the top `tie_candidates` slots of the heap array (its upper
         levels), without popping: the pick is dispatched, which bumps its version, so its entry
         goes stale and is dropped lazily. O(tie_candidates) per decision, whatever the queue."""
-        heap = self._ready
         top = self._peek(heap)
-        if top is None:
-            return None
-        limit = top[0] + self.config.tie_window_s
+        assert top is not None
+        limit = min(top[0] + self.config.tie_window_s, max(until, top[0]))
         best = top
         for entry in heap[1 : self.config.tie_candidates]:
             if (
@@ -121,7 +174,7 @@ class RunQueue:
     def wakeup_s(self, now: float) -> float | None:
         """When a pick would find work (see Scheduler.next_wakeup_s)."""
         self.promote(now)
-        if self._peek(self._ready) is not None:
+        if any(self._peek(h) is not None for h in (self._first, self._ready, self._download)):
             return now
         top = self._peek(self._held)
         if top is None:
@@ -147,7 +200,8 @@ class RunQueue:
     # ---- batches -------------------------------------------------------------------------
 
     def batch_mates(
-        self, seed: SynthesisStep, seed_rank: float, now: float, room: int
+        self, seed: SynthesisStep, seed_rank: float, now: float, room: int,
+        heap: list[_Entry] | None = None,
     ) -> list[StreamRecord]:
         """Up to `room` streams whose next steps join a batch around `seed`, the most urgent
         step (already handed out), in the order they join.
@@ -162,7 +216,8 @@ class RunQueue:
         others keep their places."""
         cfg = self.config
         pacing = self._pacing
-        heap = self._ready
+        if heap is None:
+            heap = self._ready
         limit = seed_rank + cfg.batch_window_s
         pool: list[_Entry] = []
         rest: list[_Entry] = []
@@ -172,7 +227,7 @@ class RunQueue:
                 continue
             (pool if self._batchable(entry[3], seed, now) else rest).append(entry)
         if seed.kind is StepKind.ENCODE:
-            pool.sort(key=lambda e: abs(e[3].sentences[0].encode.chars - seed.chars))
+            pool.sort(key=lambda e: abs(self._head(e[3]).encode.chars - seed.chars))
         earliest = seed.deadline_s
         # The earliest deadline among members that would be on time alone: the batch must
         # finish by it. Members late anyway only bound it by batch_late_growth.
@@ -206,12 +261,17 @@ class RunQueue:
                 heapq.heappush(heap, entry)
         return mates
 
+    def _head(self, s: StreamRecord) -> Sentence:
+        sentence = self._pacing.next_sentence(s)
+        assert sentence is not None  # a stream with a live heap entry has a next step
+        return sentence
+
     def _batchable(self, s: StreamRecord, seed: SynthesisStep, now: float) -> bool:
         """Can the stream's next step join a batch seeded by `seed` (one kind, voice, speed;
         a window of exactly seed.frames that its buffer allows, leaving no tiny tail)?"""
-        sentence = s.sentences[0]
+        sentence = self._head(s)
         head = sentence.encode
-        if head.voice != seed.voice or head.speed != seed.speed:
+        if head.voice != seed.voice or head.speed != seed.speed or sentence.cached:
             return False
         if seed.kind is StepKind.ENCODE:
             return sentence.frames is None
@@ -241,9 +301,10 @@ class RunQueue:
         """Rebuild the heaps from the `live` (backlogged) streams when stale entries outnumber
         them (amortized O(1))."""
         n = len(live)
-        if len(self._ready) + len(self._held) > 4 * n + 1024:
-            self._ready.clear()
-            self._held.clear()
+        heaps = (self._first, self._ready, self._download, self._held)
+        if sum(len(h) for h in heaps) > 4 * n + 1024:
+            for h in heaps:
+                h.clear()
             for s in live:
                 self.rekey(s, now)
         if len(self._service) > 4 * n + 1024:

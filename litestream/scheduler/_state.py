@@ -9,21 +9,32 @@ from __future__ import annotations
 
 from collections import deque
 
-from litestream.scheduler.types import Priority, SynthesisStep
+from litestream.scheduler.types import Pace, Priority, SynthesisStep
 
-__all__ = ["Sentence", "StreamRecord"]
+__all__ = ["Sentence", "StreamRecord", "sentence_of"]
 
 
 class Sentence:
     """One submitted sentence: its encode step, then (once encoded) the frames left to decode."""
 
-    __slots__ = ("encode", "frames", "latent", "next_frame")
+    __slots__ = ("cached", "encode", "frames", "latent", "next_frame")
 
-    def __init__(self, encode: SynthesisStep) -> None:
+    def __init__(self, encode: SynthesisStep, cached_frames: int | None = None,
+                 latent: object | None = None) -> None:
         self.encode = encode
-        self.frames: int | None = None  # known once encoded
-        self.latent: object | None = None
+        # Known once encoded; at once for a sentence found in the cache (no encode step).
+        self.frames: int | None = cached_frames
+        self.latent: object | None = latent
+        self.cached = cached_frames is not None  # its windows are slices, run by no worker
         self.next_frame = 0  # first frame not yet handed out
+
+
+def sentence_of(s: StreamRecord, step: SynthesisStep) -> Sentence:
+    """The queued sentence `step` belongs to (seqs are unique within a stream)."""
+    for sentence in s.sentences:
+        if sentence.encode.seq == step.seq:
+            return sentence
+    raise KeyError(step.seq)
 
 
 class StreamRecord:
@@ -32,6 +43,7 @@ class StreamRecord:
 
     __slots__ = (
         "attained_s",
+        "blocked",
         "busy_rtf",
         "closed",
         "deadline_s",
@@ -44,6 +56,8 @@ class StreamRecord:
         "in_flight",
         "inflight_audio_s",
         "opened_s",
+        "out_s",
+        "pace",
         "playback_start_s",
         "priority",
         "rank_s",
@@ -58,17 +72,24 @@ class StreamRecord:
         "window_frames",
     )
 
-    def __init__(self, stream_id: str, priority: Priority, shift_s: float, now: float) -> None:
+    def __init__(self, stream_id: str, priority: Priority, shift_s: float, now: float,
+                 pace: Pace = Pace.LISTENER) -> None:
         self.id = stream_id
         self.priority = priority
+        self.pace = pace
         self.shift_s = shift_s
         self.opened_s = now
         self.sentences: deque[Sentence] = deque()  # head: the sentence being synthesized
-        self.in_flight: SynthesisStep | None = None  # at most one step at a time
-        self.inflight_audio_s = 0.0  # predicted audio of the in-flight step
+        # Steps handed out and not finished: at most one per sentence, and one in all for a
+        # listener or a first audio (Pacing.next_sentence).
+        self.in_flight: list[SynthesisStep] = []
+        self.inflight_audio_s = 0.0  # predicted audio of the in-flight steps
         self.ready_audio_s = 0.0  # audio completed but not yet reported sent
         self.playback_start_s: float | None = None
         self.sent_audio_s = 0.0  # since playback_start_s
+        # A download's audio handed to its session and not yet taken by the client's socket.
+        self.out_s = 0.0
+        self.blocked = False  # a download waiting for its client to read (in no heap)
         self.first_deadline_s: float | None = None  # before playback: first audio's deadline
         self.first_cost_s = 0.0  # its share in Pacing.pending_first_s
         self.first_rank_s: float | None = None  # rank its first audio's encode step went out at

@@ -10,8 +10,12 @@ counters and per-step results are returned for the caller to log and export.
 
 Units of work. A sentence (one segmenter chunk, with the `seq` the caller's session gave it) is
 an ENCODE step (the front pass: it fixes the sentence's length in frames), then DECODE windows
-in order (engine/base.py). A stream has at most one step in flight, so its results come back in
-order and the session never reorders them. Window size is the control the scheduler turns.
+in order (engine/base.py). A listener stream has at most one step in flight, so its results come
+back in order; a download past its first audio may have one per sentence on as many sentences
+as there are workers (each sentence's windows in order; the session orders sentences by seq).
+Window size is the control the scheduler turns. Two paces (protocol-v1: Pace; `types.Pace`):
+a listener races its player's clock, a download has none after its first audio and runs on idle
+capacity, held by what its client has not read.
 
 The parts, each owning one question (`Scheduler` moves streams and steps through their life and
 asks them):
@@ -27,9 +31,11 @@ Call sequence (the server/session side; `now` from the caller's monotonic clock)
 
     sched.register_voice(voice_id, context_frames=16, sample_rate=22050)   # once per voice
     sched.set_workers(n, now)                  # at start, and whenever workers die or come back
-    adm = sched.admit(now, voice)              # new connection; adm.reason -> client, metrics
-    sched.open_stream(stream_id, priority, now)
+    adm = sched.admit(now, voice, pace)        # new connection; adm.reason -> client, metrics
+    sched.open_stream(stream_id, priority, now, pace)   # set_pace(...) before its first text
     sched.submit(stream_id, seq, sentence, speed=..., voice=..., now=now)   # per segmenter chunk
+    #   a sentence found in the cache: submit(..., cached_frames=n, latent=its audio); its
+    #   windows come out of next_steps with step.cached (slice the audio, run no worker)
     # whenever a worker is idle:
     steps = sched.next_steps(now, max_steps)   # one kind, voice, speed (and window length)
     #   cannot dispatch them after all:  sched.requeue(steps, now)
@@ -43,6 +49,8 @@ Call sequence (the server/session side; `now` from the caller's monotonic clock)
     #   keep is False: the stream was cleared or closed meanwhile; drop the result
     #   error:        sched.fail(step, now)       -> session ChunkFailed(seq, message)
     sched.audio_sent(stream_id, audio_s, now)  # as audio frames go out to the client
+    sched.audio_delivered(stream_id, audio_s, now)   # a download's client took them: True =
+                                               # it may run again, dispatch
     wake = sched.next_wakeup_s(now)            # when nothing is runnable: sleep until then
     sched.clear(stream_id, now) / sched.close_stream(stream_id, now)    # barge-in / end
 
@@ -61,10 +69,11 @@ from litestream.scheduler._admission import AdmissionControl
 from litestream.scheduler._in_flight import InFlight
 from litestream.scheduler._pacing import Pacing
 from litestream.scheduler._run_queue import RunQueue
-from litestream.scheduler._state import Sentence, StreamRecord
+from litestream.scheduler._state import Sentence, StreamRecord, sentence_of
 from litestream.scheduler.costmodel import CostModel, CostPriors, StepKind
 from litestream.scheduler.types import (
     Admission,
+    Pace,
     Priority,
     SchedulerConfig,
     SchedulerStats,
@@ -125,29 +134,31 @@ class Scheduler:
 
     # ---- streams -------------------------------------------------------------------------
 
-    def admit(self, now: float, voice: str | None = None) -> Admission:
+    def admit(self, now: float, voice: str | None = None,
+              pace: Pace | str = Pace.LISTENER) -> Admission:
         """Acceptance test for a NEW stream speaking `voice` (None: not known yet; priced at
-        the first voice registered): would it make urgent steps late?
+        the first voice registered) at `pace`: would it make urgent steps late?
 
         Refused (reason, see AdmissionReason) when
         - STREAMS: `max_streams` streams are open;
         - CAPACITY: the summed steady RTF shares of active streams plus the new one exceed
           `workers * target_utilization` (EDF under overload makes every step late: the domino
-          effect); open-but-idle streams cost nothing; or no worker is serving;
+          effect); open-but-idle streams cost nothing, and a download costs only its first
+          audio (BACKLOG), then idle capacity; or no worker is serving;
         - BACKLOG: the compute due within a first audio's deadline, plus the new stream's first
           audio (its first encode step and first window), divided by workers, is more than
           `first_audio_target_s + admit_backlog_s`.
         retry_after_s is the time to drain the whole queued backlog on all workers, at least 1 s.
         Every price comes from `CostModel.price`, per voice.
         """
-        admission = self._admission.decide(now, voice, self._queue.epoch)
+        admission = self._admission.decide(now, voice, self._queue.epoch, Pace(pace))
         if not admission.accepted:
             self._stats.refused += 1
         return admission
 
     def has_capacity(self, now: float) -> bool:
         """Would a new stream be admitted now? For readiness probes: counts no refusal."""
-        return self._admission.decide(now, None, self._queue.epoch).accepted
+        return self._admission.decide(now, None, self._queue.epoch, Pace.LISTENER).accepted
 
     def fullness(self, now: float) -> float:
         """Admitted load over capacity, 0..1: the per-replica signal autoscalers scale on
@@ -168,14 +179,19 @@ class Scheduler:
             return math.inf if demand > 0.0 else 0.0
         return demand / self.workers
 
-    def open_stream(self, stream_id: str, priority: Priority | str, now: float) -> None:
-        """Open (or re-open with a new priority) a stream; re-opening keeps its work, counter."""
+    def open_stream(self, stream_id: str, priority: Priority | str, now: float,
+                    pace: Pace | str | None = None) -> None:
+        """Open (or re-open with a new priority) a stream; re-opening keeps its work, counter
+        and pace unless `pace` is given (a new stream: LISTENER unless given)."""
         prio = Priority(priority)
         s = self._streams.get(stream_id)
         if s is None:
-            s = StreamRecord(stream_id, prio, self.config.shift_s(prio), now)
+            s = StreamRecord(stream_id, prio, self.config.shift_s(prio), now,
+                             Pace(pace or Pace.LISTENER))
             self._streams[stream_id] = s
             self._admission.opened(stream_id, now)
+        elif pace is not None:
+            self.set_pace(stream_id, pace, now)
         else:
             s.priority = prio
             s.shift_s = self.config.shift_s(prio)
@@ -185,11 +201,28 @@ class Scheduler:
             self._queue.push_service(s)
             self._queue.rekey(s, now)
 
+    def set_pace(self, stream_id: str, pace: Pace | str, now: float) -> None:
+        """protocol-v1: Pace, for the whole stream: the caller sets it before the stream's first
+        text (a session refuses it later). Unknown streams are ignored."""
+        s = self._streams.get(stream_id)
+        if s is None:
+            return
+        s.pace = Pace(pace)
+        self._pacing.set_busy(s)
+        if s.sentences:
+            self._queue.rekey(s, now)
+
     def submit(
-        self, stream_id: str, seq: int, text: str, *, speed: float, voice: str, now: float
+        self, stream_id: str, seq: int, text: str, *, speed: float, voice: str, now: float,
+        cached_frames: int | None = None, latent: object | None = None,
     ) -> SynthesisStep:
         """Queue one sentence (a segmenter chunk, `seq` from the caller's session) at its
-        stream's tail; returns its encode step. KeyError if the stream is unknown."""
+        stream's tail; returns its encode step. KeyError if the stream is unknown.
+
+        A sentence found in the cache comes with `cached_frames` (its length in frames, see
+        `samples_per_frame`) and its audio as `latent`: it has no encode step, and its windows
+        are handed out in order and at the stream's pace like any other (`step.cached`: the
+        caller slices the audio, no worker runs them)."""
         s = self._streams[stream_id]
         if speed <= 0.0:
             raise ValueError("speed must be > 0")
@@ -208,7 +241,9 @@ class Scheduler:
             priority=s.priority,
             submitted_s=now,
         )
-        s.sentences.append(Sentence(step))
+        if cached_frames is not None and cached_frames < 1:
+            raise ValueError("cached_frames must be >= 1")
+        s.sentences.append(Sentence(step, cached_frames, latent))
         s.submitted = True
         self._admission.forget(stream_id)
         s.voice = voice
@@ -236,7 +271,7 @@ class Scheduler:
         self._stats.cleared_sentences += dropped
         s.sentences.clear()
         self._steps.cancel(s)
-        s.inflight_audio_s = s.ready_audio_s = s.sent_audio_s = 0.0
+        s.inflight_audio_s = s.ready_audio_s = s.sent_audio_s = s.out_s = 0.0
         s.playback_start_s = None
         self._pacing.end_first(s)
         s.window_frames = 0
@@ -256,31 +291,33 @@ class Scheduler:
 
     # ---- decisions -----------------------------------------------------------------------
 
-    def next_steps(self, now: float, max_steps: int = 1) -> list[SynthesisStep]:
+    def next_steps(self, now: float, max_steps: int = 1, *,
+                   cached_only: bool = False) -> list[SynthesisStep]:
         """Up to `max_steps` steps for ONE idle worker (a batch when > 1); [] when nothing may run.
 
         A batch is homogeneous: one kind, one voice, one speed, and decode windows of one frame
-        count (GPU batching with no padding). Eligible work (under the lookahead cap) goes
-        first, most urgent latest start first. Held-back work is handed out only when no
-        eligible work exists, and never past `max_lookahead_s` (see next_wakeup_s)."""
+        count (GPU batching with no padding). The order (`_run_queue.py`): due work, then first
+        audio, then listeners under the lookahead cap, then downloads, then run-ahead for a
+        worker that would otherwise idle, never past `max_lookahead_s` (see next_wakeup_s).
+        A cached window (step.cached) is always alone. `cached_only`: no worker is idle, hand
+        out only a cached window, if one is next (it needs none)."""
         if max_steps < 1:
             return []
         queue = self._queue
         queue.compact(self._backlogged, now)
-        queue.promote(now)
-        picked = queue.pick_ready()
-        fallback = False
-        if picked is None:
-            picked = queue.pick_held(now)
-            if picked is None:
-                return []
-            fallback = True
+        found = queue.pick(now)
+        if found is None:
+            return []
+        picked, heap, fallback = found
+        head = self._pacing.next_sentence(picked)
+        if cached_only and (head is None or not head.cached):
+            return []
         seed_rank = picked.rank_s
         seed = self._dispatch(picked, now, fallback)
         steps = [seed]
-        if max_steps > 1 and not fallback:
+        if max_steps > 1 and heap is not None and not seed.cached:
             frames = seed.frames if seed.kind is StepKind.DECODE else None
-            for s in queue.batch_mates(seed, seed_rank, now, max_steps - 1):
+            for s in queue.batch_mates(seed, seed_rank, now, max_steps - 1, heap):
                 steps.append(self._dispatch(s, now, False, frames))
             if len(steps) > 1:
                 self._stats.batches += 1
@@ -292,7 +329,7 @@ class Scheduler:
         them): each returns to the head of its stream, as if never handed out. Never lost."""
         for step in steps:
             s = self._streams.get(step.stream_id)
-            if s is None or s.in_flight is not step:
+            if s is None or step not in s.in_flight:
                 continue  # cleared or closed meanwhile: nothing to put back
             self._steps.take_back(s, step)
             self._queue.push_service(s)
@@ -320,12 +357,12 @@ class Scheduler:
         s = self._finish(step, compute_s, now)
         if s is None:
             return False
-        sentence = s.sentences[0]
+        sentence = sentence_of(s, step)
         sentence.frames = frames
         sentence.latent = latent
         sentence.next_frame = 0
         if frames <= 0:
-            self._pop_sentence(s)
+            self._pop_sentence(s, sentence)
         self._after_step(s, now)
         return True
 
@@ -333,14 +370,15 @@ class Scheduler:
         """Record a finished decode window: True = send its audio (`audio_s` seconds; the
         sentence's last piece when step.last); False = its stream was cleared or closed
         meanwhile, drop it."""
-        self.model.observe_decode(step.voice, frames=step.frames, audio_s=audio_s,
-                                  compute_s=compute_s)
+        if not step.cached:
+            self.model.observe_decode(step.voice, frames=step.frames, audio_s=audio_s,
+                                      compute_s=compute_s)
         s = self._finish(step, compute_s, now)
         if s is None:
             return False
         s.ready_audio_s += audio_s
         if step.last:
-            self._pop_sentence(s)
+            self._pop_sentence(s, sentence_of(s, step))
         self._after_step(s, now)
         return True
 
@@ -349,10 +387,10 @@ class Scheduler:
         window of it is handed out); the stream goes on with its next sentence."""
         self._stats.failed += 1
         s = self._streams.get(step.stream_id)
-        if s is None or s.in_flight is not step:
+        if s is None or step not in s.in_flight:
             return
-        self._steps.release(s)
-        self._pop_sentence(s)
+        self._steps.release(s, step)
+        self._pop_sentence(s, sentence_of(s, step))
         self._after_step(s, now)
 
     def audio_sent(self, stream_id: str, audio_s: float, now: float) -> None:
@@ -365,6 +403,11 @@ class Scheduler:
         if s is None:
             return
         stall_s = self._pacing.audio_sent(s, audio_s, now)
+        if s.pace is Pace.DOWNLOAD:
+            # No listener's clock: what waits for the client to read holds it instead (a
+            # player that listens as it downloads may run dry; that is no listener stall).
+            s.out_s += audio_s
+            stall_s = 0.0
         if stall_s > 0.0:
             self._stats.stalls += 1
             self._stats.stall_s += stall_s
@@ -373,10 +416,32 @@ class Scheduler:
         # the clock just started or moved. Skip the heap push when nothing changed.
         if (
             s.sentences
-            and s.in_flight is None
+            and not s.in_flight
             and abs(self._pacing.due_s(s) - s.due_s) > 1e-6
         ):
             self._queue.rekey(s, now)
+
+    def audio_delivered(self, stream_id: str, audio_s: float, now: float) -> bool:
+        """A download's client took `audio_s` seconds of its audio (its socket accepted them).
+        True when this lets the stream's synthesis run again: the caller dispatches."""
+        s = self._streams.get(stream_id)
+        if s is None or s.pace is not Pace.DOWNLOAD:
+            return False
+        s.out_s = max(0.0, s.out_s - audio_s)
+        if s.blocked and self._pacing.download_lead_s(s) < self.config.download_buffer_s:
+            self._queue.rekey(s, now)
+            return True
+        return False
+
+    def samples_per_frame(self, voice: str) -> int:
+        """Samples in one of the voice's frames (its vocoder's hop): a cached sentence's length
+        in frames is its samples over this, rounded up."""
+        rate = self._sample_rates.get(voice)
+        if rate is None:
+            raise ValueError(f"voice {voice!r} was registered without a sample rate")
+        # The frame's audio as the model knows it: frames x audio_per_frame_s is then the
+        # cached audio's length, whichever hop the voice has.
+        return max(1, round(self.model.voice(voice).audio_per_frame_s * rate))
 
     # ---- load signals --------------------------------------------------------------------
 
@@ -432,7 +497,7 @@ class Scheduler:
     ) -> SynthesisStep:
         """Hand out the stream's next step (a window of `frames` when given: batching)."""
         step = self._steps.hand_out(s, now, fallback, frames)
-        self._queue.rekey(s, now)  # its entries go stale: a stream has one step in flight at a time
+        self._queue.rekey(s, now)  # its entries go stale; a next step it may run now is re-queued
         return step
 
     def _finish(self, step: SynthesisStep, compute_s: float, now: float) -> StreamRecord | None:
@@ -441,8 +506,13 @@ class Scheduler:
         s = self._streams.get(step.stream_id)
         return s if self._steps.finish(step, s, compute_s, now) else None
 
-    def _pop_sentence(self, s: StreamRecord) -> None:
-        s.sentences.popleft()
+    def _pop_sentence(self, s: StreamRecord, sentence: Sentence) -> None:
+        """The sentence is done (its last window, a failure, or 0 frames): it leaves its
+        stream's queue (the head, except for a download's sentences decoded in parallel)."""
+        if s.sentences[0] is sentence:
+            s.sentences.popleft()
+        else:
+            s.sentences.remove(sentence)
         self._sentences -= 1
 
     def _after_step(self, s: StreamRecord, now: float) -> None:

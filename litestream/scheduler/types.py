@@ -15,6 +15,7 @@ from litestream.scheduler.costmodel import StepKind
 __all__ = [
     "Admission",
     "AdmissionReason",
+    "Pace",
     "Priority",
     "SchedulerConfig",
     "SchedulerStats",
@@ -26,6 +27,18 @@ class Priority(StrEnum):
     HIGH = "high"
     NORMAL = "normal"
     LOW = "low"
+
+
+class Pace(StrEnum):
+    """protocol-v1: Pace. What clock a stream's work races (docs/scheduling.md, "Two paces").
+
+    LISTENER: a player's real-time playback; the next step is due before it runs dry, and
+    synthesis runs at most `max_lookahead_s` ahead of it (text further ahead is wasted at
+    barge-in). DOWNLOAD: no playback clock after its first audio; synthesized as fast as idle
+    capacity allows, held only by what its client has not read yet (`download_buffer_s`)."""
+
+    LISTENER = "listener"
+    DOWNLOAD = "download"
 
 
 class AdmissionReason(StrEnum):
@@ -66,6 +79,10 @@ class SchedulerConfig:
     # Admission (acceptance test): steady demand in worker units must stay under this share.
     target_utilization: float
     max_streams: int  # 0 = unlimited
+    # protocol-v1: Pace. A download stream's synthesis waits while this much of its audio is
+    # made and not yet taken by its client's socket: the per-stream memory bound that, with the
+    # socket's backpressure, lets the client's reading pace a download.
+    download_buffer_s: float
 
     # Decode windows, in frames (11.6 ms of audio each for Piper voices). The first window of a
     # stream is small so first audio comes fast; later ones grow by about 1/utilization times
@@ -89,6 +106,14 @@ class SchedulerConfig:
     first_window_margin: float = 3.0
     min_window_growth: float = 1.25
     max_window_growth: float = 4.0
+    # A download's windows when no listener needs the workers (no listener has work, no stream
+    # waits for first audio): long, so context margins cost little (2P/W = 7% at 512 frames),
+    # yet a newcomer waits at most one such window for a worker (~0.6 s on the 2-core CPU).
+    download_window_frames: int = 512
+    # A step counts as due this long before its latest start. While any stream waits for its
+    # first audio, work not yet due yields to the newcomers' encode steps and first windows
+    # (docs/scheduling.md, "The burst"); the jitter budget is the safety beyond it.
+    due_margin_s: float = 0.05
     # Near-ties in latest start go to the least attained service; at most this many are looked at.
     tie_window_s: float = 0.05
     tie_candidates: int = 8
@@ -138,6 +163,9 @@ class SynthesisStep:
     frames: int = 0  # DECODE: window length; ENCODE: 0 (the sentence's frames come from encoded)
     last: bool = False  # DECODE: the sentence's final window
     latent: object | None = None  # DECODE: what encoded() was given; opaque to the scheduler
+    # DECODE: a window of a sentence found in the cache (submit's `cached_frames`): no worker
+    # runs it, the caller slices the cached audio; ordered and paced like synthesized windows.
+    cached: bool = False
     predicted_audio_s: float = 0.0  # audio seconds this step should make (ENCODE: none)
     predicted_compute_s: float = 0.0  # compute seconds on one worker
     deadline_s: float = 0.0  # when it must be done (listener runs dry, less jitter)
@@ -186,6 +214,7 @@ class SchedulerStats:
     overruns: int = 0  # steps that ran > overrun_factor x their prediction (and > overrun_min_s)
     refused: int = 0  # admit() refusals
     lookahead_fallbacks: int = 0  # held-back steps handed out because a worker would idle
+    cached_windows: int = 0  # windows of cached sentences handed out (no worker runs them)
     cleared_sentences: int = 0  # sentences dropped (whole or mid-way) by clear/close
     cancelled_in_flight: int = 0  # in-flight steps whose result will be dropped
     dropped_results: int = 0  # encoded()/decoded() calls answered False

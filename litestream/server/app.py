@@ -272,10 +272,10 @@ class LitestreamServer:
 
     def admit(self, request: web.Request, query: dict[str, str],
               check: Callable[[], Refusal | None], *, voice: Callable[[], str],
-              priority: Callable[[], str]) -> Admitted | Refusal:
+              priority: Callable[[], str], pace: Callable[[], str]) -> Admitted | Refusal:
         """The checks every stream passes, WebSocket or HTTP, in this order: draining,
-        Origin, API key, the request's own parameters (`check`; `voice` and `priority` are
-        read after it passed), the client's rate and stream quota, then admission control.
+        Origin, API key, the request's own parameters (`check`; `voice`, `priority` and `pace`
+        are read after it passed), the client's rate and stream quota, then admission control.
         Admitted: its stream is open in the scheduler now, so in a burst each admission test
         counts the ones accepted just before it."""
         now = self.now()
@@ -298,7 +298,7 @@ class LitestreamServer:
         if refusal is None:
             refusal = self.limits.admit_handshake(client, now)
         if refusal is None:
-            admission = self.synthesis.admit(now, voice())
+            admission = self.synthesis.admit(now, voice(), pace())
             if not admission.accepted:
                 self.limits.release(client)
                 refusal = refuse_admission(admission.reason, admission.retry_after_s)
@@ -308,7 +308,7 @@ class LitestreamServer:
                      refusal.status, refusal.reason)
             return refusal
         session_id = uuid.uuid4().hex[:12]
-        self.synthesis.open_stream(session_id, priority(), now)
+        self.synthesis.open_stream(session_id, priority(), now, pace())
         return Admitted(client, session_id)
 
     def release(self, admitted: Admitted) -> int:
@@ -354,7 +354,8 @@ class LitestreamServer:
 
         admitted = self.admit(request, query, check_query,
                               voice=lambda: parsed[0].settings.voice,
-                              priority=lambda: parsed[0].settings.priority)
+                              priority=lambda: parsed[0].settings.priority,
+                              pace=lambda: parsed[0].settings.pace)
         if isinstance(admitted, Refusal):
             return _web(routes.refusal(admitted))
         params = parsed[0]

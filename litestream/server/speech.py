@@ -81,7 +81,7 @@ class SpeechHost(Protocol):
 
     def admit(self, request: web.Request, query: dict[str, str],
               check: Callable[[], Refusal | None], *, voice: Callable[[], str],
-              priority: Callable[[], str]) -> Admitted | Refusal: ...
+              priority: Callable[[], str], pace: Callable[[], str]) -> Admitted | Refusal: ...
 
     def new_session(self, admitted: Admitted, settings: StreamSettings,
                     encoding: Encoding) -> tuple[StreamSession, StreamLink]: ...
@@ -125,27 +125,30 @@ class SpeechStream(Carrier):
             try:
                 parsed.append(openai_api.parse_speech_request(
                     body, voices=sorted(server.voice_ids), default_voice=server.default_voice,
-                    content_type=request.headers.get("Content-Type")))
+                    content_type=request.headers.get("Content-Type"),
+                    query_pace=request.query.get("pace")))
             except openai_api.ApiError as exc:
                 bad.append(exc)
                 return refuse(RefusalReason.BAD_PARAM, exc.message, param=exc.param)
             return None
 
         admitted = server.admit(request, dict(request.query.items()), check_body,
-                                voice=lambda: parsed[0].voice, priority=lambda: "normal")
+                                voice=lambda: parsed[0].voice, priority=lambda: "normal",
+                                pace=lambda: parsed[0].pace)
         if isinstance(admitted, Refusal):
             return _api_error(bad[0] if bad else routes.api_refusal(admitted))
         speech = parsed[0]
         settings = StreamSettings(voice=speech.voice, speed=speech.speed, format="s16le",
-                                  frame_ms=server.config.frame_ms)
+                                  frame_ms=server.config.frame_ms, pace=speech.pace)
         session, link = server.new_session(admitted, settings, Encoding.JSON)
         self.session = session
         server.speech[session.id] = self
         server.metrics.stream_opened()
         slog = SessionAdapter(log, session.id)
-        slog.info("speech: %d chars, voice %s (asked %s), %s%s, speed %g", len(speech.input),
-                  speech.voice, speech.requested_voice, speech.response_format,
-                  " as sse" if speech.stream_format == "sse" else "", speech.speed)
+        slog.info("speech: %d chars, voice %s (asked %s), %s%s, speed %g, pace %s",
+                  len(speech.input), speech.voice, speech.requested_voice,
+                  speech.response_format, " as sse" if speech.stream_format == "sse" else "",
+                  speech.speed, speech.pace)
         try:
             now = server.now()
             session.receive(TextMsg(speech.input), now)

@@ -155,6 +155,13 @@ class SynthesisLink(Protocol):
 
     def set_priority(self, priority: str, now: float) -> None: ...
 
+    def set_pace(self, pace: str, now: float) -> None:
+        """protocol-v1: Pace, for the whole stream (the session allows it before any text)."""
+
+    def audio_taken(self, audio_s: float) -> None:
+        """A download stream's client took `audio_s` of its audio from the outbox: what waits
+        for the client to read, which holds a download's synthesis, shrinks."""
+
     def audio_queued(self, seq: int, audio_s: float, nbytes: int, now: float) -> None:
         """`audio_s` of sentence `seq` (`nbytes` of PCM) went to the outbox: the listener's
         playback clock moves (the scheduler owns it, and the stall estimate)."""
@@ -185,4 +192,4 @@ class SessionLimits:
     max_buffered_chars: int  # text buffered (not yet a sentence) before text_too_long
     max_chunk_chars: int  # the segmenter's longest chunk
     first_chunk_chars: int  # a longer first sentence of a run is cut at a clause (0: never)
-    send_buffer_s: float  # audio waiting in the outbox before the client is cut off
+    send_buffer_s: float  # a listener's audio waiting in the outbox before it is cut off

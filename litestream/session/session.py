@@ -183,6 +183,9 @@ class StreamSession:
         item = self._outbox.popleft()
         if isinstance(item, SendAudio):
             self._outbox_audio_ms -= item.audio_ms
+            if self._download:
+                # The client's reading paces a download (protocol-v1: Pace).
+                self._link.audio_taken(item.audio_ms / 1000.0)
         elif isinstance(item, Close):
             self._finish()
         return item
@@ -203,6 +206,10 @@ class StreamSession:
     def last_seq(self) -> int:
         """The newest seq handed out (-1: none yet)."""
         return self._next_seq - 1
+
+    @property
+    def _download(self) -> bool:
+        return self.settings.pace == "download"
 
     @property
     def _live(self) -> bool:
@@ -240,11 +247,17 @@ class StreamSession:
                                     f"over the message or text rate; retry in {wait_s:.1f} s")
         match message:
             case ConfigMsg(changes):
+                if "pace" in changes and changes["pace"] != self.settings.pace and self.chars:
+                    raise ProtocolError(ErrorCode.INVALID_PARAM,
+                                        "pace applies to the whole stream: send it before the"
+                                        " first text (or as the query parameter)")
                 if "voice" in changes:
                     self._change_voice(str(changes["voice"]), now)
                 self.settings = protocol.apply_config(self.settings, message)
                 if "priority" in changes:
                     self._link.set_priority(self.settings.priority, now)
+                if "pace" in changes:
+                    self._link.set_pace(self.settings.pace, now)
             case TextMsg(text, flush):
                 self._accept_text(text, now)
                 if flush:
@@ -449,10 +462,13 @@ class StreamSession:
             self._outbox_audio_ms += frame_ms
             sentence.queued_ms += frame_ms
         self._link.audio_queued(sentence.seq, len(audio) / rate, len(piece), now)
-        if self._outbox_audio_ms > self._limits.send_buffer_s * 1000.0:
-            # Config.send_buffer_s: a client that reads slower than it asked for audio is cut
-            # off before the server holds more of it (the scheduler's lookahead cap usually
-            # stops synthesis long before this).
+        if not self._download and self._outbox_audio_ms > self._limits.send_buffer_s * 1000.0:
+            # Config.send_buffer_s: a listener that reads slower than it plays is cut off
+            # before the server holds more of its audio (the scheduler's lookahead cap usually
+            # stops synthesis long before this; cached audio enters at the same pace). A
+            # download is never cut for this: what its client has not read holds its
+            # synthesis instead (download_buffer_s), and a client that stops reading
+            # altogether is cut by the send timeout.
             log.warning("session=%s %.1f s of audio waiting to be sent; cutting off",
                         self.id, self._outbox_audio_ms / 1000.0)
             self._drop_outbox()

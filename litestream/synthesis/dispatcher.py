@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -21,10 +22,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from litestream.config import Config
-from litestream.engine.base import Latent, Voice
+from litestream.engine.base import Latent, Voice, Word
 from litestream.metrics import Metrics
 from litestream.scheduler import (
     Admission,
+    Pace,
     Priority,
     Scheduler,
     SchedulerConfig,
@@ -69,7 +71,22 @@ def scheduler_config(config: Config) -> SchedulerConfig:
         max_lookahead_s=config.max_lookahead_s,
         target_utilization=config.target_utilization,
         max_streams=config.max_streams,
+        download_buffer_s=config.download_buffer_s,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class CachedLatent:
+    """A cached sentence's audio as the scheduler's opaque latent: its windows are slices of
+    `samples_per_frame` samples per frame (Scheduler.samples_per_frame at submit)."""
+
+    samples: np.ndarray
+    samples_per_frame: int
+    words: tuple[Word, ...] = ()  # its words' times (the `chunk` plan carries them)
+
+    def window(self, start_frame: int, frames: int) -> np.ndarray:
+        spf = self.samples_per_frame
+        return self.samples[start_frame * spf:(start_frame + frames) * spf]
 
 
 class StreamLink:
@@ -77,17 +94,21 @@ class StreamLink:
     sentences; the scheduler keys its steps by the same seq."""
 
     def __init__(self, scheduler: Scheduler, stream_id: str, metrics: Metrics,
-                 cache: SentenceCache | None = None, on_hit: Deliver | None = None,
-                 shared: SharedCache | None = None,
-                 dispatch: Callable[[], None] | None = None) -> None:
+                 cache: SentenceCache | None = None, shared: SharedCache | None = None,
+                 dispatch: Callable[[], None] | None = None,
+                 dispatch_soon: Callable[[], None] | None = None,
+                 clock: Callable[[], float] | None = None) -> None:
         self._scheduler = scheduler
         self.stream_id = stream_id
         self._metrics = metrics
         self._cache = cache if cache is not None and cache.enabled else None
-        self._on_hit = on_hit
         # The shared level (Redis): chunks wait here, in order, for their lookups.
-        self._shared = shared if on_hit is not None else None
+        self._shared = shared
         self._dispatch = dispatch
+        # A download that waited for its client to read may run again: dispatch on the next
+        # loop turn (the session is handing out its audio when it says so).
+        self._dispatch_soon = dispatch_soon
+        self._clock = clock
         self._waiting: deque[_Waiting] = deque()
         self._closed = False
         # seq -> deadline of the newest audio piece delivered and not yet sent, for the slack
@@ -102,11 +123,11 @@ class StreamLink:
         self.stalls = 0
 
     def submit(self, seq: int, text: str, *, speed: float, voice: str, now: float) -> None:
-        if self._cache is not None and self._on_hit is not None:
+        if self._cache is not None:
             cached = self._cache.get(voice, speed, text)
             self._metrics.cache_lookup(hit=cached is not None)
             if cached is not None:
-                self._hit(seq, text, cached)
+                self._hit(seq, text, speed, voice, cached, now)
                 return
         shared = self._shared
         if shared is not None and self._may_wait(now):
@@ -121,13 +142,16 @@ class StreamLink:
             return
         self._scheduler.submit(self.stream_id, seq, text, speed=speed, voice=voice, now=now)
 
-    def _hit(self, seq: int, text: str, cached: CachedAudio) -> None:
-        """A hit skips synthesis: its plan and all its audio reach the session like a worker's
-        result, which orders it by seq, long before its deadline."""
-        assert self._on_hit is not None
-        self._on_hit(self.stream_id, (ChunkPlanned(seq, text, cached.sample_count,
-                                                   cached.words_in(text)),
-                                      ChunkAudio(seq, cached.samples, last=True)))
+    def _hit(self, seq: int, text: str, speed: float, voice: str, cached: CachedAudio,
+             now: float) -> None:
+        """A hit skips synthesis, not the scheduler: its windows are slices of the cached
+        audio, handed out in order and at the stream's pace like synthesized ones
+        (Synthesis.dispatch serves them without a worker), so a long cached sentence never
+        floods the session's outbox (docs/scheduling.md, "Cached audio in step")."""
+        spf = self._scheduler.samples_per_frame(voice)
+        self._scheduler.submit(self.stream_id, seq, text, speed=speed, voice=voice, now=now,
+                               cached_frames=max(1, math.ceil(cached.sample_count / spf)),
+                               latent=CachedLatent(cached.samples, spf, cached.words_in(text)))
 
     def _may_wait(self, now: float) -> bool:
         """May this chunk wait for a shared cache lookup (at most its timeout)? Not while Redis
@@ -155,16 +179,16 @@ class StreamLink:
             found = None
             if head.lookup is not None and not head.lookup.cancelled():
                 found = head.lookup.result()
+            now = asyncio.get_running_loop().time()
+            submitted = True
             if found is not None:
                 if self._cache is not None:
                     self._cache.put(head.voice, head.speed, head.text, found.samples,
                                     found.sample_rate, found.words_in(head.text))
-                self._hit(head.seq, head.text, found)
+                self._hit(head.seq, head.text, head.speed, head.voice, found, now)
                 continue
-            now = asyncio.get_running_loop().time()
             self._scheduler.submit(self.stream_id, head.seq, head.text, speed=head.speed,
                                    voice=head.voice, now=now)
-            submitted = True
         if submitted and self._dispatch is not None:
             self._dispatch()
 
@@ -188,8 +212,19 @@ class StreamLink:
         # Re-opening a stream in the scheduler changes its class and keeps its queue.
         self._scheduler.open_stream(self.stream_id, Priority(priority), now)
 
+    def set_pace(self, pace: str, now: float) -> None:
+        self._scheduler.set_pace(self.stream_id, Pace(pace), now)
+
+    def audio_taken(self, audio_s: float) -> None:
+        # A download's client read this audio: its synthesis may have waited for that.
+        now = self._clock() if self._clock is not None else 0.0
+        if (self._scheduler.audio_delivered(self.stream_id, audio_s, now)
+                and self._dispatch_soon is not None):
+            self._dispatch_soon()
+
     def piece_delivered(self, seq: int, deadline_s: float) -> None:
-        self._deadlines[seq] = deadline_s
+        if math.isfinite(deadline_s):
+            self._deadlines[seq] = deadline_s
 
     def audio_queued(self, seq: int, audio_s: float, nbytes: int, now: float) -> None:
         # The scheduler owns the playback clock and the listener's stall estimate.
@@ -259,25 +294,26 @@ class Synthesis:
 
     # ------------------------------------------------------------ admission and streams
 
-    def admit(self, now: float, voice: str) -> Admission:
-        return self.scheduler.admit(now, voice)
+    def admit(self, now: float, voice: str, pace: str = Pace.LISTENER) -> Admission:
+        return self.scheduler.admit(now, voice, Pace(pace))
 
     def fullness(self, now: float) -> float:
         """Admitted load over capacity, 0..1 (Scheduler.fullness): 1 exactly when a new stream
         would be refused."""
         return self.scheduler.fullness(now)
 
-    def open_stream(self, stream_id: str, priority: str, now: float) -> None:
+    def open_stream(self, stream_id: str, priority: str, now: float,
+                    pace: str = Pace.LISTENER) -> None:
         """At handshake acceptance: in a burst, each admission test must count the ones
         accepted just before it."""
-        self.scheduler.open_stream(stream_id, Priority(priority), now)
+        self.scheduler.open_stream(stream_id, Priority(priority), now, Pace(pace))
 
     def link(self, stream_id: str) -> StreamLink:
         link = self._links.get(stream_id)
         if link is None:
             link = self._links[stream_id] = StreamLink(
-                self.scheduler, stream_id, self._metrics, self.cache, self._deliver_soon,
-                shared=self.shared, dispatch=self.dispatch)
+                self.scheduler, stream_id, self._metrics, self.cache, shared=self.shared,
+                dispatch=self.dispatch, dispatch_soon=self._dispatch_soon, clock=self._now)
         return link
 
     def close_stream(self, stream_id: str, now: float) -> int:
@@ -295,11 +331,11 @@ class Synthesis:
             stats = self.cache.stats()
             self._metrics.set_cache(stats.bytes, stats.entries)
 
-    def _deliver_soon(self, stream_id: str, results: Sequence[SynthesisResult]) -> None:
-        """Deliver on the next loop turn: a hit is found while its session is submitting, and
-        a session takes one input at a time."""
-        if self._loop is not None and self._deliver is not None:
-            self._loop.call_soon(self._deliver, stream_id, results)
+    def _dispatch_soon(self) -> None:
+        """Dispatch on the next loop turn: a download's client read while its session was
+        handing out audio, and a session takes one input at a time."""
+        if self._loop is not None:
+            self._loop.call_soon(self.dispatch)
 
     def _keep_for_cache(self, step: SynthesisStep, audio: np.ndarray) -> None:
         """Collect a sentence's decoded pieces; at its last one, the whole sentence is cached
@@ -332,10 +368,14 @@ class Synthesis:
         if pool is None:
             return
         now = self._now()
-        while pool.idle:
-            steps = self.scheduler.next_steps(now, self._max_batch)
+        while True:
+            # With no worker idle, a cached window may still go: it needs none.
+            steps = self.scheduler.next_steps(now, self._max_batch, cached_only=not pool.idle)
             if not steps:
                 break
+            if steps[0].cached:
+                self._serve_cached(steps[0], now)
+                continue
             pool.dispatch(steps)  # one kind, voice, speed and window length: one engine run
             self._metrics.run_dispatched(steps[0].kind.value, len(steps))
         if self._wakeup is not None:
@@ -345,6 +385,24 @@ class Synthesis:
             wake = self.scheduler.next_wakeup_s(now)
             if wake is not None:
                 self._wakeup = self._loop.call_at(max(wake, now + 0.001), self.dispatch)
+
+    def _serve_cached(self, step: SynthesisStep, now: float) -> None:
+        """A cached sentence's window: its slice of the cached audio, delivered as a worker's
+        result would be (its `chunk` plan first, at its first window)."""
+        latent = step.latent
+        assert isinstance(latent, CachedLatent)
+        audio = latent.window(step.start_frame, step.frames)
+        keep = self.scheduler.decoded(step, audio_s=len(audio) / self._rates[step.voice],
+                                      compute_s=0.0, now=now)
+        link = self._links.get(step.stream_id)
+        if not keep or link is None or self._deliver is None:
+            return
+        inputs: list[SynthesisResult] = []
+        if step.start_frame == 0:
+            inputs.append(ChunkPlanned(step.seq, step.text, len(latent.samples), latent.words))
+        inputs.append(ChunkAudio(step.seq, audio, last=step.last))
+        link.piece_delivered(step.seq, step.deadline_s)
+        self._deliver(step.stream_id, inputs)
 
     def on_result(self, result: WorkResult) -> None:
         """A worker finished a step (on the loop thread): tell the scheduler, then the session."""

@@ -15,7 +15,14 @@ import heapq
 import random
 from dataclasses import dataclass, field
 
-from litestream.scheduler import Priority, Scheduler, SchedulerConfig, StepKind, SynthesisStep
+from litestream.scheduler import (
+    Pace,
+    Priority,
+    Scheduler,
+    SchedulerConfig,
+    StepKind,
+    SynthesisStep,
+)
 from litestream.text.segmenter import Segmenter
 
 SAMPLE_RATE = 22050
@@ -40,6 +47,7 @@ def config(**knobs: float) -> SchedulerConfig:
         "max_lookahead_s": 20.0,
         "target_utilization": 0.8,
         "max_streams": 0,
+        "download_buffer_s": 10.0,
     }
     base.update(knobs)
     return SchedulerConfig(**base)  # type: ignore[arg-type]
@@ -110,8 +118,13 @@ class Listener:
 class SimResult:
     admitted: int
     refused: int
-    listeners: list[Listener]
+    listeners: list[Listener]  # the listener-paced streams
     sched: Scheduler
+    downloads: list[Listener] = field(default_factory=list)  # the download-paced streams
+    # Every batch handed out: (when, when it finished, its steps).
+    handed_out: list[tuple[float, float, list[SynthesisStep]]] = field(default_factory=list)
+    end_s: float = 0.0  # when the last step finished
+    busy_s: float = 0.0  # worker-seconds of compute
 
     @property
     def first_audio_s(self) -> list[float]:
@@ -141,12 +154,18 @@ def simulate(
     max_steps: int = 1,
     slow: float = 1.0,
     admit: bool = True,
+    downloads: int = 0,
+    download_text: str | None = None,
+    first_chunk_chars: int | None = None,
 ) -> SimResult:
     """`streams` clients connect at t=0 (each passes admission first, unless `admit` is off)
     and send `text`: all at once, or word by word at `words_per_s` as an LLM would. The real
     segmenter cuts it into sentences; `workers` fake engines take steps (batches of up to
     `max_steps`) whenever idle; audio is sent as each window finishes and played in real time
-    from its first frame."""
+    from its first frame. `downloads` more clients, opened first, ask for `download_text` (or
+    `text`) at pace download and read every piece the moment it is sent. `first_chunk_chars`:
+    the segmenter cuts a long first sentence at a clause within it, as the server does
+    (Config.first_chunk_chars; None: never)."""
     rng = random.Random(seed)
     engine = FakeEngine(rng, slow=slow)
     sched = Scheduler(cfg or config(), workers)
@@ -155,14 +174,17 @@ def simulate(
     now = 0.0
     listeners: dict[str, Listener] = {}
     segmenters: dict[str, Segmenter] = {}
+    paces: dict[str, Pace] = {}
     refused = 0
-    for i in range(streams):
-        sid = f"s{i}"
-        if admit and not sched.admit(now, VOICE).accepted:
+    clients = [(f"d{i}", Pace.DOWNLOAD) for i in range(downloads)]
+    clients += [(f"s{i}", Pace.LISTENER) for i in range(streams)]
+    for sid, pace in clients:
+        if admit and not sched.admit(now, VOICE, pace).accepted:
             refused += 1
             continue
-        sched.open_stream(sid, Priority.NORMAL, now)
-        listeners[sid], segmenters[sid] = Listener(), Segmenter()
+        sched.open_stream(sid, Priority.NORMAL, now, pace)
+        segmenters[sid] = Segmenter(first_max_chars=first_chunk_chars)
+        listeners[sid], paces[sid] = Listener(), pace
 
     def submit(sid: str, chunks: list[str], at: float) -> None:
         listener = listeners[sid]
@@ -175,7 +197,13 @@ def simulate(
     events: list[tuple[float, int, int, object]] = []
     order = 0
     words = text.split(" ")
+    handed_out: list[tuple[float, float, list[SynthesisStep]]] = []
+    busy = 0.0
     for sid in listeners:
+        if paces[sid] is Pace.DOWNLOAD:
+            said = download_text or text
+            submit(sid, segmenters[sid].feed(said) + segmenters[sid].flush(), now)
+            continue
         if words_per_s is None:
             submit(sid, segmenters[sid].feed(text) + segmenters[sid].flush(), now)
             continue
@@ -188,6 +216,8 @@ def simulate(
     while True:
         while idle and (steps := sched.next_steps(now, max_steps)):
             compute = engine.compute_s(steps)
+            handed_out.append((now, now + compute, steps))
+            busy += compute
             order += 1
             heapq.heappush(events, (now + compute, order, 1, (steps, compute)))
             idle -= 1
@@ -209,8 +239,16 @@ def simulate(
             audio = finish(sched, step, compute, now)
             if audio is not None:
                 sched.audio_sent(step.stream_id, audio, now)
+                if paces[step.stream_id] is Pace.DOWNLOAD:
+                    sched.audio_delivered(step.stream_id, audio, now)  # read at once
                 listeners[step.stream_id].arrivals.append((now, audio, step.seq))
-    return SimResult(len(listeners), refused, list(listeners.values()), sched)
+    return SimResult(
+        admitted=len(listeners) - sum(p is Pace.DOWNLOAD for p in paces.values()),
+        refused=refused,
+        listeners=[v for k, v in listeners.items() if paces[k] is Pace.LISTENER],
+        sched=sched,
+        downloads=[v for k, v in listeners.items() if paces[k] is Pace.DOWNLOAD],
+        handed_out=handed_out, end_s=now, busy_s=busy)
 
 
 def price_step(s: Scheduler, step: SynthesisStep) -> float:

@@ -70,6 +70,28 @@ def test_bad_input_is_refused_with_the_param(value: Any) -> None:
     assert info.value.param == "input"
 
 
+def test_pace_is_download_unless_asked() -> None:
+    assert parse().pace == "download"
+    assert parse(pace="listener").pace == "listener"
+    body = json.dumps({"input": "Hi."}).encode()
+    asked = oa.parse_speech_request(body, voices=VOICES, default_voice=DEFAULT,
+                                    query_pace="listener")
+    assert asked.pace == "listener"  # ?pace=listener
+    both = json.dumps({"input": "Hi.", "pace": "download"}).encode()
+    assert oa.parse_speech_request(both, voices=VOICES, default_voice=DEFAULT,
+                                   query_pace="listener").pace == "download"  # the body's wins
+
+
+@pytest.mark.parametrize("body_pace,query_pace", [("fast", None), (None, "slow"), (3, None)])
+def test_a_bad_pace_is_invalid_param(body_pace: Any, query_pace: str | None) -> None:
+    fields = {"input": "Hi."} if body_pace is None else {"input": "Hi.", "pace": body_pace}
+    with pytest.raises(oa.ApiError) as info:
+        oa.parse_speech_request(json.dumps(fields).encode(), voices=VOICES,
+                                default_voice=DEFAULT, query_pace=query_pace)
+    assert (info.value.status, info.value.param, info.value.code) == (400, "pace",
+                                                                       "invalid_param")
+
+
 def test_voice_ids_openai_names_and_voice_objects() -> None:
     assert parse(voice="am_michael").voice == "am_michael"
     assert parse(voice="nova").voice == "af_nova"            # first candidate installed

@@ -11,7 +11,7 @@ import pytest
 from litestream import protocol
 from litestream.errors import ErrorCode, ProtocolError
 from litestream.protocol import Encoding, StreamSettings
-from litestream.scheduler import Priority
+from litestream.scheduler import Pace, Priority
 
 VOICES = frozenset({"en_US-joe-medium"})
 DEFAULTS = StreamSettings(voice="en_US-joe-medium", format="s16le", frame_ms=40)
@@ -21,6 +21,18 @@ def test_the_wire_priorities_are_the_schedulers() -> None:
     # The wire format keeps its own strings (it never imports the scheduler); they must agree.
     assert tuple(p.value for p in Priority) == protocol.PRIORITIES
     assert StreamSettings(voice="v", format="s16le", frame_ms=40).priority == Priority.NORMAL
+
+
+def test_the_wire_paces_are_the_schedulers() -> None:
+    assert tuple(p.value for p in Pace) == protocol.PACES
+    assert StreamSettings(voice="v", format="s16le", frame_ms=40).pace == Pace.LISTENER
+
+
+def test_pace_in_config() -> None:
+    assert parse_json('{"type":"config","pace":"download"}') == protocol.ConfigMsg(
+        {"pace": "download"})
+    assert error_of('{"type":"config","pace":"fast"}').code is ErrorCode.INVALID_PARAM
+    assert error_of('{"type":"config","pace":1}').code is ErrorCode.BAD_MESSAGE
 
 
 def parse_json(text: str) -> protocol.ClientMessage:
@@ -105,12 +117,16 @@ def test_query_parsing() -> None:
     assert params.settings.format == "f32le"
     assert params.settings.frame_ms == 20
     assert params.encoding is Encoding.MSGPACK  # token (the server reads it) and utm: no 400
+    assert params.settings.pace == "listener"
+    assert protocol.parse_query({"pace": "download"}, DEFAULTS, VOICES).settings.pace == (
+        "download")
 
 
 @pytest.mark.parametrize("query,param", [
     ({"voice": "nobody"}, "voice"), ({"speed": "fast"}, "speed"), ({"speed": "9"}, "speed"),
     ({"format": "wav"}, "format"), ({"encoding": "xml"}, "encoding"),
     ({"frame_ms": "0"}, "frame_ms"), ({"priority": "now"}, "priority"),
+    ({"pace": "fast"}, "pace"),
 ])
 def test_bad_query_names_the_parameter(query: dict[str, str], param: str) -> None:
     with pytest.raises(protocol.QueryError) as info:

@@ -63,7 +63,9 @@ class RecordingLink:
     submitted: list[tuple[int, str, str, float]] = field(default_factory=list)
     clears: int = 0
     priorities: list[str] = field(default_factory=list)
+    paces: list[str] = field(default_factory=list)
     queued: list[tuple[int, float]] = field(default_factory=list)  # (seq, audio_s)
+    taken_s: float = 0.0  # audio a download's client took from the outbox
     underrun: float = 0.0
 
     def submit(self, seq: int, text: str, *, speed: float, voice: str, now: float) -> None:
@@ -74,6 +76,12 @@ class RecordingLink:
 
     def set_priority(self, priority: str, now: float) -> None:
         self.priorities.append(priority)
+
+    def set_pace(self, pace: str, now: float) -> None:
+        self.paces.append(pace)
+
+    def audio_taken(self, audio_s: float) -> None:
+        self.taken_s += audio_s
 
     def audio_queued(self, seq: int, audio_s: float, nbytes: int, now: float) -> None:
         self.queued.append((seq, audio_s))
@@ -522,6 +530,36 @@ def test_the_send_buffer_bounds_queued_audio_then_cuts_the_client_off() -> None:
     assert session.queued_audio_ms == 0
     assert drain(session) == [("close", CloseCode.POLICY, "slow reader", True)]
     assert session.close_reason == "slow reader"
+
+
+def test_a_download_is_paced_by_its_reader_not_cut_off() -> None:
+    # protocol-v1: Pace. A download's outbox may hold more than send_buffer_s (the scheduler
+    # bounds it by download_buffer_s instead): a client that reads is never cut off, and
+    # every frame it takes is reported, since its reading paces the synthesis.
+    session, link = opened(send_buffer_s=0.5)
+    session.receive(ConfigMsg({"pace": "download"}), 0.0)
+    assert link.paces == ["download"]
+    session.receive(TextMsg("One. Two.", flush=True), 0.0)
+    result(session, 0, 400)
+    result(session, 1, 600)
+    assert session.queued_audio_ms == pytest.approx(1000) and not session.aborting
+    items = drain(session)
+    assert sum(1 for i in items if i[0] == "audio") == 25
+    assert link.taken_s == pytest.approx(1.0)
+    assert session.state is StreamState.OPEN
+
+
+def test_pace_applies_to_the_whole_stream() -> None:
+    session, link = opened()
+    session.receive(TextMsg("Hello"), 0.0)  # buffered text: the stream has begun
+    session.receive(ConfigMsg({"pace": "download", "speed": 1.5}), 0.0)
+    (error,) = events(drain(session), "error")
+    assert (error["code"], error["fatal"]) == ("invalid_param", False)
+    assert "before the first text" in error["message"]
+    assert link.paces == [] and session.settings.pace == "listener"
+    assert session.settings.speed == 1.0  # nothing of that message was applied
+    session.receive(ConfigMsg({"pace": "listener"}), 0.0)  # the pace it has: fine
+    assert events(drain(session), "error") == []
 
 
 def test_idle_timeout_only_when_nothing_is_being_spoken() -> None:

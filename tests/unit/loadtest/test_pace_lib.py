@@ -1,0 +1,29 @@
+"""loadtest/lib/pace.py's pure parts: the burst's compute floor read from the server's DEBUG
+lines, and the download text."""
+
+from __future__ import annotations
+
+import pytest
+
+from loadtest.lib.pace import burst_floor_s, campaign_texts, download_text
+
+_LINE = ("2026-12-05 DEBUG litestream.synthesis session={} seq=0 {} frames={} took {} ms,"
+         " predicted 30.0 ms")
+LOG = "\n".join(_LINE.format(*row) for row in [
+    ("aaa", "encode", 0, 18.0), ("bbb", "encode", 0, 20.0), ("aaa", "decode", 32, 32.0),
+    ("aaa", "decode", 96, 80.0), ("bbb", "decode", 32, 30.0), ("ccc", "decode", 32, 99.0)])
+
+
+def test_the_floor_is_each_streams_first_encode_and_window_over_the_workers() -> None:
+    # aaa: 18 + 32, bbb: 20 + 30; aaa's second window and ccc (no encode seen: it started
+    # before the burst) are not first audio.
+    floor, streams = burst_floor_s(LOG, workers=2)
+    assert streams == 2
+    assert floor == pytest.approx((18 + 32 + 20 + 30) / 1000 / 2)
+
+
+def test_texts() -> None:
+    text = download_text(2500)
+    assert 2500 <= len(text) < 2700 and text.endswith(".")
+    texts = campaign_texts(3)
+    assert len(set(texts)) == 3
