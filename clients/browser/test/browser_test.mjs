@@ -8,7 +8,14 @@
 // Check 1 (play): fill #text, click #speak, wait for state "done"; expect chunks > 0,
 //   played audio == the sum of the server's chunk duration_ms (within 10% or 300 ms),
 //   0 underruns, and the page's audio clock running at real time.
-// Check 1 also checks the voice picker: filled from GET /v1/voices, default selected.
+// Check 1 also checks the voice picker: filled from GET /v1/voices, default selected, and the
+//   read-along: at moments sampled while it plays, the highlighted word is the one under the
+//   playback position, within HIGHLIGHT_TOLERANCE_MS. The truth comes from outside the
+//   player's own bookkeeping: the server's `words` events as they came off the socket, and
+//   the audio clock (the AudioContext's output timestamp, less the context frame at which the
+//   worklet played the first sample). Both are tapped by an init script before the page loads.
+//   That clock is the play head only while the buffer never ran dry, so only moments before
+//   the worklet's first underrun report (less 200 ms: it reports every ~100 ms) are judged.
 // Check 2 (stop): speak a long text, click #stop mid-stream; expect state "stopped", the
 //   server's `cleared`, and played ms frozen afterwards.
 // Prints one JSON line (prefix "RESULT ") and exits 0 only when every check passed.
@@ -50,6 +57,107 @@ const STOP_TEXT = Array.from(
 ).join(" ");
 
 const TIMEOUT_MS = Number(opts.timeout) * 1000;
+const HIGHLIGHT_TOLERANCE_MS = 100;
+const HIGHLIGHT_SAMPLE_EVERY_MS = 170; // not a multiple of the worklet's 100 ms stats period
+const MIN_HIGHLIGHT_SAMPLES = 5;
+
+// Runs in the page before its scripts: keeps every JSON message the server sent, every
+// AudioContext, and the worklet's "started" messages (their context frame), without touching
+// what the player sees.
+function tapPage() {
+  const tap = { messages: [], contexts: [], started: [], firstUnderrunAt: null };
+  window.__litestreamTap = tap;
+  const NativeSocket = window.WebSocket;
+  window.WebSocket = class extends NativeSocket {
+    constructor(...args) {
+      super(...args);
+      this.addEventListener("message", (event) => {
+        if (typeof event.data === "string") tap.messages.push(JSON.parse(event.data));
+      });
+    }
+  };
+  const NativeContext = window.AudioContext;
+  window.AudioContext = class extends NativeContext {
+    constructor(...args) {
+      super(...args);
+      tap.contexts.push(this);
+    }
+  };
+  const NativeNode = window.AudioWorkletNode;
+  window.AudioWorkletNode = class extends NativeNode {
+    constructor(ctx, ...rest) {
+      super(ctx, ...rest);
+      this.port.addEventListener("message", (event) => {
+        if (event.data?.type === "started") tap.started.push({ ctx, frame: event.data.frame });
+        if (event.data?.type === "stats" && event.data.underruns > 0 && tap.firstUnderrunAt == null) {
+          tap.firstUnderrunAt = performance.now();
+        }
+      });
+    }
+  };
+}
+
+// One sampled moment, read in one task: the highlighted word, and where the audio clock says
+// playback is (ms of the stream's audio since its first sample).
+function sampleHighlight() {
+  const tap = window.__litestreamTap;
+  const started = tap.started[tap.started.length - 1];
+  const el = document.querySelector("#transcript .word.current");
+  const highlighted = el
+    ? { seq: Number(el.dataset.seq), index: Number(el.dataset.index), text: el.textContent }
+    : null;
+  const positionMs = window.litestreamStats.positionMs; // the player's own idea, for the record
+  const t = performance.now();
+  if (!started) return { atMs: null, highlighted, positionMs, t };
+  const ctx = started.ctx;
+  const ts = ctx.getOutputTimestamp();
+  const heard =
+    ts.performanceTime > 0
+      ? ts.contextTime + Math.max(0, performance.now() - ts.performanceTime) / 1000
+      : ctx.currentTime - ctx.baseLatency - (ctx.outputLatency || 0);
+  const atMs = ((heard * ctx.sampleRate - started.frame) / ctx.sampleRate) * 1000;
+  return { atMs, highlighted, positionMs, t };
+}
+
+// How far (ms) position `at` lies outside [start, end); 0 inside.
+const outside = (at, start, end) => (at < start ? start - at : at >= end ? at - end : 0);
+
+// Scores the samples against the server's words: a highlighted word must be the server's word
+// (same text) and the position within tolerance of its interval; no highlight is right only
+// when no word's interval holds the position by more than the tolerance (a pause). Samples
+// from 200 ms before the first underrun report on are left out (the clock is not the play head).
+function judgeHighlights(taken, messages, firstUnderrunAt) {
+  const samples = taken.filter((x) => firstUnderrunAt == null || x.t < firstUnderrunAt - 200);
+  const words = new Map();
+  for (const m of messages) if (m.type === "words") words.set(m.seq, m.words);
+  const all = [...words.entries()].flatMap(([seq, ws]) => ws.map((w, index) => ({ seq, index, ...w })));
+  const result = { samples: samples.length, afterUnderrun: taken.length - samples.length, highlighted: 0, distinct: 0, maxErrorMs: 0, wrong: [],
+    wordsTimed: all.length, maxPositionErrorMs: 0 };
+  const seen = new Set();
+  for (const { atMs, highlighted, positionMs } of samples) {
+    if (positionMs != null) {
+      result.maxPositionErrorMs = Math.max(result.maxPositionErrorMs, Math.abs(positionMs - atMs));
+    }
+    if (highlighted) {
+      result.highlighted += 1;
+      seen.add(`${highlighted.seq}:${highlighted.index}`);
+      const w = words.get(highlighted.seq)?.[highlighted.index];
+      const error = w ? outside(atMs, w.start_ms, w.end_ms) : Infinity;
+      result.maxErrorMs = Math.max(result.maxErrorMs, error);
+      if (!w || w.text !== highlighted.text || error > HIGHLIGHT_TOLERANCE_MS) {
+        result.wrong.push({ atMs: Math.round(atMs), highlighted, server: w ?? null });
+      }
+    } else {
+      const under = all.find((w) => atMs >= w.start_ms + HIGHLIGHT_TOLERANCE_MS
+        && atMs < w.end_ms - HIGHLIGHT_TOLERANCE_MS);
+      if (under) result.wrong.push({ atMs: Math.round(atMs), highlighted: null, server: under });
+    }
+  }
+  result.distinct = seen.size;
+  result.maxErrorMs = Math.round(result.maxErrorMs);
+  result.maxPositionErrorMs = Math.round(result.maxPositionErrorMs);
+  return result;
+}
 const CHROMIUM_ARGS = [
   "--autoplay-policy=no-user-gesture-required",
   "--no-sandbox",
@@ -74,6 +182,7 @@ function check(name, cond, detail) {
 
 async function openPage(browser) {
   const page = await browser.newPage({ viewport: { width: 900, height: 760 } });
+  await page.addInitScript(tapPage);
   const problems = [];
   page.on("pageerror", (err) => problems.push(`pageerror: ${err.message}`));
   page.on("console", (msg) => {
@@ -121,14 +230,29 @@ async function playCheck(browser) {
   // Sample the audio clock vs wall time while it plays, to prove it advances in real time.
   let firstPlay = null;
   let st;
+  const highlightSamples = [];
+  let nextSample = 0;
   for (;;) {
     st = await getStats(page);
     if (firstPlay == null && st.playedMs > 0) firstPlay = { wall: Date.now(), played: st.playedMs };
     if (["done", "error", "stopped"].includes(st.state)) break;
     if (Date.now() - t0 > TIMEOUT_MS) break;
-    await sleep(50);
+    if (st.playedMs > 0 && Date.now() >= nextSample) {
+      const sample = await page.evaluate(sampleHighlight);
+      // Only while the stream plays: after the last word the page stops highlighting.
+      if (sample.atMs != null && sample.atMs < st.audioMs - HIGHLIGHT_TOLERANCE_MS) {
+        highlightSamples.push(sample);
+      }
+      nextSample = Date.now() + HIGHLIGHT_SAMPLE_EVERY_MS;
+    }
+    await sleep(20);
   }
   const wallPlayMs = firstPlay ? Date.now() - firstPlay.wall : null;
+  const tapped = await page.evaluate(() => ({
+    messages: window.__litestreamTap.messages,
+    firstUnderrunAt: window.__litestreamTap.firstUnderrunAt,
+  }));
+  const highlight = judgeHighlights(highlightSamples, tapped.messages, tapped.firstUnderrunAt);
   await page.screenshot({ path: opts.screenshot, fullPage: true });
   const result = {
     state: st.state,
@@ -145,6 +269,8 @@ async function playCheck(browser) {
     contextRate: st.contextRate,
     wallMs: Date.now() - t0,
     // played audio per wall-clock ms from first sound to done: ~1.0 when the clock is real time
+    words: st.words,
+    highlight,
     realtimeRatio:
       firstPlay && wallPlayMs > 0
         ? Number(((st.playedMs - firstPlay.played) / wallPlayMs).toFixed(3))
@@ -171,6 +297,14 @@ async function playCheck(browser) {
     `played/wall ratio ${result.realtimeRatio}`,
   );
   check("play.no_page_errors", problems.length === 0, problems.join("; "));
+  // Read-along: the server timed the words, and at every sampled moment the highlight matched.
+  check("highlight.words_timed", highlight.wordsTimed > 0, "the server sent no `words` events");
+  check("highlight.sampled", highlight.highlighted >= MIN_HIGHLIGHT_SAMPLES && highlight.distinct >= 3,
+    `${highlight.highlighted} of ${highlight.samples} samples had a highlighted word, ` +
+    `${highlight.distinct} distinct`);
+  check("highlight.matches_position", highlight.wrong.length === 0,
+    `${highlight.wrong.length} samples off by more than ${HIGHLIGHT_TOLERANCE_MS} ms: ` +
+    JSON.stringify(highlight.wrong.slice(0, 5)));
   await page.close();
 }
 

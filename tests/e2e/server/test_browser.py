@@ -2,9 +2,10 @@
 
 Starts a real server on a free loopback port and runs clients/browser/test/browser_test.mjs
 against it: one stream played to the end (played audio == the server's chunk durations,
-0 underruns, audio clock at real time) and one stopped mid-stream (state "stopped", the
-server's `cleared`, no audio after it). This test never skips: when chromium or the node
-modules are missing it fails and says to run `bash .ci/browser-deps.sh`.
+0 underruns, audio clock at real time, and the read-along highlighting the word under the
+playback position, within 100 ms, at moments sampled as it plays) and one stopped mid-stream
+(state "stopped", the server's `cleared`, no audio after it). This test never skips: when
+chromium or the node modules are missing it fails and says to run `bash .ci/browser-deps.sh`.
 """
 
 from __future__ import annotations
@@ -115,6 +116,12 @@ async def test_browser_player_plays_and_stops(tmp_path: Path) -> None:
     assert 0 < play["ttfaMs"] < 30_000  # sanity only: latency is loadtest territory, not this
     assert 0.8 < play["realtimeRatio"] < 1.25
     assert play["pageProblems"] == []
+    # Read-along: the player asked for word timestamps and got them; at every sampled moment
+    # the highlighted word was the server's word under the audio clock's position (100 ms).
+    highlight = play["highlight"]
+    assert play["words"] == highlight["wordsTimed"] > 0
+    assert highlight["highlighted"] >= 5 and highlight["distinct"] >= 3, highlight
+    assert highlight["wrong"] == [] and highlight["maxErrorMs"] <= 100, highlight
     # Stopped mid-stream: cleared by the server, nothing played after.
     assert stop["state"] == "stopped"
     assert stop["clearSent"] is True
