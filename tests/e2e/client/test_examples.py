@@ -8,11 +8,24 @@ import asyncio
 import re
 import sys
 from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
 
 from tests import REPO
 from tests.serverutil import RunningServer, run_server
 
 TIMEOUT_S = 120
+
+# One event loop and one server for the module: a server takes seconds to start.
+module_loop = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def srv() -> Any:
+    async with run_server() as running:
+        yield running
 
 
 async def run_example(srv: RunningServer, script: Path, *args: str) -> str:
@@ -48,22 +61,22 @@ def assert_heard_split(reply: str, heard: str, unheard: str) -> None:
     assert unheard
 
 
-async def test_voice_agent_prints_the_words_heard_before_the_barge_in() -> None:
+@module_loop
+async def test_voice_agent_prints_the_words_heard_before_the_barge_in(srv: RunningServer) -> None:
     script = REPO / "clients" / "voice_agent.py"
-    async with run_server() as srv:
-        out = await run_example(srv, script, "--barge-in-after", "3.0", "--encoding", "json")
+    out = await run_example(srv, script, "--barge-in-after", "3.0", "--encoding", "json")
     heard = re.search(r"^words heard: (.*)$", out, re.M)
     unheard = re.search(r"^not heard \(cut by the barge-in\): (.*)$", out, re.M)
     assert heard and unheard, out
     assert_heard_split(reply_of(script, "CANNED_REPLY"), heard[1], unheard[1])
 
 
+@module_loop
 async def test_pipecat_voice_agent_prints_the_words_heard_before_the_barge_in(
-        tmp_path: Path) -> None:
+        srv: RunningServer, tmp_path: Path) -> None:
     script = REPO / "clients" / "pipecat" / "voice_agent.py"
-    async with run_server() as srv:
-        out = await run_example(srv, script, "--demo", str(tmp_path / "out.wav"),
-                                "--barge-in-after", "2.5")
+    out = await run_example(srv, script, "--demo", str(tmp_path / "out.wav"),
+                            "--barge-in-after", "2.5")
     heard = re.search(r"words heard: (.*)$", out, re.M)
     unheard = re.search(r"never heard: (.*)$", out, re.M)
     assert heard and unheard, out[-4000:]
