@@ -15,6 +15,11 @@ compute for every chunk they synthesize. Printed: hits by level, compute with ea
 gained (streams per core scale with 1 / compute per second of audio), and the latency of the
 Redis lookups made (hits and misses), in ms.
 
+Then first audio through real servers (`--first-audio`, on by default): two litestream servers
+in this process (one worker each, the deterministic bundled voice) share the Redis; each stock
+phrase is spoken on replica A (synthesized there), then on replica B, where it is a shared hit.
+The time from the text sent to the first audio frame received, over a WebSocket on loopback.
+
     flock /tmp/ls-heavy.lock .venv/bin/python -m loadtest.shared_cache_bench
 """
 
@@ -22,19 +27,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from websockets.asyncio.client import connect
 
+from litestream import config as config_mod
 from litestream.config import default_of
 from litestream.engine import PiperVoice
 from litestream.metrics import Metrics
+from litestream.server import LitestreamServer
 from litestream.synthesis.cache import SentenceCache
 from litestream.synthesis.shared_cache import SharedCache
-from loadtest.cache_bench import chunks_of, replies
+from loadtest.cache_bench import STOCK_CLOSERS, STOCK_OPENERS, chunks_of, replies
+from loadtest.lib.net import free_port
 from loadtest.lib.redis_server import RedisServer
 from loadtest.lib.streams import machine_info
 
@@ -102,6 +112,49 @@ async def run(voice: PiperVoice, texts: Sequence[str], replicas: int, max_chars:
     return fleet
 
 
+async def first_audio_ms(url: str, text: str) -> float:
+    """One stream: the text and `end` sent, ms until its first audio frame came back."""
+    async with connect(url) as ws:
+        started = time.perf_counter()
+        await ws.send(json.dumps({"type": "text", "text": text}))
+        await ws.send(json.dumps({"type": "end"}))
+        first = None
+        async for frame in ws:
+            if isinstance(frame, bytes) and first is None:
+                first = (time.perf_counter() - started) * 1000
+            elif isinstance(frame, str) and json.loads(frame)["type"] == "done":
+                break
+    assert first is not None, f"no audio for {text!r}"
+    return first
+
+
+async def first_audio(voice: PiperVoice, redis_url: str) -> tuple[list[float], list[float]]:
+    """(first audio ms on replica A, synthesized; on replica B, a shared hit) per stock phrase."""
+    servers = []
+    for _ in range(2):
+        config = config_mod.build(environ={}, host="127.0.0.1", port=free_port(), workers=1,
+                                  deterministic=True, kokoro=False, cache_url=redis_url)
+        server = LitestreamServer(config, voices={voice.info.id: voice})
+        await server.start()
+        servers.append(server)
+    a, b = (f"ws://127.0.0.1:{server.port}/v1/stream" for server in servers)
+    made: list[float] = []
+    hit: list[float] = []
+    try:
+        for phrase in (*STOCK_OPENERS, *STOCK_CLOSERS):
+            made.append(await first_audio_ms(a, phrase))
+            shared = servers[0].shared_cache
+            if shared is not None:
+                await shared.wait_writes()
+            hit.append(await first_audio_ms(b, phrase))
+        hits = servers[1].metrics.registry.get_sample_value("litestream_shared_cache_hits_total")
+        assert hits == len(hit), f"{hits} shared hits on replica B for {len(hit)} phrases"
+    finally:
+        for server in servers:
+            await server.close()
+    return made, hit
+
+
 def quantiles(values: Sequence[float]) -> str:
     if not values:
         return "none"
@@ -138,6 +191,12 @@ async def main_async(args: argparse.Namespace) -> int:
                   f"{together.compute_s:.1f} s, capacity x{saved:.2f}",
                   f"  redis lookups, hits:   {quantiles(together.lookup_ms)}",
                   f"  redis lookups, misses: {quantiles(together.miss_ms)}"]
+    if args.first_audio:
+        with RedisServer.start(args.redis_port, maxmemory="256mb") as redis:
+            made, hit = await first_audio(voice, redis.url)
+        lines += [f"first audio of {len(made)} stock phrases, 2 servers of 1 worker:",
+                  f"  replica A, synthesized:  {quantiles(made)}",
+                  f"  replica B, shared hit:   {quantiles(hit)}"]
     print(f"machine {meta['node']} | {meta['cpu']} | nproc {meta['nproc']} | python "
           f"{meta['python']} | load avg 1m {meta['loadavg_1m_at_start']} at start, "
           f"{os.getloadavg()[0]:.2f} at end")
@@ -157,6 +216,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--max-chars", type=int, default=default_of("max_chunk_chars"))
     parser.add_argument("--timeout-ms", type=float, default=default_of("cache_timeout_ms"))
+    parser.add_argument("--first-audio", action=argparse.BooleanOptionalAction, default=True,
+                        help="also time first audio through two real servers sharing Redis")
     parser.add_argument("--redis-port", type=int, default=None,
                         help="port for the redis-server it starts (default: a free one)")
     return asyncio.run(main_async(parser.parse_args(argv)))

@@ -1,6 +1,6 @@
-"""loadtest/shared_cache_bench.py end to end on a few replies: it runs the real engine and a
-real redis-server, and its figures are consistent (no timing thresholds: only that the shared
-level finds what another replica made, and that compute only falls with it)."""
+"""loadtest/shared_cache_bench.py end to end on a few replies: it runs the real engine, a real
+redis-server and two real servers, and its figures are consistent (no timing thresholds: only
+that the shared level finds what another replica made, and that compute only falls with it)."""
 
 from __future__ import annotations
 
@@ -34,3 +34,6 @@ def test_the_shared_level_finds_what_another_replica_made() -> None:
     assert int(together.group(1)) >= 1, out
     assert float(together.group(2)) < float(alone.group(2))
     assert "redis lookups, hits:   p50" in out
+    # Through two real servers: every stock phrase spoken on A is a shared hit on B (the bench
+    # checks B's hit counter itself and fails otherwise).
+    assert re.search(r"replica B, shared hit: +p50 [\d.]+.*\(n=14\)", out), out
