@@ -122,10 +122,14 @@ async def test_a_run_against_a_real_server(transport: str) -> None:
         config = SwarmConfig(url=srv.url, streams=3, processes=2, transport=transport,
                              text="sentence", server_pid=os.getpid(), timeout_s=60)
         report, results = await asyncio.to_thread(swarm.run_swarm, config)
-    # Stalls depend on this machine's load: counted, not asserted.
-    assert (report.admitted, report.completed, report.order_errors) == (3, 3, 0)
-    assert not report.errors and report.refused == 0, swarm.format_report(report)
-    assert all(r.sample_rate == 22050 and r.audio_s > 0.5 and r.ttfa_s for r in results)
+    # Stalls depend on this machine's load: counted, not asserted. So does admission: the server
+    # prices streams at the speed it measured at start, so a busy machine may refuse one (503).
+    assert report.admitted >= 1 and report.admitted + report.refused == 3
+    assert set(report.refused_by_status) <= {"503"}, swarm.format_report(report)
+    assert (report.completed, report.order_errors) == (report.admitted, 0)
+    assert not report.errors, swarm.format_report(report)
+    played = [r for r in results if r.refused_status is None]
+    assert all(r.sample_rate == 22050 and r.audio_s > 0.5 and r.ttfa_s for r in played)
     assert report.frames_total == sum(r.frames for r in results)
     cpu = report.server["cpu"]
     assert cpu["inference_threads"] >= 1 and cpu["inference_s"] > 0
