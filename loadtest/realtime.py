@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
+from litestream.client import build_url
 from loadtest.lib.recorder import (
     Probe,
     Summary,
@@ -48,6 +49,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--mix", default="", metavar="VOICE=TEXT,...",
                    help="streams take these voice=text pairs in turn, e.g. "
                         "en_US-joe-medium=paragraph,jf_alpha=ja (default: --text, default voice)")
+    p.add_argument("--timestamps", default="none", choices=["none", "word"],
+                   help="word: every stream asks for `words` events (protocol-v1 timestamps)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--timeout-s", type=float, default=600.0, help="bound on each stream")
@@ -83,6 +86,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parse_arrival(args.arrival)
     except ValueError as exc:
         raise SystemExit(str(exc)) from None
+    if args.timestamps != "none":
+        args.url = build_url(args.url, {"timestamps": args.timestamps})
     meta: dict[str, Any] = {"machine": machine_info(), "url": args.url, "arrival": args.arrival,
                             "text": args.text, "token_rate": args.token_rate, "seed": args.seed}
     args.mix = parse_mix(args.mix)

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from litestream.client import Audio, Chunk, Done, Error, PlaybackClock, Ready
+from litestream.client import Audio, Chunk, Done, Error, PlaybackClock, Ready, Words
 
 # ---------------------------------------------------------------- pure: one listener
 
@@ -36,6 +36,7 @@ class StreamResult:
     stall_ms: float = 0.0
     audio_s: float = 0.0  # audio received (from frame sizes)
     chunks: int = 0
+    words_events: int = 0  # `words` events (only with timestamps=word)
     chunk_lateness_ms: list[float] = field(default_factory=list)  # chunks after the first
     errors: list[str] = field(default_factory=list)  # `error` codes received
     error_messages: list[str] = field(default_factory=list)  # their messages, same order
@@ -120,6 +121,8 @@ class StreamRecorder:
             self.on_ready(event.sample_rate, event.format, event.channels)
         elif isinstance(event, Chunk):
             self.on_chunk(event.seq, event.text, event.start_ms, event.duration_ms, now)
+        elif isinstance(event, Words):
+            self.result.words_events += 1
         elif isinstance(event, Error):
             self.on_error(event.code, event.message)
         elif isinstance(event, Done):
@@ -169,6 +172,7 @@ class Summary:
     chunk_lateness_p50_ms: float | None
     chunk_lateness_p99_ms: float | None
     chunks: int
+    words_events: int = 0  # `words` events received (timestamps=word)
 
 
 def summarize(results: Sequence[StreamResult], wall_s: float) -> Summary:
@@ -212,6 +216,7 @@ def summarize(results: Sequence[StreamResult], wall_s: float) -> Summary:
         chunk_lateness_p50_ms=percentile(lateness, 50),
         chunk_lateness_p99_ms=percentile(lateness, 99),
         chunks=sum(r.chunks for r in results),
+        words_events=sum(r.words_events for r in results),
     )
 
 
@@ -341,7 +346,8 @@ def format_report(summary: Summary, meta: dict[str, Any]) -> str:
         f"{s.stall_ms_total:.0f} ms total (worst stream {s.stall_ms_max_stream:.0f} ms)",
         f"chunk lateness worst {fmt_ms(s.worst_chunk_lateness_ms)} ms, "
         f"p99 {fmt_ms(s.chunk_lateness_p99_ms)} ms, p50 {fmt_ms(s.chunk_lateness_p50_ms)} ms "
-        f"over {s.chunks - s.with_audio} later chunks (negative = early)",
+        f"over {s.chunks - s.with_audio} later chunks (negative = early)"
+        + (f"; {s.words_events} words events" if s.words_events else ""),
         f"refused        {s.refused} ({refused}); connect errors {s.connect_errors}",
         f"server errors  {errors}; abnormal closes {closes}; timed out {s.timed_out}",
         f"completed      {s.completed}/{s.streams} got done, {s.with_audio} got audio",

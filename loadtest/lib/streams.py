@@ -27,9 +27,9 @@ import statistics
 import time
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlsplit
 
-from litestream.client import EventDecoder
+from litestream.client import EventDecoder, build_url
 from litestream.protocol import Encoding
 from loadtest.lib.recorder import (
     StreamRecorder,
@@ -178,7 +178,7 @@ async def run_load(url: str, *, streams: int, arrival: str = "burst", text: str 
         if delay > 0:
             await asyncio.sleep(delay)
         voice, mode = mix[i % len(mix)] if mix else ("", text)
-        target = f"{url}?{urlencode({'voice': voice})}" if voice else url
+        target = build_url(url, {"voice": voice}) if voice else url
         return await run_stream(target, mode, StreamRecorder(i, offset),
                                 token_rate=token_rate, timeout_s=timeout_s)
 
