@@ -14,7 +14,8 @@ timed. It prints, per speed:
   signed median (whisper's constant lead or lag) and the spread around it;
 - the same for the estimate the Pipecat service used before word events: each chunk's
   duration spread over its characters;
-- how many words lie outside their chunk's interval (`[start_ms, start_ms + duration_ms]`).
+- how many words lie outside their chunk's interval (`[start_ms, start_ms + duration_ms]`);
+- with no recognizer: for each word after a pause, its start against the audio's own onset.
 
 Whisper's own word times are an estimate too (attention alignment, 20 ms steps), so the error
 is an upper bound on ours. Figures are printed, never asserted (docs/style.md: tests)."""
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import difflib
+import itertools
 import json
 import re
 import subprocess
@@ -151,6 +153,33 @@ def outside_their_chunk(heard: Heard) -> int:
     return bad
 
 
+PAUSE_MS = 120.0  # a gap this long between two words is a pause
+LOUD_DBFS = -30.0  # a 5 ms window louder than this is speech
+
+
+def onsets_after_pauses_ms(heard: Heard) -> list[float]:
+    """For each word after a pause: its start minus the audio's onset (the first 5 ms window
+    over -30 dBFS after the pause began): a check of our times against the audio itself,
+    with no recognizer (weak onsets, as of "the" or "p", cross the threshold late)."""
+    audio = heard.samples().astype(np.float64) / 32768.0
+    window = max(1, heard.sample_rate // 200)
+    count = len(audio) // window
+    if count == 0:
+        return []
+    frames = audio[: count * window].reshape(count, window)
+    loud = 20 * np.log10(np.maximum(np.sqrt((frames * frames).mean(axis=1)), 1e-9)) > LOUD_DBFS
+    out = []
+    words = ours(heard)
+    for before, word in itertools.pairwise(words):
+        if word.start_ms - before.end_ms < PAUSE_MS:
+            continue
+        first = int((before.end_ms + 30) / 5)
+        found = np.flatnonzero(loud[first:])
+        if found.size:
+            out.append(word.start_ms - (first + int(found[0])) * 5.0)
+    return out
+
+
 def _key(text: str) -> str:
     return _KEY.sub("", text.lower())
 
@@ -175,11 +204,13 @@ def summary(label: str, heard: Sequence[Heard],
             recognized: Sequence[Sequence[tuple[str, float, float]]]) -> dict[str, object]:
     exact: list[float] = []
     estimate: list[float] = []
+    onsets: list[float] = []
     words = 0
     for h, r in zip(heard, recognized, strict=True):
         words += len(ours(h))
         exact += paired_errors_ms(ours(h), r)
         estimate += paired_errors_ms(spread_by_characters(h), r)
+        onsets += onsets_after_pauses_ms(h)
 
     def stats(signed: list[float]) -> dict[str, float | None]:
         """|error|: median, mean, p90; the signed median (> 0: ours later than whisper's);
@@ -199,6 +230,7 @@ def summary(label: str, heard: Sequence[Heard],
         "run": label, "streams": len(heard), "words": words, "paired": len(exact),
         "start_error_ms": stats(exact),
         "char_spread_error_ms": stats(estimate),
+        "after_pause_start_minus_onset_ms": stats(onsets),
         "outside_chunk": sum(outside_their_chunk(h) for h in heard),
         "errors": [h.error for h in heard if h.error],
     }

@@ -10,6 +10,7 @@ from litestream.client import Chunk, Word, Words
 from loadtest.lib.word_timing import (
     Heard,
     TimedWord,
+    onsets_after_pauses_ms,
     ours,
     outside_their_chunk,
     paired_errors_ms,
@@ -53,3 +54,18 @@ def test_summary_reports_the_lead_and_the_spread() -> None:
     assert isinstance(stats, dict)
     assert stats["median"] == 70.0 and stats["signed_median"] == 70.0
     assert stats["spread_median"] == 0.0
+
+
+def test_onsets_after_pauses_come_from_the_audio() -> None:
+    import numpy as np
+
+    from litestream.client import Audio
+
+    h = Heard(sample_rate=1000)
+    pcm = np.zeros(2000, dtype=np.int16)
+    pcm[100:400] = 8000  # the first word
+    pcm[900:1300] = 8000  # the second, after a pause: heard from 900 ms
+    h.audio.append(Audio(0, pcm.tobytes()).samples())
+    h.chunks[0] = Chunk(0, "One two.", 0, 2000)
+    h.words[0] = Words(0, (Word("One", 90, 400, 0, 3), Word("two", 850, 1300, 4, 7)))
+    assert onsets_after_pauses_ms(h) == [-50.0]
