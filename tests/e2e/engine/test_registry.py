@@ -184,6 +184,20 @@ async def test_japanese_stream_end_to_end(mixed: RunningServer) -> None:
 
 
 @module_loop
+async def test_japanese_words_are_estimated_and_inside_their_chunks(mixed: RunningServer) -> None:
+    t = await speak(mixed.url, JAPANESE, voice="jf_alpha", timestamps="word")
+    chunks, spoken = t.of_type("chunk"), t.of_type("words")
+    assert [w["seq"] for w in spoken] == [c["seq"] for c in chunks]
+    first = [w["text"] for w in spoken[0]["words"]]
+    assert first[:2] == ["今日", "は"] and "天気" in first
+    for chunk, words in zip(chunks, spoken, strict=True):
+        for word in words["words"]:
+            assert word["text"] == chunk["text"][word["char_start"]:word["char_end"]]
+            assert (chunk["start_ms"] <= word["start_ms"] <= word["end_ms"]
+                    <= chunk["start_ms"] + chunk["duration_ms"])
+
+
+@module_loop
 async def test_mixed_languages_at_once_go_to_the_right_streams(mixed: RunningServer) -> None:
     runs = await asyncio.gather(
         speak(mixed.url, ENGLISH),

@@ -106,3 +106,19 @@ def test_kokoro_estimates_words_of_japanese(kokoro_model: KokoroModel) -> None:
         assert end <= word.start_sample <= word.end_sample <= latent.samples
         end = word.end_sample
     assert latent.words == ()  # the worker attaches them (synthesis/workers.py)
+
+
+def test_a_long_expansion_runs_in_pieces_and_keeps_its_words(voice: PiperVoice) -> None:
+    """Symbols espeak-ng spells out make a sentence too long for one front pass (no bound
+    lowered): it runs in pieces, and every word still gets its own time."""
+    text = "Votes: " + " ".join(["☺🎉"] * 45) + " and 1,234,567 more!"
+    ids = voice.phoneme_ids(text)
+    assert len(ids) > piper.MAX_FRONT_IDS
+    latent, words = encoded(voice, text)
+    assert latent.durations is not None and int(latent.durations.sum()) == latent.frames
+    check_inside(text, latent, words)
+    assert len(words) == 49
+    number = words[-2]
+    assert number.text == "1,234,567"
+    assert number.end_sample - number.start_sample > 4 * (words[-3].end_sample
+                                                          - words[-3].start_sample)
