@@ -45,6 +45,39 @@ def _configure_library() -> None:
     _library_configured = True
 
 
+def _span_punctuation() -> Any:
+    """phonemizer's Punctuation, cutting a line at the marks its pattern found.
+
+    phonemizer 3.4 finds the marks with a pattern that leaves a decimal separator between two
+    digits alone, then cuts the line with ``str.split(mark)``, at the first place the same
+    character appears: "He paid 1.5 dollars today." was cut at "1.5", and everything after it
+    was lost ("He paid one."). Cutting at each match's own span keeps the number whole."""
+    import re
+
+    from phonemizer.punctuation import Punctuation, _MarkIndex
+
+    class SpanPunctuation(Punctuation):  # type: ignore[misc]
+        def _preserve_line(self, line: str, num: int) -> tuple[list[str], list[Any]]:
+            matches = list(re.finditer(self._marks_re, line))
+            if not matches:
+                return [line], []
+            if len(matches) == 1 and matches[0].group() == line:
+                return [], [_MarkIndex(num, line, "A")]
+            marks, pieces, start = [], [], 0
+            for index, match in enumerate(matches):
+                position = "I"
+                if index == 0 and match.start() == 0:
+                    position = "B"
+                elif index == len(matches) - 1 and match.end() == len(line):
+                    position = "E"
+                marks.append(_MarkIndex(num, match.group(), position))
+                pieces.append(line[start:match.start()])
+                start = match.end()
+            return [*pieces, line[start:]], marks
+
+    return SpanPunctuation(Punctuation.default_marks())
+
+
 def _backend(espeak_voice: str) -> Any:
     """The cached backend for one espeak voice. Caller holds ESPEAK_LOCK."""
     backend = _backends.get(espeak_voice)
@@ -62,6 +95,7 @@ def _backend(espeak_voice: str) -> Any:
             with_stress=True,
             logger=quiet,
         )
+        backend._punctuator = _span_punctuation()
         _backends[espeak_voice] = backend
     return backend
 

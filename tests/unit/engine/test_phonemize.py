@@ -90,3 +90,13 @@ def test_split_ids_cuts_a_word_longer_than_the_bound_between_phonemes() -> None:
         assert len(_inner(piece)) % 2 == 0  # whole (phoneme, pad) pairs
         assert _inner(piece)[1::2] == [0] * (len(_inner(piece)) // 2)
     assert [i for p in pieces for i in _inner(p)] == _inner(ids)
+
+
+def test_a_decimal_number_keeps_the_rest_of_the_sentence() -> None:
+    """phonemizer 3.4 cut the line at the first "." it saw, the decimal point, and lost the
+    rest ("He paid one."); phonemize cuts at the punctuation marks themselves."""
+    assert phonemize("He paid 1.5 dollars today.", "en-us") == (
+        "hiː pˈeɪd wˈʌn pɔɪnt fˈaɪv dˈɑːlɚz tədˈeɪ.")
+    assert phonemize("It costs 19,99 euro, ok?", "en-us").endswith("jˈʊɹɹoʊ, ˌoʊkˈeɪ?")
+    # Marks elsewhere are kept where they stand, as before.
+    assert phonemize("Wait... what?! No.", "en-us") == "wˈeɪt... wˌʌt?! nˈoʊ."
