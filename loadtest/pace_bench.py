@@ -1,15 +1,19 @@
 """Downloads, listeners and bursts, before and after a change, in one run (issue 18).
 
     git worktree add --detach /tmp/base main
-    flock /tmp/ls-heavy.lock python -m loadtest.pace_bench --base /tmp/base --port 18100
+    flock /tmp/ls-heavy.lock python -m loadtest.pace_bench --base /tmp/base \
+        --parts realtime,download
+    flock /tmp/ls-heavy.lock python -m loadtest.pace_bench --base /tmp/base --parts mixed,campaign
 
 Serves the base checkout, then this one (each `litestream serve` from its own tree, sentence
-cache off), and prints for each: 1 user's first audio; 10 and 20 listeners at once (first
-audio p50/p95, the 10-burst's compute floor from the server's DEBUG lines, stalls, admitted);
-one 2,500-character download; the same download beside 8 listeners (this tree only: the
-base paces a download as a listener, minutes for 140 s of audio); 50 paragraph downloads at
-once with the official `openai` client. Then `litestream bench engine`'s layouts on the idle
-machine, the reference for the downloads. What each part measures: loadtest/lib/pace.py.
+cache off), runs the parts asked for on each, then `litestream bench engine`'s layouts on the
+idle machine, the reference for the downloads:
+- realtime: 1 user's first audio; 10 and 20 listeners at once (first audio p50/p95, the
+  10-burst's compute floor from the server's DEBUG lines, stalls, admitted);
+- download: one 2,500-character download (the base paces it as a listener: minutes);
+- mixed (this tree only): 8 listeners alone, then beside the same download;
+- campaign: `--downloads` (50) paragraph downloads at once with the official `openai` client.
+What each part measures: loadtest/lib/pace.py.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from loadtest.lib.pace import (
+    Download,
+    Server,
     burst,
     campaign,
     download,
@@ -34,6 +40,7 @@ from loadtest.lib.recorder import Summary
 from loadtest.lib.streams import machine_info
 
 HERE = Path(__file__).resolve().parent.parent
+PARTS = ("realtime", "download", "mixed", "campaign")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -44,8 +51,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--downloads", type=int, default=50, help="the campaign's size")
     p.add_argument("--engine-runs", type=int, default=5)
-    p.add_argument("--skip-base-download", action="store_true",
-                   help="do not time the base's 2,500-character download (minutes)")
+    p.add_argument("--parts", default=",".join(PARTS),
+                   help=f"comma list of {', '.join(PARTS)}; mixed runs on this tree only")
     return p
 
 
@@ -60,73 +67,90 @@ def _listeners_line(name: str, s: Summary) -> str:
             f"done {s.completed}")
 
 
+def _download_line(name: str, d: Download) -> str:
+    first = None if d.first_byte_s is None else d.first_byte_s * 1000
+    return (f"  {name}: {d.wall_s:.1f} s for {d.audio_s:.1f} s of audio "
+            f"({d.audio_s / d.wall_s:.1f}x realtime), first bytes {_ms(first)}"
+            f"{'' if d.ok else ', FAILED ' + d.error}")
+
+
+async def _realtime(server: Server, args: argparse.Namespace, out: dict[str, Any]) -> None:
+    ones = [await listeners(server, 1) for _ in range(3)]
+    out["one_ms"] = first_audio_ms(ones)
+    print(f"  1 user: first audio {_ms(out['one_ms'])} (median of 3), "
+          f"stalls {sum(s.stall_count for s in ones)}", flush=True)
+    b10 = await burst(server, 10, args.workers)
+    out["burst10"] = b10
+    ratio = b10.p95_over_floor
+    print(_listeners_line("10 at once", b10.summary) +
+          f"; floor {b10.floor_s * 1000:.0f} ms ({b10.floor_streams} streams' encode + first "
+          f"window / {args.workers} workers), p95 = "
+          f"{'-' if ratio is None else f'{ratio:.2f}'}x floor", flush=True)
+    b20 = await listeners(server, 20)
+    out["burst20"] = b20
+    print(_listeners_line("20 at once", b20), flush=True)
+
+
 async def _measure(tree: Path, label: str, port: int, args: argparse.Namespace,
-                   text: str, mixed: bool, long_download: bool) -> dict[str, Any]:
+                   text: str, parts: set[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     log = Path(f"/tmp/pace_bench_{label}.log")
     async with serve(tree, port, log, ("--workers", str(args.workers))) as server:
         print(f"{label}: {tree}, port {port}, log {log}", flush=True)
-        ones = [await listeners(server, 1) for _ in range(3)]
-        out["one_ms"] = first_audio_ms(ones)
-        print(f"  1 user: first audio {_ms(out['one_ms'])} (median of 3), "
-              f"stalls {sum(s.stall_count for s in ones)}", flush=True)
-        b10 = await burst(server, 10, args.workers)
-        out["burst10"] = b10
-        ratio = b10.p95_over_floor
-        print(_listeners_line("10 at once", b10.summary) +
-              f"; floor {b10.floor_s * 1000:.0f} ms ({b10.floor_streams} streams' encode + "
-              f"first window / {args.workers} workers), p95 = "
-              f"{'-' if ratio is None else f'{ratio:.2f}'}x floor", flush=True)
-        b20 = await listeners(server, 20)
-        out["burst20"] = b20
-        print(_listeners_line("20 at once", b20), flush=True)
-        if long_download:
-            d = await download(server.http_url, text)
-            out["download"] = d
-            print(f"  one {len(text)}-char download: {d.wall_s:.1f} s for {d.audio_s:.1f} s of "
-                  f"audio ({d.audio_s / d.wall_s:.1f}x realtime), first bytes "
-                  f"{_ms(None if d.first_byte_s is None else d.first_byte_s * 1000)}"
-                  f"{'' if d.ok else ', FAILED ' + d.error}", flush=True)
-        if mixed:
+        if "realtime" in parts:
+            await _realtime(server, args, out)
+        if "download" in parts:
+            out["download"] = await download(server.http_url, text)
+            print(_download_line(f"one {len(text)}-char download", out["download"]),
+                  flush=True)
+        if "mixed" in parts:
             alone = await listeners(server, 8)
             with_dl, d = await listeners_beside_download(server, 8, text)
             out["mixed"] = (alone, with_dl, d)
             print(_listeners_line("8 listeners alone", alone), flush=True)
             print(_listeners_line("8 listeners beside the download", with_dl), flush=True)
-            print(f"  the download beside them: {d.wall_s:.1f} s for {d.audio_s:.1f} s of "
-                  f"audio ({d.audio_s / d.wall_s:.1f}x realtime)"
-                  f"{'' if d.ok else ', FAILED ' + d.error}", flush=True)
-        c = await campaign(server.http_url, args.downloads)
-        out["campaign"] = c
-        print(f"  {c.sent} paragraph downloads at once (openai client, retries): "
-              f"{c.completed} complete, {c.audio_s:.0f} s of audio in {c.wall_s:.1f} s = "
-              f"{c.throughput:.1f} audio s/s" + (f"; errors: {c.errors[:3]}" if c.errors
-                                                  else ""), flush=True)
+            print(_download_line("the download beside them", d), flush=True)
+        if "campaign" in parts:
+            c = await campaign(server.http_url, args.downloads)
+            out["campaign"] = c
+            print(f"  {c.sent} paragraph downloads at once (openai client, retries): "
+                  f"{c.completed} complete, {c.audio_s:.0f} s of audio in {c.wall_s:.1f} s = "
+                  f"{c.throughput:.1f} audio s/s" + (f"; errors: {c.errors[:3]}" if c.errors
+                                                      else ""), flush=True)
     return out
 
 
 async def _main(args: argparse.Namespace) -> None:
+    parts = set(args.parts.split(","))
+    unknown = parts - set(PARTS)
+    if unknown:
+        raise SystemExit(f"unknown parts: {', '.join(sorted(unknown))}")
     text = download_text(2500)
     print(f"machine: {machine_info()}", flush=True)
     results: dict[str, dict[str, Any]] = {}
     if args.base is not None:
         results["base"] = await _measure(args.base.resolve(), "base", args.port, args, text,
-                                         mixed=False, long_download=not args.skip_base_download)
-    results["branch"] = await _measure(HERE, "branch", args.port + 1, args, text, mixed=True,
-                                       long_download=True)
+                                         parts - {"mixed"})
+    results["branch"] = await _measure(HERE, "branch", args.port + 1, args, text, parts)
+    if not parts & {"download", "mixed", "campaign"}:
+        return
     name, best, rows = engine_throughput(args.engine_runs)
     print("engine (litestream bench engine layouts, idle machine): " +
           ", ".join(f"{n} {t:.1f}" for n, t in rows) + f" audio s/s; best {name} {best:.1f}")
     for label, out in results.items():
-        d = out.get("download")
-        if d is not None and d.ok:
-            need = d.audio_s / best
-            print(f"{label}: the {len(text)}-char download took {d.wall_s:.1f} s; the engine "
-                  f"needs {need:.1f} s for its {d.audio_s:.0f} s of audio: "
-                  f"{d.wall_s / need:.2f}x")
-        c = out["campaign"]
-        print(f"{label}: campaign throughput {c.throughput:.1f} audio s/s = "
-              f"{c.throughput / best * 100:.0f}% of the engine's best")
+        for key, what in (("download", "the download alone"),
+                          ("mixed", "the download beside 8 listeners")):
+            d = out.get(key)
+            if isinstance(d, tuple):
+                d = d[2]
+            if d is not None and d.ok:
+                need = d.audio_s / best
+                print(f"{label}: {what} took {d.wall_s:.1f} s; the engine needs {need:.1f} s "
+                      f"for its {d.audio_s:.0f} s of audio: {d.wall_s / need:.2f}x")
+        c = out.get("campaign")
+        if c is not None:
+            print(f"{label}: campaign throughput {c.throughput:.1f} audio s/s = "
+                  f"{c.throughput / best * 100:.0f}% of the engine's best")
 
 
 def main() -> None:

@@ -293,6 +293,7 @@ async def connect(
     frame_ms: int | None = None,
     priority: str | None = None,
     timestamps: str | None = None,
+    pace: str | None = None,
     headers: Mapping[str, str] | None = None,
     open_timeout: float = 10,
     token_in_query: bool = False,
@@ -302,12 +303,14 @@ async def connect(
     Settings travel as query parameters (protocol-v1: Endpoint). The token goes in an
     ``Authorization: Bearer`` header; ``token_in_query=True`` sends it as ``?token=`` instead,
     as a browser must. ``timestamps="word"`` adds a `Words` event after each `Chunk`.
+    ``pace="download"`` asks for the audio as fast as it can be made, read at the client's
+    own speed, instead of paced to a real-time player (protocol-v1: Pace).
     Raises a `HandshakeRefused` subclass when the server refuses.
     """
     enc = Encoding(encoding)
     params: dict[str, Any] = {
         "voice": voice, "speed": speed, "format": format, "frame_ms": frame_ms,
-        "priority": priority, "timestamps": timestamps,
+        "priority": priority, "timestamps": timestamps, "pace": pace,
         # json is the server's default; saying so anyway makes logs and URLs unambiguous.
         "encoding": enc.value,
     }

@@ -87,6 +87,7 @@ def test_a_single_download_keeps_every_worker_busy() -> None:
     (download,) = result.downloads
     audio_s = sum(a for _, a, _ in download.arrivals)
     assert audio_s > 60.0
+    assert download.first_audio_s() < config().first_audio_target_s  # a listener's promise
     # Two workers busy from start to end, but for the first audio and the last sentence.
     assert result.end_s < 0.6 * result.busy_s
     assert result.end_s < audio_s / 8  # far faster than real time
