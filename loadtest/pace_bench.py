@@ -127,16 +127,23 @@ async def _main(args: argparse.Namespace) -> None:
         raise SystemExit(f"unknown parts: {', '.join(sorted(unknown))}")
     text = download_text(2500)
     print(f"machine: {machine_info()}", flush=True)
+    engine_parts = bool(parts & {"download", "mixed", "campaign"})
+    before = engine_throughput(args.engine_runs) if engine_parts else None
     results: dict[str, dict[str, Any]] = {}
     if args.base is not None:
         results["base"] = await _measure(args.base.resolve(), "base", args.port, args, text,
                                          parts - {"mixed"})
     results["branch"] = await _measure(HERE, "branch", args.port + 1, args, text, parts)
-    if not parts & {"download", "mixed", "campaign"}:
+    if before is None:
         return
-    name, best, rows = engine_throughput(args.engine_runs)
-    print("engine (litestream bench engine layouts, idle machine): " +
-          ", ".join(f"{n} {t:.1f}" for n, t in rows) + f" audio s/s; best {name} {best:.1f}")
+    # The engine alone on the idle machine, before the servers and after them: a shared
+    # machine's speed drifts, and the downloads ran in between.
+    after = engine_throughput(args.engine_runs)
+    for when, (name, best, rows) in (("before", before), ("after", after)):
+        print(f"engine {when} (litestream bench engine layouts, idle machine): " +
+              ", ".join(f"{n} {t:.1f}" for n, t in rows) + f" audio s/s; best {name} {best:.1f}")
+    best = (before[1] + after[1]) / 2
+    print(f"reference: the best layout's mean, {best:.1f} audio s/s")
     for label, out in results.items():
         for key, what in (("download", "the download alone"),
                           ("mixed", "the download beside 8 listeners")):

@@ -121,7 +121,11 @@ class AdmissionControl:
         )
 
     def _refuse(self, reason: AdmissionReason) -> Admission:
-        backlog = sum(self._work_s(s, math.inf) for s in self._backlogged)
+        # The work that goes before a new stream's first audio: a download past its first
+        # audio runs only on idle capacity, so its text (minutes of audio in a campaign of
+        # downloads) would only send clients away for longer while the workers could serve them.
+        backlog = sum(self._work_s(s, math.inf) for s in self._backlogged
+                      if s.pace is Pace.LISTENER or s.playback_start_s is None)
         return Admission(False, max(1.0, backlog / max(self._pacing.workers, 1)), reason)
 
     def _is_active(self, s: StreamRecord, now: float) -> bool:

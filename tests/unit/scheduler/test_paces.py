@@ -172,7 +172,17 @@ def test_a_download_costs_admission_only_its_first_audio() -> None:
         burst.submit(f"d{accepted}", 0, "x" * 80, speed=1.0, voice=VOICE, now=0.0)
         accepted += 1
         assert accepted < 100
-    assert burst.admit(0.0, VOICE, Pace.DOWNLOAD).reason is AdmissionReason.BACKLOG
+    refused = burst.admit(0.0, VOICE, Pace.DOWNLOAD)
+    assert refused.reason is AdmissionReason.BACKLOG
+    # Retry after the first audio owed, not after the downloads' whole texts: those run on
+    # idle capacity and never delay a newcomer's first audio.
+    for i in range(accepted):
+        burst.audio_sent(f"d{i}", 0.5, 0.0)  # every first audio out; minutes of text left
+        for seq in range(1, 40):
+            burst.submit(f"d{i}", seq, "x" * 200, speed=1.0, voice=VOICE, now=0.0)
+    assert burst.admit(0.0, VOICE, Pace.DOWNLOAD).accepted
+    play(burst, "l", 0.0, 80, 0.0)
+    assert burst._admission._refuse(AdmissionReason.BACKLOG).retry_after_s < 2.0
 
 
 # ---- the burst ------------------------------------------------------------------------------
