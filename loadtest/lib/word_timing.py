@@ -15,7 +15,9 @@ timed. It prints, per speed:
 - the same for the estimate the Pipecat service used before word events: each chunk's
   duration spread over its characters;
 - how many words lie outside their chunk's interval (`[start_ms, start_ms + duration_ms]`);
-- with no recognizer: for each word after a pause, its start against the audio's own onset.
+- against the audio itself, at each pause: where the sound stops and starts again, set against
+  our word ends and starts and against whisper's (a check that needs no recognizer's word for
+  what is true: at a pause the audio shows where a word begins and ends).
 
 Whisper's own word times are an estimate too (attention alignment, 20 ms steps), so the error
 is an upper bound on ours. Figures are printed, never asserted (docs/style.md: tests)."""
@@ -24,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import difflib
-import itertools
 import json
 import re
 import subprocess
@@ -153,64 +154,108 @@ def outside_their_chunk(heard: Heard) -> int:
     return bad
 
 
-PAUSE_MS = 120.0  # a gap this long between two words is a pause
-LOUD_DBFS = -30.0  # a 5 ms window louder than this is speech
+PAUSE_MS = 120.0  # a gap this long between two words (in our times) is a pause
+# A 5 ms window louder than this is sound. The voice's silence sits near -100 dBFS, and weak
+# consonants ("h", "f", "th") near -45: a higher bar (the first version used -30) finds a
+# word's loud part, tens of ms after the word really begins.
+SOUND_DBFS = -50.0
 
 
-def onsets_after_pauses_ms(heard: Heard) -> list[float]:
-    """For each word after a pause: its start minus the audio's onset (the first 5 ms window
-    over -30 dBFS after the pause began): a check of our times against the audio itself,
-    with no recognizer (weak onsets, as of "the" or "p", cross the threshold late)."""
+@dataclass(frozen=True)
+class Pause:
+    """A silence in the audio between word `after` - 1 and word `after`: where the sound
+    stops (`offset_ms`) and starts again (`onset_ms`), read from the audio."""
+
+    after: int
+    offset_ms: float
+    onset_ms: float
+
+
+def pauses(heard: Heard) -> list[Pause]:
+    """The pauses of a stream's audio: for each gap of at least PAUSE_MS between two of our
+    words whose middle is quiet, the last sound before that middle and the first after it.
+    Our times only say which silence to look at; its edges come from the audio, so they judge
+    our times and whisper's alike."""
     audio = heard.samples().astype(np.float64) / 32768.0
     window = max(1, heard.sample_rate // 200)
     count = len(audio) // window
     if count == 0:
         return []
     frames = audio[: count * window].reshape(count, window)
-    loud = 20 * np.log10(np.maximum(np.sqrt((frames * frames).mean(axis=1)), 1e-9)) > LOUD_DBFS
-    out = []
+    rms = np.sqrt((frames * frames).mean(axis=1))
+    sound = 20 * np.log10(np.maximum(rms, 1e-9)) > SOUND_DBFS
+    found = []
     words = ours(heard)
-    for before, word in itertools.pairwise(words):
+    for index in range(1, len(words)):
+        before, word = words[index - 1], words[index]
         if word.start_ms - before.end_ms < PAUSE_MS:
             continue
-        first = int((before.end_ms + 30) / 5)
-        found = np.flatnonzero(loud[first:])
-        if found.size:
-            out.append(word.start_ms - (first + int(found[0])) * 5.0)
-    return out
+        middle = int((before.end_ms + word.start_ms) / 2 / 5)
+        if middle >= count or sound[middle]:
+            continue
+        earlier = np.flatnonzero(sound[:middle])
+        later = np.flatnonzero(sound[middle:])
+        if earlier.size and later.size:
+            found.append(Pause(index, (int(earlier[-1]) + 1) * 5.0,
+                               (middle + int(later[0])) * 5.0))
+    return found
+
+
+def edge_errors_ms(starts: dict[int, float], ends: dict[int, float],
+                   found: Sequence[Pause]) -> tuple[list[float], list[float]]:
+    """Word start - the audio's onset after each pause, and word end - its offset before it,
+    for the words timed (``starts``/``ends`` by our word index, ms)."""
+    onsets = [starts[p.after] - p.onset_ms for p in found if p.after in starts]
+    offsets = [ends[p.after - 1] - p.offset_ms for p in found if p.after - 1 in ends]
+    return onsets, offsets
 
 
 def _key(text: str) -> str:
     return _KEY.sub("", text.lower())
 
 
-def paired_errors_ms(mine: Sequence[TimedWord],
-                     recognized: Sequence[tuple[str, float, float]]) -> list[float]:
-    """our start - whisper's start (signed) for each pair of words with the same letters and
-    digits, along difflib's matching runs of the two word sequences."""
+def pairs(mine: Sequence[TimedWord],
+          recognized: Sequence[tuple[str, float, float]]) -> list[tuple[int, int]]:
+    """(our index, whisper's index) for each pair of words with the same letters and digits,
+    along difflib's matching runs of the two word sequences."""
     a = [_key(w.text) for w in mine]
     b = [_key(w) for w, _, _ in recognized]
-    errors = []
     matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
-    for block in matcher.get_matching_blocks():
-        for k in range(block.size):
-            if not a[block.a + k]:
-                continue
-            errors.append(mine[block.a + k].start_ms - 1000 * recognized[block.b + k][1])
-    return errors
+    return [(block.a + k, block.b + k)
+            for block in matcher.get_matching_blocks() for k in range(block.size)
+            if a[block.a + k]]
+
+
+def paired_errors_ms(mine: Sequence[TimedWord],
+                     recognized: Sequence[tuple[str, float, float]]) -> list[float]:
+    """our start - whisper's start (signed) for each pair of words (``pairs``)."""
+    return [mine[i].start_ms - 1000 * recognized[j][1] for i, j in pairs(mine, recognized)]
 
 
 def summary(label: str, heard: Sequence[Heard],
             recognized: Sequence[Sequence[tuple[str, float, float]]]) -> dict[str, object]:
     exact: list[float] = []
     estimate: list[float] = []
-    onsets: list[float] = []
+    edges: dict[str, list[float]] = {"ours_start": [], "ours_end": [], "whisper_start": [],
+                                     "whisper_end": []}
     words = 0
+    silences = 0
     for h, r in zip(heard, recognized, strict=True):
-        words += len(ours(h))
-        exact += paired_errors_ms(ours(h), r)
+        mine = ours(h)
+        words += len(mine)
+        exact += paired_errors_ms(mine, r)
         estimate += paired_errors_ms(spread_by_characters(h), r)
-        onsets += onsets_after_pauses_ms(h)
+        found = pauses(h)
+        silences += len(found)
+        onsets, offsets = edge_errors_ms({i: w.start_ms for i, w in enumerate(mine)},
+                                         {i: w.end_ms for i, w in enumerate(mine)}, found)
+        edges["ours_start"] += onsets
+        edges["ours_end"] += offsets
+        paired = pairs(mine, r)
+        onsets, offsets = edge_errors_ms({i: 1000 * r[j][1] for i, j in paired},
+                                         {i: 1000 * r[j][2] for i, j in paired}, found)
+        edges["whisper_start"] += onsets
+        edges["whisper_end"] += offsets
 
     def stats(signed: list[float]) -> dict[str, float | None]:
         """|error|: median, mean, p90; the signed median (> 0: ours later than whisper's);
@@ -230,7 +275,9 @@ def summary(label: str, heard: Sequence[Heard],
         "run": label, "streams": len(heard), "words": words, "paired": len(exact),
         "start_error_ms": stats(exact),
         "char_spread_error_ms": stats(estimate),
-        "after_pause_start_minus_onset_ms": stats(onsets),
+        # Against the audio itself, at the pauses: start - onset and end - offset (< 0: early).
+        "pauses": silences,
+        "at_pauses_ms": {name: stats(values) for name, values in edges.items()},
         "outside_chunk": sum(outside_their_chunk(h) for h in heard),
         "errors": [h.error for h in heard if h.error],
     }

@@ -10,10 +10,11 @@ from litestream.client import Chunk, Word, Words
 from loadtest.lib.word_timing import (
     Heard,
     TimedWord,
-    onsets_after_pauses_ms,
+    edge_errors_ms,
     ours,
     outside_their_chunk,
     paired_errors_ms,
+    pauses,
     spread_by_characters,
     summary,
 )
@@ -56,7 +57,7 @@ def test_summary_reports_the_lead_and_the_spread() -> None:
     assert stats["spread_median"] == 0.0
 
 
-def test_onsets_after_pauses_come_from_the_audio() -> None:
+def test_pause_edges_come_from_the_audio_and_judge_both_timelines() -> None:
     import numpy as np
 
     from litestream.client import Audio
@@ -67,5 +68,30 @@ def test_onsets_after_pauses_come_from_the_audio() -> None:
     pcm[900:1300] = 8000  # the second, after a pause: heard from 900 ms
     h.audio.append(Audio(0, pcm.tobytes()).samples())
     h.chunks[0] = Chunk(0, "One two.", 0, 2000)
-    h.words[0] = Words(0, (Word("One", 90, 400, 0, 3), Word("two", 850, 1300, 4, 7)))
-    assert onsets_after_pauses_ms(h) == [-50.0]
+    h.words[0] = Words(0, (Word("One", 90, 380, 0, 3), Word("two", 850, 1300, 4, 7)))
+    found = pauses(h)
+    assert [(p.after, p.offset_ms, p.onset_ms) for p in found] == [(1, 400.0, 900.0)]
+    assert edge_errors_ms({1: 850.0}, {0: 380.0}, found) == ([-50.0], [-20.0])
+
+    recognized = [("one", 0.1, 0.35), ("two", 0.8, 1.3)]
+    row = summary("speed 1.0", [h], [recognized])
+    assert row["pauses"] == 1
+    edges = row["at_pauses_ms"]
+    assert isinstance(edges, dict)
+    assert edges["ours_start"]["signed_median"] == -50.0
+    assert edges["ours_end"]["signed_median"] == -20.0
+    assert edges["whisper_start"]["signed_median"] == -100.0
+    assert edges["whisper_end"]["signed_median"] == -50.0
+
+
+def test_a_gap_with_sound_in_its_middle_is_no_pause() -> None:
+    import numpy as np
+
+    from litestream.client import Audio
+
+    h = Heard(sample_rate=1000)
+    pcm = np.full(2000, 8000, dtype=np.int16)  # sound all through: our gap is not a silence
+    h.audio.append(Audio(0, pcm.tobytes()).samples())
+    h.chunks[0] = Chunk(0, "One two.", 0, 2000)
+    h.words[0] = Words(0, (Word("One", 90, 380, 0, 3), Word("two", 850, 1300, 4, 7)))
+    assert pauses(h) == []
