@@ -93,6 +93,8 @@ def calibrate(pool: WorkerPool, voices: Mapping[str, Voice], model: CostModel) -
                  " per frame in %d-frame windows", ",".join(group), len(runs), encode_ms,
                  len(text), 1000 * sum(r.decode_s for r in runs) / max(frames, 1),
                  CALIBRATION_WINDOW_FRAMES)
-    # Calibration's tensors are freed to malloc; hand them back to the OS now, not in the
-    # first stream's first step (workers trim after every run).
+    # Calibration's tensors are freed to malloc; hand them back to the OS now, before /readyz
+    # turns green. Calibration runs on threads of its own, outside the workers' loops, and a
+    # worker trims at most once a second while busy and once on going idle
+    # (workers.TRIM_EVERY_S): without this, the first stream's first step would pay for it.
     release_memory()
