@@ -1,6 +1,6 @@
 """Start a real litestream server on a free loopback port, in this process (uvicorn's habit),
-and talk to it: `run_server`, `slow_reader`, and a protocol-v1 client's transcript of what one
-stream received (`read_all`, `speak`).
+and talk to it: `run_server`, `slow_reader`, `held_reader`, and a protocol-v1 client's
+transcript of what one stream received (`read_all`, `speak`).
 
 The deterministic voice is loaded once per test session and shared by every server, so each
 test pays only for the server, not for loading the model.
@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import json
 import socket
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,33 +74,63 @@ async def run_server(voices: Mapping[str, Voice] | None = None,
         await server.close()
 
 
-@contextlib.asynccontextmanager
-async def slow_reader(srv: RunningServer, sentences: int) -> AsyncIterator[StreamConnection]:
-    """A client that sends `sentences` sentences and never reads; yields the server's side.
-
-    The network is what is simulated: the client's receive buffer and the server's send buffer
-    are shrunk to a few KB (real sockets, real kernel), so the server's writes block. The
-    client's connection is cut on the way out."""
+async def _narrow_connect(srv: RunningServer) -> tuple[ClientConnection, StreamConnection]:
+    """A WebSocket whose network holds only a few KB: the client's receive buffer and the
+    server's send buffer are shrunk (real sockets, real kernel), so the server's writes block
+    as soon as the client stops reading. Returns the client's side and the server's."""
     sock = socket.create_connection(("127.0.0.1", srv.port))
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.setblocking(False)
+    before = set(srv.server.streams)
     ws = await connect(srv.url, sock=sock)
+    # The server's side, found before any text is sent: a fast server may have filled the
+    # buffers and cut the stream off before a later look would find it.
+    for _ in range(100):
+        if set(srv.server.streams) - before:
+            break
+        await asyncio.sleep(0.01)
+    [stream_id] = set(srv.server.streams) - before
+    conn = srv.server.streams[stream_id]
+    conn.request.transport.get_extra_info("socket").setsockopt(
+        socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    return ws, conn
+
+
+@contextlib.asynccontextmanager
+async def slow_reader(srv: RunningServer, sentences: int) -> AsyncIterator[StreamConnection]:
+    """A client that sends `sentences` sentences and never reads; yields the server's side
+    (the network is narrowed as in `held_reader`). The client's connection is cut on the way
+    out."""
+    ws, conn = await _narrow_connect(srv)
     try:
-        # The server's side, found before any text is sent: a fast server may have filled the
-        # buffers and cut the stream off before a later look would find it.
-        for _ in range(100):
-            if srv.server.streams:
-                break
-            await asyncio.sleep(0.01)
-        conn = srv.server.streams[next(iter(srv.server.streams))]
-        conn.request.transport.get_extra_info("socket").setsockopt(
-            socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
         await ws.send(json.dumps({"type": "text", "text": " ".join(
             f"Sentence {i} keeps coming while nobody listens." for i in range(sentences))}))
         await asyncio.sleep(0.3)
         yield conn
     finally:
         ws.transport.abort()
+
+
+@contextlib.asynccontextmanager
+async def held_reader(srv: RunningServer, text: str
+                      ) -> AsyncIterator[tuple[ClientConnection, StreamConnection]]:
+    """A client that sends `text` and `end`, then reads nothing until the caller does
+    (`read_all(ws)`), through a network that holds only a few KB: the server's writer waits
+    for its socket to drain meanwhile. Yields the client's side and the server's."""
+    ws, conn = await _narrow_connect(srv)
+    try:
+        await ws.send(json.dumps({"type": "text", "text": text}))
+        await ws.send(json.dumps({"type": "end"}))
+        yield ws, conn
+    finally:
+        ws.transport.abort()
+
+
+async def until(check: Callable[[], bool], timeout_s: float = 60.0) -> None:
+    """Poll `check` until it holds; TimeoutError past `timeout_s` (a bound, not a figure)."""
+    async with asyncio.timeout(timeout_s):
+        while not check():
+            await asyncio.sleep(0.01)
 
 
 # The seq of the last `chunk` event read on each connection: frames belong to it.

@@ -173,6 +173,11 @@ class SpeechStream(Carrier):
         loop = asyncio.get_running_loop()
         batch: list[bytes] = []
         while True:
+            if not batch:
+                # Cleared before the outbox is read, never after (as the WebSocket writer,
+                # websocket.py): what the session queues while a batch is encoded or written
+                # sets it again, so `_wait` returns at once and the next pass takes it.
+                self.wakeup.clear()
             item = session.next_outgoing()
             if isinstance(item, SendAudio):
                 batch.append(item.payload)
@@ -256,9 +261,9 @@ class SpeechStream(Carrier):
         return True
 
     async def _wait(self) -> bool:
-        """Wait for the session's next item; False if the client went away meanwhile."""
+        """Wait for the session's next item (`wakeup` is cleared by the caller before it read
+        the outbox); False if the client went away meanwhile."""
         while True:
-            self.wakeup.clear()
             try:
                 async with asyncio.timeout(CLIENT_CHECK_S):
                     await self.wakeup.wait()

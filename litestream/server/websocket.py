@@ -113,10 +113,17 @@ class StreamConnection(Carrier):
         parts: list[bytes] = []
         try:
             while True:
+                # Cleared before the outbox is read, never after: whatever the session queues
+                # while this pass writes, or waits for the socket to drain, sets it again, so
+                # the wait below returns at once and the next pass sends it. (Cleared after a
+                # drain, it lost what was queued during the drain: the last audio, `done` and
+                # the close of a stream whose client read slowly, which then stayed open
+                # until its client gave up.)
+                self.wakeup.clear()
                 item = session.next_outgoing()
-                if isinstance(item, SendAudio | SendMessage):
+                while isinstance(item, SendAudio | SendMessage):
                     parts += ws_frame(item.payload)
-                    continue
+                    item = session.next_outgoing()
                 if parts:
                     transport = request.transport
                     if ws.closed or transport is None or transport.is_closing():
@@ -137,7 +144,6 @@ class StreamConnection(Carrier):
                     case None:
                         if session.state is StreamState.CLOSED:
                             return
-                        self.wakeup.clear()
                         await self.wakeup.wait()
                     case Close(code=code, reason=reason, abort=abort):
                         if abort:

@@ -24,11 +24,20 @@ from litestream import config as config_mod
 from litestream.engine import PiperVoice, Voice
 from litestream.metrics import Metrics
 from litestream.scheduler import Priority, Scheduler
+from litestream.session import StreamState
 from litestream.synthesis import StreamLink, scheduler_config
 from litestream.synthesis import shared_cache as shared_mod
 from litestream.synthesis.shared_cache import SharedCache
 from loadtest.lib.redis_server import RedisMissing, RedisServer
-from tests.serverutil import RunningServer, run_server, shared_voices, speak
+from tests.serverutil import (
+    RunningServer,
+    held_reader,
+    read_all,
+    run_server,
+    shared_voices,
+    speak,
+    until,
+)
 
 module_loop = pytest.mark.asyncio(loop_scope="module")
 
@@ -121,6 +130,36 @@ async def test_a_sentence_made_on_one_replica_is_a_hit_on_another(
     assert 0 < meta < 60 * len(entry.words) + 30
     assert 0 < client.ttl(key) <= config_mod.default_of("cache_ttl_s")
     client.close()
+
+
+@module_loop
+async def test_a_stream_of_shared_hits_read_slowly_gets_all_its_audio_and_done(
+        replicas: tuple[RunningServer, RunningServer]) -> None:
+    """The container fleet's defect (docs/operations.md): a stream whose every chunk was a
+    cache hit, on a network slower than loopback, got its audio but never `done`. Every chunk
+    here is a hit from Redis on replica b; the client holds its reads until b has queued the
+    last audio, `done` and the close while b's writer waits on its socket, then reads."""
+    a, b = replicas
+    text = ("The shared cache holds this first sentence. It holds the second one too. "
+            "And the third, which ends the stream.")
+    made = await speak(a.url, text)
+    sentences = len(made.of_type("chunk"))
+    await wait_for(lambda: metric(a, "litestream_shared_cache_writes_total") >= sentences)
+    hits_before = metric(b, "litestream_shared_cache_hits_total")
+    async with held_reader(b, text) as (ws, conn):
+        await until(lambda: conn.session.state is StreamState.DRAINING)
+        assert conn.request.protocol.writing_paused  # b's writer waits on the socket
+        assert conn.session.queued_audio_ms > 0  # with audio still to send behind it
+        try:
+            heard = await read_all(ws, timeout_s=30)
+        except TimeoutError:
+            pytest.fail("the stream never ended: its last audio, `done` and close were "
+                        "queued while the writer waited on its socket, and never sent")
+    assert metric(b, "litestream_shared_cache_hits_total") == hits_before + sentences
+    assert heard.events[-1]["type"] == "done" and heard.close_code == 1000
+    assert not heard.of_type("error")
+    assert {seq: bytes(pcm) for seq, pcm in heard.audio.items()} == {
+        seq: bytes(pcm) for seq, pcm in made.audio.items()}  # all of it, byte for byte
 
 
 @module_loop

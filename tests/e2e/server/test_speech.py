@@ -9,6 +9,7 @@ import asyncio
 import base64
 import io
 import json
+import socket
 import urllib.request
 from collections.abc import AsyncIterator
 from typing import Any
@@ -20,7 +21,8 @@ import pytest_asyncio
 from websockets.asyncio.client import connect
 
 from litestream.protocol import openai as openai_api
-from tests.serverutil import RunningServer, run_server
+from litestream.session import StreamState
+from tests.serverutil import RunningServer, run_server, until
 
 module_loop = pytest.mark.asyncio(loop_scope="module")
 
@@ -249,3 +251,69 @@ async def test_a_client_that_leaves_mid_body_frees_its_stream() -> None:
         assert not srv.server.speech
         assert metric(srv, "litestream_active_streams") == 0
         assert metric(srv, "litestream_streams_total", close_code="abnormal") == 1
+
+
+async def test_a_response_read_slowly_still_ends_whole() -> None:
+    """A slow link, as for WebSocket streams (test_websocket.py): the client holds its reads
+    (a few KB of buffers) until the session has queued its last audio and its end while the
+    response writer is behind on its socket; then it reads. The response must end (chunked
+    body terminated, connection closed) with every sample in it. (The writer had the same
+    lost wake-up as the WebSocket one; this test did not catch it on the old code: aiohttp
+    waits on the socket only every 64 KiB written, so whether the end was queued during such
+    a wait is timing; it holds the behaviour, the WebSocket tests hold the regression.)"""
+    # One long sentence: no `chunk` event between its pieces, so the writer's batches end
+    # where the outbox is empty.
+    text = ("The quick brown fox jumps over the lazy dog while a stitch in time saves nine "
+            "and every morning the baker opens his shop at six for the people of the town")
+    async with run_server(slow_reader_timeout_s=60.0) as srv:
+        reference = await client(srv).audio.speech.create(
+            model="tts-1", voice="alloy", input=text, response_format="pcm")
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", srv.port))
+        reader, writer = await asyncio.open_connection(sock=sock)
+        body = json.dumps({"model": "tts-1", "voice": "alloy", "input": text,
+                           "response_format": "pcm"}).encode()
+        # All but the body's last byte: the server's side of the connection is found and its
+        # send buffer shrunk before the request can start.
+        writer.write(f"POST {openai_api.SPEECH_PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+                     "Connection: close\r\n\r\n".encode() + body[:-1])
+        here = sock.getsockname()
+        assert srv.server._runner is not None
+        handlers = srv.server._runner.server.connections
+        await until(lambda: any(h.transport is not None
+                                and h.transport.get_extra_info("peername") == here
+                                for h in handlers))
+        [handler] = [h for h in handlers if h.transport is not None
+                     and h.transport.get_extra_info("peername") == here]
+        assert handler.transport is not None
+        handler.transport.get_extra_info("socket").setsockopt(
+            socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        writer.write(body[-1:])
+        await until(lambda: len(srv.server.speech) == 1)
+        stream = next(iter(srv.server.speech.values()))
+        session = stream.session
+        assert session is not None
+        await until(lambda: session.state is StreamState.DRAINING)
+        assert stream.request.protocol.writing_paused  # the writer waits on its socket
+        assert session.queued_audio_ms > 0  # with audio still to send behind it
+        try:
+            async with asyncio.timeout(30):
+                raw = await reader.read()  # to the end: the server closes after the body
+        except TimeoutError:
+            pytest.fail("the response never ended: what was queued while the writer waited "
+                        "on its socket was never sent")
+        finally:
+            writer.close()
+    head, _, chunked = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    pcm = b""
+    while True:  # the chunked body, to its terminating 0-size chunk
+        size_line, _, chunked = chunked.partition(b"\r\n")
+        size = int(size_line, 16)
+        if size == 0:
+            break
+        pcm, chunked = pcm + chunked[:size], chunked[size + 2:]
+    assert len(pcm) == len(reference.content)  # every sample: the same length as read fast

@@ -19,14 +19,17 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from litestream import protocol
+from litestream.session import StreamState
 from tests.serverutil import (
     RunningServer,
     Transcript,
+    held_reader,
     read_all,
     run_server,
     shared_voices,
     slow_reader,
     speak,
+    until,
 )
 
 SENTENCES = [
@@ -384,6 +387,35 @@ async def test_a_client_that_stops_reading_is_bounded_then_cut_off() -> None:
         assert session not in srv.server.streams
         assert conn.session.close_reason == "slow reader"
         assert srv.server.scheduler.queued_sentences() == 0
+
+
+async def test_what_is_queued_while_the_writer_waits_for_a_slow_client_still_goes_out() -> None:
+    """Every accepted chunk ends, over any network. The client holds its reads (a slow link)
+    until the session has queued its last audio, `done` and the close while the server's
+    writer still waits for its socket to drain; then it reads. All of it must come, then the
+    close. (The writer used to clear its wake-up after that drain, so what was queued during
+    it stayed in the outbox: the stream stayed open, without `done`, until its client gave
+    up; seen with cache hits in the container fleet, whose network is slower than loopback.)"""
+    async with run_server(slow_reader_timeout_s=60.0) as srv, \
+            held_reader(srv, PARAGRAPH) as (ws, conn):
+        await until(lambda: conn.session.state is StreamState.DRAINING)
+        # The writer is waiting on the socket with audio still in the outbox behind it.
+        assert conn.request.protocol.writing_paused
+        assert conn.session.queued_audio_ms > 0
+        try:
+            t = await read_all(ws, timeout_s=30)
+        except TimeoutError:
+            pytest.fail("the stream never ended: what was queued while the writer waited on "
+                        "its socket was never sent")
+    assert [e["type"] for e in t.events][-1] == "done", t.events[-3:]
+    assert not t.of_type("error")
+    assert t.close_code == 1000
+    chunks = t.of_type("chunk")
+    assert [c["text"] for c in chunks] == SENTENCES
+    for chunk in chunks:  # every chunk whole
+        samples = len(t.audio[chunk["seq"]]) // 2
+        assert abs(samples * 1000 / 22050 - chunk["duration_ms"]) <= 1
+    assert t.events[-1]["stats"]["audio_ms"] == sum(c["duration_ms"] for c in chunks)
 
 
 def _random_value(rng: random.Random, depth: int = 0) -> object:
