@@ -247,6 +247,16 @@ class Fleet:
             raise
         return fleet
 
+    def on_disk(self) -> Fleet:
+        """The fleet as its state file says now: another process (the autoscaler, `scale`)
+        may have started or stopped replicas since this object was loaded, and stopping the
+        fleet from a stale copy would leave the replicas it never saw running. This object
+        when there is no state file, or it cannot be read."""
+        try:
+            return Fleet.load(self.dir)
+        except (FleetError, OSError, ValueError, TypeError, KeyError):
+            return self
+
     def save(self) -> None:
         with self._lock:
             tmp = self.dir / "state.json.tmp"
@@ -531,4 +541,4 @@ def running_fleet(replicas: int, **kwargs: object) -> Iterator[Fleet]:
     try:
         yield fleet
     finally:
-        fleet.down(say=lambda *_: None)
+        fleet.on_disk().down(say=lambda *_: None)
