@@ -121,11 +121,13 @@ class AdmissionControl:
         )
 
     def _refuse(self, reason: AdmissionReason) -> Admission:
-        # The work that goes before a new stream's first audio: a download past its first
-        # audio runs only on idle capacity, so its text (minutes of audio in a campaign of
-        # downloads) would only send clients away for longer while the workers could serve them.
-        backlog = sum(self._work_s(s, math.inf) for s in self._backlogged
-                      if s.pace is Pace.LISTENER or s.playback_start_s is None)
+        # The work that goes before a new stream's first audio. Of a download only its first
+        # audio, while owed (first_cost_s, 0 after it): the rest of its text runs on capacity
+        # listeners leave idle and yields to every newcomer's first audio (the pick order), so
+        # counting it (minutes of audio in a campaign of downloads) would only send clients
+        # away for longer while the workers could serve them.
+        backlog = sum(self._work_s(s, math.inf) if s.pace is Pace.LISTENER else s.first_cost_s
+                      for s in self._backlogged)
         return Admission(False, max(1.0, backlog / max(self._pacing.workers, 1)), reason)
 
     def _is_active(self, s: StreamRecord, now: float) -> bool:

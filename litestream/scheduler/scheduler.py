@@ -148,7 +148,9 @@ class Scheduler:
         - BACKLOG: the compute due within a first audio's deadline, plus the new stream's first
           audio (its first encode step and first window), divided by workers, is more than
           `first_audio_target_s + admit_backlog_s`.
-        retry_after_s is the time to drain the whole queued backlog on all workers, at least 1 s.
+        retry_after_s is the time to drain, on all workers, the listeners' queued text and the
+        first audio downloads still owe (the rest of a download's text yields to a newcomer's
+        first audio), at least 1 s.
         Every price comes from `CostModel.price`, per voice.
         """
         admission = self._admission.decide(now, voice, self._queue.epoch, Pace(pace))

@@ -185,6 +185,36 @@ def test_a_download_costs_admission_only_its_first_audio() -> None:
     assert burst._admission._refuse(AdmissionReason.BACKLOG).retry_after_s < 2.0
 
 
+def test_retry_after_counts_only_the_first_audio_downloads_owe() -> None:
+    # A campaign of downloads: those admitted wait for their first audio with their whole
+    # texts queued. A refused one is told to come back when that first audio is out (the
+    # texts behind it run on idle capacity and yield to a newcomer's first audio), not when
+    # every text is done.
+    s = make(workers=2)
+    accepted = 0
+    while s.admit(0.0, VOICE, Pace.DOWNLOAD).accepted:
+        s.open_stream(f"d{accepted}", Priority.NORMAL, 0.0, Pace.DOWNLOAD)
+        for seq in range(30):
+            s.submit(f"d{accepted}", seq, "x" * 150, speed=1.0, voice=VOICE, now=0.0)
+        accepted += 1
+        assert accepted < 100
+    refused = s.admit(0.0, VOICE, Pace.DOWNLOAD)
+    assert refused.reason is AdmissionReason.BACKLOG
+    model = s.model
+    # Each first audio: its encode step, a first window and the window after it (<= 32 each).
+    first = (model.price(VOICE, StepKind.ENCODE, 150)
+             + 2 * model.price(VOICE, StepKind.DECODE, 32))
+    assert 1.0 <= refused.retry_after_s <= max(1.0, accepted * first / 2)
+    # The whole texts would have said ten times longer (their encode steps alone).
+    texts = accepted * 30 * model.price(VOICE, StepKind.ENCODE, 150)
+    assert texts / 2 > 10 * refused.retry_after_s
+    # A listener's queued text still counts whole: it loads the workers until it is spoken.
+    play(s, "l", 0.0, 80, 0.0)
+    for seq in range(1, 30):
+        s.submit("l", seq, "x" * 150, speed=1.0, voice=VOICE, now=0.0)
+    assert s.admit(0.0, VOICE, Pace.DOWNLOAD).retry_after_s > refused.retry_after_s + 1.0
+
+
 # ---- the burst ------------------------------------------------------------------------------
 
 
