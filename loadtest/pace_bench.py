@@ -6,8 +6,9 @@
     flock /tmp/ls-heavy.lock python -m loadtest.pace_bench --base /tmp/base --parts mixed,campaign
 
 Serves the base checkout, then this one (each `litestream serve` from its own tree, sentence
-cache off), runs the parts asked for on each, then `litestream bench engine`'s layouts on the
-idle machine, the reference for the downloads:
+cache off, English voice only), runs the parts asked for on each, then `litestream bench
+engine`'s layouts on the idle machine, the reference for the downloads (the faster of the
+measurements before and after the servers):
 - realtime: 1 user's first audio; 10 and 20 listeners at once (first audio p50/p95, the
   10-burst's compute floor from the server's DEBUG lines, stalls, admitted);
 - download: one 2,500-character download (the base paces it as a listener: minutes);
@@ -95,7 +96,9 @@ async def _measure(tree: Path, label: str, port: int, args: argparse.Namespace,
                    text: str, parts: set[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     log = Path(f"/tmp/pace_bench_{label}.log")
-    async with serve(tree, port, log, ("--workers", str(args.workers))) as server:
+    # English only, as the realtime figures of docs/benchmarks.md: the Japanese voices'
+    # loading and calibration add nothing these parts use.
+    async with serve(tree, port, log, ("--workers", str(args.workers), "--no-kokoro")) as server:
         print(f"{label}: {tree}, port {port}, log {log}", flush=True)
         if "realtime" in parts:
             await _realtime(server, args, out)
@@ -142,8 +145,10 @@ async def _main(args: argparse.Namespace) -> None:
     for when, (name, best, rows) in (("before", before), ("after", after)):
         print(f"engine {when} (litestream bench engine layouts, idle machine): " +
               ", ".join(f"{n} {t:.1f}" for n, t in rows) + f" audio s/s; best {name} {best:.1f}")
-    best = (before[1] + after[1]) / 2
-    print(f"reference: the best layout's mean, {best:.1f} audio s/s")
+    # The faster of the two measurements: others' work on a shared machine only ever makes
+    # the engine look slower, so the faster one is the stricter reference for the servers.
+    best = max(before[1], after[1])
+    print(f"reference: the best layout's faster measurement, {best:.1f} audio s/s")
     for label, out in results.items():
         for key, what in (("download", "the download alone"),
                           ("mixed", "the download beside 8 listeners")):
