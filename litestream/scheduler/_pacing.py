@@ -178,7 +178,15 @@ class Pacing:
             if at == len(ladder) or (at > 0 and grown * grown < ladder[at - 1] * ladder[at]):
                 at -= 1
             frames = ladder[max(at, 0)]
-            fit = self.model.window_within(s.voice, self.buffer_s(s, now) - cfg.jitter_s)
+            fit: float = self.model.window_within(s.voice, self.buffer_s(s, now) - cfg.jitter_s)
+            if s.pace is Pace.DOWNLOAD and s.playback_start_s is not None and fit < ladder[0]:
+                # A download past its first audio keeps no clock: its windows fit in the audio
+                # it sent only for a player that may listen as it downloads. When not even the
+                # shortest window would reach that player before it runs dry (the download
+                # waited behind older ones, or runs on what little capacity listeners leave),
+                # short windows keep no promise and only spend capacity on context margins:
+                # it grows as if its buffer were healthy.
+                fit = math.inf
             frames = min(frames, ladder[max(bisect.bisect_right(ladder, fit) - 1, 0)])
             frames = max(frames, self.ladder_ceil(self.floor_window(s.voice)))
             if self.others_await_first(s):
@@ -190,7 +198,7 @@ class Pacing:
                     and not self.latency_bound(s)):
                 # No listener needs the workers: a download takes long windows (little context
                 # waste) as far as its own buffer allows (a player may listen as it downloads).
-                frames = max(frames, min(cfg.download_window_frames, fit))
+                frames = max(frames, int(min(cfg.download_window_frames, fit)))
         if remaining - frames < cfg.min_window_frames:
             return max(remaining, 1)
         return frames

@@ -131,6 +131,38 @@ def test_a_download_never_delays_a_listeners_due_step() -> None:
     assert download.arrivals[-1][0] < audio_s / 3  # still far faster than real time
 
 
+def test_a_download_that_waited_resumes_with_long_windows() -> None:
+    # Two downloads on one worker, the client reading at once: the younger gets its first
+    # audio (a listener's promise), then waits while the older one runs (oldest first). Any
+    # player of it ran dry long ago, so when it resumes its windows grow as a healthy
+    # buffer's would, not from the smallest up (context margins on tiny windows: capacity
+    # lost for every stream).
+    clock = FakeClock()
+    s = make(workers=1)
+    for sid in ("old", "young"):
+        s.open_stream(sid, Priority.NORMAL, clock.now, Pace.DOWNLOAD)
+        for seq in range(4):
+            s.submit(sid, seq, "x" * 150, speed=1.0, voice=VOICE, now=clock.now)
+        clock.advance(0.001)
+    windows: dict[str, list[SynthesisStep]] = {"old": [], "young": []}
+    while steps := s.next_steps(clock.now):
+        for step in steps:
+            clock.advance(price(s, step))
+            assert run(s, step, clock.now)
+            if step.kind is StepKind.DECODE:
+                windows[step.stream_id].append(step)
+                s.audio_delivered(step.stream_id, step.frames * APF, clock.now)
+    young = windows["young"]
+    first, resumed = young[0], young[1]
+    assert first.frames == config().first_window_frames
+    # It resumed after the older download's whole text: far past the audio it had sent.
+    old_done = max(st.dispatched_s for st in windows["old"])
+    assert resumed.dispatched_s >= old_done
+    assert resumed.frames >= 4 * first.frames
+    # No window of it (but a sentence's tail) was shorter than its first.
+    assert all(st.last or st.frames >= first.frames for st in young)
+
+
 def test_a_download_waits_for_its_client_to_read() -> None:
     clock = FakeClock()
     s = make(workers=2, download_buffer_s=3.0)
