@@ -82,9 +82,10 @@ def redis() -> Iterator[RedisServer]:
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def replicas(redis: RedisServer) -> AsyncIterator[tuple[RunningServer, RunningServer]]:
-    """Two replicas sharing one Redis, each with its own in-process cache."""
-    async with run_server(**LENIENT, cache_url=redis.url) as a, \
-            run_server(**LENIENT, cache_url=redis.url) as b:
+    """Two replicas sharing one Redis, each with its own in-process cache. A client may hold
+    its reads for up to a minute (a loaded CI box) before it is cut off as a slow reader."""
+    async with run_server(**LENIENT, cache_url=redis.url, slow_reader_timeout_s=60.0) as a, \
+            run_server(**LENIENT, cache_url=redis.url, slow_reader_timeout_s=60.0) as b:
         yield a, b
 
 
