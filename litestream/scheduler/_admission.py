@@ -114,11 +114,22 @@ class AdmissionControl:
     def demand(self, now: float) -> float:
         """Summed steady RTF share of active listener streams (open-but-idle ones cost nothing;
         a download runs on the capacity they leave idle)."""
-        return sum(
-            self._pacing.stream_rtf(s.voice if s.submitted else self._default_voice)
-            for s in self._streams.values()
-            if s.pace is Pace.LISTENER and self._is_active(s, now)
-        )
+        # Every admission test sums over all open streams: price each voice once per call
+        # (the cost model cannot change during it), not once per stream (CostModel.rtf walks
+        # the pricing functions: at 1,000 streams that was most of an admission's cost). The
+        # sum itself, in the same order, is unchanged.
+        shares: dict[str, float] = {}
+        stream_rtf = self._pacing.stream_rtf
+        total = 0.0
+        for s in self._streams.values():
+            if s.pace is not Pace.LISTENER or not self._is_active(s, now):
+                continue
+            voice = s.voice if s.submitted else self._default_voice
+            share = shares.get(voice)
+            if share is None:
+                share = shares[voice] = stream_rtf(voice)
+            total += share
+        return total
 
     def _refuse(self, reason: AdmissionReason) -> Admission:
         # The work that goes before a new stream's first audio. Of a download only its first

@@ -520,6 +520,29 @@ def test_load_counts_active_streams_only() -> None:
     assert s.load(0.0) == pytest.approx(2 * one)
 
 
+def test_load_prices_each_active_stream_at_its_own_voice() -> None:
+    # Admission sums every open stream's share; each voice is priced once per sum, and the sum
+    # must be the same, stream by stream in opening order, as pricing each stream alone.
+    s = make(workers=4, open_grace_s=0.0)
+    s.register_voice("slow", context_frames=CONTEXT_FRAMES, sample_rate=SAMPLE_RATE)
+    s.model.calibrate("slow", encode_per_char_s=0.0012, decode_per_frame_s=0.0022)
+    voices = [VOICE, "slow", "slow", VOICE, "slow", VOICE, VOICE]
+    for n, voice in enumerate(voices):
+        s.open_stream(f"s{n}", "normal", 0.0)
+        submit(s, f"s{n}", 0, 40, 0.0, voice=voice)
+    s.open_stream("idle", "normal", 0.0)  # no text: costs nothing
+    def share(voice: str) -> float:  # a stream's steady share: Pacing.stream_rtf
+        return s.model.rtf(voice, sentence_chars=s.config.admit_sentence_chars,
+                           window_frames=s.config.max_window_frames)
+
+    fast, slow = share(VOICE), share("slow")
+    assert slow > fast
+    expected = 0.0
+    for voice in voices:
+        expected += slow if voice == "slow" else fast
+    assert s.load(0.0) * 4 == expected
+
+
 def test_fullness_is_one_exactly_when_a_new_stream_is_refused() -> None:
     """litestream_load (issue 19): admitted load over capacity. Streams playing long audio
     are opened one by one; at every step the figure is below 1 while a new stream is admitted
