@@ -455,12 +455,17 @@ class StreamSession:
         whole = len(pcm) if last else len(pcm) - len(pcm) % size
         sentence.carry = pcm[whole:]
         ms_per_byte = 1000.0 / (rate * protocol.BYTES_PER_SAMPLE[sentence.format])
-        for frame in protocol.split_frames(pcm[:whole], size):
+        # Per frame (25 a second of audio at 40 ms, for every listener): only the slice and its
+        # item. The running totals add frame by frame, in the same order as ever.
+        seq, encoding, append = sentence.seq, self.encoding, self._outbox.append
+        outbox_ms, queued_ms = self._outbox_audio_ms, sentence.queued_ms
+        for start in range(0, whole, size):
+            frame = pcm[start:start + size]
             frame_ms = len(frame) * ms_per_byte
-            payload = protocol.encode_audio(sentence.seq, frame, self.encoding)
-            self._outbox.append(SendAudio(sentence.seq, payload, frame_ms))
-            self._outbox_audio_ms += frame_ms
-            sentence.queued_ms += frame_ms
+            append(SendAudio(seq, protocol.encode_audio(seq, frame, encoding), frame_ms))
+            outbox_ms += frame_ms
+            queued_ms += frame_ms
+        self._outbox_audio_ms, sentence.queued_ms = outbox_ms, queued_ms
         self._link.audio_queued(sentence.seq, len(audio) / rate, len(piece), now)
         if not self._download and self._outbox_audio_ms > self._limits.send_buffer_s * 1000.0:
             # Config.send_buffer_s: a listener that reads slower than it plays is cut off
