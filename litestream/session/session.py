@@ -455,12 +455,11 @@ class StreamSession:
         whole = len(pcm) if last else len(pcm) - len(pcm) % size
         sentence.carry = pcm[whole:]
         ms_per_byte = 1000.0 / (rate * protocol.BYTES_PER_SAMPLE[sentence.format])
-        # Per frame (25 a second of audio at 40 ms, for every listener): only the slice and its
+        # Per frame (25 a second of audio at 40 ms, for every listener): only the frame and its
         # item. The running totals add frame by frame, in the same order as ever.
         seq, encoding, append = sentence.seq, self.encoding, self._outbox.append
         outbox_ms, queued_ms = self._outbox_audio_ms, sentence.queued_ms
-        for start in range(0, whole, size):
-            frame = pcm[start:start + size]
+        for frame in protocol.split_frames(pcm[:whole], size):
             frame_ms = len(frame) * ms_per_byte
             append(SendAudio(seq, protocol.encode_audio(seq, frame, encoding), frame_ms))
             outbox_ms += frame_ms
