@@ -18,6 +18,12 @@ from litestream.scheduler.types import Admission, AdmissionReason, Pace, Schedul
 __all__ = ["AdmissionControl"]
 
 _BELOW_ONE = math.nextafter(1.0, 0.0)  # the most a replica that still admits reports
+# A refusal's Retry-After sums the work queued on every stream: priced at most this often,
+# refusals in between reuse the last price. At 1,000 open streams the sum per refusal was a
+# fifth of the event loop's time while refusing (docs/benchmarks.md, "One process, 1,000
+# listeners"); the header carries whole seconds, rounded up, so half a second of staleness is
+# within its resolution.
+RETRY_PRICE_EVERY_S = 0.5
 
 
 class AdmissionControl:
@@ -41,6 +47,7 @@ class AdmissionControl:
         # their first audio is about to be asked for: it counts as urgent work (_fresh_count).
         self._fresh: dict[str, float] = {}
         self._urgent_cache: tuple[float, int, float] = (-1.0, -1, 0.0)
+        self._retry_price: tuple[float, float] = (-math.inf, 0.0)  # (priced at, retry_after_s)
 
     def register_voice(self, voice: str) -> None:
         if not self._registered:
@@ -55,9 +62,12 @@ class AdmissionControl:
         """The stream is no longer part of a burst: its text arrived, or it closed."""
         self._fresh.pop(stream_id, None)
 
-    def decide(self, now: float, voice: str | None, epoch: int, pace: Pace) -> Admission:
+    def decide(self, now: float, voice: str | None, epoch: int, pace: Pace, *,
+               priced: bool = True) -> Admission:
         """The answer for a new stream speaking `voice` at `pace` (see Scheduler.admit).
-        `epoch` is the scheduler's change counter: it keys the urgent-compute cache.
+        `epoch` is the scheduler's change counter: it keys the urgent-compute cache. A
+        refusal's retry_after_s is priced only when `priced` (0.0 otherwise: readiness and
+        the load signal ask only whether a stream would be let in).
 
         What a download costs the listeners is its first audio (the BACKLOG test counts it
         like a listener's) and then only capacity they leave idle: it adds no steady share to
@@ -66,13 +76,13 @@ class AdmissionControl:
         pacing = self._pacing
         workers = pacing.workers
         if cfg.max_streams and len(self._streams) >= cfg.max_streams:
-            return self._refuse(AdmissionReason.STREAMS)
+            return self._refuse(AdmissionReason.STREAMS, now, priced)
         if workers == 0:
-            return self._refuse(AdmissionReason.CAPACITY)
+            return self._refuse(AdmissionReason.CAPACITY, now, priced)
         new_voice = self._default_voice if voice is None else voice
         own_rtf = pacing.stream_rtf(new_voice) if pace is Pace.LISTENER else 0.0
         if self.demand(now) + own_rtf > workers * cfg.target_utilization:
-            return self._refuse(AdmissionReason.CAPACITY)
+            return self._refuse(AdmissionReason.CAPACITY, now, priced)
         # A burst: the streams opened without text yet, and this one, are about to start; each
         # needs its first audio and the window after it, at the windows that load allows.
         fresh = self._fresh_count(now)
@@ -90,7 +100,7 @@ class AdmissionControl:
             urgent = max(urgent, pacing.pending_first_s)
         urgent += fresh * own
         if urgent / workers + own > cfg.first_audio_target_s + cfg.admit_backlog_s:
-            return self._refuse(AdmissionReason.BACKLOG)
+            return self._refuse(AdmissionReason.BACKLOG, now, priced)
         return Admission(accepted=True, retry_after_s=0.0, reason=AdmissionReason.ACCEPTED)
 
     def fullness(self, now: float, epoch: int) -> float:
@@ -98,7 +108,7 @@ class AdmissionControl:
         of the default voice now (for any reason: streams, capacity, backlog, no worker);
         below, the larger of the steady demand over the most demand that still admits one
         more stream, and the open streams over `max_streams`."""
-        if not self.decide(now, None, epoch, Pace.LISTENER).accepted:
+        if not self.decide(now, None, epoch, Pace.LISTENER, priced=False).accepted:
             return 1.0
         cfg = self.config
         pacing = self._pacing
@@ -131,15 +141,27 @@ class AdmissionControl:
             total += share
         return total
 
-    def _refuse(self, reason: AdmissionReason) -> Admission:
-        # The work that goes before a new stream's first audio. Of a download only its first
-        # audio, while owed (first_cost_s, 0 after it): the rest of its text runs on capacity
-        # listeners leave idle and yields to every newcomer's first audio (the pick order), so
-        # counting it (minutes of audio in a campaign of downloads) would only send clients
-        # away for longer while the workers could serve them.
-        backlog = sum(self._work_s(s, math.inf) if s.pace is Pace.LISTENER else s.first_cost_s
-                      for s in self._backlogged)
-        return Admission(False, max(1.0, backlog / max(self._pacing.workers, 1)), reason)
+    def _refuse(self, reason: AdmissionReason, now: float, priced: bool) -> Admission:
+        return Admission(False, self._retry_after_s(now) if priced else 0.0, reason)
+
+    def _retry_after_s(self, now: float) -> float:
+        """How long a refused client should wait: the backlog (`backlog_s`) over the workers,
+        at least 1 s; priced at most every RETRY_PRICE_EVERY_S, refusals in between reuse it."""
+        priced_at, retry_after_s = self._retry_price
+        if not priced_at <= now < priced_at + RETRY_PRICE_EVERY_S:
+            retry_after_s = max(1.0, self.backlog_s() / max(self._pacing.workers, 1))
+            self._retry_price = (now, retry_after_s)
+        return retry_after_s
+
+    def backlog_s(self) -> float:
+        """The work that goes before a new stream's first audio (O(queued sentences)): the
+        listeners' queued text, and of a download only its first audio while owed
+        (first_cost_s, 0 after it): the rest of its text runs on capacity listeners leave
+        idle and yields to every newcomer's first audio (the pick order), so counting it
+        (minutes of audio in a campaign of downloads) would only send clients away for longer
+        while the workers could serve them."""
+        return sum(self._work_s(s, math.inf) if s.pace is Pace.LISTENER else s.first_cost_s
+                   for s in self._backlogged)
 
     def _is_active(self, s: StreamRecord, now: float) -> bool:
         if s.sentences or s.ready_audio_s > 0.0:

@@ -150,7 +150,8 @@ class Scheduler:
           `first_audio_target_s + admit_backlog_s`.
         retry_after_s is the time to drain, on all workers, the listeners' queued text and the
         first audio downloads still owe (the rest of a download's text yields to a newcomer's
-        first audio), at least 1 s.
+        first audio), at least 1 s; priced at most every half second
+        (`_admission.RETRY_PRICE_EVERY_S`), refusals in between reuse the last price.
         Every price comes from `CostModel.price`, per voice.
         """
         admission = self._admission.decide(now, voice, self._queue.epoch, Pace(pace))
@@ -160,7 +161,8 @@ class Scheduler:
 
     def has_capacity(self, now: float) -> bool:
         """Would a new stream be admitted now? For readiness probes: counts no refusal."""
-        return self._admission.decide(now, None, self._queue.epoch, Pace.LISTENER).accepted
+        return self._admission.decide(now, None, self._queue.epoch, Pace.LISTENER,
+                                      priced=False).accepted
 
     def fullness(self, now: float) -> float:
         """Admitted load over capacity, 0..1: the per-replica signal autoscalers scale on

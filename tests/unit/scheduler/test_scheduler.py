@@ -7,16 +7,20 @@ model starts from the same priors, so predictions here are exact unless a test s
 from __future__ import annotations
 
 import itertools
+import math
+import random
 
 import pytest
 
 from litestream.scheduler import (
     AdmissionReason,
+    Pace,
     Priority,
     Scheduler,
     SchedulerConfig,
     SynthesisStep,
 )
+from litestream.scheduler._admission import RETRY_PRICE_EVERY_S
 from litestream.scheduler.costmodel import CostModel, StepKind
 from loadtest.lib.texts import LONG, PARAGRAPH
 from tests.fakes import (
@@ -419,6 +423,79 @@ def test_fail_drops_the_rest_of_that_sentence_only() -> None:
 
 
 # ---- admission and workers -------------------------------------------------------------------
+
+
+def _old_retry_after_s(s: Scheduler) -> float:
+    """A refusal's Retry-After as it was priced at every refusal (O(queued sentences)): the
+    listeners' queued work and the first audio downloads owe, over the workers, at least 1 s."""
+    adm = s._admission
+    backlog = sum(adm._work_s(r, math.inf) if r.pace is Pace.LISTENER else r.first_cost_s
+                  for r in adm._backlogged)
+    return max(1.0, backlog / max(s.workers, 1))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_retry_after_is_the_backlog_priced_at_most_every_half_second(seed: int) -> None:
+    """A refusal's Retry-After is the old sum over every queued stream, priced afresh when
+    RETRY_PRICE_EVERY_S has passed since the last price and reused in between (refusals come
+    in bursts: at 1,000 streams the sum per refusal was a fifth of the event loop). Readiness
+    and the load signal never price. Random queue changes: streams of both paces open, get
+    text, run steps (with learned costs moving), are cleared and closed."""
+    rng = random.Random(seed)
+    s = make(workers=2, max_streams=6)
+    now = 0.0
+    priced_at, price_then = -math.inf, 0.0
+    refusals = fresh = reused = 0
+    open_ids: list[str] = []
+    seqs: dict[str, int] = {}
+    in_flight: list[SynthesisStep] = []
+    for i in range(1000):
+        now += rng.choice([0.0, 0.0, 0.01, 0.05, 0.2, 0.45])
+        op = rng.random()
+        if op < 0.15 and len(open_ids) < 6:
+            sid = f"s{i}"
+            s.open_stream(sid, Priority.NORMAL, now, rng.choice([Pace.LISTENER, Pace.DOWNLOAD]))
+            open_ids.append(sid)
+            seqs[sid] = 0
+        elif op < 0.45 and open_ids:
+            sid = rng.choice(open_ids)
+            s.submit(sid, seqs[sid], "x" * rng.randint(5, 200), speed=rng.choice([0.8, 1.0]),
+                     voice=VOICE, now=now)
+            seqs[sid] += 1
+        elif op < 0.6:
+            in_flight += s.next_steps(now, rng.randint(1, 3))
+        elif op < 0.75 and in_flight:
+            step = in_flight.pop(rng.randrange(len(in_flight)))
+            if step.kind is StepKind.ENCODE:
+                s.encoded(step, frames=rng.randint(20, 400), samples_per_frame=SAMPLES_PER_FRAME,
+                          latent=("latent", step.stream_id, step.seq),
+                          compute_s=price(s, step) * rng.uniform(0.5, 2.0), now=now)
+            elif s.decoded(step, audio_s=step.frames * APF,
+                           compute_s=price(s, step) * rng.uniform(0.5, 2.0), now=now):
+                s.audio_sent(step.stream_id, step.frames * APF, now)
+        elif op < 0.8 and open_ids:
+            s.clear(rng.choice(open_ids), now)
+        elif op < 0.85 and open_ids:
+            s.close_stream(open_ids.pop(rng.randrange(len(open_ids))), now)
+        elif op < 0.9:
+            # Readiness and the load signal: never a price, so a refusal just after them is
+            # priced from the queue as it is then.
+            s.has_capacity(now)
+            s.fullness(now)
+        else:
+            expected = _old_retry_after_s(s)
+            admission = s.admit(now, VOICE, rng.choice([Pace.LISTENER, Pace.DOWNLOAD]))
+            if admission.accepted:
+                continue
+            refusals += 1
+            if now >= priced_at + RETRY_PRICE_EVERY_S:
+                assert admission.retry_after_s == expected
+                priced_at, price_then = now, expected
+                fresh += 1
+            else:
+                assert admission.retry_after_s == price_then
+                reused += expected != price_then
+    assert refusals > 40 and fresh > 20 and reused > 2
 
 
 def test_admission_reasons() -> None:
