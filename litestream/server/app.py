@@ -129,11 +129,11 @@ class LitestreamServer:
         config = self.config
         self.synthesis.set_workers(0, self.now())
         pool = self._pool = WorkerPool(
-            self.voices, config.workers, self._loop, self.synthesis.on_result,
+            self.voices, config.workers, self._loop, self.synthesis.take_result,
             watchdog=WatchdogConfig(factor=config.watchdog_factor,
                                     floor_s=config.watchdog_floor_s,
                                     grace_s=config.watchdog_grace_s),
-            on_change=self._on_pool_change,
+            on_change=self._on_pool_change, on_drained=self.synthesis.dispatch,
         )
         tls = startup.tls_context(config)
         app = web.Application(client_max_size=openai_api.MAX_BODY_BYTES)

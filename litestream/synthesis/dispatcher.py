@@ -1,7 +1,8 @@
 """The one place the server talks to the scheduler and the inference workers.
 
     socket -> StreamSession -> StreamLink.submit -> Scheduler -> Synthesis.dispatch -> workers
-    workers -> Synthesis.on_result -> Scheduler.encoded/decoded/fail -> session inputs -> socket
+    workers -> Synthesis.take_result -> Scheduler.encoded/decoded/fail -> session inputs -> socket
+            (then Synthesis.dispatch, once per batch of finished runs)
 
 Sessions ask for work through `StreamLink`, one per stream (it implements
 `session.SynthesisLink`); `Synthesis` hands work to idle workers as late as possible and turns
@@ -378,13 +379,25 @@ class Synthesis:
                 continue
             pool.dispatch(steps)  # one kind, voice, speed and window length: one engine run
             self._metrics.run_dispatched(steps[0].kind.value, len(steps))
-        if self._wakeup is not None:
-            self._wakeup.cancel()
-            self._wakeup = None
-        if pool.idle and self._loop is not None:
-            wake = self.scheduler.next_wakeup_s(now)
-            if wake is not None:
-                self._wakeup = self._loop.call_at(max(wake, now + 0.001), self.dispatch)
+        wake = self.scheduler.next_wakeup_s(now) if pool.idle else None
+        timer = self._wakeup
+        if wake is None:
+            if timer is not None:
+                timer.cancel()
+                self._wakeup = None
+            return
+        when = max(wake, now + 0.001)
+        if timer is not None:
+            if timer.when() <= when:
+                return  # it wakes the loop no later than needed (a dispatch then re-arms it)
+            timer.cancel()
+        if self._loop is not None:
+            self._wakeup = self._loop.call_at(when, self._woken)
+
+    def _woken(self) -> None:
+        """The wake-up timer fired: held-back work may run now."""
+        self._wakeup = None
+        self.dispatch()
 
     def _serve_cached(self, step: SynthesisStep, now: float) -> None:
         """A cached sentence's window: its slice of the cached audio, delivered as a worker's
@@ -405,7 +418,14 @@ class Synthesis:
         self._deliver(step.stream_id, inputs)
 
     def on_result(self, result: WorkResult) -> None:
-        """A worker finished a step (on the loop thread): tell the scheduler, then the session."""
+        """A worker finished a step (on the loop thread): tell the scheduler, then the session,
+        then give idle workers work."""
+        self.take_result(result)
+        self.dispatch()
+
+    def take_result(self, result: WorkResult) -> None:
+        """A finished step, without dispatching: the pool takes several runs' results at once
+        and dispatches once after them (WorkerPool's `on_drained`)."""
         now = self._now()
         step = result.step
         inputs: list[SynthesisResult] = []
@@ -447,7 +467,6 @@ class Synthesis:
                         step.predicted_compute_s)
         if inputs and link is not None and self._deliver is not None:
             self._deliver(step.stream_id, inputs)
-        self.dispatch()
 
 
 _EMPTY = np.zeros(0, dtype=np.float32)

@@ -3,7 +3,9 @@
 A fixed pool of threads, each with its own ONNX Runtime session (measured faster than one
 shared session on CPU: see docs/benchmarks.md). The event loop owns the scheduler; it hands a
 worker a batch only when that worker is idle, so the scheduler decides as late as possible
-(a step cannot be paused once started). Results go back with `call_soon_threadsafe`.
+(a step cannot be paused once started). Results go back with `call_soon_threadsafe`, in
+batches: runs that finish while the loop has not yet taken the earlier ones join them, so the
+loop wakes once for all of them and dispatches once after them (`on_drained`).
 
 A step is a sentence's encode (front pass: phonemize, then `Voice.encode`) or one decode window
 (`Voice.decode`, or `Voice.decode_batch` for a batch of equal windows); the scheduler makes every
@@ -121,6 +123,11 @@ class _Worker:
 class WorkerPool:
     """N threads; `dispatch` hands a batch to an idle one, `on_result` runs on the loop.
 
+    Finished runs are handed to the loop together: every worker that finished since the loop
+    last took results is idle again first, then `on_result` gets each result (a run's in
+    order, runs in the order they finished), then `on_drained` once, where the caller hands
+    the idle workers their next work.
+
     Create it on the loop thread, then `await pool.ready()`: each worker builds its own
     sessions in its own thread (worker 0 uses the loaded ones); `new_session` warms each on the
     shapes it will meet (Voice.warmup)."""
@@ -134,12 +141,19 @@ class WorkerPool:
         *,
         watchdog: WatchdogConfig | None = None,
         on_change: Callable[[PoolEvent], None] | None = None,
+        on_drained: Callable[[], None] | None = None,
     ) -> None:
         if workers < 1:
             raise ValueError("workers must be >= 1")
         self._loop = loop
         self._on_result = on_result
         self._on_change = on_change
+        self._on_drained = on_drained
+        # Runs finished and not yet taken by the loop (worker threads append, the loop takes
+        # them all), and whether a take is already posted: one wake-up for all of them.
+        self._done_lock = threading.Lock()
+        self._done: list[tuple[_Worker, int, list[WorkResult]]] = []
+        self._take_posted = False
         self._voices = voices
         self._size = workers
         self.watchdog = watchdog or WatchdogConfig()
@@ -215,23 +229,46 @@ class WorkerPool:
             self._all_warm.set()
         self._emit(PoolEvent.SERVING)
 
-    def _finished(self, worker: _Worker, run_no: int, results: list[WorkResult]) -> None:
-        # On the loop thread: the worker is idle again before results are handled, so the
-        # result handler's dispatch can give it the next batch at once.
-        if worker.state is _State.GONE or run_no != worker.run_no:
-            return  # abandoned: its steps were failed when it was; the thread exits
-        if worker.timer is not None:
-            worker.timer.cancel()
-            worker.timer = None
-        if worker.terminated:
-            log.info("%s back after terminate, %.2f s after its run started", worker.name,
-                     self._loop.time() - worker.started_s)
-        worker.state = _State.IDLE
-        worker.steps = []
-        worker.run_options = None
-        self._idle.append(worker)
+    def _finish_runs(self, done: list[tuple[_Worker, int, list[WorkResult]]]) -> None:
+        """On the loop thread: finished runs, in the order they finished. Their workers are
+        idle again before any result is handled, so `on_drained` can give each its next work
+        at once."""
+        results: list[WorkResult] = []
+        for worker, run_no, run_results in done:
+            if worker.state is _State.GONE or run_no != worker.run_no:
+                continue  # abandoned: its steps were failed when it was; the thread exits
+            if worker.timer is not None:
+                worker.timer.cancel()
+                worker.timer = None
+            if worker.terminated:
+                log.info("%s back after terminate, %.2f s after its run started", worker.name,
+                         self._loop.time() - worker.started_s)
+            worker.state = _State.IDLE
+            worker.steps = []
+            worker.run_options = None
+            self._idle.append(worker)
+            results += run_results
         for result in results:
             self._on_result(result)
+        if results and self._on_drained is not None:
+            self._on_drained()
+
+    def _take_finished(self) -> None:
+        """On the loop thread: take every run finished since the last take."""
+        with self._done_lock:
+            done, self._done = self._done, []
+            self._take_posted = False
+        self._finish_runs(done)
+
+    def _post_finished(self, worker: _Worker, run_no: int, results: list[WorkResult]) -> bool:
+        """From a worker thread: hand a finished run to the loop. Only the first run finished
+        since the loop's last take posts a callback; later ones join it."""
+        with self._done_lock:
+            self._done.append((worker, run_no, results))
+            if self._take_posted:
+                return True
+            self._take_posted = True
+        return self._post(self._take_finished)
 
     def _overdue(self, worker: _Worker, run_no: int, limit_s: float) -> None:
         """The watchdog: the run is past its limit. Stop it; replace the worker if it does
@@ -301,6 +338,8 @@ class WorkerPool:
         self._emit(PoolEvent.SERVING)
         for step in steps:
             self._on_result(WorkResult(step, elapsed, error=why))
+        if steps and self._on_drained is not None:
+            self._on_drained()
 
     def _emit(self, event: PoolEvent) -> None:
         if self._on_change is not None:
@@ -339,7 +378,7 @@ class WorkerPool:
                 if time.monotonic() - trimmed_at >= TRIM_EVERY_S:
                     release_memory()
                     trimmed_at, untrimmed = time.monotonic(), False
-                if not self._post(self._finished, worker, run_no, results):
+                if not self._post_finished(worker, run_no, results):
                     return
         except BaseException as exc:  # the thread dies: say so, so the pool replaces it
             self._post(self._died, worker, exc)

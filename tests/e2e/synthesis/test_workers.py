@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 import urllib.request
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -319,5 +320,50 @@ async def test_a_busy_worker_trims_memory_at_most_every_interval_and_once_idle(
                 await asyncio.sleep(0.05)
         await asyncio.sleep(1.2)  # and no more while it stays idle
         assert len(trims) == busy_trims + 1
+    finally:
+        await asyncio.to_thread(pool.close)
+
+
+async def test_runs_that_finish_together_are_taken_at_once_and_dispatched_once() -> None:
+    """Runs that finish while the loop is busy are handed over together: every one of their
+    workers is idle before any of their results is handled, and the caller is told once after
+    them (on_drained), where it hands out the next work: one wake-up and one dispatch for the
+    lot, not one per run."""
+    seen: list[tuple[int, int]] = []  # (seq, idle workers when its result was handled)
+    drained: list[int] = []  # results handled so far, at each on_drained
+    voice = SyntheticVoice(sleep=lambda seconds: None)
+    holder: list[WorkerPool] = []
+
+    def on_result(result: WorkResult) -> None:
+        assert not result.failed
+        seen.append((result.step.seq, holder[0].idle))
+
+    pool = WorkerPool({"v": voice}, 3, asyncio.get_running_loop(), on_result,
+                      on_drained=lambda: drained.append(len(seen)))
+    holder.append(pool)
+    await pool.ready()
+    try:
+        for seq in range(3):
+            pool.dispatch([job(SHORT, seq=seq)])
+        assert pool.idle == 0
+        # Hold the loop (as a busy one is) until all three runs have been posted back.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with pool._done_lock:
+                if len(pool._done) == 3:
+                    break
+            time.sleep(0.005)
+        async with asyncio.timeout(30):
+            while len(seen) < 3:
+                await asyncio.sleep(0.01)
+        assert sorted(seq for seq, _ in seen) == [0, 1, 2]
+        assert [idle for _, idle in seen] == [3, 3, 3]  # all idle before the first result
+        assert drained == [3]  # told once, after the three
+        # A run on its own is taken on its own, and told about once too.
+        pool.dispatch([job(SHORT, seq=3)])
+        async with asyncio.timeout(30):
+            while len(drained) < 2:
+                await asyncio.sleep(0.01)
+        assert drained == [3, 4] and seen[3] == (3, 3)
     finally:
         await asyncio.to_thread(pool.close)
