@@ -118,6 +118,9 @@ class InFlight:
         s.attained_s -= step.predicted_compute_s  # VTC: it was charged at dispatch
         if step.kind is StepKind.DECODE:
             sentence_of(s, step).next_frame = step.start_frame
+            if s.playback_start_s is None and s.ready_audio_s <= 0.0 and not any(
+                    other.kind is StepKind.DECODE for other in s.in_flight):
+                s.window_frames = 0  # no audio of it exists yet: its next window is a first
         step.dispatched_s = None
         self._stats.requeued += 1
 

@@ -64,6 +64,8 @@ class Pacing:
         # and how many streams wait.
         self.pending_first_s = 0.0
         self.awaiting_first = 0
+        # Of that, the compute until their first audio exists (encode steps and first windows).
+        self.pending_until_first_s = 0.0
         self.first_due_s = config.first_audio_target_s + config.first_audio_slack_s
 
     # ---- the playback clock and deadlines ------------------------------------------------
@@ -128,11 +130,14 @@ class Pacing:
         later; in a burst, no earlier than the workers could get to it if every first audio
         waiting went first. A deadline the workers cannot meet would outrank every playing
         stream and stall them all (EDF's domino effect), for no first audio sooner."""
-        cost = self.first_audio_cost_s(voice, chars, speed)
+        until, after = self._first_audio_costs(voice, chars, speed)
+        cost = until + after
         if s.first_deadline_s is None:
             self.awaiting_first += 1
         self.pending_first_s += cost - s.first_cost_s
+        self.pending_until_first_s += until - s.until_first_s
         s.first_cost_s = cost
+        s.until_first_s = until
         queued_s = self.pending_first_s / max(self.workers, 1)
         s.first_deadline_s = now + max(self.first_due_s, queued_s)
 
@@ -143,7 +148,9 @@ class Pacing:
             self.awaiting_first -= 1
         s.first_deadline_s = None
         self.pending_first_s -= s.first_cost_s
+        self.pending_until_first_s -= s.until_first_s
         s.first_cost_s = 0.0
+        s.until_first_s = 0.0
         s.first_rank_s = None
 
     def buffer_s(self, s: StreamRecord, now: float) -> float:
@@ -168,6 +175,8 @@ class Pacing:
         ladder = self.ladder
         if s.window_frames <= 0:
             frames = self.first_window(s.voice)
+            if self.others_await_first(s):
+                frames = max(frames, self.burst_first_window(s))
         else:
             u = self.busy_rtf / self.workers if self.workers else 1.0
             growth = cfg.window_growth_headroom / max(u, 1e-6)
@@ -193,7 +202,7 @@ class Pacing:
                 # docs/scheduling.md, "The burst": while newcomers wait for their first audio,
                 # the windows after a first window stay as small as it (each interruption of
                 # the newcomers is short); they grow once everyone plays.
-                frames = min(frames, s.window_frames)
+                frames = min(frames, s.window_frames, self.first_window(s.voice))
             if (s.pace is Pace.DOWNLOAD and frames >= cfg.max_window_frames
                     and not self.latency_bound(s)):
                 # No listener needs the workers: a download takes long windows (little context
@@ -220,6 +229,33 @@ class Pacing:
         """The shortest ladder window of at least `frames` (the longest when none is)."""
         ladder = self.ladder
         return ladder[min(bisect.bisect_left(ladder, frames), len(ladder) - 1)]
+
+    def burst_first_window(self, s: StreamRecord) -> int:
+        """A first window whose playback outlasts the burst it starts in (docs/scheduling.md,
+        "The burst"): while others wait for their first audio, the window after this one should
+        not come due before they have theirs, or it runs between them. Their first audio is
+        done in about (their first-audio cost + this window's) / workers; this window's audio
+        must last that long past its own, plus the jitter budget, the due margin and the next
+        window's compute. The shortest ladder window that does, at most
+        `burst_first_window_frames`; a longer window costs its own stream a little first audio
+        and saves the burst a whole window (its fixed cost and context margins) per stream."""
+        cfg = self.config
+        model = self.model
+        apf = model.voice(s.voice).audio_per_frame_s
+        others_s = max(self.pending_until_first_s - s.until_first_s, 0.0)
+        workers = max(self.workers, 1)
+        follow_s = cfg.jitter_s + cfg.due_margin_s + model.price(
+            s.voice, StepKind.DECODE, cfg.first_window_frames)
+        frames = cfg.first_window_frames
+        for frames in self.ladder:
+            if frames < cfg.first_window_frames:
+                continue
+            if frames >= cfg.burst_first_window_frames:
+                return cfg.burst_first_window_frames
+            own_s = model.price(s.voice, StepKind.DECODE, frames)
+            if frames * apf >= (others_s + own_s) / workers - own_s + follow_s:
+                return frames
+        return frames
 
     def first_window(self, voice: str, floor: float | None = None) -> int:
         """A stream's first window: `first_window_frames`, or under load long enough that the
@@ -315,13 +351,17 @@ class Pacing:
         window, and the window that must follow within that window's playback (at the floor).
         Admission, the burst's first-audio deadlines and the urgent backlog all price a new
         stream with it."""
+        return sum(self._first_audio_costs(voice, chars, speed, extra_rtf))
+
+    def _first_audio_costs(
+        self, voice: str, chars: int, speed: float = 1.0, extra_rtf: float = 0.0
+    ) -> tuple[float, float]:
+        """(encode step + first window, the window that must follow) of `first_audio_cost_s`."""
         model = self.model
         frames = math.ceil(model.sentence_frames(voice, chars, speed))
         floor = self.floor_window(voice, extra_rtf)
         first = min(frames, self.first_window(voice, floor))
         second = min(frames - first, self.ladder_ceil(floor))
-        cost = model.price(voice, StepKind.ENCODE, chars)
-        cost += model.price(voice, StepKind.DECODE, first)
-        if second > 0:
-            cost += model.price(voice, StepKind.DECODE, second)
-        return cost
+        until = model.price(voice, StepKind.ENCODE, chars) + model.price(voice, StepKind.DECODE,
+                                                                        first)
+        return until, model.price(voice, StepKind.DECODE, second) if second > 0 else 0.0

@@ -157,6 +157,7 @@ def simulate(
     downloads: int = 0,
     download_text: str | None = None,
     first_chunk_chars: int | None = None,
+    calibrated: bool = False,
 ) -> SimResult:
     """`streams` clients connect at t=0 (each passes admission first, unless `admit` is off)
     and send `text`: all at once, or word by word at `words_per_s` as an LLM would. The real
@@ -165,12 +166,17 @@ def simulate(
     from its first frame. `downloads` more clients, opened first, ask for `download_text` (or
     `text`) at pace download and read every piece the moment it is sent. `first_chunk_chars`:
     the segmenter cuts a long first sentence at a clause within it, as the server does
-    (Config.first_chunk_chars; None: never)."""
+    (Config.first_chunk_chars; None: never). `calibrated`: the cost model starts from the fake
+    engine's true rates at `slow`, as the server's start-up calibration sets them (otherwise
+    from the priors, which it learns from as steps finish)."""
     rng = random.Random(seed)
     engine = FakeEngine(rng, slow=slow)
     sched = Scheduler(cfg or config(), workers)
     sched.register_voice(VOICE, context_frames=CONTEXT_FRAMES, sample_rate=SAMPLE_RATE)
     sched.set_workers(workers, 0.0)
+    if calibrated:
+        sched.model.calibrate(VOICE, encode_per_char_s=ENCODE_PER_CHAR_S * slow,
+                              decode_per_frame_s=DECODE_PER_FRAME_S * slow)
     now = 0.0
     listeners: dict[str, Listener] = {}
     segmenters: dict[str, Segmenter] = {}
