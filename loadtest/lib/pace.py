@@ -114,20 +114,40 @@ async def serve(tree: Path, port: int, log_path: Path,
 
 # ---------------------------------------------------------------- the floor of a burst
 
-def burst_floor_s(log: str, workers: int) -> tuple[float, int]:
+# A decode window's context margin per side, in decoder frames' worth of compute
+# (PiperVoice.context_frames for the bundled voice): scales a window's measured time to
+# another length when the burst has none of that length to measure.
+_CONTEXT_FRAMES = 17
+
+
+def burst_floor_s(log: str, workers: int, first_frames: int | None = None
+                  ) -> tuple[float, int]:
     """The compute floor of a burst's first audio, from the server's DEBUG lines written
     during it: each stream's first encode step and first decode window (as measured), summed,
-    over the workers. Returns (floor seconds, streams counted)."""
+    over the workers. Returns (floor seconds, streams counted).
+
+    `first_frames`: count every first window longer than that as one of `first_frames` (the
+    scheduler lengthens the first windows at a burst's start; this is the floor had each been
+    as short as alone): the median time of the burst's first windows of exactly that length,
+    or, with none, the window's own time scaled by its frames plus context margins."""
     first_encode: dict[str, float] = {}
-    first_window: dict[str, float] = {}
-    for session, _seq, kind, _frames, took in _STEP.findall(log):
+    first_window: dict[str, tuple[int, float]] = {}
+    for session, _seq, kind, frames, took in _STEP.findall(log):
         ms = float(took)
         if kind == "encode":
             first_encode.setdefault(session, ms)
         elif session in first_encode:
-            first_window.setdefault(session, ms)
+            first_window.setdefault(session, (int(frames), ms))
     streams = [s for s in first_window if s in first_encode]
-    total_ms = sum(first_encode[s] + first_window[s] for s in streams)
+    if first_frames is not None:
+        short = [ms for frames, ms in first_window.values() if frames == first_frames]
+        for s in streams:
+            frames, ms = first_window[s]
+            if frames > first_frames:
+                ms = statistics.median(short) if short else ms * (
+                    first_frames + 2 * _CONTEXT_FRAMES) / (frames + 2 * _CONTEXT_FRAMES)
+                first_window[s] = (first_frames, ms)
+    total_ms = sum(first_encode[s] + first_window[s][1] for s in streams)
     return total_ms / 1000.0 / workers, len(streams)
 
 
@@ -222,21 +242,35 @@ async def listeners_beside_download(server: Server, n: int, text: str
 @dataclass
 class Burst:
     summary: Summary
-    floor_s: float
+    floor_s: float  # first windows as they ran
     floor_streams: int
+    short_floor_s: float  # first windows as short as alone (FIRST_WINDOW_FRAMES)
 
     @property
     def p95_over_floor(self) -> float | None:
+        return self._over(self.floor_s)
+
+    @property
+    def p95_over_short_floor(self) -> float | None:
+        return self._over(self.short_floor_s)
+
+    def _over(self, floor_s: float) -> float | None:
         p95 = self.summary.ttfa_p95_ms
-        return p95 / 1000.0 / self.floor_s if p95 is not None and self.floor_s > 0 else None
+        return p95 / 1000.0 / floor_s if p95 is not None and floor_s > 0 else None
+
+
+# A stream's first window alone (SchedulerConfig.first_window_frames).
+FIRST_WINDOW_FRAMES = 32
 
 
 async def burst(server: Server, n: int, workers: int) -> Burst:
     offset = server.log_size()
     summary = await listeners(server, n)
     await asyncio.sleep(0.5)  # the last lines reach the file
-    floor, counted = burst_floor_s(server.log_since(offset), workers)
-    return Burst(summary, floor, counted)
+    log = server.log_since(offset)
+    floor, counted = burst_floor_s(log, workers)
+    short, _ = burst_floor_s(log, workers, FIRST_WINDOW_FRAMES)
+    return Burst(summary, floor, counted, short)
 
 
 def first_audio_ms(runs: list[Summary]) -> float | None:

@@ -22,6 +22,23 @@ def test_the_floor_is_each_streams_first_encode_and_window_over_the_workers() ->
     assert floor == pytest.approx((18 + 32 + 20 + 30) / 1000 / 2)
 
 
+def test_the_short_floor_counts_longer_first_windows_as_short_ones() -> None:
+    # ddd's first window ran 64 frames (a burst's start): counted as the burst's 32-frame
+    # first windows' median (32 and 30 ms: 31); with none to measure, scaled by frames plus
+    # context margins.
+    log = LOG + "\n" + "\n".join(_LINE.format(*row) for row in [
+        ("ddd", "encode", 0, 19.0), ("ddd", "decode", 64, 50.0)])
+    floor, streams = burst_floor_s(log, workers=2, first_frames=32)
+    assert streams == 3
+    assert floor == pytest.approx((18 + 32 + 20 + 30 + 19 + 31) / 1000 / 2)
+    assert burst_floor_s(log, workers=2)[0] == pytest.approx((18 + 32 + 20 + 30 + 19 + 50)
+                                                             / 1000 / 2)
+    alone = "\n".join(_LINE.format(*row) for row in [("ddd", "encode", 0, 19.0),
+                                                      ("ddd", "decode", 64, 49.0)])
+    floor, _ = burst_floor_s(alone, workers=1, first_frames=32)
+    assert floor == pytest.approx((19 + 49 * (32 + 34) / (64 + 34)) / 1000)
+
+
 def test_texts() -> None:
     text = download_text(2500)
     assert 2500 <= len(text) < 2700 and text.endswith(".")
