@@ -64,8 +64,6 @@ class Pacing:
         # and how many streams wait.
         self.pending_first_s = 0.0
         self.awaiting_first = 0
-        # Of that, the compute until their first audio exists (encode steps and first windows).
-        self.pending_until_first_s = 0.0
         self.first_due_s = config.first_audio_target_s + config.first_audio_slack_s
 
     # ---- the playback clock and deadlines ------------------------------------------------
@@ -130,14 +128,11 @@ class Pacing:
         later; in a burst, no earlier than the workers could get to it if every first audio
         waiting went first. A deadline the workers cannot meet would outrank every playing
         stream and stall them all (EDF's domino effect), for no first audio sooner."""
-        until, after = self._first_audio_costs(voice, chars, speed)
-        cost = until + after
+        cost = self.first_audio_cost_s(voice, chars, speed)
         if s.first_deadline_s is None:
             self.awaiting_first += 1
         self.pending_first_s += cost - s.first_cost_s
-        self.pending_until_first_s += until - s.until_first_s
         s.first_cost_s = cost
-        s.until_first_s = until
         queued_s = self.pending_first_s / max(self.workers, 1)
         s.first_deadline_s = now + max(self.first_due_s, queued_s)
 
@@ -148,9 +143,7 @@ class Pacing:
             self.awaiting_first -= 1
         s.first_deadline_s = None
         self.pending_first_s -= s.first_cost_s
-        self.pending_until_first_s -= s.until_first_s
         s.first_cost_s = 0.0
-        s.until_first_s = 0.0
         s.first_rank_s = None
 
     def buffer_s(self, s: StreamRecord, now: float) -> float:
@@ -233,16 +226,19 @@ class Pacing:
     def burst_first_window(self, s: StreamRecord) -> int:
         """A first window whose playback outlasts the burst it starts in (docs/scheduling.md,
         "The burst"): while others wait for their first audio, the window after this one should
-        not come due before they have theirs, or it runs between them. Their first audio is
-        done in about (their first-audio cost + this window's) / workers; this window's audio
-        must last that long past its own, plus the jitter budget, the due margin and the next
-        window's compute. The shortest ladder window that does, at most
-        `burst_first_window_frames`; a longer window costs its own stream a little first audio
-        and saves the burst a whole window (its fixed cost and context margins) per stream."""
+        not come due before they have theirs, or it runs between them, nor in the same moment
+        as their own next windows, or they all come due at once when the burst ends. So the
+        others' first-audio cost counts whole (`pending_first_s`: each one's encode step,
+        first window and the window that must follow it): that, plus this window, over the
+        workers, is how long this window's audio must last past its own, plus the jitter
+        budget, the due margin and its next window's compute. The shortest ladder window that
+        does, at most `burst_first_window_frames`: a longer window costs its own stream a
+        little first audio and saves the burst a whole window (its fixed cost and context
+        margins) per stream."""
         cfg = self.config
         model = self.model
         apf = model.voice(s.voice).audio_per_frame_s
-        others_s = max(self.pending_until_first_s - s.until_first_s, 0.0)
+        others_s = max(self.pending_first_s - s.first_cost_s, 0.0)
         workers = max(self.workers, 1)
         follow_s = cfg.jitter_s + cfg.due_margin_s + model.price(
             s.voice, StepKind.DECODE, cfg.first_window_frames)
@@ -351,17 +347,13 @@ class Pacing:
         window, and the window that must follow within that window's playback (at the floor).
         Admission, the burst's first-audio deadlines and the urgent backlog all price a new
         stream with it."""
-        return sum(self._first_audio_costs(voice, chars, speed, extra_rtf))
-
-    def _first_audio_costs(
-        self, voice: str, chars: int, speed: float = 1.0, extra_rtf: float = 0.0
-    ) -> tuple[float, float]:
-        """(encode step + first window, the window that must follow) of `first_audio_cost_s`."""
         model = self.model
         frames = math.ceil(model.sentence_frames(voice, chars, speed))
         floor = self.floor_window(voice, extra_rtf)
         first = min(frames, self.first_window(voice, floor))
         second = min(frames - first, self.ladder_ceil(floor))
-        until = model.price(voice, StepKind.ENCODE, chars) + model.price(voice, StepKind.DECODE,
-                                                                        first)
-        return until, model.price(voice, StepKind.DECODE, second) if second > 0 else 0.0
+        cost = model.price(voice, StepKind.ENCODE, chars)
+        cost += model.price(voice, StepKind.DECODE, first)
+        if second > 0:
+            cost += model.price(voice, StepKind.DECODE, second)
+        return cost

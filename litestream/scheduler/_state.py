@@ -67,7 +67,6 @@ class StreamRecord:
         "shift_s",
         "stall_s",
         "submitted",
-        "until_first_s",
         "version",
         "voice",
         "window_frames",
@@ -93,7 +92,6 @@ class StreamRecord:
         self.blocked = False  # a download waiting for its client to read (in no heap)
         self.first_deadline_s: float | None = None  # before playback: first audio's deadline
         self.first_cost_s = 0.0  # its share in Pacing.pending_first_s
-        self.until_first_s = 0.0  # ... in Pacing.pending_until_first_s: encode + first window
         self.first_rank_s: float | None = None  # rank its first audio's encode step went out at
         self.window_frames = 0  # the last window handed out; 0: the next is a first window
         self.attained_s = 0.0  # VTC counter: compute seconds charged to this stream

@@ -6,7 +6,7 @@ The fake engine has the figures measured for the bundled Piper voice on the 2-co
 one thread per worker (docs/scheduling.md, "Streaming inside the model"): a front pass of
 3 ms + 0.6 ms per character, a decode window of 2 ms + 1.1 ms per frame computed (the window
 plus 16 frames of context each side), 4.1 frames per character, 11.6 ms of audio per frame.
-Each step's compute varies by +-10% (seeded).
+Each step's compute varies by +-10% (seeded; `noise` sets it).
 """
 
 from __future__ import annotations
@@ -64,12 +64,13 @@ class FakeEngine:
     rng: random.Random
     slow: float = 1.0
     context_frames: int = CONTEXT_FRAMES
+    noise: float = 0.1  # each step's compute varies by up to this share either way
 
     def compute_s(self, steps: list[SynthesisStep]) -> float:
         """A decode batch runs as one: its longest member (equal windows: no padding waste).
         Encode steps run one after another (run_steps in synthesis/workers.py), so a batch of
         them takes the sum."""
-        noise = self.rng.uniform(0.9, 1.1) * self.slow
+        noise = self.rng.uniform(1.0 - self.noise, 1.0 + self.noise) * self.slow
         if steps[0].kind is StepKind.ENCODE:
             return noise * sum(ENCODE_OVERHEAD_S + ENCODE_PER_CHAR_S * step.chars
                                for step in steps)
@@ -158,6 +159,7 @@ def simulate(
     download_text: str | None = None,
     first_chunk_chars: int | None = None,
     calibrated: bool = False,
+    noise: float = 0.1,
 ) -> SimResult:
     """`streams` clients connect at t=0 (each passes admission first, unless `admit` is off)
     and send `text`: all at once, or word by word at `words_per_s` as an LLM would. The real
@@ -168,9 +170,10 @@ def simulate(
     the segmenter cuts a long first sentence at a clause within it, as the server does
     (Config.first_chunk_chars; None: never). `calibrated`: the cost model starts from the fake
     engine's true rates at `slow`, as the server's start-up calibration sets them (otherwise
-    from the priors, which it learns from as steps finish)."""
+    from the priors, which it learns from as steps finish). `noise`: each step's compute
+    varies by up to that share either way (seeded)."""
     rng = random.Random(seed)
-    engine = FakeEngine(rng, slow=slow)
+    engine = FakeEngine(rng, slow=slow, noise=noise)
     sched = Scheduler(cfg or config(), workers)
     sched.register_voice(VOICE, context_frames=CONTEXT_FRAMES, sample_rate=SAMPLE_RATE)
     sched.set_workers(workers, 0.0)
