@@ -168,8 +168,6 @@ class Pacing:
         ladder = self.ladder
         if s.window_frames <= 0:
             frames = self.first_window(s.voice)
-            if self.others_await_first(s):
-                frames = max(frames, self.burst_first_window(s))
         else:
             u = self.busy_rtf / self.workers if self.workers else 1.0
             growth = cfg.window_growth_headroom / max(u, 1e-6)
@@ -195,7 +193,7 @@ class Pacing:
                 # docs/scheduling.md, "The burst": while newcomers wait for their first audio,
                 # the windows after a first window stay as small as it (each interruption of
                 # the newcomers is short); they grow once everyone plays.
-                frames = min(frames, s.window_frames, self.first_window(s.voice))
+                frames = min(frames, s.window_frames)
             if (s.pace is Pace.DOWNLOAD and frames >= cfg.max_window_frames
                     and not self.latency_bound(s)):
                 # No listener needs the workers: a download takes long windows (little context
@@ -222,36 +220,6 @@ class Pacing:
         """The shortest ladder window of at least `frames` (the longest when none is)."""
         ladder = self.ladder
         return ladder[min(bisect.bisect_left(ladder, frames), len(ladder) - 1)]
-
-    def burst_first_window(self, s: StreamRecord) -> int:
-        """A first window whose playback outlasts the burst it starts in (docs/scheduling.md,
-        "The burst"): while others wait for their first audio, the window after this one should
-        not come due before they have theirs, or it runs between them, nor in the same moment
-        as their own next windows, or they all come due at once when the burst ends. So the
-        others' first-audio cost counts whole (`pending_first_s`: each one's encode step,
-        first window and the window that must follow it): that, plus this window, over the
-        workers, is how long this window's audio must last past its own, plus the jitter
-        budget, the due margin and its next window's compute. The shortest ladder window that
-        does, at most `burst_first_window_frames`: a longer window costs its own stream a
-        little first audio and saves the burst a whole window (its fixed cost and context
-        margins) per stream."""
-        cfg = self.config
-        model = self.model
-        apf = model.voice(s.voice).audio_per_frame_s
-        others_s = max(self.pending_first_s - s.first_cost_s, 0.0)
-        workers = max(self.workers, 1)
-        follow_s = cfg.jitter_s + cfg.due_margin_s + model.price(
-            s.voice, StepKind.DECODE, cfg.first_window_frames)
-        frames = cfg.first_window_frames
-        for frames in self.ladder:
-            if frames < cfg.first_window_frames:
-                continue
-            if frames >= cfg.burst_first_window_frames:
-                return cfg.burst_first_window_frames
-            own_s = model.price(s.voice, StepKind.DECODE, frames)
-            if frames * apf >= (others_s + own_s) / workers - own_s + follow_s:
-                return frames
-        return frames
 
     def first_window(self, voice: str, floor: float | None = None) -> int:
         """A stream's first window: `first_window_frames`, or under load long enough that the

@@ -94,9 +94,6 @@ class SchedulerConfig:
     # dry right after the first window (seen in the browser test under load at 20 frames).
     first_window_frames: int = 32
     min_window_frames: int = 16
-    # In a burst, a first window may be this long so its playback outlasts the others' first
-    # audio (Pacing.burst_first_window); alone, a stream's first window is first_window_frames.
-    burst_first_window_frames: int = 96
     max_window_frames: int = 256
     window_growth_headroom: float = 0.85
     # Windows never shrink below the length at which the streams with work would load the

@@ -329,6 +329,21 @@ def test_a_batch_never_makes_its_most_urgent_member_late() -> None:
     assert sum(b.predicted_compute_s for b in batch) <= min(b.deadline_s for b in batch)
 
 
+def test_a_first_window_put_back_comes_back_as_a_first_window() -> None:
+    # Handed out but never dispatched, no audio of it exists: the stream still waits for its
+    # first audio, so its next window is a first window again, not one grown from it.
+    clock = FakeClock()
+    s = make(workers=1)
+    s.open_stream("a", Priority.NORMAL, 0.0)
+    submit(s, "a", 0, 150, 0.0)
+    (encode,) = s.next_steps(clock.now)
+    run(s, encode, clock.now)
+    (first,) = s.next_steps(clock.now)
+    s.requeue([first], clock.now)
+    (back,) = s.next_steps(clock.now)
+    assert (back.start_frame, back.frames) == (0, first.frames) == (0, config().first_window_frames)
+
+
 def test_requeue_puts_a_batch_back_and_nothing_is_lost() -> None:
     clock = FakeClock()
     s = make(workers=1)
