@@ -23,11 +23,8 @@ from litestream.logs import SessionAdapter
 from litestream.server.carrier import Carrier, summarize
 from litestream.session import (
     ClientFrame,
-    Close,
     Disconnected,
     ReceiveTimeout,
-    SendAudio,
-    SendMessage,
     SendTimeout,
     StreamSession,
     StreamState,
@@ -120,10 +117,9 @@ class StreamConnection(Carrier):
                 # the close of a stream whose client read slowly, which then stayed open
                 # until its client gave up.)
                 self.wakeup.clear()
-                item = session.next_outgoing()
-                while isinstance(item, SendAudio | SendMessage):
+                items, end = session.take_outgoing()
+                for item in items:  # one message each
                     parts += ws_frame(item.payload)
-                    item = session.next_outgoing()
                 if parts:
                     transport = request.transport
                     if ws.closed or transport is None or transport.is_closing():
@@ -140,17 +136,15 @@ class StreamConnection(Carrier):
                             self.feed(SendTimeout(), self.now())
                             self.abort()
                             return
-                match item:
-                    case None:
-                        if session.state is StreamState.CLOSED:
-                            return
-                        await self.wakeup.wait()
-                    case Close(code=code, reason=reason, abort=abort):
-                        if abort:
-                            self.abort()
-                        else:
-                            await ws.close(code=code, message=reason.encode())
-                        return
+                if end is not None:
+                    if end.abort:
+                        self.abort()
+                    else:
+                        await ws.close(code=end.code, message=end.reason.encode())
+                    return
+                if session.state is StreamState.CLOSED:
+                    return
+                await self.wakeup.wait()
         except (ConnectionError, RuntimeError):  # the client is gone (aiohttp raises both)
             return
         except Exception:  # a bug must cost this stream only, never the server

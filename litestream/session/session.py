@@ -5,7 +5,8 @@ connection (docs/style.md: pure cores). Everything that happens to a stream come
 method, `receive(item, now)`: a client frame (or an already parsed message), a synthesis result
 (`ChunkPlanned`, `ChunkAudio`, `ChunkFailed`) or a lifecycle event (`ReceiveTimeout`,
 `SendTimeout`, `GoingAway`, `Disconnected`). What goes back to the client comes out of one
-method, `next_outgoing()`: typed items (`SendMessage`, `SendAudio`, `Close`) in wire order.
+method, `next_outgoing()` (or `take_outgoing()`, all that is queued at once): typed items
+(`SendMessage`, `SendAudio`, `Close`) in wire order.
 The asyncio layer (server/websocket.py, server/speech.py) only moves them; so ordering, flush marks,
 barge-in, `done`, the text limits and the send buffer are tested with plain calls
 (tests/unit/session/test_session.py).
@@ -189,6 +190,33 @@ class StreamSession:
         elif isinstance(item, Close):
             self._finish()
         return item
+
+    def take_outgoing(self) -> tuple[list[SendMessage | SendAudio], Close | None]:
+        """Everything queued, in wire order: the messages and frames, and the `Close` after
+        them if one is queued (nothing follows it). What calling `next_outgoing()` until None
+        or a Close returns, in one call: a writer that sends a decode window's frames in one
+        write takes them this way (25 frames a second of audio for every listener)."""
+        outbox = self._outbox
+        items: list[SendMessage | SendAudio] = []
+        close: Close | None = None
+        audio_ms = 0.0
+        append, pop = items.append, outbox.popleft
+        while outbox:
+            item = pop()
+            if isinstance(item, Close):
+                close = item
+                break
+            if type(item) is SendAudio:
+                audio_ms += item.audio_ms
+            append(item)
+        if audio_ms:
+            self._outbox_audio_ms -= audio_ms
+            if self._download:
+                # The client's reading paces a download (protocol-v1: Pace).
+                self._link.audio_taken(audio_ms / 1000.0)
+        if close is not None:
+            self._finish()
+        return items, close
 
     # ------------------------------------------------------------ what callers may look at
 

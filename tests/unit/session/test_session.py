@@ -549,6 +549,48 @@ def test_a_download_is_paced_by_its_reader_not_cut_off() -> None:
     assert session.state is StreamState.OPEN
 
 
+@pytest.mark.parametrize("pace", ["listener", "download"])
+def test_take_outgoing_is_next_outgoing_in_one_call(pace: str) -> None:
+    """The WebSocket writer takes the whole outbox at once: the same items in the same order
+    as next_outgoing() one by one, the Close apart (and nothing after it), the same audio left
+    queued, and for a download the same audio reported taken."""
+    def feed(session: StreamSession) -> None:
+        session.receive(ConfigMsg({"pace": pace}), 0.0)
+        session.receive(TextMsg("One. Two. Three.", flush=True), 0.0)
+        result(session, 0, 400)
+        session.receive(ChunkPlanned(1, "text 1", 300), 1.0)
+        session.receive(ChunkAudio(1, audio(130), last=False), 1.0)
+
+    one, one_link = opened()
+    many, many_link = opened()
+    feed(one)
+    feed(many)
+    expected = []
+    while (item := one.next_outgoing()) is not None:
+        expected.append(item)
+    items, close = many.take_outgoing()
+    assert items == expected and close is None
+    assert sum(isinstance(i, SendAudio) for i in items) == 13  # 10 + 3 whole frames
+    assert many.queued_audio_ms == pytest.approx(one.queued_audio_ms) == pytest.approx(0.0)
+    assert many_link.taken_s == pytest.approx(one_link.taken_s)
+    assert many_link.taken_s == pytest.approx(0.52 if pace == "download" else 0.0)
+    assert many.take_outgoing() == ([], None)
+    # The rest of seq 1, seq 2, `done` and the Close: the Close comes apart and ends it.
+    for session in (one, many):
+        session.receive(ChunkAudio(1, audio(170), last=True), 2.0)
+        result(session, 2, 200, now=2.0)
+        session.receive(EndMsg(), 2.0)
+    expected = []
+    while (item := one.next_outgoing()) is not None:
+        expected.append(item)
+    items, close = many.take_outgoing()
+    assert isinstance(expected[-1], Close) and items == expected[:-1] and close == expected[-1]
+    assert any(isinstance(i, SendMessage) and i.kind == "done" for i in items)
+    assert many.state is one.state is StreamState.CLOSED
+    assert many_link.taken_s == pytest.approx(one_link.taken_s)
+    assert many.take_outgoing() == ([], None)
+
+
 def test_pace_applies_to_the_whole_stream() -> None:
     session, link = opened()
     session.receive(TextMsg("Hello"), 0.0)  # buffered text: the stream has begun
