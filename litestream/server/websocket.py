@@ -25,6 +25,8 @@ from litestream.session import (
     ClientFrame,
     Disconnected,
     ReceiveTimeout,
+    SendAudio,
+    SendMessage,
     SendTimeout,
     StreamSession,
     StreamState,
@@ -107,7 +109,6 @@ class StreamConnection(Carrier):
         """
         timeout = self.slow_reader_timeout_s
         session, ws, request = self.session, self.ws, self.request
-        parts: list[bytes] = []
         try:
             while True:
                 # Cleared before the outbox is read, never after: whatever the session queues
@@ -118,8 +119,8 @@ class StreamConnection(Carrier):
                 # until its client gave up.)
                 self.wakeup.clear()
                 items, end = session.take_outgoing()
-                for item in items:  # one message each
-                    parts += ws_frame(item.payload)
+                parts = ws_frames(items)
+                items.clear()  # what waits below holds no audio (nor parts, once written)
                 if parts:
                     transport = request.transport
                     if ws.closed or transport is None or transport.is_closing():
@@ -151,6 +152,14 @@ class StreamConnection(Carrier):
             self.log.exception("sender failed")
             with contextlib.suppress(Exception):
                 await ws.close(code=CloseCode.INTERNAL_ERROR, message=b"internal error")
+
+
+def ws_frames(items: list[SendMessage | SendAudio]) -> list[bytes]:
+    """The items as WebSocket messages, one each, for one write: headers and payloads."""
+    parts: list[bytes] = []
+    for item in items:
+        parts += ws_frame(item.payload)
+    return parts
 
 
 _FIN_TEXT, _FIN_BINARY = 0x81, 0x82  # a whole message's first byte: FIN + opcode (RFC 6455 5.2)

@@ -267,6 +267,7 @@ class Synthesis:
         self._pool: WorkerPool | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wakeup: asyncio.TimerHandle | None = None
+        self._wakeup_at = 0.0  # when _wakeup fires (as asked: the loop rounds it to 1 ms)
         self._deliver: Deliver | None = None
         self.cache = cache
         self.shared = shared
@@ -388,11 +389,12 @@ class Synthesis:
             return
         when = max(wake, now + 0.001)
         if timer is not None:
-            if timer.when() <= when:
-                return  # it wakes the loop no later than needed (a dispatch then re-arms it)
+            if self._wakeup_at == when:
+                return  # already set for then (most dispatches leave the held-back head alone)
             timer.cancel()
         if self._loop is not None:
             self._wakeup = self._loop.call_at(when, self._woken)
+            self._wakeup_at = when
 
     def _woken(self) -> None:
         """The wake-up timer fired: held-back work may run now."""
