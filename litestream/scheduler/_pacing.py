@@ -194,10 +194,11 @@ class Pacing:
                 # the windows after a first window stay as small as it (each interruption of
                 # the newcomers is short); they grow once everyone plays.
                 frames = min(frames, s.window_frames)
-            if (s.pace is Pace.DOWNLOAD and frames >= cfg.max_window_frames
-                    and not self.latency_bound(s)):
+            if s.pace is Pace.DOWNLOAD and not self.latency_bound(s):
                 # No listener needs the workers: a download takes long windows (little context
-                # waste) as far as its own buffer allows (a player may listen as it downloads).
+                # waste) as far as its own buffer allows (a player may listen as it downloads),
+                # at once rather than grown to step by step as a listener's are: the growth
+                # keeps listeners' windows short while they share the workers, and nobody does.
                 frames = max(frames, int(min(cfg.download_window_frames, fit)))
         if remaining - frames < cfg.min_window_frames:
             return max(remaining, 1)
