@@ -95,6 +95,6 @@ def calibrate(pool: WorkerPool, voices: Mapping[str, Voice], model: CostModel) -
                  CALIBRATION_WINDOW_FRAMES)
     # Calibration's tensors are freed to malloc; hand them back to the OS now, before /readyz
     # turns green. Calibration runs on threads of its own, outside the workers' loops, and a
-    # worker trims at most once a second while busy and once on going idle
-    # (workers.TRIM_EVERY_S): without this, the first stream's first step would pay for it.
+    # worker trims at most every workers.TRIM_BUSY_S while busy and once on going idle:
+    # without this, the first stream's first step would pay for it.
     release_memory()

@@ -51,11 +51,15 @@ log = logging.getLogger("litestream.workers")
 
 TERMINATED = "terminated by the watchdog"
 # A busy worker gives freed memory back at most this often, and an idle one this long after
-# its last run. Trimming after every run cost ~0.5-0.8 ms of CPU a run (the trim, and the page
-# faults of the next run's allocations): nothing next to a CPU window of 50-300 ms, but most
-# of a worker's CPU when a GPU runs a window in 3 ms (docs/benchmarks.md, "One process,
-# 1,000 listeners").
-TRIM_EVERY_S = 1.0
+# its last run. The trim itself is cheap; what costs is the next runs' allocations faulting
+# their pages in again: trimming after every run cost 11-15% of a CPU worker's throughput on
+# ordinary sentences (the engine on the campaign's sentences, 2 threads, 2026-12-05: 19.6 ->
+# 16.6 audio s/s), and most of a worker's CPU when a GPU runs a window in 3 ms (docs/
+# benchmarks.md, "One process, 1,000 listeners"). Once in 10 s while busy keeps that under 1%
+# and still bounds what a hostile sentence leaves behind (docs/operations.md, "Memory stays
+# flat"); the idle trim gives it all back as soon as the work stops.
+TRIM_BUSY_S = 10.0
+TRIM_IDLE_S = 1.0
 T = TypeVar("T")
 
 
@@ -365,7 +369,7 @@ class WorkerPool:
             untrimmed = False  # a run's garbage is not yet given back
             while True:
                 try:
-                    task = worker.inbox.get(timeout=TRIM_EVERY_S if untrimmed else None)
+                    task = worker.inbox.get(timeout=TRIM_IDLE_S if untrimmed else None)
                 except queue.Empty:  # idle: give the last runs' memory back now
                     release_memory()
                     trimmed_at, untrimmed = time.monotonic(), False
@@ -375,7 +379,7 @@ class WorkerPool:
                 run_no, steps, run_options = task
                 results = run_steps(sessions, steps, run_options)
                 untrimmed = True
-                if time.monotonic() - trimmed_at >= TRIM_EVERY_S:
+                if time.monotonic() - trimmed_at >= TRIM_BUSY_S:
                     release_memory()
                     trimmed_at, untrimmed = time.monotonic(), False
                 if not self._post_finished(worker, run_no, results):
@@ -447,7 +451,7 @@ def name_native_thread(name: str) -> None:
 
 def release_memory() -> None:
     """Give the freed heap back to the OS (glibc; a no-op elsewhere). Workers call it at most
-    every `TRIM_EVERY_S` while busy, and once idle.
+    every `TRIM_BUSY_S` while busy, and once `TRIM_IDLE_S` after going idle.
 
     With the ORT arena off, a long sentence's tensors are freed to malloc, but glibc keeps most
     of a fragmented heap: RSS still grew 250 -> 890 MB over hostile traffic. `malloc_trim(0)`
