@@ -80,7 +80,7 @@ class AdmissionControl:
         if workers == 0:
             return self._refuse(AdmissionReason.CAPACITY, now, priced)
         new_voice = self._default_voice if voice is None else voice
-        own_rtf = pacing.stream_rtf(new_voice, loaded=True) if pace is Pace.LISTENER else 0.0
+        own_rtf = pacing.stream_rtf(new_voice) if pace is Pace.LISTENER else 0.0
         if self.demand(now) + own_rtf > workers * cfg.target_utilization:
             return self._refuse(AdmissionReason.CAPACITY, now, priced)
         # A burst: the streams opened without text yet, and this one, are about to start; each
@@ -115,8 +115,7 @@ class AdmissionControl:
         shares = [0.0]
         if cfg.max_streams:
             shares.append(len(self._streams) / cfg.max_streams)
-        room = pacing.workers * cfg.target_utilization - pacing.stream_rtf(
-            self._default_voice, loaded=True)
+        room = pacing.workers * cfg.target_utilization - pacing.stream_rtf(self._default_voice)
         if room > 0.0:
             shares.append(self.demand(now) / room)
         # Admitted, so every share is at most 1; one exactly at its limit still admits.
@@ -138,7 +137,7 @@ class AdmissionControl:
             voice = s.voice if s.submitted else self._default_voice
             share = shares.get(voice)
             if share is None:
-                share = shares[voice] = stream_rtf(voice, loaded=True)
+                share = shares[voice] = stream_rtf(voice)
             total += share
         return total
 

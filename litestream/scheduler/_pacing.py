@@ -291,14 +291,11 @@ class Pacing:
         window = self.window(s, sentence.frames - sentence.next_frame, now)
         return model.price(step.voice, StepKind.DECODE, window), 0.0, window
 
-    def stream_rtf(self, voice: str, *, loaded: bool = False) -> float:
-        """A stream's steady share of one worker: typical sentences in the largest windows.
-        `loaded`: priced no lower than with every worker busy (admission's view,
-        `CostModel.rtf`)."""
+    def stream_rtf(self, voice: str) -> float:
+        """A stream's steady share of one worker: typical sentences in the largest windows."""
         cfg = self.config
         return self.model.rtf(
-            voice, sentence_chars=cfg.admit_sentence_chars, window_frames=cfg.max_window_frames,
-            loaded=loaded,
+            voice, sentence_chars=cfg.admit_sentence_chars, window_frames=cfg.max_window_frames
         )
 
     def set_busy(self, s: StreamRecord) -> None:

@@ -62,10 +62,6 @@ class VoiceCost:
     audio_per_frame_s: float  # audio seconds per frame
     encode_samples: int = 0  # encode observations folded in so far
     decode_samples: int = 0  # decode observations folded in so far
-    # The rates the start-up calibration measured with every worker busy (0.0: not calibrated):
-    # the floor of admission's prices (`rtf(..., loaded=True)`).
-    loaded_encode_per_char_s: float = 0.0
-    loaded_decode_per_frame_s: float = 0.0
 
 
 class CostModel:
@@ -143,30 +139,14 @@ class CostModel:
         return self.price(voice, StepKind.ENCODE, chars) + self.decode_cost_s(
             voice, self.sentence_frames(voice, chars, speed), window_frames)
 
-    def rtf(self, voice: str, *, sentence_chars: int, window_frames: int,
-            loaded: bool = False) -> float:
+    def rtf(self, voice: str, *, sentence_chars: int, window_frames: int) -> float:
         """Compute seconds per audio second of a stream speaking sentences of `sentence_chars`
-        in windows of `window_frames`: its share of one worker (admission, load).
-
-        `loaded`: at rates no lower than the start-up calibration measured with every worker
-        busy (`calibrate`), admission's view. The learned rates follow what ran last, and runs
-        on a machine with idle workers are faster than with all of them busy: capacity priced
-        from them grew between bursts on the 2-core VM (10-11 streams admitted of a burst of 20
-        became 13-16, all stalling), while a burst starts every stream at once."""
-        cost = self.voice(voice)
+        in windows of `window_frames`: its share of one worker (admission, load)."""
         frames = self.sentence_frames(voice, sentence_chars, 1.0)
         audio = self.audio_s(voice, frames)
         if audio <= 0.0:
             return 0.0
-        if not loaded:
-            return self.sentence_cost_s(voice, sentence_chars, 1.0, window_frames) / audio
-        encode_rate = max(cost.encode_per_char_s, cost.loaded_encode_per_char_s)
-        decode_rate = max(cost.decode_per_frame_s, cost.loaded_decode_per_frame_s)
-        windows = max(1, math.ceil(frames / window_frames))
-        p = self.priors
-        spent = p.encode_overhead_s + encode_rate * sentence_chars + windows * (
-            p.decode_overhead_s + decode_rate * (frames / windows + 2 * cost.context_frames))
-        return spent / audio
+        return self.sentence_cost_s(voice, sentence_chars, 1.0, window_frames) / audio
 
     def window_for_rtf(self, voice: str, *, rtf: float, sentence_chars: int) -> float:
         """The shortest window at which `rtf(voice, ...)` is at most `rtf` (the inverse of
@@ -232,8 +212,8 @@ class CostModel:
         all workers busy at once, as under load); later observations refine them as usual, the
         measurement counting as `weight` observations of each kind."""
         cost = self.voice(voice)
-        cost.encode_per_char_s = cost.loaded_encode_per_char_s = encode_per_char_s
-        cost.decode_per_frame_s = cost.loaded_decode_per_frame_s = decode_per_frame_s
+        cost.encode_per_char_s = encode_per_char_s
+        cost.decode_per_frame_s = decode_per_frame_s
         if frames_per_char is not None:
             cost.frames_per_char = frames_per_char
         cost.encode_samples = max(cost.encode_samples, weight)

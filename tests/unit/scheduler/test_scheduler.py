@@ -564,44 +564,6 @@ def test_admission_prices_each_voice() -> None:
     assert admitted("slow") < admitted(VOICE)
 
 
-def test_admission_prices_streams_no_lower_than_the_calibration_under_load() -> None:
-    # Start-up calibration measures with every worker busy. Runs on a machine with idle
-    # workers then come out cheaper, and the learned rates follow them: the steps' order and
-    # windows use what ran last, but admission's capacity does not grow past what the
-    # workers carry when all are busy.
-    def playing(cheap_runs: int) -> tuple[int, float]:
-        s = make(workers=2, open_grace_s=0.0)
-        s.model.calibrate(VOICE, encode_per_char_s=0.0006, decode_per_frame_s=0.0011)
-        for _ in range(cheap_runs):  # a lightly loaded machine: 30% cheaper
-            s.model.observe_decode(VOICE, frames=256, audio_s=256 * APF,
-                                   compute_s=0.002 + 0.00077 * (256 + 2 * CONTEXT_FRAMES))
-        n = 0
-        while s.admit(0.0).accepted:
-            s.open_stream(f"p{n}", Priority.NORMAL, 0.0)
-            s.audio_sent(f"p{n}", 30.0, 0.0)
-            n += 1
-        return n, s.model.voice(VOICE).decode_per_frame_s
-
-    calibrated, rate = playing(0)
-    after_cheap_runs, learned = playing(40)
-    assert learned < 0.8 * rate  # the order of steps follows the machine as it is now
-    assert after_cheap_runs == calibrated  # capacity stays what the busy machine carries
-    # A machine slower than at start (learned above the calibration) admits fewer.
-    s = make(workers=2, open_grace_s=0.0)
-    s.model.calibrate(VOICE, encode_per_char_s=0.0006, decode_per_frame_s=0.0011)
-    for _ in range(40):
-        s.model.observe_decode(VOICE, frames=256, audio_s=256 * APF,
-                               compute_s=0.002 + 0.0016 * (256 + 2 * CONTEXT_FRAMES))
-    assert s.model.rtf(VOICE, sentence_chars=80, window_frames=256, loaded=True) == (
-        s.model.rtf(VOICE, sentence_chars=80, window_frames=256))
-    n = 0
-    while s.admit(0.0).accepted:
-        s.open_stream(f"p{n}", Priority.NORMAL, 0.0)
-        s.audio_sent(f"p{n}", 30.0, 0.0)
-        n += 1
-    assert n < calibrated
-
-
 def test_set_workers_moves_capacity() -> None:
     def admitted(workers: int) -> int:
         s = make(workers=2)
