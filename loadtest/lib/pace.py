@@ -20,17 +20,18 @@ import sys
 import time
 import urllib.request
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from litestream.scheduler import SchedulerConfig
 from loadtest.lib.recorder import Summary
 from loadtest.lib.streams import run_load
 from loadtest.lib.texts import LONG, PARAGRAPH
 
 SAMPLE_RATE = 22050  # the bundled voice's; the speech endpoint's pcm is s16le at this rate
 
-# One line per finished step at DEBUG (synthesis/dispatcher.py, Synthesis.on_result).
+# One line per finished step at DEBUG (synthesis/dispatcher.py, Synthesis.take_result).
 _STEP = re.compile(r"session=(\w+) seq=(\d+) (encode|decode) frames=(\d+) took ([\d.]+) ms")
 
 
@@ -259,8 +260,9 @@ class Burst:
         return p95 / 1000.0 / floor_s if p95 is not None and floor_s > 0 else None
 
 
-# A stream's first window alone (SchedulerConfig.first_window_frames).
-FIRST_WINDOW_FRAMES = 32
+# A stream's first window alone: the scheduler's own default, not a copy of it.
+FIRST_WINDOW_FRAMES: int = next(
+    f.default for f in fields(SchedulerConfig) if f.name == "first_window_frames")
 
 
 async def burst(server: Server, n: int, workers: int) -> Burst:
