@@ -10,8 +10,10 @@ import unicodedata
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pysbd.lang.english import English
 
-from litestream.text.segmenter import PUNCTUATION, Segmenter
+from litestream.text.segmenter import PUNCTUATION, Segmenter, _plain_starts
+from loadtest.lib.texts import LONG, PARAGRAPH, words
 
 
 def run(text: str, **kwargs: int | str) -> list[str]:
@@ -410,6 +412,132 @@ def test_chunks_cover_normalized_text(
         assert not speakable(flat[pos:at])
         pos = at + len(piece)
     assert not speakable(flat[pos:])
+
+
+# -- plain text: the split computed without pysbd is pysbd's -----------------------------------
+
+def pysbd_only(**kwargs: int) -> Segmenter:
+    """A segmenter that asks pysbd at every decision point, as before the plain-text path."""
+    seg = Segmenter(**kwargs)  # type: ignore[arg-type]
+    seg._plain = False
+    return seg
+
+
+def run_both(fragments: list[str], **kwargs: int) -> tuple[list[str], list[str]]:
+    out: list[list[str]] = []
+    for seg in (Segmenter(**kwargs), pysbd_only(**kwargs)):  # type: ignore[arg-type]
+        chunks: list[str] = []
+        for fragment in fragments:
+            chunks += seg.feed(fragment)
+        out.append(chunks + seg.flush())
+    return out[0], out[1]
+
+
+# Words that sit next to a period in pysbd's rules: its abbreviations (any case), single
+# letters, roman numerals (its list items), its exclamation words, "I" (an abbreviation rule
+# looks at it), words with inner apostrophes and hyphens, and plain words.
+TRICKY_WORDS = sorted({
+    *(a.strip() for a in English.Abbreviation.ABBREVIATIONS if "." not in a),
+    *English.Abbreviation.PREPOSITIVE_ABBREVIATIONS, *English.Abbreviation.NUMBER_ABBREVIATIONS,
+    *"abcimvxIAJRUSKG", "ii", "iii", "iv", "vi", "xi", "xx", "mix", "civic", "Yahoo", "Yum",
+    "BigYum", "Co", "KG", "am", "pm", "AM", "PM", "jpg", "pdf", "Millions", "However",
+})
+COMMON_WORDS = ["don't", "it’s", "O'Neil", "X-ray", "well-known", "the", "sea", "lamp", "Thomas",
+                "rain", "water", "over", "bridges", "counted", "It", "In", "He", "passed"]
+PLAIN_WORDS = TRICKY_WORDS + COMMON_WORDS
+PLAIN_MARKS = ["", "", "", "", "", "", "", ",", ";", ":", ".", "!", "?"]
+PLAIN_TAILS = ["", " T", " I", " A", " W", " H"]
+ODD_TAILS = [" t", " 3", " '", ' "', "  T", "\nT", " (", ". T", " T.", "...", " é"]
+
+
+@st.composite
+def plain_windows(draw: st.DrawFn) -> str:
+    """Text shaped like a decision point's window, mostly plain, sometimes not quite (a double
+    space, a digit, a quote, a second period, a lower-case next letter, a line break)."""
+    pool = st.sampled_from(COMMON_WORDS) | st.sampled_from(TRICKY_WORDS)
+    picked = draw(st.lists(pool, min_size=1, max_size=12))
+    picked = [w.capitalize() if draw(st.integers(0, 4)) == 0 else w for w in picked]
+    text = " ".join(w + draw(st.sampled_from(PLAIN_MARKS)) for w in picked[:-1])
+    text = (text + " " if text else "") + picked[-1] + draw(st.sampled_from(["", ".", "!", "?"]))
+    tails = st.sampled_from(PLAIN_TAILS) | st.sampled_from(ODD_TAILS)
+    return text + draw(tails)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(plain_windows())
+def test_plain_split_is_pysbds(text: str) -> None:
+    seg = Segmenter()
+    assert seg._sentence_starts(text) == seg._pysbd_starts(text)
+
+
+def test_plain_split_is_pysbds_for_every_abbreviation_and_letter() -> None:
+    seg = Segmenter()
+    skipped = 0
+    for word in PLAIN_WORDS:
+        for variant in {word, word.lower(), word.upper(), word.capitalize()}:
+            for text in (f"they met the {variant}. T", f"{variant}. I", f"so {variant}! Y",
+                         f"a {variant}? W", f"on the {variant}.", f"{variant}, {variant}; x"):
+                assert seg._sentence_starts(text) == seg._pysbd_starts(text), text
+                skipped += _plain_starts(text) is not None
+    assert skipped > 500  # the plain path was taken, not just pysbd compared with itself
+
+
+CORPUS = [
+    PARAGRAPH, LONG,
+    "Dr. Smith paid $4.50 at 5 p.m. on Jan. 3rd, and he said, 'hi.' The U.S. Army is big! "
+    "Is it? J. R. R. Tolkien wrote books; e.g. The Hobbit, which sold well (very well). ",
+    "Visit https://example.com/a.b?c=d. Then e-mail me at a.b@c.org. Version 2.0.1 is out. "
+    "It costs 3.5 million. Wait... what? Yes!! No?! Okay. He said \"go.\" She left. Fine.",
+    "The meeting is at 10 a.m. It ends at noon. Mr. Brown, Mrs. Green and Ms. White came. "
+    "I. e. nothing. The vs. match was on Fig. 3. See p. 12. St. Louis is nice. A. Lincoln. ",
+    "Items: a. first b. second c. third. Then i. one ii. two iii. three. Done. Yahoo! It worked. "
+    "Yum! Tasty. O'Neil's X-ray was well-known. They don't know; it's fine: really. Ok.",
+    "Line one.\nLine two\n\nNew paragraph. Another one. (An aside.) \"Quoted.\" 'Single.' End.",
+    "Prices rose 1,000 dollars. We left at 5. Then 6. The year 1999. Chapter 4. Go.",
+    "Well, he said, and then he stopped; we waited: nothing. Then he went on, slowly. The end.",
+    "Rain. Sun. Wind. Snow. Fog. Hail. Sleet. Calm. Storm. Dawn. Dusk. Night. Day. I. A. Ok.",
+]
+
+
+@pytest.mark.parametrize("text", CORPUS)
+def test_plain_path_changes_no_chunk(text: str) -> None:
+    """Whole, as streamed LLM tokens, character by character and in 7-character cuts: the
+    chunks are the same as when pysbd decides every point."""
+    for fragments in ([text], words(text), list(text),
+                      [text[i:i + 7] for i in range(0, len(text), 7)]):
+        for knobs in ({}, {"max_chars": 60, "first_max_chars": 30}):
+            fast, slow = run_both(fragments, **knobs)
+            assert fast == slow
+
+
+@settings(max_examples=300, deadline=None)
+@given(fragmented(), st.sampled_from([20, 60, 300]), st.sampled_from([0, 12]))
+def test_plain_path_changes_no_chunk_on_generated_text(
+    case: tuple[str, list[str]], max_chars: int, first: int
+) -> None:
+    _, fragments = case
+    knobs = {"max_chars": max_chars}
+    if first:
+        knobs["first_max_chars"] = first
+    fast, slow = run_both(fragments, **knobs)
+    assert fast == slow
+
+
+def test_benchmark_paragraphs_skip_pysbd() -> None:
+    """The benchmark's prose (loadtest/lib/texts.py) is plain: pysbd is asked for none of it."""
+    seg = Segmenter()
+    calls = 0
+    segment = seg._pysbd.segment
+
+    def counting(window: str) -> list[str]:
+        nonlocal calls
+        calls += 1
+        return segment(window)
+
+    seg._pysbd.segment = counting
+    chunks = seg.feed(PARAGRAPH + " " + LONG) + seg.flush()
+    assert len(chunks) == 29
+    assert calls == 0
 
 
 # -- cost --------------------------------------------------------------------------------------
