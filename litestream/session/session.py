@@ -484,12 +484,17 @@ class StreamSession:
         sentence.carry = pcm[whole:]
         ms_per_byte = 1000.0 / (rate * protocol.BYTES_PER_SAMPLE[sentence.format])
         # Per frame (25 a second of audio at 40 ms, for every listener): only the frame and its
-        # item. The running totals add frame by frame, in the same order as ever.
+        # item. The running totals add frame by frame, in the same order as ever. The frames
+        # are protocol.split_frames(pcm[:whole], size), sliced here from pcm directly (whole
+        # is a multiple of size or all of pcm); json audio is the PCM itself (encode_audio).
         seq, encoding, append = sentence.seq, self.encoding, self._outbox.append
+        raw = encoding is Encoding.JSON
         outbox_ms, queued_ms = self._outbox_audio_ms, sentence.queued_ms
-        for frame in protocol.split_frames(pcm[:whole], size):
+        for start in range(0, whole, size):
+            frame = pcm[start:start + size]
             frame_ms = len(frame) * ms_per_byte
-            append(SendAudio(seq, protocol.encode_audio(seq, frame, encoding), frame_ms))
+            append(SendAudio(seq, frame if raw else protocol.encode_audio(seq, frame, encoding),
+                             frame_ms))
             outbox_ms += frame_ms
             queued_ms += frame_ms
         self._outbox_audio_ms, sentence.queued_ms = outbox_ms, queued_ms
