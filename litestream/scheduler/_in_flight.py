@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from litestream.scheduler._pacing import Pacing
 from litestream.scheduler._state import StreamRecord, sentence_of
-from litestream.scheduler.costmodel import StepKind
+from litestream.scheduler.costmodel import StepKind, context_sides
 from litestream.scheduler.types import SchedulerConfig, SchedulerStats, SynthesisStep
 
 __all__ = ["InFlight"]
@@ -34,7 +34,7 @@ class InFlight:
         assert sentence is not None
         model = self._pacing.model
         st = self._stats
-        compute, after, window = self._pacing.head_cost(s, now)
+        compute, after, window = self._pacing.head_cost(s, now, handing_out=frames is None)
         if sentence.frames is None:
             step = sentence.encode
             step.predicted_audio_s = 0.0
@@ -45,7 +45,8 @@ class InFlight:
             head = sentence.encode
             if frames is not None and not sentence.cached:
                 window = frames
-                compute = model.price(head.voice, StepKind.DECODE, window)
+                compute = model.price(head.voice, StepKind.DECODE, window, context_sides(
+                    sentence.next_frame, window, sentence.frames))
             step = SynthesisStep(
                 stream_id=s.id,
                 seq=head.seq,

@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import bisect
 import math
+from collections.abc import Collection
 
 from litestream.scheduler._state import Sentence, StreamRecord
-from litestream.scheduler.costmodel import CostModel, StepKind
+from litestream.scheduler.costmodel import CostModel, StepKind, context_sides
 from litestream.scheduler.types import Pace, SchedulerConfig
 
 __all__ = ["Pacing", "window_ladder"]
@@ -65,6 +66,9 @@ class Pacing:
         self.pending_first_s = 0.0
         self.awaiting_first = 0
         self.first_due_s = config.first_audio_target_s + config.first_audio_slack_s
+        # The streams with work (the Scheduler's own set): a burst's first windows are sized
+        # against the work they hold (burst_first_window).
+        self.streams: Collection[StreamRecord] = ()
 
     # ---- the playback clock and deadlines ------------------------------------------------
 
@@ -155,7 +159,7 @@ class Pacing:
 
     # ---- windows -------------------------------------------------------------------------
 
-    def window(self, s: StreamRecord, remaining: int, now: float) -> int:
+    def window(self, s: StreamRecord, remaining: int, now: float, handing_out: bool = False) -> int:
         """The next window's length for stream `s` with `remaining` frames left in its sentence.
 
         First window of a stream (or after idle or clear): `first_window_frames`. Later: the
@@ -168,6 +172,8 @@ class Pacing:
         ladder = self.ladder
         if s.window_frames <= 0:
             frames = self.first_window(s.voice)
+            if handing_out and self.others_await_first(s):
+                frames = self.burst_first_window(s, frames, now)
         else:
             u = self.busy_rtf / self.workers if self.workers else 1.0
             growth = cfg.window_growth_headroom / max(u, 1e-6)
@@ -203,6 +209,78 @@ class Pacing:
         if remaining - frames < cfg.min_window_frames:
             return max(remaining, 1)
         return frames
+
+    def burst_first_window(self, s: StreamRecord, base: int, now: float) -> int:
+        """A first window handed out while other streams wait for their first audio: the
+        shortest, from `base` up, after which the window that follows can still be done in
+        time, with the work that must come before it: the other newcomers' first audio, the
+        playing streams' windows due sooner, and the newcomers' own next windows when those
+        are due sooner (docs/scheduling.md, "First audio in a burst"). A first window has
+        context on one side only, so a longer one costs less than a short one and the window
+        after it; and a stream whose next window falls due after the burst's last first
+        audio does not interrupt it. Sized this way the next windows fall due one after
+        another, as fast as the workers can run them, rather than together as the burst ends.
+        `base` when even the longest tried would be late (an overloaded burst)."""
+        cfg = self.config
+        model = self.model
+        voice = s.voice
+        workers = max(self.workers, 1)
+        jitter = cfg.jitter_s + cfg.due_margin_s
+        encode = model.price(voice, StepKind.ENCODE, cfg.admit_sentence_chars)
+        first = model.price(voice, StepKind.DECODE, base, sides=1)  # a first window
+        window = model.price(voice, StepKind.DECODE, base)  # a window inside a sentence
+        apf = model.voice(voice).audio_per_frame_s
+        cap = min(self.ladder[-1], 4 * base)
+        # No due later than the longest first window's matters (the scan runs once per first
+        # window handed out in a burst; at a thousand streams most are far ahead).
+        horizon = now + model.price(voice, StepKind.DECODE, cap, sides=1) + cap * apf
+        first_s = 0.0  # the other newcomers' first audio not yet handed out
+        waiting = 0  # newcomers whose next window's due is not planned yet
+        dues: list[tuple[float, float]] = []  # (due, compute) of others' next windows
+        prices: dict[int, float] = {}
+        for o in self.streams:
+            if o is s or o.closed or not o.sentences:
+                continue
+            start = o.playback_start_s
+            if start is None:
+                if o.window_frames <= 0:
+                    first_s += first + (encode if o.sentences[0].frames is None else 0.0)
+                    waiting += 1
+                elif o.planned_due_s is not None:
+                    dues.append((o.planned_due_s, window))
+            elif o.pace is Pace.LISTENER:
+                due = start + o.sent_audio_s + o.ready_audio_s + o.inflight_audio_s - cfg.jitter_s
+                if due < horizon:  # due_s, inline: the loop's hot path at scale
+                    frames = max(o.window_frames, base)
+                    price = prices.get(frames)
+                    if price is None:
+                        price = prices[frames] = model.price(voice, StepKind.DECODE, frames)
+                    dues.append((due, price))
+        for frames in self.ladder:
+            if frames < base:
+                continue
+            if frames > cap:
+                break
+            own = model.price(voice, StepKind.DECODE, frames, sides=1)
+            due = now + own + frames * apf - jitter
+            work = first_s + own + window
+            # The other newcomers' next windows, when they fall due before this one's: a
+            # first window's playback after the burst's last first audio. (Each may yet take
+            # a longer first window, which moves its own later; a newcomer served early
+            # plans its due when its first window goes out, and the newcomers after it count
+            # this one's.)
+            last_first = now + (first_s + own) / workers
+            if waiting and last_first + base * apf - jitter <= due:
+                work += waiting * window
+            for other_due, compute in sorted(dues):
+                if other_due > due:
+                    break
+                work += compute
+            if now + work / workers <= due:
+                s.planned_due_s = due + cfg.due_margin_s
+                return frames
+        s.planned_due_s = now + first + base * apf - cfg.jitter_s
+        return base
 
     def others_await_first(self, s: StreamRecord) -> bool:
         """Does a stream other than `s` wait for its first audio?"""
@@ -272,7 +350,9 @@ class Pacing:
                 return sentence
         return None
 
-    def head_cost(self, s: StreamRecord, now: float) -> tuple[float, float, int]:
+    def head_cost(
+        self, s: StreamRecord, now: float, handing_out: bool = False
+    ) -> tuple[float, float, int]:
         """(predicted compute of the stream's next step, compute that must follow it before its
         audio exists, its window length or 0 for an encode step). Only for a stream whose
         `next_sentence` is not None."""
@@ -286,10 +366,12 @@ class Pacing:
         if sentence.frames is None:
             frames = math.ceil(model.sentence_frames(step.voice, step.chars, step.speed))
             first = self.window(s, frames, now)
-            after = model.price(step.voice, StepKind.DECODE, first)
+            after = model.price(step.voice, StepKind.DECODE, first,
+                                context_sides(0, first, frames))
             return model.price(step.voice, StepKind.ENCODE, step.chars), after, 0
-        window = self.window(s, sentence.frames - sentence.next_frame, now)
-        return model.price(step.voice, StepKind.DECODE, window), 0.0, window
+        window = self.window(s, sentence.frames - sentence.next_frame, now, handing_out)
+        sides = context_sides(sentence.next_frame, window, sentence.frames)
+        return model.price(step.voice, StepKind.DECODE, window, sides), 0.0, window
 
     def stream_rtf(self, voice: str) -> float:
         """A stream's steady share of one worker: typical sentences in the largest windows."""

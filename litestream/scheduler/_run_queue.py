@@ -29,7 +29,7 @@ from itertools import count
 
 from litestream.scheduler._pacing import Pacing
 from litestream.scheduler._state import Sentence, StreamRecord
-from litestream.scheduler.costmodel import StepKind
+from litestream.scheduler.costmodel import StepKind, context_sides
 from litestream.scheduler.types import Pace, SchedulerConfig, SynthesisStep
 
 __all__ = ["RunQueue"]
@@ -240,7 +240,10 @@ class RunQueue:
                 break
             compute, after, _ = pacing.head_cost(s, now)
             if seed.kind is StepKind.DECODE:
-                compute = seed.predicted_compute_s
+                # Its window at the seed's length, with its own context sides.
+                head = self._head(s)
+                sides = context_sides(head.next_frame, seed.frames, head.frames or 0)
+                compute = pacing.model.price(seed.voice, StepKind.DECODE, seed.frames, sides)
             trial = [*computes, compute]
             if seed.kind is StepKind.ENCODE:
                 batch_s = sum(trial)  # a worker runs front passes one after another

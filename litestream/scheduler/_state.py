@@ -58,6 +58,7 @@ class StreamRecord:
         "opened_s",
         "out_s",
         "pace",
+        "planned_due_s",
         "playback_start_s",
         "priority",
         "rank_s",
@@ -94,6 +95,9 @@ class StreamRecord:
         self.first_cost_s = 0.0  # its share in Pacing.pending_first_s
         self.first_rank_s: float | None = None  # rank its first audio's encode step went out at
         self.window_frames = 0  # the last window handed out; 0: the next is a first window
+        # When its first window is in flight: when the window after it falls due (Pacing's
+        # burst sizing of first windows counts it among the work due before another's).
+        self.planned_due_s: float | None = None
         self.attained_s = 0.0  # VTC counter: compute seconds charged to this stream
         self.busy_rtf = 0.0  # its share in Pacing.busy_rtf (0 while it has no work)
         self.version = 0

@@ -64,6 +64,12 @@ class VoiceCost:
     decode_samples: int = 0  # decode observations folded in so far
 
 
+def context_sides(start_frame: int, frames: int, total: int) -> int:
+    """On how many sides a window of `frames` at `start_frame` of a sentence of `total` frames
+    computes context: none outside the sentence (CostModel.price)."""
+    return (start_frame > 0) + (start_frame + frames < total)
+
+
 class CostModel:
     """Running EWMA cost estimates, keyed by voice id."""
 
@@ -102,13 +108,15 @@ class CostModel:
 
     # ---- the pricing function ---------------------------------------------------------------
 
-    def price(self, voice: str, kind: StepKind, units: float) -> float:
+    def price(self, voice: str, kind: StepKind, units: float, sides: int = 2) -> float:
         """Predicted compute seconds of one step on one worker: `units` characters (encode) or
-        frames (decode window, context margins added here)."""
+        frames (decode window, context margins added here on its `sides` that lie inside the
+        sentence: a sentence's first window has none on its left, its last none on its right,
+        so a first window costs about a quarter less than a window of its length inside)."""
         cost = self.voice(voice)
         if kind is StepKind.ENCODE:
             return self.priors.encode_overhead_s + cost.encode_per_char_s * units
-        frames = units + 2 * cost.context_frames
+        frames = units + sides * cost.context_frames
         return self.priors.decode_overhead_s + cost.decode_per_frame_s * frames
 
     def window_within(self, voice: str, budget_s: float) -> int:
@@ -185,13 +193,15 @@ class CostModel:
             cost.frames_per_char += alpha * (frames * speed / chars - cost.frames_per_char)
         cost.encode_samples += 1
 
-    def observe_decode(self, voice: str, *, frames: int, audio_s: float, compute_s: float) -> None:
-        """Fold one finished decode window in; degenerate observations are ignored."""
+    def observe_decode(self, voice: str, *, frames: int, audio_s: float, compute_s: float,
+                       sides: int = 2) -> None:
+        """Fold one finished decode window in (its context computed on `sides` sides, as
+        `price`); degenerate observations are ignored."""
         if frames <= 0 or compute_s < 0.0:
             return
         cost = self.voice(voice)
         alpha = self._alpha(cost.decode_samples)
-        computed = frames + 2 * cost.context_frames
+        computed = frames + sides * cost.context_frames
         rate = max(compute_s - self.priors.decode_overhead_s, 0.0) / computed
         cost.decode_per_frame_s += alpha * (rate - cost.decode_per_frame_s)
         if audio_s > 0.0:

@@ -94,6 +94,7 @@ class Scheduler:
         self._streams: dict[str, StreamRecord] = {}
         self._backlogged: set[StreamRecord] = set()  # streams with sentences
         self._pacing = Pacing(config, self.model, workers)
+        self._pacing.streams = self._backlogged
         self._queue = RunQueue(config, self._pacing)
         self._admission = AdmissionControl(config, self._pacing, self._streams, self._backlogged)
         self._stats = SchedulerStats()
@@ -376,7 +377,8 @@ class Scheduler:
         meanwhile, drop it."""
         if not step.cached:
             self.model.observe_decode(step.voice, frames=step.frames, audio_s=audio_s,
-                                      compute_s=compute_s)
+                                      compute_s=compute_s,
+                                      sides=(step.start_frame > 0) + (not step.last))
         s = self._finish(step, compute_s, now)
         if s is None:
             return False

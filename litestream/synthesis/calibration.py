@@ -60,9 +60,10 @@ def _measure_on(voice_id: str, text: str, sessions: Mapping[str, Voice]) -> Cali
 
 def apply(model: CostModel, voice: str, runs: Sequence[Calibration]) -> None:
     """Replace the cost priors of `voice` with what every worker measured at once. A window
-    computes its context margins too: they count in the per-frame decode cost."""
+    computes its context margins too, on each side that lies inside the sentence: they count
+    in the per-frame decode cost (CostModel.price)."""
     context = model.voice(voice).context_frames
-    units = sum(r.frames + 2 * context * r.windows for r in runs)
+    units = sum(r.frames + context * max(2 * r.windows - 2, 0) for r in runs)
     chars = sum(r.chars for r in runs)
     model.calibrate(
         voice,

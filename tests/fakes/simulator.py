@@ -5,7 +5,8 @@ clock.
 The fake engine has the figures measured for the bundled Piper voice on the 2-core CPU machine,
 one thread per worker (docs/scheduling.md, "Streaming inside the model"): a front pass of
 3 ms + 0.6 ms per character, a decode window of 2 ms + 1.1 ms per frame computed (the window
-plus 16 frames of context each side), 4.1 frames per character, 11.6 ms of audio per frame.
+plus 16 frames of context on each side that lies inside the sentence), 4.1 frames per
+character, 11.6 ms of audio per frame.
 Each step's compute varies by +-10% (seeded; `noise` sets it).
 """
 
@@ -74,8 +75,16 @@ class FakeEngine:
         if steps[0].kind is StepKind.ENCODE:
             return noise * sum(ENCODE_OVERHEAD_S + ENCODE_PER_CHAR_S * step.chars
                                for step in steps)
-        frames = steps[0].frames + 2 * self.context_frames
-        return noise * (DECODE_OVERHEAD_S + DECODE_PER_FRAME_S * frames)
+        return noise * decode_cost_s(steps[0], self.context_frames)
+
+
+def decode_cost_s(step: SynthesisStep, context_frames: int = CONTEXT_FRAMES) -> float:
+    """A decode window's compute at the fake engine's rates: the window plus its context
+    margins, which exist only inside the sentence (a sentence's first window has none on its
+    left, its last none on its right), as in the Piper voice's windows
+    (engine/piper/windows.py)."""
+    sides = (step.start_frame > 0) + (not step.last)
+    return DECODE_OVERHEAD_S + DECODE_PER_FRAME_S * (step.frames + sides * context_frames)
 
 
 def finish(sched: Scheduler, step: SynthesisStep, compute_s: float, now: float) -> float | None:
@@ -261,8 +270,10 @@ def simulate(
 
 
 def price_step(s: Scheduler, step: SynthesisStep) -> float:
-    units = step.chars if step.kind is StepKind.ENCODE else step.frames
-    return s.model.price(step.voice, step.kind, units)
+    if step.kind is StepKind.ENCODE:
+        return s.model.price(step.voice, step.kind, step.chars)
+    sides = (step.start_frame > 0) + (not step.last)  # context only inside the sentence
+    return s.model.price(step.voice, step.kind, step.frames, sides)
 
 
 def run_step(s: Scheduler, step: SynthesisStep, now: float, *, send: bool = True) -> bool:

@@ -17,14 +17,12 @@ from loadtest.lib.texts import LONG, PARAGRAPH
 from tests.fakes import (
     APF,
     CONTEXT_FRAMES,
-    DECODE_OVERHEAD_S,
-    DECODE_PER_FRAME_S,
-    ENCODE_OVERHEAD_S,
-    ENCODE_PER_CHAR_S,
     SAMPLE_RATE,
     VOICE,
     FakeClock,
+    SimResult,
     config,
+    decode_cost_s,
     simulate,
 )
 from tests.fakes import price_step as price
@@ -297,24 +295,72 @@ def test_windows_after_a_first_window_stay_small_while_others_wait() -> None:
     assert grown > 0  # they grow once everyone plays
 
 
-def test_burst_first_audio_near_the_compute_floor() -> None:
-    # The floor: every stream's encode step and first window, over the workers. With the
-    # bundled voice's costs at half the priors' (the development VM measures about that).
-    result = simulate(PARAGRAPH, streams=10, admit=False, slow=0.5, first_chunk_chars=80)
+def alone_floor_s(result: SimResult, slow: float) -> float:
+    """A burst's compute floor (issue 18): each stream's encode step as it ran and a first
+    window as long as alone (first_window_frames, context on its right only), over the two
+    workers. A rule that lengthens first windows cannot raise this floor."""
     floor = 0.0
     seen: set[str] = set()
-    for _, _, steps in result.handed_out:
+    for started, ended, steps in sorted(result.handed_out, key=lambda h: h[0]):
         for step in steps:
             if step.stream_id in seen:
                 continue
             if step.kind is StepKind.ENCODE:
-                floor += 0.5 * (ENCODE_OVERHEAD_S + ENCODE_PER_CHAR_S * step.chars)
-            else:  # its first window
-                floor += 0.5 * (DECODE_OVERHEAD_S +
-                                DECODE_PER_FRAME_S * (step.frames + 2 * CONTEXT_FRAMES))
+                floor += ended - started
+            else:
+                alone = SynthesisStep(step.stream_id, step.seq, StepKind.DECODE, step.text,
+                                      step.voice, step.speed, frames=32)
+                floor += slow * decode_cost_s(alone)
                 seen.add(step.stream_id)
-    floor /= 2  # over the two workers
-    assert result.p95_first_audio_s() <= 1.4 * floor
+    return floor / 2
+
+
+def first_windows(result: SimResult) -> list[int]:
+    """Each stream's first window, in the order they went out."""
+    seen: set[str] = set()
+    frames: list[int] = []
+    for _, _, steps in sorted(result.handed_out, key=lambda h: h[0]):
+        for step in steps:
+            if step.kind is StepKind.DECODE and step.stream_id not in seen:
+                seen.add(step.stream_id)
+                frames.append(step.frames)
+    return frames
+
+
+@pytest.mark.parametrize("slow", [0.5, 0.7])
+@pytest.mark.parametrize("seed", range(1, 5))
+def test_burst_first_audio_near_the_compute_floor(slow: float, seed: int) -> None:
+    # Ten at once, the costs calibrated as the server starts, each step off by up to 25% either
+    # way: the last newcomer's first audio within 1.4x of the floor counted with first windows
+    # as short as alone, and nobody stalls. (slow 0.7 is the development VM's engine; plain
+    # earliest-deadline order with short first windows measured 1.57-1.83x here: the first
+    # streams' second windows ran between the last newcomers.)
+    result = simulate(PARAGRAPH, streams=10, admit=False, slow=slow, first_chunk_chars=80,
+                      calibrated=True, noise=0.25, seed=seed)
+    assert result.p95_first_audio_s() <= 1.4 * alone_floor_s(result, slow)
+    assert result.stalls == 0
+
+
+def test_a_bursts_first_windows_are_longer_for_the_streams_served_first() -> None:
+    # docs/scheduling.md, "First audio in a burst": the streams served first take first windows
+    # long enough that their next windows fall due after the burst, one after another; the
+    # last newcomers, whose next windows fall due after the burst anyway, keep short ones.
+    result = simulate(PARAGRAPH, streams=10, admit=False, slow=0.7, first_chunk_chars=80,
+                      calibrated=True, noise=0.0)
+    frames = first_windows(result)
+    assert len(frames) == 10
+    first = result.sched.config.first_window_frames
+    assert min(frames[:2]) > first
+    assert frames[-2:] == [first, first]
+    # No stream's second window went out before the last newcomer's first window: none made a
+    # newcomer wait (one may run beside the last first window, on a worker it leaves idle).
+    decodes = [(begun, step) for begun, _, steps in sorted(result.handed_out, key=lambda h: h[0])
+               for step in steps if step.kind is StepKind.DECODE]
+    firsts = {step.stream_id: begun for begun, step in reversed(decodes)}
+    last_first = max(firsts.values())
+    for begun, step in decodes:
+        if begun > firsts[step.stream_id]:
+            assert begun >= last_first, step
     assert result.stalls == 0
 
 

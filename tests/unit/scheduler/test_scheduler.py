@@ -21,7 +21,7 @@ from litestream.scheduler import (
     SynthesisStep,
 )
 from litestream.scheduler._admission import RETRY_PRICE_EVERY_S
-from litestream.scheduler.costmodel import CostModel, StepKind
+from litestream.scheduler.costmodel import CostModel, StepKind, context_sides
 from loadtest.lib.texts import LONG, PARAGRAPH
 from tests.fakes import (
     APF,
@@ -705,6 +705,29 @@ def test_one_pricing_function() -> None:
         0.15)
 
 
+def test_context_is_priced_and_learned_only_inside_the_sentence() -> None:
+    # A sentence's first window computes no context on its left, its last none on its right,
+    # one window alone none at all (engine/piper/windows.py clips the margins at its ends).
+    model = CostModel()
+    model.register("v", context_frames=16)
+    inside = model.price("v", StepKind.DECODE, 32)
+    assert inside == model.price("v", StepKind.DECODE, 32, sides=2)
+    assert model.price("v", StepKind.DECODE, 32, sides=1) == pytest.approx(
+        DECODE_OVERHEAD_S + DECODE_PER_FRAME_S * (32 + 16))
+    assert model.price("v", StepKind.DECODE, 32, sides=0) < model.price(
+        "v", StepKind.DECODE, 32, sides=1) < inside
+    assert [context_sides(0, 32, 100), context_sides(32, 32, 100), context_sides(64, 36, 100),
+            context_sides(0, 100, 100)] == [1, 2, 1, 0]
+    # First, inside and last windows at one true rate: the learned rate is that rate (counting
+    # two sides for every window, the first windows would read cheap, the middle ones dear).
+    for _ in range(40):
+        for start, frames in ((0, 32), (32, 64), (96, 24)):
+            sides = context_sides(start, frames, 120)
+            model.observe_decode("v", frames=frames, audio_s=frames * 0.01, sides=sides,
+                                 compute_s=DECODE_OVERHEAD_S + 0.0007 * (frames + 16 * sides))
+    assert model.voice("v").decode_per_frame_s == pytest.approx(0.0007, rel=1e-6)
+
+
 def test_cost_model_learns_per_voice_and_step_kind() -> None:
     model = CostModel()
     model.register("kokoro", context_frames=0)  # non-streaming: encode does everything
@@ -734,8 +757,10 @@ def test_scheduler_learns_from_finished_steps() -> None:
         s.encoded(step, frames=200, samples_per_frame=SAMPLES_PER_FRAME, latent=None,
                   compute_s=0.003 + 0.001 * 40, now=clock.now)
         while (w := next(iter(s.next_steps(clock.now)), None)) is not None:
-            s.decoded(w, audio_s=w.frames * APF, compute_s=0.002 + 0.002 * (w.frames + 32),
-                      now=clock.now)
+            # Context (16 frames) is computed only on the sides inside the sentence.
+            sides = (w.start_frame > 0) + (not w.last)
+            s.decoded(w, audio_s=w.frames * APF,
+                      compute_s=0.002 + 0.002 * (w.frames + 16 * sides), now=clock.now)
         s.clear("a", clock.now)
     cost = s.model.voice(VOICE)
     assert cost.encode_per_char_s == pytest.approx(0.001, rel=0.02)

@@ -16,7 +16,8 @@ def test_measured_runs_replace_the_priors_and_count_context_frames() -> None:
     apply(model, "v", runs)
     cost = model.voice("v")
     assert cost.encode_per_char_s == pytest.approx(0.0005)
-    # Each window also decoded 2 x 10 context frames: 200 + 4 * 20 = 280 frames computed.
-    assert cost.decode_per_frame_s == pytest.approx(0.56 / 280)
+    # Each window also decoded 10 context frames on each side inside the sentence (the first
+    # window has none on its left, the last none on its right): 200 + 6 * 10 = 260 computed.
+    assert cost.decode_per_frame_s == pytest.approx(0.56 / 260)
     assert cost.frames_per_char == pytest.approx(2.0)
     assert cost.encode_samples >= 5 and cost.decode_samples >= 5  # weighs as observations
