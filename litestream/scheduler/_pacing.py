@@ -231,9 +231,16 @@ class Pacing:
         window = model.price(voice, StepKind.DECODE, base)  # a window inside a sentence
         apf = model.voice(voice).audio_per_frame_s
         cap = min(self.ladder[-1], 4 * base)
+        longest = model.price(voice, StepKind.DECODE, cap, sides=1)
+        # Hopeless without looking: the other newcomers' first windows alone (their encode
+        # steps may be done) outlast the longest first window's playback. A burst of hundreds.
+        others = self.awaiting_first - (1 if s.first_deadline_s is not None else 0)
+        if (others * first + longest + window) / workers > longest + cap * apf - jitter:
+            s.planned_due_s = now + first + base * apf - cfg.jitter_s
+            return base
         # No due later than the longest first window's matters (the scan runs once per first
         # window handed out in a burst; at a thousand streams most are far ahead).
-        horizon = now + model.price(voice, StepKind.DECODE, cap, sides=1) + cap * apf
+        horizon = now + longest + cap * apf
         first_s = 0.0  # the other newcomers' first audio not yet handed out
         waiting = 0  # newcomers whose next window's due is not planned yet
         dues: list[tuple[float, float]] = []  # (due, compute) of others' next windows
