@@ -377,8 +377,7 @@ class Scheduler:
         meanwhile, drop it."""
         if not step.cached:
             self.model.observe_decode(step.voice, frames=step.frames, audio_s=audio_s,
-                                      compute_s=compute_s,
-                                      sides=(step.start_frame > 0) + (not step.last))
+                                      compute_s=compute_s, sides=step.context_sides)
         s = self._finish(step, compute_s, now)
         if s is None:
             return False

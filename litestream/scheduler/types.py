@@ -181,6 +181,12 @@ class SynthesisStep:
     def chars(self) -> int:
         return len(self.text)
 
+    @property
+    def context_sides(self) -> int:
+        """DECODE: on how many sides the window computes context (costmodel.context_sides:
+        none outside its sentence)."""
+        return (self.start_frame > 0) + (not self.last)
+
 
 @dataclass(frozen=True)
 class Admission:

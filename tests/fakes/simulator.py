@@ -83,8 +83,8 @@ def decode_cost_s(step: SynthesisStep, context_frames: int = CONTEXT_FRAMES) -> 
     margins, which exist only inside the sentence (a sentence's first window has none on its
     left, its last none on its right), as in the Piper voice's windows
     (engine/piper/windows.py)."""
-    sides = (step.start_frame > 0) + (not step.last)
-    return DECODE_OVERHEAD_S + DECODE_PER_FRAME_S * (step.frames + sides * context_frames)
+    return DECODE_OVERHEAD_S + DECODE_PER_FRAME_S * (
+        step.frames + step.context_sides * context_frames)
 
 
 def finish(sched: Scheduler, step: SynthesisStep, compute_s: float, now: float) -> float | None:
@@ -272,8 +272,7 @@ def simulate(
 def price_step(s: Scheduler, step: SynthesisStep) -> float:
     if step.kind is StepKind.ENCODE:
         return s.model.price(step.voice, step.kind, step.chars)
-    sides = (step.start_frame > 0) + (not step.last)  # context only inside the sentence
-    return s.model.price(step.voice, step.kind, step.frames, sides)
+    return s.model.price(step.voice, step.kind, step.frames, step.context_sides)
 
 
 def run_step(s: Scheduler, step: SynthesisStep, now: float, *, send: bool = True) -> bool:
