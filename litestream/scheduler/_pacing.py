@@ -232,11 +232,12 @@ class Pacing:
         apf = model.voice(voice).audio_per_frame_s
         cap = min(self.ladder[-1], 4 * base)
         longest = model.price(voice, StepKind.DECODE, cap, sides=1)
+        # When no longer first window passes: the next window's due after a `base` one.
+        s.planned_due_s = now + first + base * apf - cfg.jitter_s
         # Hopeless without looking: the other newcomers' first windows alone (their encode
         # steps may be done) outlast the longest first window's playback. A burst of hundreds.
         others = self.awaiting_first - (1 if s.first_deadline_s is not None else 0)
         if (others * first + longest + window) / workers > longest + cap * apf - jitter:
-            s.planned_due_s = now + first + base * apf - cfg.jitter_s
             return base
         # No due later than the longest first window's matters (the scan runs once per first
         # window handed out in a burst; at a thousand streams most are far ahead).
@@ -263,6 +264,7 @@ class Pacing:
                     if price is None:
                         price = prices[frames] = model.price(voice, StepKind.DECODE, frames)
                     dues.append((due, price))
+        dues.sort()
         for frames in self.ladder:
             if frames < base:
                 continue
@@ -279,14 +281,13 @@ class Pacing:
             last_first = now + (first_s + own) / workers
             if waiting and last_first + base * apf - jitter <= due:
                 work += waiting * window
-            for other_due, compute in sorted(dues):
+            for other_due, compute in dues:
                 if other_due > due:
                     break
                 work += compute
             if now + work / workers <= due:
                 s.planned_due_s = due + cfg.due_margin_s
                 return frames
-        s.planned_due_s = now + first + base * apf - cfg.jitter_s
         return base
 
     def others_await_first(self, s: StreamRecord) -> bool:
