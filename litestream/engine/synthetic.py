@@ -21,9 +21,10 @@ listeners on two CPU cores would need a GPU's worth of synthesis. It implements
   (the frames the run computes, context margins included, over every window of the batch) and an
   encode ``c + d x characters`` (phoneme symbols: about one per text character). The defaults
   are the bundled voice's figures measured on an H200 (see ``SyntheticCost``); another table
-  comes in with ``--synthetic-cost``. The worker thread sleeps (the GIL is free): the fixed
-  part as host-side launch overhead (workers overlap in it), the per-frame part holding the
-  voice's device (one run at a time per GPU, as kernels queue on one device). No heavy Python
+  comes in with ``--synthetic-cost``. The worker thread sleeps (the GIL is free), once per
+  run: the fixed part as host-side launch overhead (workers overlap in it), the per-frame part
+  in its turn on the voice's device (one run at a time per GPU, as kernels queue on one
+  device; the turn is booked, not waited for apart). No heavy Python
   work runs: the tone is a slice of a precomputed table.
 """
 
@@ -38,7 +39,7 @@ import unicodedata
 import zlib
 from array import array
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -258,28 +259,48 @@ def tone(period: int, start_sample: int, samples: int) -> np.ndarray:
     return table[offset:offset + samples].copy()
 
 
-@dataclass(eq=False)
 class _Device:
-    """The GPU a voice's sessions share: runs queue for it (`devices` of them at once)."""
+    """The GPU a voice's sessions share: each run's device part queues on it, in the order the
+    runs reach it (kernels launched on one GPU run one after another), on the one of `slots`
+    devices free soonest (0: no limit, every run its own device).
 
-    slots: int
-    gate: threading.Semaphore | None = field(init=False, default=None)
+    A run books its device time when it starts and then sleeps once, to the end of its turn:
+    one release and one reacquisition of the GIL per run, as for an ONNX Runtime run on CUDA.
+    (Sleeping the host part, then waiting for the device, then sleeping the device part cost
+    three: at hundreds of runs a second each waited for the GIL again, and the cost model
+    learned those waits as compute.)"""
 
-    def __post_init__(self) -> None:
-        self.gate = threading.Semaphore(self.slots) if self.slots > 0 else None
+    def __init__(self, slots: int) -> None:
+        self.slots = slots
+        self._free_at = [-math.inf] * slots  # when each device's booked work ends
+        self._lock = threading.Lock()
+
+    def book(self, ready_s: float, seconds: float) -> float:
+        """Queue `seconds` of device work that can start at `ready_s` (the run's host part
+        done); returns when it ends."""
+        if self.slots <= 0:
+            return ready_s + seconds
+        with self._lock:
+            free_at = self._free_at
+            slot = min(range(self.slots), key=free_at.__getitem__)
+            end = free_at[slot] = max(ready_s, free_at[slot]) + seconds
+        return end
 
 
 class SyntheticVoice:
     """The GPU-shaped stand-in for the bundled Piper voice (implements ``engine.base.Voice``).
 
-    ``sleep`` is what spends a run's cost (``time.sleep``: it releases the GIL); tests pass a
-    recorder to see the cost without waiting for it."""
+    ``sleep`` is what spends a run's cost (``time.sleep``: it releases the GIL) and ``clock``
+    what it books the device against (``time.monotonic``); tests pass a recorder and its clock
+    to see the cost without waiting for it."""
 
     def __init__(self, cost: SyntheticCost | None = None, *,
                  sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.monotonic,
                  _device: _Device | None = None) -> None:
         self.cost = cost or SyntheticCost()
         self.sleep = sleep
+        self.clock = clock
         self.lengths = LengthModel()
         self._device = _device or _Device(self.cost.devices)
 
@@ -293,7 +314,8 @@ class SyntheticVoice:
 
     def new_session(self) -> SyntheticVoice:
         """Another worker's session: the same cost and the same device (one GPU, one queue)."""
-        return SyntheticVoice(self.cost, sleep=self.sleep, _device=self._device)
+        return SyntheticVoice(self.cost, sleep=self.sleep, clock=self.clock,
+                              _device=self._device)
 
     # --- what the catalogue and the server see -------------------------------------------
 
@@ -398,16 +420,11 @@ class SyntheticVoice:
         return self.decode(latent, 0, latent.frames)
 
     def _spend(self, host_s: float, device_s: float, run_options: Any) -> None:
-        """Sleep a run's cost: its host part, then its device part holding the device (one run
-        at a time per device). In slices, so that the watchdog's terminate stops it as it
-        stops an ONNX Runtime run."""
-        self._sleep_for(host_s, run_options)
-        gate = self._device.gate
-        if gate is None:
-            self._sleep_for(device_s, run_options)
-            return
-        with gate:
-            self._sleep_for(device_s, run_options)
+        """Sleep a run's cost: its host part, then its device part in its turn on the device
+        (`_Device.book`), as one sleep. In slices, so that the watchdog's terminate stops it
+        as it stops an ONNX Runtime run."""
+        now = self.clock()
+        self._sleep_for(self._device.book(now + host_s, device_s) - now, run_options)
 
     def _sleep_for(self, seconds: float, run_options: Any) -> None:
         if seconds <= 0:

@@ -45,21 +45,33 @@ SCHEDULES = ((16, 24, 32, 48, 64, 96, 128, 192, 256), (16, 64), (7, 33, 100))
 
 
 class Recorder:
-    """Stands in for time.sleep: records what the voice would have slept."""
+    """Stands in for time.sleep: records what the voice would have slept. Its clock moves by
+    what was slept (a voice books its device against it): runs one after another never
+    queue."""
 
     def __init__(self) -> None:
         self.slept: list[float] = []
+        self.elapsed = 0.0
 
     def __call__(self, seconds: float) -> None:
         self.slept.append(seconds)
+        self.elapsed += seconds
 
     def total(self) -> float:
         return sum(self.slept)
 
+    def clock(self) -> float:
+        return self.elapsed
+
+
+def recorded(cost: SyntheticCost | None = None) -> tuple[SyntheticVoice, Recorder]:
+    sleep = Recorder()
+    return SyntheticVoice(cost, sleep=sleep, clock=sleep.clock), sleep
+
 
 def free_voice() -> SyntheticVoice:
     """A synthetic voice whose runs cost nothing (and are recorded)."""
-    return SyntheticVoice(sleep=Recorder())
+    return recorded()[0]
 
 
 @pytest.fixture(params=["piper", "synthetic"])
@@ -227,8 +239,7 @@ def test_each_sentence_has_its_own_pitch() -> None:
 def test_decode_cost_is_one_run_plus_the_frames_it_computes() -> None:
     cost = SyntheticCost(decode_run_s=0.004, decode_frame_s=1e-5, encode_run_s=0.003,
                          encode_char_s=2e-6)
-    sleep = Recorder()
-    v = SyntheticVoice(cost, sleep=sleep)
+    v, sleep = recorded(cost)
     latent = Latent(frames=200, samples_per_frame=HOP_SAMPLES, speed=1.0, state=Tone(37))
     v.decode(latent, 0, 32)  # a first window: no left margin
     assert sleep.total() == pytest.approx(0.004 + 1e-5 * (32 + CONTEXT_FRAMES))
@@ -264,37 +275,35 @@ def test_it_sleeps_with_time_sleep_and_spends_no_cpu() -> None:
 
 
 def test_device_parts_take_turns_on_one_device() -> None:
-    def overlap(devices: int) -> int:
-        active, most, lock = [0], [0], threading.Lock()
+    """Runs that reach the device together queue there, each sleeping to the end of its turn
+    (one sleep a run); host parts overlap."""
+    host, frame = 0.002, 1e-4
+    latent = Latent(frames=64, samples_per_frame=HOP_SAMPLES, speed=1.0, state=Tone(41))
+    device_s = frame * (32 + CONTEXT_FRAMES)  # a first window
 
-        def sleep(seconds: float) -> None:
-            with lock:
-                active[0] += 1
-                most[0] = max(most[0], active[0])
-            time.sleep(0.02)
-            with lock:
-                active[0] -= 1
+    def slept(devices: int, runs: int) -> list[float]:
+        sleep = Recorder()
+        first = SyntheticVoice(SyntheticCost(decode_run_s=host, decode_frame_s=frame,
+                                             devices=devices), sleep=sleep, clock=lambda: 0.0)
+        voices = [first] + [first.new_session() for _ in range(runs - 1)]
+        for voice in voices:  # every run starts at time 0 (the clock stands still)
+            voice.decode(latent, 0, 32)
+        return sleep.slept
 
-        first = SyntheticVoice(SyntheticCost(decode_run_s=0.0, decode_frame_s=1e-4,
-                                             devices=devices), sleep=sleep)
-        voices = [first, first.new_session(), first.new_session()]
-        latent = Latent(frames=64, samples_per_frame=HOP_SAMPLES, speed=1.0, state=Tone(41))
-        start = threading.Barrier(len(voices))
-
-        def run(voice: SyntheticVoice) -> None:
-            start.wait()
-            for _ in range(3):
-                voice.decode(latent, 0, 32)
-
-        threads = [threading.Thread(target=run, args=(v,)) for v in voices]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        return most[0]
-
-    assert overlap(1) == 1  # one GPU: its runs queue
-    assert overlap(0) > 1  # no limit: every worker its own device
+    one_gpu = slept(1, 3)
+    assert one_gpu == pytest.approx([host + device_s, host + 2 * device_s, host + 3 * device_s])
+    two_gpus = slept(2, 3)
+    assert two_gpus == pytest.approx([host + device_s, host + device_s, host + 2 * device_s])
+    assert slept(0, 3) == pytest.approx([host + device_s] * 3)  # no limit
+    # A device booked until later is booked from then on, whichever session asks.
+    sleep = Recorder()
+    now = [0.0]
+    v = SyntheticVoice(SyntheticCost(decode_run_s=0.0, decode_frame_s=frame, devices=1),
+                       sleep=sleep, clock=lambda: now[0])
+    v.decode(latent, 0, 32)
+    now[0] = device_s / 2  # half-way through the first run's turn
+    v.new_session().decode(latent, 0, 32)
+    assert sleep.slept == pytest.approx([device_s, 1.5 * device_s])
 
 
 def test_a_terminated_run_fails_like_an_onnx_run() -> None:
