@@ -219,7 +219,7 @@ class Scheduler:
 
     def submit(
         self, stream_id: str, seq: int, text: str, *, speed: float, voice: str, now: float,
-        cached_frames: int | None = None, latent: object | None = None,
+        cached_frames: int | None = None, latent: object | None = None, words: bool = True,
     ) -> SynthesisStep:
         """Queue one sentence (a segmenter chunk, `seq` from the caller's session) at its
         stream's tail; returns its encode step. KeyError if the stream is unknown.
@@ -227,7 +227,8 @@ class Scheduler:
         A sentence found in the cache comes with `cached_frames` (its length in frames, see
         `samples_per_frame`) and its audio as `latent`: it has no encode step, and its windows
         are handed out in order and at the stream's pace like any other (`step.cached`: the
-        caller slices the audio, no worker runs them)."""
+        caller slices the audio, no worker runs them). `words`: the encode step also times
+        the sentence's words (`SynthesisStep.words`)."""
         s = self._streams[stream_id]
         if speed <= 0.0:
             raise ValueError("speed must be > 0")
@@ -245,6 +246,7 @@ class Scheduler:
             predicted_compute_s=self.model.price(voice, StepKind.ENCODE, len(text)),
             priority=s.priority,
             submitted_s=now,
+            words=words,
         )
         if cached_frames is not None and cached_frames < 1:
             raise ValueError("cached_frames must be >= 1")

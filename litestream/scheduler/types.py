@@ -166,6 +166,9 @@ class SynthesisStep:
     # DECODE: a window of a sentence found in the cache (submit's `cached_frames`): no worker
     # runs it, the caller slices the cached audio; ordered and paced like synthesized windows.
     cached: bool = False
+    # ENCODE: also time the sentence's words (engine.words.timed); False when nobody will see
+    # them (the stream did not ask, and no cache keeps the sentence for one that may).
+    words: bool = True
     predicted_audio_s: float = 0.0  # audio seconds this step should make (ENCODE: none)
     predicted_compute_s: float = 0.0  # compute seconds on one worker
     deadline_s: float = 0.0  # when it must be done (listener runs dry, less jitter)

@@ -147,8 +147,10 @@ Outgoing = SendMessage | SendAudio | Close
 class SynthesisLink(Protocol):
     """What one session asks of the scheduler side; the server implements it per stream."""
 
-    def submit(self, seq: int, text: str, *, speed: float, voice: str, now: float) -> None:
-        """Queue sentence `seq` for synthesis; its results come back as session inputs."""
+    def submit(self, seq: int, text: str, *, speed: float, voice: str, now: float,
+               words: bool = False) -> None:
+        """Queue sentence `seq` for synthesis; its results come back as session inputs.
+        `words`: the stream asked for its words' times (protocol-v1 `timestamps`)."""
 
     def clear(self, now: float) -> None:
         """Drop every queued sentence of this stream; results of in-flight ones are dropped."""

@@ -344,11 +344,12 @@ class StreamSession:
                 self.first_text_at = now
             seq = self._next_seq
             self._next_seq += 1
+            timestamps = settings.timestamps == "word"
             self._sentences[seq] = _Sentence(seq, text, settings.voice, settings.format,
-                                             settings.frame_ms,
-                                             timestamps=settings.timestamps == "word")
+                                             settings.frame_ms, timestamps=timestamps)
             self._pending.append(seq)
-            self._link.submit(seq, text, speed=settings.speed, voice=settings.voice, now=now)
+            self._link.submit(seq, text, speed=settings.speed, voice=settings.voice, now=now,
+                              words=timestamps)
 
     def _flush(self, now: float) -> None:
         self._submit(self._segmenter.flush(), now)

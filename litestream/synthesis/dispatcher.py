@@ -59,6 +59,7 @@ class _Waiting:
     text: str
     speed: float
     voice: str
+    words: bool
     lookup: asyncio.Future[CachedAudio | None] | None  # None: no lookup, only its turn
 
 
@@ -123,7 +124,13 @@ class StreamLink:
         # operator.
         self.stalls = 0
 
-    def submit(self, seq: int, text: str, *, speed: float, voice: str, now: float) -> None:
+    def submit(self, seq: int, text: str, *, speed: float, voice: str, now: float,
+               words: bool = False) -> None:
+        # Its words are timed when someone may hear them: this stream asked, or a cache keeps
+        # the sentence for streams that may ask (a hit carries its words). Otherwise the
+        # worker skips it (phonemizing each word alone and aligning it: ~40% of the inference
+        # threads' Python time at 1,000 synthetic-voice listeners).
+        words = words or self._cache is not None or self._shared is not None
         if self._cache is not None:
             cached = self._cache.get(voice, speed, text)
             self._metrics.cache_lookup(hit=cached is not None)
@@ -133,15 +140,16 @@ class StreamLink:
         shared = self._shared
         if shared is not None and self._may_wait(now):
             lookup = asyncio.ensure_future(shared.get(voice, speed, text))
-            self._waiting.append(_Waiting(seq, text, speed, voice, lookup))
+            self._waiting.append(_Waiting(seq, text, speed, voice, words, lookup))
             lookup.add_done_callback(self._looked_up)
             return
         if shared is not None:
             self._metrics.shared_cache_skip("get")
         if self._waiting:  # behind a lookup: the scheduler takes a stream's chunks in order
-            self._waiting.append(_Waiting(seq, text, speed, voice, None))
+            self._waiting.append(_Waiting(seq, text, speed, voice, words, None))
             return
-        self._scheduler.submit(self.stream_id, seq, text, speed=speed, voice=voice, now=now)
+        self._scheduler.submit(self.stream_id, seq, text, speed=speed, voice=voice, now=now,
+                               words=words)
 
     def _hit(self, seq: int, text: str, speed: float, voice: str, cached: CachedAudio,
              now: float) -> None:
@@ -189,7 +197,7 @@ class StreamLink:
                 self._hit(head.seq, head.text, head.speed, head.voice, found, now)
                 continue
             self._scheduler.submit(self.stream_id, head.seq, head.text, speed=head.speed,
-                                   voice=head.voice, now=now)
+                                   voice=head.voice, now=now, words=head.words)
         if submitted and self._dispatch is not None:
             self._dispatch()
 

@@ -492,11 +492,15 @@ def _window(step: SynthesisStep) -> DecodeWindow:
 def _encode(voice: Voice, step: SynthesisStep, run_options: Any) -> WorkResult:
     started = time.perf_counter()
     try:
-        phonemes = voice.phonemes(step.text)
-        latent = voice.encode(phonemes.ids, step.speed, run_options=run_options)
-        # Its words' times ride with the latent: to the chunk's plan, and with its last
-        # decode window to the sentence cache.
-        latent = dataclasses.replace(latent, words=timed(phonemes, latent))
+        if step.words:
+            phonemes = voice.phonemes(step.text)
+            latent = voice.encode(phonemes.ids, step.speed, run_options=run_options)
+            # Its words' times ride with the latent: to the chunk's plan, and with its last
+            # decode window to the sentence cache.
+            latent = dataclasses.replace(latent, words=timed(phonemes, latent))
+        else:  # nobody will see them (SynthesisStep.words)
+            latent = voice.encode(voice.phoneme_ids(step.text), step.speed,
+                                  run_options=run_options)
     except Exception as exc:  # one bad sentence must not kill the worker or other streams
         return _failed(step, started, exc, run_options)
     return WorkResult(step, time.perf_counter() - started, latent=latent)

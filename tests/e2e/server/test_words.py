@@ -17,6 +17,8 @@ from websockets.asyncio.client import connect
 
 from litestream.client import BadRequest, Chunk, Words
 from litestream.client import connect as client_connect
+from litestream.engine import words as words_mod
+from litestream.synthesis import workers
 from tests.serverutil import RunningServer, Transcript, read_all, run_server, speak
 
 module_loop = pytest.mark.asyncio(loop_scope="module")
@@ -118,6 +120,31 @@ async def test_a_cached_sentence_carries_its_words(srv: RunningServer) -> None:
     assert shifted == [(w["text"], w["start_ms"], w["end_ms"]) for w in first[0]["words"]]
     assert srv.server.synthesis.cache is not None
     assert srv.server.synthesis.cache.hits >= 1
+
+
+async def test_without_a_cache_words_are_timed_only_for_a_stream_that_asks(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Timing a sentence's words costs the inference threads Python time (each word
+    phonemized alone, then aligned): with no cache to keep the sentence for a later stream,
+    it is done only for a stream that asked. Both streams hear the same audio."""
+    timed: list[str] = []
+
+    def counting(phonemes: Any, latent: Any) -> Any:
+        timed.append("x")
+        return words_mod.timed(phonemes, latent)
+
+    monkeypatch.setattr(workers, "timed", counting)
+    text = "Dr. Smith paid $1,234 today. Sure, one moment!"
+    async with run_server(cache_bytes=0) as srv:
+        cache = srv.server.synthesis.cache
+        assert cache is None or not cache.enabled
+        plain = await speak(srv.url, text)
+        assert plain.of_type("chunk") and not plain.of_type("words")
+        assert timed == []
+        asked = await speak(srv.url, text, timestamps="word")
+        check_words(asked)
+        assert len(timed) == len(asked.of_type("chunk"))
+    assert plain.audio == asked.audio
 
 
 @module_loop

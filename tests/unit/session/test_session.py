@@ -68,7 +68,8 @@ class RecordingLink:
     taken_s: float = 0.0  # audio a download's client took from the outbox
     underrun: float = 0.0
 
-    def submit(self, seq: int, text: str, *, speed: float, voice: str, now: float) -> None:
+    def submit(self, seq: int, text: str, *, speed: float, voice: str, now: float,
+               words: bool = False) -> None:
         self.submitted.append((seq, text, voice, speed))
 
     def clear(self, now: float) -> None:
