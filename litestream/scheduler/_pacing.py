@@ -195,11 +195,11 @@ class Pacing:
                 fit = math.inf
             frames = min(frames, ladder[max(bisect.bisect_right(ladder, fit) - 1, 0)])
             frames = max(frames, self.ladder_ceil(self.floor_window(s.voice)))
-            if self.others_await_first(s):
-                # docs/scheduling.md, "The burst": while newcomers wait for their first audio,
+            if frames > s.window_frames and self.newcomers_queued(s, s.window_frames):
+                # docs/scheduling.md, "The burst": while newcomers queue for their first audio,
                 # the windows after a first window stay as small as it (each interruption of
-                # the newcomers is short); they grow once everyone plays.
-                frames = min(frames, s.window_frames)
+                # the newcomers is short); they grow once the queue is gone.
+                frames = s.window_frames
             if s.pace is Pace.DOWNLOAD and not self.latency_bound(s):
                 # No listener needs the workers: a download takes long windows (little context
                 # waste) as far as its own buffer allows (a player may listen as it downloads),
@@ -293,6 +293,19 @@ class Pacing:
     def others_await_first(self, s: StreamRecord) -> bool:
         """Does a stream other than `s` wait for its first audio?"""
         return self.awaiting_first > (1 if s.first_deadline_s is not None else 0)
+
+    def newcomers_queued(self, s: StreamRecord, frames: int) -> bool:
+        """Do other streams wait for more first audio than the workers get through while `s`
+        computes a `frames`-frame window (a burst in progress: they queue, and the length of
+        every window that goes before them adds to their wait)? Streams arriving one after
+        another, a hundred a second at a thousand listeners, are served as they come: what
+        they owe is less, and holding every playing stream's windows small for them only
+        multiplied the windows (3.5x per second of audio, each a run, a hand-off and a write)."""
+        if not self.others_await_first(s):
+            return False
+        owed_s = self.pending_first_s - s.first_cost_s
+        window_s = self.model.price(s.voice, StepKind.DECODE, frames)
+        return owed_s > self.workers * window_s
 
     def latency_bound(self, s: StreamRecord) -> bool:
         """Is another stream's latency at stake: a listener with work, or a first audio owed?"""

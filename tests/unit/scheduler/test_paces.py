@@ -295,6 +295,39 @@ def test_windows_after_a_first_window_stay_small_while_others_wait() -> None:
     assert grown > 0  # they grow once everyone plays
 
 
+def test_a_newcomer_served_as_it_comes_does_not_hold_windows_small() -> None:
+    """The windows after a first window stay small while newcomers queue for their first
+    audio (a burst). Streams arriving one at a time, as a thousand listeners over ten seconds
+    do, owe less first audio than the workers get through while one window runs: beside one,
+    a playing stream's window grows as if nobody waited; beside a burst it stays small."""
+    first = config().first_window_frames
+
+    def next_window(newcomers: int) -> int:
+        clock = FakeClock()
+        s = make(workers=16)
+        s.open_stream("p", Priority.NORMAL, clock.now)
+        s.submit("p", 0, "x" * 600, speed=1.0, voice=VOICE, now=clock.now)
+        for _ in range(2):  # alone: its encode step and its first window
+            (step,) = s.next_steps(clock.now)
+            clock.advance(price(s, step))
+            assert run(s, step, clock.now)
+        assert step.kind is StepKind.DECODE and step.frames == first
+        for i in range(newcomers):
+            s.open_stream(f"n{i}", Priority.NORMAL, clock.now)
+            s.submit(f"n{i}", 0, "x" * 80, speed=1.0, voice=VOICE, now=clock.now)
+        steps = []  # one step for each idle worker: the newcomers' encode steps, and p's
+        while len(steps) < 16 and (batch := s.next_steps(clock.now)):
+            steps += batch
+        assert sum(st.stream_id != "p" for st in steps) == newcomers  # all of them start
+        (window,) = [st for st in steps if st.stream_id == "p"]
+        return window.frames
+
+    alone = next_window(0)
+    assert alone > first
+    assert next_window(1) == alone
+    assert next_window(12) == first
+
+
 def alone_floor_s(result: SimResult, slow: float) -> float:
     """A burst's compute floor (issue 18): each stream's encode step as it ran and a first
     window as long as alone (first_window_frames, context on its right only), over the two
