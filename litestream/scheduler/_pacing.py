@@ -300,7 +300,8 @@ class Pacing:
         every window that goes before them adds to their wait)? Streams arriving one after
         another, a hundred a second at a thousand listeners, are served as they come: what
         they owe is less, and holding every playing stream's windows small for them only
-        multiplied the windows (3.5x per second of audio, each a run, a hand-off and a write)."""
+        multiplied the windows (3x per second of audio, each a hand-off, a decision and a
+        write)."""
         if not self.others_await_first(s):
             return False
         owed_s = self.pending_first_s - s.first_cost_s
