@@ -100,6 +100,9 @@ class ListenerResult:
     refused_status: int | None = None
     error: str | None = None  # connection error, or the first `error` code received
     ttfa_s: float | None = None  # text sent -> first audio byte
+    # WebSocket: its start -> handshake done (the connect, the kernel's accept queue and the
+    # upgrade); a SYN dropped by a full accept queue shows here as a second or more
+    connect_s: float | None = None
     stalls: int = 0
     stall_s: float = 0.0
     audio_bytes: int = 0
@@ -221,12 +224,14 @@ async def _run_ws(session: Any, options: ClientOptions, plan: StreamPlan,
 
     result = listener.result
     loop = asyncio.get_running_loop()
+    started = loop.time()
     try:
         ws = await session.ws_connect(_ws_url(options), autoping=True, max_msg_size=0,
                                       compress=0)
     except aiohttp.WSServerHandshakeError as exc:
         result.refused_status = exc.status
         return
+    result.connect_s = loop.time() - started
     binary, text_type = aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT
     try:
         listener.on_text_sent(loop.time())
@@ -486,6 +491,12 @@ class SwarmReport:
     ttfa_p95_ms: float | None
     ttfa_p99_ms: float | None
     ttfa_max_ms: float | None
+    # WebSocket only: start -> handshake done, and start -> first audio (what a client that
+    # opens its stream when it has text waits)
+    connect_p50_ms: float | None
+    connect_p95_ms: float | None
+    connect_max_ms: float | None
+    from_connect_p95_ms: float | None
     stalls: int
     streams_with_stalls: int
     stall_ms_total: float
@@ -598,6 +609,9 @@ def summarize(config: SwarmConfig, results: Sequence[ListenerResult], wall_s: fl
         elif r.close_code is not None and not config.first_audio_only:
             errors[f"close {r.close_code}"] = errors.get(f"close {r.close_code}", 0) + 1
     ttfas = [r.ttfa_s * 1000.0 for r in admitted if r.ttfa_s is not None]
+    connects = [r.connect_s * 1000.0 for r in admitted if r.connect_s is not None]
+    from_connect = [(r.connect_s + r.ttfa_s) * 1000.0 for r in admitted
+                    if r.connect_s is not None and r.ttfa_s is not None]
     audio_s = math.fsum(r.audio_s for r in results)
     frames = sum(r.frames for r in results)
     cpu = server.get("cpu")
@@ -621,6 +635,10 @@ def summarize(config: SwarmConfig, results: Sequence[ListenerResult], wall_s: fl
         ttfa_p95_ms=percentile(ttfas, 95),
         ttfa_p99_ms=percentile(ttfas, 99),
         ttfa_max_ms=max(ttfas) if ttfas else None,
+        connect_p50_ms=percentile(connects, 50),
+        connect_p95_ms=percentile(connects, 95),
+        connect_max_ms=max(connects) if connects else None,
+        from_connect_p95_ms=percentile(from_connect, 95),
         stalls=sum(r.stalls for r in results),
         streams_with_stalls=sum(1 for r in results if r.stalls),
         stall_ms_total=math.fsum(r.stall_s for r in results) * 1000.0,
@@ -651,6 +669,9 @@ def format_report(report: SwarmReport) -> str:
         f"first audio p50 {_ms(report.ttfa_p50_ms)} p95 {_ms(report.ttfa_p95_ms)} "
         f"p99 {_ms(report.ttfa_p99_ms)} max {_ms(report.ttfa_max_ms)} ms; stalls "
         f"{report.stalls} in {report.streams_with_stalls} streams ({report.stall_ms_total:.0f} ms)",
+        *([f"handshake p50 {_ms(report.connect_p50_ms)} p95 {_ms(report.connect_p95_ms)} max "
+           f"{_ms(report.connect_max_ms)} ms; from the start of the connect to first audio p95 "
+           f"{_ms(report.from_connect_p95_ms)} ms"] if report.connect_p50_ms is not None else []),
         f"audio {report.audio_s_total:.0f} s in {report.wall_s:.1f} s; "
         f"{report.frames_per_s:.0f} frames/s; generator CPU {report.generator_cpu_s:.1f} s",
     ]

@@ -135,5 +135,12 @@ async def test_a_run_against_a_real_server(transport: str) -> None:
     assert cpu["inference_threads"] >= 1 and cpu["inference_s"] > 0
     assert report.server["event_loop_ms_per_audio_s"] > 0
     assert "first audio p50" in swarm.format_report(report)
+    if transport == "ws":  # the handshake, timed apart; first audio from the connect adds it
+        assert all(r.connect_s is not None and r.connect_s > 0 for r in played)
+        assert report.connect_p95_ms is not None and report.from_connect_p95_ms is not None
+        assert report.from_connect_p95_ms > report.connect_p50_ms
+        assert "handshake p50" in swarm.format_report(report)
+    else:
+        assert report.connect_p50_ms is None and "handshake" not in swarm.format_report(report)
     decode = report.server["batches"]["decode"]
     assert decode["runs"] > 0 and decode["steps"] >= decode["runs"]
