@@ -72,6 +72,14 @@ class Config:
         metadata={"help": "cuDNN convolution algorithm search on CUDA: heuristic, exhaustive "
                           "(times every algorithm on a shape's first run) or default"},
     )
+    # A burst of connections waits in the kernel's accept queue while the event loop is busy;
+    # past the queue's length the kernel drops SYNs and the client retries a second later
+    # (aiohttp's default, 128, did this to a burst of 200: docs/benchmarks.md). The kernel
+    # caps it at net.core.somaxconn (4096 on Linux 5.4+).
+    listen_backlog: int = field(
+        default=2048,
+        metadata={"help": "connections the kernel holds until the server accepts them"},
+    )
     workers: int = field(
         default_factory=_default_workers, metadata={"help": "inference threads (default: cores)"}
     )
@@ -239,6 +247,7 @@ def _check(cond: bool, name: str, why: str) -> None:
 def _validate(c: Config) -> None:
     _check(0 < c.port < 65536, "port", f"{c.port} is not a TCP port")
     _check(c.workers >= 1, "workers", "must be at least 1")
+    _check(c.listen_backlog >= 1, "listen_backlog", "must be at least 1")
     _check(c.intra_op_threads >= 1, "intra_op_threads", "must be at least 1")
     _check(c.max_batch >= 0, "max_batch", "must be 0 (auto) or more")
     _check(c.watchdog_factor == 0 or c.watchdog_factor >= 1, "watchdog_factor",

@@ -147,7 +147,7 @@ class LitestreamServer:
                                      shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.host, self.config.port, ssl_context=tls,
-                           reuse_address=True)
+                           reuse_address=True, backlog=self.config.listen_backlog)
         await site.start()
         # Not fatal: without Redis the replica serves from its own cache (warned once).
         if self.shared_cache is not None and await self.shared_cache.ping():

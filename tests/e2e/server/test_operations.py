@@ -11,7 +11,9 @@ import contextlib
 import json
 import logging
 import os
+import selectors
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -46,6 +48,44 @@ async def refused_status(url: str, **kwargs: object) -> tuple[int, dict[str, str
             pass
     response = info.value.response
     return response.status_code, dict(response.headers.raw_items()), response.body
+
+
+# ---------------------------------------------------------------- connections
+
+def connected_within(port: int, count: int, wait_s: float) -> int:
+    """Open `count` TCP connections to the port at once and return how many the kernel
+    completed within `wait_s`. Blocking: called from the server's own event loop, nothing is
+    accepted meanwhile, so every connection waits in the kernel's accept queue."""
+    socks: list[socket.socket] = []
+    with selectors.DefaultSelector() as selector:
+        try:
+            for _ in range(count):
+                sock = socket.socket()
+                sock.setblocking(False)
+                sock.connect_ex(("127.0.0.1", port))
+                socks.append(sock)
+                selector.register(sock, selectors.EVENT_WRITE)
+            done = 0
+            deadline = time.monotonic() + wait_s
+            while done < count and (left := deadline - time.monotonic()) > 0:
+                for key, _ in selector.select(left):
+                    ready = key.fileobj
+                    assert isinstance(ready, socket.socket)
+                    selector.unregister(ready)
+                    done += ready.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0
+            return done
+        finally:
+            for sock in socks:
+                sock.close()
+
+
+async def test_a_burst_of_connections_waits_in_the_accept_queue_not_for_a_retry() -> None:
+    # A full accept queue drops SYNs, and the client's kernel sends its next SYN a second
+    # later: aiohttp's default queue of 128 did this to a burst of 200 WebSockets.
+    async with run_server() as srv:
+        assert connected_within(srv.port, 300, wait_s=0.5) == 300
+    async with run_server(listen_backlog=128) as srv:  # the old length: the check can fail
+        assert connected_within(srv.port, 300, wait_s=0.5) < 300
 
 
 # ---------------------------------------------------------------- keys, origins, quotas
