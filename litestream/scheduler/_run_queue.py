@@ -8,7 +8,11 @@ stale entries are skipped by a version counter, so a decision is O(log streams).
 A pick takes, in this order (docs/scheduling.md, "Who goes first"):
 1. due work: the most urgent step, when its latest start is within `due_margin_s` of now;
 2. first audio: a stream waiting for its first audio (either pace), most urgent first; so
-   in a burst no newcomer's encode step or first window waits behind work not yet due;
+   in a burst no newcomer's encode step or first window waits behind work not yet due; and
+   while more streams wait for their first audio than there are workers (they queue), nothing
+   below runs: a worker that finds no newcomer's step ready waits for one (or for due work)
+   rather than start a window that is not due, whose run, result and audio would stand
+   between the newcomers and the workers and the event loop;
 3. a listener's step under `lookahead_s` of audio ahead, most urgent first;
 4. a download's step (after its first audio), oldest stream first, so it finishes fast and
    frees its place; a download with `download_buffer_s` not yet read by its client waits in
@@ -133,10 +137,12 @@ class RunQueue:
         due_by = now + self.config.due_margin_s
         if top is not None and top[0] <= due_by:
             return self._near_tie(heap, due_by), heap, False  # 1: due (near-ties only if due)
-        if first is None and top is not None:
-            return self._near_tie(heap), heap, False  # 3
         if first is not None:
             return self._near_tie(self._first), self._first, False  # 2: first audio
+        if self._pacing.newcomers_queue():
+            return None  # a burst: nothing not yet due goes before the newcomers' next steps
+        if top is not None:
+            return self._near_tie(heap), heap, False  # 3
         download = self._peek(self._download)
         if download is not None:
             return download[3], None, False  # 4
@@ -174,12 +180,23 @@ class RunQueue:
     def wakeup_s(self, now: float) -> float | None:
         """When a pick would find work (see Scheduler.next_wakeup_s)."""
         self.promote(now)
-        if any(self._peek(h) is not None for h in (self._first, self._ready, self._download)):
+        if self._peek(self._first) is not None:
             return now
-        top = self._peek(self._held)
-        if top is None:
+        held = self._peek(self._held)
+        if self._pacing.newcomers_queue():
+            # Only due work runs: the ready head when it falls due, a held head when it joins
+            # the ready heap (its due comes later). Each newcomer's step that becomes ready,
+            # and the burst's end, come with a finished run, which dispatches anyway.
+            ready = self._peek(self._ready)
+            times = [ready[0] - self.config.due_margin_s] if ready is not None else []
+            if held is not None:
+                times.append(held[0])
+            return max(now, min(times)) if times else None
+        if self._peek(self._ready) is not None or self._peek(self._download) is not None:
+            return now
+        if held is None:
             return None
-        return max(now, self._hard_s(top[3]))
+        return max(now, self._hard_s(held[3]))
 
     def held_streams(self) -> int:
         """Backlogged streams held back by the lookahead cap. O(held entries)."""

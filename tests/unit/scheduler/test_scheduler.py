@@ -236,6 +236,37 @@ def test_lookahead_cap_holds_then_serves_idle_worker_and_respects_hard_cap() -> 
     assert s.next_wakeup_s(wake) is None
 
 
+def test_while_newcomers_outnumber_the_workers_only_due_work_goes_before_them() -> None:
+    # A window not due would stand between the queued newcomers and the workers (and the
+    # event loop, which hands out every run and delivers its audio); due work still goes.
+    s = make(workers=2)
+    s.open_stream("playing", Priority.NORMAL, 0.0)
+    s.audio_sent("playing", 2.0, 0.0)  # 2 s ahead: under the 4 s lookahead cap, not due
+    submit(s, "playing", 0, 80, 0.0)
+    for sid in ("a", "b", "c"):  # three newcomers, two workers: they queue
+        s.open_stream(sid, Priority.NORMAL, 0.0)
+        submit(s, sid, 0, 40, 0.0)
+    encodes = [s.next_steps(0.0)[0] for _ in range(3)]
+    assert {step.stream_id for step in encodes} == {"a", "b", "c"}
+    # Nothing of theirs is ready (their encode steps are out): the playing stream waits.
+    assert s.next_steps(0.0) == []
+    wake = s.next_wakeup_s(0.0)
+    assert wake is not None and 0.0 < wake < 2.0
+    assert s.next_steps(wake - 0.01) == []
+    (due,) = s.next_steps(wake)  # due now: it goes before any newcomer would
+    assert due.stream_id == "playing"
+    # Two newcomers play; one waits, fewer than the workers: work not due goes again.
+    now = wake
+    for step in encodes[:2]:
+        assert run(s, step, now)
+    for _ in range(2):
+        (first,) = s.next_steps(now)
+        assert first.stream_id in ("a", "b") and run(s, first, now)
+    assert run(s, due, now)
+    (ahead,) = s.next_steps(now)
+    assert ahead.stream_id in ("playing", "a", "b")  # a window not due, for an idle worker
+
+
 # ---- window size: the control ----------------------------------------------------------------
 
 
