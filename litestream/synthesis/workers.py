@@ -154,9 +154,10 @@ class WorkerPool:
         self._on_change = on_change
         self._on_drained = on_drained
         # Runs finished and not yet taken by the loop (worker threads append, the loop takes
-        # them all), and whether a take is already posted: one wake-up for all of them.
+        # them all), and whether a take is already posted: one wake-up for all of them. The
+        # flag: the run is over (False: an encode step's result ahead of the rest of its run).
         self._done_lock = threading.Lock()
-        self._done: list[tuple[_Worker, int, list[WorkResult]]] = []
+        self._done: list[tuple[_Worker, int, list[WorkResult], bool]] = []
         self._take_posted = False
         self._voices = voices
         self._size = workers
@@ -233,14 +234,19 @@ class WorkerPool:
             self._all_warm.set()
         self._emit(PoolEvent.SERVING)
 
-    def _finish_runs(self, done: list[tuple[_Worker, int, list[WorkResult]]]) -> None:
-        """On the loop thread: finished runs, in the order they finished. Their workers are
-        idle again before any result is handled, so `on_drained` can give each its next work
-        at once."""
+    def _finish_runs(self, done: list[tuple[_Worker, int, list[WorkResult], bool]]) -> None:
+        """On the loop thread: finished runs (and encode steps finished ahead of the rest of
+        their run), in the order they finished. Workers whose run is over are idle again
+        before any result is handled, so `on_drained` can give each its next work at once."""
         results: list[WorkResult] = []
-        for worker, run_no, run_results in done:
+        for worker, run_no, run_results, over in done:
             if worker.state is _State.GONE or run_no != worker.run_no:
                 continue  # abandoned: its steps were failed when it was; the thread exits
+            if not over:  # the worker goes on with its run; these steps are no longer its
+                taken = {id(result.step) for result in run_results}
+                worker.steps = [step for step in worker.steps if id(step) not in taken]
+                results += run_results
+                continue
             if worker.timer is not None:
                 worker.timer.cancel()
                 worker.timer = None
@@ -264,11 +270,13 @@ class WorkerPool:
             self._take_posted = False
         self._finish_runs(done)
 
-    def _post_finished(self, worker: _Worker, run_no: int, results: list[WorkResult]) -> bool:
-        """From a worker thread: hand a finished run to the loop. Only the first run finished
-        since the loop's last take posts a callback; later ones join it."""
+    def _post_finished(self, worker: _Worker, run_no: int, results: list[WorkResult],
+                       over: bool = True) -> bool:
+        """From a worker thread: hand a finished run (`over`), or results ahead of the rest
+        of it, to the loop. Only the first post since the loop's last take posts a callback;
+        later ones join it."""
         with self._done_lock:
-            self._done.append((worker, run_no, results))
+            self._done.append((worker, run_no, results, over))
             if self._take_posted:
                 return True
             self._take_posted = True
@@ -377,7 +385,11 @@ class WorkerPool:
                 if task is None:
                     return
                 run_no, steps, run_options = task
-                results = run_steps(sessions, steps, run_options)
+
+                def ahead(result: WorkResult, run_no: int = run_no) -> None:
+                    self._post_finished(worker, run_no, [result], over=False)
+
+                results = run_steps(sessions, steps, run_options, ahead=ahead)
                 untrimmed = True
                 if time.monotonic() - trimmed_at >= TRIM_BUSY_S:
                     release_memory()
@@ -462,15 +474,28 @@ def release_memory() -> None:
 
 
 def run_steps(voices: Mapping[str, Voice], steps: list[SynthesisStep],
-              run_options: Any = None) -> list[WorkResult]:
+              run_options: Any = None,
+              ahead: Callable[[WorkResult], None] | None = None) -> list[WorkResult]:
     """Run one homogeneous batch: encode steps one by one (each phonemized first), decode
     windows as one `decode_batch`. A failure fails only its own step. `run_options` (an
-    `ort.RunOptions`) goes to every engine run: the watchdog may terminate it."""
+    `ort.RunOptions`) goes to every engine run: the watchdog may terminate it.
+
+    `ahead`, when given, takes each encode step's result as soon as it is done, all but the
+    last (which is returned): nothing gains from waiting for the rest of the batch, and a
+    burst's first encode steps ran in batches of 8, each member's first window held back by
+    the seven other front passes."""
     voice = voices.get(steps[0].voice)
     if voice is None:
         return [WorkResult(step, 0.0, error=f"voice {step.voice!r} not loaded") for step in steps]
     if steps[0].kind is StepKind.ENCODE:
-        return [_encode(voice, step, run_options) for step in steps]
+        results: list[WorkResult] = []
+        for step in steps[:-1]:
+            result = _encode(voice, step, run_options)
+            if ahead is not None:
+                ahead(result)
+            else:
+                results.append(result)
+        return [*results, _encode(voice, steps[-1], run_options)]
     if len(steps) == 1:
         return [_decode(voice, steps[0], run_options)]
     started = time.perf_counter()

@@ -369,3 +369,37 @@ async def test_runs_that_finish_together_are_taken_at_once_and_dispatched_once()
         assert drained == [3, 4] and seen[3] == (3, 3)
     finally:
         await asyncio.to_thread(pool.close)
+
+
+async def test_an_encode_batch_hands_each_result_over_as_it_is_done() -> None:
+    """A worker runs a batch's encode steps one after another; each result goes to the loop
+    as soon as its step is done, not with the batch's last (a newcomer's first window waits
+    for no other sentence's front pass). The worker is idle again only when the batch is."""
+    armed, release = threading.Event(), threading.Event()
+    runs: list[float] = []
+
+    def sleep(seconds: float) -> None:  # the second run of the batch holds until released
+        if armed.is_set():
+            runs.append(seconds)
+            if len(runs) == 2:
+                release.wait(30)
+
+    results: asyncio.Queue[WorkResult] = asyncio.Queue()
+    pool = WorkerPool({"v": SyntheticVoice(sleep=sleep)}, 1, asyncio.get_running_loop(),
+                      results.put_nowait)
+    await pool.ready()
+    try:
+        armed.set()
+        pool.dispatch([job(SHORT, seq=0), job(SHORT, seq=1), job(SHORT, seq=2)])
+        async with asyncio.timeout(10):
+            first = await results.get()
+        assert (first.step.seq, first.failed, first.latent is not None) == (0, False, True)
+        assert pool.idle == 0 and results.empty()  # the rest of the batch is under way
+        release.set()
+        async with asyncio.timeout(30):
+            rest = [await results.get() for _ in range(2)]
+        assert [(r.step.seq, r.failed) for r in rest] == [(1, False), (2, False)]
+        assert pool.idle == 1
+    finally:
+        release.set()
+        await asyncio.to_thread(pool.close)

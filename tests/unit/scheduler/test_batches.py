@@ -5,8 +5,9 @@ Random streams (buffers, sentence lengths, priorities, arrivals) on one worker t
 batch as the worker pool does: decode windows as one decode_batch, whose predicted time is the
 scheduler's (its longest window plus `batch_marginal_cost` of the others), encode steps one
 after another (run_steps in synthesis/workers.py), every result posted when the whole batch is
-done. Whenever the member with the earliest deadline would have finished in time alone, the
-batch finishes in time too. A member already late alone may be made later only up to
+done (the pool hands each encode result over as its step is done: this is the worst case).
+Whenever the member with the earliest deadline would have finished in time alone, the batch
+finishes in time too. A member already late alone may be made later only up to
 `batch_late_growth` of the seed's time, and never at the cost of a member that was on time."""
 
 from __future__ import annotations
