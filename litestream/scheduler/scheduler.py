@@ -96,7 +96,8 @@ class Scheduler:
         self._pacing = Pacing(config, self.model, workers)
         self._pacing.streams = self._backlogged
         self._queue = RunQueue(config, self._pacing)
-        self._admission = AdmissionControl(config, self._pacing, self._streams, self._backlogged)
+        self._admission = AdmissionControl(config, self._pacing, self._streams, self._backlogged,
+                                           self._queue.changed)
         self._stats = SchedulerStats()
         self._steps = InFlight(config, self._pacing, self._stats)
         self._sentences = 0
@@ -123,6 +124,7 @@ class Scheduler:
                 raise ValueError("sample_rate must be > 0")
             self._sample_rates[voice] = sample_rate
         self._queue.touch()
+        self._admission.invalidate()
 
     def set_workers(self, n: int, now: float) -> None:
         """Capacity follows the workers actually serving (a worker lost to the watchdog, or one
@@ -132,6 +134,7 @@ class Scheduler:
             raise ValueError("workers must be >= 0")
         self._pacing.workers = n
         self._queue.touch()
+        self._admission.invalidate()
 
     # ---- streams -------------------------------------------------------------------------
 
@@ -262,7 +265,7 @@ class Scheduler:
             self._queue.rekey(s, now)
             step.deadline_s, step.latest_start_s = s.deadline_s, s.rank_s - s.shift_s
         else:
-            self._queue.touch()
+            self._queue.touch(s)
         return step
 
     def clear(self, stream_id: str, now: float) -> int:

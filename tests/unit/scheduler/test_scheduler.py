@@ -544,6 +544,44 @@ def test_retry_after_is_the_backlog_priced_at_most_every_half_second(seed: int) 
     assert refusals > 40 and fresh > 20 and reused > 2
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_the_urgent_work_kept_up_to_date_is_what_a_full_sum_finds(seed: int) -> None:
+    # Admission sums every backlogged stream's urgent work at most every URGENT_REFRESH_S
+    # and in between prices again only the streams that changed: at every admission the
+    # figure must be the full sum's (at the same horizon), whatever happened in between.
+    rng = random.Random(seed)
+    clock = FakeClock()
+    s = make(workers=2)
+    admission = s._admission
+    running: list[SynthesisStep] = []
+    for _ in range(400):
+        clock.advance(rng.uniform(0.0, 0.006))
+        act = rng.random()
+        if act < 0.25:
+            sid = f"s{rng.randrange(12)}"
+            if s.priority(sid) is None:
+                s.open_stream(sid, Priority.NORMAL, clock.now)
+            submit(s, sid, rng.randrange(1000), rng.randrange(5, 200), clock.now)
+        elif act < 0.6 and len(running) < 2:
+            running += s.next_steps(clock.now, 2)
+        elif act < 0.9 and running:
+            run(s, running.pop(rng.randrange(len(running))), clock.now)
+        elif act < 0.95:
+            sid = f"s{rng.randrange(12)}"
+            if s.priority(sid) is not None:
+                s.clear(sid, clock.now)
+        else:
+            sid = f"s{rng.randrange(12)}"
+            running = [step for step in running if step.stream_id != sid]
+            if s.priority(sid) is not None:
+                s.close_stream(sid, clock.now)
+        got = admission._urgent_compute(clock.now, s._queue.epoch)
+        urgent = admission._urgent
+        assert urgent is not None and urgent.horizon_s >= clock.now + s._pacing.first_due_s
+        full = sum(admission._urgent_part(x, urgent.horizon_s) for x in s._backlogged)
+        assert got == pytest.approx(full, rel=1e-9, abs=1e-12)
+
+
 def test_admission_reasons() -> None:
     s = make(workers=2, max_streams=3)
     for sid in ("a", "b", "c"):
