@@ -54,7 +54,7 @@ class AdmissionControl:
         pacing: Pacing,
         streams: dict[str, StreamRecord],
         backlogged: set[StreamRecord],
-        changed: set[StreamRecord] | None = None,
+        changed: set[StreamRecord],
     ) -> None:
         self.config = config
         self._pacing = pacing
@@ -66,9 +66,8 @@ class AdmissionControl:
         # their first audio is about to be asked for: it counts as urgent work (_fresh_count).
         self._fresh: dict[str, float] = {}
         # The run queue's: streams whose work or deadline changed since it was last emptied.
-        self._changed: set[StreamRecord] = changed if changed is not None else set()
+        self._changed = changed
         self._urgent: _Urgent | None = None
-        self._urgent_epoch = -1
         self._retry_price: tuple[float, float] = (-math.inf, 0.0)  # (priced at, retry_after_s)
 
     def register_voice(self, voice: str) -> None:
@@ -88,10 +87,9 @@ class AdmissionControl:
         """The stream is no longer part of a burst: its text arrived, or it closed."""
         self._fresh.pop(stream_id, None)
 
-    def decide(self, now: float, voice: str | None, epoch: int, pace: Pace, *,
+    def decide(self, now: float, voice: str | None, pace: Pace, *,
                priced: bool = True) -> Admission:
-        """The answer for a new stream speaking `voice` at `pace` (see Scheduler.admit).
-        `epoch` is the scheduler's change counter: it keys the urgent-compute cache. A
+        """The answer for a new stream speaking `voice` at `pace` (see Scheduler.admit). A
         refusal's retry_after_s is priced only when `priced` (0.0 otherwise: readiness and
         the load signal ask only whether a stream would be let in).
 
@@ -118,7 +116,7 @@ class AdmissionControl:
         # an idle server (Kokoro on CPU) has a late first audio but is served, not refused for
         # its own cost; and one long encode step holds one worker, not all of them.
         own = min(first, cfg.first_audio_target_s)
-        urgent = self._urgent_compute(now, epoch)
+        urgent = self._urgent_compute(now)
         if pace is Pace.DOWNLOAD:
             # A download's first audio waits behind every first audio owed, however far out
             # their deadlines (a burst of downloads spreads them out; a listener's steady share
@@ -129,12 +127,12 @@ class AdmissionControl:
             return self._refuse(AdmissionReason.BACKLOG, now, priced)
         return Admission(accepted=True, retry_after_s=0.0, reason=AdmissionReason.ACCEPTED)
 
-    def fullness(self, now: float, epoch: int) -> float:
+    def fullness(self, now: float) -> float:
         """Admitted load over capacity, 0..1: 1.0 exactly when `decide` refuses a new stream
         of the default voice now (for any reason: streams, capacity, backlog, no worker);
         below, the larger of the steady demand over the most demand that still admits one
         more stream, and the open streams over `max_streams`."""
-        if not self.decide(now, None, epoch, Pace.LISTENER, priced=False).accepted:
+        if not self.decide(now, None, Pace.LISTENER, priced=False).accepted:
             return 1.0
         cfg = self.config
         pacing = self._pacing
@@ -226,7 +224,7 @@ class AdmissionControl:
                 break
         return total
 
-    def _urgent_compute(self, now: float, epoch: int) -> float:
+    def _urgent_compute(self, now: float) -> float:
         """Predicted compute of queued work due within a first audio's deadline of now
         (first_audio_target_s + first_audio_slack_s), looking up to URGENT_REFRESH_S further:
         summed over every backlogged stream at most that often, and in between updated for the
@@ -241,8 +239,7 @@ class AdmissionControl:
                     parts[s] = part
             self._urgent = urgent = _Urgent(horizon, now + URGENT_REFRESH_S, parts)
             self._changed.clear()
-            self._urgent_epoch = epoch
-        elif epoch != self._urgent_epoch:
+        elif self._changed:
             parts = urgent.parts
             for s in self._changed:
                 old = parts.pop(s, 0.0)
@@ -251,7 +248,6 @@ class AdmissionControl:
                     parts[s] = new
                 urgent.total_s += new - old
             self._changed.clear()
-            self._urgent_epoch = epoch
         return max(urgent.total_s, 0.0)
 
     def _urgent_part(self, s: StreamRecord, horizon: float) -> float:

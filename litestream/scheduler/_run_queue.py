@@ -54,29 +54,22 @@ class RunQueue:
         self._held: list[_Entry] = []  # next steps over the lookahead cap, keyed by eligible time
         self._service: list[tuple[float, int, StreamRecord]] = []  # backlogged, by attained
         self._tiebreak = count()
-        # Bumped on every change to the streams' work or its prices: keys the caches of figures
-        # derived from them (admission's urgent compute), with the streams changed since the
-        # last look (emptied by whoever looks: AdmissionControl).
-        self.epoch = 0
+        # The streams whose work or deadline changed since the last look (emptied by whoever
+        # looks: AdmissionControl keeps its urgent work up to date from it).
         self.changed: set[StreamRecord] = set()
 
-    def touch(self, s: StreamRecord | None = None) -> None:
-        """Something the keys depend on changed without a rekey: stream `s`'s work (a
-        sentence queued behind its head), or a voice or the workers."""
-        self.epoch += 1
-        if s is not None:
-            self.changed.add(s)
+    def touch(self, s: StreamRecord) -> None:
+        """Stream `s`'s work changed without a rekey (a sentence queued behind its head)."""
+        self.changed.add(s)
 
     def drop(self, s: StreamRecord) -> None:
         """The stream's entries go stale (it was cleared)."""
         s.version += 1
-        self.epoch += 1
         self.changed.add(s)
 
     def rekey(self, s: StreamRecord, now: float) -> None:
         """Recompute the next step's key and push a fresh heap entry (old ones go stale)."""
         s.version += 1
-        self.epoch += 1
         self.changed.add(s)
         s.blocked = False
         head = self._pacing.next_sentence(s)

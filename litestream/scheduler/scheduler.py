@@ -123,7 +123,6 @@ class Scheduler:
             if sample_rate <= 0:
                 raise ValueError("sample_rate must be > 0")
             self._sample_rates[voice] = sample_rate
-        self._queue.touch()
         self._admission.invalidate()
 
     def set_workers(self, n: int, now: float) -> None:
@@ -133,7 +132,6 @@ class Scheduler:
         if n < 0:
             raise ValueError("workers must be >= 0")
         self._pacing.workers = n
-        self._queue.touch()
         self._admission.invalidate()
 
     # ---- streams -------------------------------------------------------------------------
@@ -158,15 +156,14 @@ class Scheduler:
         (`_admission.RETRY_PRICE_EVERY_S`), refusals in between reuse the last price.
         Every price comes from `CostModel.price`, per voice.
         """
-        admission = self._admission.decide(now, voice, self._queue.epoch, Pace(pace))
+        admission = self._admission.decide(now, voice, Pace(pace))
         if not admission.accepted:
             self._stats.refused += 1
         return admission
 
     def has_capacity(self, now: float) -> bool:
         """Would a new stream be admitted now? For readiness probes: counts no refusal."""
-        return self._admission.decide(now, None, self._queue.epoch, Pace.LISTENER,
-                                      priced=False).accepted
+        return self._admission.decide(now, None, Pace.LISTENER, priced=False).accepted
 
     def fullness(self, now: float) -> float:
         """Admitted load over capacity, 0..1: the per-replica signal autoscalers scale on
@@ -175,7 +172,7 @@ class Scheduler:
         summed steady RTF over the most that still admits one more stream (`workers x
         target_utilization` less one stream's share) and the open streams over `max_streams`.
         Counts no refusal."""
-        return self._admission.fullness(now, self._queue.epoch)
+        return self._admission.fullness(now)
 
     def load(self, now: float) -> float:
         """Predicted compute demand of active streams over capacity: 1.0 = every worker busy.

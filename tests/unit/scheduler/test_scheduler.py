@@ -575,7 +575,7 @@ def test_the_urgent_work_kept_up_to_date_is_what_a_full_sum_finds(seed: int) -> 
             running = [step for step in running if step.stream_id != sid]
             if s.priority(sid) is not None:
                 s.close_stream(sid, clock.now)
-        got = admission._urgent_compute(clock.now, s._queue.epoch)
+        got = admission._urgent_compute(clock.now)
         urgent = admission._urgent
         assert urgent is not None and urgent.horizon_s >= clock.now + s._pacing.first_due_s
         full = sum(admission._urgent_part(x, urgent.horizon_s) for x in s._backlogged)
