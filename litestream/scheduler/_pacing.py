@@ -294,10 +294,11 @@ class Pacing:
         """Does a stream other than `s` wait for its first audio?"""
         return self.awaiting_first > (1 if s.first_deadline_s is not None else 0)
 
-    def newcomers_queue(self) -> bool:
+    def newcomers_outnumber_workers(self) -> bool:
         """A burst: more streams wait for their first audio than there are workers, so they
         queue for them (RunQueue.pick holds back work not yet due meanwhile). Streams arriving
-        one after another, even a hundred a second, are fewer at any moment."""
+        one after another, even a hundred a second, are fewer at any moment. (Coarser than
+        `newcomers_queued`, which weighs the first audio owed against one window's price.)"""
         return self.awaiting_first > self.workers
 
     def newcomers_queued(self, s: StreamRecord, frames: int) -> bool:

@@ -139,7 +139,7 @@ class RunQueue:
             return self._near_tie(heap, due_by), heap, False  # 1: due (near-ties only if due)
         if first is not None:
             return self._near_tie(self._first), self._first, False  # 2: first audio
-        if self._pacing.newcomers_queue():
+        if self._pacing.newcomers_outnumber_workers():
             return None  # a burst: nothing not yet due goes before the newcomers' next steps
         if top is not None:
             return self._near_tie(heap), heap, False  # 3
@@ -183,7 +183,7 @@ class RunQueue:
         if self._peek(self._first) is not None:
             return now
         held = self._peek(self._held)
-        if self._pacing.newcomers_queue():
+        if self._pacing.newcomers_outnumber_workers():
             # Only due work runs: the ready head when it falls due, a held head when it joins
             # the ready heap (its due comes later). Each newcomer's step that becomes ready,
             # and the burst's end, come with a finished run, which dispatches anyway.
