@@ -125,6 +125,8 @@ _UNSPACED_BREAKS: dict[str, frozenset[str]] = {"ja": frozenset("。！？!?、�
 # The characters str.splitlines() treats as line breaks.
 _NEWLINES = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
 _RUNS = re.compile(r"\s+|\S+")
+# Whitespace that holds no line break (a run of it is one plain word gap).
+_GAP = "[^\\S" + "".join(sorted(_NEWLINES)).encode("unicode_escape").decode() + "]+"
 # Left context pysbd gets at a decision point (whole words, at least this many characters).
 # pysbd costs about 0.3 ms + 6 us per character a call; the whole buffer could be 600 chars.
 _LOOKBACK_CHARS = 64
@@ -170,6 +172,16 @@ def _plain_starts(text: str) -> list[int] | None:
     if end == "!" and last.endswith(_EXCLAMATION_WORDS):
         return None
     return [0] if m.group("next") is None else [0, len(text) - 1]
+
+
+_GAPS = re.compile(_GAP)
+
+
+def _quiet_stretch(triggers: frozenset[str]) -> re.Pattern[str]:
+    """Gaps without a line break, each followed by a whole word; every word but the last
+    ends in no trigger (so no gap of the stretch follows one)."""
+    not_trigger = "[^\\s" + re.escape("".join(sorted(triggers))) + "]"
+    return re.compile(rf"(?:{_GAP}\S*{not_trigger}(?!\S))*(?:{_GAP}\S+)?")
 
 
 def _dropped(ch: str) -> bool:
@@ -258,6 +270,7 @@ class Segmenter:
         key = base_language(language) or "en"
         self.punctuation = PUNCTUATION.get(key, _LATIN)
         self._triggers = self.punctuation.gap_triggers
+        self._quiet = _quiet_stretch(self._triggers)
         self._pysbd = pysbd.Segmenter(language=key, clean=False)
         self._plain = key == "en"  # plain English text skips pysbd: see _plain_starts
         self._breaks = _UNSPACED_BREAKS.get(key)  # None: a language with word spaces
@@ -275,13 +288,56 @@ class Segmenter:
         """Add a fragment of text; return the chunks that became complete, in order."""
         out: list[str] = []
         text = _clean(fragment) if self._breaks is None else self._gapped(_clean(fragment))
-        for match in _RUNS.finditer(text):
+        pos, n = 0, len(text)
+        while pos < n:
+            if self._buf and not self._pending_ws and text[pos].isspace():
+                pos = self._quiet_words(text, pos)
+                if pos == n:
+                    break
+            match = _RUNS.match(text, pos)
+            assert match is not None  # every character is whitespace or not
             run = match.group()
             if run[0].isspace():
                 self._whitespace(run, out)
             else:
                 self._word(run, out)
+            pos = match.end()
         return out
+
+    def _quiet_words(self, text: str, pos: int) -> int:
+        """Append, in one step, the words from text[pos] (a gap after a word) on whose gaps
+        run by run (`_whitespace`, then `_word`) would decide nothing: no line break, no
+        gap after a trigger, the buffer within the lengths `_whitespace` checks. Returns
+        where run-by-run handling resumes. Text fed whole (a paragraph) then costs a few
+        steps per sentence, not two per word; fed character by character it never gets here
+        with a whole gap and word, so the tests compare the two."""
+        if self._buf[-1] in self._triggers:
+            return pos
+        match = self._quiet.match(text, pos)
+        if match is None or match.end() == pos:
+            return pos
+        words = match.group().split()
+        # _whitespace acts once the buffer is longer than the first-clause limit (while the
+        # run's first sentence is open) or twice max_chars: words go in while it is not.
+        limit = 2 * self.max_chars
+        if self._first and self.first_max_chars is not None:
+            limit = min(limit, self.first_max_chars)
+        added = " " + " ".join(words)
+        if len(self._buf) + len(added) - 1 - len(words[-1]) <= limit:  # before the last gap
+            self._buf += added
+            return match.end()
+        size = len(self._buf)
+        taken = 0
+        for word in words:
+            if size > limit:
+                break
+            size += 1 + len(word)
+            taken += 1
+        if taken == 0:
+            return pos
+        self._buf += " " + " ".join(words[:taken])
+        # Resume at the gap before the first word not taken.
+        return [gap.start() for gap in _GAPS.finditer(text, pos, match.end())][taken]
 
     def flush(self) -> list[str]:
         """Emit everything buffered, even an unfinished sentence. The next text starts a new run

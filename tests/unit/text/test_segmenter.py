@@ -356,6 +356,24 @@ def test_fragments_do_not_change_chunks(
     assert run_fragments(fragments, **knobs) == run(text, **knobs)
 
 
+def test_a_paragraph_fed_whole_takes_a_few_steps_a_sentence() -> None:
+    """Word by word, a paragraph is two steps a word; fed whole, the words inside a sentence
+    go in together, and only its last word and the gaps around it are stepped through."""
+    seg = Segmenter(first_max_chars=120)
+    steps = 0
+    word = seg._word
+
+    def counting(run: str, out: list[str]) -> None:
+        nonlocal steps
+        steps += 1
+        word(run, out)
+
+    seg._word = counting  # type: ignore[method-assign]
+    chunks = seg.feed(PARAGRAPH) + seg.flush()
+    assert len(PARAGRAPH.split()) > 10 * len(chunks)
+    assert 0 < steps <= 3 * len(chunks)
+
+
 CLAUSE_WORDS = ["the", "cat", "sat", "on", "a", "warm", "mat", "quickly", "blue", "house"]
 
 
@@ -367,6 +385,23 @@ def one_sentence(draw: st.DrawFn) -> str:
         text += " " + draw(st.sampled_from(CLAUSE_WORDS))
         text += draw(st.sampled_from(["", "", "", "", ",", ";", ":", " —"]))
     return text.strip() + "."
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.one_of(texts(), one_sentence()), min_size=1, max_size=4).map(" ".join),
+       st.sampled_from([10, 20, 60, 300]), st.sampled_from([1, 2, 3]),
+       st.sampled_from([0, 5, 8, 20]))
+def test_words_taken_in_one_step_change_no_chunk(
+    text: str, max_chars: int, hard_factor: int, first: int
+) -> None:
+    """Fed whole, the words between two decision points enter the buffer in one step
+    (Segmenter._quiet_words, up to the lengths where a gap decides something); fed one
+    character at a time they never do (no fragment holds both a gap and a word). The chunks
+    are the same, long sentences (cut at clauses, words past the hard limit) included."""
+    knobs = {"max_chars": max_chars, "hard_max_chars": hard_factor * max_chars}
+    if first:
+        knobs["first_max_chars"] = min(first, max_chars)
+    assert run(text, **knobs) == run_fragments(list(text), **knobs)
 
 
 @settings(max_examples=200, deadline=None)
