@@ -66,6 +66,7 @@ control and format characters (Unicode Cc/Cf) dropped. A piece with no letter or
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 import unicodedata
@@ -177,6 +178,7 @@ def _plain_starts(text: str) -> list[int] | None:
 _GAPS = re.compile(_GAP)
 
 
+@functools.cache  # one pattern per language's triggers, not one per stream
 def _quiet_stretch(triggers: frozenset[str]) -> re.Pattern[str]:
     """Gaps without a line break, each followed by a whole word; every word but the last
     ends in no trigger (so no gap of the stretch follows one)."""
