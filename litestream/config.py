@@ -72,6 +72,17 @@ class Config:
         metadata={"help": "cuDNN convolution algorithm search on CUDA: heuristic, exhaustive "
                           "(times every algorithm on a shape's first run) or default"},
     )
+    # blocking: the workers' threads sleep while the GPU runs, rather than each polling a core
+    # (CUDA's default on a one-GPU host). On the H200 the inference threads spent 97-116 ms
+    # of CPU per second of audio beside a GPU that was mostly idle, while the CPU front
+    # passes, the event loop and the load generator needed those cores (docs/benchmarks.md,
+    # "The server on CUDA"). Not yet measured against spin on a GPU: the GPU benchmark
+    # compares the two.
+    cuda_sync: str = field(
+        default="blocking",
+        metadata={"help": "how inference threads wait for the GPU: blocking, spin, yield or "
+                          "auto (CUDA's own choice, which spins on a one-GPU host)"},
+    )
     # A burst of connections waits in the kernel's accept queue while the event loop is busy;
     # past the queue's length the kernel drops SYNs and the client retries a second later
     # (aiohttp's default, 128, did this to a burst of 200: docs/benchmarks.md). The kernel
@@ -257,6 +268,8 @@ def _validate(c: Config) -> None:
     _check(c.device in ("auto", "cpu", "cuda"), "device", f"{c.device!r} is not auto, cpu or cuda")
     _check(c.cuda_conv_search in ("exhaustive", "heuristic", "default"), "cuda_conv_search",
            f"{c.cuda_conv_search!r} is not exhaustive, heuristic or default")
+    _check(c.cuda_sync in ("blocking", "spin", "yield", "auto"), "cuda_sync",
+           f"{c.cuda_sync!r} is not blocking, spin, yield or auto")
     _check(FRAME_MS_MIN <= c.frame_ms <= FRAME_MS_MAX, "frame_ms",
            f"must be {FRAME_MS_MIN}..{FRAME_MS_MAX} (protocol-v1)")
     _check(c.audio_format in PCM_FORMATS, "audio_format",

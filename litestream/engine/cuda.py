@@ -14,6 +14,9 @@ Three things must hold, checked in this order, and the first that fails is the r
 
 ``diagnose`` is pure (facts in, verdict out); ``probe`` gathers the facts from the machine. Tests
 pass fakes for the driver file, ``nvidia-smi`` and library loading.
+
+``set_sync`` chooses how a thread waits for the GPU (the driver's scheduling flags): CUDA's
+default spins a core per waiting thread, and the server has many.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 logger = logging.getLogger("litestream.engine")
 
@@ -182,3 +186,48 @@ def probe(*, offered: bool, cuda_major: int | None = None,
         missing = missing_libraries(needed_libraries(major), load, preload)
         verdict = diagnose(offered=offered, cuda_major=major, driver=driver, missing=missing)
     return verdict
+
+
+# How a host thread waits for the GPU: the CUDA driver's CU_CTX_SCHED_* flags of a context
+# (the runtime's cudaDeviceSchedule* have the same values). "auto" is CUDA's own choice, which
+# spins whenever the process has fewer active contexts than the machine has cores: on any
+# one-GPU host, every thread that waits for a result polls a core at 100% for the whole run.
+SYNC_FLAGS = {"auto": 0, "spin": 1, "yield": 2, "blocking": 4}
+_SCHED_MASK = 0x7
+
+
+def set_sync(mode: str, device: int = 0,
+             load: Callable[[str], object] = ctypes.CDLL) -> str:
+    """Make threads of this process wait for ``device`` as ``mode`` says (SYNC_FLAGS).
+
+    The flags belong to the device's primary context, the one ONNX Runtime's CUDA provider
+    uses through the CUDA runtime; they are set through the driver API (``libcuda.so.1``,
+    the driver's own library), which may do it before or after the context exists. Other
+    flags of the context are kept. Never raises: what was done, or why nothing was, comes back
+    for the start-up log, and CUDA's own default stays when it fails."""
+    if mode not in SYNC_FLAGS:
+        raise ValueError(f"cuda sync must be one of {', '.join(SYNC_FLAGS)}, not {mode!r}")
+    try:
+        lib: Any = load("libcuda.so.1")
+    except OSError as exc:
+        return f"CUDA sync left as CUDA's default: libcuda.so.1 did not load ({exc})"
+    dev = ctypes.c_int(0)
+    flags = ctypes.c_uint(0)
+    active = ctypes.c_int(0)
+    get_state = lib.cuDevicePrimaryCtxGetState
+    set_flags = getattr(lib, "cuDevicePrimaryCtxSetFlags_v2", None) or \
+        lib.cuDevicePrimaryCtxSetFlags
+    steps: list[tuple[str, Callable[[], int]]] = [
+        ("cuInit", lambda: int(lib.cuInit(0))),
+        ("cuDeviceGet", lambda: int(lib.cuDeviceGet(ctypes.byref(dev), device))),
+        ("cuDevicePrimaryCtxGetState",
+         lambda: int(get_state(dev, ctypes.byref(flags), ctypes.byref(active)))),
+        ("cuDevicePrimaryCtxSetFlags",
+         lambda: int(set_flags(dev, (flags.value & ~_SCHED_MASK) | SYNC_FLAGS[mode]))),
+    ]
+    for name, call in steps:
+        result = call()
+        if result != 0:
+            return f"CUDA sync left as CUDA's default: {name} returned CUresult {result}"
+    return f"CUDA threads wait for the GPU by {mode}" + (
+        " (CUDA's own choice: spin while fewer contexts than cores)" if mode == "auto" else "")

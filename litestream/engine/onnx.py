@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import onnxruntime as ort
 
-from litestream.engine.cuda import CudaStatus, probe
+from litestream.engine.cuda import SYNC_FLAGS, CudaStatus, probe, set_sync
 from litestream.errors import ConfigError
 
 logger = logging.getLogger("litestream.engine")
@@ -44,6 +44,8 @@ def session_options(intra_op_threads: int) -> ort.SessionOptions:
 _provider_lock = threading.Lock()
 _cuda: CudaStatus | None = None
 _cuda_conv_search = "heuristic"  # Config.cuda_conv_search
+_cuda_sync = "blocking"  # Config.cuda_sync
+_cuda_sync_set = False  # set_sync runs once, when CUDA is first chosen
 _logged_choices: set[tuple[str, ...]] = set()
 
 
@@ -83,6 +85,10 @@ def select_providers(device: str = "auto") -> list[str]:
             providers = [CPU_PROVIDER]
     key = tuple(providers)
     with _provider_lock:
+        global _cuda_sync_set
+        if providers[0] == CUDA_PROVIDER and not _cuda_sync_set:
+            _cuda_sync_set = True  # before the first CUDA session, so that it holds for all
+            logger.info("%s", set_sync(_cuda_sync))
         if key not in _logged_choices:
             _logged_choices.add(key)
             if status is None:
@@ -106,6 +112,15 @@ def set_cuda_conv_search(mode: str) -> None:
         raise ConfigError(f"cuda conv search must be one of {', '.join(CUDA_CONV_SEARCHES)}, "
                           f"not {mode!r}")
     _cuda_conv_search = mode
+
+
+def set_cuda_sync(mode: str) -> None:
+    """How inference threads wait for the GPU (engine/cuda.py, SYNC_FLAGS): process-wide, set
+    once from the Config before voices load, applied when CUDA is first chosen."""
+    global _cuda_sync
+    if mode not in SYNC_FLAGS:
+        raise ConfigError(f"cuda sync must be one of {', '.join(SYNC_FLAGS)}, not {mode!r}")
+    _cuda_sync = mode
 
 
 def with_options(providers: Sequence[str]) -> list[Provider]:

@@ -22,6 +22,7 @@ log = logging.getLogger("litestream.startup")
 def voices_from_config(config: Config) -> dict[str, Voice]:
     """Every voice by id (engine/registry.py); the first one loaded is the default."""
     onnx.set_cuda_conv_search(config.cuda_conv_search)
+    onnx.set_cuda_sync(config.cuda_sync)
     return registry.load_voices(
         config.voice, config.extra_voices, kokoro_voices=config.kokoro,
         cache_dir=config.model_cache_dir, intra_op_threads=config.intra_op_threads,

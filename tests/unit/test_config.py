@@ -41,6 +41,7 @@ def test_env_types_and_lists() -> None:
     ({"LITESTREAM_PORT": "70000"}, "port"),
     ({"LITESTREAM_WORKERS": "0"}, "workers"),
     ({"LITESTREAM_DEVICE": "tpu"}, "device"),
+    ({"LITESTREAM_CUDA_SYNC": "sleep"}, "cuda_sync"),
     ({"LITESTREAM_FRAME_MS": "5"}, "frame_ms"),
     ({"LITESTREAM_LOG_JSON": "maybe"}, "log_json"),
     ({"LITESTREAM_NO_SUCH_THING": "1"}, "LITESTREAM_NO_SUCH_THING"),

@@ -3,7 +3,9 @@ driver's version file, nvidia-smi, loading shared libraries)."""
 
 from __future__ import annotations
 
+import ctypes
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,6 +16,7 @@ from litestream.engine.cuda import (
     parse_driver_version,
     probe,
     read_driver,
+    set_sync,
 )
 
 PROC_580 = ("NVRM version: NVIDIA UNIX x86_64 Kernel Module  580.65.06  Sun Jul 27 06:54:38 "
@@ -121,3 +124,69 @@ def test_the_libraries_looked_for(major: int) -> None:
     names = needed_libraries(major)
     assert names[0] == "libcuda.so.1" and "libcudnn.so.9" in names
     assert f"libcudart.so.{major}" in names and f"libcufft.so.{major - 1}" in names
+
+
+class FakeDriver:
+    """Stands in for libcuda.so.1's driver API: one device whose primary context holds
+    ``flags``; a call named in ``fail`` returns that CUresult."""
+
+    def __init__(self, flags: int = 0, fail: dict[str, int] | None = None) -> None:
+        self.flags = flags
+        self.fail = fail or {}
+        self.calls: list[str] = []
+
+    def _result(self, name: str) -> int:
+        self.calls.append(name)
+        return self.fail.get(name, 0)
+
+    def cuInit(self, flags: int) -> int:  # the driver API's names
+        assert flags == 0
+        return self._result("cuInit")
+
+    def cuDeviceGet(self, device: Any, ordinal: int) -> int:
+        ctypes.cast(device, ctypes.POINTER(ctypes.c_int)).contents.value = 7 + ordinal
+        return self._result("cuDeviceGet")
+
+    def cuDevicePrimaryCtxGetState(self, dev: ctypes.c_int, flags: Any,
+                                   active: Any) -> int:
+        assert dev.value == 7
+        ctypes.cast(flags, ctypes.POINTER(ctypes.c_uint)).contents.value = self.flags
+        return self._result("cuDevicePrimaryCtxGetState")
+
+    def cuDevicePrimaryCtxSetFlags_v2(self, dev: ctypes.c_int, flags: int) -> int:
+        assert dev.value == 7
+        result = self._result("cuDevicePrimaryCtxSetFlags")
+        if result == 0:
+            self.flags = flags
+        return result
+
+
+@pytest.mark.parametrize(("mode", "sched"), [("blocking", 4), ("spin", 1), ("yield", 2),
+                                             ("auto", 0)])
+def test_sync_sets_the_scheduling_flag_and_keeps_the_others(mode: str, sched: int) -> None:
+    driver = FakeDriver(flags=0x10 | 0x1)  # LMEM_RESIZE_TO_MAX, and spin set before
+    said = set_sync(mode, load=lambda name: driver if name == "libcuda.so.1" else None)
+    assert driver.flags == 0x10 | sched
+    assert driver.calls == ["cuInit", "cuDeviceGet", "cuDevicePrimaryCtxGetState",
+                            "cuDevicePrimaryCtxSetFlags"]
+    assert said.startswith(f"CUDA threads wait for the GPU by {mode}")
+
+
+def test_sync_without_a_driver_library_says_so_and_does_not_raise() -> None:
+    def absent(name: str) -> object:
+        raise OSError(f"{name}: cannot open shared object file")
+
+    said = set_sync("blocking", load=absent)
+    assert "left as CUDA's default" in said and "libcuda.so.1 did not load" in said
+
+
+def test_sync_stops_at_the_first_driver_error_and_names_it() -> None:
+    driver = FakeDriver(flags=0x1, fail={"cuDeviceGet": 100})  # CUDA_ERROR_NO_DEVICE
+    said = set_sync("blocking", load=lambda name: driver)
+    assert said == "CUDA sync left as CUDA's default: cuDeviceGet returned CUresult 100"
+    assert driver.calls == ["cuInit", "cuDeviceGet"] and driver.flags == 0x1
+
+
+def test_sync_modes_are_checked() -> None:
+    with pytest.raises(ValueError, match="blocking"):
+        set_sync("sleep", load=lambda name: FakeDriver())

@@ -119,11 +119,16 @@ def test_provider_choice_follows_cuda_detection(monkeypatch: pytest.MonkeyPatch,
                                                  caplog: pytest.LogCaptureFixture) -> None:
     from litestream.engine.cuda import CudaStatus
 
+    synced: list[str] = []  # the driver's sync flags are set once, before the first session
+    monkeypatch.setattr(onnx, "set_sync", lambda mode: synced.append(mode) or f"sync {mode}")
+    monkeypatch.setattr(onnx, "_cuda_sync_set", False)
+    monkeypatch.setattr(onnx, "_cuda_sync", "blocking")
     monkeypatch.setattr(onnx, "_logged_choices", set())
     monkeypatch.setattr(onnx, "_cuda", CudaStatus(True, "", "580.65.06", 13))
     caplog.set_level("INFO", logger="litestream.engine")
     assert select_providers("auto") == ["CUDAExecutionProvider", "CPUExecutionProvider"]
     assert select_providers("cuda")[0] == "CUDAExecutionProvider"
+    assert synced == ["blocking"] and "sync blocking" in caplog.text
     assert "runs on CUDAExecutionProvider (device=auto): NVIDIA driver 580.65.06, CUDA 13" in (
         caplog.text)
     too_old = CudaStatus(False, "NVIDIA driver 550.54.15 is too old for CUDA 13 (needs >= 580)")
@@ -133,6 +138,7 @@ def test_provider_choice_follows_cuda_detection(monkeypatch: pytest.MonkeyPatch,
            "is too old for CUDA 13 (needs >= 580)" in caplog.text
     with pytest.raises(ConfigError, match="too old"):
         select_providers("cuda")
+    assert synced == ["blocking"]
 
 
 def test_lengths_output_found(voice: PiperVoice) -> None:
