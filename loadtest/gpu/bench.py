@@ -8,7 +8,8 @@ leaves what it measured:
 
 1. the machine: GPU name, driver, CUDA version the driver supports, the onnxruntime build
    that is imported (version, file, providers) and the provider the voice's sessions run on;
-2. the engine on the bundled voice: front-pass (encode) throughput over varied sentences, and
+2. the engine on the bundled voice (its threads wait for the GPU by blocking sync, the
+   server's default): front-pass (encode) throughput over varied sentences, and
    `decode_batch` throughput at batch 1, 8, 32 and 64 for windows of 32, 128 and 256 frames,
    in seconds of audio per second, each shape's first (cold) run apart, for cuDNN's
    exhaustive and heuristic algorithm searches; fp16 flow and decoder beside fp32 on two
@@ -16,7 +17,9 @@ leaves what it measured:
 3. the server (`litestream serve --device cuda`) under the load generator (loadtest.swarm,
    on the host's own cores): one user's first audio (5 runs), a 100-stream burst (first audio
    p50/p95, stalls), and the largest number of concurrent realtime streams with 0 stalls,
-   searched upward from 200, as far as the time budget allows.
+   searched upward from 200, as far as the time budget allows. Before it, a second server
+   with other flags (`--compare`, by default CUDA's own spinning sync against the main
+   server's blocking one) runs the same 1 user and burst, for a before/after in one run.
 
 `--device cpu` runs the same steps on the CPU with small counts: the dry run that tests this
 script on a machine without a GPU.
@@ -33,6 +36,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import signal
 import statistics
 import subprocess
@@ -323,9 +327,10 @@ def engine(run: Run, device: str, small: bool, searches: Sequence[str],
 
 # ---------------------------------------------------------------- 3. the server
 
-def server_args(device: str, workers: int, max_batch: int, conv_search: str) -> list[str]:
+def server_args(device: str, workers: int, max_batch: int, conv_search: str,
+                sync: str = "blocking") -> list[str]:
     return ["--device", device, "--workers", str(workers), "--max-batch", str(max_batch),
-            "--cuda-conv-search", conv_search, "--no-kokoro"]
+            "--cuda-conv-search", conv_search, "--cuda-sync", sync, "--no-kokoro"]
 
 
 def report_row(report: swarm.SwarmReport) -> dict[str, Any]:
@@ -335,10 +340,13 @@ def report_row(report: swarm.SwarmReport) -> dict[str, Any]:
     return row
 
 
-def server(run: Run, device: str, small: bool, args: Sequence[str], processes: int) -> None:
-    with swarm.serve(args, log_path=str(run.out / "server.log"),
+def server(run: Run, device: str, small: bool, args: Sequence[str], processes: int,
+           prefix: str = "", capacity: bool = True) -> None:
+    """One server: 1 user's first audio, a burst, then (``capacity``) the capacity search.
+    Results are saved under ``prefix`` + their key; a second server takes a prefix."""
+    with swarm.serve(args, log_path=str(run.out / f"{prefix}server.log"),
                      ready_timeout_s=min(300.0, max(60.0, run.left_s()))) as (url, pid):
-        run.save("server_ready", {"args": list(args), "pid": pid})
+        run.save(f"{prefix}server_ready", {"args": list(args), "pid": pid})
 
         def load(streams: int, *, over_s: float = 0.0, first_only: bool = False,
                  text: str = "varied") -> swarm.SwarmReport:
@@ -350,15 +358,18 @@ def server(run: Run, device: str, small: bool, args: Sequence[str], processes: i
             print(swarm.format_report(report), flush=True)
             return report
 
-        with run.step("one_user"):
+        with run.step(f"{prefix}one_user"):
             firsts = []
             for _ in range(5):
                 report = load(1, first_only=True, text="paragraph")
                 firsts.append(report.ttfa_p50_ms)
-            run.save("one_user", {"first_audio_ms": firsts,
-                                  "median_ms": statistics.median(f for f in firsts if f)})
-        with run.step("burst"):
-            run.save("burst", report_row(load(10 if small else 100)))
+            run.save(f"{prefix}one_user", {"first_audio_ms": firsts,
+                                           "median_ms": statistics.median(f for f in firsts
+                                                                          if f)})
+        with run.step(f"{prefix}burst"):
+            run.save(f"{prefix}burst", report_row(load(10 if small else 100)))
+        if not capacity:
+            return
         with run.step("capacity"):
             trial_s = 45.0
 
@@ -423,17 +434,24 @@ def markdown(data: dict[str, Any]) -> str:
         lines += [f"| {r['window']} | {r['batch']} | {r.get('audio_s_per_s', 0):.0f} | "
                   f"{r.get('run_ms', 0):.1f} |" for r in half["decode"]]
         lines.append("")
-    lines += ["## Server", "", f"args: {data.get('server_ready', {}).get('args')}", ""]
-    one = data.get("one_user")
-    if one:
-        lines.append(f"- 1 user's first audio: median {one['median_ms']:.0f} ms "
-                     f"(runs {', '.join(f'{x:.0f}' for x in one['first_audio_ms'] if x)})")
-    burst = data.get("burst")
-    if burst:
-        lines.append(f"- burst of {burst['streams']}: first audio p50 "
-                     f"{burst['ttfa_p50_ms']:.0f} ms, p95 {burst['ttfa_p95_ms']:.0f} ms; "
-                     f"stalls {burst['stalls']} in {burst['streams_with_stalls']} streams; "
-                     f"admitted {burst['admitted']}, refused {burst['refused']}")
+    for prefix, title in (("compare_", "Server for comparison"), ("", "Server")):
+        if f"{prefix}server_ready" not in data:
+            continue
+        lines += [f"## {title}", "", f"args: {data[f'{prefix}server_ready'].get('args')}", ""]
+        one = data.get(f"{prefix}one_user")
+        if one:
+            lines.append(f"- 1 user's first audio: median {one['median_ms']:.0f} ms (runs "
+                         f"{', '.join(f'{x:.0f}' for x in one['first_audio_ms'] if x)})")
+        burst = data.get(f"{prefix}burst")
+        if burst:
+            inference = burst["server"].get("inference_ms_per_audio_s")
+            lines.append(f"- burst of {burst['streams']}: first audio p50 "
+                         f"{burst['ttfa_p50_ms'] or 0:.0f} ms, p95 "
+                         f"{burst['ttfa_p95_ms'] or 0:.0f} ms; stalls {burst['stalls']} in "
+                         f"{burst['streams_with_stalls']} streams; admitted "
+                         f"{burst['admitted']}, refused {burst['refused']}; inference threads "
+                         f"{'-' if inference is None else f'{inference:.1f}'} ms CPU per audio s")
+        lines.append("")
     cap = data.get("capacity")
     if cap:
         lines.append(f"- largest passing load (0 stalls, all admitted and whole): "
@@ -469,6 +487,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="cuDNN algorithm searches the engine is measured with (comma list)")
     p.add_argument("--server-search", default="auto",
                    help="the server's --cuda-conv-search (auto: the faster of the engine's)")
+    p.add_argument("--compare", default="--cuda-sync auto",
+                   help="server flags for a second server, run first: 1 user and the burst "
+                        "only, beside the main server's (default: CUDA's own sync, which "
+                        "spins, against the main server's blocking; '' skips it)")
     p.add_argument("--no-fp16", dest="fp16", action="store_false")
     p.add_argument("--bundle", type=Path, default=None,
                    help="the joined bundle: its manifest says which commit is running")
@@ -492,6 +514,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.server_search == "auto":
                 choice = pick_search(summary)
         run.save("conv_search_for_server", choice)
+        if args.compare.strip():
+            # First, and without the capacity search: the main server below gets the rest.
+            # Later flags win, so the comparison's replace the main server's.
+            with run.step("compare_server"):
+                server(run, args.device, small,
+                       server_args(args.device, args.workers, args.max_batch, choice)
+                       + shlex.split(args.compare),
+                       args.processes, prefix="compare_", capacity=False)
         with run.step("server"):
             server(run, args.device, small,
                    server_args(args.device, args.workers, args.max_batch, choice),
