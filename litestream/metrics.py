@@ -66,6 +66,9 @@ SLACK_BUCKETS_S = tuple(sorted({-2.0, -1.0, -0.5, -0.25, -0.1, 0.0, 0.1, JITTER_
 # GPU-sized steps up to twice the largest batch anyone has configured so far (64).
 BATCH_BUCKETS = (1, 2, 3, 4, 5, 6, 7, 8, 12, 16, 24, 32, 48, 64, 96, 128)
 STEP_KINDS = ("encode", "decode")
+# Each step's compute on its worker: a front pass of a short clause on a GPU to a long
+# sentence's on a loaded CPU (a decode batch's time is shared among its windows).
+STEP_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 LOAD_HELP = ("Admitted load over capacity, 0..1: 1 exactly when this replica refuses a new "
@@ -199,6 +202,11 @@ class Metrics:
             "than one step is batched", ["kind"], buckets=BATCH_BUCKETS, registry=r)
         # One child per kind, looked up once: a run is observed on the dispatch path.
         self._batch_by_kind = {kind: self.batch_size.labels(kind=kind) for kind in STEP_KINDS}
+        self.step_seconds = Histogram(
+            "litestream_step_seconds",
+            "Compute of each synthesis step on its worker, by kind (a decode run's time shared "
+            "among its windows)", ["kind"], buckets=STEP_BUCKETS_S, registry=r)
+        self._step_by_kind = {kind: self.step_seconds.labels(kind=kind) for kind in STEP_KINDS}
         for reason in REFUSAL_REASONS:
             self.refusals.labels(reason=reason)
         for code in ERROR_CODES:
@@ -243,9 +251,14 @@ class Metrics:
         if nbytes > 0:
             self.bytes_sent.inc(nbytes)
 
-    def synthesized(self, compute_s: float, audio_s: float) -> None:
+    def synthesized(self, compute_s: float, audio_s: float, kind: str | None = None) -> None:
+        """One step's result: its compute (a batch's time shared) and the audio it made;
+        `kind` ("encode", "decode") also puts the compute in litestream_step_seconds."""
         if compute_s > 0:
             self.synthesis_seconds.inc(compute_s)
+            child = self._step_by_kind.get(kind) if kind is not None else None
+            if child is not None:
+                child.observe(compute_s)
         if audio_s > 0:
             self.audio_seconds.inc(audio_s)
 

@@ -449,7 +449,7 @@ class Synthesis:
             keep = self.scheduler.encoded(step, frames=latent.frames,
                                           samples_per_frame=latent.samples_per_frame,
                                           latent=latent, compute_s=result.compute_s, now=now)
-            self._metrics.synthesized(result.compute_s, 0.0)
+            self._metrics.synthesized(result.compute_s, 0.0, "encode")
             if keep:
                 inputs.append(ChunkPlanned(step.seq, step.text, latent.samples, latent.words))
                 if latent.frames == 0:  # nothing to decode: the sentence ends here
@@ -458,7 +458,7 @@ class Synthesis:
             audio_s = len(result.audio) / self._rates[step.voice]
             keep = self.scheduler.decoded(step, audio_s=audio_s, compute_s=result.compute_s,
                                           now=now)
-            self._metrics.synthesized(result.compute_s, audio_s)
+            self._metrics.synthesized(result.compute_s, audio_s, "decode")
             if keep:
                 self._keep_for_cache(step, result.audio)
                 inputs.append(ChunkAudio(step.seq, result.audio, last=step.last,

@@ -360,12 +360,16 @@ def server(run: Run, device: str, small: bool, args: Sequence[str], processes: i
 
         with run.step(f"{prefix}one_user"):
             firsts = []
+            step_ms: dict[str, list[float]] = {}  # each run's mean compute per step, by kind
             for _ in range(5):
                 report = load(1, first_only=True, text="paragraph")
                 firsts.append(report.ttfa_p50_ms)
+                for kind, found in report.server.get("batches", {}).items():
+                    step_ms.setdefault(kind, []).append(round(found["mean_step_ms"], 2))
             run.save(f"{prefix}one_user", {"first_audio_ms": firsts,
                                            "median_ms": statistics.median(f for f in firsts
-                                                                          if f)})
+                                                                          if f),
+                                           "step_ms": step_ms})
         with run.step(f"{prefix}burst"):
             run.save(f"{prefix}burst", report_row(load(10 if small else 100)))
         if not capacity:
@@ -442,6 +446,9 @@ def markdown(data: dict[str, Any]) -> str:
         if one:
             lines.append(f"- 1 user's first audio: median {one['median_ms']:.0f} ms (runs "
                          f"{', '.join(f'{x:.0f}' for x in one['first_audio_ms'] if x)})")
+            lines += [f"  - {kind} compute per step (each run's mean): "
+                      f"{', '.join(f'{x:.1f}' for x in runs)} ms"
+                      for kind, runs in one.get("step_ms", {}).items()]
         burst = data.get(f"{prefix}burst")
         if burst:
             inference = burst["server"].get("inference_ms_per_audio_s")
@@ -451,6 +458,8 @@ def markdown(data: dict[str, Any]) -> str:
                          f"{burst['streams_with_stalls']} streams; admitted "
                          f"{burst['admitted']}, refused {burst['refused']}; inference threads "
                          f"{'-' if inference is None else f'{inference:.1f}'} ms CPU per audio s")
+            lines += [f"  - {kind['line']}" for kind in burst["server"].get("batches",
+                                                                            {}).values()]
         lines.append("")
     cap = data.get("capacity")
     if cap:

@@ -431,6 +431,7 @@ def batch_sizes(before: str, after: str) -> dict[str, Any]:
     found = batches.since(batches.parse(before), batches.parse(after))
     return {kind: {"runs": r.runs, "steps": r.steps, "mean_size": r.mean_size,
                    "batched_share": r.share_batched, "line": r.line(),
+                   "mean_step_ms": r.mean_step_ms,
                    "by_size": {("more" if math.isinf(b) else f"{b:g}"): n
                                for b, n in sorted(r.by_size.items())}}
             for kind, r in found.items()}

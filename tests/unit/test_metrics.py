@@ -25,6 +25,7 @@ METRIC_NAMES = (
     "litestream_errors_total",
     "litestream_bytes_sent_total",
     "litestream_streams_total",
+    "litestream_step_seconds",
 )
 
 

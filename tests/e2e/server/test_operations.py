@@ -250,6 +250,11 @@ async def test_metrics_move_with_traffic(caplog: pytest.LogCaptureFixture) -> No
     assert value("litestream_ttfa_seconds_count") == 1
     assert value("litestream_audio_seconds_total") > 0
     assert value("litestream_synthesis_seconds_total") > 0
+    # Two sentences: two front passes, and at least one decode window each, timed by kind.
+    assert value('litestream_step_seconds_count{kind="encode"}') == 2
+    assert value('litestream_step_seconds_count{kind="decode"}') >= 2
+    assert 0 < value('litestream_step_seconds_sum{kind="encode"}') < value(
+        "litestream_synthesis_seconds_total")
     assert value("litestream_chunk_slack_seconds_count") >= 1
     assert value("litestream_bytes_sent_total") > 0
     assert value('litestream_refusals_total{reason="bad_param"}') == 1

@@ -1,7 +1,10 @@
 """The decode batch size histogram: the server observes each engine run; loadtest/lib/batches.py
-reads it back from /metrics (the 1,000-stream run's batch report, issue 17)."""
+reads it back from /metrics (the 1,000-stream run's batch report, issue 17). With it, each
+step's compute by kind (litestream_step_seconds), read back as a mean per step."""
 
 from __future__ import annotations
+
+import pytest
 
 from litestream.metrics import Metrics
 from loadtest.lib.batches import BatchReport, parse, since
@@ -37,3 +40,22 @@ def test_a_run_reports_only_its_own_batches() -> None:
     assert run.by_size[4.0] == 0 and run.by_size[16.0] == 1
     assert since({}, {"decode": run})["decode"] == run
     assert BatchReport("decode").mean_size == 0.0
+
+
+def test_each_steps_compute_is_observed_by_kind_and_read_back_per_run() -> None:
+    m = Metrics()
+    m.synthesized(0.040, 0.0, "encode")
+    before = parse(m.render()[0].decode())
+    assert before["encode"].timed == 1 and before["encode"].mean_step_ms == pytest.approx(40.0)
+    m.synthesized(0.010, 0.0, "encode")
+    m.synthesized(0.030, 0.0, "encode")
+    for _ in range(4):  # one decode run of four windows: its 12 ms shared
+        m.synthesized(0.003, 0.37, "decode")
+    m.synthesized(0.5, 2.0)  # no kind: counted in the total only
+    m.synthesized(0.0, 0.0, "decode")  # nothing computed (a window of no frames)
+    run = since(before, parse(m.render()[0].decode()))
+    assert run["encode"].timed == 2 and run["encode"].mean_step_ms == pytest.approx(20.0)
+    assert run["decode"].timed == 4 and run["decode"].mean_step_ms == pytest.approx(3.0)
+    assert "compute per step 3.0 ms (mean of 4)" in run["decode"].line()
+    assert BatchReport("decode").mean_step_ms == 0.0 and "compute" not in (
+        BatchReport("decode").line())
