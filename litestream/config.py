@@ -98,6 +98,17 @@ class Config:
     max_batch: int = field(
         default=0, metadata={"help": "decode windows per engine run (0: 1 on CPU, 8 on CUDA)"}
     )
+    # 512 on a GPU: a sentence of a few seconds then decodes in one or two windows rather than
+    # two or three, so the event loop handles a third fewer results and writes for the same
+    # audio (at 1,000 synthetic listeners: 0.38 against 0.45 ms of loop CPU per audio second,
+    # docs/benchmarks.md); a 512-frame window is a few ms there (rows of the 256-frame shape).
+    # 256 on a CPU: a window is one run that a newcomer's first audio may wait behind, and
+    # there it costs 0.1-0.3 s.
+    max_window_frames: int = field(
+        default=0,
+        metadata={"help": "longest decode window in frames after the first ones (0: 512 on a "
+                          "GPU, 256 on a CPU)"},
+    )
     deterministic: bool = field(
         default=False, metadata={"help": "noise scales 0: identical text gives identical audio"}
     )
@@ -261,6 +272,8 @@ def _validate(c: Config) -> None:
     _check(c.listen_backlog >= 1, "listen_backlog", "must be at least 1")
     _check(c.intra_op_threads >= 1, "intra_op_threads", "must be at least 1")
     _check(c.max_batch >= 0, "max_batch", "must be 0 (auto) or more")
+    _check(c.max_window_frames == 0 or 32 <= c.max_window_frames <= 2048, "max_window_frames",
+           "must be 0 (auto) or 32..2048")
     _check(c.watchdog_factor == 0 or c.watchdog_factor >= 1, "watchdog_factor",
            "must be 0 (off) or at least 1")
     _check(c.watchdog_floor_s > 0, "watchdog_floor_s", "must be positive")

@@ -94,7 +94,9 @@ class LitestreamServer:
         self.synthesis = Synthesis(config, self.voices, self.metrics,
                                    startup.max_batch(config, self.voices),
                                    self.default_voice, cache=self.cache,
-                                   shared=self.shared_cache)
+                                   shared=self.shared_cache,
+                                   max_window_frames=startup.max_window_frames(config,
+                                                                               self.voices))
         self.streams: dict[str, StreamConnection] = {}
         self.speech: dict[str, SpeechStream] = {}  # POST /v1/audio/speech in flight
         self.static_dir = routes.default_static_dir()

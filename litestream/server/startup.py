@@ -42,6 +42,14 @@ def max_batch(config: Config, voices: Mapping[str, Voice]) -> int:
     )
 
 
+def max_window_frames(config: Config, voices: Mapping[str, Voice]) -> int:
+    """The longest decode window: the configured bound, else 512 on a GPU and 256 on a CPU
+    (Config.max_window_frames says why)."""
+    return config.max_window_frames or (
+        512 if any(v.provider.startswith(GPU_PROVIDERS) for v in voices.values()) else 256
+    )
+
+
 def tls_context(config: Config) -> ssl.SSLContext | None:
     """The server's TLS context when a certificate and its key are configured, else None."""
     if config.tls_cert is None or config.tls_key is None:

@@ -63,8 +63,11 @@ class _Waiting:
     lookup: asyncio.Future[CachedAudio | None] | None  # None: no lookup, only its turn
 
 
-def scheduler_config(config: Config) -> SchedulerConfig:
-    """The scheduler's view of the settings: every value comes from its Config field."""
+def scheduler_config(config: Config, max_window_frames: int | None = None) -> SchedulerConfig:
+    """The scheduler's view of the settings: every value comes from its Config field, the
+    longest window as resolved for the voices (server/startup.max_window_frames; without it,
+    the configured value, else the scheduler's own default)."""
+    window = max_window_frames or config.max_window_frames
     return SchedulerConfig(
         first_audio_target_s=config.first_audio_target_s,
         first_audio_slack_s=config.first_audio_slack_s,
@@ -74,6 +77,7 @@ def scheduler_config(config: Config) -> SchedulerConfig:
         target_utilization=config.target_utilization,
         max_streams=config.max_streams,
         download_buffer_s=config.download_buffer_s,
+        max_window_frames=window or SchedulerConfig.max_window_frames,
     )
 
 
@@ -261,8 +265,10 @@ class Synthesis:
 
     def __init__(self, config: Config, voices: Mapping[str, Voice], metrics: Metrics,
                  max_batch: int, default_voice: str, cache: SentenceCache | None = None,
-                 shared: SharedCache | None = None) -> None:
-        self.scheduler = Scheduler(scheduler_config(config), workers=config.workers)
+                 shared: SharedCache | None = None, max_window_frames: int | None = None,
+                 ) -> None:
+        self.scheduler = Scheduler(scheduler_config(config, max_window_frames),
+                                   workers=config.workers)
         # The default voice first: it prices a stream whose voice is not known yet.
         for voice_id in sorted(voices, key=lambda v: v != default_voice):
             voice = voices[voice_id]

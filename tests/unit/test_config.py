@@ -42,6 +42,7 @@ def test_env_types_and_lists() -> None:
     ({"LITESTREAM_WORKERS": "0"}, "workers"),
     ({"LITESTREAM_DEVICE": "tpu"}, "device"),
     ({"LITESTREAM_CUDA_SYNC": "sleep"}, "cuda_sync"),
+    ({"LITESTREAM_MAX_WINDOW_FRAMES": "16"}, "max_window_frames"),
     ({"LITESTREAM_FRAME_MS": "5"}, "frame_ms"),
     ({"LITESTREAM_LOG_JSON": "maybe"}, "log_json"),
     ({"LITESTREAM_NO_SUCH_THING": "1"}, "LITESTREAM_NO_SUCH_THING"),
@@ -96,6 +97,11 @@ def test_the_scheduler_view_is_computed_from_config() -> None:
     assert (view.first_audio_target_s, view.first_audio_slack_s, view.jitter_s) == (0.3, 0.2, 0.09)
     assert (view.lookahead_s, view.max_lookahead_s) == (3.0, 9.0)
     assert (view.target_utilization, view.max_streams) == (0.7, 5)
+    # The longest window: as resolved for the voices, else as configured, else the scheduler's.
+    assert view.max_window_frames == 256
+    assert scheduler_config(config, 512).max_window_frames == 512
+    told = config_mod.build(environ={}, max_window_frames=384)
+    assert scheduler_config(told).max_window_frames == 384
 
 
 def test_stream_defaults_are_checked_against_the_protocol() -> None:

@@ -373,8 +373,18 @@ def test_config_and_start_up_take_the_synthetic_voice() -> None:
     assert cfg.voice == Path("synthetic") and cfg.synthetic_cost == "devices=2"
     env = config_mod.build(environ={"LITESTREAM_SYNTHETIC_COST": "decode_frame_us=5"})
     assert env.synthetic_cost == "decode_frame_us=5"
-    # It batches as a GPU does: 8 windows per run unless told otherwise.
+    # It batches as a GPU does: 8 windows per run unless told otherwise, and its windows grow
+    # to 512 frames, a CPU voice's to 256, unless told otherwise.
     assert startup.max_batch(cfg, {"synthetic-gpu": free_voice()}) == 8
+    assert startup.max_window_frames(cfg, {"synthetic-gpu": free_voice()}) == 512
+    told = config_mod.build(environ={"LITESTREAM_MAX_WINDOW_FRAMES": "384"})
+    assert startup.max_window_frames(told, {"synthetic-gpu": free_voice()}) == 384
+
+
+def test_a_cpu_voice_keeps_windows_of_256_frames(voice: PiperVoice) -> None:
+    # A window is one run a newcomer's first audio may wait behind: 0.1-0.3 s on a CPU.
+    assert voice.provider.startswith("CPU")
+    assert startup.max_window_frames(config_mod.build(environ={}), {"joe": voice}) == 256
 
 
 # ---- end to end: a real server speaking with the synthetic voice ----------------------------
