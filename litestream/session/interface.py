@@ -121,7 +121,10 @@ class SendMessage:
     payload: str | bytes
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, unlike its neighbours: one is made for every frame of every listener (25 a
+# second at 40 ms), and a frozen dataclass's __init__ costs 3x (0.51 against 0.15 µs here);
+# nothing changes one after it is made.
+@dataclass(slots=True)
 class SendAudio:
     """One audio frame of sentence `seq`, encoded (raw PCM with json, a map with msgpack)."""
 
