@@ -35,19 +35,20 @@ def voices_from_config(config: Config) -> dict[str, Voice]:
 GPU_PROVIDERS = ("CUDA", SYNTHETIC_PROVIDER)
 
 
+def on_gpu(voices: Mapping[str, Voice]) -> bool:
+    """Some voice runs on a GPU (or stands in for one): the server's GPU settings apply."""
+    return any(v.provider.startswith(GPU_PROVIDERS) for v in voices.values())
+
+
 def max_batch(config: Config, voices: Mapping[str, Voice]) -> int:
     """Decode windows run together: the configured bound, else 8 on a GPU and 1 on a CPU."""
-    return config.max_batch or (
-        8 if any(v.provider.startswith(GPU_PROVIDERS) for v in voices.values()) else 1
-    )
+    return config.max_batch or (8 if on_gpu(voices) else 1)
 
 
 def max_window_frames(config: Config, voices: Mapping[str, Voice]) -> int:
     """The longest decode window: the configured bound, else 512 on a GPU and 256 on a CPU
     (Config.max_window_frames says why)."""
-    return config.max_window_frames or (
-        512 if any(v.provider.startswith(GPU_PROVIDERS) for v in voices.values()) else 256
-    )
+    return config.max_window_frames or (512 if on_gpu(voices) else 256)
 
 
 def tls_context(config: Config) -> ssl.SSLContext | None:
