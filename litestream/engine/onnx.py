@@ -70,6 +70,7 @@ def select_providers(device: str = "auto") -> list[str]:
     misconfigured GPU host does not serve at a tenth of its expected capacity. The choice is
     logged once, with why CUDA is not used (no driver, a driver too old, libraries missing).
     """
+    global _cuda_sync_set
     if device not in DEVICES:
         raise ConfigError(f"device must be one of {', '.join(DEVICES)}, not {device!r}")
     status: CudaStatus | None = None
@@ -85,7 +86,6 @@ def select_providers(device: str = "auto") -> list[str]:
             providers = [CPU_PROVIDER]
     key = tuple(providers)
     with _provider_lock:
-        global _cuda_sync_set
         if providers[0] == CUDA_PROVIDER and not _cuda_sync_set:
             _cuda_sync_set = True  # before the first CUDA session, so that it holds for all
             logger.info("%s", set_sync(_cuda_sync))
