@@ -288,7 +288,8 @@ class RunQueue:
 
     def _batchable(self, s: StreamRecord, seed: SynthesisStep, now: float) -> bool:
         """Can the stream's next step join a batch seeded by `seed` (one kind, voice, speed;
-        a window of exactly seed.frames that its buffer allows, leaving no tiny tail)?"""
+        a window of exactly seed.frames that its buffer allows, leaving no tiny tail, and not
+        much shorter than the window it would take alone: batch_min_window_share)?"""
         sentence = self._head(s)
         head = sentence.encode
         if head.voice != seed.voice or head.speed != seed.speed or sentence.cached:
@@ -300,7 +301,8 @@ class RunQueue:
         remaining = sentence.frames - sentence.next_frame
         if remaining != seed.frames and remaining - seed.frames < self.config.min_window_frames:
             return False
-        return self._pacing.window(s, remaining, now) >= seed.frames
+        window = self._pacing.window(s, remaining, now)
+        return seed.frames <= window and seed.frames >= self.config.batch_min_window_share * window
 
     # ---- fairness and upkeep -------------------------------------------------------------
 

@@ -136,6 +136,12 @@ class SchedulerConfig:
     # A batch whose seed is already late may still grow to this multiple of the seed's time:
     # catching up needs throughput.
     batch_late_growth: float = 1.5
+    # A window joins a batch at the batch's length only when that is at least this share of
+    # the window it would take alone. Cut shorter, its sentence costs more windows than the
+    # batch saves runs: a 300-frame window cut to a 20-frame tail's length is 15 windows,
+    # each a hand-out, a result and a socket write on the event loop, and 15 context margins
+    # on the device (docs/benchmarks.md, "The event loop, seventh pass").
+    batch_min_window_share: float = 0.5
     # A step is an overrun when it took > factor x its prediction and more than min seconds.
     overrun_factor: float = 3.0
     overrun_min_s: float = 0.5

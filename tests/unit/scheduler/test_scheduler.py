@@ -360,6 +360,29 @@ def test_a_batch_never_makes_its_most_urgent_member_late() -> None:
     assert sum(b.predicted_compute_s for b in batch) <= min(b.deadline_s for b in batch)
 
 
+@pytest.mark.parametrize(("share", "joins"), [(0.5, False), (0.0, True)])
+def test_a_batch_does_not_cut_a_window_far_below_its_own_length(share: float,
+                                                                  joins: bool) -> None:
+    # "a" (a 20-frame sentence) is the most urgent; "b" would take a 64-frame window alone.
+    # Cut to 20 frames to join a's batch, b's sentence would cost three windows for one: each
+    # a hand-out, a result and a socket write (batch_min_window_share; 0 joins it anyway).
+    s = make(workers=1, first_window_frames=64, batch_min_window_share=share)
+    for sid, chars, buffered in (("a", 5, 0.92), ("b", 400, 1.0)):
+        s.open_stream(sid, Priority.NORMAL, 0.0)
+        s.audio_sent(sid, buffered, 0.0)
+        submit(s, sid, 0, chars, 0.0)
+    while (steps := s.next_steps(0.0, max_steps=8))[0].kind is StepKind.ENCODE:
+        for step in steps:
+            run(s, step, 0.0, send=False)
+    assert (steps[0].stream_id, steps[0].frames) == ("a", 20)
+    assert [(b.stream_id, b.frames) for b in steps[1:]] == ([("b", 20)] if joins else [])
+    for step in steps:
+        run(s, step, 0.0)
+    if not joins:
+        (alone,) = s.next_steps(0.0, max_steps=8)
+        assert (alone.stream_id, alone.start_frame, alone.frames) == ("b", 0, 64)
+
+
 def test_a_first_window_put_back_comes_back_as_a_first_window() -> None:
     # Handed out but never dispatched, no audio of it exists: the stream still waits for its
     # first audio, so its next window is a first window again, not one grown from it.
