@@ -98,9 +98,9 @@ class StreamConnection(Carrier):
     async def _send_loop(self) -> None:
         """The one writer of a stream: sends what its session queued, in order.
 
-        Everything queued when the writer wakes goes to the socket in one write (frames
-        framed here, `ws_frame`), one message per item as before: a decode window's frames
-        cost one system call, not one each (docs/benchmarks.md, "One process, 1,000
+        Everything queued when the writer wakes goes to the socket in one write (framed
+        here, `ws_frames`: one message per SendMessage and per audio frame, a SendAudio
+        holding a piece's frames): a decode window's frames cost one system call, not one each (docs/benchmarks.md, "One process, 1,000
         listeners"). Backpressure: when the socket's buffer is over its high-water mark the
         writer waits for it to drain. A client that stops reading for `slow_reader_timeout_s`
         is cut off, and the session cuts off one with more than `send_buffer_s` of audio
@@ -154,18 +154,37 @@ class StreamConnection(Carrier):
                 await ws.close(code=CloseCode.INTERNAL_ERROR, message=b"internal error")
 
 
-def ws_frames(items: list[SendMessage | SendAudio]) -> list[bytes]:
-    """The items as WebSocket messages, one each, for one write: headers and payloads."""
-    parts: list[bytes] = []
+def ws_frames(items: list[SendMessage | SendAudio]) -> list[bytes | memoryview]:
+    """The items as WebSocket messages for one write, headers and payloads: one message per
+    SendMessage and per audio frame (a SendAudio holds a piece's frames: split here, as
+    views of its payload)."""
+    parts: list[bytes | memoryview] = []
     for item in items:
-        parts += ws_frame(item.payload)
+        if type(item) is SendAudio and 0 < item.frame_size < len(item.payload):
+            parts += ws_audio_frames(item.payload, item.frame_size)
+        else:
+            parts += ws_frame(item.payload)
+    return parts
+
+
+def ws_audio_frames(payload: bytes, size: int) -> list[bytes | memoryview]:
+    """Binary messages of `size` bytes each but the last, from one payload: every full
+    frame shares one header."""
+    view = memoryview(payload)
+    header = ws_frame(view[:size])[0]
+    parts: list[bytes | memoryview] = []
+    append = parts.append
+    for start in range(0, len(payload), size):
+        frame = view[start:start + size]
+        append(header if len(frame) == size else ws_frame(frame)[0])
+        append(frame)
     return parts
 
 
 _FIN_TEXT, _FIN_BINARY = 0x81, 0x82  # a whole message's first byte: FIN + opcode (RFC 6455 5.2)
 
 
-def ws_frame(payload: str | bytes) -> tuple[bytes, bytes]:
+def ws_frame(payload: str | bytes | memoryview) -> tuple[bytes, bytes | memoryview]:
     """One unmasked server-to-client WebSocket message (RFC 6455 5.2): its header and its
     payload, a text frame for a str and a binary frame for bytes. What aiohttp's writer
     writes for `send_str`/`send_bytes` without compression, which these streams never use."""

@@ -483,22 +483,20 @@ class StreamSession:
         last = sentence.last_arrived and not sentence.pieces
         whole = len(pcm) if last else len(pcm) - len(pcm) % size
         sentence.carry = pcm[whole:]
-        ms_per_byte = 1000.0 / (rate * protocol.BYTES_PER_SAMPLE[sentence.format])
-        # Per frame (25 a second of audio at 40 ms, for every listener): only the frame and its
-        # item. The running totals add frame by frame, in the same order as ever. The frames
-        # are protocol.split_frames(pcm[:whole], size), sliced here from pcm directly (whole
-        # is a multiple of size or all of pcm); json audio is the PCM itself (encode_audio).
-        seq, encoding, append = sentence.seq, self.encoding, self._outbox.append
-        raw = encoding is Encoding.JSON
-        outbox_ms, queued_ms = self._outbox_audio_ms, sentence.queued_ms
-        for start in range(0, whole, size):
-            frame = pcm[start:start + size]
-            frame_ms = len(frame) * ms_per_byte
-            append(SendAudio(seq, frame if raw else protocol.encode_audio(seq, frame, encoding),
-                             frame_ms))
-            outbox_ms += frame_ms
-            queued_ms += frame_ms
-        self._outbox_audio_ms, sentence.queued_ms = outbox_ms, queued_ms
+        if whole:
+            # The piece's whole frames as one item (SendAudio: the writer splits them into
+            # messages); json audio is the PCM itself (protocol.encode_audio).
+            audio_ms = whole * 1000.0 / (rate * protocol.BYTES_PER_SAMPLE[sentence.format])
+            frames = pcm if whole == len(pcm) else pcm[:whole]
+            if self.encoding is Encoding.JSON:
+                item = SendAudio(sentence.seq, frames, audio_ms, size)
+            else:
+                messages = [protocol.encode_audio(sentence.seq, frame, self.encoding)
+                            for frame in protocol.split_frames(frames, size)]
+                item = SendAudio(sentence.seq, b"".join(messages), audio_ms, len(messages[0]))
+            self._outbox.append(item)
+            self._outbox_audio_ms += audio_ms
+            sentence.queued_ms += audio_ms
         self._link.audio_queued(sentence.seq, len(audio) / rate, len(piece), now)
         if not self._download and self._outbox_audio_ms > self._limits.send_buffer_s * 1000.0:
             # Config.send_buffer_s: a listener that reads slower than it plays is cut off

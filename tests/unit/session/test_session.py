@@ -111,10 +111,12 @@ def make(link: Any = None, encoding: Encoding = Encoding.JSON, metrics: Metrics 
 
 
 def drain(session: StreamSession, limit: int | None = None) -> list[tuple[Any, ...]]:
-    """Take items off the session's outbox: ("event", msg) | ("audio", seq, bytes) | ("close",
-    code, reason, abort)."""
+    """Take items off the session's outbox (at most `limit` items, as a writer would): each
+    ("event", msg) | ("audio", seq, bytes), one per frame | ("close", code, reason, abort)."""
     out: list[tuple[Any, ...]] = []
-    while limit is None or len(out) < limit:
+    taken = 0
+    while limit is None or taken < limit:
+        taken += 1
         item = session.next_outgoing()
         if item is None:
             break
@@ -124,7 +126,7 @@ def drain(session: StreamSession, limit: int | None = None) -> list[tuple[Any, .
             assert msg["type"] == item.kind
             out.append(("event", msg))
         elif isinstance(item, SendAudio):
-            out.append(("audio", item.seq, len(item.payload)))
+            out += [("audio", item.seq, len(frame)) for frame in item.frames()]
         else:
             assert isinstance(item, Close)
             out.append(("close", item.code, item.reason, item.abort))
@@ -230,7 +232,7 @@ def test_msgpack_audio_is_a_map_with_its_seq() -> None:
     frames = []
     while (item := session.next_outgoing()) is not None:
         if isinstance(item, SendAudio):
-            frames.append(msgpack.unpackb(item.payload))
+            frames += [msgpack.unpackb(frame) for frame in item.frames()]
     assert [(f["type"], f["seq"], len(f["pcm"])) for f in frames] == [
         ("audio", 0, FRAME_BYTES), ("audio", 0, 10 * 2)]
 
@@ -302,9 +304,11 @@ def test_flush_marks_wait_for_their_own_seq_only() -> None:
 def test_clear_drops_unsent_frames_and_start_ms_counts_what_was_sent() -> None:
     session, link = opened()
     session.receive(TextMsg("One. Two. Three.", flush=True), 0.0)
-    result(session, 0, 200)  # 5 frames
+    session.receive(ChunkPlanned(0, "text 0", 200 * RATE // 1000), 1.0)
+    session.receive(ChunkAudio(0, audio(80), last=False), 1.0)  # 2 frames
+    session.receive(ChunkAudio(0, audio(120), last=True), 1.0)  # 3 more
     result(session, 1, 100)
-    sent = drain(session, limit=3)  # chunk 0 and two frames went out
+    sent = drain(session, limit=2)  # chunk 0 and the first piece's two frames went out
     assert [i[0] for i in sent] == ["event", "audio", "audio"]
     session.receive(ClearMsg(), 0.5)
     assert link.clears == 1
@@ -521,10 +525,12 @@ def test_config_applies_to_text_after_it() -> None:
 def test_the_send_buffer_bounds_queued_audio_then_cuts_the_client_off() -> None:
     session, _ = opened(send_buffer_s=0.5)
     session.receive(TextMsg("One. Two.", flush=True), 0.0)
-    result(session, 0, 400)
+    session.receive(ChunkPlanned(0, "text 0", 400 * RATE // 1000), 1.0)
+    session.receive(ChunkAudio(0, audio(80), last=False), 1.0)
+    session.receive(ChunkAudio(0, audio(320), last=True), 1.0)
     assert session.queued_audio_ms == pytest.approx(400)
     assert not session.aborting
-    drain(session, limit=3)  # the client read two frames
+    drain(session, limit=2)  # the client read the chunk event and the first piece's 2 frames
     assert session.queued_audio_ms == pytest.approx(320)
     result(session, 1, 200)  # 520 ms would wait: over 0.5 s
     assert session.aborting and session.state is StreamState.DRAINING
@@ -571,7 +577,7 @@ def test_take_outgoing_is_next_outgoing_in_one_call(pace: str) -> None:
         expected.append(item)
     items, close = many.take_outgoing()
     assert items == expected and close is None
-    assert sum(isinstance(i, SendAudio) for i in items) == 13  # 10 + 3 whole frames
+    assert sum(len(i.frames()) for i in items if isinstance(i, SendAudio)) == 13  # 10 + 3
     assert many.queued_audio_ms == pytest.approx(one.queued_audio_ms) == pytest.approx(0.0)
     assert many_link.taken_s == pytest.approx(one_link.taken_s)
     assert many_link.taken_s == pytest.approx(0.52 if pace == "download" else 0.0)
@@ -792,8 +798,9 @@ def test_words_after_clear_and_flush_count_the_audio_sent() -> None:
     session.receive(ConfigMsg({"timestamps": "word"}), 0.0)
     session.receive(TextMsg("One two three. Four five.", flush=True), 0.0)
     session.receive(planned_with_words(0, "One two three.", 120), 0.1)
-    session.receive(ChunkAudio(0, audio(120), last=True), 0.1)
-    drain(session, limit=3)  # chunk, words and the first frame (40 ms) went out
+    session.receive(ChunkAudio(0, audio(40), last=False), 0.1)
+    session.receive(ChunkAudio(0, audio(80), last=True), 0.1)
+    drain(session, limit=3)  # chunk, words and the first piece, one frame (40 ms), went out
     session.receive(planned_with_words(1, "Four five.", 80), 0.2)
     session.receive(ClearMsg(), 0.3)
     items = drain(session)
