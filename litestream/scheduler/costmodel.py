@@ -205,8 +205,14 @@ class CostModel:
         rate = max(compute_s - self.priors.decode_overhead_s, 0.0) / computed
         cost.decode_per_frame_s += alpha * (rate - cost.decode_per_frame_s)
         if audio_s > 0.0:
-            # Constant per voice (hop / sample rate): the latest observation is exact.
-            cost.audio_per_frame_s = audio_s / frames
+            # Constant per voice (hop / sample rate): the latest observation is exact. Only a
+            # real change moves it: audio_s / frames differs in its last bit from one window
+            # length to another, and each such flip would move every price a little without
+            # any stream changing (AdmissionControl keeps sums of prices up to date by the
+            # streams that changed).
+            apf = audio_s / frames
+            if not math.isclose(apf, cost.audio_per_frame_s, rel_tol=1e-9):
+                cost.audio_per_frame_s = apf
         cost.decode_samples += 1
 
     def calibrate(

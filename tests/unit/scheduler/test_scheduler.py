@@ -839,6 +839,21 @@ def test_cost_model_learns_per_voice_and_step_kind() -> None:
     assert model.price("other", StepKind.ENCODE, 10) == pytest.approx(0.003 + 0.006)
 
 
+def test_audio_per_frame_moves_only_when_the_voice_hop_does() -> None:
+    # audio_s / frames of windows of different lengths differs in its last bit; each flip
+    # moved every price without any stream changing (admission's kept sums went stale).
+    model = CostModel()
+    apf = 256 / 22050
+    model.observe_decode("v", frames=107, audio_s=107 * 256 / 22050, compute_s=0.1)
+    first = model.voice("v").audio_per_frame_s
+    assert first == pytest.approx(apf, rel=1e-12)
+    for frames in range(16, 600):
+        model.observe_decode("v", frames=frames, audio_s=frames * 256 / 22050, compute_s=0.1)
+        assert model.voice("v").audio_per_frame_s == first  # the same float, bit for bit
+    model.observe_decode("v", frames=100, audio_s=100 * 300 / 22050, compute_s=0.1)
+    assert model.voice("v").audio_per_frame_s == pytest.approx(300 / 22050, rel=1e-12)
+
+
 def test_scheduler_learns_from_finished_steps() -> None:
     clock = FakeClock()
     s = make()
