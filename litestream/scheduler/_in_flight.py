@@ -64,7 +64,10 @@ class InFlight:
                 submitted_s=head.submitted_s,
             )
             sentence.next_frame += window
-            s.window_frames = window
+            if not step.last or window > s.window_frames:
+                # A sentence's last window is what was left of it: shorter than the windows
+                # had grown to, it does not set the next sentence's windows back.
+                s.window_frames = window
             if sentence.cached:
                 st.cached_windows += 1
             else:

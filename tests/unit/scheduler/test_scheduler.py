@@ -297,6 +297,20 @@ def test_windows_grow_with_a_healthy_buffer_and_shrink_when_it_runs_thin() -> No
     assert price(s, step) <= 0.25 - s.config.jitter_s
 
 
+def test_a_sentences_short_last_window_does_not_set_the_next_sentence_back() -> None:
+    # Windows of sentence 0: 32, 64, then the 27 frames left of it. Sentence 1's windows go
+    # on growing from 64 (128, 256), not from 27 (48, 96, 192, ...): one short tail per
+    # sentence kept every stream's windows small at 1,000 listeners.
+    s = make(workers=1, min_window_growth=2.0, max_window_growth=2.0)
+    s.open_stream("a", Priority.NORMAL, 0.0)
+    s.audio_sent("a", 2.0, 0.0)
+    submit(s, "a", 0, 30, 0.0)  # 123 frames
+    submit(s, "a", 1, 100, 0.0)  # 410 frames
+    windows = [(step.seq, step.frames) for step in drain(s, FakeClock())
+               if step.kind is StepKind.DECODE]
+    assert windows == [(0, 32), (0, 64), (0, 27), (1, 128), (1, 256), (1, 26)]
+
+
 def test_first_window_is_longer_when_the_workers_are_loaded() -> None:
     s = make(workers=2)
     s.open_stream("idle", Priority.NORMAL, 0.0)
