@@ -100,12 +100,13 @@ class StreamConnection(Carrier):
 
         Everything queued when the writer wakes goes to the socket in one write (framed
         here, `ws_frames`: one message per SendMessage and per audio frame, a SendAudio
-        holding a piece's frames): a decode window's frames cost one system call, not one each (docs/benchmarks.md, "One process, 1,000
-        listeners"). Backpressure: when the socket's buffer is over its high-water mark the
-        writer waits for it to drain. A client that stops reading for `slow_reader_timeout_s`
-        is cut off, and the session cuts off one with more than `send_buffer_s` of audio
-        waiting; so memory stays bounded (the scheduler also stops synthesizing past its
-        lookahead cap for a stream whose audio piles up).
+        holding a piece's frames): a decode window's frames cost one system call, not one
+        each (docs/benchmarks.md, "One process, 1,000 listeners"). Backpressure: when the
+        socket's buffer is over its high-water mark the writer waits for it to drain. A
+        client that stops reading for `slow_reader_timeout_s` is cut off, and the session
+        cuts off one with more than `send_buffer_s` of audio waiting; so memory stays
+        bounded (the scheduler also stops synthesizing past its lookahead cap for a stream
+        whose audio piles up).
         """
         timeout = self.slow_reader_timeout_s
         session, ws, request = self.session, self.ws, self.request
@@ -188,6 +189,7 @@ def ws_frame(payload: str | bytes | memoryview) -> tuple[bytes, bytes | memoryvi
     """One unmasked server-to-client WebSocket message (RFC 6455 5.2): its header and its
     payload, a text frame for a str and a binary frame for bytes. What aiohttp's writer
     writes for `send_str`/`send_bytes` without compression, which these streams never use."""
+    data: bytes | memoryview
     if isinstance(payload, str):
         data, first = payload.encode(), _FIN_TEXT
     else:
