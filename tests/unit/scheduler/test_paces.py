@@ -23,6 +23,7 @@ from tests.fakes import (
     SimResult,
     config,
     decode_cost_s,
+    finish,
     simulate,
 )
 from tests.fakes import price_step as price
@@ -182,6 +183,47 @@ def test_a_download_waits_for_its_client_to_read() -> None:
     assert not s.audio_delivered("d", 0.1, clock.now)  # still over the bound
     assert s.audio_delivered("d", made, clock.now)  # the client read: it may run again
     assert s.next_steps(clock.now)
+
+
+@pytest.mark.parametrize("workers", [2, 8])
+def test_a_download_whose_later_sentences_finish_first_still_ends(workers: int) -> None:
+    # A download decodes several sentences at once, but its session sends them in order: audio
+    # of a later sentence made before an earlier one is done waits, made and not taken. That
+    # audio counted toward download_buffer_s and held the stream, so the earlier sentence it
+    # waited behind was never finished: the response hung with 10 s of audio made (seen with
+    # 40 POSTs at once on the stand-in's 16 workers). Steps here finish latest sentence first.
+    clock = FakeClock()
+    s = make(workers=workers, download_buffer_s=3.0)
+    s.open_stream("d", Priority.NORMAL, clock.now, Pace.DOWNLOAD)
+    sentences = 6
+    for seq in range(sentences):
+        s.submit("d", seq, "x" * 120, speed=1.0, voice=VOICE, now=clock.now)  # ~5.7 s each
+    made: dict[int, list[float]] = {seq: [] for seq in range(sentences)}
+    whole: set[int] = set()
+    head = 0  # the session's next sentence to send; audio of later ones waits
+    in_flight: list[SynthesisStep] = []
+    while True:
+        while len(in_flight) < workers and (steps := s.next_steps(clock.now)):
+            in_flight += steps
+        if not in_flight:
+            break
+        step = max(in_flight, key=lambda x: x.seq)  # a later sentence's step finishes first
+        in_flight.remove(step)
+        clock.advance(price(s, step))
+        audio = finish(s, step, price(s, step), clock.now)
+        if audio is not None:
+            made[step.seq].append(audio)
+            if step.last:
+                whole.add(step.seq)
+        while head < sentences:  # the session: in order, each piece as soon as it may go
+            for piece in made[head]:
+                s.audio_sent("d", piece, clock.now)
+                s.audio_delivered("d", piece, clock.now)  # the client reads at once
+            made[head] = []
+            if head not in whole:
+                break
+            head += 1
+    assert head == sentences, f"stuck before sentence {head}: {sorted(whole)} done"
 
 
 def test_a_download_costs_admission_only_its_first_audio() -> None:
