@@ -324,17 +324,16 @@ class Pacing:
         """A download's audio made or being made and not yet taken by its client."""
         return s.out_s + s.ready_audio_s + s.inflight_audio_s
 
-    def download_held(self, s: StreamRecord) -> bool:
+    def download_held(self, s: StreamRecord, head: Sentence | None) -> bool:
         """Must a download past its first audio wait for its client to read? While
         `download_buffer_s` of its audio is made (or being made) and not taken, yes; but its
         head sentence, the one its session sends next, waits only for what was sent and not
         read: the audio of later sentences made ahead of it (a download decodes several at
         once) cannot be sent before it, so counting that audio held the very sentence it
-        waits behind, and the response hung."""
+        waits behind, and the response hung. `head`: its `next_sentence`."""
         buffer = self.config.download_buffer_s
         if self.download_lead_s(s) < buffer:
             return False
-        head = self.next_sentence(s)
         return head is None or head is not s.sentences[0] or s.out_s >= buffer
 
     def ladder_ceil(self, frames: float) -> int:

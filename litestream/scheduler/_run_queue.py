@@ -87,7 +87,7 @@ class RunQueue:
         if s.pace is Pace.DOWNLOAD and s.playback_start_s is not None:
             # No playback clock: the client's reading paces it (Scheduler.audio_delivered).
             s.eligible_s = now
-            if self._pacing.download_held(s):
+            if self._pacing.download_held(s, head):
                 s.blocked = True
             else:
                 heapq.heappush(self._download, (s.opened_s, next(self._tiebreak), s.version, s))

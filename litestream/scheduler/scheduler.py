@@ -435,7 +435,7 @@ class Scheduler:
         if s is None or s.pace is not Pace.DOWNLOAD:
             return False
         s.out_s = max(0.0, s.out_s - audio_s)
-        if s.blocked and not self._pacing.download_held(s):
+        if s.blocked and not self._pacing.download_held(s, self._pacing.next_sentence(s)):
             self._queue.rekey(s, now)
             return True
         return False

@@ -161,22 +161,21 @@ def ws_frames(items: list[SendMessage | SendAudio]) -> list[bytes | memoryview]:
     views of its payload)."""
     parts: list[bytes | memoryview] = []
     for item in items:
-        if type(item) is SendAudio and 0 < item.frame_size < len(item.payload):
-            parts += ws_audio_frames(item.payload, item.frame_size)
+        if type(item) is SendAudio:
+            parts += ws_audio_frames(item)
         else:
             parts += ws_frame(item.payload)
     return parts
 
 
-def ws_audio_frames(payload: bytes, size: int) -> list[bytes | memoryview]:
-    """Binary messages of `size` bytes each but the last, from one payload: every full
-    frame shares one header."""
-    view = memoryview(payload)
-    header = ws_frame(view[:size])[0]
+def ws_audio_frames(item: SendAudio) -> list[bytes | memoryview]:
+    """Its frames as binary messages (`SendAudio.frames`): every full frame shares one
+    header."""
+    frames = item.frames()
+    header, size = ws_frame(frames[0])[0], len(frames[0])
     parts: list[bytes | memoryview] = []
     append = parts.append
-    for start in range(0, len(payload), size):
-        frame = view[start:start + size]
+    for frame in frames:
         append(header if len(frame) == size else ws_frame(frame)[0])
         append(frame)
     return parts

@@ -140,12 +140,12 @@ class SendAudio:
     audio_ms: float  # audio in these frames
     frame_size: int = 0
 
-    def frames(self) -> list[bytes]:
-        """The frames, one message each."""
-        payload, size = self.payload, self.frame_size
-        if not 0 < size < len(payload):
-            return [payload]
-        return [payload[start:start + size] for start in range(0, len(payload), size)]
+    def frames(self) -> list[memoryview]:
+        """The frames, one message each: views of the payload, nothing copied."""
+        view, size = memoryview(self.payload), self.frame_size
+        if not 0 < size < len(view):
+            return [view]
+        return [view[start:start + size] for start in range(0, len(view), size)]
 
 
 @dataclass(frozen=True, slots=True)
