@@ -9,8 +9,13 @@ window sizes, admission, the first audio of a new stream) goes through it:
     encode step:  encode_overhead_s + encode_per_char_s x chars
     decode step:  decode_overhead_s + decode_per_frame_s x (frames + 2 x context_frames)
 
-The per-unit rates are learned per voice and step kind by EWMA from what each step really took;
-the overheads stay fixed, so a step's whole cost above the overhead is charged to its units.
+Both terms are learned per voice and step kind from what each step really took. The overhead
+(what a run costs whatever its size) comes from a least-squares line through the recent steps
+of different sizes (`_LineFit`, slow: about FIT_MEMORY steps); the per-unit rate follows each
+step fast (EWMA above that overhead). Until steps of different sizes have been seen the
+overhead stays at its prior. On the CPU a run's fixed part is small beside its frames; on a GPU
+it is most of a window's cost (launching the graph, waiting for the GIL and the device), and
+charging it to the frames priced a 256-frame window at twice what it took.
 `context_frames` is a property of the voice the caller registers (17 for a split Piper voice
 with its default margins, `PiperVoice.context_frames`;
 0 for a non-streaming voice, whose encode step synthesizes the whole sentence and whose windows
@@ -24,7 +29,7 @@ Before a sentence is encoded its length in frames is predicted from its characte
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 __all__ = ["CostModel", "CostPriors", "StepKind", "VoiceCost"]
@@ -51,6 +56,50 @@ class CostPriors:
     ewma_alpha: float = 0.2  # weight of each new observation once warmed up
 
 
+# The overhead's line fit weighs the last ~FIT_MEMORY steps (each older step counts 1 - 1 /
+# FIT_MEMORY less): on a busy server a second or less, on one CPU listener a few sentences.
+FIT_MEMORY = 100
+# The prior overhead counts as this many steps, on the intercept alone: it decides where the
+# steps' sizes do not (all of one size), and barely moves a line that they do decide.
+FIT_PRIOR_WEIGHT = 0.1
+
+
+@dataclass
+class _LineFit:
+    """An exponentially weighted least-squares line y = a + b x through (units, seconds)
+    observations, whose intercept `a` is the fixed cost of a run."""
+
+    s0: float = 0.0  # summed weights
+    sx: float = 0.0
+    sy: float = 0.0
+    sxx: float = 0.0
+    sxy: float = 0.0
+
+    def add(self, x: float, y: float, weight: float = 1.0) -> None:
+        keep = 1.0 - weight / FIT_MEMORY
+        self.s0 = self.s0 * keep + weight
+        self.sx = self.sx * keep + weight * x
+        self.sy = self.sy * keep + weight * y
+        self.sxx = self.sxx * keep + weight * x * x
+        self.sxy = self.sxy * keep + weight * x * y
+
+    def intercept(self, prior: float) -> float:
+        """`a`, with the prior as FIT_PRIOR_WEIGHT observations of the intercept (ridge): the
+        prior where all sizes were alike, the data's line where they spread. Never below 0;
+        a line falling with size (noise) is read as flat (a = the mean)."""
+        lam = FIT_PRIOR_WEIGHT
+        a11 = self.s0 + lam
+        r1 = self.sy + lam * prior
+        det = a11 * self.sxx - self.sx * self.sx
+        if self.s0 <= 0.0 or det <= 0.0:
+            return prior
+        a = (r1 * self.sxx - self.sx * self.sxy) / det
+        b = (a11 * self.sxy - self.sx * r1) / det
+        if b < 0.0:
+            a = r1 / a11
+        return max(a, 0.0)
+
+
 @dataclass
 class VoiceCost:
     """The running estimate for one voice."""
@@ -60,8 +109,12 @@ class VoiceCost:
     decode_per_frame_s: float  # compute seconds per frame a decode step computes
     frames_per_char: float  # sentence frames per character at speed 1
     audio_per_frame_s: float  # audio seconds per frame
+    encode_overhead_s: float  # compute seconds of an encode step whatever its characters
+    decode_overhead_s: float  # compute seconds of a decode run whatever its frames
     encode_samples: int = 0  # encode observations folded in so far
     decode_samples: int = 0  # decode observations folded in so far
+    encode_fit: _LineFit = field(default_factory=_LineFit)  # encode_overhead_s's line
+    decode_fit: _LineFit = field(default_factory=_LineFit)  # decode_overhead_s's line
 
 
 def context_sides(start_frame: int, frames: int, total: int) -> int:
@@ -102,6 +155,8 @@ class CostModel:
                 decode_per_frame_s=p.decode_per_frame_s,
                 frames_per_char=p.frames_per_char,
                 audio_per_frame_s=p.audio_per_frame_s,
+                encode_overhead_s=p.encode_overhead_s,
+                decode_overhead_s=p.decode_overhead_s,
             )
             self._voices[voice] = cost
         return cost
@@ -115,15 +170,15 @@ class CostModel:
         so a first window costs about a quarter less than a window of its length inside)."""
         cost = self.voice(voice)
         if kind is StepKind.ENCODE:
-            return self.priors.encode_overhead_s + cost.encode_per_char_s * units
+            return cost.encode_overhead_s + cost.encode_per_char_s * units
         frames = units + sides * cost.context_frames
-        return self.priors.decode_overhead_s + cost.decode_per_frame_s * frames
+        return cost.decode_overhead_s + cost.decode_per_frame_s * frames
 
     def window_within(self, voice: str, budget_s: float) -> int:
         """The most frames a decode window may have for its price to fit in `budget_s`
         (the inverse of `price`; 0 when not even an empty window fits)."""
         cost = self.voice(voice)
-        spare = budget_s - self.priors.decode_overhead_s
+        spare = budget_s - cost.decode_overhead_s
         if cost.decode_per_frame_s <= 0.0:
             return 1 << 30 if spare >= 0.0 else 0
         return max(0, math.floor(spare / cost.decode_per_frame_s) - 2 * cost.context_frames)
@@ -169,7 +224,7 @@ class CostModel:
         spare = (rtf - encode_share) * cost.audio_per_frame_s - cost.decode_per_frame_s
         if spare <= 0.0:
             return math.inf
-        fixed = self.priors.decode_overhead_s + 2 * cost.context_frames * cost.decode_per_frame_s
+        fixed = cost.decode_overhead_s + 2 * cost.context_frames * cost.decode_per_frame_s
         return fixed / spare
 
     # ---- learning ---------------------------------------------------------------------------
@@ -187,22 +242,30 @@ class CostModel:
             return
         cost = self.voice(voice)
         alpha = self._alpha(cost.encode_samples)
-        rate = max(compute_s - self.priors.encode_overhead_s, 0.0) / chars
+        cost.encode_fit.add(chars, compute_s)
+        cost.encode_overhead_s = cost.encode_fit.intercept(self.priors.encode_overhead_s)
+        rate = max(compute_s - cost.encode_overhead_s, 0.0) / chars
         cost.encode_per_char_s += alpha * (rate - cost.encode_per_char_s)
         if frames > 0:
             cost.frames_per_char += alpha * (frames * speed / chars - cost.frames_per_char)
         cost.encode_samples += 1
 
     def observe_decode(self, voice: str, *, frames: int, audio_s: float, compute_s: float,
-                       sides: int = 2) -> None:
+                       sides: int = 2, batch: int = 1) -> None:
         """Fold one finished decode window in (its context computed on `sides` sides, as
-        `price`); degenerate observations are ignored."""
+        `price`); degenerate observations are ignored. A window decoded in a run of `batch`
+        windows took `compute_s` = the run's time / batch: the run paid one overhead for all
+        of them (its windows are of one length), so the window counts as 1/batch of a run
+        of batch x its frames."""
         if frames <= 0 or compute_s < 0.0:
             return
+        batch = max(batch, 1)
         cost = self.voice(voice)
         alpha = self._alpha(cost.decode_samples)
         computed = frames + sides * cost.context_frames
-        rate = max(compute_s - self.priors.decode_overhead_s, 0.0) / computed
+        cost.decode_fit.add(computed * batch, compute_s * batch, 1.0 / batch)
+        cost.decode_overhead_s = cost.decode_fit.intercept(self.priors.decode_overhead_s)
+        rate = max(compute_s - cost.decode_overhead_s / batch, 0.0) / computed
         cost.decode_per_frame_s += alpha * (rate - cost.decode_per_frame_s)
         if audio_s > 0.0:
             # Constant per voice (hop / sample rate): the latest observation is exact. Only a

@@ -373,13 +373,15 @@ class Scheduler:
         self._after_step(s, now)
         return True
 
-    def decoded(self, step: SynthesisStep, *, audio_s: float, compute_s: float, now: float) -> bool:
+    def decoded(self, step: SynthesisStep, *, audio_s: float, compute_s: float, now: float,
+                batch: int = 1) -> bool:
         """Record a finished decode window: True = send its audio (`audio_s` seconds; the
         sentence's last piece when step.last); False = its stream was cleared or closed
-        meanwhile, drop it."""
+        meanwhile, drop it. `batch`: the windows of its run (`compute_s` is the run's share)."""
         if not step.cached:
             self.model.observe_decode(step.voice, frames=step.frames, audio_s=audio_s,
-                                      compute_s=compute_s, sides=step.context_sides)
+                                      compute_s=compute_s, sides=step.context_sides,
+                                      batch=batch)
         s = self._finish(step, compute_s, now)
         if s is None:
             return False

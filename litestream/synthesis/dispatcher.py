@@ -463,7 +463,7 @@ class Synthesis:
         elif result.audio is not None:
             audio_s = len(result.audio) / self._rates[step.voice]
             keep = self.scheduler.decoded(step, audio_s=audio_s, compute_s=result.compute_s,
-                                          now=now)
+                                          now=now, batch=result.batch)
             self._metrics.synthesized(result.compute_s, audio_s, "decode")
             if keep:
                 self._keep_for_cache(step, result.audio)

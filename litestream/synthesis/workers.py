@@ -71,6 +71,7 @@ class WorkResult:
     audio: np.ndarray | None = None  # DECODE: float32 mono window
     pcm_s16: bytes | None = None  # DECODE: the same as s16le PCM, made here, off the event loop
     error: str | None = None     # why it failed, for the log (never sent with text)
+    batch: int = 1               # DECODE: the windows of the run that shared compute_s
 
     @property
     def failed(self) -> bool:
@@ -504,7 +505,8 @@ def run_steps(voices: Mapping[str, Voice], steps: list[SynthesisStep],
     except Exception:  # retry one by one so one bad window fails alone (fast if terminated)
         return [_decode(voice, step, run_options) for step in steps]
     share = (time.perf_counter() - started) / len(steps)
-    return [WorkResult(step, share, audio=audio, pcm_s16=protocol.to_pcm(audio, "s16le"))
+    return [WorkResult(step, share, audio=audio, pcm_s16=protocol.to_pcm(audio, "s16le"),
+                       batch=len(steps))
             for step, audio in zip(steps, audios, strict=True)]
 
 
