@@ -9,13 +9,14 @@ window sizes, admission, the first audio of a new stream) goes through it:
     encode step:  encode_overhead_s + encode_per_char_s x chars
     decode step:  decode_overhead_s + decode_per_frame_s x (frames + 2 x context_frames)
 
-Both terms are learned per voice and step kind from what each step really took. The overhead
-(what a run costs whatever its size) comes from a least-squares line through the recent steps
-of different sizes (`_LineFit`, slow: about FIT_MEMORY steps); the per-unit rate follows each
-step fast (EWMA above that overhead). Until steps of different sizes have been seen the
-overhead stays at its prior. On the CPU a run's fixed part is small beside its frames; on a GPU
-it is most of a window's cost (launching the graph, waiting for the GIL and the device), and
-charging it to the frames priced a 256-frame window at twice what it took.
+Both terms are learned per voice and step kind from what each step really took: their shape
+from a least-squares line through the recent steps of different sizes (`_LineFit`, slow:
+about FIT_MEMORY steps), and their level fast, as an EWMA of each step's time over the line's
+price for it (`_fold`), which scales both. Where all steps were of one size the overhead stays
+at its prior and the rest is per unit. On the CPU a run's fixed part is small beside its
+frames; on a GPU it is most of a window's cost (launching the graph, waiting for the GIL and
+the device). With the overhead fixed at the CPU prior, the rest was charged to the frames and
+a 256-frame window was priced at twice what it took (docs/benchmarks.md, "What a run costs").
 `context_frames` is a property of the voice the caller registers (17 for a split Piper voice
 with its default margins, `PiperVoice.context_frames`;
 0 for a non-streaming voice, whose encode step synthesizes the whole sentence and whose windows
@@ -59,6 +60,14 @@ class CostPriors:
 # The overhead's line fit weighs the last ~FIT_MEMORY steps (each older step counts 1 - 1 /
 # FIT_MEMORY less): on a busy server a second or less, on one CPU listener a few sentences.
 FIT_MEMORY = 100
+# The fast level (see the module docstring) takes a step that took more than OUTLIER_RATIO times
+# its price as that many times, once a voice has OUTLIER_AFTER observations of the kind (the
+# line takes every step whole): at 1,000 synthetic listeners one short window held up 30 ms
+# (the GIL, a busy event loop) was read as a dearer rate per frame, raised the price of every
+# long window several times, and admission refused streams for a moment. A real slowdown is
+# still followed: each step at twice its price raises the level by alpha (a fifth).
+OUTLIER_RATIO = 2.0
+OUTLIER_AFTER = 5
 # The prior overhead counts as this many steps, on the intercept alone: it decides where the
 # steps' sizes do not (all of one size), and barely moves a line that they do decide.
 FIT_PRIOR_WEIGHT = 0.1
@@ -67,7 +76,7 @@ FIT_PRIOR_WEIGHT = 0.1
 @dataclass
 class _LineFit:
     """An exponentially weighted least-squares line y = a + b x through (units, seconds)
-    observations, whose intercept `a` is the fixed cost of a run."""
+    observations: `a` is the fixed cost of a run, `b` its cost per unit."""
 
     s0: float = 0.0  # summed weights
     sx: float = 0.0
@@ -83,21 +92,43 @@ class _LineFit:
         self.sxx = self.sxx * keep + weight * x * x
         self.sxy = self.sxy * keep + weight * x * y
 
-    def intercept(self, prior: float) -> float:
-        """`a`, with the prior as FIT_PRIOR_WEIGHT observations of the intercept (ridge): the
-        prior where all sizes were alike, the data's line where they spread. Never below 0;
-        a line falling with size (noise) is read as flat (a = the mean)."""
+    def line(self, prior_a: float) -> tuple[float, float] | None:
+        """(a, b), with `prior_a` as FIT_PRIOR_WEIGHT observations of the intercept (ridge):
+        the prior where all sizes were alike, the data's line where they spread. Neither is
+        below 0: a line falling with size (noise) is read as flat (b = 0, a = the mean). None
+        before any observation with units."""
         lam = FIT_PRIOR_WEIGHT
         a11 = self.s0 + lam
-        r1 = self.sy + lam * prior
+        r1 = self.sy + lam * prior_a
         det = a11 * self.sxx - self.sx * self.sx
         if self.s0 <= 0.0 or det <= 0.0:
-            return prior
+            return None
         a = (r1 * self.sxx - self.sx * self.sxy) / det
         b = (a11 * self.sxy - self.sx * r1) / det
         if b < 0.0:
-            a = r1 / a11
-        return max(a, 0.0)
+            return r1 / a11, 0.0
+        if a < 0.0:
+            return 0.0, self.sxy / self.sxx
+        return a, b
+
+
+def _fold(fit: _LineFit, level: float, overhead_s: float, per_unit_s: float, prior_a: float,
+          *, units: float, took_s: float, batch: int, alpha: float,
+          guard: bool) -> tuple[float, float, float]:
+    """One observed step of `units`, in a run of `batch` steps alike (`took_s`: its share of
+    the run): (overhead, per unit, level) after it, from those before it."""
+    price_s = overhead_s / batch + per_unit_s * units
+    fit.add(units * batch, took_s * batch, 1.0 / batch)
+    line = fit.line(prior_a)
+    if line is None:
+        return overhead_s, per_unit_s, level
+    a, b = line
+    base = a / batch + b * units
+    if guard:
+        took_s = min(took_s, OUTLIER_RATIO * price_s)
+    if base > 0.0:
+        level += alpha * (took_s / base - level)
+    return level * a, level * b, level
 
 
 @dataclass
@@ -113,8 +144,11 @@ class VoiceCost:
     decode_overhead_s: float  # compute seconds of a decode run whatever its frames
     encode_samples: int = 0  # encode observations folded in so far
     decode_samples: int = 0  # decode observations folded in so far
-    encode_fit: _LineFit = field(default_factory=_LineFit)  # encode_overhead_s's line
-    decode_fit: _LineFit = field(default_factory=_LineFit)  # decode_overhead_s's line
+    # The slow lines and the fast levels over them: overhead = level x a, rate = level x b.
+    encode_fit: _LineFit = field(default_factory=_LineFit)
+    decode_fit: _LineFit = field(default_factory=_LineFit)
+    encode_level: float = 1.0
+    decode_level: float = 1.0
 
 
 def context_sides(start_frame: int, frames: int, total: int) -> int:
@@ -242,10 +276,10 @@ class CostModel:
             return
         cost = self.voice(voice)
         alpha = self._alpha(cost.encode_samples)
-        cost.encode_fit.add(chars, compute_s)
-        cost.encode_overhead_s = cost.encode_fit.intercept(self.priors.encode_overhead_s)
-        rate = max(compute_s - cost.encode_overhead_s, 0.0) / chars
-        cost.encode_per_char_s += alpha * (rate - cost.encode_per_char_s)
+        cost.encode_overhead_s, cost.encode_per_char_s, cost.encode_level = _fold(
+            cost.encode_fit, cost.encode_level, cost.encode_overhead_s, cost.encode_per_char_s,
+            self.priors.encode_overhead_s, units=chars, took_s=compute_s, batch=1, alpha=alpha,
+            guard=cost.encode_samples >= OUTLIER_AFTER)
         if frames > 0:
             cost.frames_per_char += alpha * (frames * speed / chars - cost.frames_per_char)
         cost.encode_samples += 1
@@ -263,10 +297,11 @@ class CostModel:
         cost = self.voice(voice)
         alpha = self._alpha(cost.decode_samples)
         computed = frames + sides * cost.context_frames
-        cost.decode_fit.add(computed * batch, compute_s * batch, 1.0 / batch)
-        cost.decode_overhead_s = cost.decode_fit.intercept(self.priors.decode_overhead_s)
-        rate = max(compute_s - cost.decode_overhead_s / batch, 0.0) / computed
-        cost.decode_per_frame_s += alpha * (rate - cost.decode_per_frame_s)
+        cost.decode_overhead_s, cost.decode_per_frame_s, cost.decode_level = _fold(
+            cost.decode_fit, cost.decode_level, cost.decode_overhead_s, cost.decode_per_frame_s,
+            self.priors.decode_overhead_s,
+            units=computed, took_s=compute_s, batch=batch, alpha=alpha,
+            guard=cost.decode_samples >= OUTLIER_AFTER)
         if audio_s > 0.0:
             # Constant per voice (hop / sample rate): the latest observation is exact. Only a
             # real change moves it: audio_s / frames differs in its last bit from one window
@@ -286,14 +321,26 @@ class CostModel:
         decode_per_frame_s: float,
         frames_per_char: float | None = None,
         weight: int = 5,
+        chars: int = 80,
+        frames: int = 98,
     ) -> None:
         """Replace the priors for `voice` with measured figures (the server measures at start,
-        all workers busy at once, as under load); later observations refine them as usual, the
-        measurement counting as `weight` observations of each kind."""
+        all workers busy at once, as under load; the overheads stay the priors'); later
+        observations refine them as usual, the measurement counting as `weight` observations
+        of each kind, made on sentences of `chars` characters and windows of `frames` frames
+        computed (context included). At one size each, they tell the lines where they pass,
+        not how they slope: the steps of other sizes that follow decide that."""
         cost = self.voice(voice)
         cost.encode_per_char_s = encode_per_char_s
         cost.decode_per_frame_s = decode_per_frame_s
+        cost.encode_overhead_s = self.priors.encode_overhead_s
+        cost.decode_overhead_s = self.priors.decode_overhead_s
+        cost.encode_fit, cost.decode_fit = _LineFit(), _LineFit()
+        cost.encode_fit.add(chars, self.price(voice, StepKind.ENCODE, chars), weight)
+        cost.decode_fit.add(frames, self.price(voice, StepKind.DECODE, frames, sides=0), weight)
+        cost.encode_level = cost.decode_level = 1.0
         if frames_per_char is not None:
             cost.frames_per_char = frames_per_char
         cost.encode_samples = max(cost.encode_samples, weight)
         cost.decode_samples = max(cost.decode_samples, weight)
+

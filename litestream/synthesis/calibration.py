@@ -65,11 +65,14 @@ def apply(model: CostModel, voice: str, runs: Sequence[Calibration]) -> None:
     context = model.voice(voice).context_frames
     units = sum(r.frames + context * max(2 * r.windows - 2, 0) for r in runs)
     chars = sum(r.chars for r in runs)
+    windows = sum(r.windows for r in runs)
     model.calibrate(
         voice,
         encode_per_char_s=sum(r.encode_s for r in runs) / chars,
         decode_per_frame_s=sum(r.decode_s for r in runs) / max(units, 1),
         frames_per_char=sum(r.frames for r in runs) / chars,
+        chars=round(chars / len(runs)),
+        frames=max(1, round(units / max(windows, 1))),
     )
 
 

@@ -127,3 +127,53 @@ def test_a_line_falling_with_size_is_read_as_flat() -> None:
     assert 0.0 <= cost.decode_overhead_s <= 0.012
     assert cost.decode_per_frame_s >= 0.0
     assert 0.009 < m.price("v", StepKind.DECODE, 128) < 0.013
+
+
+def learned_gpu_model() -> CostModel:
+    m = model()
+    for _ in range(30):
+        for frames, sides in ((32, 1), (64, 2), (128, 2), (256, 2)):
+            m.observe_decode("v", frames=frames, audio_s=frames * 0.0116, sides=sides,
+                             compute_s=gpu_shaped(frames, sides))
+    return m
+
+
+def test_one_slow_short_window_does_not_reprice_every_long_window() -> None:
+    # A 32-frame window held up 40 ms (the GIL, a busy event loop): as a rate per frame it was
+    # 0.6 ms a frame, and a 256-frame window's price rose threefold; now at most by a fifth.
+    m = learned_gpu_model()
+    before = m.price("v", StepKind.DECODE, 256)
+    m.observe_decode("v", frames=32, audio_s=32 * 0.0116, sides=1, compute_s=0.040)
+    assert before < m.price("v", StepKind.DECODE, 256) < 1.25 * before
+
+
+def test_a_real_slowdown_is_still_followed_within_a_few_steps() -> None:
+    # Everything now takes three times as long (the host got busy): within ten steps the
+    # prices have followed most of the way.
+    m = learned_gpu_model()
+    before = {f: m.price("v", StepKind.DECODE, f) for f in (64, 256)}
+    for i in range(10):
+        frames = (64, 256)[i % 2]
+        m.observe_decode("v", frames=frames, audio_s=frames * 0.0116,
+                         compute_s=3 * gpu_shaped(frames, 2))
+    for frames, price in before.items():
+        assert m.price("v", StepKind.DECODE, frames) > 2.2 * price
+
+
+def test_after_calibration_the_steps_that_follow_decide_the_slope() -> None:
+    # Start-up measures one window size with every worker busy at once (on one GPU: 16 runs
+    # queued together, 10.8 ms for 98 frames computed, overhead assumed the CPU prior's 2 ms).
+    # The windows that follow, of every size, teach the line; a stream's share of a worker
+    # (what admission sums) becomes what its steps take.
+    m = model()
+    m.calibrate("v", encode_per_char_s=0.0002, decode_per_frame_s=0.09e-3, chars=119, frames=98)
+    for _ in range(100):
+        for frames, sides in ((32, 1), (64, 2), (256, 2), (128, 2), (211, 1)):
+            m.observe_decode("v", frames=frames, audio_s=frames * 256 / 22050, sides=sides,
+                             compute_s=gpu_shaped(frames, sides))
+        for chars in (30, 80, 140):
+            m.observe_encode("v", chars=chars, speed=1.0, frames=4 * chars,
+                             compute_s=0.009 + 5e-6 * chars)
+    # One 80-character sentence (320 frames) in windows of up to 256: an encode and 2 windows.
+    true = (0.009 + 5e-6 * 80 + 2 * gpu_shaped(160, 2)) / (320 * 256 / 22050)
+    assert m.rtf("v", sentence_chars=80, window_frames=256) == pytest.approx(true, rel=0.05)
