@@ -140,7 +140,8 @@ def learned_gpu_model() -> CostModel:
 
 def test_one_slow_short_window_does_not_reprice_every_long_window() -> None:
     # A 32-frame window held up 40 ms (the GIL, a busy event loop): as a rate per frame it was
-    # 0.6 ms a frame, and a 256-frame window's price rose threefold; now at most by a fifth.
+    # 0.6 ms a frame, and a 256-frame window's price rose threefold; uncapped, the level alone
+    # would raise every price by 60%; capped at twice its price, by 12%.
     m = learned_gpu_model()
     before = m.price("v", StepKind.DECODE, 256)
     m.observe_decode("v", frames=32, audio_s=32 * 0.0116, sides=1, compute_s=0.040)
