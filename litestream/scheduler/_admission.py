@@ -1,8 +1,8 @@
 """Admission: the acceptance test for a new stream, and the load figures it rests on.
 
 A new stream is refused when it would make urgent steps late (`AdmissionReason`): too many
-streams open, steady demand past the workers' target utilization, or urgent work already so far
-behind that its first audio would be late. `AdmissionControl` also tracks the streams opened
+streams open, steady demand past the workers' target utilization or playing listeners' steps
+late just now, or urgent work already so far behind that its first audio would be late. `AdmissionControl` also tracks the streams opened
 without text yet (a burst in progress, whose first audio is about to be asked for). Pure.
 """
 
@@ -106,6 +106,11 @@ class AdmissionControl:
         new_voice = self._default_voice if voice is None else voice
         own_rtf = pacing.stream_rtf(new_voice) if pace is Pace.LISTENER else 0.0
         if self.demand(now) + own_rtf > workers * cfg.target_utilization:
+            return self._refuse(AdmissionReason.CAPACITY, now, priced)
+        if pace is Pace.LISTENER and now - pacing.listener_late_s < cfg.admit_late_hold_s:
+            # What the prices cannot see: a playing listener's step just finished past its
+            # deadline. At 1,700 stand-in listeners on two cores the GIL ran out before the
+            # workers did, and every stream admitted after stalled.
             return self._refuse(AdmissionReason.CAPACITY, now, priced)
         # A burst: the streams opened without text yet, and this one, are about to start; each
         # needs its first audio and the window after it, at the windows that load allows.

@@ -11,7 +11,7 @@ from __future__ import annotations
 from litestream.scheduler._pacing import Pacing
 from litestream.scheduler._state import StreamRecord, sentence_of
 from litestream.scheduler.costmodel import StepKind, context_sides
-from litestream.scheduler.types import SchedulerConfig, SchedulerStats, SynthesisStep
+from litestream.scheduler.types import Pace, SchedulerConfig, SchedulerStats, SynthesisStep
 
 __all__ = ["InFlight"]
 
@@ -102,6 +102,8 @@ class InFlight:
         step.slack_s = step.deadline_s - now
         if step.slack_s < 0.0:
             st.late_completions += 1
+            if s is not None and s.pace is Pace.LISTENER and s.playback_start_s is not None:
+                self._pacing.listener_late_s = now
         step.overrun = (
             compute_s > cfg.overrun_factor * step.predicted_compute_s
             and compute_s > cfg.overrun_min_s

@@ -61,6 +61,9 @@ class Pacing:
         self.busy_rtf = 0.0
         # Listener streams with work (their count: is anyone's latency at stake?).
         self.busy_streams = 0
+        # When a playing listener's step last finished past its deadline (admission holds new
+        # listeners back for admit_late_hold_s after it).
+        self.listener_late_s = -math.inf
         # Predicted compute of the first audio (encode + first window) of streams waiting for it,
         # and how many streams wait.
         self.pending_first_s = 0.0
