@@ -2,8 +2,9 @@
 
 A new stream is refused when it would make urgent steps late (`AdmissionReason`): too many
 streams open, steady demand past the workers' target utilization or playing listeners' steps
-late just now, or urgent work already so far behind that its first audio would be late. `AdmissionControl` also tracks the streams opened
-without text yet (a burst in progress, whose first audio is about to be asked for). Pure.
+late just now, or urgent work already so far behind that its first audio would be late.
+`AdmissionControl` also tracks the streams opened without text yet (a burst in progress, whose
+first audio is about to be asked for). Pure.
 """
 
 from __future__ import annotations

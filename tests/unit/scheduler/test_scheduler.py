@@ -650,6 +650,29 @@ def test_admission_reasons() -> None:
     assert {r.value for r in AdmissionReason} == {"accepted", "capacity", "backlog", "streams"}
 
 
+def test_a_playing_listeners_late_step_holds_new_listeners_back() -> None:
+    # The prices see the workers, not the host: at 1,700 stand-in listeners on two cores the
+    # GIL ran out first. A playing listener's step finished past its deadline is the sign; new
+    # listeners are refused for admit_late_hold_s after it (downloads, which wait for idle
+    # capacity, are not). A first audio that is late is a burst's, not this.
+    s = make(workers=2)
+    s.open_stream("a", Priority.NORMAL, 0.0)
+    submit(s, "a", 0, 400, 0.0)
+    first = s.next_steps(0.0)
+    run(s, first[0], 5.0)  # the encode, far past its first-audio deadline: not playing yet
+    assert s.admit(5.0).accepted
+    window = s.next_steps(5.0)[0]
+    run(s, window, 5.01)  # the first window: playback starts
+    step = s.next_steps(5.01)[0]
+    late = step.deadline_s + 0.01
+    run(s, step, late)
+    assert step.slack_s is not None and step.slack_s < 0.0
+    refusal = s.admit(late + 0.5)
+    assert (refusal.accepted, refusal.reason) == (False, AdmissionReason.CAPACITY)
+    assert s.admit(late + 0.5, pace=Pace.DOWNLOAD).accepted
+    assert s.admit(late + s.config.admit_late_hold_s).accepted
+
+
 def test_admission_prices_each_voice() -> None:
     s = make(workers=2)
     s.register_voice("slow", context_frames=CONTEXT_FRAMES, sample_rate=SAMPLE_RATE)
