@@ -671,6 +671,24 @@ def test_a_playing_listeners_late_step_holds_new_listeners_back() -> None:
     assert (refusal.accepted, refusal.reason) == (False, AdmissionReason.CAPACITY)
     assert s.admit(late + 0.5, pace=Pace.DOWNLOAD).accepted
     assert s.admit(late + s.config.admit_late_hold_s).accepted
+    # A voice slower than real time even alone is late by its own cost: no hold (8 workers:
+    # room for its share and a new stream's).
+    slow = make(workers=8)
+    slow.register_voice("slow", context_frames=CONTEXT_FRAMES, sample_rate=SAMPLE_RATE)
+    slow.model.calibrate("slow", encode_per_char_s=0.05, decode_per_frame_s=0.02)
+    assert slow._pacing.stream_rtf("slow") > 1.0
+    slow.open_stream("k", Priority.NORMAL, 0.0)
+    submit(slow, "k", 0, 400, 0.0, voice="slow")
+    now = 0.0
+    while slow._pacing.listener_late_s == -math.inf and now < 1000.0:
+        steps = slow.next_steps(now)
+        if not steps:
+            break
+        now = max(now, steps[0].deadline_s) + 0.1  # every step past its deadline
+        run(slow, steps[0], now)
+    assert slow.stats().late_completions > 0
+    assert slow._pacing.listener_late_s == -math.inf
+    assert slow.admit(now).accepted
 
 
 def test_admission_prices_each_voice() -> None:
