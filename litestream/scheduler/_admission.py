@@ -1,8 +1,8 @@
 """Admission: the acceptance test for a new stream, and the load figures it rests on.
 
 A new stream is refused when it would make urgent steps late (`AdmissionReason`): too many
-streams open, steady demand past the workers' target utilization or playing listeners' steps
-late just now, or urgent work already so far behind that its first audio would be late.
+streams open, steady demand past the workers' target utilization or playing listeners of two
+streams late just now, or urgent work already so far behind that its first audio would be late.
 `AdmissionControl` also tracks the streams opened without text yet (a burst in progress, whose
 first audio is about to be asked for). Pure.
 """
@@ -109,9 +109,10 @@ class AdmissionControl:
         if self.demand(now) + own_rtf > workers * cfg.target_utilization:
             return self._refuse(AdmissionReason.CAPACITY, now, priced)
         if pace is Pace.LISTENER and now - pacing.listener_late_s < cfg.admit_late_hold_s:
-            # What the prices cannot see: a playing listener's step just finished past its
-            # deadline. At 1,700 stand-in listeners on two cores the GIL ran out before the
-            # workers did, and every stream admitted after stalled.
+            # What the prices cannot see: playing listeners of two streams just got their
+            # audio past its deadline (`Pacing.listener_late`). Offered 2,000 stand-in
+            # listeners in 10 s on two cores, the GIL ran out before the workers did, and the
+            # prices admitted 1,350 who nearly all stalled.
             return self._refuse(AdmissionReason.CAPACITY, now, priced)
         # A burst: the streams opened without text yet, and this one, are about to start; each
         # needs its first audio and the window after it, at the windows that load allows.

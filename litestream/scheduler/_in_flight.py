@@ -102,12 +102,8 @@ class InFlight:
         step.slack_s = step.deadline_s - now
         if step.slack_s < 0.0:
             st.late_completions += 1
-            if (s is not None and s.pace is Pace.LISTENER and s.playback_start_s is not None
-                    and self._pacing.stream_rtf(s.voice) < 1.0):
-                # A playing listener late: the server is not keeping up (admission holds new
-                # listeners back). Not a voice slower than real time even alone (Kokoro on
-                # the CPU): its lateness is its own cost, not the load.
-                self._pacing.listener_late_s = now
+            if s is not None and s.pace is Pace.LISTENER and s.playback_start_s is not None:
+                self._pacing.listener_late(s.id, now)
         step.overrun = (
             compute_s > cfg.overrun_factor * step.predicted_compute_s
             and compute_s > cfg.overrun_min_s

@@ -61,9 +61,10 @@ class Pacing:
         self.busy_rtf = 0.0
         # Listener streams with work (their count: is anyone's latency at stake?).
         self.busy_streams = 0
-        # When a playing listener's step last finished past its deadline (admission holds new
-        # listeners back for admit_late_hold_s after it).
+        # Since when admission holds new listeners back (for admit_late_hold_s): when playing
+        # listeners of two streams were late within that time (`listener_late`).
         self.listener_late_s = -math.inf
+        self._last_late: tuple[str, float] | None = None  # the last late listener, and when
         # Predicted compute of the first audio (encode + first window) of streams waiting for it,
         # and how many streams wait.
         self.pending_first_s = 0.0
@@ -91,6 +92,18 @@ class Pacing:
             self.await_first(s, voice, chars, speed, now)
         elif s.playback_start_s is None and s.first_deadline_s is None:
             self.await_first(s, voice, chars, speed, now)
+
+    def listener_late(self, stream_id: str, now: float) -> None:
+        """A playing listener's step finished past its deadline. Late steps of two streams
+        within admit_late_hold_s of each other start a hold: the load, not one stream's own
+        cost, is making listeners late. One stream late alone is not the load's doing: a
+        Kokoro sentence on the CPU takes longer to make than the one before it plays, on an
+        idle server too."""
+        last = self._last_late
+        if (last is not None and last[0] != stream_id
+                and now - last[1] < self.config.admit_late_hold_s):
+            self.listener_late_s = now
+        self._last_late = (stream_id, now)
 
     def audio_sent(self, s: StreamRecord, audio_s: float, now: float) -> float:
         """Move the stream's playback clock: `audio_s` seconds of audio went out at `now`.

@@ -146,8 +146,9 @@ class Scheduler:
         - CAPACITY: the summed steady RTF shares of active streams plus the new one exceed
           `workers * target_utilization` (EDF under overload makes every step late: the domino
           effect); open-but-idle streams cost nothing, and a download costs only its first
-          audio (BACKLOG), then idle capacity; or no worker is serving; or, for a listener, a
-          playing listener's step finished past its deadline within `admit_late_hold_s`;
+          audio (BACKLOG), then idle capacity; or no worker is serving; or, for a listener,
+          playing listeners of two streams had steps finish past their deadlines within
+          `admit_late_hold_s` (`Pacing.listener_late`);
         - BACKLOG: the compute due within a first audio's deadline, plus the new stream's first
           audio (its first encode step and first window), divided by workers, is more than
           `first_audio_target_s + admit_backlog_s`.

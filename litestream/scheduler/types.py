@@ -124,9 +124,10 @@ class SchedulerConfig:
     low_shift_s: float = 0.5
     # Admission: refuse when urgent work is already this far behind the first-audio target.
     admit_backlog_s: float = 0.75
-    # Admission: refuse new listeners for this long after a playing listener's step finished
-    # past its deadline (its jitter budget being eaten): the workers are not keeping up, whatever
-    # the prices say (the host's GIL or cores can run out before the workers do).
+    # Admission: refuse new listeners for this long after playing listeners of two streams
+    # had a step finish past its deadline within this time (their jitter budget being eaten):
+    # the server is not keeping up, whatever the prices say (the host's GIL or cores can run
+    # out before the workers do).
     admit_late_hold_s: float = 1.0
     # A typical sentence, characters: prices a new stream's first audio and a stream's steady
     # share of a worker (its RTF at max_window_frames).
