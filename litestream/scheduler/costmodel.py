@@ -57,15 +57,15 @@ class CostPriors:
     ewma_alpha: float = 0.2  # weight of each new observation once warmed up
 
 
-# The overhead's line fit weighs the last ~FIT_MEMORY steps (each older step counts 1 - 1 /
+# Each line weighs the last ~FIT_MEMORY steps of its kind (each older step counts 1 - 1 /
 # FIT_MEMORY less): on a busy server a second or less, on one CPU listener a few sentences.
 FIT_MEMORY = 100
 # The fast level (see the module docstring) takes a step that took more than OUTLIER_RATIO times
 # its price as that many times, once a voice has OUTLIER_AFTER observations of the kind (the
-# line takes every step whole): at 1,000 synthetic listeners one short window held up 30 ms
-# (the GIL, a busy event loop) was read as a dearer rate per frame, raised the price of every
-# long window several times, and admission refused streams for a moment. A real slowdown is
-# still followed: each step at twice its price raises the level by alpha (a fifth).
+# line takes every step whole): at 1,000 synthetic listeners a short window held up 30-40 ms
+# (the GIL, a busy event loop) is common, and admission refused streams for the moment it
+# moved every price (uncapped, one such window raised them all by 60%; capped, by 12%). A real
+# slowdown is still followed: each step at twice its price raises the level by alpha (a fifth).
 OUTLIER_RATIO = 2.0
 OUTLIER_AFTER = 5
 # The prior overhead counts as this many steps, on the intercept alone: it decides where the
@@ -264,8 +264,9 @@ class CostModel:
     # ---- learning ---------------------------------------------------------------------------
 
     def _alpha(self, samples: int) -> float:
-        # Faster start from the priors: the first observation weighs 1/2, the second 1/3, ...
-        # until that falls below alpha; one noisy sample still cannot wipe out the prior.
+        # The level's (and frames_per_char's) weight: the first observation weighs 1/2, the
+        # second 1/3, ... until that falls below alpha. (The line passes through a voice's
+        # first observation; calibration's measurement weighs as `weight` of them.)
         return max(self.priors.ewma_alpha, 1.0 / (samples + 2))
 
     def observe_encode(
@@ -343,4 +344,3 @@ class CostModel:
             cost.frames_per_char = frames_per_char
         cost.encode_samples = max(cost.encode_samples, weight)
         cost.decode_samples = max(cost.decode_samples, weight)
-
