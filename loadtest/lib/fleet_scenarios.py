@@ -23,6 +23,7 @@ import contextlib
 import json
 import math
 import os
+import random
 import signal
 import socket
 import time
@@ -342,15 +343,32 @@ def haproxy_counts(fleet: Fleet) -> str:
             f"{backend['wredis']} redispatches, {backend['hrsp_5xx']} 5xx answers")
 
 
+# Below the kernel's ephemeral range when it cannot be read (Linux's default starts at 32768).
+_LISTEN_PORTS = (10000, 32768)
+
+
 def free_port_block(n: int) -> int:
-    """A base port with the n ports from it free on loopback."""
-    for _ in range(50):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            base = int(sock.getsockname()[1])
-        if base + n < 65536 and all(_free(base + i) for i in range(n)):
+    """A base port with the n ports from it free on loopback, below the kernel's ephemeral
+    range: a port picked inside it (a bind to port 0 picks there) can be taken by any outgoing
+    connection's local end before the replica binds it (CI: "replica r5: address already in
+    use", HAProxy's checks and the streams' clients connecting meanwhile)."""
+    low, high = _LISTEN_PORTS[0], _ephemeral_low()
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(low, high - n)
+        if all(_free(base + i) for i in range(n)):
             return base
     raise RuntimeError("no free block of ports")
+
+
+def _ephemeral_low() -> int:
+    """Where the kernel's ephemeral ports start (Linux), or _LISTEN_PORTS' end."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range", encoding="ascii") as f:
+            low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return _LISTEN_PORTS[1]
+    return low if low > _LISTEN_PORTS[0] + 1000 else _LISTEN_PORTS[1]
 
 
 def _free(port: int) -> bool:
