@@ -83,6 +83,15 @@ class Config:
         metadata={"help": "how inference threads wait for the GPU: blocking, spin, yield or "
                           "auto (CUDA's own choice, which spins on a one-GPU host)"},
     )
+    # gpu: on CUDA a batch of sentences' front passes runs on the GPU as one run on padded,
+    # fixed shapes (engine/piper/front.py); cpu: each sentence's front runs on a host core, as
+    # in the 2026-12-04 GPU runs, at about 0.5 ms of CPU per character: ten host cores at 1,000
+    # listeners (docs/operations.md). Not yet measured on a GPU: the GPU benchmark compares them.
+    cuda_front: str = field(
+        default="gpu",
+        metadata={"help": "where a voice's front pass runs when its decoder is on CUDA: gpu "
+                          "(sentences batched on fixed shapes) or cpu (one per host core)"},
+    )
     # A burst of connections waits in the kernel's accept queue while the event loop is busy;
     # past the queue's length the kernel drops SYNs and the client retries a second later
     # (aiohttp's default, 128, did this to a burst of 200: docs/benchmarks.md). The kernel
@@ -283,6 +292,7 @@ def _validate(c: Config) -> None:
            f"{c.cuda_conv_search!r} is not exhaustive, heuristic or default")
     _check(c.cuda_sync in ("blocking", "spin", "yield", "auto"), "cuda_sync",
            f"{c.cuda_sync!r} is not blocking, spin, yield or auto")
+    _check(c.cuda_front in ("gpu", "cpu"), "cuda_front", f"{c.cuda_front!r} is not gpu or cpu")
     _check(FRAME_MS_MIN <= c.frame_ms <= FRAME_MS_MAX, "frame_ms",
            f"must be {FRAME_MS_MIN}..{FRAME_MS_MAX} (protocol-v1)")
     _check(c.audio_format in PCM_FORMATS, "audio_format",

@@ -20,6 +20,7 @@ CUDA_PROVIDER = "CUDAExecutionProvider"
 DEVICES = ("auto", "cpu", "cuda")
 # cuDNN's convolution algorithm search (the CUDA provider's cudnn_conv_algo_search).
 CUDA_CONV_SEARCHES = ("exhaustive", "heuristic", "default")
+CUDA_FRONTS = ("gpu", "cpu")
 # An ONNX Runtime provider as InferenceSession takes it: a name, or (name, options).
 Provider = str | tuple[str, dict[str, str]]
 
@@ -45,6 +46,7 @@ _provider_lock = threading.Lock()
 _cuda: CudaStatus | None = None
 _cuda_conv_search = "heuristic"  # Config.cuda_conv_search
 _cuda_sync = "blocking"  # Config.cuda_sync
+_cuda_front = "gpu"  # Config.cuda_front
 _cuda_sync_set = False  # set_sync runs once, when CUDA is first chosen
 _logged_choices: set[tuple[str, ...]] = set()
 
@@ -121,6 +123,20 @@ def set_cuda_sync(mode: str) -> None:
     if mode not in SYNC_FLAGS:
         raise ConfigError(f"cuda sync must be one of {', '.join(SYNC_FLAGS)}, not {mode!r}")
     _cuda_sync = mode
+
+
+def set_cuda_front(mode: str) -> None:
+    """Where a voice's front pass runs when its decoder runs on CUDA (Config.cuda_front):
+    process-wide, set once from the Config before voices load."""
+    global _cuda_front
+    if mode not in CUDA_FRONTS:
+        raise ConfigError(f"cuda front must be one of {', '.join(CUDA_FRONTS)}, not {mode!r}")
+    _cuda_front = mode
+
+
+def cuda_front() -> str:
+    """``set_cuda_front``'s choice: "gpu" or "cpu"."""
+    return _cuda_front
 
 
 def with_options(providers: Sequence[str]) -> list[Provider]:

@@ -23,6 +23,7 @@ def voices_from_config(config: Config) -> dict[str, Voice]:
     """Every voice by id (engine/registry.py); the first one loaded is the default."""
     onnx.set_cuda_conv_search(config.cuda_conv_search)
     onnx.set_cuda_sync(config.cuda_sync)
+    onnx.set_cuda_front(config.cuda_front)
     return registry.load_voices(
         config.voice, config.extra_voices, kokoro_voices=config.kokoro,
         cache_dir=config.model_cache_dir, intra_op_threads=config.intra_op_threads,

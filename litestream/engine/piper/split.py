@@ -27,6 +27,17 @@ is the output of the ``Ceil`` whose sum (``ReduceSum`` -> ``Clip``: Piper's ``y_
 frame mask ``y_mask`` is built from: the duration predictor's output, rounded up, which fixes
 the sentence's length. A graph without it still splits (its word times are then estimated).
 
+The front can itself be cut once more, for a GPU (``PriorCut``): ``z_p`` is the phonemes' prior
+spread over frames by the durations, plus noise,
+``z_p = expand(m_p) + randn * exp(expand(logs_p)) * noise_scale``, where ``expand`` repeats each
+phoneme's column for its frames (VITS's monotonic path, a MatMul with a 0/1 matrix). The
+``prior`` part (``prior_part``) stops before the expansion: its tensors are all phoneme-long,
+so sentences padded to a few lengths run in batches of fixed shapes, and the expansion and the
+noise are numpy's (engine/piper/front.py). ``m_p`` and ``logs_p`` are the inputs of the two
+MatMuls on ``z_p``'s paths that do not descend from the durations; ``logs_p``'s passes through
+an ``Exp``, and the noise is scaled by ``scales[0]``. A graph that does not fit has no prior
+part; its front runs whole.
+
 Each part is then extracted with ``onnx.utils.Extractor`` and checked to need no tensor from
 another part. A graph that does not fit raises ``NotSplittable`` with the reason, and the voice
 falls back to whole-sentence synthesis.
@@ -59,6 +70,15 @@ class CutPoints:
 
 
 @dataclass(frozen=True)
+class PriorCut:
+    """The front's phoneme-long outputs, before the expansion over frames (``z_p``'s inputs)."""
+
+    mean: str  # m_p transposed, [B, ids, C]
+    log_scale: str  # logs_p transposed, [B, ids, C]
+    durations: str  # frames per phoneme id (ceil), [B, 1, ids]
+
+
+@dataclass(frozen=True)
 class SplitGraph:
     """Serialized parts, ready for ``ort.InferenceSession``; inputs listed in feed order."""
 
@@ -70,6 +90,7 @@ class SplitGraph:
     flow_inputs: tuple[str, ...]
     decoder_inputs: tuple[str, ...]
     hop_samples: int | None  # audio samples per frame: the decoder's upsampling strides
+    prior_cut: PriorCut | None = None  # None: the front runs whole (see ``prior_part``)
 
 
 class _Dominators:
@@ -185,6 +206,72 @@ def find_cut_points(graph: Any) -> CutPoints:
     return CutPoints(z_p=z_p, y_mask=y_mask, z=z, durations=durations)
 
 
+_SHAPE_OPS = frozenset({"Transpose", "Reshape", "Squeeze", "Unsqueeze", "Identity"})
+
+
+def find_prior_cut(graph: Any, cuts: CutPoints) -> PriorCut:
+    """Where ``z_p`` is made from phoneme-long tensors (module docstring); NotSplittable when
+    the front does not have VITS's ``m_p + randn * exp(logs_p) * scales[0]`` form."""
+    import onnx.numpy_helper
+
+    if cuts.durations is None:
+        raise NotSplittable("no durations: nothing to spread a prior over frames with")
+    nodes = list(graph.node)
+    producer = {name: i for i, node in enumerate(nodes) for name in node.output if name}
+    constants = {t.name: t for t in graph.initializer}
+    constants |= {node.output[0]: attr.t for node in nodes if node.op_type == "Constant"
+                  for attr in node.attribute if attr.name == "value"}
+    duration_op = producer[cuts.durations]
+
+    def node_of(name: str) -> Any:
+        index = producer.get(name)
+        return None if index is None else nodes[index]
+
+    def phoneme_input(name: str) -> str:
+        """Through shape-only ops to a MatMul: its input that does not come from durations."""
+        node = node_of(name)
+        while node is not None and node.op_type in _SHAPE_OPS:
+            node = node_of(node.input[0])
+        if node is None or node.op_type != "MatMul":
+            raise NotSplittable(f"{name} is not an expansion over frames (MatMul)")
+        free = [i for i in node.input
+                if duration_op not in _ancestor_ops(nodes, producer, i)]
+        if len(free) != 1:
+            raise NotSplittable(f"{node.name} does not expand one phoneme-long tensor")
+        return str(free[0])
+
+    add = node_of(cuts.z_p)
+    if add is None or add.op_type != "Add" or len(add.input) != 2:
+        raise NotSplittable("z_p is not a mean plus noise (Add)")
+    # Both terms descend from the duration predictor's noise; the noise term adds the prior's.
+    first, second = ({i for i in _ancestor_ops(nodes, producer, name)
+                      if nodes[i].op_type in _NOISE_OPS} for name in add.input)
+    if not (first < second or second < first):
+        raise NotSplittable("z_p's noise term not found")
+    mean_term, noise = add.input if first < second else add.input[::-1]
+    mean = phoneme_input(mean_term)
+    # The noise term is a product: its factors are the leaves of a tree of Muls.
+    factors: list[Any] = []
+    stack = [noise]
+    while stack:
+        node = node_of(stack.pop())
+        if node is not None and node.op_type == "Mul":
+            stack.extend(node.input)
+        else:
+            factors.append(node)
+    exps = [node for node in factors if node is not None and node.op_type == "Exp"]
+    scales = [node for node in factors
+              if node is not None and node.op_type == "Gather" and node.input[0] == "scales"]
+    draws = [node for node in factors if node is not None and node.op_type in _NOISE_OPS]
+    if len(factors) != 3 or len(exps) != 1 or len(scales) != 1 or len(draws) != 1:
+        raise NotSplittable("z_p's noise is not randn * exp(logs_p) * scales[i]")
+    index = constants.get(scales[0].input[1])
+    if index is None or onnx.numpy_helper.to_array(index).reshape(-1).tolist() != [0]:
+        raise NotSplittable("z_p's noise is not scaled by scales[0] (noise_scale)")
+    return PriorCut(mean=mean, log_scale=phoneme_input(exps[0].input[0]),
+                    durations=cuts.durations)
+
+
 def rounded_durations(nodes: Sequence[Any], consumers: dict[str, list[Any]]) -> list[str]:
     """Outputs of every ``Ceil`` summed by a ``ReduceSum`` that feeds a ``Clip``: in Piper's
     export, ``w_ceil`` of ``y_lengths = clamp_min(sum(ceil(w)), 1)``."""
@@ -241,8 +328,30 @@ def split_graph(model: Any) -> SplitGraph:
     front, front_inputs = _extract(extractor, TEXT_INPUTS, speakers, front_outputs)
     flow, flow_inputs = _extract(extractor, [cuts.z_p, cuts.y_mask], speakers, [cuts.z])
     decoder, decoder_inputs = _extract(extractor, [cuts.z], speakers, [AUDIO_OUTPUT])
+    try:
+        prior_cut: PriorCut | None = find_prior_cut(model.graph, cuts)
+    except NotSplittable:
+        prior_cut = None
     return SplitGraph(cuts, front, flow, decoder, front_inputs, flow_inputs, decoder_inputs,
-                      _upsampling(onnx.load_from_string(decoder).graph))
+                      _upsampling(onnx.load_from_string(decoder).graph), prior_cut)
+
+
+def prior_part(split: SplitGraph) -> tuple[bytes, tuple[str, ...]]:
+    """The front up to the prior's phoneme-long tensors: TEXT_INPUTS (+ speaker inputs) ->
+    mean, log_scale, durations (``PriorCut``), with its inputs in feed order. Cut from the front
+    on demand (only a GPU runs it: engine/piper/front.py); NotSplittable when it has no cut."""
+    import onnx
+
+    cut = split.prior_cut
+    if cut is None:
+        raise NotSplittable("the front has no prior cut")
+    front = onnx.shape_inference.infer_shapes(onnx.load_from_string(split.front))
+    known = {v.name for v in front.graph.value_info} | {o.name for o in front.graph.output}
+    if {cut.mean, cut.log_scale, cut.durations} - known:
+        raise NotSplittable("no inferred type for the prior's tensors")
+    speakers = [i.name for i in front.graph.input if i.name not in TEXT_INPUTS]
+    return _extract(onnx.utils.Extractor(front), TEXT_INPUTS, speakers,
+                    [cut.mean, cut.log_scale, cut.durations])
 
 
 def _upsampling(graph: Any) -> int | None:

@@ -18,9 +18,11 @@ This module owns ``PiperVoice``: loading, warmup, and the order of the session r
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +37,7 @@ from litestream.engine.base import (
     file_sha256,
     fingerprint_of,
 )
-from litestream.engine.onnx import CPU_PROVIDER, CUDA_PROVIDER, select_providers
+from litestream.engine.onnx import CPU_PROVIDER, CUDA_PROVIDER, cuda_front, select_providers
 from litestream.engine.phonemize import phonemes_to_ids, phonemize, phonemize_each, split_ids
 from litestream.engine.piper import files
 from litestream.engine.piper.files import (
@@ -46,6 +48,7 @@ from litestream.engine.piper.files import (
     read_voice_config,
     voice_info,
 )
+from litestream.engine.piper.front import MAX_PRIOR_ROWS, PRIOR_LENGTHS, BatchedFront, FrontRow
 from litestream.engine.piper.model import (
     PreparedModel,
     create_session,
@@ -53,7 +56,7 @@ from litestream.engine.piper.model import (
     run_session,
     unpad_batch,
 )
-from litestream.engine.piper.split import SplitGraph
+from litestream.engine.piper.split import NotSplittable, SplitGraph, prior_part
 from litestream.engine.piper.windows import (
     WINDOW_FRAMES,
     ContextFrames,
@@ -85,6 +88,17 @@ HOP_SAMPLES = 256
 # On a GPU, decode runs are warmed at every power-of-two row count up to this one: a batch of
 # up to 64 windows (--max-batch) meets no cold shape.
 WARM_ROWS = 64
+
+
+@dataclass(frozen=True)
+class _Shared:
+    """The sessions a GPU's workers share (one GPU runs them anyway, and each shape's cuDNN
+    search is paid once): flow, decoder, and the batched front's prior part when it runs."""
+
+    flow: ort.InferenceSession
+    decoder: ort.InferenceSession
+    prior: ort.InferenceSession | None = None
+    prior_inputs: tuple[str, ...] = ()
 
 
 def _joined_durations(parts: Sequence[np.ndarray | None], pieces: Sequence[Sequence[int]],
@@ -145,7 +159,8 @@ class PiperVoice:
         noise_scale: float,
         noise_w: float,
         context: ContextFrames | None = None,
-        shared: tuple[ort.InferenceSession, ort.InferenceSession] | None = None,
+        shared: _Shared | None = None,
+        batched_front: bool | None = None,
     ) -> None:
         self.info = info
         self.config = config
@@ -164,30 +179,42 @@ class PiperVoice:
         # over the whole batch, which is the same computation (one graph, cut in three).
         self._session: ort.InferenceSession | None = None
         self._front: ort.InferenceSession | None = None
+        self._batched: BatchedFront | None = None
+        self._prior: ort.InferenceSession | None = None
+        self._prior_inputs: tuple[str, ...] = ()
+        # Whether this voice made its flow and decoder (and prior) sessions, or shares a warm set.
+        self._owns_decoder = shared is None
+        self._owns_prior = False
         self._flow: ort.InferenceSession | None = None
         self._decoder: ort.InferenceSession | None = None
         if model.split is None:
             self._session = self._new_session(model.model_bytes, providers)
             first = self._session
         else:
-            # On CUDA the front pass runs on the CPU: its shapes follow each sentence's length
-            # in frames, and every new shape cost a cuDNN search (a front pass took 122-653 ms
-            # on an H200, 9.5 ms on a length already seen; docs/benchmarks.md, "On a GPU").
             on_gpu = providers[0] == CUDA_PROVIDER
-            self._front = self._new_session(model.split.front,
-                                            [CPU_PROVIDER] if on_gpu else providers)
             if shared is not None:
-                self._flow, self._decoder = shared
+                self._flow, self._decoder = shared.flow, shared.decoder
             else:
                 self._flow = self._new_session(model.split.flow, providers)
                 self._decoder = self._new_session(model.split.decoder, providers)
             first = self._decoder
+            # The front: on a GPU (``cuda_front`` "gpu"; ``batched_front`` forces it either way)
+            # the batched prior part, sentences padded to fixed shapes (engine/piper/front.py);
+            # else the whole front per sentence. On CUDA that one runs on the CPU: its shapes
+            # follow each sentence's length in frames, and every new shape cost a cuDNN search
+            # (122-653 ms a front pass on an H200, 9.5 ms on a length already seen; docs/
+            # benchmarks.md, "On a GPU").
+            if batched_front is None:
+                batched_front = on_gpu and cuda_front() == "gpu"
+            if batched_front:
+                self._use_batched_front(model.split, providers, shared)
+            if self._batched is None:
+                self._front = self._new_session(model.split.front,
+                                                [CPU_PROVIDER] if on_gpu else providers)
         self.provider = first.get_providers()[0]
         # Decode in rows of fixed shapes (``plan_rows``) on a GPU, where a new shape costs a
         # cuDNN search; on a CPU a new shape costs nothing more, so windows run as they are.
         self.stable_shapes = model.split is not None and self.provider == CUDA_PROVIDER
-        # Whether this voice made its flow and decoder sessions (else it shares a warm pair).
-        self._owns_decoder = shared is None
         if self.provider != providers[0]:
             # onnxruntime fell back despite our checks: say so, capacity differs a lot.
             logger.warning("asked for %s but the session runs on %s", providers[0],
@@ -200,6 +227,32 @@ class PiperVoice:
         return fingerprint_of("piper", file_sha256(self.info.model_path),
                               file_sha256(self.info.config_path),
                               f"{self.noise_scale!r}:{self.noise_w!r}")
+
+    def _use_batched_front(self, split: SplitGraph, providers: list[str],
+                           shared: _Shared | None) -> None:
+        """Run the front batched (engine/piper/front.py), on the shared prior session or a new
+        one; a graph without the prior cut keeps its whole front (logged)."""
+        if shared is not None and shared.prior is not None:
+            prior, inputs = shared.prior, shared.prior_inputs
+        else:
+            try:
+                part, inputs = prior_part(split)
+            except NotSplittable as exc:
+                logger.info("%s: the front runs whole, one sentence a run: %s", self.info.id, exc)
+                return
+            prior = self._new_session(part, providers)
+            self._owns_prior = True
+        cut = split.prior_cut
+        assert cut is not None  # prior_part found it
+        self._prior, self._prior_inputs = prior, inputs
+        self._batched = BatchedFront(functools.partial(run_session, prior), cut,
+                                     lambda rows: self._speaker_feeds(rows, inputs))
+
+    @property
+    def batches_fronts(self) -> bool:
+        """Whether ``encode_batch`` runs its sentences' front passes as one run (a GPU), so a
+        batch of encode steps costs like one step, not their sum."""
+        return self._batched is not None
 
     def _new_session(self, model_bytes: bytes, providers: list[str]) -> ort.InferenceSession:
         return create_session(model_bytes, providers, intra_op_threads=self.intra_op_threads,
@@ -253,10 +306,11 @@ class PiperVoice:
 
         On a GPU the workers share the flow and decoder sessions (``InferenceSession.run`` is
         thread-safe): one GPU runs them anyway, and a shape's cuDNN search is paid once, not
-        once per worker. Each worker still has its own front session on the CPU."""
+        once per worker. So do they the batched front's prior part; a front that runs whole on
+        the CPU is each worker's own."""
         shared = None
         if self.stable_shapes and self._flow is not None and self._decoder is not None:
-            shared = (self._flow, self._decoder)
+            shared = _Shared(self._flow, self._decoder, self._prior, self._prior_inputs)
         voice = PiperVoice(
             self.info,
             self.config,
@@ -267,6 +321,7 @@ class PiperVoice:
             noise_w=self.noise_w,
             context=self.context,
             shared=shared,
+            batched_front=self.batches_fronts,
         )
         voice.warmup()
         return voice
@@ -308,11 +363,19 @@ class PiperVoice:
         worker's start-up stays short. On a GPU every shape ``plan_rows`` makes: each ladder
         width at each power-of-two row count up to ``WARM_ROWS``, and each sentence length
         shorter than the smallest width with its context (a new shape's first run took
-        100-250 ms there); once, by the voice that owns the shared flow and decoder.
+        100-250 ms there); once, by the voice that owns the shared flow and decoder. A batched
+        front on a GPU: each padded length at each power-of-two row count, by its owner.
         """
         self.synthesize(WARMUP_TEXT)
         if self._model.split is None:
             return
+        if self._batched is not None and self._owns_prior and self.stable_shapes:
+            base = self.phoneme_ids(WARMUP_TEXTS[-1])
+            scales = self._scales(1.0)
+            for length in reversed(PRIOR_LENGTHS):
+                row = (base * (length // len(base) + 1))[:length]
+                for count in reversed(range(MAX_PRIOR_ROWS.bit_length())):
+                    self._batched.run([row] * (1 << count), scales)
         latents = [self.encode(self.phoneme_ids(text)) for text in reversed(WARMUP_TEXTS)]
         prior = latents[0].state
         assert isinstance(prior, Prior)
@@ -382,22 +445,50 @@ class PiperVoice:
         A voice that cannot be split synthesizes the whole sentence here instead; its latent
         holds the audio, padded with silence to a whole number of frames.
         """
-        ids = list(ids)
-        if not ids:
+        return self.encode_batch([ids], speed, run_options=run_options)[0]
+
+    def encode_batch(self, batch: Sequence[Sequence[int]], speed: float = 1.0, *,
+                     run_options: Any = None) -> list[Latent]:
+        """``encode`` of each sentence; with a batched front (``batches_fronts``) all their
+        front passes are one run (several past ``MAX_PRIOR_ROWS`` rows), else one by one."""
+        batch = [list(ids) for ids in batch]
+        if any(not ids for ids in batch):
             raise SynthesisError("empty phoneme id sequence")
         split = self._model.split
-        if split is None or self._front is None:
-            audio = self._synthesize_batch([ids], speed, run_options)[0]
-            hop = self._hop
-            frames = max(1, -(-len(audio) // hop))
-            padded = np.zeros(frames * hop, dtype=np.float32)
-            padded[: len(audio)] = audio
-            return Latent(frames=frames, samples_per_frame=hop, speed=speed, audio=padded)
+        if split is None or (self._front is None and self._batched is None):
+            return [self._whole_latent(ids, speed, run_options) for ids in batch]
         began = time.perf_counter()
         # A sentence that phonemizes very long (spelled-out symbols) runs the front in pieces
         # cut at word gaps: the front is quadratic in its ids. The latent is their join.
-        pieces = split_ids(ids, self.config.phoneme_id_map, MAX_FRONT_IDS)
-        parts = [self._front_pass(piece, speed, run_options) for piece in pieces]
+        id_map = self.config.phoneme_id_map
+        pieces = [split_ids(ids, id_map, MAX_FRONT_IDS) for ids in batch]
+        rows = [piece for sentence in pieces for piece in sentence]
+        if self._batched is not None:
+            fronts = self._batched.run(rows, self._scales(speed), run_options)
+        else:
+            fronts = [self._front_pass(row, speed, run_options) for row in rows]
+        latents = []
+        first = 0
+        for ids, sentence in zip(batch, pieces, strict=True):
+            latents.append(self._latent(ids, sentence, fronts[first:first + len(sentence)],
+                                        speed))
+            first += len(sentence)
+        self.counters.encodes += len(batch)
+        self.counters.front_s += time.perf_counter() - began
+        return latents
+
+    def _whole_latent(self, ids: Sequence[int], speed: float, run_options: Any) -> Latent:
+        """An unsplit voice's latent: the whole sentence's audio, padded to whole frames."""
+        audio = self._synthesize_batch([ids], speed, run_options)[0]
+        hop = self._hop
+        frames = max(1, -(-len(audio) // hop))
+        padded = np.zeros(frames * hop, dtype=np.float32)
+        padded[: len(audio)] = audio
+        return Latent(frames=frames, samples_per_frame=hop, speed=speed, audio=padded)
+
+    def _latent(self, ids: Sequence[int], pieces: Sequence[Sequence[int]],
+                parts: Sequence[FrontRow], speed: float) -> Latent:
+        """One sentence's latent from its pieces' fronts."""
         z_p, y_mask = parts[0][:2] if len(parts) == 1 else (
             np.concatenate([part[0] for part in parts], axis=2),
             np.concatenate([part[1] for part in parts], axis=2))
@@ -406,8 +497,6 @@ class PiperVoice:
         durations = _joined_durations([part[2] for part in parts], pieces, len(ids), frames,
                                       head=len(id_map["^"]) + len(id_map["_"]),
                                       tail=len(id_map["$"]))
-        self.counters.encodes += 1
-        self.counters.front_s += time.perf_counter() - began
         prior = Prior(z_p=np.ascontiguousarray(z_p, dtype=np.float32),
                       y_mask=np.ascontiguousarray(y_mask, dtype=np.float32))
         return Latent(frames=frames, samples_per_frame=self._hop, speed=speed,
@@ -534,6 +623,13 @@ class PiperVoice:
             ids[row, : len(item)] = item
         feeds: dict[str, np.ndarray] = {"input": ids, "input_lengths": lengths, "scales": scales}
         split = self._model.split
+        if split is not None and self._batched is not None:
+            latents = self.encode_batch(batch, speed, run_options=run_options)
+            frames = max(latent.frames for latent in latents)
+            priors = [latent.state for latent in latents if isinstance(latent.state, Prior)]
+            z_p = np.stack([pad_frames(prior.z_p, 0, frames) for prior in priors])
+            y_mask = np.stack([pad_frames(prior.y_mask, 0, frames) for prior in priors])
+            return self._flow_decode(split, z_p, y_mask, run_options)
         if split is not None:
             return self._synthesize_split(split, feeds, run_options)
         feeds.update(self._speaker_feeds(len(batch), self._model.input_names))
@@ -550,6 +646,14 @@ class PiperVoice:
         z_p, y_mask = run_session(self._front, [split.cuts.z_p, split.cuts.y_mask],
                                   {**feeds, **self._speaker_feeds(rows, split.front_inputs)},
                                   run_options)
+        return self._flow_decode(split, z_p, y_mask, run_options)
+
+    def _flow_decode(self, split: SplitGraph, z_p: np.ndarray, y_mask: np.ndarray,
+                     run_options: Any) -> list[np.ndarray]:
+        """Flow and decoder over whole sentences, padded to the longest: ``y_mask`` gives each
+        row's length."""
+        assert self._flow is not None and self._decoder is not None
+        rows = len(z_p)
         (z,) = run_session(self._flow, [split.cuts.z],
                            {split.cuts.z_p: z_p, split.cuts.y_mask: y_mask,
                             **self._speaker_feeds(rows, split.flow_inputs)}, run_options)
