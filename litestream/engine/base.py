@@ -158,6 +158,17 @@ class Voice(Protocol):
         may ``terminate`` from another thread (the watchdog)."""
         ...
 
+    @property
+    def batches_fronts(self) -> bool:
+        """True when ``encode_batch`` runs its sentences' front passes as one run (a GPU), so
+        a batch of encode steps costs about one step; False when it runs them one by one."""
+        ...
+
+    def encode_batch(self, batch: Sequence[Sequence[int]], speed: float = 1.0, *,
+                     run_options: Any = None) -> list[Latent]:
+        """``encode`` of each sentence (all at one speed), in order."""
+        ...
+
     def decode(self, latent: Latent, start_frame: int, frames: int, *,
                run_options: Any = None) -> np.ndarray:
         """Float32 mono audio in [-1, 1] for frames [start_frame, start_frame + frames):

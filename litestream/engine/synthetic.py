@@ -96,10 +96,13 @@ class SyntheticCost:
       most between runs). One device makes at most ~2,900 s of audio per second in large
       batches, as measured.
     - The front pass on the GPU, on a sentence length it has already seen: 9.5 ms a sentence
-      (a new length pays cuDNN's search, 100-250 ms: the server now runs the front on the
-      host's CPU cores when the voice is on CUDA). Hence c = 9 ms (launch-bound: host side),
-      d = 5 us per character. To model fronts on the host's CPU cores, put their cost in
-      `encode_run_ms` (host side: workers overlap in it) and set `encode_char_us=0`.
+      (a new length pays cuDNN's search, 100-250 ms). Hence c = 9 ms (launch-bound: host
+      side), d = 5 us per character. The server on CUDA now runs a batch of sentences' fronts
+      as one run on fixed shapes (`--cuda-front gpu`, engine/piper/front.py), which
+      `encode_batch=1` models: one c per run, d for every character of the batch (an
+      estimate: a batched run was not yet measured on a GPU). To model fronts on the host's
+      CPU cores (`--cuda-front cpu`), put their cost in `encode_run_ms` (host side: workers
+      overlap in it) and set `encode_char_us=0,encode_batch=0`.
     With these, one listener's 32-frame first window (49 frames computed: no left margin at a
     sentence's start) costs 2.7 ms. At 1,000 paragraph listeners the device is ~45% busy, and
     the host parts (9 ms a sentence, 2.5 ms a decode run, slept in the worker threads: about
@@ -114,12 +117,15 @@ class SyntheticCost:
     encode_run_s: float = 0.009  # c: fixed (host) cost of one front pass
     encode_char_s: float = 5e-6  # d: device time per character (phoneme symbol)
     devices: int = 1  # device-side parts that may run at once (GPUs); 0: no limit
+    # 1: a batch of encode steps is one run, c + d x all its characters (the server's default
+    # on CUDA, --cuda-front gpu: engine/piper/front.py); 0: one front pass after another.
+    encode_batch: int = 1
 
     # The text form's keys (units in their names) -> field, factor to seconds.
     _KEYS: ClassVar[dict[str, tuple[str, float]]] = {
         "decode_run_ms": ("decode_run_s", 1e-3), "decode_frame_us": ("decode_frame_s", 1e-6),
         "encode_run_ms": ("encode_run_s", 1e-3), "encode_char_us": ("encode_char_s", 1e-6),
-        "devices": ("devices", 1.0)}
+        "devices": ("devices", 1.0), "encode_batch": ("encode_batch", 1.0)}
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -138,7 +144,8 @@ class SyntheticCost:
     def describe(self) -> str:
         return (f"decode {1e3 * self.decode_run_s:g} ms + {1e6 * self.decode_frame_s:g} us/frame,"
                 f" encode {1e3 * self.encode_run_s:g} ms + {1e6 * self.encode_char_s:g} us/char,"
-                f" {self.devices or 'unlimited'} device(s)")
+                f" {self.devices or 'unlimited'} device(s)"
+                f"{', encode steps batched' if self.encode_batch else ''}")
 
     @classmethod
     def parse(cls, spec: str) -> SyntheticCost:
@@ -169,9 +176,11 @@ class SyntheticCost:
                 number = float(raw)
             except (TypeError, ValueError) as exc:
                 raise ConfigError(f"synthetic cost: {key}={raw!r} is not a number") from exc
-            if name == "devices":
+            if name == "encode_batch" and number not in (0, 1):
+                raise ConfigError(f"synthetic cost: encode_batch={raw!r} is not 0 or 1")
+            if name in ("devices", "encode_batch"):
                 if number != int(number):
-                    raise ConfigError(f"synthetic cost: devices={raw!r} is not a whole number")
+                    raise ConfigError(f"synthetic cost: {key}={raw!r} is not a whole number")
                 changes[name] = int(number)
             else:
                 changes[name] = number * scale
@@ -384,6 +393,26 @@ class SyntheticVoice:
         self._spend(*self.cost.encode_s(len(ids)), run_options)
         return Latent(frames=self.lengths.frames(ids, speed), samples_per_frame=HOP_SAMPLES,
                       speed=speed, state=Tone(period_for(ids)))
+
+    @property
+    def batches_fronts(self) -> bool:
+        return bool(self.cost.encode_batch)
+
+    def encode_batch(self, batch: Sequence[Sequence[int]], speed: float = 1.0, *,
+                     run_options: Any = None) -> list[Latent]:
+        """Each sentence's ``encode``; with ``SyntheticCost.encode_batch``, one run for all of
+        them (one fixed part, every sentence's characters), else one run each."""
+        if not self.batches_fronts:
+            return [self.encode(ids, speed, run_options=run_options) for ids in batch]
+        if not speed > 0:
+            raise SynthesisError(f"speed must be > 0, not {speed}")
+        rows = [list(ids) for ids in batch]
+        if not rows:
+            return []
+        host_s, device_s = self.cost.encode_s(sum(len(ids) for ids in rows))
+        self._spend(host_s, device_s, run_options)
+        return [Latent(frames=self.lengths.frames(ids, speed), samples_per_frame=HOP_SAMPLES,
+                       speed=speed, state=Tone(period_for(ids))) for ids in rows]
 
     def decode(self, latent: Latent, start_frame: int, frames: int, *,
                run_options: Any = None) -> np.ndarray:

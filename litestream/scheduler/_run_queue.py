@@ -227,7 +227,8 @@ class RunQueue:
         (windows of its frame count; encode steps of similar length first); stop before the
         batch would make its most urgent member late (Triton's dynamic batcher, with
         deadlines): a decode batch takes its longest window plus `batch_marginal_cost` of the
-        others, an encode batch the sum of its front passes (workers run them one by one). A
+        others, an encode batch the sum of its front passes (workers run them one by one), or
+        as a decode batch where the voice runs them as one (`VoiceCost.batched_encode`). A
         batch whose members are late even alone may take up to `batch_late_growth` x the
         seed's time, but never past the deadline of a member that is on time alone. The
         others keep their places."""
@@ -250,6 +251,7 @@ class RunQueue:
         # finish by it. Members late anyway only bound it by batch_late_growth.
         firm = earliest if earliest - now >= seed.predicted_compute_s else math.inf
         computes = [seed.predicted_compute_s]
+        batched_encode = pacing.model.voice(seed.voice).batched_encode
         mates: list[StreamRecord] = []
         for entry in pool:
             s = entry[3]
@@ -262,7 +264,7 @@ class RunQueue:
                 sides = context_sides(head.next_frame, seed.frames, head.frames or 0)
                 compute = pacing.model.price(seed.voice, StepKind.DECODE, seed.frames, sides)
             trial = [*computes, compute]
-            if seed.kind is StepKind.ENCODE:
+            if seed.kind is StepKind.ENCODE and not batched_encode:
                 batch_s = sum(trial)  # a worker runs front passes one after another
             else:
                 longest = max(trial)

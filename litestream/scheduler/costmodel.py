@@ -144,6 +144,9 @@ class VoiceCost:
     decode_overhead_s: float  # compute seconds of a decode run whatever its frames
     encode_samples: int = 0  # encode observations folded in so far
     decode_samples: int = 0  # decode observations folded in so far
+    # Its encode steps batch as one run (a GPU's batched front), priced as decode batches are;
+    # else a worker runs a batch's front passes one after another.
+    batched_encode: bool = False
     # The slow lines and the fast levels over them: overhead = level x a, rate = level x b.
     encode_fit: _LineFit = field(default_factory=_LineFit)
     decode_fit: _LineFit = field(default_factory=_LineFit)
@@ -165,14 +168,17 @@ class CostModel:
         self._voices: dict[str, VoiceCost] = {}
 
     def register(
-        self, voice: str, *, context_frames: int, audio_per_frame_s: float | None = None
+        self, voice: str, *, context_frames: int, audio_per_frame_s: float | None = None,
+        batched_encode: bool = False,
     ) -> None:
-        """Declare a voice's context margin (0: a non-streaming voice) and, when known, its
-        exact audio per frame (samples_per_frame / sample_rate). Learned rates are kept."""
+        """Declare a voice's context margin (0: a non-streaming voice), whether its encode
+        steps batch as one run, and, when known, its exact audio per frame (samples_per_frame /
+        sample_rate). Learned rates are kept."""
         if context_frames < 0:
             raise ValueError("context_frames must be >= 0")
         cost = self.voice(voice)
         cost.context_frames = context_frames
+        cost.batched_encode = batched_encode
         if audio_per_frame_s is not None:
             if audio_per_frame_s <= 0.0:
                 raise ValueError("audio_per_frame_s must be > 0")
@@ -270,16 +276,21 @@ class CostModel:
         return max(self.priors.ewma_alpha, 1.0 / (samples + 2))
 
     def observe_encode(
-        self, voice: str, *, chars: int, speed: float, frames: int, compute_s: float
+        self, voice: str, *, chars: int, speed: float, frames: int, compute_s: float,
+        batch: int = 1,
     ) -> None:
-        """Fold one finished encode step in; degenerate observations are ignored."""
+        """Fold one finished encode step in; degenerate observations are ignored. A step run
+        in one run of `batch` (a batched front) took `compute_s` = the run's time / batch, and
+        counts as 1/batch of a run of batch x its characters, as a decode window does."""
         if chars <= 0 or speed <= 0.0 or compute_s < 0.0:
             return
+        batch = max(batch, 1)
         cost = self.voice(voice)
         alpha = self._alpha(cost.encode_samples)
         cost.encode_overhead_s, cost.encode_per_char_s, cost.encode_level = _fold(
             cost.encode_fit, cost.encode_level, cost.encode_overhead_s, cost.encode_per_char_s,
-            self.priors.encode_overhead_s, units=chars, took_s=compute_s, batch=1, alpha=alpha,
+            self.priors.encode_overhead_s, units=chars, took_s=compute_s, batch=batch,
+            alpha=alpha,
             guard=cost.encode_samples >= OUTLIER_AFTER)
         if frames > 0:
             cost.frames_per_char += alpha * (frames * speed / chars - cost.frames_per_char)

@@ -111,14 +111,17 @@ class Scheduler:
     # ---- voices and workers --------------------------------------------------------------
 
     def register_voice(
-        self, voice: str, *, context_frames: int, sample_rate: int | None = None
+        self, voice: str, *, context_frames: int, sample_rate: int | None = None,
+        batched_encode: bool = False,
     ) -> None:
         """Declare a voice before its first stream: frames of context its decode windows compute
-        on each side (0 for a non-streaming voice) and its sample rate (with each encode step's
-        samples_per_frame it gives the exact audio per frame). The first voice registered
-        prices admission for a stream whose voice is not known yet."""
+        on each side (0 for a non-streaming voice), its sample rate (with each encode step's
+        samples_per_frame it gives the exact audio per frame) and whether a batch of its encode
+        steps is one engine run (`Voice.encode_batch` on a GPU; else its front passes run one
+        after another). The first voice registered prices admission for a stream whose voice
+        is not known yet."""
         self._admission.register_voice(voice)
-        self.model.register(voice, context_frames=context_frames)
+        self.model.register(voice, context_frames=context_frames, batched_encode=batched_encode)
         if sample_rate is not None:
             if sample_rate <= 0:
                 raise ValueError("sample_rate must be > 0")
@@ -353,12 +356,15 @@ class Scheduler:
         latent: object,
         compute_s: float,
         now: float,
+        batch: int = 1,
     ) -> bool:
         """Record a finished encode step: the sentence is `frames` frames long. True = go on
         (send the sentence's `chunk` event; its windows follow); False = its stream was cleared
-        or closed meanwhile, drop it. A sentence of 0 frames is finished here."""
+        or closed meanwhile, drop it. A sentence of 0 frames is finished here. `batch`: the
+        steps of its run when they ran as one (`compute_s` is the run's share)."""
         self.model.observe_encode(
-            step.voice, chars=step.chars, speed=step.speed, frames=frames, compute_s=compute_s
+            step.voice, chars=step.chars, speed=step.speed, frames=frames, compute_s=compute_s,
+            batch=batch,
         )
         rate = self._sample_rates.get(step.voice)
         if rate is not None and samples_per_frame > 0:

@@ -273,7 +273,8 @@ class Synthesis:
         for voice_id in sorted(voices, key=lambda v: v != default_voice):
             voice = voices[voice_id]
             self.scheduler.register_voice(voice_id, context_frames=voice.context_frames,
-                                          sample_rate=voice.sample_rate)
+                                          sample_rate=voice.sample_rate,
+                                          batched_encode=voice.batches_fronts)
         self._rates = {voice_id: voice.sample_rate for voice_id, voice in voices.items()}
         self._metrics = metrics
         self._max_batch = max_batch
@@ -454,7 +455,8 @@ class Synthesis:
             latent = result.latent
             keep = self.scheduler.encoded(step, frames=latent.frames,
                                           samples_per_frame=latent.samples_per_frame,
-                                          latent=latent, compute_s=result.compute_s, now=now)
+                                          latent=latent, compute_s=result.compute_s, now=now,
+                                          batch=result.batch)
             self._metrics.synthesized(result.compute_s, 0.0, "encode")
             if keep:
                 inputs.append(ChunkPlanned(step.seq, step.text, latent.samples, latent.words))

@@ -43,7 +43,7 @@ import numpy as np
 import onnxruntime as ort
 
 from litestream import protocol
-from litestream.engine.base import DecodeWindow, Latent, Voice
+from litestream.engine.base import DecodeWindow, Latent, Phonemes, Voice
 from litestream.engine.words import timed
 from litestream.scheduler import StepKind, SynthesisStep
 
@@ -71,7 +71,7 @@ class WorkResult:
     audio: np.ndarray | None = None  # DECODE: float32 mono window
     pcm_s16: bytes | None = None  # DECODE: the same as s16le PCM, made here, off the event loop
     error: str | None = None     # why it failed, for the log (never sent with text)
-    batch: int = 1               # DECODE: the windows of the run that shared compute_s
+    batch: int = 1               # the steps of the run that shared compute_s (one engine run)
 
     @property
     def failed(self) -> bool:
@@ -477,9 +477,10 @@ def release_memory() -> None:
 def run_steps(voices: Mapping[str, Voice], steps: list[SynthesisStep],
               run_options: Any = None,
               ahead: Callable[[WorkResult], None] | None = None) -> list[WorkResult]:
-    """Run one homogeneous batch: encode steps one by one (each phonemized first), decode
-    windows as one `decode_batch`. A failure fails only its own step. `run_options` (an
-    `ort.RunOptions`) goes to every engine run: the watchdog may terminate it.
+    """Run one homogeneous batch: encode steps one by one (each phonemized first), or as one
+    `encode_batch` where the voice batches its fronts (a GPU), decode windows as one
+    `decode_batch`. A failure fails only its own step. `run_options` (an `ort.RunOptions`)
+    goes to every engine run: the watchdog may terminate it.
 
     `ahead`, when given, takes each encode step's result as soon as it is done, all but the
     last (which is returned): nothing gains from waiting for the rest of the batch, and a
@@ -488,6 +489,8 @@ def run_steps(voices: Mapping[str, Voice], steps: list[SynthesisStep],
     voice = voices.get(steps[0].voice)
     if voice is None:
         return [WorkResult(step, 0.0, error=f"voice {step.voice!r} not loaded") for step in steps]
+    if steps[0].kind is StepKind.ENCODE and len(steps) > 1 and voice.batches_fronts:
+        return _encode_batch(voice, steps, run_options)
     if steps[0].kind is StepKind.ENCODE:
         results: list[WorkResult] = []
         for step in steps[:-1]:
@@ -531,6 +534,42 @@ def _encode(voice: Voice, step: SynthesisStep, run_options: Any) -> WorkResult:
     except Exception as exc:  # one bad sentence must not kill the worker or other streams
         return _failed(step, started, exc, run_options)
     return WorkResult(step, time.perf_counter() - started, latent=latent)
+
+
+def _encode_batch(voice: Voice, steps: list[SynthesisStep], run_options: Any) -> list[WorkResult]:
+    """Encode steps of one speed as one `encode_batch` run, each phonemized first. A sentence
+    that fails to phonemize fails alone; if the run fails, each runs alone, so that one bad
+    sentence fails only itself."""
+    started = time.perf_counter()
+    failed: dict[int, WorkResult] = {}
+    phonemes: dict[int, Phonemes | list[int]] = {}
+    for index, step in enumerate(steps):
+        try:
+            phonemes[index] = voice.phonemes(step.text) if step.words else \
+                voice.phoneme_ids(step.text)
+        except Exception as exc:
+            failed[index] = _failed(step, started, exc, run_options)
+    order = sorted(phonemes)
+    try:
+        latents = voice.encode_batch(
+            [found.ids if isinstance(found, Phonemes) else found
+             for found in (phonemes[index] for index in order)],
+            steps[0].speed, run_options=run_options)
+    except Exception as exc:
+        if run_options is not None and getattr(run_options, "terminate", False):
+            return [failed.get(index) or _failed(step, started, exc, run_options)
+                    for index, step in enumerate(steps)]
+        return [failed.get(index) or _encode(voice, step, run_options)
+                for index, step in enumerate(steps)]
+    share = (time.perf_counter() - started) / len(steps)
+    results = dict(failed)
+    for index, latent in zip(order, latents, strict=True):
+        found = phonemes[index]
+        if isinstance(found, Phonemes):
+            # Its words' times ride with the latent (as in _encode).
+            latent = dataclasses.replace(latent, words=timed(found, latent))
+        results[index] = WorkResult(steps[index], share, latent=latent, batch=len(order))
+    return [results[index] for index in range(len(steps))]
 
 
 def _decode(voice: Voice, step: SynthesisStep, run_options: Any) -> WorkResult:

@@ -230,3 +230,4 @@ class FakeVoice:
     context_frames: int = 17
     language: str = "en_US"
     fingerprint: str = "fake"
+    batches_fronts: bool = False

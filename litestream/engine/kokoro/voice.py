@@ -284,6 +284,7 @@ class KokoroVoice:
     ``encode`` does the whole synthesis."""
 
     streaming = False
+    batches_fronts = False  # each sentence is a whole synthesis, one by one
 
     def __init__(self, model: KokoroModel, style: str, slot: int) -> None:
         self.model = model
@@ -345,6 +346,10 @@ class KokoroVoice:
         padded = np.zeros(frames * HOP, dtype=np.float32)
         padded[: len(audio)] = audio
         return Latent(frames=frames, samples_per_frame=HOP, speed=speed, audio=padded)
+
+    def encode_batch(self, batch: Sequence[Sequence[int]], speed: float = 1.0, *,
+                     run_options: Any = None) -> list[Latent]:
+        return [self.encode(ids, speed, run_options=run_options) for ids in batch]
 
     def decode(self, latent: Latent, start_frame: int, frames: int, *,
                run_options: Any = None) -> np.ndarray:

@@ -256,6 +256,22 @@ def test_decode_cost_is_one_run_plus_the_frames_it_computes() -> None:
     assert v.decode_batch([]) == []
 
 
+def test_a_batch_of_encode_steps_is_one_run_as_on_a_gpu() -> None:
+    """A GPU's batched front (the default): one fixed part for the batch, every sentence's
+    characters; `encode_batch=0` runs them one by one, as CPU front passes."""
+    ids = [free_voice().phoneme_ids(text) for text in (SENTENCE, "Yes.", PARAGRAPH[:90])]
+    for one_run in (1, 0):
+        cost = SyntheticCost(encode_run_s=0.003, encode_char_s=2e-6, encode_batch=one_run)
+        v, sleep = recorded(cost)
+        assert v.batches_fronts is bool(one_run)
+        latents = v.encode_batch(ids)
+        runs = 1 if one_run else len(ids)
+        assert len(sleep.slept) == runs
+        assert sleep.total() == pytest.approx(0.003 * runs + 2e-6 * sum(map(len, ids)))
+        alone = [v.encode(row) for row in ids]
+        assert [(a.frames, a.state) for a in latents] == [(a.frames, a.state) for a in alone]
+
+
 def test_it_sleeps_with_time_sleep_and_spends_no_cpu() -> None:
     assert SyntheticVoice().sleep is time.sleep
     v = SyntheticVoice(SyntheticCost(decode_run_s=0.3, decode_frame_s=0.0))
@@ -326,11 +342,14 @@ def test_cost_table_forms(tmp_path: Path) -> None:
         "decode_run_ms": 1, "decode_frame_us": 3, "encode_run_ms": 2, "encode_char_us": 1}}))
     assert SyntheticCost.parse(str(measured)) == SyntheticCost(
         decode_run_s=0.001, decode_frame_s=3e-6, encode_run_s=0.002, encode_char_s=1e-6)
+    assert SyntheticCost.parse("encode_batch=0").encode_batch == 0
+    assert SyntheticCost().encode_batch == 1
     flat = tmp_path / "flat.json"
     flat.write_text('{"devices": 0}')
     assert SyntheticCost.parse(str(flat)).devices == 0
     for bad in ("decode_run_ms", "decode_run_ms=fast", "decode_run_ms=-1", "gpus=2",
-                "devices=1.5", "decode_frame_us=nan", str(tmp_path / "missing.json")):
+                "devices=1.5", "decode_frame_us=nan", "encode_batch=2",
+                str(tmp_path / "missing.json")):
         with pytest.raises(ConfigError):
             SyntheticCost.parse(bad)
     (tmp_path / "list.json").write_text("[1, 2]")

@@ -8,6 +8,7 @@ watchdog's terminate stops it), wedge (deaf to terminate) or kill its thread.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import threading
 import time
@@ -22,7 +23,7 @@ from websockets.asyncio.client import connect
 
 from litestream import config as config_mod
 from litestream.engine import PiperVoice
-from litestream.engine.synthetic import SyntheticVoice
+from litestream.engine.synthetic import SyntheticCost, SyntheticVoice
 from litestream.errors import SynthesisError
 from litestream.scheduler import Scheduler, StepKind, SynthesisStep
 from litestream.synthesis import scheduler_config, workers
@@ -385,8 +386,9 @@ async def test_an_encode_batch_hands_each_result_over_as_it_is_done() -> None:
                 release.wait(30)
 
     results: asyncio.Queue[WorkResult] = asyncio.Queue()
-    pool = WorkerPool({"v": SyntheticVoice(sleep=sleep)}, 1, asyncio.get_running_loop(),
-                      results.put_nowait)
+    one_by_one = SyntheticCost(encode_batch=0)  # front passes on the CPU, as here
+    pool = WorkerPool({"v": SyntheticVoice(one_by_one, sleep=sleep)}, 1,
+                      asyncio.get_running_loop(), results.put_nowait)
     await pool.ready()
     try:
         armed.set()
@@ -403,3 +405,37 @@ async def test_an_encode_batch_hands_each_result_over_as_it_is_done() -> None:
     finally:
         release.set()
         await asyncio.to_thread(pool.close)
+
+
+def test_a_voice_that_batches_its_fronts_encodes_a_batch_in_one_run() -> None:
+    """Where the voice runs its fronts as one run (a GPU), the worker makes one encode_batch
+    of the steps: each gets the run's time / batch (as a decode batch's windows do) and its
+    own latent, with its words when asked; a sentence that cannot be phonemized fails alone."""
+    slept: list[float] = []
+    voice = SyntheticVoice(SyntheticCost(encode_run_s=0.004, encode_char_s=0.0),
+                           sleep=slept.append)
+    texts = [SHORT, "Another sentence, a little longer than the first one.", "Third."]
+    steps = [dataclasses.replace(job(text, seq=seq), words=seq == 1)
+             for seq, text in enumerate(texts)]
+    results = workers.run_steps({"v": voice}, steps)
+    assert len(slept) == 1  # one run for the three front passes
+    assert [(r.step.seq, r.failed, r.batch) for r in results] == [(0, False, 3), (1, False, 3),
+                                                                   (2, False, 3)]
+    assert len({r.compute_s for r in results}) == 1
+    for result, text in zip(results, texts, strict=True):
+        assert result.latent is not None
+        assert result.latent.frames == voice.encode(voice.phoneme_ids(text)).frames
+    assert results[1].latent is not None and results[1].latent.words  # asked for
+    assert results[0].latent is not None and not results[0].latent.words
+
+    class Unspeakable(SyntheticVoice):
+        def phoneme_ids(self, text: str) -> list[int]:
+            if text == "Third.":
+                raise ValueError("no phonemes")
+            return super().phoneme_ids(text)
+
+    bad = Unspeakable(SyntheticCost(encode_run_s=0.0, encode_char_s=0.0), sleep=slept.append)
+    results = workers.run_steps({"v": bad}, [dataclasses.replace(job(text, seq=seq), words=False)
+                                             for seq, text in enumerate(texts)])
+    assert [(r.step.seq, r.failed) for r in results] == [(0, False), (1, False), (2, True)]
+    assert results[0].batch == 2

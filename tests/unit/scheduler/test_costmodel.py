@@ -102,6 +102,21 @@ def test_a_window_of_a_batch_counts_as_its_share_of_one_run() -> None:
     assert cost.decode_per_frame_s == pytest.approx(6e-6, rel=0.15)
 
 
+def test_an_encode_step_of_a_batched_front_counts_as_its_share_of_one_run() -> None:
+    # A GPU's batched front: k sentences of about one length in one run of c + d x (all their
+    # characters), each step taking the run's time / k. The fixed part is one run's.
+    m = model()
+    for _ in range(20):
+        for k, chars in ((1, 40), (4, 60), (8, 30), (1, 120), (16, 80), (2, 20)):
+            run = 0.009 + 5e-6 * k * chars
+            for _member in range(k):
+                m.observe_encode("v", chars=chars, speed=1.0, frames=4 * chars,
+                                 compute_s=run / k, batch=k)
+    cost = m.voice("v")
+    assert cost.encode_overhead_s == pytest.approx(0.009, rel=0.02)
+    assert cost.encode_per_char_s == pytest.approx(5e-6, rel=0.15)
+
+
 def test_the_line_forgets_old_runs() -> None:
     # The host got slower per run (another tenant): after a few memories of runs, the new
     # fixed part is what counts.

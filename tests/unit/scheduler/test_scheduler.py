@@ -374,6 +374,28 @@ def test_a_batch_never_makes_its_most_urgent_member_late() -> None:
     assert sum(b.predicted_compute_s for b in batch) <= min(b.deadline_s for b in batch)
 
 
+def test_an_encode_batch_of_a_voice_that_batches_fronts_is_priced_as_one_run() -> None:
+    """A GPU's batched front runs a batch's front passes as one run: the batch costs its
+    longest step plus batch_marginal_cost of the others, as a decode batch does, so more join
+    than where a worker runs them one after another (their sum) before the earliest is late."""
+    sizes = {}
+    for batched in (False, True):
+        s = make(workers=1, batch_marginal_cost=0.1, batch_window_s=1.0)
+        s.register_voice(VOICE, context_frames=CONTEXT_FRAMES, sample_rate=SAMPLE_RATE,
+                         batched_encode=batched)
+        for i in range(8):
+            s.open_stream(f"s{i}", Priority.NORMAL, 0.0)
+            s.audio_sent(f"s{i}", 0.5, 0.0)
+            submit(s, f"s{i}", 0, 150, 0.0)
+        batch = s.next_steps(0.0, max_steps=8)
+        computes = [b.predicted_compute_s for b in batch]
+        cost = (max(computes) + 0.1 * (sum(computes) - max(computes))) if batched else \
+            sum(computes)
+        assert cost <= min(b.deadline_s for b in batch)  # the most urgent is never late
+        sizes[batched] = len(batch)
+    assert 1 < sizes[False] < sizes[True] == 8
+
+
 @pytest.mark.parametrize(("share", "joins"), [(0.5, False), (0.0, True)])
 def test_a_batch_does_not_cut_a_window_far_below_its_own_length(share: float,
                                                                   joins: bool) -> None:
