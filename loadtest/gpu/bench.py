@@ -9,7 +9,8 @@ leaves what it measured:
 1. the machine: GPU name, driver, CUDA version the driver supports, the onnxruntime build
    that is imported (version, file, providers) and the provider the voice's sessions run on;
 2. the engine on the bundled voice (its threads wait for the GPU by blocking sync, the
-   server's default): front-pass (encode) throughput over varied sentences, and
+   server's default): front-pass (encode) throughput over varied sentences, the batched GPU
+   front at 1, 8 and 32 sentences a run and the whole front on one host core, and
    `decode_batch` throughput at batch 1, 8, 32 and 64 for windows of 32, 128 and 256 frames,
    in seconds of audio per second, each shape's first (cold) run apart, for cuDNN's
    exhaustive and heuristic algorithm searches; fp16 flow and decoder beside fp32 on two
@@ -18,8 +19,9 @@ leaves what it measured:
    on the host's own cores): one user's first audio (5 runs), a 100-stream burst (first audio
    p50/p95, stalls), and the largest number of concurrent realtime streams with 0 stalls,
    searched upward from 200, as far as the time budget allows. Before it, a second server
-   with other flags (`--compare`, by default CUDA's own spinning sync against the main
-   server's blocking one) runs the same 1 user and burst, for a before/after in one run.
+   with other flags (`--compare`, by default each sentence's front on a host core against the
+   main server's batched GPU front) runs the same 1 user and burst, for a before/after in one
+   run.
 
 `--device cpu` runs the same steps on the CPU with small counts: the dry run that tests this
 script on a machine without a GPU.
@@ -56,6 +58,7 @@ from loadtest.lib.texts import LONG
 GRID_BATCHES = (1, 8, 32, 64)
 GRID_WINDOWS = (32, 128, 256)
 HALF_SHAPES = ((32, 128), (64, 256))  # (batch, window) measured in fp16 too
+FRONT_BATCHES = (1, 8, 32)  # sentences per run of the batched front
 # (batch, window) measured with the heuristic search too: enough to compare, and the time
 # goes to the server.
 HEURISTIC_SHAPES = ((1, 32), (8, 128), (32, 128), (64, 256))
@@ -210,35 +213,50 @@ def encode_throughput(voice: Any, sentences: Sequence[str]) -> dict[str, Any]:
             phonemize_s * 1000 / len(ids)}
 
 
-def padded_encode(voice: Any, sentences: Sequence[str], bucket: int = 64) -> dict[str, Any]:
-    """The front pass with its ids padded to a multiple of `bucket` (the true length in
-    input_lengths), each bucket run once first: what a bounded set of input shapes costs,
-    and whether padding keeps each sentence's frames (noise off, so frames are exact)."""
-    split = voice._model.split  # the benchmark feeds the front session directly
-    pad = voice.config.phoneme_id_map["_"][0]
-    quiet = np.array([0.0, voice.config.length_scale, 0.0], dtype=np.float32)
-    outputs = [split.cuts.z_p, split.cuts.y_mask]
-
-    def front(ids: list[int], size: int) -> int:
-        feeds = {"input": np.array([ids + [pad] * (size - len(ids))], dtype=np.int64),
-                 "input_lengths": np.array([len(ids)], dtype=np.int64), "scales": quiet,
-                 **voice._speaker_feeds(1, split.front_inputs)}
-        _, y_mask = voice._front.run(outputs, feeds)
-        return round(float(np.asarray(y_mask).sum()))
-
+def batched_front(voice: Any, sentences: Sequence[str],
+                  batches: Sequence[int] = FRONT_BATCHES) -> dict[str, Any]:
+    """The front as a GPU server runs it (``--cuda-front gpu``): ``encode_batch`` of b
+    sentences in one run, padded to the prior's fixed lengths (engine/piper/front.py), at
+    each b. Start-up warmed every shape; each batch runs once more first anyway."""
     ids = [voice.phoneme_ids(s) for s in sentences]
-    sizes = [-(-len(i) // bucket) * bucket for i in ids]
-    for size in sorted(set(sizes)):  # warm each bucket once
-        front(ids[sizes.index(size)], size)
-    times, same = [], 0
-    for item, size in zip(ids, sizes, strict=True):
-        t = time.perf_counter()
-        frames = front(item, size)
-        times.append(time.perf_counter() - t)
-        same += frames == front(item, len(item))
-    return {"bucket": bucket, "buckets": len(set(sizes)), "front_ms_median":
-            statistics.median(times) * 1000, "front_ms_max": max(times) * 1000,
-            "frames_equal_unpadded": f"{same}/{len(ids)}"}
+    rows = [ids[i % len(ids)] for i in range(max(batches))]
+    out: dict[str, Any] = {}
+    for size in batches:
+        batch = rows[:size]
+        voice.encode_batch(batch)
+        times = []
+        for _ in range(5):
+            t = time.perf_counter()
+            latents = voice.encode_batch(batch)
+            times.append(time.perf_counter() - t)
+        run_s = statistics.median(times)
+        audio_s = sum(latent.frames for latent in latents) * 256 / voice.sample_rate
+        out[str(size)] = {"run_ms": run_s * 1000, "sentences_per_s": size / run_s,
+                          "audio_s_per_s": audio_s / run_s,
+                          "chars_per_s": sum(map(len, batch)) / run_s}
+    return out
+
+
+def as_batched(voice: Any) -> Any:
+    """The voice with its front batched on its own provider: the dry run's (``--device cpu``)
+    way through ``batched_front``."""
+    from litestream.engine.piper.voice import PiperVoice
+
+    return PiperVoice(voice.info, voice.config, voice._model, intra_op_threads=1,
+                      device="cpu", noise_scale=voice.noise_scale, noise_w=voice.noise_w,
+                      batched_front=True)
+
+
+def cpu_front(voice: Any, sentences: Sequence[str]) -> dict[str, Any]:
+    """The whole front per sentence on one host core (``--cuda-front cpu``): what each
+    listener's sentences cost the host's CPU when the GPU does not take them."""
+    from litestream.engine.piper.voice import PiperVoice
+
+    on_cpu = PiperVoice(voice.info, voice.config, voice._model, intra_op_threads=1,
+                        device="cpu", noise_scale=voice.noise_scale, noise_w=voice.noise_w)
+    result = encode_throughput(on_cpu, sentences)
+    result["cpu_ms_per_char"] = result["front_s"] * 1000 / result["chars"]
+    return result
 
 
 def decode_grid(voice: Any, shapes: Sequence[tuple[int, int]], min_s: float,
@@ -297,14 +315,19 @@ def engine(run: Run, device: str, small: bool, searches: Sequence[str],
         with run.step(f"engine_{search}"):
             t = time.perf_counter()
             voice = load_voice(device, search)
+            front = (f"{voice._prior.get_providers()[0]} (batched)" if voice.batches_fronts
+                     else f"{voice._front.get_providers()[0]} (whole, a sentence a run)")
             loaded = {"provider": voice.provider, "load_and_warmup_s": time.perf_counter() - t,
-                      "front_provider": voice._front.get_providers()[0],
+                      "front_provider": front,
                       "fixed_shapes": getattr(voice, "stable_shapes", False)}
             run.save(f"engine_{search}_voice", loaded)
             texts = SENTENCES[:6] if small else SENTENCES
             result = {"encode": encode_throughput(voice, texts),
-                      "padded_encode": padded_encode(voice, texts),
+                      "front_batches": batched_front(voice, texts) if voice.batches_fronts
+                      else batched_front(as_batched(voice), texts) if small else {},
                       "decode": decode_grid(voice, shapes, min_s, run.left_s)}
+            if search == searches[0]:
+                result["cpu_front"] = cpu_front(voice, texts)
             summary[search] = {**loaded, **result}
             run.save(f"engine_{search}", result)
             if fp32 is None:
@@ -328,9 +351,11 @@ def engine(run: Run, device: str, small: bool, searches: Sequence[str],
 # ---------------------------------------------------------------- 3. the server
 
 def server_args(device: str, workers: int, max_batch: int, conv_search: str) -> list[str]:
-    # --cuda-sync is the server's default, named so that the table says which sync ran.
+    # --cuda-sync and --cuda-front are the server's defaults, named so that the table says
+    # which ran.
     return ["--device", device, "--workers", str(workers), "--max-batch", str(max_batch),
-            "--cuda-conv-search", conv_search, "--cuda-sync", "blocking", "--no-kokoro"]
+            "--cuda-conv-search", conv_search, "--cuda-sync", "blocking", "--cuda-front", "gpu",
+            "--no-kokoro"]
 
 
 def report_row(report: swarm.SwarmReport) -> dict[str, Any]:
@@ -408,7 +433,7 @@ def markdown(data: dict[str, Any]) -> str:
         if not engine:
             continue
         enc = engine["encode"]
-        padded = engine.get("padded_encode", {})
+        cpu = engine.get("cpu_front")
         lines += [f"## Engine, cuDNN {search} search (flow and decoder on "
                   f"{voice.get('provider')}, front on {voice.get('front_provider')}, fixed "
                   f"shapes {voice.get('fixed_shapes')})", "",
@@ -417,11 +442,14 @@ def markdown(data: dict[str, Any]) -> str:
                   f"sentences of {enc['sentences']} lengths, "
                   f"{enc.get('steady_front_ms', 0):.1f} ms on a length already seen, "
                   f"{enc['phonemize_ms_per_sentence']:.2f} ms phonemize)", "",
-                  f"encode with ids padded to multiples of {padded.get('bucket')} "
-                  f"({padded.get('buckets')} shapes, each run once first): median "
-                  f"{padded.get('front_ms_median', 0):.1f} ms, max "
-                  f"{padded.get('front_ms_max', 0):.1f} ms per sentence; frames as unpadded: "
-                  f"{padded.get('frames_equal_unpadded')}", "",
+                  *([f"the whole front on one host core (--cuda-front cpu): "
+                     f"{cpu['front_ms_per_sentence']:.1f} ms per sentence, "
+                     f"{cpu['cpu_ms_per_char']:.3f} ms per character, "
+                     f"{cpu['audio_s_per_s']:.0f} s of audio per s", ""] if cpu else []),
+                  *([f"batched front, {b} sentences a run: {r['run_ms']:.1f} ms, "
+                     f"{r['sentences_per_s']:.0f} sentences per s, {r['audio_s_per_s']:.0f} s "
+                     f"of audio per s" for b, r in engine.get("front_batches", {}).items()]
+                    + [""]),
                   "| window (frames) | batch | audio s per s | run ms | first run ms |",
                   "| --- | --- | --- | --- | --- |"]
         for row in engine["decode"]:
@@ -488,7 +516,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
     p.add_argument("--budget-s", type=float, default=270.0,
                    help="stop starting new steps when this is spent")
-    p.add_argument("--workers", type=int, default=4, help="the server's inference threads")
+    p.add_argument("--workers", type=int, default=8,
+                   help="the server's inference threads (run 3 of 2026-12-04 ran 8)")
     p.add_argument("--max-batch", type=int, default=32)
     p.add_argument("--processes", type=int, default=8, help="load generator processes")
     p.add_argument("--skip-engine", action="store_true")
@@ -496,10 +525,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="cuDNN algorithm searches the engine is measured with (comma list)")
     p.add_argument("--server-search", default="auto",
                    help="the server's --cuda-conv-search (auto: the faster of the engine's)")
-    p.add_argument("--compare", default="--cuda-sync auto",
+    p.add_argument("--compare", default="--cuda-front cpu",
                    help="server flags for a second server, run first: 1 user and the burst "
-                        "only, beside the main server's (default: CUDA's own sync, which "
-                        "spins, against the main server's blocking; '' skips it)")
+                        "only, beside the main server's (default: each sentence's front on a "
+                        "host core, as in the 2026-12-04 runs, against the main server's "
+                        "batched GPU front; '' skips it)")
     p.add_argument("--no-fp16", dest="fp16", action="store_false")
     p.add_argument("--bundle", type=Path, default=None,
                    help="the joined bundle: its manifest says which commit is running")
