@@ -306,8 +306,8 @@ class PiperVoice:
 
         On a GPU the workers share the flow and decoder sessions (``InferenceSession.run`` is
         thread-safe): one GPU runs them anyway, and a shape's cuDNN search is paid once, not
-        once per worker. So do they the batched front's prior part; a front that runs whole on
-        the CPU is each worker's own."""
+        once per worker. They share the batched front's prior part too; a front that runs
+        whole, on the CPU, is each worker's own."""
         shared = None
         if self.stable_shapes and self._flow is not None and self._decoder is not None:
             shared = _Shared(self._flow, self._decoder, self._prior, self._prior_inputs)

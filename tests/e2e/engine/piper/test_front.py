@@ -104,6 +104,8 @@ def test_a_batch_runs_once_on_a_padded_length_and_a_power_of_two_of_rows(
     assert [batched.row_count(n) for n in (1, 2, 3, 5, 64)] == [1, 2, 4, 8, 64]
     with pytest.raises(ValueError):
         batched.padded_length(801)
+    # A longer sentence runs in pieces of at most MAX_FRONT_IDS: the last length takes any.
+    assert batched.PRIOR_LENGTHS[-1] == piper.MAX_FRONT_IDS
 
 
 def test_a_sentence_too_long_for_one_run_joins_its_pieces_inside_a_batch(
