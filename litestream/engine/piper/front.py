@@ -62,15 +62,17 @@ def expand(mean: np.ndarray, log_scale: np.ndarray, durations: np.ndarray,
     repeats = np.asarray(durations, dtype=np.int64)
     if int(repeats.sum()) < 1:
         channels = mean.shape[1]
-        mean_f = np.zeros((channels, 1), dtype=np.float32)
-        log_f = np.zeros((channels, 1), dtype=np.float32)
-    else:
-        mean_f = np.repeat(mean, repeats, axis=0).T
-        log_f = np.repeat(log_scale, repeats, axis=0).T
-    z_p: np.ndarray = mean_f
+        mean, log_scale = (np.zeros((1, channels), dtype=np.float32),) * 2
+        repeats = np.ones(1, dtype=np.int64)
+    # [frames, C], then transposed in the copy below. The scale is taken per id, before it is
+    # repeated: exp of a repeated value is the repeated exp, for a third of the work.
+    z_p: np.ndarray = np.repeat(mean, repeats, axis=0)
     if noise_scale:
-        z_p = mean_f + rng.standard_normal(mean_f.shape, dtype=np.float32) * (
-            np.exp(log_f) * np.float32(noise_scale))
+        scale = np.repeat(np.exp(log_scale) * np.float32(noise_scale), repeats, axis=0)
+        noise = rng.standard_normal(z_p.shape, dtype=np.float32)
+        noise *= scale
+        z_p = z_p + noise
+    z_p = z_p.T
     frames = z_p.shape[1]
     return (np.ascontiguousarray(z_p[None], dtype=np.float32),
             np.ones((1, 1, frames), dtype=np.float32))
