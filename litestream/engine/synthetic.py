@@ -77,6 +77,16 @@ _TABLE_SAMPLES = 256 * HOP_SAMPLES + PERIODS[-1]
 _SLEEP_SLICE_S = 0.05  # a terminate request is honoured within this
 
 
+def _hold_gil(seconds: float) -> None:
+    """Busy Python for ``seconds`` of this thread's CPU time: it holds the GIL as Python code
+    does (the interpreter hands it over every switch interval when another thread asks)."""
+    if seconds <= 0:
+        return
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        pass
+
+
 @dataclass(frozen=True)
 class SyntheticCost:
     """What a run costs on the GPU the voice stands in for, in seconds (slept, not computed).
@@ -120,12 +130,20 @@ class SyntheticCost:
     # 1: a batch of encode steps is one run, c + d x all its characters (the server's default
     # on CUDA, --cuda-front gpu: engine/piper/front.py); 0: one front pass after another.
     encode_batch: int = 1
+    # Python the worker runs per decode run and per sentence encoded, holding the GIL (a busy
+    # loop, not a sleep): the real voice's own Python around its ONNX Runtime runs (feeds,
+    # padding, the prior spread over frames, PCM), which the sleeps leave out. 0 by default;
+    # docs/benchmarks.md, "What the real voice's Python costs the control plane".
+    decode_python_s: float = 0.0
+    encode_python_s: float = 0.0
 
     # The text form's keys (units in their names) -> field, factor to seconds.
     _KEYS: ClassVar[dict[str, tuple[str, float]]] = {
         "decode_run_ms": ("decode_run_s", 1e-3), "decode_frame_us": ("decode_frame_s", 1e-6),
         "encode_run_ms": ("encode_run_s", 1e-3), "encode_char_us": ("encode_char_s", 1e-6),
-        "devices": ("devices", 1.0), "encode_batch": ("encode_batch", 1.0)}
+        "devices": ("devices", 1.0), "encode_batch": ("encode_batch", 1.0),
+        "decode_python_us": ("decode_python_s", 1e-6),
+        "encode_python_us": ("encode_python_s", 1e-6)}
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -145,7 +163,10 @@ class SyntheticCost:
         return (f"decode {1e3 * self.decode_run_s:g} ms + {1e6 * self.decode_frame_s:g} us/frame,"
                 f" encode {1e3 * self.encode_run_s:g} ms + {1e6 * self.encode_char_s:g} us/char,"
                 f" {self.devices or 'unlimited'} device(s)"
-                f"{', encode steps batched' if self.encode_batch else ''}")
+                f"{', encode steps batched' if self.encode_batch else ''}"
+                + (f", Python {1e6 * self.decode_python_s:g} us a decode run and "
+                   f"{1e6 * self.encode_python_s:g} us a sentence"
+                   if self.decode_python_s or self.encode_python_s else ""))
 
     @classmethod
     def parse(cls, spec: str) -> SyntheticCost:
@@ -391,6 +412,7 @@ class SyntheticVoice:
             raise SynthesisError(f"speed must be > 0, not {speed}")
         ids = list(ids)
         self._spend(*self.cost.encode_s(len(ids)), run_options)
+        _hold_gil(self.cost.encode_python_s)
         return Latent(frames=self.lengths.frames(ids, speed), samples_per_frame=HOP_SAMPLES,
                       speed=speed, state=Tone(period_for(ids)))
 
@@ -411,6 +433,7 @@ class SyntheticVoice:
             return []
         host_s, device_s = self.cost.encode_s(sum(len(ids) for ids in rows))
         self._spend(host_s, device_s, run_options)
+        _hold_gil(self.cost.encode_python_s * len(rows))
         return [Latent(frames=self.lengths.frames(ids, speed), samples_per_frame=HOP_SAMPLES,
                        speed=speed, state=Tone(period_for(ids))) for ids in rows]
 
@@ -440,6 +463,7 @@ class SyntheticVoice:
         if not spans:
             return []
         self._spend(*self.cost.decode_s(computed), run_options)
+        _hold_gil(self.cost.decode_python_s)
         return [tone(period, start * HOP_SAMPLES, (end - start) * HOP_SAMPLES)
                 for period, start, end in spans]
 

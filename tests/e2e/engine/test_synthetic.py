@@ -272,6 +272,25 @@ def test_a_batch_of_encode_steps_is_one_run_as_on_a_gpu() -> None:
         assert [(a.frames, a.state) for a in latents] == [(a.frames, a.state) for a in alone]
 
 
+def test_python_per_run_is_spent_holding_the_thread_busy() -> None:
+    """decode_python_us / encode_python_us: CPU spent in Python per decode run and per
+    sentence (the real voice's own Python around its runs), on top of the slept cost."""
+    cost = SyntheticCost.parse("decode_python_us=20000,encode_python_us=10000")
+    assert (cost.decode_python_s, cost.encode_python_s) == (0.02, 0.01)
+    assert "Python 20000 us a decode run" in cost.describe()
+    v, sleep = recorded(cost)
+    ids = v.phoneme_ids(SENTENCE)
+    began = time.thread_time()
+    latents = v.encode_batch([ids, ids])
+    encoded = time.thread_time() - began
+    v.decode(latents[0], 0, 32)
+    decoded = time.thread_time() - began - encoded
+    assert encoded >= 0.02 and decoded >= 0.02  # CPU, not a sleep: the recorder slept none
+    assert sleep.total() == pytest.approx(cost.encode_s(2 * len(ids))[0]
+                                          + cost.encode_s(2 * len(ids))[1]
+                                          + sum(cost.decode_s(32 + CONTEXT_FRAMES)))
+
+
 def test_it_sleeps_with_time_sleep_and_spends_no_cpu() -> None:
     assert SyntheticVoice().sleep is time.sleep
     v = SyntheticVoice(SyntheticCost(decode_run_s=0.3, decode_frame_s=0.0))
