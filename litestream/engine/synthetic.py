@@ -410,11 +410,7 @@ class SyntheticVoice:
                run_options: Any = None) -> Latent:
         if not speed > 0:
             raise SynthesisError(f"speed must be > 0, not {speed}")
-        ids = list(ids)
-        self._spend(*self.cost.encode_s(len(ids)), run_options)
-        _hold_gil(self.cost.encode_python_s)
-        return Latent(frames=self.lengths.frames(ids, speed), samples_per_frame=HOP_SAMPLES,
-                      speed=speed, state=Tone(period_for(ids)))
+        return self._encode_run([ids], speed, run_options)[0]
 
     @property
     def batches_fronts(self) -> bool:
@@ -426,13 +422,18 @@ class SyntheticVoice:
         them (one fixed part, every sentence's characters), else one run each."""
         if not self.batches_fronts:
             return [self.encode(ids, speed, run_options=run_options) for ids in batch]
+        return self._encode_run(batch, speed, run_options)
+
+    def _encode_run(self, batch: Sequence[Sequence[int]], speed: float,
+                    run_options: Any) -> list[Latent]:
+        """One front run over ``batch``: its cost slept once (every sentence's characters),
+        then each sentence's latent."""
         if not speed > 0:
             raise SynthesisError(f"speed must be > 0, not {speed}")
         rows = [list(ids) for ids in batch]
         if not rows:
             return []
-        host_s, device_s = self.cost.encode_s(sum(len(ids) for ids in rows))
-        self._spend(host_s, device_s, run_options)
+        self._spend(*self.cost.encode_s(sum(len(ids) for ids in rows)), run_options)
         _hold_gil(self.cost.encode_python_s * len(rows))
         return [Latent(frames=self.lengths.frames(ids, speed), samples_per_frame=HOP_SAMPLES,
                        speed=speed, state=Tone(period_for(ids))) for ids in rows]

@@ -519,18 +519,29 @@ def _window(step: SynthesisStep) -> DecodeWindow:
     return DecodeWindow(step.latent, step.start_frame, step.frames)
 
 
+def _phonemize(voice: Voice, step: SynthesisStep) -> Phonemes | list[int]:
+    """The step's ids, with its words' where someone may see their times (SynthesisStep.words)."""
+    return voice.phonemes(step.text) if step.words else voice.phoneme_ids(step.text)
+
+
+def _ids(found: Phonemes | list[int]) -> list[int]:
+    return found.ids if isinstance(found, Phonemes) else found
+
+
+def _with_words(latent: Latent, found: Phonemes | list[int]) -> Latent:
+    """The latent with its words' times, when they were asked for: they ride to the chunk's
+    plan, and with its last decode window to the sentence cache."""
+    if not isinstance(found, Phonemes):
+        return latent
+    return dataclasses.replace(latent, words=timed(found, latent))
+
+
 def _encode(voice: Voice, step: SynthesisStep, run_options: Any) -> WorkResult:
     started = time.perf_counter()
     try:
-        if step.words:
-            phonemes = voice.phonemes(step.text)
-            latent = voice.encode(phonemes.ids, step.speed, run_options=run_options)
-            # Its words' times ride with the latent: to the chunk's plan, and with its last
-            # decode window to the sentence cache.
-            latent = dataclasses.replace(latent, words=timed(phonemes, latent))
-        else:  # nobody will see them (SynthesisStep.words)
-            latent = voice.encode(voice.phoneme_ids(step.text), step.speed,
-                                  run_options=run_options)
+        found = _phonemize(voice, step)
+        latent = _with_words(voice.encode(_ids(found), step.speed, run_options=run_options),
+                             found)
     except Exception as exc:  # one bad sentence must not kill the worker or other streams
         return _failed(step, started, exc, run_options)
     return WorkResult(step, time.perf_counter() - started, latent=latent)
@@ -541,34 +552,30 @@ def _encode_batch(voice: Voice, steps: list[SynthesisStep], run_options: Any) ->
     that fails to phonemize fails alone; if the run fails, each runs alone, so that one bad
     sentence fails only itself."""
     started = time.perf_counter()
-    failed: dict[int, WorkResult] = {}
+    results: dict[int, WorkResult] = {}
     phonemes: dict[int, Phonemes | list[int]] = {}
     for index, step in enumerate(steps):
         try:
-            phonemes[index] = voice.phonemes(step.text) if step.words else \
-                voice.phoneme_ids(step.text)
+            phonemes[index] = _phonemize(voice, step)
         except Exception as exc:
-            failed[index] = _failed(step, started, exc, run_options)
+            results[index] = _failed(step, started, exc, run_options)
     order = sorted(phonemes)
-    try:
-        latents = voice.encode_batch(
-            [found.ids if isinstance(found, Phonemes) else found
-             for found in (phonemes[index] for index in order)],
-            steps[0].speed, run_options=run_options)
-    except Exception as exc:
-        if run_options is not None and getattr(run_options, "terminate", False):
-            return [failed.get(index) or _failed(step, started, exc, run_options)
+    if order:
+        try:
+            latents = voice.encode_batch([_ids(phonemes[index]) for index in order],
+                                         steps[0].speed, run_options=run_options)
+        except Exception as exc:
+            if run_options is not None and getattr(run_options, "terminate", False):
+                return [results.get(index) or _failed(step, started, exc, run_options)
+                        for index, step in enumerate(steps)]
+            return [results.get(index) or _encode(voice, step, run_options)
                     for index, step in enumerate(steps)]
-        return [failed.get(index) or _encode(voice, step, run_options)
-                for index, step in enumerate(steps)]
-    share = (time.perf_counter() - started) / len(steps)
-    results = dict(failed)
-    for index, latent in zip(order, latents, strict=True):
-        found = phonemes[index]
-        if isinstance(found, Phonemes):
-            # Its words' times ride with the latent (as in _encode).
-            latent = dataclasses.replace(latent, words=timed(found, latent))
-        results[index] = WorkResult(steps[index], share, latent=latent, batch=len(order))
+        # The run's time over the steps it ran (their WorkResult.batch), as a decode batch's.
+        share = (time.perf_counter() - started) / len(order)
+        for index, latent in zip(order, latents, strict=True):
+            results[index] = WorkResult(steps[index], share,
+                                        latent=_with_words(latent, phonemes[index]),
+                                        batch=len(order))
     return [results[index] for index in range(len(steps))]
 
 

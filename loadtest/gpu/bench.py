@@ -238,24 +238,20 @@ def batched_front(voice: Any, sentences: Sequence[str],
     return out
 
 
-def as_batched(voice: Any) -> Any:
-    """The voice with its front batched on its own provider: the dry run's (``--device cpu``)
-    way through ``batched_front``."""
+def on_cpu(voice: Any, batched_front: bool) -> Any:
+    """The voice on the CPU, its front batched or whole: the dry run's (``--device cpu``) way
+    through ``batched_front``, and ``cpu_front``'s host core."""
     from litestream.engine.piper.voice import PiperVoice
 
     return PiperVoice(voice.info, voice.config, voice._model, intra_op_threads=1,
                       device="cpu", noise_scale=voice.noise_scale, noise_w=voice.noise_w,
-                      batched_front=True)
+                      batched_front=batched_front)
 
 
 def cpu_front(voice: Any, sentences: Sequence[str]) -> dict[str, Any]:
     """The whole front per sentence on one host core (``--cuda-front cpu``): what each
     listener's sentences cost the host's CPU when the GPU does not take them."""
-    from litestream.engine.piper.voice import PiperVoice
-
-    on_cpu = PiperVoice(voice.info, voice.config, voice._model, intra_op_threads=1,
-                        device="cpu", noise_scale=voice.noise_scale, noise_w=voice.noise_w)
-    result = encode_throughput(on_cpu, sentences)
+    result = encode_throughput(on_cpu(voice, batched_front=False), sentences)
     result["cpu_ms_per_char"] = result["front_s"] * 1000 / result["chars"]
     return result
 
@@ -325,7 +321,7 @@ def engine(run: Run, device: str, small: bool, searches: Sequence[str],
             texts = SENTENCES[:6] if small else SENTENCES
             result = {"encode": encode_throughput(voice, texts),
                       "front_batches": batched_front(voice, texts) if voice.batches_fronts
-                      else batched_front(as_batched(voice), texts) if small else {},
+                      else batched_front(on_cpu(voice, batched_front=True), texts) if small else {},
                       "decode": decode_grid(voice, shapes, min_s, run.left_s)}
             if search == searches[0]:
                 result["cpu_front"] = cpu_front(voice, texts)

@@ -12,7 +12,7 @@ here, as the graph's own expansion does (``expand``), and the noise drawn here t
 
 The padding changes nothing a listener hears: the encoder and the duration predictor mask
 every position past a row's length, so a padded row's outputs match the unpadded ones to
-float rounding (under 1e-5 on the bundled voice; tests/unit/engine/test_front.py).
+float rounding (under 1e-5 on the bundled voice; tests/e2e/engine/piper/test_front.py).
 """
 
 from __future__ import annotations
@@ -125,4 +125,3 @@ class BatchedFront:
                                  self._rng)
             out.append((z_p, y_mask, per_id))
         return out
-

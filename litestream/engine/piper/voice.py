@@ -613,6 +613,15 @@ class PiperVoice:
                           run_options: Any) -> list[np.ndarray]:
         if not batch:
             return []
+        split = self._model.split
+        if split is not None and self._batched is not None:
+            # The batched front's latents (it checks for empty ids), padded to the longest.
+            latents = self.encode_batch(batch, speed, run_options=run_options)
+            frames = max(latent.frames for latent in latents)
+            priors = [latent.state for latent in latents if isinstance(latent.state, Prior)]
+            z_p = np.stack([pad_frames(prior.z_p, 0, frames) for prior in priors])
+            y_mask = np.stack([pad_frames(prior.y_mask, 0, frames) for prior in priors])
+            return self._flow_decode(split, z_p, y_mask, run_options)
         scales = self._scales(speed)
         lengths = np.array([len(ids) for ids in batch], dtype=np.int64)
         if lengths.min() < 1:
@@ -622,14 +631,6 @@ class PiperVoice:
         for row, item in enumerate(batch):
             ids[row, : len(item)] = item
         feeds: dict[str, np.ndarray] = {"input": ids, "input_lengths": lengths, "scales": scales}
-        split = self._model.split
-        if split is not None and self._batched is not None:
-            latents = self.encode_batch(batch, speed, run_options=run_options)
-            frames = max(latent.frames for latent in latents)
-            priors = [latent.state for latent in latents if isinstance(latent.state, Prior)]
-            z_p = np.stack([pad_frames(prior.z_p, 0, frames) for prior in priors])
-            y_mask = np.stack([pad_frames(prior.y_mask, 0, frames) for prior in priors])
-            return self._flow_decode(split, z_p, y_mask, run_options)
         if split is not None:
             return self._synthesize_split(split, feeds, run_options)
         feeds.update(self._speaker_feeds(len(batch), self._model.input_names))
