@@ -3,6 +3,7 @@
     python -m loadtest.swarm --streams 1000 --over-s 10 --processes 4
     python -m loadtest.swarm --serve "--voice synthetic" --streams 1000 --over-s 10
     python -m loadtest.swarm --transport http --streams 200
+    python -m loadtest.swarm --serve "--voice synthetic --workers 8" --replicas 2 --streams 1000
 
 The command line only; what it measures and how is in loadtest/lib/swarm.py.
 """
@@ -27,21 +28,32 @@ from loadtest.lib.swarm import (
     pid_listening,
     run_swarm,
     search_capacity,
-    serve,
+    serve_replicas,
 )
+
+
+def port_of(url: str) -> int:
+    return int(url.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[1])
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m loadtest.swarm", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--url", default=DEFAULT_URL, help="the server's ws:// stream URL")
+    p.add_argument("--url", action="append", default=None,
+                   help=f"the server's ws:// stream URL (default {DEFAULT_URL}); given more "
+                        "than once, replicas of one service, dealt streams round-robin")
     p.add_argument("--serve", default=None, metavar="ARGS",
                    help='start `litestream serve ARGS` for the run, e.g. "--voice synthetic"')
+    p.add_argument("--replicas", type=int, default=1,
+                   help="with --serve: start this many servers, each on its own port, and "
+                        "deal streams to them round-robin (several processes sharing one "
+                        "machine, or one GPU)")
     p.add_argument("--no-wide-limits", action="store_true",
                    help="with --serve: keep the per-address stream and rate limits")
     p.add_argument("--server-log", default=None, help="with --serve: write its log here")
-    p.add_argument("--server-pid", type=int, default=None,
-                   help="the server's pid for /proc figures (default: found by its port)")
+    p.add_argument("--server-pid", type=int, action="append", default=None,
+                   help="the server's pid for /proc figures (default: found by its port); "
+                        "once per --url")
     p.add_argument("--streams", type=int, default=100)
     p.add_argument("--over-s", type=float, default=0.0, help="arrivals spread over (0: burst)")
     p.add_argument("--processes", type=int, default=0, help="0: one per 100 streams, <= cores")
@@ -66,21 +78,24 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     with contextlib.ExitStack() as stack:
-        url, pid = args.url, args.server_pid
+        urls, pids = args.url or [DEFAULT_URL], args.server_pid or []
         if args.serve is not None:
-            url, pid = stack.enter_context(serve(shlex.split(args.serve),
-                                                 wide_limits=not args.no_wide_limits,
-                                                 log_path=args.server_log))
-        elif pid is None:
-            port = int(url.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[1])
-            pid = pid_listening(port)
+            servers = stack.enter_context(serve_replicas(shlex.split(args.serve), args.replicas,
+                                                         wide_limits=not args.no_wide_limits,
+                                                         log_path=args.server_log))
+            urls, pids = [url for url, _ in servers], [pid for _, pid in servers]
+        elif not pids:
+            found = [pid_listening(port_of(url)) for url in urls]
+            pids = [pid for pid in found if pid is not None]
+            if len(pids) < len(urls):
+                pids = []  # figures for some servers only would read as all of them
 
         def probe(n: int) -> SwarmReport:
-            config = SwarmConfig(url=url, streams=n, over_s=args.over_s,
+            config = SwarmConfig(urls=tuple(urls), streams=n, over_s=args.over_s,
                                  processes=args.processes, transport=args.transport,
                                  text=args.text, voice=args.voice, pace=args.pace,
                                  seed=args.seed, first_audio_only=args.first_audio_only,
-                                 timeout_s=args.timeout_s, server_pid=pid)
+                                 timeout_s=args.timeout_s, server_pids=tuple(pids))
             report, _ = run_swarm(config)
             return report
 

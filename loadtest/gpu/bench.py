@@ -22,7 +22,10 @@ leaves what it measured:
    searched upward from 200, as far as the time budget allows. Before it, a second server
    with other flags (`--compare`, by default each sentence's front on a host core against the
    main server's batched GPU front) runs the same 1 user and burst, for a before/after in one
-   run.
+   run. After it (`--replicas`, 2 by default), as many server processes share the GPU, the
+   inference threads split among them and streams dealt round-robin: each process has its own
+   GIL and event loop. They run the same steps, their capacity search in the budget the main
+   server's left them (`--replicas-s`).
 
 `--device cpu` runs the same steps on the CPU with small counts: the dry run that tests this
 script on a machine without a GPU.
@@ -363,18 +366,23 @@ def report_row(report: swarm.SwarmReport) -> dict[str, Any]:
 
 
 def server(run: Run, device: str, small: bool, args: Sequence[str], processes: int,
-           prefix: str = "", capacity: bool = True) -> None:
-    """One server: 1 user's first audio, a burst, then (``capacity``) the capacity search.
-    Results are saved under ``prefix`` + their key; a second server takes a prefix."""
-    with swarm.serve(args, log_path=str(run.out / f"{prefix}server.log"),
-                     ready_timeout_s=min(300.0, max(60.0, run.left_s()))) as (url, pid):
-        run.save(f"{prefix}server_ready", {"args": list(args), "pid": pid})
+           prefix: str = "", capacity: bool = True, replicas: int = 1,
+           reserve_s: float = 0.0) -> None:
+    """One server, or ``replicas`` of it sharing the GPU (streams dealt round-robin, as a
+    balancer would): 1 user's first audio, a burst, then (``capacity``) the capacity search,
+    which stops while ``reserve_s`` of the budget is left for the steps after it. Results are
+    saved under ``prefix`` + their key; a second server takes a prefix."""
+    with swarm.serve_replicas(args, replicas, log_path=str(run.out / f"{prefix}server.log"),
+                              ready_timeout_s=min(300.0, max(60.0, run.left_s()))) as servers:
+        urls, pids = tuple(u for u, _ in servers), tuple(p for _, p in servers)
+        run.save(f"{prefix}server_ready", {"args": list(args), "pids": list(pids),
+                                           "replicas": replicas})
 
         def load(streams: int, *, over_s: float = 0.0, first_only: bool = False,
                  text: str = "varied") -> swarm.SwarmReport:
-            config = swarm.SwarmConfig(url=url, streams=streams, over_s=over_s, text=text,
+            config = swarm.SwarmConfig(urls=urls, streams=streams, over_s=over_s, text=text,
                                        processes=min(processes, max(1, streams // 50)),
-                                       first_audio_only=first_only, server_pid=pid,
+                                       first_audio_only=first_only, server_pids=pids,
                                        timeout_s=180.0)
             report, _ = swarm.run_swarm(config)
             print(swarm.format_report(report), flush=True)
@@ -396,7 +404,7 @@ def server(run: Run, device: str, small: bool, args: Sequence[str], processes: i
             run.save(f"{prefix}burst", report_row(load(10 if small else 100)))
         if not capacity:
             return
-        with run.step("capacity"):
+        with run.step(f"{prefix}capacity"):
             trial_s = 45.0
 
             def probe(n: int) -> swarm.SwarmReport:
@@ -404,9 +412,9 @@ def server(run: Run, device: str, small: bool, args: Sequence[str], processes: i
 
             best, reports = swarm.search_capacity(
                 probe, start=4 if small else 200, limit=8 if small else 20000,
-                deadline=lambda: run.left_s() < trial_s,
-                on_probe=lambda r: run.save(f"capacity_{r.streams}", report_row(r)))
-            run.save("capacity", {"largest_passing": best, "probes": [
+                deadline=lambda: run.left_s() < trial_s + reserve_s,
+                on_probe=lambda r: run.save(f"{prefix}capacity_{r.streams}", report_row(r)))
+            run.save(f"{prefix}capacity", {"largest_passing": best, "probes": [
                 {"streams": r.streams, "admitted": r.admitted, "stalls": r.stalls,
                  "passed": r.passed} for r in reports],
                 "note": "arrivals over 10 s; varied paragraphs; sentence cache off"})
@@ -463,10 +471,25 @@ def markdown(data: dict[str, Any]) -> str:
         lines += [f"| {r['window']} | {r['batch']} | {r.get('audio_s_per_s', 0):.0f} | "
                   f"{r.get('run_ms', 0):.1f} |" for r in half["decode"]]
         lines.append("")
-    for prefix, title in (("compare_", "Server for comparison"), ("", "Server")):
-        if f"{prefix}server_ready" not in data:
+    lines += servers(data)
+    errors = {k: v for k, v in data.items() if k.endswith("_error")}
+    if errors:
+        lines += ["", "## Errors", ""] + [f"- {k}: {v}" for k, v in errors.items()]
+    return "\n".join(lines) + "\n"
+
+
+def servers(data: dict[str, Any]) -> list[str]:
+    """Each server's section: args, 1 user, the burst, the capacity search."""
+    lines: list[str] = []
+    for prefix, title in (("compare_", "Server for comparison"), ("", "Server"),
+                          ("replicas_", "Replicas sharing the GPU")):
+        ready = data.get(f"{prefix}server_ready")
+        if ready is None:
             continue
-        lines += [f"## {title}", "", f"args: {data[f'{prefix}server_ready'].get('args')}", ""]
+        count = ready.get("replicas", 1)
+        lines += [f"## {title}", "", f"args: {ready.get('args')}"
+                  + (f", {count} processes, streams dealt round-robin" if count > 1 else ""),
+                  ""]
         one = data.get(f"{prefix}one_user")
         if one:
             lines.append(f"- 1 user's first audio: median {one['median_ms']:.0f} ms (runs "
@@ -485,25 +508,29 @@ def markdown(data: dict[str, Any]) -> str:
                          f"{'-' if inference is None else f'{inference:.1f}'} ms CPU per audio s")
             lines += [f"  - {kind['line']}" for kind in burst["server"].get("batches",
                                                                             {}).values()]
+        lines += capacity_table(data, prefix)
         lines.append("")
-    cap = data.get("capacity")
+    return lines
+
+
+def capacity_table(data: dict[str, Any], prefix: str) -> list[str]:
+    lines: list[str] = []
+    cap = data.get(f"{prefix}capacity")
     if cap:
         lines.append(f"- largest passing load (0 stalls, all admitted and whole): "
                      f"{cap['largest_passing']} streams ({cap['note']})")
         lines += ["", "| streams | admitted | refused | first audio p95 ms | stalls | "
                   "event loop ms per audio s | frames/s | passed |",
                   "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-        for key in sorted((k for k in data if k.startswith("capacity_")
-                           and k[9:].isdigit()), key=lambda k: int(k[9:])):
+        head = f"{prefix}capacity_"
+        for key in sorted((k for k in data if k.startswith(head) and k[len(head):].isdigit()),
+                          key=lambda k: int(k[len(head):])):
             r = data[key]
             lines.append(f"| {r['streams']} | {r['admitted']} | {r['refused']} | "
                          f"{r['ttfa_p95_ms'] or 0:.0f} | {r['stalls']} | "
                          f"{r['server'].get('event_loop_ms_per_audio_s', 0):.3f} | "
                          f"{r['frames_per_s']:.0f} | {r['passed']} |")
-    errors = {k: v for k, v in data.items() if k.endswith("_error")}
-    if errors:
-        lines += ["", "## Errors", ""] + [f"- {k}: {v}" for k, v in errors.items()]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -531,6 +558,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "only, beside the main server's (default: each sentence's front on a "
                         "host core, as in the 2026-12-04 runs, against the main server's "
                         "batched GPU front; '' skips it)")
+    p.add_argument("--replicas", type=int, default=2,
+                   help="after the main server, this many server processes share the GPU, "
+                        "the workers split among them, streams dealt round-robin: each has "
+                        "its own GIL (1 skips it)")
+    p.add_argument("--replicas-s", type=float, default=110.0,
+                   help="the budget the main server's capacity search leaves the replicas")
     p.add_argument("--fp16", action="store_true",
                    help="also fp16 flow and decoder (rejected in run 2: no faster, 26 dB SNR)")
     p.add_argument("--bundle", type=Path, default=None,
@@ -564,10 +597,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                        server_args(args.device, args.workers, args.max_batch, choice)
                        + shlex.split(args.compare),
                        args.processes, prefix="compare_", capacity=False)
+        replicas = max(1, args.replicas)
         with run.step("server"):
             server(run, args.device, small,
                    server_args(args.device, args.workers, args.max_batch, choice),
-                   args.processes)
+                   args.processes, reserve_s=args.replicas_s if replicas > 1 else 0.0)
+        if replicas > 1:
+            # The same inference threads in all, split among the processes: what changes is
+            # that each has its own GIL and event loop (docs/benchmarks.md, "Several
+            # processes").
+            with run.step("replicas_server"):
+                server(run, args.device, small,
+                       server_args(args.device, max(1, args.workers // replicas),
+                                   args.max_batch, choice),
+                       args.processes, prefix="replicas_", replicas=replicas)
     finally:
         table = markdown(run.data)
         (args.out / "gpu-bench.md").write_text(table)

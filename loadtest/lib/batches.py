@@ -16,6 +16,7 @@ Pure: text in, figures out.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -119,4 +120,19 @@ def since(before: dict[str, BatchReport], after: dict[str, BatchReport]) -> dict
             kind, late.runs - early.runs, late.steps - early.steps,
             {b: n - early.by_size.get(b, 0) for b, n in late.by_size.items()},
             timed=late.timed - early.timed, compute_s=late.compute_s - early.compute_s)
+    return out
+
+
+def total(servers: Iterable[dict[str, BatchReport]]) -> dict[str, BatchReport]:
+    """Several servers' reports (replicas of one service) added up, per kind."""
+    out: dict[str, BatchReport] = {}
+    for reports in servers:
+        for kind, r in reports.items():
+            seen = out.get(kind, BatchReport(kind))
+            by_size = dict(seen.by_size)
+            for bound, n in r.by_size.items():
+                by_size[bound] = by_size.get(bound, 0) + n
+            out[kind] = BatchReport(kind, seen.runs + r.runs, seen.steps + r.steps, by_size,
+                                    timed=seen.timed + r.timed,
+                                    compute_s=seen.compute_s + r.compute_s)
     return out

@@ -8,7 +8,9 @@ arrives: its bytes, its arrival time, the order of chunks, and the listener's pl
 empty buffer before `done`). Nothing is decoded: a frame costs a few float operations, so
 one process carries hundreds of streams and the server, not the generator, is what is
 measured. `--processes` spreads the streams over that many processes, each with its own
-event loop; they start together on a shared wall-clock time.
+event loop; they start together on a shared wall-clock time. Given several servers (replicas of
+one service: `--url` more than once, or `--serve` with `--replicas N`), streams are dealt to them
+round-robin, as a balancer would deal new connections, and the server figures add up over them.
 
 The report: first audio p50/p95/p99, stalls and streams with a stall, admitted and refused,
 frames per second, and, when the server's pid is known (`--server-pid`, or `--serve`, which
@@ -195,11 +197,11 @@ class StreamPlan:
     index: int
     offset_s: float  # start, from the run's shared start time
     text: str
+    url: str = DEFAULT_URL  # the server (replica) this stream goes to: its ws:// stream URL
 
 
 @dataclass(frozen=True)
 class ClientOptions:
-    url: str
     transport: str
     voice: str = ""
     pace: str = ""
@@ -207,13 +209,13 @@ class ClientOptions:
     timeout_s: float = 600.0
 
 
-def _ws_url(options: ClientOptions) -> str:
+def _ws_url(url: str, options: ClientOptions) -> str:
     query = [f"{k}={v}" for k, v in (("voice", options.voice), ("pace", options.pace)) if v]
-    return options.url + ("?" + "&".join(query) if query else "")
+    return url + ("?" + "&".join(query) if query else "")
 
 
-def _http_url(options: ClientOptions) -> str:
-    scheme, _, rest = options.url.partition("://")
+def _http_url(url: str) -> str:
+    scheme, _, rest = url.partition("://")
     host = rest.split("/", 1)[0]
     return f"{'https' if scheme == 'wss' else 'http'}://{host}/v1/audio/speech"
 
@@ -226,7 +228,7 @@ async def _run_ws(session: Any, options: ClientOptions, plan: StreamPlan,
     loop = asyncio.get_running_loop()
     started = loop.time()
     try:
-        ws = await session.ws_connect(_ws_url(options), autoping=True, max_msg_size=0,
+        ws = await session.ws_connect(_ws_url(plan.url, options), autoping=True, max_msg_size=0,
                                       compress=0)
     except aiohttp.WSServerHandshakeError as exc:
         result.refused_status = exc.status
@@ -272,7 +274,7 @@ async def _run_http(session: Any, options: ClientOptions, plan: StreamPlan,
     if options.pace:
         body["pace"] = options.pace
     listener.on_text_sent(loop.time())
-    async with session.post(_http_url(options), json=body) as response:
+    async with session.post(_http_url(plan.url), json=body) as response:
         if response.status != 200:
             result.refused_status = response.status
             with contextlib.suppress(Exception):
@@ -365,8 +367,10 @@ def thread_cpu(pid: int) -> dict[int, tuple[str, float]]:
 
 
 def cpu_between(pid: int, before: dict[int, tuple[str, float]],
-                after: dict[int, tuple[str, float]]) -> ThreadCpu:
-    cpu = ThreadCpu()
+                after: dict[int, tuple[str, float]], cpu: ThreadCpu | None = None) -> ThreadCpu:
+    """Each thread's CPU between two `thread_cpu` readings of `pid`, by role; added to `cpu`
+    when given (several servers' figures summed)."""
+    cpu = cpu or ThreadCpu()
     for tid, (name, seconds) in after.items():
         used = seconds - before.get(tid, (name, 0.0))[1]
         if tid == pid:
@@ -424,11 +428,13 @@ def scrape_metrics(url: str) -> str:
         return ""
 
 
-def batch_sizes(before: str, after: str) -> dict[str, Any]:
-    """Engine runs by batch size between two scrapes, per kind (loadtest/lib/batches.py)."""
-    if not after:
+def batch_sizes(before: Sequence[str], after: Sequence[str]) -> dict[str, Any]:
+    """Engine runs by batch size between two scrapes of each server, per kind, summed over
+    the servers (loadtest/lib/batches.py)."""
+    found = batches.total(batches.since(batches.parse(early), batches.parse(late))
+                          for early, late in zip(before, after, strict=True) if late)
+    if not found:
         return {}
-    found = batches.since(batches.parse(before), batches.parse(after))
     return {kind: {"runs": r.runs, "steps": r.steps, "mean_size": r.mean_size,
                    "batched_share": r.share_batched, "line": r.line(),
                    "mean_step_ms": r.mean_step_ms,
@@ -438,11 +444,12 @@ def batch_sizes(before: str, after: str) -> dict[str, Any]:
 
 
 class ServerWatch:
-    """Samples a server's RSS while a run lasts (a daemon thread, every `every_s`)."""
+    """Samples the servers' RSS, summed, while a run lasts (a daemon thread, every
+    `every_s`)."""
 
-    def __init__(self, pid: int, every_s: float = 0.5) -> None:
-        self.pid = pid
-        self.samples: list[tuple[float, int]] = []  # (time.time(), VmRSS bytes)
+    def __init__(self, pids: Sequence[int], every_s: float = 0.5) -> None:
+        self.pids = tuple(pids)
+        self.samples: list[tuple[float, int]] = []  # (time.time(), VmRSS bytes, all servers)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="server-watch")
 
@@ -456,7 +463,7 @@ class ServerWatch:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.samples.append((time.time(), rss_bytes(self.pid)[0]))
+            self.samples.append((time.time(), sum(rss_bytes(pid)[0] for pid in self.pids)))
             self._stop.wait(0.5)
 
 
@@ -464,7 +471,8 @@ class ServerWatch:
 
 @dataclass(frozen=True)
 class SwarmConfig:
-    url: str = DEFAULT_URL
+    # The servers' ws:// stream URLs: replicas of one service, dealt streams round-robin
+    urls: tuple[str, ...] = (DEFAULT_URL,)
     streams: int = 100
     over_s: float = 0.0  # arrivals spread evenly over this long (0: a burst)
     processes: int = 0  # 0: one per core, at most one per 100 streams
@@ -475,7 +483,7 @@ class SwarmConfig:
     seed: int = 1
     first_audio_only: bool = False
     timeout_s: float = 600.0
-    server_pid: int | None = None
+    server_pids: tuple[int, ...] = ()  # the servers' pids, for /proc figures (summed)
 
 
 @dataclass
@@ -531,8 +539,12 @@ def machine_info() -> dict[str, Any]:
 
 def plan_streams(config: SwarmConfig) -> list[StreamPlan]:
     n = config.streams
+    if not config.urls:
+        raise ValueError("no server URL")
     step = config.over_s / n if n and config.over_s > 0 else 0.0
-    return [StreamPlan(i, i * step, text_for_stream(config.text, i, config.seed))
+    urls = config.urls
+    return [StreamPlan(i, i * step, text_for_stream(config.text, i, config.seed),
+                       urls[i % len(urls)])
             for i in range(n)]
 
 
@@ -556,34 +568,37 @@ def run_swarm(config: SwarmConfig) -> tuple[SwarmReport, list[ListenerResult]]:
         raise ValueError(f"transport must be one of {TRANSPORTS}")
     plans = plan_streams(config)
     processes = config.processes or max(1, min(os.cpu_count() or 1, -(-config.streams // 100)))
-    options = ClientOptions(url=config.url, transport=config.transport, voice=config.voice,
+    options = ClientOptions(transport=config.transport, voice=config.voice,
                             pace=config.pace, first_audio_only=config.first_audio_only,
                             timeout_s=config.timeout_s)
-    pid = config.server_pid
-    metrics_before = scrape_metrics(config.url)
-    cpu_before = thread_cpu(pid) if pid else {}
-    rss_before = rss_bytes(pid)[0] if pid else 0
+    pids = config.server_pids
+    metrics_before = [scrape_metrics(url) for url in config.urls]
+    cpu_before = {pid: thread_cpu(pid) for pid in pids}
+    rss_before = sum(rss_bytes(pid)[0] for pid in pids)
     own_before = _children_cpu()
     # spawn, not fork: the caller may hold threads and a running event loop (a server in the
     # same process, in tests), which a forked child would inherit half-copied.
     context = multiprocessing.get_context("spawn")
     start_wall = time.time() + 1.5 + 0.2 * processes
-    watch = ServerWatch(pid) if pid else contextlib.nullcontext()
+    watch = ServerWatch(pids) if pids else contextlib.nullcontext()
     with watch, context.Pool(processes) as pool:
         parts = pool.starmap(_process_main, [(options, part, start_wall)
                                              for part in _split(plans, processes)])
     wall_s = time.time() - start_wall
     results = sorted((r for part in parts for r in part), key=lambda r: r.index)
     server: dict[str, Any] = {}
-    if pid:
-        cpu = cpu_between(pid, cpu_before, thread_cpu(pid))
-        rss_now, rss_peak = rss_bytes(pid)
+    if pids:
+        cpu = ThreadCpu()
+        for pid in pids:
+            cpu_between(pid, cpu_before[pid], thread_cpu(pid), cpu)
+        rss_now = sum(rss_bytes(pid)[0] for pid in pids)
+        rss_peak = sum(rss_bytes(pid)[1] for pid in pids)
         samples = watch.samples if isinstance(watch, ServerWatch) else []
         run_peak = max((rss for _, rss in samples), default=rss_now)
-        server = {"pid": pid, "cpu": asdict(cpu), "rss_before_mb": rss_before / 2**20,
+        server = {"pids": list(pids), "cpu": asdict(cpu), "rss_before_mb": rss_before / 2**20,
                   "rss_peak_during_run_mb": run_peak / 2**20, "rss_after_mb": rss_now / 2**20,
                   "rss_high_water_mb": rss_peak / 2**20}
-    sizes = batch_sizes(metrics_before, scrape_metrics(config.url))
+    sizes = batch_sizes(metrics_before, [scrape_metrics(url) for url in config.urls])
     if sizes:
         server["batches"] = sizes
     report = summarize(config, results, wall_s, server)
@@ -657,14 +672,19 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f}"
 
 
+def _to_replicas(config: dict[str, Any]) -> str:
+    urls = config.get("urls") or ()
+    return f" dealt to {len(urls)} replicas" if len(urls) > 1 else ""
+
+
 def format_report(report: SwarmReport) -> str:
     c = report.config
     m = report.machine
     lines = [
         f"machine {m['node']} | {m['cpu']} | nproc {m['nproc']} | load 1m {m['loadavg_1m']}",
         f"{report.streams} {c['transport']} streams of {c['text']} text over "
-        f"{c['over_s']:.0f} s: admitted {report.admitted}, refused {report.refused} "
-        f"{report.refused_by_status or ''}, completed {report.completed}, errors "
+        f"{c['over_s']:.0f} s{_to_replicas(c)}: admitted {report.admitted}, refused "
+        f"{report.refused} {report.refused_by_status or ''}, completed {report.completed}, errors "
         f"{report.errors or 0}, order errors {report.order_errors}, peak concurrent "
         f"{report.peak_concurrent}",
         f"first audio p50 {_ms(report.ttfa_p50_ms)} p95 {_ms(report.ttfa_p95_ms)} "
@@ -707,7 +727,45 @@ def serve(args: Sequence[str], *, wide_limits: bool = True, ready_timeout_s: flo
           log_path: str | None = None) -> Iterator[tuple[str, int]]:
     """`litestream serve ARGS` on a free loopback port: yields (ws url, pid) once /readyz is
     green, and stops it (SIGTERM, then SIGKILL) after."""
-    port = free_port()
+    with serve_replicas(args, 1, wide_limits=wide_limits, ready_timeout_s=ready_timeout_s,
+                        log_path=log_path) as servers:
+        yield servers[0]
+
+
+@contextlib.contextmanager
+def serve_replicas(args: Sequence[str], replicas: int, *, wide_limits: bool = True,
+                   ready_timeout_s: float = 600.0,
+                   log_path: str | None = None) -> Iterator[list[tuple[str, int]]]:
+    """`replicas` servers, each `litestream serve ARGS` on its own free loopback port, started
+    together (on a GPU they share it): yields [(ws url, pid)] once every /readyz is green, and
+    stops them all after. Logs go to `log_path`, the replica's number before its suffix from the
+    second on (server.log, server.1.log, ...)."""
+    if replicas < 1:
+        raise ValueError(f"replicas must be >= 1, not {replicas}")
+    with contextlib.ExitStack() as stack:
+        started = []
+        ports: set[int] = set()
+        for number in range(replicas):
+            port = free_port()
+            while port in ports:  # free until bound: two picks may meet before either binds
+                port = free_port()
+            ports.add(port)
+            log_name = log_path
+            if log_path and number:
+                stem, dot, suffix = log_path.rpartition(".")
+                log_name = f"{stem}.{number}.{suffix}" if dot else f"{log_path}.{number}"
+            started.append(stack.enter_context(_server_process(args, port, wide_limits,
+                                                               log_name)))
+        deadline = time.monotonic() + ready_timeout_s
+        for proc, port, log_name in started:
+            _wait_ready(proc, port, deadline, log_name)
+        yield [(f"ws://127.0.0.1:{port}/v1/stream", proc.pid) for proc, port, _ in started]
+
+
+@contextlib.contextmanager
+def _server_process(args: Sequence[str], port: int, wide_limits: bool,
+                    log_path: str | None) -> Iterator[tuple[subprocess.Popen[bytes], int,
+                                                            str | None]]:
     argv = [sys.executable, "-c", "import sys; from litestream.cli import main; "
             "sys.exit(main())", "serve", "--host", "127.0.0.1", "--port", str(port)]
     if wide_limits:
@@ -718,21 +776,7 @@ def serve(args: Sequence[str], *, wide_limits: bool = True, ready_timeout_s: flo
     log = open(log_path or os.devnull, "ab")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + ready_timeout_s
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"server exited with {proc.returncode} before ready "
-                                   f"(log: {log_path or 'none'})")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except (OSError, urllib.error.URLError):
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("server not ready in time")
-            time.sleep(0.25)
-        yield f"ws://127.0.0.1:{port}/v1/stream", proc.pid
+        yield proc, port, log_path
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -741,6 +785,23 @@ def serve(args: Sequence[str], *, wide_limits: bool = True, ready_timeout_s: flo
             proc.kill()
             proc.wait()
         log.close()
+
+
+def _wait_ready(proc: subprocess.Popen[bytes], port: int, deadline: float,
+                log_path: str | None) -> None:
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before ready "
+                               f"(log: {log_path or 'none'})")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except (OSError, urllib.error.URLError):
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError("server not ready in time")
+        time.sleep(0.25)
 
 
 # ---------------------------------------------------------------- the largest load that passes

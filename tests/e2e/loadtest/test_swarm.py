@@ -80,6 +80,17 @@ def test_peak_concurrency_counts_overlapping_admitted_streams() -> None:
     assert swarm.peak_concurrency([r(0, 10), r(1, 2), r(3, 11), r(4, 5, 503)]) == 2
 
 
+def test_streams_are_dealt_round_robin_over_replicas() -> None:
+    urls = ("ws://127.0.0.1:1/v1/stream", "ws://127.0.0.1:2/v1/stream")
+    plans = swarm.plan_streams(SwarmConfig(urls=urls, streams=5, over_s=1.0))
+    assert [p.url for p in plans] == [urls[0], urls[1], urls[0], urls[1], urls[0]]
+    assert [p.offset_s for p in plans] == pytest.approx([0.0, 0.2, 0.4, 0.6, 0.8])
+    alone = swarm.plan_streams(SwarmConfig(streams=2))
+    assert [p.url for p in alone] == [swarm.DEFAULT_URL] * 2
+    with pytest.raises(ValueError, match="no server"):
+        swarm.plan_streams(SwarmConfig(urls=(), streams=1))
+
+
 def _report(n: int, passed: bool) -> swarm.SwarmReport:
     return swarm.summarize(
         SwarmConfig(streams=n),
@@ -120,8 +131,8 @@ def test_thread_cpu_reads_this_process() -> None:
 @pytest.mark.parametrize("transport", ["ws", "http"])
 async def test_a_run_against_a_real_server(transport: str) -> None:
     async with run_server(cache_bytes=0) as srv:
-        config = SwarmConfig(url=srv.url, streams=3, processes=2, transport=transport,
-                             text="sentence", server_pid=os.getpid(), timeout_s=60)
+        config = SwarmConfig(urls=(srv.url,), streams=3, processes=2, transport=transport,
+                             text="sentence", server_pids=(os.getpid(),), timeout_s=60)
         report, results = await asyncio.to_thread(swarm.run_swarm, config)
     # Stalls depend on this machine's load: counted, not asserted. So does admission: the server
     # prices streams at the speed it measured at start, so a busy machine may refuse one (503).
@@ -158,10 +169,38 @@ async def test_forty_posts_at_once_on_the_stand_in_all_end() -> None:
     # before the fix this failed in 5 of 6 runs (the unit test in test_paces.py forces it).
     async with run_server({VOICE_ID: SyntheticVoice()}, workers=16, cache_bytes=0,
                           streams_per_key=1000, messages_per_s=1e6, chars_per_s=1e8) as srv:
-        config = SwarmConfig(url=srv.url, streams=40, processes=1, transport="http",
-                             text="varied", server_pid=os.getpid(), timeout_s=30)
+        config = SwarmConfig(urls=(srv.url,), streams=40, processes=1, transport="http",
+                             text="varied", server_pids=(os.getpid(),), timeout_s=30)
         report, results = await asyncio.to_thread(swarm.run_swarm, config)
     assert report.admitted >= 30, swarm.format_report(report)
     assert not report.errors, swarm.format_report(report)
     assert (report.completed, report.order_errors) == (report.admitted, 0)
     assert all(r.audio_s > 5.0 for r in results if r.refused_status is None)
+
+
+def test_the_command_line_serves_two_replicas_and_deals_streams_to_both(tmp_path) -> None:
+    """`--serve ... --replicas 2`: two `litestream serve` processes on their own ports (the
+    stand-in voice), the streams dealt to both, each process's threads counted."""
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "run.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "loadtest.swarm", "--serve",
+         "--voice synthetic --no-kokoro --workers 2", "--replicas", "2", "--streams", "6",
+         "--text", "sentence", "--processes", "1", "--json", str(out),
+         "--server-log", str(tmp_path / "server.log")],
+        capture_output=True, text=True, timeout=180, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "dealt to 2 replicas" in done.stdout
+    (report,) = json.loads(out.read_text())
+    urls, pids = report["config"]["urls"], report["server"]["pids"]
+    assert len(set(urls)) == 2 and len(set(pids)) == 2
+    assert (report["admitted"], report["completed"], report["order_errors"]) == (6, 6, 0)
+    # Both processes' inference threads are counted (2 each), and both served streams:
+    # each replica's log names the streams it ran.
+    assert report["server"]["cpu"]["inference_threads"] == 4
+    assert report["server"]["batches"]["encode"]["steps"] >= 6
+    logs = [(tmp_path / name).read_text() for name in ("server.log", "server.1.log")]
+    assert [log.count("stream done") for log in logs] == [3, 3]

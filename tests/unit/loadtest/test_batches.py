@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from litestream.metrics import Metrics
-from loadtest.lib.batches import BatchReport, parse, since
+from loadtest.lib.batches import BatchReport, parse, since, total
 
 
 def test_each_run_is_observed_by_kind_and_read_back() -> None:
@@ -59,3 +59,20 @@ def test_each_steps_compute_is_observed_by_kind_and_read_back_per_run() -> None:
     assert "compute per step 3.0 ms (mean of 4)" in run["decode"].line()
     assert BatchReport("decode").mean_step_ms == 0.0 and "compute" not in (
         BatchReport("decode").line())
+
+
+def test_replicas_reports_add_up_by_kind() -> None:
+    a, b = Metrics(), Metrics()
+    for size in (1, 2, 2):
+        a.run_dispatched("decode", size)
+    b.run_dispatched("decode", 2)
+    b.run_dispatched("encode", 3)
+    a.synthesized(0.004, 0.37, "decode")
+    b.synthesized(0.002, 0.37, "decode")
+    both = total([parse(a.render()[0].decode()), parse(b.render()[0].decode())])
+    decode = both["decode"]
+    assert (decode.runs, decode.steps, decode.single) == (4, 7, 1)
+    assert decode.by_size[2.0] == 3
+    assert decode.timed == 2 and decode.mean_step_ms == pytest.approx(3.0)
+    assert (both["encode"].runs, both["encode"].steps) == (1, 3)
+    assert total([]) == {}
