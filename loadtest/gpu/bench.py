@@ -367,10 +367,11 @@ def report_row(report: swarm.SwarmReport) -> dict[str, Any]:
 
 def server(run: Run, device: str, small: bool, args: Sequence[str], processes: int,
            prefix: str = "", capacity: bool = True, replicas: int = 1,
-           reserve_s: float = 0.0) -> None:
+           reserve_s: float = 0.0, start: int = 200) -> None:
     """One server, or ``replicas`` of it sharing the GPU (streams dealt round-robin, as a
     balancer would): 1 user's first audio, a burst, then (``capacity``) the capacity search,
-    which stops while ``reserve_s`` of the budget is left for the steps after it. Results are
+    from ``start`` streams, which stops while ``reserve_s`` of the budget is left for the steps
+    after it. Results are
     saved under ``prefix`` + their key; a second server takes a prefix."""
     with swarm.serve_replicas(args, replicas, log_path=str(run.out / f"{prefix}server.log"),
                               ready_timeout_s=min(300.0, max(60.0, run.left_s()))) as servers:
@@ -411,7 +412,7 @@ def server(run: Run, device: str, small: bool, args: Sequence[str], processes: i
                 return load(n, over_s=10.0)
 
             best, reports = swarm.search_capacity(
-                probe, start=4 if small else 200, limit=8 if small else 20000,
+                probe, start=4 if small else start, limit=8 if small else 20000,
                 deadline=lambda: run.left_s() < trial_s + reserve_s,
                 on_probe=lambda r: run.save(f"{prefix}capacity_{r.streams}", report_row(r)))
             run.save(f"{prefix}capacity", {"largest_passing": best, "probes": [
@@ -562,7 +563,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="after the main server, this many server processes share the GPU, "
                         "the workers split among them, streams dealt round-robin: each has "
                         "its own GIL (1 skips it)")
-    p.add_argument("--replicas-s", type=float, default=110.0,
+    p.add_argument("--replicas-s", type=float, default=100.0,
                    help="the budget the main server's capacity search leaves the replicas")
     p.add_argument("--fp16", action="store_true",
                    help="also fp16 flow and decoder (rejected in run 2: no faster, 26 dB SNR)")
@@ -606,11 +607,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             # The same inference threads in all, split among the processes: what changes is
             # that each has its own GIL and event loop (docs/benchmarks.md, "Several
             # processes").
+            # Its search starts at twice what the one process carried (from 200), so that its
+            # first probe, perhaps its only one, says whether the split carries more.
+            best = run.data.get("capacity", {}).get("largest_passing", 0)
             with run.step("replicas_server"):
                 server(run, args.device, small,
                        server_args(args.device, max(1, args.workers // replicas),
                                    args.max_batch, choice),
-                       args.processes, prefix="replicas_", replicas=replicas)
+                       args.processes, prefix="replicas_", replicas=replicas,
+                       start=max(200, 2 * best))
     finally:
         table = markdown(run.data)
         (args.out / "gpu-bench.md").write_text(table)
