@@ -189,6 +189,19 @@ def test_decode_batch_equals_decoding_alone(voice: PiperVoice, latent: Latent) -
     assert voice.decode_batch([]) == []
 
 
+def test_decoded_windows_hold_only_their_own_samples(
+        voice: PiperVoice, latent: Latent, fixed_shapes: PiperVoice) -> None:
+    """Each window's audio is its own array, not a view that would keep its batch's every row
+    (context and padding rows included) alive while it waits in an outbox or the cache: a plain
+    window, or several fixed-shape rows joined. In [-1, 1] (the decoder ends in tanh; the
+    clip is for voices that do not)."""
+    windows = [DecodeWindow(latent, 0, 32), DecodeWindow(latent, 40, 100)]
+    for decoder in (voice, fixed_shapes):
+        for audio in decoder.decode_batch(windows):
+            assert audio.dtype == np.float32 and audio.flags.owndata and audio.base is None
+            assert 0.0 < np.abs(audio).max() <= 1.0
+
+
 def test_counters_measure_context(voice: PiperVoice, latent: Latent) -> None:
     voice.counters.reset()
     voice.decode(latent, 64, 32)  # far from both ends: full context each side
