@@ -76,7 +76,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.server_pid and len(args.server_pid) != len(args.url or [DEFAULT_URL]):
+        parser.error("give --server-pid once per --url, or leave it out (found by port)")
+    if args.replicas > 1 and args.serve is None:
+        parser.error("--replicas starts servers: it needs --serve")
     with contextlib.ExitStack() as stack:
         urls, pids = args.url or [DEFAULT_URL], args.server_pid or []
         if args.serve is not None:
