@@ -135,6 +135,29 @@ def machine(device: str) -> dict[str, Any]:
     return info
 
 
+def gpu_memory_mib(pids: Sequence[int]) -> dict[str, int]:
+    """Each of ``pids``' GPU memory in MiB, from nvidia-smi ({} where it cannot say: no GPU,
+    or a process with no CUDA context)."""
+    try:
+        query = subprocess.run(
+            ["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
+            capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    return compute_apps_mib(query, pids)
+
+
+def compute_apps_mib(query: str, pids: Sequence[int]) -> dict[str, int]:
+    """``pid -> MiB`` for ``pids`` from nvidia-smi's ``--query-compute-apps=pid,used_memory
+    --format=csv,noheader,nounits`` lines."""
+    used: dict[str, int] = {}
+    for line in query.splitlines():
+        pid, _, mib = line.partition(",")
+        if pid.strip().isdigit() and int(pid) in pids and mib.strip().isdigit():
+            used[pid.strip()] = int(mib)
+    return used
+
+
 # ---------------------------------------------------------------- 2. the engine
 
 def _timed(call: Callable[[], object], min_s: float, min_reps: int) -> tuple[float, float]:
@@ -403,6 +426,9 @@ def server(run: Run, device: str, small: bool, args: Sequence[str], processes: i
                                            "step_ms": step_ms})
         with run.step(f"{prefix}burst"):
             run.save(f"{prefix}burst", report_row(load(10 if small else 100)))
+            # Each process's share of the GPU's memory once its shapes are warm and it has
+            # carried a burst: what several processes on one GPU each take.
+            run.save(f"{prefix}gpu_memory_mib", gpu_memory_mib(pids))
         if not capacity:
             return
         with run.step(f"{prefix}capacity"):
@@ -509,6 +535,11 @@ def servers(data: dict[str, Any]) -> list[str]:
                          f"{'-' if inference is None else f'{inference:.1f}'} ms CPU per audio s")
             lines += [f"  - {kind['line']}" for kind in burst["server"].get("batches",
                                                                             {}).values()]
+        memory = data.get(f"{prefix}gpu_memory_mib")
+        if memory:
+            lines.append(f"- GPU memory after the burst: "
+                         f"{', '.join(f'{mib} MiB' for mib in memory.values())} "
+                         f"({'one process' if len(memory) == 1 else 'a process each'})")
         lines += capacity_table(data, prefix)
         lines.append("")
     return lines
