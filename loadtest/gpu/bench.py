@@ -25,7 +25,8 @@ leaves what it measured:
    run. After it (`--replicas`, 2 by default), as many server processes share the GPU, the
    inference threads split among them and streams dealt round-robin: each process has its own
    GIL and event loop. They run the same steps, their capacity search in the budget the main
-   server's left them (`--replicas-s`).
+   server's left them (`--replicas-s`). After each burst, each server process's GPU memory
+   (nvidia-smi).
 
 `--device cpu` runs the same steps on the CPU with small counts: the dry run that tests this
 script on a machine without a GPU.
