@@ -395,8 +395,7 @@ def server(run: Run, device: str, small: bool, args: Sequence[str], processes: i
     """One server, or ``replicas`` of it sharing the GPU (streams dealt round-robin, as a
     balancer would): 1 user's first audio, a burst, then (``capacity``) the capacity search,
     from ``start`` streams, which stops while ``reserve_s`` of the budget is left for the steps
-    after it. Results are
-    saved under ``prefix`` + their key; a second server takes a prefix."""
+    after it. Results are saved under ``prefix`` + their key; a second server takes a prefix."""
     with swarm.serve_replicas(args, replicas, log_path=str(run.out / f"{prefix}server.log"),
                               ready_timeout_s=min(300.0, max(60.0, run.left_s()))) as servers:
         urls, pids = tuple(u for u, _ in servers), tuple(p for _, p in servers)
