@@ -1,11 +1,12 @@
-"""loadtest/gpu/bench.py's pure parts: nvidia-smi's per-process memory read back, and the
-table's server sections (one per server, the replicas' apart, each with its capacity search)."""
+"""loadtest/lib/gpu_report.py, the GPU benchmark's pure parts: nvidia-smi's per-process memory
+read back, and the table's server sections (one per server, the replicas' apart, each with its
+capacity search)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from loadtest.gpu.bench import compute_apps_mib, servers
+from loadtest.lib.gpu_report import compute_apps_mib, servers
 
 
 def test_gpu_memory_is_read_per_process_for_the_servers_only() -> None:
