@@ -52,8 +52,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="with --serve: keep the per-address stream and rate limits")
     p.add_argument("--server-log", default=None, help="with --serve: write its log here")
     p.add_argument("--server-pid", type=int, action="append", default=None,
-                   help="the server's pid for /proc figures (default: found by its port); "
-                        "once per --url")
+                   help="a server's pid for /proc figures, summed over every one given "
+                        "(default: found by each --url's port); behind a balancer, give each "
+                        "replica's (the batch sizes then come from the replica that answers "
+                        "the balancer's /metrics)")
     p.add_argument("--streams", type=int, default=100)
     p.add_argument("--over-s", type=float, default=0.0, help="arrivals spread over (0: burst)")
     p.add_argument("--processes", type=int, default=0, help="0: one per 100 streams, <= cores")
@@ -78,8 +80,6 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    if args.server_pid and len(args.server_pid) != len(args.url or [DEFAULT_URL]):
-        parser.error("give --server-pid once per --url, or leave it out (found by port)")
     if args.replicas > 1 and args.serve is None:
         parser.error("--replicas starts servers: it needs --serve")
     with contextlib.ExitStack() as stack:
