@@ -408,8 +408,6 @@ class SyntheticVoice:
 
     def encode(self, ids: Sequence[int], speed: float = 1.0, *,
                run_options: Any = None) -> Latent:
-        if not speed > 0:
-            raise SynthesisError(f"speed must be > 0, not {speed}")
         return self._encode_run([ids], speed, run_options)[0]
 
     @property

@@ -591,8 +591,8 @@ def run_swarm(config: SwarmConfig) -> tuple[SwarmReport, list[ListenerResult]]:
         cpu = ThreadCpu()
         for pid in pids:
             cpu_between(pid, cpu_before[pid], thread_cpu(pid), cpu)
-        rss_now = sum(rss_bytes(pid)[0] for pid in pids)
-        rss_peak = sum(rss_bytes(pid)[1] for pid in pids)
+        rss = [rss_bytes(pid) for pid in pids]  # (VmRSS, VmHWM) each, one read a server
+        rss_now, rss_peak = sum(now for now, _ in rss), sum(peak for _, peak in rss)
         samples = watch.samples if isinstance(watch, ServerWatch) else []
         run_peak = max((rss for _, rss in samples), default=rss_now)
         server = {"pids": list(pids), "cpu": asdict(cpu), "rss_before_mb": rss_before / 2**20,
