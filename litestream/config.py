@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import ipaddress
 import os
 import tomllib
 import types
@@ -203,6 +204,11 @@ class Config:
     allowed_origins: tuple[str, ...] = field(
         default=(), metadata={"help": "allowed Origin headers (comma list); none: any"}
     )
+    trusted_proxies: tuple[str, ...] = field(
+        default=(), metadata={"help": "reverse proxies (addresses or CIDR networks, comma "
+                              "list) whose X-Forwarded-For names the client for per-address "
+                              "limits and logs; none: the connection's address is the client"}
+    )
     max_message_bytes: int = field(
         default=64 * 1024, metadata={"help": "largest client message (close 1009 above)"}
     )
@@ -322,6 +328,11 @@ def _validate(c: Config) -> None:
     _check(c.drain_grace_s >= 0, "drain_grace_s", "must not be negative")
     _check(c.log_level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR"), "log_level", c.log_level)
     _check((c.tls_cert is None) == (c.tls_key is None), "tls_cert", "needs tls_key, and back")
+    for entry in c.trusted_proxies:
+        try:
+            ipaddress.ip_network(entry.strip(), strict=False)
+        except ValueError:
+            _check(False, "trusted_proxies", f"{entry!r} is not an address or network")
     for key in c.api_keys:
         _check(bool(key) and key == key.strip(), "api_keys", "an empty or padded key")
 

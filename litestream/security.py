@@ -14,9 +14,17 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from ipaddress import (
+    IPv4Address,
+    IPv4Network,
+    IPv6Address,
+    IPv6Network,
+    ip_address,
+    ip_network,
+)
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -247,6 +255,87 @@ def origin_allowed(origin: str | None, allowed: tuple[str, ...]) -> bool:
         return True
     wanted = _normalize_origin(origin)
     return any(entry.strip() == "*" or _normalize_origin(entry) == wanted for entry in allowed)
+
+
+# ---------------------------------------------------------------- the client behind a proxy
+
+# The header nginx, HAProxy (`option forwardfor`) and ingress controllers add: each proxy
+# appends the address it was connected from, so the last entries are the most trustworthy.
+FORWARDED_FOR = "X-Forwarded-For"
+_MAX_CLIENT_CHARS = 64  # an entry that is not an address is kept, cut to this, as the name
+
+Network = IPv4Network | IPv6Network
+
+
+def parse_networks(entries: Iterable[str]) -> tuple[Network, ...]:
+    """Addresses or CIDR networks (``10.0.0.0/8``, ``127.0.0.1``, ``fd00::/8``); ValueError
+    naming the first entry that is neither."""
+    networks = []
+    for entry in entries:
+        try:
+            networks.append(ip_network(entry.strip(), strict=False))
+        except ValueError:
+            raise ValueError(f"{entry!r} is not an address or network") from None
+    return tuple(networks)
+
+
+def _address(text: str) -> IPv4Address | IPv6Address | None:
+    """An address as proxies write it: bare, ``[v6]``, ``[v6]:port`` or ``v4:port``."""
+    text = text.strip()
+    if text.startswith("["):
+        text = text[1:].partition("]")[0]
+    elif text.count(":") == 1:
+        text = text.partition(":")[0]
+    try:
+        address = ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped  # a dual-stack socket's view of an IPv4 peer
+    return address
+
+
+@dataclass(frozen=True)
+class TrustedProxies:
+    """Who the client is when the server sits behind reverse proxies (Config.trusted_proxies).
+
+    Behind a proxy every connection comes from the proxy, so without this the limits "per
+    client address" (ClientLimits) would be one bucket for every client of the service: the
+    65th stream through the proxy refused with 429 at the default `streams_per_key`. A peer in
+    ``networks`` is a proxy whose X-Forwarded-For is believed: its entries are read from the
+    right (the hop nearest us) and the first one not itself a trusted proxy is the client, as
+    uvicorn's ProxyHeadersMiddleware reads them; entries further left were written by the
+    client or by proxies we do not know, and are never believed. A peer outside ``networks``
+    is the client whatever its headers say. With no networks (the default) no header is read.
+    """
+
+    networks: tuple[Network, ...] = ()
+
+    @classmethod
+    def from_config(cls, config: Config) -> TrustedProxies:
+        return cls(parse_networks(config.trusted_proxies))
+
+    def trusts(self, address: IPv4Address | IPv6Address | None) -> bool:
+        return address is not None and any(address in network for network in self.networks)
+
+    def client(self, peer: str | None, forwarded_for: Sequence[str]) -> str:
+        """The client's address for limits and logs: ``peer`` is the socket's, and
+        ``forwarded_for`` every X-Forwarded-For line of the request, in order."""
+        if peer is None:
+            return "unknown"
+        peer_address = _address(peer)
+        if not self.trusts(peer_address):
+            return peer if peer_address is None else str(peer_address)
+        hops = [hop.strip() for line in forwarded_for for hop in line.split(",") if hop.strip()]
+        if not hops:
+            return str(peer_address)
+        for hop in reversed(hops):
+            address = _address(hop)
+            if not self.trusts(address):
+                return str(address) if address is not None else hop[:_MAX_CLIENT_CHARS]
+        # Every hop a trusted proxy: the first is the nearest to the client we know of.
+        first = _address(hops[0])
+        return str(first) if first is not None else hops[0][:_MAX_CLIENT_CHARS]
 
 
 # ---------------------------------------------------------------- rate limiting

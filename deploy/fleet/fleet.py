@@ -358,8 +358,9 @@ class Fleet:
     # ------------------------------------------------ replicas
 
     def replica_command(self, port: int) -> list[str]:
+        # HAProxy connects from loopback and names the client (haproxy.cfg: forwardfor).
         args = [sys.executable, "-m", "litestream", "serve", "--host", "127.0.0.1",
-                "--port", str(port)]
+                "--port", str(port), "--trusted-proxies", "127.0.0.1"]
         if _has_shared_cache():
             args += ["--cache-url", self.redis_url]
         return args + list(self.state.replica_args)

@@ -35,9 +35,11 @@ from litestream.protocol import HandshakeParams, QueryError, StreamSettings
 from litestream.protocol import openai as openai_api
 from litestream.scheduler import Scheduler
 from litestream.security import (
+    FORWARDED_FOR,
     ClientLimits,
     KeyCheck,
     Refusal,
+    TrustedProxies,
     extract_key,
     origin_allowed,
     refuse_admission,
@@ -84,6 +86,7 @@ class LitestreamServer:
         self.metrics = Metrics()
         self.keys = KeyCheck(config.all_api_keys())
         self.limits = ClientLimits.from_config(config)
+        self.proxies = TrustedProxies.from_config(config)
         self.cache = SentenceCache(config.cache_bytes)
         self.shared_cache: SharedCache | None = None
         if config.cache_url:
@@ -281,7 +284,8 @@ class LitestreamServer:
         Admitted: its stream is open in the scheduler now, so in a burst each admission test
         counts the ones accepted just before it."""
         now = self.now()
-        client_addr = request.remote or "unknown"
+        client_addr = self.proxies.client(request.remote,
+                                          request.headers.getall(FORWARDED_FOR, []))
         refusal: Refusal | None = None
         key_label: str | None = None
         if self.draining:

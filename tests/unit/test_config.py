@@ -30,10 +30,12 @@ def test_env_types_and_lists() -> None:
     config = config_mod.build(environ={
         "LITESTREAM_API_KEYS": "a1, b2", "LITESTREAM_LOG_JSON": "true",
         "LITESTREAM_ALLOWED_ORIGINS": "https://x.example",
+        "LITESTREAM_TRUSTED_PROXIES": "127.0.0.1, 10.0.0.0/8,fd00::/8",
     })
     assert config.api_keys == ("a1", "b2")
     assert config.log_json is True
     assert config.allowed_origins == ("https://x.example",)
+    assert config.trusted_proxies == ("127.0.0.1", "10.0.0.0/8", "fd00::/8")
 
 
 @pytest.mark.parametrize("environ,needle", [
@@ -49,6 +51,7 @@ def test_env_types_and_lists() -> None:
     ({"LITESTREAM_CACHE_URL": "http://cache:6379"}, "cache_url"),
     ({"LITESTREAM_CACHE_TIMEOUT_MS": "0"}, "cache_timeout_ms"),
     ({"LITESTREAM_CACHE_TTL_S": "0"}, "cache_ttl_s"),
+    ({"LITESTREAM_TRUSTED_PROXIES": "10.0.0.0/8,proxy.internal"}, "trusted_proxies"),
 ])
 def test_invalid_values_stop_the_start(environ: dict[str, str], needle: str) -> None:
     with pytest.raises(ConfigError) as info:

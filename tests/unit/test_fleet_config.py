@@ -6,10 +6,12 @@ These read the files; the fleet itself runs in tests/e2e/loadtest/test_fleet.py.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
 from deploy.fleet import fleet
+from litestream import config as config_mod
 from litestream.config import default_of
 from tests import REPO
 
@@ -112,3 +114,15 @@ def test_show_stat_is_read_by_column_name() -> None:
     assert [(r["svname"], r["scur"], r["status"]) for r in rows if r["pxname"] == "replicas"] == [
         ("r1", "2", "UP"), ("r2", "1", "DOWN 1/2"), ("BACKEND", "3", "UP")]
     assert fleet.parse_stat("") == []
+
+
+def test_replicas_know_their_clients_through_haproxy(tmp_path: Path) -> None:
+    # HAProxy names each client in X-Forwarded-For, and replicas believe it from HAProxy's
+    # address only, so the limits per client address are per client, not one for the fleet.
+    assert "option forwardfor" in _haproxy_sections()["backend replicas"]
+    state = fleet.State(base_port=18300, replica_args=["--workers", "1"])
+    command = fleet.Fleet(tmp_path, state).replica_command(18311)
+    serve = command[command.index("serve") + 1:]
+    config = config_mod.build(config_mod.parse_args(serve), environ={})
+    assert config.trusted_proxies == ("127.0.0.1",)
+    assert config.workers == 1  # the operator's own arguments still apply

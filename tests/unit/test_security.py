@@ -18,9 +18,11 @@ from litestream.security import (
     Refusal,
     RefusalReason,
     StreamQuota,
+    TrustedProxies,
     extract_key,
     key_label,
     origin_allowed,
+    parse_networks,
     refuse_admission,
     refuse_bad_param,
     refuse_origin,
@@ -331,3 +333,66 @@ def test_retry_after_header_rounds_up_and_is_at_least_one() -> None:
     assert retry_after_header(0.01) == "1"
     assert retry_after_header(1.0) == "1"
     assert retry_after_header(1.01) == "2"
+
+
+# ---------------------------------------------------------------- the client behind a proxy
+
+PROXIES = TrustedProxies(parse_networks(["127.0.0.1", "10.0.0.0/8", "fd00::/8"]))
+
+
+def test_with_no_trusted_proxy_the_connection_is_the_client_whatever_it_says() -> None:
+    assert TrustedProxies().client("192.0.2.7", ["203.0.113.9"]) == "192.0.2.7"
+    assert TrustedProxies().client(None, []) == "unknown"
+
+
+def test_an_untrusted_peer_cannot_name_another_client() -> None:
+    # Spoofing: a client that writes the header itself is still its own address.
+    assert PROXIES.client("192.0.2.7", ["203.0.113.9"]) == "192.0.2.7"
+
+
+def test_a_trusted_proxy_names_the_client() -> None:
+    assert PROXIES.client("127.0.0.1", ["203.0.113.9"]) == "203.0.113.9"
+    assert PROXIES.client("127.0.0.1", []) == "127.0.0.1"  # no header: the proxy itself
+
+
+def test_hops_are_read_from_the_right_and_the_first_untrusted_one_is_the_client() -> None:
+    # The client wrote "198.51.100.1" itself; 203.0.113.9 connected to our first proxy
+    # (10.1.2.3), which connected to the one in front of us (127.0.0.1).
+    header = ["198.51.100.1, 203.0.113.9, 10.1.2.3"]
+    assert PROXIES.client("127.0.0.1", header) == "203.0.113.9"
+    # Several header lines are one list, in order.
+    assert PROXIES.client("127.0.0.1", ["198.51.100.1", "203.0.113.9 ,10.1.2.3"]) == \
+        "203.0.113.9"
+
+
+def test_when_every_hop_is_a_trusted_proxy_the_first_is_the_client() -> None:
+    assert PROXIES.client("127.0.0.1", ["10.0.0.5, 10.0.0.6"]) == "10.0.0.5"
+
+
+def test_addresses_as_proxies_write_them() -> None:
+    assert PROXIES.client("127.0.0.1", ["[2001:db8::1]:4711"]) == "2001:db8::1"
+    assert PROXIES.client("127.0.0.1", ["2001:DB8:0::1"]) == "2001:db8::1"  # one spelling
+    assert PROXIES.client("127.0.0.1", ["203.0.113.9:4711"]) == "203.0.113.9"
+    assert PROXIES.client("fd00::1", ["203.0.113.9"]) == "203.0.113.9"
+    # A dual-stack socket reports an IPv4 proxy as a mapped IPv6 address.
+    assert PROXIES.client("::ffff:127.0.0.1", ["203.0.113.9"]) == "203.0.113.9"
+    # What is not an address is a trusted proxy's word for the client: kept, cut short.
+    assert PROXIES.client("127.0.0.1", ["unknown"]) == "unknown"
+    assert PROXIES.client("127.0.0.1", ["x" * 500]) == "x" * 64
+
+
+def test_clients_behind_one_proxy_get_a_quota_each() -> None:
+    limits = ClientLimits(messages_per_s=100.0, chars_per_s=1000.0, streams_per_key=1)
+    first = PROXIES.client("127.0.0.1", ["203.0.113.9"])
+    second = PROXIES.client("127.0.0.1", ["203.0.113.10"])
+    assert limits.admit_handshake(first, 0.0) is None
+    assert limits.admit_handshake(second, 0.0) is None
+    refused = limits.admit_handshake(first, 0.0)
+    assert refused is not None and refused.reason is RefusalReason.STREAMS
+
+
+def test_parse_networks_names_what_it_cannot_read() -> None:
+    assert [str(n) for n in parse_networks([" 127.0.0.1", "10.1.2.3/8"])] == \
+        ["127.0.0.1/32", "10.0.0.0/8"]
+    with pytest.raises(ValueError, match=r"proxy\.internal"):
+        parse_networks(["proxy.internal"])

@@ -128,6 +128,50 @@ async def test_concurrent_stream_quota_gives_429_with_retry_after() -> None:
             assert json.loads(await ws.recv())["type"] == "ready"
 
 
+def _from(address: str) -> dict[str, str]:
+    """Headers of a client that a proxy in front of the server forwards."""
+    return {"X-Forwarded-For": address}
+
+
+def http_post_speech(url: str, headers: dict[str, str]) -> int:
+    body = json.dumps({"model": "tts-1", "voice": "alloy", "input": "Hello there.",
+                       "response_format": "pcm"}).encode()
+    request = urllib.request.Request(url + "/v1/audio/speech", data=body, method="POST",
+                                     headers={"Content-Type": "application/json", **headers})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            response.read()
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+async def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_quota() -> None:
+    # The loopback client plays the proxy: every connection comes from 127.0.0.1.
+    async with (run_server(streams_per_key=1, trusted_proxies=("127.0.0.1",)) as srv,
+                connect(srv.url, additional_headers=_from("203.0.113.9")) as first,
+                connect(srv.url, additional_headers=_from("203.0.113.10")) as second):
+        assert json.loads(await first.recv())["type"] == "ready"
+        assert json.loads(await second.recv())["type"] == "ready"
+        status, _, body = await refused_status(srv.url,
+                                               additional_headers=_from("203.0.113.9"))
+        assert status == 429 and json.loads(body)["error"]["code"] == "rate_limited"
+        # The speech endpoint counts the same client.
+        assert await asyncio.to_thread(http_post_speech, srv.http_url,
+                                       _from("203.0.113.9")) == 429
+        assert await asyncio.to_thread(http_post_speech, srv.http_url,
+                                       _from("203.0.113.11")) == 200
+
+
+async def test_without_trusted_proxies_a_forwarded_header_changes_nothing() -> None:
+    async with (run_server(streams_per_key=1) as srv,
+                connect(srv.url, additional_headers=_from("203.0.113.9")) as first):
+        assert json.loads(await first.recv())["type"] == "ready"
+        # Another "client" by its header, the same one by its address: refused.
+        status, _, _ = await refused_status(srv.url, additional_headers=_from("203.0.113.10"))
+        assert status == 429
+
+
 async def test_text_rate_limit_refuses_the_message_and_the_stream_goes_on() -> None:
     async with run_server(chars_per_s=10.0) as srv, connect(srv.url) as ws:
         await read_all(ws, stop_after="ready")
