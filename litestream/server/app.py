@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import http
 import logging
 import os
@@ -64,6 +65,9 @@ from litestream.text import languages
 log = logging.getLogger("litestream.server")
 
 STREAM_PATH = "/v1/stream"
+# Fewer streams than this allowed by the open-files limit is a warning at start: a GPU server
+# is meant for about a thousand listeners (issue 17).
+FEW_STREAMS = 1000
 KEEPALIVE_S = 20.0  # WebSocket ping interval: a peer that stops answering is closed
 
 
@@ -76,6 +80,18 @@ class LitestreamServer:
     """
 
     def __init__(self, config: Config, voices: Mapping[str, Voice] | None = None) -> None:
+        open_files = startup.open_files_limit()
+        cap = startup.stream_cap(config.max_streams, open_files)
+        if cap != config.max_streams:
+            # The open-files limit bounds the streams (each is a socket): the one past it is
+            # refused with 503 "max_streams" at its handshake, not reset at accept.
+            if cap < FEW_STREAMS:
+                log.warning("at most %d streams: the open-files limit is %d (raise it with "
+                            "ulimit -n, systemd's LimitNOFILE or docker's --ulimit nofile)",
+                            cap, open_files)
+            else:
+                log.info("at most %d streams: the open-files limit is %d", cap, open_files)
+            config = dataclasses.replace(config, max_streams=cap)
         self.config = config
         self.voices = voices or startup.voices_from_config(config)
         self.default_voice = next(iter(self.voices))
@@ -451,6 +467,9 @@ def serve(argv: Sequence[str] | None = None) -> int:
         print(f"litestream serve: {exc}")
         return 2
     setup_logging(config.log_level, config.log_json)
+    before, after = startup.raise_open_files_limit()
+    if after > before:
+        log.info("open files: soft limit raised from %d to %d (the hard limit)", before, after)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency; Windows lacks it

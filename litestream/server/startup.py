@@ -8,6 +8,7 @@ what a first stream would otherwise pay for on the event loop.
 from __future__ import annotations
 
 import logging
+import resource
 import ssl
 from collections.abc import Mapping
 
@@ -50,6 +51,41 @@ def max_window_frames(config: Config, voices: Mapping[str, Voice]) -> int:
     """The longest decode window: the configured bound, else 512 on a GPU and 256 on a CPU
     (Config.max_window_frames says why)."""
     return config.max_window_frames or (512 if on_gpu(voices) else 256)
+
+
+# Open files a server keeps for itself beside its streams' sockets: model and log files, the
+# listening socket, Redis, the event loop's, a refused handshake's socket while it is answered.
+# A started server holds 19 (the synthetic voice) to about 60 (every voice); the rest of the
+# limit is for streams, each one socket (WebSocket or POST).
+OWN_FILES = 128
+
+
+def open_files_limit() -> int:
+    """The process's soft limit of open files."""
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def raise_open_files_limit() -> tuple[int, int]:
+    """The soft limit of open files raised to the hard one, as Go's runtime does at start:
+    every stream is a socket, and a shell's or a systemd service's soft limit is often 1,024,
+    under which the ~1,000th connection was reset at accept, with nothing in the log
+    (docs/operations.md, "Open files"). Returns (before, after)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft >= hard:
+        return soft, soft
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError):  # a sandbox may refuse; the cap below still holds
+        return soft, soft
+    return soft, hard
+
+
+def stream_cap(max_streams: int, open_files: int) -> int:
+    """The most streams the server may hold: ``max_streams`` (0: none set), and what the
+    open-files limit leaves beside the server's own files, so that the stream past it is
+    refused with 503 at its handshake instead of reset at accept."""
+    room = max(1, open_files - min(OWN_FILES, open_files // 4))
+    return min(max_streams, room) if max_streams else room
 
 
 def tls_context(config: Config) -> ssl.SSLContext | None:

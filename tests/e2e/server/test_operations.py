@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import os
+import resource
 import selectors
 import signal
 import socket
@@ -405,3 +406,73 @@ async def test_tls_serves_wss(tmp_path: Path) -> None:
         with pytest.raises(ssl.SSLError):  # a client that does not trust it is refused
             async with connect(url, ssl=ssl.create_default_context()):
                 pass
+
+
+# ---------------------------------------------------------------- open files
+
+@contextlib.contextmanager
+def serve_with_open_files(soft: int, hard: int) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """`litestream serve` (the synthetic voice: only the open files matter here) started
+    under an open-files limit of (soft, hard), as a shell's `ulimit -n` would set it."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LITESTREAM_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "litestream", "serve", "--port", str(port), "--workers", "4",
+         "--voice", "synthetic", "--no-kokoro", "--streams-per-key", "1000"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard)),
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and proc.poll() is None:
+            with contextlib.suppress(OSError):
+                if http_get(f"http://127.0.0.1:{port}/readyz")[0] == 200:
+                    break
+            time.sleep(0.2)
+        else:
+            proc.kill()
+            pytest.fail("server did not start: " + (proc.stdout.read().decode()
+                                                    if proc.stdout else ""))
+        yield proc, port
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+        proc.wait(30)
+
+
+def _open_files_limits(pid: int) -> tuple[int, int]:
+    line = next(x for x in Path(f"/proc/{pid}/limits").read_text().splitlines()
+                if x.startswith("Max open files"))
+    soft, hard = line.split()[3:5]
+    return int(soft), int(hard)
+
+
+async def test_the_server_raises_its_open_files_limit_to_the_hard_one() -> None:
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard <= 256:
+        pytest.skip(f"the hard limit ({hard}) leaves nothing to raise")
+    with serve_with_open_files(256, hard) as (proc, _):
+        assert _open_files_limits(proc.pid) == (hard, hard)
+        proc.terminate()
+        out = proc.stdout.read().decode() if proc.stdout else ""
+    assert f"soft limit raised from 256 to {hard}" in out
+
+
+async def test_past_the_open_files_limit_a_stream_is_refused_not_reset() -> None:
+    # 160 open files: the server keeps 40 for itself (a quarter, at most OWN_FILES) and
+    # holds at most 120 streams. Before, the streams past what was left were reset at accept.
+    with serve_with_open_files(160, 160) as (proc, port):
+        url = f"ws://127.0.0.1:{port}/v1/stream"
+        async with contextlib.AsyncExitStack() as stack:
+            streams = await asyncio.gather(*(stack.enter_async_context(connect(url))
+                                             for _ in range(120)))
+            readies = await asyncio.gather(*(ws.recv() for ws in streams))
+            assert all(json.loads(r)["type"] == "ready" for r in readies)
+            status, headers, body = await refused_status(url)
+            assert status == 503 and int(headers["Retry-After"]) >= 1
+            assert json.loads(body)["error"]["code"] == "overloaded"
+            _, _, metrics = await asyncio.to_thread(http_get, f"http://127.0.0.1:{port}/metrics")
+        assert 'litestream_refusals_total{reason="max_streams"} 1.0' in metrics.decode()
+        proc.terminate()
+        out = proc.stdout.read().decode() if proc.stdout else ""
+    assert "at most 120 streams: the open-files limit is 160" in out
