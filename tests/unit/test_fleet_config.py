@@ -5,10 +5,12 @@ These read the files; the fleet itself runs in tests/e2e/loadtest/test_fleet.py.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 from deploy.fleet import fleet
 from litestream import config as config_mod
@@ -20,12 +22,12 @@ pytestmark = pytest.mark.unit
 FLEET = REPO / "deploy" / "fleet"
 
 
-def _haproxy_sections() -> dict[str, list[str]]:
+def _haproxy_sections(path: Path = FLEET / "haproxy.cfg") -> dict[str, list[str]]:
     """haproxy.cfg as {'global': [...], 'defaults': [...], 'backend replicas': [...]}, each a
     list of directive lines without comments."""
     sections: dict[str, list[str]] = {}
     current = ""
-    for raw in (FLEET / "haproxy.cfg").read_text().splitlines():
+    for raw in path.read_text().splitlines():
         line = raw.split("#", 1)[0].rstrip()
         if not line.strip():
             continue
@@ -126,3 +128,25 @@ def test_replicas_know_their_clients_through_haproxy(tmp_path: Path) -> None:
     config = config_mod.build(config_mod.parse_args(serve), environ={})
     assert config.trusted_proxies == ("127.0.0.1",)
     assert config.workers == 1  # the operator's own arguments still apply
+
+
+def test_the_container_fleets_replicas_trust_exactly_its_haproxy() -> None:
+    # The same as the host fleet, in deploy/fleet/containers: HAProxy forwards the client, and
+    # has a fixed address on a fixed subnet, and the replicas trust that address, not the subnet
+    # (where Redis, Prometheus and the other replicas also live).
+    containers = FLEET / "containers"
+    assert "option forwardfor" in _haproxy_sections(containers / "haproxy.cfg")["backend replicas"]
+    compose = yaml.safe_load((containers / "compose.yaml").read_text())
+    [pool] = compose["networks"]["default"]["ipam"]["config"]
+    haproxy_address = compose["services"]["haproxy"]["networks"]["default"]["ipv4_address"]
+    subnet = ipaddress.ip_network(pool["subnet"])
+    assert ipaddress.ip_address(haproxy_address) in subnet
+    # Outside the range Docker hands out, so no container started before HAProxy can take it.
+    assert ipaddress.ip_address(haproxy_address) not in ipaddress.ip_network(pool["ip_range"])
+    config = config_mod.build(
+        config_mod.parse_args(compose["services"]["litestream"]["command"]), environ={})
+    assert config.trusted_proxies == (haproxy_address,)
+    assert config.cache_url == "redis://redis:6379/0"  # the rest of the command still applies
+    # Every other service stays on the one default network (service names resolve there).
+    for name, service in compose["services"].items():
+        assert set(service.get("networks", {"default": None})) == {"default"}, name
