@@ -55,8 +55,8 @@ def max_window_frames(config: Config, voices: Mapping[str, Voice]) -> int:
 
 # Open files a server keeps for itself beside its streams' sockets: model and log files, the
 # listening socket, Redis, the event loop's, a refused handshake's socket while it is answered.
-# A started server holds 19 (the synthetic voice) to about 60 (every voice); the rest of the
-# limit is for streams, each one socket (WebSocket or POST).
+# A started server held 19, with the synthetic voice and with every voice (Kokoro too); the
+# rest of the limit is for streams, each one socket (WebSocket or POST).
 OWN_FILES = 128
 
 
