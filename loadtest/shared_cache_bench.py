@@ -167,8 +167,8 @@ def report(name: str, fleet: Fleet) -> str:
     gain = fleet.compute_all_s / fleet.compute_s if fleet.compute_s else float("inf")
     return (f"{name:<16} chunks {fleet.chunks}: local hits {fleet.local_hits} "
             f"({fleet.local_hits / fleet.chunks:.0%}), shared hits {fleet.shared_hits} "
-            f"({fleet.shared_hits / fleet.chunks:.0%}); compute {fleet.compute_s:.1f} s of "
-            f"{fleet.compute_all_s:.1f} s without any cache -> capacity x{gain:.2f}")
+            f"({fleet.shared_hits / fleet.chunks:.0%}); compute {fleet.compute_s:.2f} s of "
+            f"{fleet.compute_all_s:.2f} s without any cache -> capacity x{gain:.2f}")
 
 
 async def main_async(args: argparse.Namespace) -> int:
@@ -187,8 +187,8 @@ async def main_async(args: argparse.Namespace) -> int:
         lines += [f"{replicas} replicas:",
                   "  " + report("local only", alone),
                   "  " + report("local + shared", together),
-                  f"  shared over local only: compute {alone.compute_s:.1f} s -> "
-                  f"{together.compute_s:.1f} s, capacity x{saved:.2f}",
+                  f"  shared over local only: compute {alone.compute_s:.2f} s -> "
+                  f"{together.compute_s:.2f} s, capacity x{saved:.2f}",
                   f"  redis lookups, hits:   {quantiles(together.lookup_ms)}",
                   f"  redis lookups, misses: {quantiles(together.miss_ms)}"]
     if args.first_audio:

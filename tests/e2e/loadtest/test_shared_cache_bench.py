@@ -32,7 +32,12 @@ def test_the_shared_level_finds_what_another_replica_made() -> None:
     assert alone and together, out
     assert int(alone.group(1)) == 0  # no Redis: no shared hits
     assert int(together.group(1)) >= 1, out
-    assert float(together.group(2)) < float(alone.group(2))
+    # Each chunk's compute is timed once and reused by both runs, so a shared hit saves its
+    # chunk's compute exactly: the figures differ by a short phrase's run (20-40 ms), which the
+    # report once printed to a tenth of a second and CI saw as equal (0.7 and 0.7).
+    assert float(together.group(2)) < float(alone.group(2)), out
+    gain = re.search(r"shared over local only: .*capacity x([\d.]+)", out)
+    assert gain and float(gain.group(1)) > 1.0, out
     assert "redis lookups, hits:   p50" in out
     # Through two real servers: every stock phrase spoken on A is a shared hit on B (the bench
     # checks B's hit counter itself and fails otherwise).
