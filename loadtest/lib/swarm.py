@@ -347,10 +347,12 @@ class ThreadCpu:
     inference_s: float = 0.0  # threads named ls-infer-*
     other_s: float = 0.0
     inference_threads: int = 0
+    event_loop_threads: int = 0  # main threads read (one per server)
 
 
 def thread_cpu(pid: int) -> dict[int, tuple[str, float]]:
-    """tid -> (thread name, user + system CPU seconds), from /proc."""
+    """tid -> (thread name, user + system CPU seconds), from /proc: in clock ticks (10 ms on
+    Linux), so a thread that worked less than a tick between two readings may read 0."""
     ticks = os.sysconf("SC_CLK_TCK")
     out: dict[int, tuple[str, float]] = {}
     with contextlib.suppress(FileNotFoundError):
@@ -375,6 +377,7 @@ def cpu_between(pid: int, before: dict[int, tuple[str, float]],
         used = seconds - before.get(tid, (name, 0.0))[1]
         if tid == pid:
             cpu.event_loop_s += used
+            cpu.event_loop_threads += 1
         elif name.startswith("ls-infer"):
             cpu.inference_s += used
             cpu.inference_threads += 1
