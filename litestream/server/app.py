@@ -59,7 +59,12 @@ from litestream.session import GoingAway, SessionLimits, StreamSession, Synthesi
 from litestream.synthesis import StreamLink, Synthesis
 from litestream.synthesis.cache import SentenceCache
 from litestream.synthesis.shared_cache import SharedCache, redacted
-from litestream.synthesis.workers import PoolEvent, WatchdogConfig, WorkerPool
+from litestream.synthesis.workers import (
+    PoolEvent,
+    WatchdogConfig,
+    WorkerPool,
+    keep_freed_memory_until_trim,
+)
 from litestream.text import languages
 
 log = logging.getLogger("litestream.server")
@@ -467,6 +472,8 @@ def serve(argv: Sequence[str] | None = None) -> int:
         print(f"litestream serve: {exc}")
         return 2
     setup_logging(config.log_level, config.log_json)
+    # Before any thread allocates (voices load next): the workers reuse what their runs free.
+    keep_freed_memory_until_trim()
     before, after = startup.raise_open_files_limit()
     if after > before:
         log.info("open files: soft limit raised from %d to %d (the hard limit)", before, after)

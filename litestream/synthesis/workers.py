@@ -169,6 +169,7 @@ class WorkerPool:
         self._names = count()
         self._all_warm = asyncio.Event()
         self._closed = False
+        keep_freed_memory_until_trim()  # the workers trim; every run reuses what they freed
         for index in range(workers):
             # Worker 0 uses the loaded sessions; the others get their own, so no two threads
             # share a session (measured: per-worker sessions give more throughput on CPU).
@@ -451,6 +452,49 @@ def _load_malloc_trim() -> Callable[[int], int] | None:
 
 
 _malloc_trim = _load_malloc_trim()
+
+# mallopt parameters (glibc's malloc.h).
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_MAX = -4
+_M_ARENA_MAX = -8
+# Freed memory at the top of a heap is kept up to this before free() gives it back: in effect
+# never, as `release_memory` gives it all back on the workers' own schedule.
+_KEEP_FREED_BYTES = 1 << 30
+_malloc_tuned = False
+
+
+def keep_freed_memory_until_trim() -> None:
+    """Make glibc keep freed memory for the next run instead of giving it back at once
+    (process-wide, once; a no-op without glibc): one arena for every thread, no mmap for large
+    blocks, no trim on free. ``release_memory`` still gives it all back, every `TRIM_BUSY_S`
+    while busy and `TRIM_IDLE_S` after. Call it before threads start: a thread that has
+    allocated keeps the arena it had.
+
+    By default glibc serves a block over its mmap threshold (at most 32 MB) with a fresh mmap
+    and unmaps it on free, gives back the top of a heap on free, and gives each thread an arena
+    of heaps of at most 64 MB, which it unmaps as they empty: a run whose tensors need such
+    blocks faults every page of them in again, every run. A 256-frame decode window (the
+    CPU's longest) faulted 13,441 pages a run, 21-26 ms of kernel time in 140 ms. Two workers
+    decoding windows of 32-256 frames (docs/benchmarks.md, "Page faults in every long window"):
+    1.8 million faults in 12 s and 3,520-3,657 frames a second by default; with mmap off and no
+    trim on free but an arena per thread, 0.8 million and 3,750-3,882; with one arena as
+    well, 11,000-14,000 and 4,055-4,271 (+15%), at a lower peak RSS (549-560 MB against
+    568-581) and less after a trim (309 MB against 360-419). One arena costs a lock per large
+    allocation; small ones come from each thread's cache without it."""
+    global _malloc_tuned
+    mallopt = getattr(_libc, "mallopt", None)  # glibc only
+    if _malloc_tuned or mallopt is None:
+        return
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    for param, value in ((_M_ARENA_MAX, 1), (_M_MMAP_MAX, 0),
+                         (_M_TRIM_THRESHOLD, _KEEP_FREED_BYTES)):
+        if mallopt(param, value) != 1:
+            log.warning("mallopt(%d, %d) refused: runs fault their memory in again", param,
+                        value)
+    _malloc_tuned = True
+
+
 _prctl: Callable[..., int] | None = getattr(_libc, "prctl", None)
 
 

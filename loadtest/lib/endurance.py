@@ -257,21 +257,25 @@ async def soak(url: str, pid: int, minutes: float, streams: int, warmup_minutes:
 
 # ---------------------------------------------------------------- memory: what grows
 
-MEMORY_VARIANTS = ("arena", "noarena", "noarena+trim")
+MEMORY_VARIANTS = ("arena", "noarena", "noarena+trim", "noarena+trim+keep")
 
 
 def memory_variant(variant: str, runs: int, seed: int = 1) -> None:
     """One engine session fed hostile chunks (long, unusual Unicode, many shapes), RSS of this
     process sampled; RTF on ordinary chunks before and after. `variant`: "arena" (ONNX
     Runtime's CPU arena on: before issue 10), "noarena", "noarena+trim" (malloc_trim after
-    each run, as the workers do now)."""
+    each run), "noarena+trim+keep" (and glibc keeps what a run frees until the trim, as the
+    server does now: `keep_freed_memory_until_trim`)."""
     import gc
 
     from litestream.engine import PiperVoice
     from litestream.engine.piper import model as piper_model
     from litestream.synthesis.calibration import CALIBRATION_WINDOW_FRAMES as window
-    from litestream.synthesis.workers import release_memory
+    from litestream.synthesis.workers import keep_freed_memory_until_trim, release_memory
     from litestream.text.segmenter import Segmenter
+
+    if variant.endswith("+keep"):
+        keep_freed_memory_until_trim()  # before the voice allocates, as `litestream serve` does
 
     plain = piper_model.session_options
 
@@ -283,7 +287,7 @@ def memory_variant(variant: str, runs: int, seed: int = 1) -> None:
     # piper_model.create_session looks the name up at each call, so every session sees this.
     piper_model.session_options = options  # type: ignore[assignment]
     voice = PiperVoice.load(deterministic=True)
-    trim = variant.endswith("+trim")
+    trim = "+trim" in variant
     seg = Segmenter()
     ordinary = seg.feed(PARAGRAPH + " " + LONG) + seg.flush()
     rng = random.Random(seed)
@@ -320,7 +324,7 @@ def memory_variant(variant: str, runs: int, seed: int = 1) -> None:
             gc.collect()
             samples.append(round(rss_mb(pid)))
     rtf_after = rtf()
-    print(f"{variant:>13}: rss {start:.0f} MB after ordinary chunks -> "
+    print(f"{variant:>17}: rss {start:.0f} MB after ordinary chunks -> "
           f"{', '.join(map(str, samples))} MB over {runs} hostile chunks (largest "
           f"{max(sizes)} phonemes); growth {samples[-1] - start:+.0f} MB; RTF on ordinary "
           f"chunks {rtf_before:.4f} before, {rtf_after:.4f} after", flush=True)
