@@ -28,6 +28,7 @@ without touching the per-stream rules.
 from __future__ import annotations
 
 import logging
+import math
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -270,9 +271,11 @@ class StreamSession:
             chars = len(message.text) if isinstance(message, TextMsg) else 0
             wait_s = self._rate_check(chars, now)
             if wait_s > 0:
-                # Refused, and said so: none of this message was accepted.
+                # Refused, and said so: none of this message was accepted. The wait is rounded
+                # up to a tenth: a client told "retry in 0.0 s" retried at once and was refused.
+                tenths = math.ceil(round(wait_s * 10, 6)) / 10
                 raise ProtocolError(ErrorCode.RATE_LIMITED,
-                                    f"over the message or text rate; retry in {wait_s:.1f} s")
+                                    f"over the message or text rate; retry in {tenths:.1f} s")
         match message:
             case ConfigMsg(changes):
                 if "pace" in changes and changes["pace"] != self.settings.pace and self.chars:

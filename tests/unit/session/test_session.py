@@ -506,6 +506,14 @@ def test_rate_limit_refuses_text_but_never_clear_or_end() -> None:
     assert kinds == ["cleared", "done", "close"]
 
 
+@pytest.mark.parametrize(("wait_s", "said"), [(0.004, "0.1 s"), (0.3, "0.3 s"), (0.31, "0.4 s")])
+def test_a_rate_limit_wait_is_never_said_as_zero(wait_s: float, said: str) -> None:
+    session, _ = opened(rate_wait_s=wait_s)
+    session.receive(TextMsg("Hello.", flush=True), 0.0)
+    (error,) = events(drain(session), "error")
+    assert error["message"] == f"over the message or text rate; retry in {said}"
+
+
 def test_config_applies_to_text_after_it() -> None:
     session, link = opened()
     session.receive(TextMsg("Before.", flush=True), 0.0)
