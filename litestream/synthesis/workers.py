@@ -31,6 +31,7 @@ import ctypes.util
 import dataclasses
 import enum
 import logging
+import os
 import queue
 import threading
 import time
@@ -460,10 +461,24 @@ _M_ARENA_MAX = -8
 # Freed memory at the top of a heap is kept up to this before free() gives it back: in effect
 # never, as `release_memory` gives it all back on the workers' own schedule.
 _KEEP_FREED_BYTES = 1 << 30
+# glibc's own environment for its malloc (mallopt(3)): an operator who set one tunes it himself.
+_GLIBC_MALLOC_ENV = ("MALLOC_ARENA_MAX", "MALLOC_ARENA_TEST", "MALLOC_MMAP_MAX_",
+                     "MALLOC_MMAP_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_TRIM_THRESHOLD_")
 _malloc_tuned = False
 
 
-def keep_freed_memory_until_trim() -> None:
+def malloc_set_by_operator(environ: Mapping[str, str]) -> str | None:
+    """The name of the first glibc malloc setting in `environ` (its MALLOC_* variables, or a
+    ``glibc.malloc.`` tunable in GLIBC_TUNABLES), None when there is none."""
+    for name in _GLIBC_MALLOC_ENV:
+        if name in environ:
+            return name
+    if "glibc.malloc." in environ.get("GLIBC_TUNABLES", ""):
+        return "GLIBC_TUNABLES"
+    return None
+
+
+def keep_freed_memory_until_trim(environ: Mapping[str, str] | None = None) -> None:
     """Make glibc keep freed memory for the next run instead of giving it back at once
     (process-wide, once; a no-op without glibc): one arena for every thread, no mmap for large
     blocks, no trim on free. ``release_memory`` still gives it all back, every `TRIM_BUSY_S`
@@ -480,10 +495,20 @@ def keep_freed_memory_until_trim() -> None:
     trim on free but an arena per thread, 0.8 million and 3,750-3,882; with one arena as
     well, 11,000-14,000 and 4,055-4,271 (+15%), at a lower peak RSS (549-560 MB against
     568-581) and less after a trim (309 MB against 360-419). One arena costs a lock per large
-    allocation; small ones come from each thread's cache without it."""
+    allocation; small ones come from each thread's cache without it.
+
+    When the environment (`environ`, default os.environ) already sets glibc's malloc
+    (``MALLOC_ARENA_MAX`` and the like, or GLIBC_TUNABLES), the operator's settings stand and
+    this changes nothing: the way to turn it off, or to tune it otherwise."""
     global _malloc_tuned
     mallopt = getattr(_libc, "mallopt", None)  # glibc only
     if _malloc_tuned or mallopt is None:
+        return
+    _malloc_tuned = True  # decided once, either way
+    operator = malloc_set_by_operator(os.environ if environ is None else environ)
+    if operator is not None:
+        log.info("malloc: %s is set, so glibc's settings are left as the environment gives them"
+                 " (runs may fault their memory in again)", operator)
         return
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
@@ -492,7 +517,6 @@ def keep_freed_memory_until_trim() -> None:
         if mallopt(param, value) != 1:
             log.warning("mallopt(%d, %d) refused: runs fault their memory in again", param,
                         value)
-    _malloc_tuned = True
 
 
 _prctl: Callable[..., int] | None = getattr(_libc, "prctl", None)
