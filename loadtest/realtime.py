@@ -19,6 +19,7 @@ from typing import Any
 
 from litestream.client import build_url
 from loadtest.lib.recorder import (
+    RATE_LIMIT_HINT,
     Probe,
     Summary,
     capacity_search,
@@ -121,17 +122,25 @@ def _capacity(args: argparse.Namespace, meta: dict[str, Any]) -> int:
               f"all done, p95 first audio < {args.target_p95_ms:.0f} ms; start {start}, "
               f"max {max_streams}", flush=True)
 
+    hinted = False
+
     def report(p: Probe) -> None:
+        nonlocal hinted
         if args.json:
             return
         s = p.summary
+        codes = ", ".join(f"{code} {n}" for code, n in sorted(s.errors.items()))
         print(f"probe {p.streams:>4} streams: {'PASS' if p.passed else 'FAIL'}  "
               f"first audio p50 {fmt_ms(s.ttfa_p50_ms)} p95 {fmt_ms(s.ttfa_p95_ms)} "
               f"p99 {fmt_ms(s.ttfa_p99_ms)} ms; stalls {s.stall_count} "
               f"({s.streams_with_stalls} streams, {s.stall_ms_total:.0f} ms); "
               f"worst lateness {fmt_ms(s.worst_chunk_lateness_ms)} ms; refused {s.refused}; "
-              f"errors {sum(s.errors.values())}; done {s.completed}/{s.streams}; "
-              f"wall {s.wall_s:.1f} s; load avg 1m {loadavg()}", flush=True)
+              f"errors {sum(s.errors.values())}{f' ({codes})' if codes else ''}; "
+              f"done {s.completed}/{s.streams}; wall {s.wall_s:.1f} s; load avg 1m {loadavg()}",
+              flush=True)
+        if "rate_limited" in s.errors and not hinted:
+            hinted = True
+            print(f"  rate_limited: {RATE_LIMIT_HINT}", flush=True)
 
     async def search() -> tuple[int, list[Probe], bool]:
         first = True

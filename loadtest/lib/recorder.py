@@ -326,6 +326,13 @@ def fmt_ms(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.0f}"
 
 
+# Every stream of a load test comes from one address, so the server's per-address limits
+# (docs/operations.md) meet it long before its capacity: a rate_limited error says so.
+RATE_LIMIT_HINT = ("the server's per-address limits, not its capacity (every stream comes from "
+                   "this one address): start it with --streams-per-key 100000 --messages-per-s "
+                   "1000000 --chars-per-s 100000000")
+
+
 def format_report(summary: Summary, meta: dict[str, Any]) -> str:
     m = meta["machine"]
     s = summary
@@ -354,4 +361,6 @@ def format_report(summary: Summary, meta: dict[str, Any]) -> str:
         f"audio          {s.audio_s_total:.1f} s total",
         f"wall           {s.wall_s:.1f} s",
     ]
+    if "rate_limited" in s.errors:
+        lines.append(f"rate_limited   {RATE_LIMIT_HINT}")
     return "\n".join(lines)

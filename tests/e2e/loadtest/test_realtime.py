@@ -14,17 +14,19 @@ import math
 import pytest
 
 from loadtest.lib.recorder import (
+    RATE_LIMIT_HINT,
     StreamRecorder,
     StreamResult,
     Summary,
     arrival_offsets,
     capacity_search,
+    format_report,
     parse_arrival,
     passes,
     percentile,
     summarize,
 )
-from loadtest.lib.streams import check_loopback, run_load
+from loadtest.lib.streams import check_loopback, machine_info, run_load
 from loadtest.lib.texts import LONG, PARAGRAPH, text_for, words
 
 RATE = 1000  # samples/s, s16le: 2 bytes per ms of audio
@@ -246,3 +248,20 @@ def test_two_streams_of_the_paragraph_against_a_real_server() -> None:
     assert not summary.errors and not summary.abnormal_closes and summary.timed_out == 0
     assert summary.wall_s > 0 and summary.audio_s_total == pytest.approx(
         sum(r.audio_s for r in results))
+
+
+def test_a_load_test_over_the_servers_text_rate_says_it_met_the_limit_not_capacity() -> None:
+    # Every stream of a load test comes from one address: past the per-address text rate the
+    # server refuses text with rate_limited, and the report says to widen the limits.
+    from tests.serverutil import run_server
+
+    async def main() -> tuple[Summary, list[StreamResult]]:
+        async with run_server(workers=2, chars_per_s=100) as srv:
+            return await run_load(srv.url, streams=4, text="paragraph", timeout_s=60)
+
+    summary, _ = asyncio.run(main())
+    assert summary.errors.get("rate_limited", 0) >= 1, summary.errors
+    report = format_report(summary, {"machine": machine_info(), "url": "ws://x", "arrival": "burst",
+                                     "text": "paragraph", "token_rate": 0})
+    assert f"rate_limited   {RATE_LIMIT_HINT}" in report
+    assert "--chars-per-s 100000000" in report
