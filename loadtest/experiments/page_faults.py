@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Sequence
 
+from loadtest.lib.endurance import rss_mb
 from loadtest.lib.streams import machine_info
 from loadtest.lib.texts import JA_PARAGRAPH
 
@@ -28,11 +29,6 @@ POLICIES = ("default", "tuned")
 SENTENCE = ("The quick brown fox jumps over the lazy dog, and then it runs far away into the "
             "quiet forest beyond the hills.")
 WINDOWS = (32, 64, 128, 256, 256, 256)
-
-
-def _rss_mb() -> float:
-    with open(f"/proc/{os.getpid()}/statm", encoding="ascii") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def _thread_faults() -> int:
@@ -64,12 +60,12 @@ def piper(seconds: float, threads: int) -> str:
         t.start()
     peak = 0.0
     while any(t.is_alive() for t in running):
-        peak = max(peak, _rss_mb())
+        peak = max(peak, rss_mb(os.getpid()))
         time.sleep(0.05)
     release_memory()
     return (f"faults {sum(f for f, _ in results):,}, frames a second "
             f"{sum(r for _, r in results):,.0f}, RSS peak {peak:.0f} MB, after a trim "
-            f"{_rss_mb():.0f} MB")
+            f"{rss_mb(os.getpid()):.0f} MB")
 
 
 def kokoro() -> str:

@@ -490,4 +490,3 @@ def test_a_long_window_reuses_the_memory_its_last_run_freed() -> None:
     assert faults["tuned"] < 2_000, faults  # measured: 0 in five runs
     assert faults["default"] > 10 * max(faults["tuned"], 1_000), faults  # what it mends
     assert faults["operator"] > 10 * max(faults["tuned"], 1_000), faults
-
