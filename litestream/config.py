@@ -102,7 +102,8 @@ class Config:
         metadata={"help": "connections the kernel holds until the server accepts them"},
     )
     workers: int = field(
-        default_factory=_default_workers, metadata={"help": "inference threads (default: cores)"}
+        default_factory=_default_workers,
+        metadata={"help": "inference threads (default: one per core)"},
     )
     intra_op_threads: int = field(default=1, metadata={"help": "ONNX Runtime threads per worker"})
     max_batch: int = field(
@@ -445,7 +446,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help_text = f.metadata.get("help", "")
         env = ENV_PREFIX + f.name.upper()
         default = _show(getattr(defaults, f.name))
-        shown = "" if f.metadata.get("secret") else f" (default: {default})"
+        # A help text that names its own default says it better than the computed value
+        # ("one per core", not "2"); a secret's default is never shown.
+        own = "(default:" in help_text
+        shown = "" if f.metadata.get("secret") or own else f" (default: {default})"
         full_help = f"{help_text}{shown}; env {env}"
         if _base_type(_field_types()[f.name]) is bool:
             parser.add_argument(flag, dest=f.name, default=None,

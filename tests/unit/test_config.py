@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import pytest
@@ -81,6 +82,15 @@ def test_help_documents_every_setting(capsys: pytest.CaptureFixture[str]) -> Non
         assert "--" + field.replace("_", "-") in out
         assert "LITESTREAM_" + field.upper() in out
 
+
+def test_help_states_each_default_once() -> None:
+    parser = argparse.ArgumentParser()
+    config_mod.add_arguments(parser)
+    for action in parser._actions:
+        if action.help and action.dest in Config.__dataclass_fields__:
+            assert action.help.count("(default:") <= 1, action.help
+    workers = next(a for a in parser._actions if a.dest == "workers")
+    assert workers.help is not None and "(default: one per core)" in workers.help
 
 def test_kubernetes_service_links_are_not_settings() -> None:
     config = config_mod.build(environ={
