@@ -15,7 +15,8 @@ from typing import TextIO
 
 import numpy as np
 
-from litestream.errors import LitestreamError
+from litestream.errors import ConfigError, LitestreamError
+from litestream.protocol import SPEED_MAX, SPEED_MIN
 
 logger = logging.getLogger("litestream.cli")
 
@@ -39,7 +40,9 @@ def _build_parser() -> argparse.ArgumentParser:
     say.add_argument("--voice", default=None,
                      help="voice id (litestream voices) or a Piper .onnx path; "
                           "default: the bundled voice")
-    say.add_argument("--speed", type=float, default=1.0, help="1.0 normal, 2.0 twice as fast")
+    say.add_argument("--speed", type=_speed, default=1.0,
+                     help=f"1.0 normal, 2.0 twice as fast ({SPEED_MIN}..{SPEED_MAX}, as a stream's "
+                          "`speed`)")
     say.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     say.add_argument("--threads", type=int, default=1, help="intra-op threads")
     say.add_argument("--server", default=None, metavar="URL",
@@ -63,6 +66,31 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _speed(value: str) -> float:
+    """A stream's speed range (protocol v1), so `say` speaks as a stream would."""
+    try:
+        speed = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+    if not SPEED_MIN <= speed <= SPEED_MAX:
+        raise argparse.ArgumentTypeError(f"must be {SPEED_MIN}..{SPEED_MAX}, got {value}")
+    return speed
+
+
+def _check_output(output: str) -> None:
+    """Refuse a WAV path that cannot be written before any text is synthesized."""
+    if output == "-":
+        return
+    path = Path(output)
+    if path.is_dir():
+        raise ConfigError(f"cannot write {output}: it is a directory")
+    parent = path.parent
+    if not parent.is_dir():
+        raise ConfigError(f"cannot write {output}: no directory {parent}")
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise ConfigError(f"cannot write {output}: permission denied")
+
+
 def _read_text(text: str, stdin: TextIO) -> str:
     return stdin.read() if text == "-" else text
 
@@ -74,10 +102,17 @@ def _write_output(output: str, audio: np.ndarray, sample_rate: int) -> None:
         write_wav(sys.stdout.buffer, audio, sample_rate)
         sys.stdout.buffer.flush()
     else:
-        write_wav(Path(output), audio, sample_rate)
+        # Opened here, not by wave: a failed open then raises one clear error (wave's own
+        # leaves a half-built writer that complains again when collected).
+        try:
+            with open(output, "wb") as target:
+                write_wav(target, audio, sample_rate)
+        except OSError as exc:
+            raise ConfigError(f"cannot write {output}: {exc.strerror or exc}") from exc
 
 
 def _cmd_say(args: argparse.Namespace, out: TextIO) -> int:
+    _check_output(args.output)
     text = _read_text(args.text, sys.stdin)
     # Figures go to stderr when the WAV itself goes to stdout.
     report = sys.stderr if args.output == "-" else out

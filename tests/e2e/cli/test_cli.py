@@ -118,3 +118,23 @@ def test_python_m_litestream_voices() -> None:
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
     assert "en_US-joe-medium" in result.stdout
+
+
+@pytest.mark.parametrize("speed", ["0.4", "2.5", "fast"])
+def test_say_refuses_a_speed_a_stream_would_refuse(
+        tmp_path: Path, speed: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["say", "Hi.", "-o", str(tmp_path / "x.wav"), "--speed", speed])
+    assert stop.value.code == 2
+    assert "--speed" in capsys.readouterr().err
+    assert not (tmp_path / "x.wav").exists()
+
+
+def test_say_refuses_an_unwritable_output_before_synthesis(
+        tmp_path: Path, loads: list[tuple[Any, ...]], capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "no-such-dir" / "x.wav"
+    assert cli.main(["say", "Hi.", "-o", str(missing)], out=io.StringIO()) == 1
+    assert f"cannot write {missing}: no directory" in capsys.readouterr().err
+    assert cli.main(["say", "Hi.", "-o", str(tmp_path)], out=io.StringIO()) == 1
+    assert "it is a directory" in capsys.readouterr().err
+    assert loads == []  # refused before the voice was even loaded
