@@ -340,8 +340,10 @@ async def _synthesize(url: str, text: str, voice: str | None, speed: float | Non
                       token: str | None, encoding: str) -> tuple[int, np.ndarray]:
     parts: list[np.ndarray] = []
     sample_rate = 0
+    # pace="download": nobody plays this while it arrives, so it comes as fast as the server
+    # can make it (as POST /v1/audio/speech does), not paced to a listener's clock.
     async with connect(url, voice=voice, speed=speed, token=token, encoding=encoding,
-                       format="s16le") as stream:
+                       format="s16le", pace="download") as stream:
         await stream.send_text(text)
         await stream.end()
         async for event in stream:
@@ -361,10 +363,18 @@ async def _synthesize(url: str, text: str, voice: str | None, speed: float | Non
 def synthesize(url: str, text: str, *, voice: str | None = None, speed: float | None = None,
                token: str | None = None, encoding: str = "json",
                timeout: float = 60) -> tuple[int, np.ndarray]:
-    """Speak `text` in one stream and return (sample_rate, int16 mono samples). Blocking."""
+    """Speak `text` in one stream and return (sample_rate, int16 mono samples). Blocking.
+
+    The audio comes at download pace (protocol-v1: Pace), so ``timeout`` (seconds, for the whole
+    text) bounds the server's compute, not the audio's length.
+    """
 
     async def run() -> tuple[int, np.ndarray]:
-        return await asyncio.wait_for(
-            _synthesize(url, text, voice, speed, token, encoding), timeout)
+        try:
+            return await asyncio.wait_for(
+                _synthesize(url, text, voice, speed, token, encoding), timeout)
+        except TimeoutError:
+            raise TimeoutError(f"{url} did not finish {len(text)} characters in {timeout} s "
+                               "(synthesize's timeout)") from None
 
     return asyncio.run(run())

@@ -199,6 +199,22 @@ async def test_synthesize_returns_int16_mono_at_voice_rate(server: RunningServer
 
 
 @module_loop
+async def test_synthesize_is_not_paced_to_a_listener(server: RunningServer) -> None:
+    # Nobody plays a one-shot while it arrives: its audio may be far longer than the timeout
+    # (at a listener's pace, with 20 s of lookahead at most, the last of this text's ~75 s of
+    # audio would come over 50 s after the first).
+    text = " ".join(f"This is sentence number {i} of a long answer." for i in range(30))
+    rate, pcm = await asyncio.to_thread(synthesize, server.url, text, timeout=30)
+    assert len(pcm) / rate > 60
+
+
+@module_loop
+async def test_synthesize_timeout_names_what_it_waited_for(server: RunningServer) -> None:
+    with pytest.raises(TimeoutError, match=r"did not finish \d+ characters in 0.001 s"):
+        await asyncio.to_thread(synthesize, server.url, "Hello world.", timeout=0.001)
+
+
+@module_loop
 @pytest.mark.parametrize("encoding", ["json", "msgpack"])
 async def test_events_arrive_in_spec_order(server: RunningServer, encoding: str) -> None:
     text = "Hello there. This is a short test. Goodbye."
