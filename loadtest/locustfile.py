@@ -51,10 +51,9 @@ from litestream.client import (
     Ready,
     build_url,
 )
-from litestream.protocol import Encoding, encode
+from litestream.protocol import STREAM_PATH, Encoding, encode
 
 logger = logging.getLogger("litestream.loadtest")
-STREAM_PATH = "/v1/stream"
 RECV_TIMEOUT_S = 60.0  # the server may hold audio back while a listener has plenty buffered
 MAX_RETRY_AFTER_S = 10.0  # cap on honouring Retry-After, so a short run still retries
 

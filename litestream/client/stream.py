@@ -45,7 +45,7 @@ from litestream.client.events import (
     Words,
 )
 from litestream.errors import LitestreamError
-from litestream.protocol import Encoding, decode, encode
+from litestream.protocol import STREAM_PATH, Encoding, decode, encode
 
 logger = logging.getLogger("litestream.client")
 
@@ -202,11 +202,16 @@ class EventDecoder:
 # ---------------------------------------------------------------- asyncio stream
 
 def build_url(url: str, params: Mapping[str, Any]) -> str:
-    """Add query parameters (None values skipped) to a ws:// URL, keeping any already there."""
+    """Add query parameters (None values skipped) to a ws:// URL, keeping any already there.
+
+    A URL without a path (``ws://host:8765``) means the stream endpoint: the server's ``/`` is
+    the browser player's page, which would answer an upgrade with HTML.
+    """
     parts = urlsplit(url)
     extra = urlencode({k: v for k, v in params.items() if v is not None})
     query = "&".join(q for q in (parts.query, extra) if q)
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
+    path = parts.path if parts.path not in ("", "/") else STREAM_PATH
+    return urlunsplit((parts.scheme, parts.netloc, path, query, parts.fragment))
 
 
 class ClientStream:

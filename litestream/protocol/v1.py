@@ -21,6 +21,7 @@ from litestream.errors import ErrorCode, ProtocolError
 
 # protocol-v1's values, defined here once; Config validates its defaults against them.
 PROTOCOL_VERSION = 1
+STREAM_PATH = "/v1/stream"  # protocol-v1: Endpoint
 SPEED_MIN, SPEED_MAX = 0.5, 2.0
 FRAME_MS_MIN, FRAME_MS_MAX = 10, 1000
 BYTES_PER_SAMPLE = {"s16le": 2, "f32le": 4}  # the audio formats and their sample sizes

@@ -32,7 +32,7 @@ from litestream.engine import Voice
 from litestream.errors import CloseCode, LitestreamError
 from litestream.logs import SessionAdapter, setup_logging
 from litestream.metrics import Metrics
-from litestream.protocol import HandshakeParams, QueryError, StreamSettings
+from litestream.protocol import STREAM_PATH, HandshakeParams, QueryError, StreamSettings
 from litestream.protocol import openai as openai_api
 from litestream.scheduler import Scheduler
 from litestream.security import (
@@ -69,7 +69,6 @@ from litestream.text import languages
 
 log = logging.getLogger("litestream.server")
 
-STREAM_PATH = "/v1/stream"
 # Fewer streams than this allowed by the open-files limit is a warning at start: a GPU server
 # is meant for about a thousand listeners (issue 17).
 FEW_STREAMS = 1000

@@ -177,6 +177,12 @@ def test_build_url_skips_none_and_keeps_existing_query() -> None:
     assert url == "ws://h:1/v1/stream?x=1&voice=v+a&frame_ms=20"
 
 
+@pytest.mark.parametrize("base", ["ws://h:1", "ws://h:1/"])
+def test_build_url_without_a_path_means_the_stream_endpoint(base: str) -> None:
+    assert build_url(base, {"voice": "v"}) == "ws://h:1/v1/stream?voice=v"
+    assert build_url("ws://proxy/tts/v1/stream", {}) == "ws://proxy/tts/v1/stream"
+
+
 # ---------------------------------------------------------------- against a real server
 
 
