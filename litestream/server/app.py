@@ -19,9 +19,11 @@ import http
 import logging
 import os
 import signal
+import sys
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from functools import partial
+from typing import Any
 
 from aiohttp import web
 
@@ -29,7 +31,7 @@ from litestream import config as config_mod
 from litestream import protocol
 from litestream.config import Config
 from litestream.engine import Voice
-from litestream.errors import CloseCode, LitestreamError
+from litestream.errors import CloseCode, ConfigError, LitestreamError
 from litestream.logs import SessionAdapter, setup_logging
 from litestream.metrics import Metrics
 from litestream.protocol import STREAM_PATH, HandshakeParams, QueryError, StreamSettings
@@ -153,13 +155,6 @@ class LitestreamServer:
         self._loop = asyncio.get_running_loop()
         config = self.config
         self.synthesis.set_workers(0, self.now())
-        pool = self._pool = WorkerPool(
-            self.voices, config.workers, self._loop, self.synthesis.take_result,
-            watchdog=WatchdogConfig(factor=config.watchdog_factor,
-                                    floor_s=config.watchdog_floor_s,
-                                    grace_s=config.watchdog_grace_s),
-            on_change=self._on_pool_change, on_drained=self.synthesis.dispatch,
-        )
         tls = startup.tls_context(config)
         app = web.Application(client_max_size=openai_api.MAX_BODY_BYTES)
         app.router.add_get(STREAM_PATH, self._stream)
@@ -173,7 +168,21 @@ class LitestreamServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.host, self.config.port, ssl_context=tls,
                            reuse_address=True, backlog=self.config.listen_backlog)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:  # the port taken, an address not this host's, no permission
+            # uvloop's strerror repeats the address; a name lookup's errno is negative.
+            why = (os.strerror(exc.errno) if exc.errno and exc.errno > 0
+                   else exc.strerror or str(exc))
+            raise ConfigError(f"cannot listen on {config.host}:{config.port}: {why}") from exc
+        # Threads only once the port is ours: a start that cannot listen leaves none behind.
+        pool = self._pool = WorkerPool(
+            self.voices, config.workers, self._loop, self.synthesis.take_result,
+            watchdog=WatchdogConfig(factor=config.watchdog_factor,
+                                    floor_s=config.watchdog_floor_s,
+                                    grace_s=config.watchdog_grace_s),
+            on_change=self._on_pool_change, on_drained=self.synthesis.dispatch,
+        )
         # Not fatal: without Redis the replica serves from its own cache (warned once).
         if self.shared_cache is not None and await self.shared_cache.ping():
             log.info("shared sentence cache: %s (entries live %.0f s, lookups bounded to "
@@ -239,7 +248,9 @@ class LitestreamServer:
         if runner is not None:
             await self._close_streams()
             await runner.cleanup()
-        pool = self.synthesis.take_pool()
+        # The dispatcher's pool, or one a failed start made and never handed over.
+        pool = self.synthesis.take_pool() or self._pool
+        self._pool = None
         if pool is not None:
             await asyncio.to_thread(pool.close)
         shared, self.shared_cache = self.shared_cache, None
@@ -441,7 +452,11 @@ async def _server_header(request: web.Request, response: web.StreamResponse) -> 
 async def run(config: Config) -> None:
     """Serve until SIGTERM/SIGINT; the first signal drains, a second exits at once."""
     server = LitestreamServer(config)
-    await server.start()
+    try:
+        await server.start()
+    except BaseException:
+        await server.close()  # no worker thread outlives a failed start
+        raise
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
 
@@ -468,7 +483,7 @@ def serve(argv: Sequence[str] | None = None) -> int:
         args = config_mod.parse_args(argv)
         config = config_mod.build(args)
     except LitestreamError as exc:
-        print(f"litestream serve: {exc}")
+        print(f"litestream serve: {exc}", file=sys.stderr)
         return 2
     setup_logging(config.log_level, config.log_json)
     # Before any thread allocates (voices load next): the workers reuse what their runs free.
@@ -479,7 +494,12 @@ def serve(argv: Sequence[str] | None = None) -> int:
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency; Windows lacks it
-        asyncio.run(run(config))
+        runner: Callable[[Coroutine[Any, Any, None]], None] = asyncio.run
     else:
-        uvloop.run(run(config))
+        runner = uvloop.run
+    try:
+        runner(run(config))
+    except LitestreamError as exc:  # a start that cannot go on: one line, not a traceback
+        log.error("cannot start: %s", exc)  # to stderr, as text or JSON as configured
+        return 1
     return 0

@@ -311,6 +311,32 @@ async def test_metrics_move_with_traffic(caplog: pytest.LogCaptureFixture) -> No
     assert all("Secret words" not in r.getMessage() for r in caplog.records)
 
 
+# ---------------------------------------------------------------- a start that cannot go on
+
+def test_a_taken_port_stops_the_start_with_one_line() -> None:
+    # Another process holds the port: the server says so and exits 1, with no traceback and
+    # no worker thread left for the interpreter's exit to abort on ("terminate called").
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LITESTREAM_")}
+        done = subprocess.run(
+            [sys.executable, "-m", "litestream", "serve", "--port", str(port), "--workers", "2",
+             "--no-kokoro"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in done.stderr
+    assert "Traceback" not in done.stderr and "terminate called" not in done.stderr
+    assert done.stdout == ""
+
+
+def test_a_bad_setting_goes_to_stderr() -> None:
+    done = subprocess.run([sys.executable, "-m", "litestream", "serve", "--workers", "0"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "litestream serve: invalid setting workers" in done.stderr and done.stdout == ""
+
+
 # ---------------------------------------------------------------- drain on SIGTERM
 
 @pytest.fixture
