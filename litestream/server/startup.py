@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from litestream.config import Config
 from litestream.engine import Voice, onnx, registry
 from litestream.engine.synthetic import PROVIDER as SYNTHETIC_PROVIDER
+from litestream.errors import ConfigError
 from litestream.text import languages
 from litestream.text.segmenter import Segmenter
 
@@ -93,7 +94,12 @@ def tls_context(config: Config) -> ssl.SSLContext | None:
     if config.tls_cert is None or config.tls_key is None:
         return None
     tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    tls.load_cert_chain(config.tls_cert, config.tls_key)
+    try:
+        tls.load_cert_chain(config.tls_cert, config.tls_key)
+    except (OSError, ssl.SSLError) as exc:  # missing, unreadable, not PEM, key not the cert's
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(f"cannot load the TLS certificate {config.tls_cert} with key "
+                          f"{config.tls_key}: {why}") from exc
     return tls
 
 
