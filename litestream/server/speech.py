@@ -25,7 +25,7 @@ import numpy as np
 from aiohttp import web
 
 from litestream.config import Config
-from litestream.errors import CloseCode, ErrorCode
+from litestream.errors import CLOSE_CODE_FOR_ERROR, CloseCode, ErrorCode
 from litestream.logs import SessionAdapter
 from litestream.metrics import ABNORMAL_CLOSE, Metrics
 from litestream.protocol import Encoding, EndMsg, StreamSettings, TextMsg
@@ -55,7 +55,8 @@ from litestream.synthesis import StreamLink, Synthesis
 log = logging.getLogger("litestream.speech")
 
 CLIENT_CHECK_S = 1.0  # while waiting for audio, look this often whether the client left
-# What a stream that produced no audio answers, by its first error's code.
+# What a request answers when its session's first error comes before any byte of the body, by
+# the error's code.
 _STATUS_FOR_ERROR = {ErrorCode.RATE_LIMITED.value: 429, ErrorCode.SYNTHESIS_FAILED.value: 500,
                      ErrorCode.INTERNAL.value: 500}
 
@@ -100,7 +101,6 @@ class SpeechStream(Carrier):
         self.session: StreamSession | None = None
         self.wakeup = asyncio.Event()
         self.response: web.StreamResponse | None = None
-        self.error: dict[str, object] | None = None  # the first `error` the session sent
         self.close_code: int = CloseCode.NORMAL
 
     # ------------------------------------------------------------ from the server
@@ -196,9 +196,8 @@ class SpeechStream(Carrier):
                         session.receive(Disconnected(), self.server.now())
                         return self._gone()
                 case SendMessage(kind="error", payload=payload):
-                    if self.error is None:
-                        self.error = json.loads(payload)
                     log.warning("session=%s speech: %s", session.id, payload)
+                    return self._failed(json.loads(payload))
                 case SendMessage():
                     pass  # ready, chunk, done: the HTTP answer has no place for them
                 case Close(code=code):
@@ -210,13 +209,6 @@ class SpeechStream(Carrier):
 
     async def _finish(self, speech: openai_api.SpeechRequest, rate: int, tail: bytes,
                       encoder: Encoder) -> web.StreamResponse:
-        if self.response is None and self.error is not None:
-            # Nothing was spoken and something went wrong: say so with a status.
-            code = str(self.error.get("code", ""))
-            status = _STATUS_FOR_ERROR.get(code, 400)
-            kind = "server_error" if status >= 500 else "invalid_request_error"
-            return _api_error(openai_api.ApiError(status, str(self.error.get("message", "")),
-                                                  type=kind, code=code or None))
         if not await self._write(speech, rate, tail, final=True):
             return self._gone()
         assert self.response is not None
@@ -273,6 +265,22 @@ class SpeechStream(Carrier):
                 if transport is None or transport.is_closing():
                     self.close_code = ABNORMAL_CLOSE
                     return False
+
+    def _failed(self, error: Mapping[str, object]) -> web.StreamResponse:
+        """The session sent an error. A request has one text, so some of it will never be
+        spoken (a chunk that failed; the text refused): the request ends here, with an error
+        status if no byte was sent, else by cutting the connection, so the client sees the
+        body is incomplete rather than a file that looks whole without a sentence
+        (docs/openai.md, Response)."""
+        code = str(error.get("code", ""))
+        self.close_code = CLOSE_CODE_FOR_ERROR[ErrorCode(code)]
+        if self.response is not None:
+            self.abort()
+            return self.response
+        status = _STATUS_FOR_ERROR.get(code, 400)
+        kind = "server_error" if status >= 500 else "invalid_request_error"
+        return _api_error(openai_api.ApiError(status, str(error.get("message", "")), type=kind,
+                                              code=code or None))
 
     def _cut_short(self, code: int) -> web.StreamResponse:
         """The stream ended before its audio (drain, a stuck client): an error status if no

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import av
+import httpx2
 import openai
 import pytest
 import pytest_asyncio
@@ -22,7 +23,8 @@ from websockets.asyncio.client import connect
 
 from litestream.protocol import openai as openai_api
 from litestream.session import StreamState
-from tests.serverutil import RunningServer, run_server, until
+from tests.fakes import MARKERS, Fault, FaultPlan, FaultyVoice
+from tests.serverutil import RunningServer, run_server, shared_voices, until
 
 module_loop = pytest.mark.asyncio(loop_scope="module")
 
@@ -319,3 +321,44 @@ async def test_a_response_read_slowly_still_ends_whole() -> None:
             break
         pcm, chunked = pcm + chunked[:size], chunked[size + 2:]
     assert len(pcm) == len(reference.content)  # every sample: the same length as read fast
+
+
+async def test_a_sentence_that_fails_before_any_audio_is_an_error_status() -> None:
+    """The first sentence fails: the request ends with a 500 in OpenAI's shape, never a 200
+    whose file lacks a sentence (the next sentence's audio waits behind the failed one, so the
+    error comes before any byte)."""
+    plan = FaultPlan()
+    voices = {k: FaultyVoice(v, plan) for k, v in shared_voices().items()}
+    async with run_server(voices=voices) as srv:  # type: ignore[arg-type]
+        with pytest.raises(openai.InternalServerError) as info:
+            await client(srv).audio.speech.create(
+                model="tts-1", voice="alloy", response_format="pcm",
+                input=f"{MARKERS[Fault.RAISE]} breaks here. The last sentence is fine.")
+        assert info.value.status_code == 500
+        assert info.value.body["code"] == "synthesis_failed"  # type: ignore[index]
+        assert plan.injected[Fault.RAISE] == 1
+        await until(lambda: not srv.server.speech)
+        assert metric(srv, "litestream_active_streams") == 0
+
+
+async def test_a_sentence_that_fails_after_the_first_bytes_cuts_the_body() -> None:
+    """A sentence fails once audio is on its way: the connection is cut, so the client sees an
+    incomplete body rather than a whole-looking file missing a sentence (docs/openai.md,
+    Response). The failing sentence's run is held until the first bytes are read."""
+    plan = FaultPlan()
+    voices = {k: FaultyVoice(v, plan) for k, v in shared_voices().items()}
+    async with run_server(voices=voices) as srv:  # type: ignore[arg-type]
+        received: list[bytes] = []
+        with pytest.raises(httpx2.RemoteProtocolError):
+            async with client(srv).audio.speech.with_streaming_response.create(
+                    model="tts-1", voice="alloy", response_format="pcm",
+                    input=f"The first sentence is fine. {MARKERS[Fault.WEDGE]} fails here. "
+                          "The last sentence is fine too.") as response:
+                assert response.status_code == 200
+                async for part in response.iter_bytes():
+                    received.append(part)
+                    plan.release()  # audio is out: now the held sentence fails
+        assert received  # the first sentence's audio came, then the cut
+        await until(lambda: not srv.server.speech)
+        assert metric(srv, "litestream_active_streams") == 0
+        assert metric(srv, "litestream_streams_total", close_code="internal") == 1
