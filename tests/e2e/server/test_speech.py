@@ -9,6 +9,7 @@ import asyncio
 import base64
 import io
 import json
+import math
 import socket
 import urllib.request
 from collections.abc import AsyncIterator
@@ -362,3 +363,27 @@ async def test_a_sentence_that_fails_after_the_first_bytes_cuts_the_body() -> No
         await until(lambda: not srv.server.speech)
         assert metric(srv, "litestream_active_streams") == 0
         assert metric(srv, "litestream_streams_total", close_code="internal") == 1
+
+
+async def test_input_over_the_text_rate_is_a_429_the_client_retries_after() -> None:
+    """An input over the key's text rate is refused like a request over its rate at
+    admission: 429 in OpenAI's shape (type `requests`, code `rate_limit_exceeded`) with
+    Retry-After and retry-after-ms, which the official client waits before its retry."""
+    text = "This sentence is here to use up a good part of the text rate for this client. " * 2
+    async with run_server(chars_per_s=100.0) as srv:  # a burst of 200 characters
+        assert (await client(srv).audio.speech.create(
+            model="tts-1", voice="alloy", input=text, response_format="pcm")).content
+        with pytest.raises(openai.RateLimitError) as info:
+            await client(srv).audio.speech.create(model="tts-1", voice="alloy", input=text,
+                                                  response_format="pcm")
+        assert info.value.status_code == 429
+        assert info.value.body["type"] == "requests"  # type: ignore[index]
+        assert info.value.body["code"] == "rate_limit_exceeded"  # type: ignore[index]
+        headers = info.value.response.headers
+        # The wait for the characters missing: at most the whole input's, at 100 a second.
+        wait_ms = int(headers["retry-after-ms"])
+        assert 0 < wait_ms <= len(text) * 10
+        assert int(headers["retry-after"]) == max(1, math.ceil(wait_ms / 1000))
+        retried = await client(srv, max_retries=2).audio.speech.create(
+            model="tts-1", voice="alloy", input=text, response_format="pcm")
+        assert retried.content
