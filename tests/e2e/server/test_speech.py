@@ -23,6 +23,7 @@ import pytest_asyncio
 from websockets.asyncio.client import connect
 
 from litestream.protocol import openai as openai_api
+from litestream.server.encoders import EMPTY_STREAM_S
 from litestream.session import StreamState
 from tests.fakes import MARKERS, Fault, FaultPlan, FaultyVoice
 from tests.serverutil import RunningServer, run_server, shared_voices, until
@@ -109,6 +110,17 @@ async def test_streaming_response_in_each_format(srv: RunningServer, pcm_samples
     rate, samples = decode(b"".join(parts), fmt)
     expected = pcm_samples / RATE
     assert expected - 0.001 <= samples / rate <= expected + PADDING_S[fmt]
+
+
+@module_loop
+@pytest.mark.parametrize("fmt", ["mp3", "opus", "aac", "flac", "wav"])
+async def test_input_with_nothing_to_speak_is_still_a_file(srv: RunningServer, fmt: str) -> None:
+    """Only punctuation: no audio, yet a 200 must carry a file of its format (mp3, opus and
+    aac bodies were 0 bytes), a blip of silence at most."""
+    response = await client(srv).audio.speech.create(
+        model="tts-1", voice="alloy", input="...", response_format=fmt)  # type: ignore[arg-type]
+    rate, samples = decode(response.content, fmt)
+    assert samples / rate <= EMPTY_STREAM_S + PADDING_S[fmt]
 
 
 @module_loop
