@@ -514,12 +514,17 @@ class ClientLimits:
         A refused message charges neither bucket, so a limited client is not pushed further
         into debt by its own refused messages. Pass chars=0 for control messages.
         """
-        wait = max(self.messages.wait_s(client, 1.0, now), self.chars.wait_s(client, chars, now))
+        wait = self.message_wait_s(client, chars, now)
         if wait > 0.0:
             return wait
         self.messages.consume(client, 1.0, now)
         self.chars.consume(client, chars, now)
         return 0.0
+
+    def message_wait_s(self, client: str, chars: int, now: float) -> float:
+        """Seconds until a message of `chars` would be allowed (0.0: now). Consumes nothing:
+        the Retry-After of a message on_message refused."""
+        return max(self.messages.wait_s(client, 1.0, now), self.chars.wait_s(client, chars, now))
 
     def release(self, client: str) -> None:
         """The stream admitted by admit_handshake() closed."""

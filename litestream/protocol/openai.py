@@ -5,7 +5,8 @@ request means and how each error looks, so it is tested with plain calls. Each d
 OpenAI API leaves to the implementation is made here once and listed in docs/openai.md:
 
 - `model`: any value is accepted (and may be left out); litestream has its own voices.
-- `input`: 1..4,096 characters (OpenAI's limit), else 400 `string_above_max_length`.
+- `input`: 1..4,096 characters (OpenAI's limit), else 400 `string_above_max_length`; a lone
+  UTF-16 surrogate (which JSON can escape, but is not Unicode text) is 400 `invalid_value`.
 - `voice`: a litestream voice id, or an OpenAI voice name mapped by `OPENAI_VOICE_MAP` to the
   first of its candidates that is installed, else to the server's default voice. A voice
   object `{"id": ...}` is read as its id.
@@ -188,6 +189,13 @@ def parse_speech_request(body: bytes, *, voices: Sequence[str], default_voice: s
                             f"{MAX_INPUT_CHARS}", "string_above_max_length")
     if not text.strip():
         raise _bad("input", "'input' is empty", "string_below_min_length")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        # JSON may escape a lone UTF-16 surrogate ("\ud800"); no voice can speak one (the
+        # phonemizer takes UTF-8), and a client error must not reach synthesis as a 500.
+        raise _bad("input", f"'input' is not valid Unicode: a lone surrogate at character "
+                            f"{exc.start}") from None
 
     model = doc.get("model", "litestream")
     if not isinstance(model, str):

@@ -356,6 +356,11 @@ class LitestreamServer:
         self.synthesis.dispatch()
         return dropped
 
+    def rate_wait_s(self, admitted: Admitted, chars: int) -> float:
+        """Seconds until the client of `admitted` may send a text of `chars` (0.0: now): the
+        Retry-After of a speech request whose input its session refused over the rate."""
+        return self.limits.message_wait_s(admitted.client, chars, self.now())
+
     def new_session(self, admitted: Admitted, settings: StreamSettings,
                     encoding: protocol.Encoding) -> tuple[StreamSession, StreamLink]:
         link = self.synthesis.link(admitted.session_id)

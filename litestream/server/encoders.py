@@ -46,6 +46,12 @@ _AV_FORMATS: dict[str, tuple[str, str, int | None, int | None]] = {
 }
 
 
+# A stream with no audio (an input with nothing to speak, "...") must still be a file a player
+# opens, as the empty WAV is: an MP3, Ogg or ADTS stream given no samples came out as 0 bytes,
+# which is no file at all. So the compressed formats get this much silence (Opus, resampled,
+# needs some: 10 samples at 22,050 Hz still made nothing).
+EMPTY_STREAM_S = 0.02
+
 # The Ogg muxer holds packets until a page spans 1 s by default: a listener would wait that long
 # for the first sound. A 60 ms page costs about 30 bytes of page header per 60 ms of audio.
 _MUXER_OPTIONS: dict[str, dict[str, str]] = {"opus": {"page_duration": "60000"}}
@@ -182,15 +188,20 @@ class AvEncoder:
         return self._sink.take()
 
     def finish(self) -> bytes:
-        """Flush the resampler and the codec, write the trailer; safe to call twice."""
+        """Flush the resampler and the codec, write the trailer; safe to call twice. A stream
+        fed no samples gets `EMPTY_STREAM_S` of silence first, so it is still a file."""
         if self._finished:
             return b""
+        head = b""
+        if self._pts == 0:
+            silence = np.zeros(max(1, round(self.sample_rate * EMPTY_STREAM_S)), dtype=np.int16)
+            head = self.feed(silence)
         self._finished = True
         self._encode_frames(list(self._resampler.resample(None)))
         for packet in self._stream.encode(None):
             self._container.mux(packet)
         self._container.close()
-        return self._sink.take()
+        return head + self._sink.take()
 
 
 def output_rate(fmt: str, sample_rate: int) -> int:

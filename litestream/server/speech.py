@@ -25,7 +25,7 @@ import numpy as np
 from aiohttp import web
 
 from litestream.config import Config
-from litestream.errors import CloseCode, ErrorCode
+from litestream.errors import CLOSE_CODE_FOR_ERROR, CloseCode, ErrorCode
 from litestream.logs import SessionAdapter
 from litestream.metrics import ABNORMAL_CLOSE, Metrics
 from litestream.protocol import Encoding, EndMsg, StreamSettings, TextMsg
@@ -55,9 +55,9 @@ from litestream.synthesis import StreamLink, Synthesis
 log = logging.getLogger("litestream.speech")
 
 CLIENT_CHECK_S = 1.0  # while waiting for audio, look this often whether the client left
-# What a stream that produced no audio answers, by its first error's code.
-_STATUS_FOR_ERROR = {ErrorCode.RATE_LIMITED.value: 429, ErrorCode.SYNTHESIS_FAILED.value: 500,
-                     ErrorCode.INTERNAL.value: 500}
+# What a request answers when its session's first error comes before any byte of the body, by
+# the error's code (rate_limited: a refusal in OpenAI's shape, see `_error_answer`).
+_STATUS_FOR_ERROR = {ErrorCode.SYNTHESIS_FAILED.value: 500, ErrorCode.INTERNAL.value: 500}
 
 
 class SpeechHost(Protocol):
@@ -88,6 +88,9 @@ class SpeechHost(Protocol):
 
     def release(self, admitted: Admitted) -> int: ...
 
+    def rate_wait_s(self, admitted: Admitted, chars: int) -> float:
+        """Seconds until the client of `admitted` may send a text of `chars` (0.0: now)."""
+
     def now(self) -> float: ...
 
 
@@ -100,7 +103,7 @@ class SpeechStream(Carrier):
         self.session: StreamSession | None = None
         self.wakeup = asyncio.Event()
         self.response: web.StreamResponse | None = None
-        self.error: dict[str, object] | None = None  # the first `error` the session sent
+        self.admitted: Admitted | None = None
         self.close_code: int = CloseCode.NORMAL
 
     # ------------------------------------------------------------ from the server
@@ -138,6 +141,7 @@ class SpeechStream(Carrier):
         if isinstance(admitted, Refusal):
             return _api_error(bad[0] if bad else routes.api_refusal(admitted))
         speech = parsed[0]
+        self.admitted = admitted
         settings = StreamSettings(voice=speech.voice, speed=speech.speed, format="s16le",
                                   frame_ms=server.config.frame_ms, pace=speech.pace)
         session, link = server.new_session(admitted, settings, Encoding.JSON)
@@ -196,9 +200,8 @@ class SpeechStream(Carrier):
                         session.receive(Disconnected(), self.server.now())
                         return self._gone()
                 case SendMessage(kind="error", payload=payload):
-                    if self.error is None:
-                        self.error = json.loads(payload)
                     log.warning("session=%s speech: %s", session.id, payload)
+                    return self._failed(json.loads(payload), len(speech.input))
                 case SendMessage():
                     pass  # ready, chunk, done: the HTTP answer has no place for them
                 case Close(code=code):
@@ -210,13 +213,6 @@ class SpeechStream(Carrier):
 
     async def _finish(self, speech: openai_api.SpeechRequest, rate: int, tail: bytes,
                       encoder: Encoder) -> web.StreamResponse:
-        if self.response is None and self.error is not None:
-            # Nothing was spoken and something went wrong: say so with a status.
-            code = str(self.error.get("code", ""))
-            status = _STATUS_FOR_ERROR.get(code, 400)
-            kind = "server_error" if status >= 500 else "invalid_request_error"
-            return _api_error(openai_api.ApiError(status, str(self.error.get("message", "")),
-                                                  type=kind, code=code or None))
         if not await self._write(speech, rate, tail, final=True):
             return self._gone()
         assert self.response is not None
@@ -273,6 +269,30 @@ class SpeechStream(Carrier):
                 if transport is None or transport.is_closing():
                     self.close_code = ABNORMAL_CLOSE
                     return False
+
+    def _failed(self, error: Mapping[str, object], chars: int) -> web.StreamResponse:
+        """The session sent an error. A request has one text, so some of it will never be
+        spoken (a chunk that failed; the text refused): the request ends here, with an error
+        status if no byte was sent, else by cutting the connection, so the client sees the
+        body is incomplete rather than a file that looks whole without a sentence
+        (docs/openai.md, Response)."""
+        code = str(error.get("code", ""))
+        self.close_code = CLOSE_CODE_FOR_ERROR[ErrorCode(code)]
+        if self.response is not None:
+            self.abort()
+            return self.response
+        return _api_error(self._error_answer(code, str(error.get("message", "")), chars))
+
+    def _error_answer(self, code: str, message: str, chars: int) -> openai_api.ApiError:
+        """An error before any byte, in OpenAI's shape. Text over the key's rate is the same
+        429 as a request refused at admission over its rate: OpenAI's type and code, and
+        Retry-After (asked of the limits, which the refused text did not charge)."""
+        if code == ErrorCode.RATE_LIMITED and self.admitted is not None:
+            wait_s = self.server.rate_wait_s(self.admitted, chars)
+            return routes.api_refusal(refuse(RefusalReason.RATE, message, retry_after_s=wait_s))
+        status = _STATUS_FOR_ERROR.get(code, 400)
+        kind = "server_error" if status >= 500 else "invalid_request_error"
+        return openai_api.ApiError(status, message, type=kind, code=code or None)
 
     def _cut_short(self, code: int) -> web.StreamResponse:
         """The stream ended before its audio (drain, a stuck client): an error status if no

@@ -250,6 +250,9 @@ def test_client_limits_on_message() -> None:
     assert limits.on_message("k", 150, 0.0) == 0.0  # chars burst is 200
     wait = limits.on_message("k", 100, 0.0)
     assert wait == pytest.approx(0.5)  # 50 left, needs 100
+    # The same wait asked again (a speech request's Retry-After), still charging nothing.
+    assert limits.message_wait_s("k", 100, 0.0) == pytest.approx(0.5)
+    assert limits.message_wait_s("k", 100, 0.25) == pytest.approx(0.25)
     # The refused message charged nothing: control messages still pass.
     assert limits.on_message("k", 0, 0.0) == 0.0
     assert limits.on_message("k", 100, 0.5) == 0.0

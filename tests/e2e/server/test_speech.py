@@ -9,20 +9,24 @@ import asyncio
 import base64
 import io
 import json
+import math
 import socket
 import urllib.request
 from collections.abc import AsyncIterator
 from typing import Any
 
 import av
+import httpx2
 import openai
 import pytest
 import pytest_asyncio
 from websockets.asyncio.client import connect
 
 from litestream.protocol import openai as openai_api
+from litestream.server.encoders import EMPTY_STREAM_S
 from litestream.session import StreamState
-from tests.serverutil import RunningServer, run_server, until
+from tests.fakes import MARKERS, Fault, FaultPlan, FaultyVoice
+from tests.serverutil import RunningServer, run_server, shared_voices, until
 
 module_loop = pytest.mark.asyncio(loop_scope="module")
 
@@ -106,6 +110,17 @@ async def test_streaming_response_in_each_format(srv: RunningServer, pcm_samples
     rate, samples = decode(b"".join(parts), fmt)
     expected = pcm_samples / RATE
     assert expected - 0.001 <= samples / rate <= expected + PADDING_S[fmt]
+
+
+@module_loop
+@pytest.mark.parametrize("fmt", ["mp3", "opus", "aac", "flac", "wav"])
+async def test_input_with_nothing_to_speak_is_still_a_file(srv: RunningServer, fmt: str) -> None:
+    """Only punctuation: no audio, yet a 200 must carry a file of its format (mp3, opus and
+    aac bodies were 0 bytes), a blip of silence at most."""
+    response = await client(srv).audio.speech.create(
+        model="tts-1", voice="alloy", input="...", response_format=fmt)  # type: ignore[arg-type]
+    rate, samples = decode(response.content, fmt)
+    assert samples / rate <= EMPTY_STREAM_S + PADDING_S[fmt]
 
 
 @module_loop
@@ -319,3 +334,68 @@ async def test_a_response_read_slowly_still_ends_whole() -> None:
             break
         pcm, chunked = pcm + chunked[:size], chunked[size + 2:]
     assert len(pcm) == len(reference.content)  # every sample: the same length as read fast
+
+
+async def test_a_sentence_that_fails_before_any_audio_is_an_error_status() -> None:
+    """The first sentence fails: the request ends with a 500 in OpenAI's shape, never a 200
+    whose file lacks a sentence (the next sentence's audio waits behind the failed one, so the
+    error comes before any byte)."""
+    plan = FaultPlan()
+    voices = {k: FaultyVoice(v, plan) for k, v in shared_voices().items()}
+    async with run_server(voices=voices) as srv:  # type: ignore[arg-type]
+        with pytest.raises(openai.InternalServerError) as info:
+            await client(srv).audio.speech.create(
+                model="tts-1", voice="alloy", response_format="pcm",
+                input=f"{MARKERS[Fault.RAISE]} breaks here. The last sentence is fine.")
+        assert info.value.status_code == 500
+        assert info.value.body["code"] == "synthesis_failed"  # type: ignore[index]
+        assert plan.injected[Fault.RAISE] == 1
+        await until(lambda: not srv.server.speech)
+        assert metric(srv, "litestream_active_streams") == 0
+
+
+async def test_a_sentence_that_fails_after_the_first_bytes_cuts_the_body() -> None:
+    """A sentence fails once audio is on its way: the connection is cut, so the client sees an
+    incomplete body rather than a whole-looking file missing a sentence (docs/openai.md,
+    Response). The failing sentence's run is held until the first bytes are read."""
+    plan = FaultPlan()
+    voices = {k: FaultyVoice(v, plan) for k, v in shared_voices().items()}
+    async with run_server(voices=voices) as srv:  # type: ignore[arg-type]
+        received: list[bytes] = []
+        with pytest.raises(httpx2.RemoteProtocolError):
+            async with client(srv).audio.speech.with_streaming_response.create(
+                    model="tts-1", voice="alloy", response_format="pcm",
+                    input=f"The first sentence is fine. {MARKERS[Fault.WEDGE]} fails here. "
+                          "The last sentence is fine too.") as response:
+                assert response.status_code == 200
+                async for part in response.iter_bytes():
+                    received.append(part)
+                    plan.release()  # audio is out: now the held sentence fails
+        assert received  # the first sentence's audio came, then the cut
+        await until(lambda: not srv.server.speech)
+        assert metric(srv, "litestream_active_streams") == 0
+        assert metric(srv, "litestream_streams_total", close_code="internal") == 1
+
+
+async def test_input_over_the_text_rate_is_a_429_the_client_retries_after() -> None:
+    """An input over the key's text rate is refused like a request over its rate at
+    admission: 429 in OpenAI's shape (type `requests`, code `rate_limit_exceeded`) with
+    Retry-After and retry-after-ms, which the official client waits before its retry."""
+    text = "This sentence is here to use up a good part of the text rate for this client. " * 2
+    async with run_server(chars_per_s=100.0) as srv:  # a burst of 200 characters
+        assert (await client(srv).audio.speech.create(
+            model="tts-1", voice="alloy", input=text, response_format="pcm")).content
+        with pytest.raises(openai.RateLimitError) as info:
+            await client(srv).audio.speech.create(model="tts-1", voice="alloy", input=text,
+                                                  response_format="pcm")
+        assert info.value.status_code == 429
+        assert info.value.body["type"] == "requests"  # type: ignore[index]
+        assert info.value.body["code"] == "rate_limit_exceeded"  # type: ignore[index]
+        headers = info.value.response.headers
+        # The wait for the characters missing: at most the whole input's, at 100 a second.
+        wait_ms = int(headers["retry-after-ms"])
+        assert 0 < wait_ms <= len(text) * 10
+        assert int(headers["retry-after"]) == max(1, math.ceil(wait_ms / 1000))
+        retried = await client(srv, max_retries=2).audio.speech.create(
+            model="tts-1", voice="alloy", input=text, response_format="pcm")
+        assert retried.content

@@ -70,6 +70,22 @@ def test_bad_input_is_refused_with_the_param(value: Any) -> None:
     assert info.value.param == "input"
 
 
+@pytest.mark.parametrize("escaped", ["Hello \\ud800 world.", "\\udfff", "Fine. Then \\ud83d"])
+def test_input_with_a_lone_surrogate_is_refused_before_synthesis(escaped: str) -> None:
+    """JSON can carry a lone UTF-16 surrogate, which no voice can phonemize: a 400 naming
+    `input`, not a sentence that fails in synthesis (a 500 the official client retries)."""
+    body = b'{"model": "tts-1", "input": "' + escaped.encode() + b'"}'
+    with pytest.raises(oa.ApiError) as info:
+        oa.parse_speech_request(body, voices=VOICES, default_voice=DEFAULT)
+    assert info.value.status == 400
+    assert info.value.param == "input"
+    assert info.value.code == "invalid_value"
+    # A pair of surrogates is one character, and fine.
+    pair = b'{"model": "tts-1", "input": "Smile \\ud83d\\ude00."}'
+    parsed = oa.parse_speech_request(pair, voices=VOICES, default_voice=DEFAULT)
+    assert parsed.input == "Smile \U0001f600."
+
+
 def test_pace_is_download_unless_asked() -> None:
     assert parse().pace == "download"
     assert parse(pace="listener").pace == "listener"

@@ -11,6 +11,7 @@ import pytest
 
 from litestream.protocol.openai import RESPONSE_FORMATS
 from litestream.server.encoders import (
+    EMPTY_STREAM_S,
     STREAMING_SIZE,
     new_encoder,
     output_rate,
@@ -38,7 +39,7 @@ def decode(data: bytes) -> tuple[np.ndarray, int]:
         stream = container.streams.audio[0]
         frames = [f.to_ndarray().reshape(-1).astype(np.float64) for f in container.decode(stream)]
         rate = stream.codec_context.sample_rate
-    return np.concatenate(frames), rate
+    return (np.concatenate(frames) if frames else np.zeros(0)), rate
 
 
 # Encoder delay and end padding of the lossy codecs: at most about two codec frames.
@@ -101,6 +102,19 @@ def test_wav_of_nothing_is_still_a_header() -> None:
     encoder = new_encoder("wav", RATE)
     assert encoder.finish() == wav_header(RATE)
     assert encoder.finish() == b""
+
+
+@pytest.mark.parametrize("fmt", [f for f in RESPONSE_FORMATS if f != "pcm"])
+def test_a_stream_of_no_audio_is_still_a_file_that_decodes(fmt: str) -> None:
+    """An input with nothing to speak ("...") makes no samples; the body must still be a file
+    of its format (an MP3, Ogg or ADTS body of 0 bytes is not one), at most a blip long."""
+    encoder = new_encoder(fmt, RATE)
+    data = encoder.feed(np.zeros(0, dtype=np.int16)) + encoder.finish()
+    assert data
+    decoded, rate = decode(data)
+    assert rate == output_rate(fmt, RATE)
+    assert len(decoded) / rate <= EMPTY_STREAM_S + PADDING_S[fmt]
+    assert not np.any(decoded)  # silence
 
 
 def test_known_length_wav_header() -> None:
