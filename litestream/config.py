@@ -222,6 +222,16 @@ class Config:
     idle_timeout_s: float = field(
         default=300.0, metadata={"help": "close a stream with no message and no audio for this"}
     )
+    # aiohttp's own default keeps a connection that never sends a request for an hour (its
+    # keep-alive timer also runs from the connection's start): slow clients could hold every
+    # socket the open-files limit allows. nginx's client_header_timeout is 60 s; a client of
+    # this API sends its whole request at once.
+    request_timeout_s: float = field(
+        default=30.0,
+        metadata={"help": "close an HTTP connection that has sent no whole request this long "
+                          "after it opened or after its last answer, and answer 408 to a "
+                          "request body not in this long after its headers"},
+    )
     # Per-address defaults are generous: many clients may share one address (a NAT, a proxy,
     # a load test over loopback). Operators with API keys tighten them per key.
     messages_per_s: float = field(
@@ -322,8 +332,8 @@ def _validate(c: Config) -> None:
     _check(c.max_message_bytes >= 1024, "max_message_bytes", "must be at least 1024")
     _check(c.max_buffered_chars >= 1, "max_buffered_chars", "must be positive")
     _check(c.max_stream_chars >= c.max_buffered_chars, "max_stream_chars", "below max_buffered")
-    for name in ("idle_timeout_s", "messages_per_s", "chars_per_s", "send_buffer_s",
-                 "slow_reader_timeout_s"):
+    for name in ("idle_timeout_s", "request_timeout_s", "messages_per_s", "chars_per_s",
+                 "send_buffer_s", "slow_reader_timeout_s"):
         _check(getattr(c, name) > 0, name, "must be positive")
     _check(c.streams_per_key >= 1, "streams_per_key", "must be at least 1")
     _check(c.drain_grace_s >= 0, "drain_grace_s", "must not be negative")

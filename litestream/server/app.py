@@ -164,7 +164,8 @@ class LitestreamServer:
         # Streams end by their own rules (drain closes them first); shutdown only waits for
         # handlers already told to finish.
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
-                                     shutdown_timeout=1.0)
+                                     shutdown_timeout=1.0,
+                                     keepalive_timeout=config.request_timeout_s)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.host, self.config.port, ssl_context=tls,
                            reuse_address=True, backlog=self.config.listen_backlog)

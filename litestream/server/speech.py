@@ -115,12 +115,21 @@ class SpeechStream(Carrier):
 
     async def run(self) -> web.StreamResponse:
         server, request = self.server, self.request
+        timeout_s = server.config.request_timeout_s
         try:
-            body = await request.read()
+            async with asyncio.timeout(timeout_s):
+                body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             return _api_error(openai_api.ApiError(
                 413, f"request body over {openai_api.MAX_BODY_BYTES} bytes",
                 code="body_too_large"))
+        except TimeoutError:
+            # A body that trickles in holds a socket and a handler: answer, then close.
+            answer = _api_error(openai_api.ApiError(
+                408, f"request body not received within {timeout_s:g} s",
+                code="request_timeout"))
+            answer.force_close()
+            return answer
         parsed: list[openai_api.SpeechRequest] = []
         bad: list[openai_api.ApiError] = []
 

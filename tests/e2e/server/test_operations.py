@@ -311,6 +311,41 @@ async def test_metrics_move_with_traffic(caplog: pytest.LogCaptureFixture) -> No
     assert all("Secret words" not in r.getMessage() for r in caplog.records)
 
 
+# ---------------------------------------------------------------- slow clients
+
+async def _closed_by_server(reader: asyncio.StreamReader, within_s: float) -> bytes:
+    """What the server sent before it closed the connection (b"" if nothing)."""
+    async with asyncio.timeout(within_s):
+        return await reader.read()
+
+
+async def test_connections_that_never_finish_a_request_are_closed() -> None:
+    async with run_server(request_timeout_s=1.0) as srv:
+        silent = await asyncio.open_connection("127.0.0.1", srv.port)
+        half_headers = await asyncio.open_connection("127.0.0.1", srv.port)
+        half_headers[1].write(b"POST /v1/audio/speech HTTP/1.1\r\nHost: x\r\n")
+        half_body = await asyncio.open_connection("127.0.0.1", srv.port)
+        half_body[1].write(b"POST /v1/audio/speech HTTP/1.1\r\nHost: x\r\n"
+                           b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+                           b'{"input": "He')
+        # A stream past its handshake is not an idle HTTP connection: it outlives the timeout.
+        async with connect(srv.url) as ws:
+            assert await _closed_by_server(silent[0], 10) == b""
+            assert await _closed_by_server(half_headers[0], 10) == b""
+            # The body that trickles: an answer, then the close (after aiohttp's lingering
+            # read of what the client still sends, up to 10 s).
+            async with asyncio.timeout(10):
+                answer = await half_body[0].readuntil(b"request_timeout")
+            assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+            assert b"Connection: close" in answer
+            await ws.send(json.dumps({"type": "text", "text": "Still here.", "flush": True}))
+            await ws.send(json.dumps({"type": "end"}))
+            kinds = [json.loads(m)["type"] async for m in ws if isinstance(m, str)]
+            assert kinds[-1] == "done"
+        for _, writer in (silent, half_headers, half_body):
+            writer.close()
+
+
 # ---------------------------------------------------------------- a start that cannot go on
 
 def test_a_taken_port_stops_the_start_with_one_line() -> None:
