@@ -14,11 +14,12 @@ very long one is cut, and only where a speaker would pause anyway.
 Completion rule
 ---------------
 Sentence boundaries come from pysbd (abbreviations, decimals, initials and times do not split:
-"Dr. Smith paid $4.50 at 5 p.m. on Jan. 3rd." is one sentence). A sentence in the buffer is
-complete when pysbd puts a boundary after it AND the next sentence has begun, because "Dr." at
-the end of a buffer is ambiguous until the next token arrives. "Hello there. How" emits
-"Hello there." and keeps "How". A sentence that ends in terminal punctuation followed by a
-newline (a paragraph break) is complete at once.
+"Dr. Smith paid $4.50 at 5 p.m. on Jan. 3rd." is one sentence); a sentence starts only after
+whitespace, so pysbd's cut inside a word (a URL's query: "example.com/a?" | "b=1") is ignored.
+A sentence in the buffer is complete when pysbd puts a boundary after it AND the next sentence
+has begun, because "Dr." at the end of a buffer is ambiguous until the next token arrives.
+"Hello there. How" emits "Hello there." and keeps "How". A sentence that ends in terminal
+punctuation followed by a newline (a paragraph break) is complete at once.
 
 To make the result independent of how the text was cut into fragments, pysbd is asked only at
 points fixed by the text itself: at the first character after a gap that could end a sentence
@@ -483,7 +484,10 @@ class Segmenter:
             at = text.find(piece, pos)
             if at < 0:
                 return [0]
-            if at > 0 and at != starts[-1]:
+            # A sentence starts after a gap, never inside a word: pysbd cuts a URL's query
+            # after its "?" ("example.com/a?" | "b=1"). Unspaced languages get their gaps
+            # from _gapped.
+            if at > 0 and at != starts[-1] and text[at - 1].isspace():
                 starts.append(at)
             pos = at + len(piece)
         return starts

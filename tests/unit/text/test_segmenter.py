@@ -95,6 +95,15 @@ TABLE: list[tuple[str, list[str]]] = [
     ("", []),
     ("   \n\n  \t", []),
     ("no punctuation at all", ["no punctuation at all"]),
+    # A sentence never starts inside a word: pysbd cuts a URL's query after its "?".
+    (
+        "Go to example.com/a?b=1 today. Then rest.",
+        ["Go to example.com/a?b=1 today.", "Then rest."],
+    ),
+    (
+        "See https://x.com/search?q=tts&lang=en now. Ok.",
+        ["See https://x.com/search?q=tts&lang=en now.", "Ok."],
+    ),
 ]
 
 
