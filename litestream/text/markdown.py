@@ -10,7 +10,7 @@ without them: emphasis and strikethrough marks (`*`, `**`, `***`, `~~`), a headi
 It works on one chunk, after the segmenter cut it (so a chunk's text stays independent of how
 the text came in fragments): a mark whose pair is in the previous chunk ("**Bold claim." |
 "** Here") goes too. A `*` that is not formatting stays: between two spaces ("2 * 3") or between
-two letters or digits ("2*3", "x*y").
+two ASCII letters or digits ("2*3", "x*y").
 """
 
 from __future__ import annotations
@@ -27,13 +27,13 @@ _EMPHASIS = re.compile(r"\*+|~~+")
 
 
 def _keep(text: str, match: re.Match[str]) -> bool:
-    """A run of `*` or `~` that is not formatting: between two spaces, or two letters or
-    digits."""
+    """A run of `*` or `~` that is not formatting: between two spaces, or two ASCII letters or
+    digits (in a language written without spaces, "で**音声**を" is emphasis)."""
     start, end = match.span()
     if start == 0 or end == len(text):
         return False
-    before, after = text[start - 1], text[end]
-    return (before == " " and after == " ") or (before.isalnum() and after.isalnum())
+    around = text[start - 1] + text[end]
+    return around == "  " or (around.isascii() and around.isalnum())
 
 
 def unmark(text: str) -> str:

@@ -24,6 +24,7 @@ CASES: list[tuple[str, str]] = [
     ("Read [Python (language)](https://en.wikipedia.org/wiki/Python_(language)) now.",
      "Read Python (language) now."),
     ("1. **Install** it", "1. Install it"),
+    ("WebSocketで**音声**を送ります。", "WebSocketで音声を送ります。"),
     # Not formatting: arithmetic, code, a hashtag, a number sign, a lone tilde, plain brackets.
     ("2 * 3 = 6 and 2*3 too, x*y.", "2 * 3 = 6 and 2*3 too, x*y."),
     ("We're #1 and it costs ~5 dollars.", "We're #1 and it costs ~5 dollars."),
