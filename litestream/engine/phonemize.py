@@ -8,6 +8,7 @@ process, shared by every voice and every worker thread).
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import unicodedata
 from collections.abc import Mapping, Sequence
@@ -45,20 +46,47 @@ def _configure_library() -> None:
     _library_configured = True
 
 
+# Marks left to espeak-ng, as Piper leaves them (it hands espeak-ng the whole text), because cut
+# out as punctuation they put a sentence's pause where none is:
+# - a "." or ":" inside a word: espeak-ng reads "example.com" as "example dot com", "U.S.A" as
+#   one word and "3:45" as "three forty-five"; cut, they were "example. com" (no "dot"),
+#   "U. S. A." and "three: forty-five". "ended.Then" (a missing space) stays a sentence end;
+# - a "." before a word without a capital: espeak-ng's own rule (an abbreviation's dot: "e.g.
+#   a", "U.S.A. office", "5 p.m. today"), so no pause after the abbreviation.
+_LEFT_TO_ESPEAK = re.compile(
+    r"(?<=[^\W_])\.(?=[^\W_])(?<![a-z]{2}\.(?=[A-Z][a-z]))"  # a "." inside a word
+    r"|(?<=\d):(?=\d)"  # a ":" between digits
+    r"|(?<=\S)\.(?=[^\S\n]+[^\W\d_])"  # a "." before a word: one without a capital, below
+)
+
+
+def _left_to_espeak(line: str) -> set[int]:
+    """Where in ``line`` the marks that `_LEFT_TO_ESPEAK` describes stand."""
+    kept = set()
+    for match in _LEFT_TO_ESPEAK.finditer(line):
+        at = match.start()
+        after = line[at + 1:at + 2]
+        if after.isspace() and line[at + 1:].lstrip()[0].isupper():
+            continue  # "Dr. Smith": espeak-ng ends a clause there too
+        kept.add(at)
+    return kept
+
+
 def _span_punctuation() -> Any:
     """phonemizer's Punctuation, cutting a line at the marks its pattern found.
 
     phonemizer 3.4 finds the marks with a pattern that leaves a decimal separator between two
     digits alone, then cuts the line with ``str.split(mark)``, at the first place the same
     character appears: "He paid 1.5 dollars today." was cut at "1.5", and everything after it
-    was lost ("He paid one."). Cutting at each match's own span keeps the number whole."""
-    import re
-
+    was lost ("He paid one."). Cutting at each match's own span keeps the number whole. A mark
+    that espeak-ng reads better (`_LEFT_TO_ESPEAK`) is left to it."""
     from phonemizer.punctuation import Punctuation, _MarkIndex
 
     class SpanPunctuation(Punctuation):  # type: ignore[misc]
         def _preserve_line(self, line: str, num: int) -> tuple[list[str], list[Any]]:
-            matches = list(re.finditer(self._marks_re, line))
+            kept = _left_to_espeak(line)
+            matches = [m for m in re.finditer(self._marks_re, line)
+                       if m.group().strip() not in (".", ":") or m.start() not in kept]
             if not matches:
                 return [line], []
             if len(matches) == 1 and matches[0].group() == line:

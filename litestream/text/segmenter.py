@@ -14,11 +14,13 @@ very long one is cut, and only where a speaker would pause anyway.
 Completion rule
 ---------------
 Sentence boundaries come from pysbd (abbreviations, decimals, initials and times do not split:
-"Dr. Smith paid $4.50 at 5 p.m. on Jan. 3rd." is one sentence). A sentence in the buffer is
-complete when pysbd puts a boundary after it AND the next sentence has begun, because "Dr." at
-the end of a buffer is ambiguous until the next token arrives. "Hello there. How" emits
-"Hello there." and keeps "How". A sentence that ends in terminal punctuation followed by a
-newline (a paragraph break) is complete at once.
+"Dr. Smith paid $4.50 at 5 p.m. on Jan. 3rd." is one sentence); a sentence starts only after
+whitespace, so pysbd's cut inside a word (a URL's query: "example.com/a?" | "b=1") is ignored,
+and marks it cuts off a sentence's last word ("claim.**") stay with that sentence.
+A sentence in the buffer is complete when pysbd puts a boundary after it AND the next sentence
+has begun, because "Dr." at the end of a buffer is ambiguous until the next token arrives.
+"Hello there. How" emits "Hello there." and keeps "How". A sentence that ends in terminal
+punctuation followed by a newline (a paragraph break) is complete at once.
 
 To make the result independent of how the text was cut into fragments, pysbd is asked only at
 points fixed by the text itself: at the first character after a gap that could end a sentence
@@ -60,8 +62,9 @@ word completes (or at `flush`), so token streams get the same cut, as soon as th
 clause is known, as text sent whole.
 
 Chunks are normalized: runs of whitespace (newlines included) become one space, ends trimmed,
-control and format characters (Unicode Cc/Cf) dropped. A piece with no letter or digit ("...",
-"—") is not speakable and yields no chunk.
+control and format characters (Unicode Cc/Cf) dropped, and markdown's formatting marks, which
+espeak-ng would read aloud ("asterisk asterisk"), removed (markdown.py). A piece with no letter
+or digit ("...", "—", "**") is not speakable and yields no chunk.
 """
 
 from __future__ import annotations
@@ -76,6 +79,7 @@ import pysbd
 from pysbd.lang.english import English
 
 from litestream.text.languages import base_language
+from litestream.text.markdown import unmark
 
 __all__ = ["PUNCTUATION", "Punctuation", "Segmenter"]
 
@@ -176,6 +180,7 @@ def _plain_starts(text: str) -> list[int] | None:
 
 
 _GAPS = re.compile(_GAP)
+_GAPS_ANY = re.compile(r"\s+")
 
 
 @functools.cache  # one pattern per language's triggers, not one per stream
@@ -483,9 +488,18 @@ class Segmenter:
             at = text.find(piece, pos)
             if at < 0:
                 return [0]
-            if at > 0 and at != starts[-1]:
-                starts.append(at)
             pos = at + len(piece)
+            if at > 0 and not text[at - 1].isspace():
+                # A sentence starts after a gap, never inside a word: pysbd cuts a URL's query
+                # after its "?" ("example.com/a?" | "b=1"). Marks it cut off the end of a
+                # sentence ("claim.**") stay with that sentence. (Unspaced languages get their
+                # gaps from _gapped.)
+                gap = _GAPS_ANY.search(text, at)
+                if gap is None or _speakable(text[at:gap.start()]):
+                    continue
+                at = gap.end()
+            if at > starts[-1]:
+                starts.append(at)
         return starts
 
     # -- output -------------------------------------------------------------------------------
@@ -500,6 +514,7 @@ class Segmenter:
         if self._breaks is not None:  # the gaps _gapped added leave again
             chunk = "".join(ch for i, ch in enumerate(chunk)
                             if ch != " " or chunk[i - 1] not in self._breaks)
+        chunk = unmark(chunk)
         if _speakable(chunk):
             out.append(chunk)
             self._first = False

@@ -169,6 +169,23 @@ async def test_tokens_give_the_same_chunks_as_whole_text(server: RunningServer) 
     assert [c["text"] for c in whole.of_type("chunk")] == SENTENCES
 
 
+async def test_markdown_from_an_llm_is_spoken_as_its_words(server: RunningServer) -> None:
+    """espeak-ng read markdown's marks aloud ("asterisk asterisk bold claim", a link's URL
+    letter by letter); the chunks, and what is spoken, are the words alone, however the
+    tokens cut the marks."""
+    text = "**Bold claim.** Here is *italic* text.\n# Heading\nSee [the docs](https://example.com/a?b=1)."
+    plain = ["Bold claim.", "Here is italic text.", "Heading", "See the docs."]
+    async with connect(server.url) as ws:
+        for i in range(0, len(text), 3):
+            await ws.send(json.dumps({"type": "text", "text": text[i:i + 3]}))
+        await ws.send(json.dumps({"type": "end"}))
+        t = await read_all(ws)
+    chunks = t.of_type("chunk")
+    assert [c["text"] for c in chunks] == plain
+    for chunk in chunks:
+        assert same_audio(t.audio[chunk["seq"]], chunk["text"])
+
+
 async def test_flush_gives_flushed_after_the_right_frames(server: RunningServer) -> None:
     async with connect(server.url) as ws:
         await ws.send(json.dumps({"type": "text", "text": "An unfinished thought"}))

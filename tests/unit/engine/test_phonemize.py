@@ -100,3 +100,21 @@ def test_a_decimal_number_keeps_the_rest_of_the_sentence() -> None:
     assert phonemize("It costs 19,99 euro, ok?", "en-us").endswith("jˈʊɹɹoʊ, ˌoʊkˈeɪ?")
     # Marks elsewhere are kept where they stand, as before.
     assert phonemize("Wait... what?! No.", "en-us") == "wˈeɪt... wˌʌt?! nˈoʊ."
+
+
+def test_marks_espeak_reads_better_are_left_to_it() -> None:
+    """A "." or ":" inside a word, or a "." before a word without a capital, was cut out as
+    punctuation, a sentence's pause where none is: "example.com" was read "example. com" (no
+    "dot"), "3:45" "three: forty-five", "U.S.A. office" "U. S. A. office" with a full stop
+    after each letter. espeak-ng reads them whole, as Piper gives them to it."""
+    assert phonemize("Mail joe.bloggs@example.com now.", "en-us") == (
+        "mˈeɪl dʒˈoʊ dˈɑːt blˈɑːɡz æt ɛɡzˈæmpəl dˈɑːt kˈɑːm nˈaʊ.")
+    assert phonemize("At 3:45 pm, in the U.S.A. office.", "en-us") == (
+        "æt θɹˈiː fˈɔːɹɾi fˈaɪv pˌiːˈɛm, ɪnðə jˌuːˌɛsˈeɪ ˈɑːfɪs.")
+    assert phonemize("Take a tool, e.g. a hammer.", "en-us") == (
+        "tˈeɪk ɐ tˈuːl, fˌɔːɹɛɡzˈæmpəl ɐ hˈæmɚ.")
+    # Before a capital a "." ends a clause, as espeak-ng's own rule has it; a sentence end with
+    # its space missing is still one; decimals are as before.
+    assert phonemize("Dr. Smith left.", "en-us") == "dˈɑːktɚ. smˈɪθ lˈɛft."
+    assert phonemize("It ended.Then we left.", "en-us") == "ɪɾ ˈɛndᵻd.ðˈɛn wiː lˈɛft."
+    assert phonemize("Pi is 3.14.", "en-us") == "pˈaɪ ɪz θɹˈiː pɔɪnt wˈʌn fˈɔːɹ."

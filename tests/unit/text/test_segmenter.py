@@ -95,6 +95,23 @@ TABLE: list[tuple[str, list[str]]] = [
     ("", []),
     ("   \n\n  \t", []),
     ("no punctuation at all", ["no punctuation at all"]),
+    # An LLM's markdown: its marks are not spoken (markdown.py), and those pysbd cuts off a
+    # sentence's end ("claim.**") stay with it.
+    (
+        "**Bold claim.** Here is *italic* text.\n# Heading\n- item one\n* item two\n"
+        "See [the docs](https://example.com/a?b=1).",
+        ["Bold claim.", "Here is italic text.", "Heading", "- item one", "item two",
+         "See the docs."],
+    ),
+    # A sentence never starts inside a word: pysbd cuts a URL's query after its "?".
+    (
+        "Go to example.com/a?b=1 today. Then rest.",
+        ["Go to example.com/a?b=1 today.", "Then rest."],
+    ),
+    (
+        "See https://x.com/search?q=tts&lang=en now. Ok.",
+        ["See https://x.com/search?q=tts&lang=en now.", "Ok."],
+    ),
 ]
 
 
