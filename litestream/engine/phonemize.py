@@ -46,6 +46,12 @@ def _configure_library() -> None:
     _library_configured = True
 
 
+# How a text is read before espeak-ng (which marks are cut out as punctuation, which are left to
+# it): a part of each Piper voice's fingerprint, so that the shared sentence cache, which outlives
+# a deploy, never serves audio read by an older rule. Change it whenever the reading changes.
+# 2: the marks below left to espeak-ng (was: every "." and ":" cut).
+READING = "2"
+
 # Marks left to espeak-ng, as Piper leaves them (it hands espeak-ng the whole text), because cut
 # out as punctuation they put a sentence's pause where none is:
 # - a "." or ":" inside a word: espeak-ng reads "example.com" as "example dot com", "U.S.A" as

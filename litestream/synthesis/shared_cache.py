@@ -5,7 +5,8 @@ synthesized, and every chunk a replica synthesizes whole is written there in the
 a stock phrase synthesized on one replica is a hit on every other.
 
 The key (`shared_key`) carries everything that changes the audio: the voice id, the voice's
-`fingerprint` (its model and config files' checksums and noise settings, engine.base.Voice),
+`fingerprint` (its model and config files' checksums, noise settings and how its text is read,
+engine.base.Voice),
 the speed and the chunk's normalized text (hashed). A changed voice file has another
 fingerprint, so it never gets the old file's audio. The value is the audio as the engine made
 it, float32 mono, behind a small header and the sentence's words with their times
@@ -67,7 +68,7 @@ WARN_EVERY_S = 300.0
 
 
 def shared_key(voice: str, fingerprint: str, speed: float, text: str) -> str:
-    """`litestream:audio:v1:<voice>:<fingerprint[:16]>:<speed>:<sha256(text)[:32]>`."""
+    """`litestream:audio:v2:<voice>:<fingerprint[:16]>:<speed>:<sha256(text)[:32]>`."""
     digest = hashlib.sha256(normalize_key(text).encode("utf-8")).hexdigest()[:32]
     return f"{KEY_PREFIX}:{voice}:{fingerprint[:16]}:{round(float(speed), 4):.4f}:{digest}"
 

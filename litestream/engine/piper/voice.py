@@ -38,7 +38,13 @@ from litestream.engine.base import (
     fingerprint_of,
 )
 from litestream.engine.onnx import CPU_PROVIDER, CUDA_PROVIDER, cuda_front, select_providers
-from litestream.engine.phonemize import phonemes_to_ids, phonemize, phonemize_each, split_ids
+from litestream.engine.phonemize import (
+    READING,
+    phonemes_to_ids,
+    phonemize,
+    phonemize_each,
+    split_ids,
+)
 from litestream.engine.piper import files
 from litestream.engine.piper.files import (
     BUNDLED_PACKAGE,
@@ -223,10 +229,12 @@ class PiperVoice:
 
     @property
     def fingerprint(self) -> str:
-        """The model and config files' checksums and the noise scales (engine.base.Voice)."""
+        """The model and config files' checksums, the noise scales and how text is read before
+        espeak-ng (`phonemize.READING`) (engine.base.Voice)."""
         return fingerprint_of("piper", file_sha256(self.info.model_path),
                               file_sha256(self.info.config_path),
-                              f"{self.noise_scale!r}:{self.noise_w!r}")
+                              f"{self.noise_scale!r}:{self.noise_w!r}",
+                              f"reading:{READING}")
 
     def _use_batched_front(self, split: SplitGraph, providers: list[str],
                            shared: _Shared | None) -> None:

@@ -326,3 +326,13 @@ def test_the_piper_fingerprint_follows_its_noise_settings() -> None:
     assert noisy.fingerprint != deterministic[voice_id].fingerprint
     assert PiperVoice.load(deterministic=True, warmup=False).fingerprint == deterministic[
         voice_id].fingerprint
+
+
+def test_the_piper_fingerprint_follows_how_text_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A replica that reads text by another rule (an older or newer release) makes other audio
+    for the same text: it never gets the other's entries."""
+    from litestream.engine.piper import voice as piper_voice
+
+    before = PiperVoice.load(deterministic=True, warmup=False).fingerprint
+    monkeypatch.setattr(piper_voice, "READING", piper_voice.READING + "-next")
+    assert PiperVoice.load(deterministic=True, warmup=False).fingerprint != before
