@@ -6,10 +6,9 @@ a stock phrase synthesized on one replica is a hit on every other.
 
 The key (`shared_key`) carries everything that changes the audio: the voice id, the voice's
 `fingerprint` (its model and config files' checksums, noise settings and how its text is read,
-engine.base.Voice),
-the speed and the chunk's normalized text (hashed). A changed voice file has another
-fingerprint, so it never gets the old file's audio. The value is the audio as the engine made
-it, float32 mono, behind a small header and the sentence's words with their times
+engine.base.Voice), the speed and the chunk's normalized text (hashed). A changed voice file has
+another fingerprint, so it never gets the old file's audio. The value is the audio as the engine
+made it, float32 mono, behind a small header and the sentence's words with their times
 (`encode_entry`): a hit takes the same road to the client as fresh synthesis, so cached and
 synthesized chunks give the same bytes and the same `words` events.
 
