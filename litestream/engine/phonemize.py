@@ -14,6 +14,8 @@ import unicodedata
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from litestream.text.reading import read_english
+
 logger = logging.getLogger("litestream.engine")
 
 # Piper's special symbols (piper/phoneme_ids.py).
@@ -50,7 +52,8 @@ def _configure_library() -> None:
 # it): a part of each Piper voice's fingerprint, so that the shared sentence cache, which outlives
 # a deploy, never serves audio read by an older rule. Change it whenever the reading changes.
 # 2: the marks below left to espeak-ng (was: every "." and ":" cut).
-READING = "2"
+# 3: amounts and small ranges said as a speaker says them, for English (text/reading.py).
+READING = "3"
 
 # Marks left to espeak-ng, as Piper leaves them (it hands espeak-ng the whole text), because cut
 # out as punctuation they put a sentence's pause where none is:
@@ -134,10 +137,16 @@ def _backend(espeak_voice: str) -> Any:
     return backend
 
 
+def _as_read(line: str, espeak_voice: str) -> str:
+    """What espeak-ng is given for ``line``: for an English voice, amounts and ranges as a
+    speaker says them (text/reading.py); the chunk's own text is not changed."""
+    return read_english(line) if espeak_voice.lower().startswith("en") else line
+
+
 def phonemize(text: str, espeak_voice: str) -> str:
     """IPA phonemes for ``text`` with stress marks and punctuation kept (Piper's input)."""
     # phonemizer treats each line as its own utterance; a chunk is one utterance.
-    line = " ".join(text.split())
+    line = _as_read(" ".join(text.split()), espeak_voice)
     if not line:
         return ""
     with ESPEAK_LOCK:
@@ -149,7 +158,7 @@ def phonemize(text: str, espeak_voice: str) -> str:
 def phonemize_each(words: Sequence[str], espeak_voice: str) -> list[str]:
     """Each word's phonemes alone (``phonemize`` of each, in one call): what word timestamps
     align to a chunk's phonemes (engine/words.py). "" for a word espeak-ng does not speak."""
-    lines = [" ".join(word.split()) for word in words]
+    lines = [_as_read(" ".join(word.split()), espeak_voice) for word in words]
     if not any(lines):
         return ["" for _ in lines]
     with ESPEAK_LOCK:

@@ -6,7 +6,13 @@ import threading
 import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 
-from litestream.engine.phonemize import ESPEAK_LOCK, phonemes_to_ids, phonemize, split_ids
+from litestream.engine.phonemize import (
+    ESPEAK_LOCK,
+    phonemes_to_ids,
+    phonemize,
+    phonemize_each,
+    split_ids,
+)
 
 SENTENCES = [
     "Hello world.",
@@ -118,3 +124,17 @@ def test_marks_espeak_reads_better_are_left_to_it() -> None:
     assert phonemize("Dr. Smith left.", "en-us") == "dˈɑːktɚ. smˈɪθ lˈɛft."
     assert phonemize("It ended.Then we left.", "en-us") == "ɪɾ ˈɛndᵻd.ðˈɛn wiː lˈɛft."
     assert phonemize("Pi is 3.14.", "en-us") == "pˈaɪ ɪz θɹˈiː pɔɪnt wˈʌn fˈɔːɹ."
+
+
+def test_an_english_voice_says_amounts_and_ranges_as_a_speaker_does() -> None:
+    assert phonemize("It costs $5.99 today.", "en-us") == phonemize(
+        "It costs 5 dollars and 99 cents today.", "en-us")
+    assert phonemize("It takes 5-10 minutes.", "en-us") == phonemize(
+        "It takes 5 to 10 minutes.", "en-us")
+    assert "dˈɑːlɚz" in phonemize_each(["$5.99"], "en-us")[0]  # a word alone reads the same
+
+
+def test_another_language_is_given_the_text_as_written() -> None:
+    # The rules are English; a German voice reads "$5" by its own language's rules.
+    assert "dˈɑːlɚz" not in phonemize("Es kostet $5.", "de")
+    assert phonemize("Es kostet $5.", "de") != phonemize("Es kostet 5 dollars.", "de")
