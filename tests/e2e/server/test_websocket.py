@@ -264,6 +264,9 @@ async def test_bad_messages_get_errors_and_other_streams_go_on(server: RunningSe
             (json.dumps({"type": "text", "text": 42}), "bad_message"),
             (json.dumps({"type": "config", "speed": 9}), "invalid_param"),
             (json.dumps({"type": "config", "voice": "nobody"}), "invalid_voice"),
+            # Numbers json reads that int() and float() cannot take (were 1011 internal).
+            ('{"type": "config", "frame_ms": NaN}', "invalid_param"),
+            ('{"type": "config", "speed": 1' + "0" * 400 + "}", "invalid_param"),
             (json.dumps({"type": "text", "text": "x" * 30_000}), "text_too_long"),
         ]
         for frame, code in cases:
@@ -297,6 +300,11 @@ async def test_handshake_refusals_are_plain_http(server: RunningServer) -> None:
             pass
     assert info.value.response.status_code == 400
     assert b"voice" in info.value.response.body
+    with pytest.raises(InvalidStatus) as info:  # was 500: int(inf) raised
+        async with connect(server.url + "?frame_ms=inf"):
+            pass
+    assert info.value.response.status_code == 400
+    assert json.loads(info.value.response.body)["error"]["param"] == "frame_ms"
 
 
 async def test_http_endpoints(server: RunningServer) -> None:
