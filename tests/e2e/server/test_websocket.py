@@ -294,6 +294,19 @@ async def test_oversized_message_closes_1009(server: RunningServer) -> None:
     assert t.close_code == 1009
 
 
+async def test_a_text_frame_that_is_not_utf8_closes_1007(server: RunningServer) -> None:
+    """RFC 6455 (8.1) makes the server fail the connection; aiohttp does, before any parsing
+    (docs/protocol.md)."""
+    async with connect(server.url) as ws:
+        await read_all(ws, stop_after="ready")
+        await ws.send(b'{"type": "text", "text": "caf\xc3"}', text=True)
+        t = await read_all(ws)
+    assert t.close_code == 1007 and t.events == []
+    await until(lambda: not server.server.streams)
+    assert server.server.metrics.registry.get_sample_value(
+        "litestream_streams_total", {"close_code": "other"}) == 1
+
+
 async def test_handshake_refusals_are_plain_http(server: RunningServer) -> None:
     with pytest.raises(InvalidStatus) as info:
         async with connect(server.url + "?voice=nobody"):
