@@ -8,7 +8,6 @@ tests call them directly. Decisions the spec leaves open are listed in docs/prot
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
@@ -112,8 +111,10 @@ def validate_setting(name: str, value: Any, voices: frozenset[str]) -> Any:
     if name == "speed":
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise _bad("field 'speed' must be a number")
-        if not math.isfinite(value) or not SPEED_MIN <= value <= SPEED_MAX:
-            raise _invalid(f"speed must be {SPEED_MIN}..{SPEED_MAX}, got {value}")
+        # Compared, never converted first: NaN fails the comparison, and an integer too big
+        # for a float (JSON allows one) compares exactly where float() would overflow.
+        if not SPEED_MIN <= value <= SPEED_MAX:
+            raise _invalid(f"speed must be {SPEED_MIN}..{SPEED_MAX}, got {_shown(value)}")
         return float(value)
     if name == "format":
         if not isinstance(value, str):
@@ -124,7 +125,9 @@ def validate_setting(name: str, value: Any, voices: frozenset[str]) -> Any:
     if name == "frame_ms":
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise _bad("field 'frame_ms' must be a number")
-        if value != int(value) or not FRAME_MS_MIN <= value <= FRAME_MS_MAX:
+        # The range first: it refuses NaN and the infinities (JSON's NaN, Infinity, 1e400),
+        # which int() cannot take.
+        if not FRAME_MS_MIN <= value <= FRAME_MS_MAX or value != int(value):
             raise _invalid(f"frame_ms must be an integer {FRAME_MS_MIN}..{FRAME_MS_MAX}")
         return int(value)
     if name == "priority":
@@ -146,6 +149,12 @@ def validate_setting(name: str, value: Any, voices: frozenset[str]) -> Any:
             raise _invalid(f"pace must be one of {', '.join(PACES)}, got {value!r}")
         return value
     raise _bad(f"unknown config field {name!r}")
+
+
+def _shown(value: float) -> str:
+    """A number for an error message: a huge integer is not written out in full."""
+    text = str(value)
+    return text if len(text) <= 20 else f"{text[:10]}... ({len(text)} digits)"
 
 
 CONFIG_FIELDS = ("voice", "speed", "format", "frame_ms", "priority", "timestamps", "pace")

@@ -16,7 +16,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from aiohttp import WSMsgType, web
+from aiohttp import WebSocketError, WSMsgType, web
 
 from litestream.errors import CloseCode
 from litestream.logs import SessionAdapter
@@ -49,6 +49,10 @@ class StreamConnection(Carrier):
     idle_timeout_s: float  # no client message for this long: the session is told
     slow_reader_timeout_s: float  # one send blocked this long: the client is cut off
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)  # the sender has work
+    # A close this connection sent that its session did not choose: a frame the WebSocket
+    # library refused (1009 over max_message_bytes, 1007 text that is not UTF-8), or 1011
+    # when the writer itself failed.
+    closed_with: int | None = None
 
     @property
     def id(self) -> str:
@@ -66,12 +70,19 @@ class StreamConnection(Carrier):
 
     @property
     def close_code(self) -> int:
-        """The code the stream closed with: the WebSocket's, else the one its session chose."""
-        code = self.ws.close_code
+        """The code the stream closed with: the one the server chose (its session's, else the
+        library's for a frame it refused), else the client's (1006: it vanished).
+
+        Not the WebSocket's own `close_code` first: aiohttp records 1000 for a close this
+        server starts while the reader waits (its reader sees a CLOSING message), so a stream
+        closed 1008 or 1011 was logged and counted (litestream_streams_total) as normal, and
+        one closed 1009 as abnormal."""
+        code: int | None = self.session.close_code
         if code is None:
-            session = self.session
-            code = session.close_code if session.close_code is not None else CloseCode.NORMAL
-        return code
+            code = self.closed_with
+        if code is None:
+            code = self.ws.close_code
+        return CloseCode.NORMAL if code is None else code
 
     def summarize(self, underrun_ms: int, dropped: int) -> None:
         """Log the stream's one summary line."""
@@ -93,6 +104,8 @@ class StreamConnection(Carrier):
                 self.feed(ClientFrame(msg.data), self.now())
                 self.dispatch()
             else:  # CLOSE, CLOSING, CLOSED or ERROR (a message over max_msg_size: 1009 sent)
+                if msg.type is WSMsgType.ERROR and isinstance(msg.data, WebSocketError):
+                    self.closed_with = msg.data.code  # aiohttp closed with this code
                 return
 
     async def _send_loop(self) -> None:
@@ -151,6 +164,7 @@ class StreamConnection(Carrier):
             return
         except Exception:  # a bug must cost this stream only, never the server
             self.log.exception("sender failed")
+            self.closed_with = CloseCode.INTERNAL_ERROR
             with contextlib.suppress(Exception):
                 await ws.close(code=CloseCode.INTERNAL_ERROR, message=b"internal error")
 

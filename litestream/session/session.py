@@ -92,6 +92,7 @@ class _Sentence:
     words: tuple[TimedWord, ...] = ()  # from ChunkPlanned, times in the chunk's samples
     announced: bool = False  # its `chunk` event is queued
     duration_ms: int = 0  # as announced
+    exact_ms: float = 0.0  # its length, not rounded: what the stream's clock counts
     queued_ms: float = 0.0  # audio of it in frames queued so far
     pieces: deque[ChunkAudio] = field(default_factory=deque)  # arrived, not yet framed
     carry: bytes = b""  # PCM short of a full frame, waiting for the next piece
@@ -388,7 +389,7 @@ class StreamSession:
     def _retract(self, sentence: _Sentence) -> None:
         """Take back the announced audio of a sentence that will not all be queued."""
         if sentence.announced:
-            self.cursor_ms -= sentence.duration_ms - sentence.queued_ms
+            self.cursor_ms -= sentence.exact_ms - sentence.queued_ms
 
     # ------------------------------------------------------------ synthesis results
 
@@ -451,9 +452,15 @@ class StreamSession:
     def _announce(self, sentence: _Sentence) -> None:
         assert sentence.samples is not None
         rate = self._rates[sentence.voice]
-        sentence.duration_ms = protocol.samples_to_ms(sentence.samples, rate)
+        # The stream's clock counts exact audio and each chunk's times are rounded from it:
+        # duration_ms is the next chunk's start_ms less this one's (within 1 ms of its own
+        # length), so chunks tile the timeline and start_ms stays where the chunk's audio
+        # starts. (Adding each chunk's rounded length drifted up to 0.5 ms a chunk: 20 ms
+        # after 150 chunks of one cached sentence.)
+        sentence.exact_ms = sentence.samples * 1000 / rate
         sentence.announced = True
         start_ms = round(self.cursor_ms)
+        sentence.duration_ms = round(self.cursor_ms + sentence.exact_ms) - start_ms
         self._send(protocol.chunk(sentence.seq, sentence.text, start_ms, sentence.duration_ms))
         if sentence.timestamps:
             # On the stream's timeline: the chunk's start_ms plus each word's offset, rounded
@@ -465,7 +472,7 @@ class StreamSession:
                               min(start_ms + protocol.samples_to_ms(w.end_sample, rate), end_ms),
                               w.char_start, w.char_end)
                 for w in sentence.words]))
-        self.cursor_ms += sentence.duration_ms
+        self.cursor_ms += sentence.exact_ms
         self.chunks_sent += 1
 
     def _queue_piece(self, sentence: _Sentence, result: ChunkAudio, now: float) -> None:

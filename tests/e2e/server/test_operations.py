@@ -29,7 +29,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests import REPO
-from tests.serverutil import RunningServer, free_port, read_all, run_server
+from tests.serverutil import RunningServer, free_port, read_all, run_server, until
 
 ROOT = REPO
 
@@ -272,6 +272,31 @@ async def test_idle_stream_is_closed() -> None:
     async with run_server(idle_timeout_s=0.5) as srv, connect(srv.url) as ws:
         t = await read_all(ws, timeout_s=10)
         assert t.close_code == 1008
+
+
+async def test_streams_are_counted_under_the_close_code_the_server_sent() -> None:
+    """litestream_streams_total (and the summary line) name the code on the server's close
+    frame. aiohttp records 1000 for a close the server starts while its reader waits, and 1006
+    for a frame it refused, so idle timeouts were counted as normal and 1009s as abnormal."""
+    async with run_server(idle_timeout_s=0.5) as srv:
+        async with connect(srv.url) as ws:
+            idle = await read_all(ws, timeout_s=10)
+        async with connect(srv.url, max_size=None) as ws:
+            await read_all(ws, stop_after="ready")
+            await ws.send(json.dumps({"type": "text", "text": "y" * 70_000}))
+            big = await read_all(ws)
+        assert (idle.close_code, big.close_code) == (1008, 1009)
+
+        def closed(label: str) -> float:
+            value = srv.server.metrics.registry.get_sample_value(
+                "litestream_streams_total", {"close_code": label})
+            return value or 0.0
+
+        labels = ("normal", "going_away", "policy", "too_big", "internal", "try_again",
+                  "abnormal", "other")
+        await until(lambda: sum(closed(label) for label in labels) == 2)
+        assert {label: closed(label) for label in labels if closed(label)} == {
+            "policy": 1, "too_big": 1}
 
 
 # ---------------------------------------------------------------- metrics and logs

@@ -281,6 +281,9 @@ async def test_bad_messages_get_errors_and_other_streams_go_on(server: RunningSe
             (json.dumps({"type": "text", "text": 42}), "bad_message"),
             (json.dumps({"type": "config", "speed": 9}), "invalid_param"),
             (json.dumps({"type": "config", "voice": "nobody"}), "invalid_voice"),
+            # Numbers json reads that int() and float() cannot take (were 1011 internal).
+            ('{"type": "config", "frame_ms": NaN}', "invalid_param"),
+            ('{"type": "config", "speed": 1' + "0" * 400 + "}", "invalid_param"),
             (json.dumps({"type": "text", "text": "x" * 30_000}), "text_too_long"),
         ]
         for frame, code in cases:
@@ -308,12 +311,30 @@ async def test_oversized_message_closes_1009(server: RunningServer) -> None:
     assert t.close_code == 1009
 
 
+async def test_a_text_frame_that_is_not_utf8_closes_1007(server: RunningServer) -> None:
+    """RFC 6455 (8.1) makes the server fail the connection; aiohttp does, before any parsing
+    (docs/protocol.md)."""
+    async with connect(server.url) as ws:
+        await read_all(ws, stop_after="ready")
+        await ws.send(b'{"type": "text", "text": "caf\xc3"}', text=True)
+        t = await read_all(ws)
+    assert t.close_code == 1007 and t.events == []
+    await until(lambda: not server.server.streams)
+    assert server.server.metrics.registry.get_sample_value(
+        "litestream_streams_total", {"close_code": "other"}) == 1
+
+
 async def test_handshake_refusals_are_plain_http(server: RunningServer) -> None:
     with pytest.raises(InvalidStatus) as info:
         async with connect(server.url + "?voice=nobody"):
             pass
     assert info.value.response.status_code == 400
     assert b"voice" in info.value.response.body
+    with pytest.raises(InvalidStatus) as info:  # was 500: int(inf) raised
+        async with connect(server.url + "?frame_ms=inf"):
+            pass
+    assert info.value.response.status_code == 400
+    assert json.loads(info.value.response.body)["error"]["param"] == "frame_ms"
 
 
 async def test_http_endpoints(server: RunningServer) -> None:

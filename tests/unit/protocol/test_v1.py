@@ -77,6 +77,22 @@ def test_out_of_range_config_is_invalid_param(frame: str) -> None:
     assert error_of(frame).code is ErrorCode.INVALID_PARAM
 
 
+@pytest.mark.parametrize("frame", [
+    # Python's json reads NaN, Infinity and 1e400 (inf) as floats, and a 400-digit integer as
+    # an int no float holds: each is a number out of range, not an internal error (before,
+    # int(nan) and float(10**400) raised, and the stream closed with 1011).
+    '{"type":"config","frame_ms":NaN}', '{"type":"config","frame_ms":Infinity}',
+    '{"type":"config","frame_ms":-Infinity}', '{"type":"config","frame_ms":1e400}',
+    '{"type":"config","frame_ms":1' + "0" * 400 + "}",
+    '{"type":"config","speed":NaN}', '{"type":"config","speed":1e400}',
+    '{"type":"config","speed":1' + "0" * 400 + "}",
+])
+def test_non_finite_or_huge_numbers_are_invalid_param(frame: str) -> None:
+    err = error_of(frame)
+    assert err.code is ErrorCode.INVALID_PARAM and not err.fatal
+    assert len(err.message) < 80  # a huge number is not written out in full
+
+
 def test_unknown_voice_is_invalid_voice() -> None:
     assert error_of('{"type":"config","voice":"nobody"}').code is ErrorCode.INVALID_VOICE
 
@@ -127,6 +143,9 @@ def test_query_parsing() -> None:
     ({"format": "wav"}, "format"), ({"encoding": "xml"}, "encoding"),
     ({"frame_ms": "0"}, "frame_ms"), ({"priority": "now"}, "priority"),
     ({"pace": "fast"}, "pace"),
+    # Not numbers int() can take: a 400 naming the parameter, not a 500.
+    ({"frame_ms": "inf"}, "frame_ms"), ({"frame_ms": "nan"}, "frame_ms"),
+    ({"frame_ms": "1e400"}, "frame_ms"), ({"speed": "nan"}, "speed"),
 ])
 def test_bad_query_names_the_parameter(query: dict[str, str], param: str) -> None:
     with pytest.raises(protocol.QueryError) as info:

@@ -7,6 +7,7 @@ drive the session through the real `StreamLink` and `Scheduler` instead.
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import re
@@ -194,6 +195,39 @@ def test_results_out_of_order_go_out_in_seq_order() -> None:
             last_chunk = [s for k, s in order[:n] if k == "chunk"][-1]
             assert last_chunk == seq
     assert [s for s, _ in link.queued] == [0, 1, 2]
+
+
+def test_start_ms_stays_on_the_audio_sent_over_many_chunks() -> None:
+    """At 22,050 Hz a chunk's length is rarely a whole ms: start_ms is rounded from the exact
+    audio before it, and never from a sum of rounded lengths (which drifted 0.22 ms a chunk
+    here, 33 ms after 150). duration_ms tiles the timeline, so the stats add up as well."""
+    rate, samples = 22_050, 17_150  # 777.78 ms: rounded alone, 778
+    session = StreamSession(
+        "s1", settings=StreamSettings(voice=VOICE, format="s16le", frame_ms=FRAME_MS),
+        encoding=Encoding.JSON, sample_rates={VOICE: rate}, limits=limits(max_buffered_chars=5_000),
+        link=RecordingLink(), metrics=Metrics())
+    count = 150
+    session.receive(TextMsg("Hello there. " * count), 0.0)
+    session.receive(EndMsg(), 0.0)
+    items = []
+    for seq in range(count):
+        session.receive(ChunkPlanned(seq, "Hello there.", samples), 1.0)
+        session.receive(ChunkAudio(seq, np.zeros(samples, dtype=np.float32), last=True), 1.0)
+        items += drain(session)  # as the writer sends them (send_buffer_s holds 30 s)
+    chunks = events(items, "chunk")
+    assert len(chunks) == count
+    sent_bytes = 0
+    for item in items:
+        if item[0] == "event" and item[1]["type"] == "chunk":
+            assert item[1]["start_ms"] == round(sent_bytes / 2 * 1000 / rate)
+        elif item[0] == "audio":
+            sent_bytes += item[2]
+    for chunk, nxt in itertools.pairwise(chunks):
+        assert nxt["start_ms"] == chunk["start_ms"] + chunk["duration_ms"]
+        assert abs(chunk["duration_ms"] - samples * 1000 / rate) < 1
+    stats = events(items, "done")[0]["stats"]
+    assert stats["audio_ms"] == round(count * samples * 1000 / rate)
+    assert stats["audio_ms"] == sum(c["duration_ms"] for c in chunks)
 
 
 def test_frames_hold_at_most_frame_ms_and_all_of_the_audio() -> None:
