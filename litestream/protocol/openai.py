@@ -219,11 +219,16 @@ def parse_speech_request(body: bytes, *, voices: Sequence[str], default_voice: s
     requested_speed = doc.get("speed", 1.0)
     if requested_speed is None:
         requested_speed = 1.0
-    if not _is_number(requested_speed) or not math.isfinite(requested_speed):
+    # math.isfinite only for a float: an integer too big for one (JSON allows it) would make
+    # it raise; the range check below refuses that integer.
+    if not _is_number(requested_speed) or (isinstance(requested_speed, float)
+                                            and not math.isfinite(requested_speed)):
         raise _bad("speed", "'speed' must be a number", "invalid_type")
     if not OPENAI_SPEED_MIN <= requested_speed <= OPENAI_SPEED_MAX:
+        shown = str(requested_speed)
+        shown = shown if len(shown) <= 20 else f"{shown[:10]}... ({len(shown)} digits)"
         raise _bad("speed", f"'speed' must be {OPENAI_SPEED_MIN}..{OPENAI_SPEED_MAX}, got "
-                            f"{requested_speed}")
+                            f"{shown}")
     speed = min(SPEED_MAX, max(SPEED_MIN, float(requested_speed)))
 
     stream_format = doc.get("stream_format", "audio")
