@@ -130,9 +130,11 @@ def refuse_origin() -> Refusal:
 
 
 def refuse_bad_param(param: str, why: str) -> Refusal:
-    """400 naming the parameter (protocol-v1: Endpoint). A bad voice gets `invalid_voice`."""
+    """400 naming the parameter (protocol-v1: Endpoint), in `param` and in the message unless
+    `why` names it already. A bad voice gets `invalid_voice`."""
     code = "invalid_voice" if param == "voice" else "invalid_param"
-    return refuse(RefusalReason.BAD_PARAM, f"{param}: {why}", code=code, param=param)
+    message = why if repr(param) in why else f"{param}: {why}"
+    return refuse(RefusalReason.BAD_PARAM, message, code=code, param=param)
 
 
 def refuse_draining(retry_after_s: float) -> Refusal:

@@ -298,6 +298,8 @@ def test_refusal_bodies_and_headers() -> None:
     err = json.loads(refusal_body(bad))["error"]
     assert err["code"] == "invalid_param" and err["param"] == "format"
     assert "format" in err["message"]
+    named = refuse_bad_param("speed", "query parameter 'speed': speed must be 0.5..2.0, got 3")
+    assert named.message == "query parameter 'speed': speed must be 0.5..2.0, got 3"  # once
     assert json.loads(refusal_body(refuse_bad_param("voice", "unknown")))["error"]["code"] == (
         "invalid_voice"
     )
