@@ -52,7 +52,8 @@ def _configure_library() -> None:
 # it): a part of each Piper voice's fingerprint, so that the shared sentence cache, which outlives
 # a deploy, never serves audio read by an older rule. Change it whenever the reading changes.
 # 2: the marks below left to espeak-ng (was: every "." and ":" cut).
-# 3: amounts and small ranges said as a speaker says them, for English (text/reading.py).
+# 3: amounts, small ranges, units, ISO dates and decades said as a speaker says them, for
+#    English (text/reading.py).
 READING = "3"
 
 # Marks left to espeak-ng, as Piper leaves them (it hands espeak-ng the whole text), because cut

@@ -15,8 +15,15 @@ speaker says "five to ten". The rules, each for a form that has one reading:
   pence), one or three are a decimal number ("$2.5" is "two point five dollars");
 - a range of two small numbers ("5-10", "3–5", "9-5"): "5 to 10". Only numbers of at most three
   digits joined with no space (spaced, "10 - 5" is more likely a subtraction), not part of a
-  longer chain of them, so a phone number ("555-1234", "1-800-555-0199") or a date
-  ("2026-12-07") is left as it is.
+  longer chain of them, so a phone number ("555-1234", "1-800-555-0199") is left as it is;
+- a unit after a number, where espeak-ng spells its letters ("70 kg" "seventy K G", "20°C"
+  "twenty degrees C", "16 GB" "sixteen G B"): its name, singular for exactly 1 and after an
+  article ("70 kilograms", "20 degrees Celsius", "1 foot", "a 5 minute read"). Only units
+  that mean one thing after a number: not "m" (metres, minutes or millions), "g", "s", "h" or
+  "in";
+- an ISO date ("2026-12-07", a real month and day): "December 7th, 2026";
+- a decade ("1990s", "1990's", "the 80s"): "nineteen nineties", "eighties" (espeak-ng: "nineteen
+  hundred ninety z", "eighty z").
 """
 
 from __future__ import annotations
@@ -49,13 +56,82 @@ _SYMBOL_AFTER = re.compile(rf"(?<![\w$€£¥.,]){_NUMBER}\s?(?P<symbol>{_SYMBOL
 _RANGE = re.compile(r"(?<![\w.,\-–])(\d{1,3})[-–](\d{1,3})(?![\w\-–]|[.,]\d)")
 
 
+# unit -> (one, many); matched case-sensitively ("MB" megabytes, "mb" is not a unit here).
+_UNITS = {
+    "km": ("kilometer", "kilometers"), "cm": ("centimeter", "centimeters"),
+    "mm": ("millimeter", "millimeters"), "kg": ("kilogram", "kilograms"),
+    "mg": ("milligram", "milligrams"), "ml": ("milliliter", "milliliters"),
+    "mL": ("milliliter", "milliliters"), "lb": ("pound", "pounds"), "lbs": ("pound", "pounds"),
+    "oz": ("ounce", "ounces"), "ft": ("foot", "feet"), "mph": ("mile per hour", "miles per hour"),
+    "km/h": ("kilometer per hour", "kilometers per hour"),
+    "kph": ("kilometer per hour", "kilometers per hour"),
+    "°C": ("degree Celsius", "degrees Celsius"), "°F": ("degree Fahrenheit", "degrees Fahrenheit"),
+    "ms": ("millisecond", "milliseconds"), "sec": ("second", "seconds"),
+    "secs": ("second", "seconds"), "min": ("minute", "minutes"), "mins": ("minute", "minutes"),
+    "hr": ("hour", "hours"), "hrs": ("hour", "hours"),
+    "Hz": ("hertz", "hertz"), "kHz": ("kilohertz", "kilohertz"), "MHz": ("megahertz", "megahertz"),
+    "GHz": ("gigahertz", "gigahertz"), "kW": ("kilowatt", "kilowatts"),
+    "kWh": ("kilowatt hour", "kilowatt hours"), "KB": ("kilobyte", "kilobytes"),
+    "MB": ("megabyte", "megabytes"), "GB": ("gigabyte", "gigabytes"),
+    "TB": ("terabyte", "terabytes"),
+}
+_UNIT_NAMES = "|".join(re.escape(u) for u in sorted(_UNITS, key=len, reverse=True))
+# A number, then the unit, then no more of a word ("5 kgs" is left, as is "5 kilograms").
+_UNIT = re.compile(rf"(?<![\w.,])(?P<number>\d{{1,3}}(?:,\d{{3}})+|\d+)(?P<decimals>\.\d+)?"
+                   rf"\s?(?P<unit>{_UNIT_NAMES})(?![\w/°])")
+_MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
+           "September", "October", "November", "December")
+_DAYS_IN = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+_ISO_DATE = re.compile(r"(?<![\w\-–/.])(\d{4})-(\d{2})-(\d{2})(?![\w\-–/]|[.:]\d)")
+_TENS = {"1": "tens", "2": "twenties", "3": "thirties", "4": "forties", "5": "fifties",
+         "6": "sixties", "7": "seventies", "8": "eighties", "9": "nineties"}
+_CENTURIES = {"11": "eleven", "12": "twelve", "13": "thirteen", "14": "fourteen",
+              "15": "fifteen", "16": "sixteen", "17": "seventeen", "18": "eighteen",
+              "19": "nineteen", "20": "twenty"}
+# "1990s", "1990's", "80s", "'80s": a year or two digits ending in 0, then "s".
+_DECADE = re.compile(r"(?<![\w.,])(?:(1[1-9]|20)(\d)0|[’']?(\d)0)[’']?s\b")
+
+
 def read_english(text: str) -> str:
-    """``text`` with amounts and ranges written as they are read (module doc)."""
+    """``text`` with amounts, ranges, units, dates and decades written as they are read
+    (module doc)."""
     if not any(ch.isdigit() for ch in text):
         return text
     text = _SYMBOL_FIRST.sub(_amount, text)
     text = _SYMBOL_AFTER.sub(_amount, text)
-    return _RANGE.sub(r"\1 to \2", text)
+    text = _ISO_DATE.sub(_date, text)
+    text = _RANGE.sub(r"\1 to \2", text)
+    text = _UNIT.sub(_unit, text)
+    return _DECADE.sub(_decade, text)
+
+
+_ARTICLE_BEFORE = re.compile(r"(?:^|\W)(?:a|an|A|An)\s+$")
+
+
+def _unit(match: re.Match[str]) -> str:
+    one, many = _UNITS[match["unit"]]
+    number, decimals = match["number"], match["decimals"] or ""
+    # After an article the amount describes a noun: "a 5 min read" is "a 5 minute read".
+    describes = _ARTICLE_BEFORE.search(match.string, 0, match.start()) is not None
+    singular = describes or (number == "1" and not decimals)
+    return f"{number}{decimals} {one if singular else many}"
+
+
+def _date(match: re.Match[str]) -> str:
+    year, month, day = match[1], int(match[2]), int(match[3])
+    if not (1 <= month <= 12 and 1 <= day <= _DAYS_IN[month - 1]):
+        return match[0]
+    suffix = "th" if 10 <= day % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(day % 10, "th")
+    return f"{_MONTHS[month - 1]} {day}{suffix}, {year}"
+
+
+def _decade(match: re.Match[str]) -> str:
+    century, tens, short = match[1], match[2], match[3]
+    if century is None:  # "the 80s"
+        return _TENS[short] if short != "0" else match[0]
+    if tens == "0":  # "1900s", "2000s"
+        return f"{_CENTURIES[century]} hundreds" if century != "20" else "two thousands"
+    return f"{_CENTURIES[century]} {_TENS[tens]}"
 
 
 def _amount(match: re.Match[str]) -> str:

@@ -1,4 +1,5 @@
-"""text/reading.py: amounts and ranges as a speaker says them; everything else untouched."""
+"""text/reading.py: amounts, ranges, units, dates and decades as a speaker says them; everything
+else untouched."""
 
 from __future__ import annotations
 
@@ -31,17 +32,38 @@ SAID = [
     ("3–5 days", "3 to 5 days"),
     ("10-15%", "10 to 15%"),
     ("They won 3-2.", "They won 3 to 2."),
+    ("It weighs 70 kg.", "It weighs 70 kilograms."),
+    ("5km away", "5 kilometers away"),
+    ("1 km", "1 kilometer"),
+    ("1.5 km", "1.5 kilometers"),
+    ("It is 20°C, or 98.6°F.", "It is 20 degrees Celsius, or 98.6 degrees Fahrenheit."),
+    ("16 GB of memory", "16 gigabytes of memory"),
+    ("at 100 km/h", "at 100 kilometers per hour"),
+    ("in 200 ms", "in 200 milliseconds"),
+    ("a 5 min read", "a 5 minute read"),
+    ("6 ft tall", "6 feet tall"),
+    ("On 2026-12-07.", "On December 7th, 2026."),
+    ("2026-12-01 to 2026-12-22", "December 1st, 2026 to December 22nd, 2026"),
+    ("In the 1990s.", "In the nineteen nineties."),
+    ("In the 1990's.", "In the nineteen nineties."),
+    ("the 80s and the '70s", "the eighties and the seventies"),
+    ("the 1900s", "the nineteen hundreds"),
+    ("the 2010s", "the twenty tens"),
 ]
 
 LEFT = [
     "Call 555-1234.",          # a phone number
     "Call 1-800-555-0199.",    # a chain of numbers
-    "On 2026-12-07.",          # a date
     "10 - 5 is 5.",            # spaced: a subtraction
     "COVID-19",                # a name with a number
     "US$5",                    # a symbol inside a word
     "No numbers here: $ and €.",
     "It is 5 dollars.",        # already as said
+    "On 2026-02-30.",          # no such day
+    "5 m",                     # metres, minutes or millions
+    "5 kgs",                   # not a unit as written
+    "It is 70 kilograms.",
+    "version 1.90s",
 ]
 
 
