@@ -212,9 +212,9 @@ def phonemize_words(text: str) -> tuple[str, list[tuple[str, str]]]:
         # NFKC text, so that word_spans finds it there.
         surface = _nfkc(str(node.get("string", "")))
         # By its reading, not its part of speech or look: what OpenJTalk reads is spoken, as
-        # OpenJTalk speaks it (the "." of "1.5" is a noun read テン; the letters of "(AI)",
-        # "A" alone, "&" and "¥" are symbols read エー アイ, エイ, アンド, エン); a mark
-        # without a reading is punctuation.
+        # OpenJTalk speaks it (the "." of "1.5" is a noun read テン; "A" alone or in "(AI)",
+        # "&" and "¥" are symbols read エイ, アンド, エン); a mark without a reading is
+        # punctuation.
         word = kana_to_phonemes(_reading(node))
         if word:
             pieces.append(word)
