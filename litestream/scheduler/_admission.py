@@ -165,7 +165,10 @@ class AdmissionControl:
         for s in self._streams.values():
             if s.pace is not Pace.LISTENER or not self._is_active(s, now):
                 continue
-            voice = s.voice if s.submitted else self._default_voice
+            # Before its first text, at the voice it was admitted for: a burst of Japanese
+            # streams opened at once, priced at the default voice (an eighth of Kokoro's
+            # cost on a CPU), was admitted four to a worker and every one of them stalled.
+            voice = s.voice or self._default_voice
             share = shares.get(voice)
             if share is None:
                 share = shares[voice] = stream_rtf(voice)

@@ -103,7 +103,9 @@ class StreamRecord:
         self.version = 0
         self.closed = False
         self.submitted = False
-        self.voice = ""  # last voice used: admission and load price the stream at it
+        # Last voice used (before any text, the voice it was admitted for; "" if not known):
+        # admission and load price the stream at it.
+        self.voice = ""
         self.stall_s = 0.0
         # Key of the next step, valid for the current version.
         self.due_s = 0.0  # when its audio must be sent

@@ -32,7 +32,7 @@ Call sequence (the server/session side; `now` from the caller's monotonic clock)
     sched.register_voice(voice_id, context_frames=16, sample_rate=22050)   # once per voice
     sched.set_workers(n, now)                  # at start, and whenever workers die or come back
     adm = sched.admit(now, voice, pace)        # new connection; adm.reason -> client, metrics
-    sched.open_stream(stream_id, priority, now, pace)   # set_pace(...) before its first text
+    sched.open_stream(stream_id, priority, now, pace, voice)  # set_pace(...) before its first text
     sched.submit(stream_id, seq, sentence, speed=..., voice=..., now=now)   # per segmenter chunk
     #   a sentence found in the cache: submit(..., cached_frames=n, latent=its audio); its
     #   windows come out of next_steps with step.cached (slice the audio, run no worker)
@@ -190,14 +190,17 @@ class Scheduler:
         return demand / self.workers
 
     def open_stream(self, stream_id: str, priority: Priority | str, now: float,
-                    pace: Pace | str | None = None) -> None:
+                    pace: Pace | str | None = None, voice: str | None = None) -> None:
         """Open (or re-open with a new priority) a stream; re-opening keeps its work, counter
-        and pace unless `pace` is given (a new stream: LISTENER unless given)."""
+        and pace unless `pace` is given (a new stream: LISTENER unless given). `voice`: the
+        voice it was admitted for (`admit`), which prices it until its first text; None: the
+        first voice registered."""
         prio = Priority(priority)
         s = self._streams.get(stream_id)
         if s is None:
             s = StreamRecord(stream_id, prio, self.config.shift_s(prio), now,
                              Pace(pace or Pace.LISTENER))
+            s.voice = voice or ""
             self._streams[stream_id] = s
             self._admission.opened(stream_id, now)
         elif pace is not None:

@@ -346,7 +346,7 @@ class LitestreamServer:
                      refusal.status, refusal.reason)
             return refusal
         session_id = uuid.uuid4().hex[:12]
-        self.synthesis.open_stream(session_id, priority(), now, pace())
+        self.synthesis.open_stream(session_id, priority(), now, pace(), voice())
         return Admitted(client, session_id)
 
     def release(self, admitted: Admitted) -> int:

@@ -320,10 +320,10 @@ class Synthesis:
         return self.scheduler.fullness(now)
 
     def open_stream(self, stream_id: str, priority: str, now: float,
-                    pace: str = Pace.LISTENER) -> None:
+                    pace: str = Pace.LISTENER, voice: str | None = None) -> None:
         """At handshake acceptance: in a burst, each admission test must count the ones
-        accepted just before it."""
-        self.scheduler.open_stream(stream_id, Priority(priority), now, Pace(pace))
+        accepted just before it, each at the voice it was admitted for."""
+        self.scheduler.open_stream(stream_id, Priority(priority), now, Pace(pace), voice)
 
     def link(self, stream_id: str) -> StreamLink:
         link = self._links.get(stream_id)

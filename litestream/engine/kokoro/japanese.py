@@ -15,6 +15,7 @@ call holds ``OPENJTALK_LOCK``, as espeak-ng calls hold theirs.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import unicodedata
 from collections.abc import Iterator, Mapping, Sequence
@@ -160,10 +161,23 @@ def _to_katakana(text: str) -> str:
 
 # --- text -> words -> phonemes ------------------------------------------------------------
 
+# A currency sign before an amount, said after it as a Japanese speaker does ("¥1,000" is
+# 千円, not OpenJTalk's "エン セン"; "$5" is 5ドル where OpenJTalk reads no "$" at all).
+_CURRENCY = {"¥": "円", "$": "ドル", "€": "ユーロ", "£": "ポンド"}
+_AMOUNT = re.compile(r"([¥$€£])\s?(\d[\d,]*(?:\.\d+)?)")
+
+
+def _nfkc(text: str) -> str:
+    # NFKC turns ℃ into "°C", which OpenJTalk reads as a mark and the letter C ("20℃" would
+    # be "nijū" alone); ℃ itself it reads ド.
+    return unicodedata.normalize("NFKC", text).replace("°C", "℃")
+
+
 def normalize(text: str) -> str:
     """NFKC: full-width ASCII, digits and ！？ to half-width, half-width katakana to
-    full-width; 。 and 、 stay as they are (both are mapped below)."""
-    return unicodedata.normalize("NFKC", text)
+    full-width; 。 and 、 stay as they are (both are mapped below). ℃ stays (and "°C" becomes
+    it), and a currency sign before an amount goes after it as its word."""
+    return _AMOUNT.sub(lambda m: m.group(2) + _CURRENCY[m.group(1)], _nfkc(text))
 
 
 def _frontend(text: str) -> list[dict[str, Any]]:
@@ -180,11 +194,6 @@ def _reading(node: Mapping[str, Any]) -> str:
     return str(node.get("pron") or node.get("read") or "").replace("’", "").replace("'", "")
 
 
-def _is_symbol(node: Mapping[str, Any]) -> bool:
-    # By part of speech, not by look: the "." of "1.5" is a noun read テン ("point").
-    return str(node.get("pos", "")) == "記号"
-
-
 def phonemize(text: str) -> str:
     """Kokoro phonemes for Japanese text: words separated by spaces, punctuation as ASCII."""
     return phonemize_words(text)[0]
@@ -199,16 +208,21 @@ def phonemize_words(text: str) -> tuple[str, list[tuple[str, str]]]:
     pieces: list[str] = []  # words and marks, in order
     spoken: list[tuple[str, str]] = []
     for node in _frontend(text):
-        surface = str(node.get("string", ""))
-        if _is_symbol(node):
-            marks = "".join(PUNCTUATION.get(ch, "") for ch in surface)
-            if marks.strip():
-                pieces.append(marks.strip())
-            continue
+        # OpenJTalk hands back ASCII as full-width ("ＧｉｔＨｕｂ"): the surface as in the
+        # NFKC text, so that word_spans finds it there.
+        surface = _nfkc(str(node.get("string", "")))
+        # By its reading, not its part of speech or look: what OpenJTalk reads is spoken, as
+        # OpenJTalk speaks it (the "." of "1.5" is a noun read テン; "A" alone or in "(AI)",
+        # "&" and "¥" are symbols read エイ, アンド, エン); a mark without a reading is
+        # punctuation.
         word = kana_to_phonemes(_reading(node))
         if word:
             pieces.append(word)
             spoken.append((surface, word))
+            continue
+        marks = "".join(PUNCTUATION.get(ch, "") for ch in surface)
+        if marks.strip():
+            pieces.append(marks.strip())
     return _join(pieces), spoken
 
 
@@ -249,7 +263,7 @@ def word_spans(text: str, surfaces: Sequence[str]) -> list[tuple[int, int]]:
     starts: list[int] = []  # NFKC position -> index in text
     normalized = ""
     for index, char in enumerate(text):
-        piece = unicodedata.normalize("NFKC", char)
+        piece = _nfkc(char)
         normalized += piece
         starts.extend([index] * len(piece))
     starts.append(len(text))

@@ -727,6 +727,29 @@ def test_admission_prices_each_voice() -> None:
     assert admitted("slow") < admitted(VOICE)
 
 
+def test_a_burst_of_streams_opened_without_text_is_priced_at_their_own_voice() -> None:
+    # A burst of handshakes for a slow voice (Kokoro on a CPU): each stream opened and not yet
+    # sent text counts at the voice it was admitted for, so the burst admits as many as that
+    # voice's steady shares fit in the workers, not as many as the default voice's would.
+    def admitted(voice: str) -> tuple[int, float]:
+        sched = make(workers=1, admit_backlog_s=60.0)  # steady capacity alone decides
+        sched.register_voice("slow", context_frames=CONTEXT_FRAMES, sample_rate=SAMPLE_RATE)
+        sched.model.calibrate("slow", encode_per_char_s=0.0012, decode_per_frame_s=0.0022)
+        n = 0
+        while n < 50 and sched.admit(0.0, voice).accepted:
+            sched.open_stream(f"s{n}", Priority.NORMAL, 0.0, voice=voice)
+            n += 1
+        share = sched._pacing.stream_rtf(voice)
+        assert sched._admission.demand(0.0) == pytest.approx(n * share)
+        return n, share
+
+    (slow, slow_share), (fast, fast_share) = admitted("slow"), admitted(VOICE)
+    assert slow_share > 1.5 * fast_share
+    target = make().config.target_utilization
+    assert slow == int(target / slow_share) and fast == int(target / fast_share)
+    assert 1 <= slow < fast
+
+
 def test_set_workers_moves_capacity() -> None:
     def admitted(workers: int) -> int:
         s = make(workers=2)

@@ -35,6 +35,13 @@ PHONEME_TABLE = [
     ("新聞を読みました。", "ɕimbɯɴ o jomʲi maɕi ta."),
     # percent spelled out, geminate across the counter
     ("10%です。", "ʥɨʔpaːsento desɨ."),
+    # what OpenJTalk tags a symbol but reads is spoken: letters in brackets or alone, &
+    ("人工知能（AI）の発展", "ʥiŋkoː ʨinoː (ei ai) no haʔteɴ"),
+    ("AとBとA&B", "ei to bʲiː to ei ando bʲiː"),
+    # ℃ (and °C) read ド, not dropped by NFKC's "°C"
+    ("気温は20℃、20°C。", "kʲioɴ βa ɲi ʥɨː do, ɲi ʥɨː do."),
+    # a currency sign before the amount is said after it
+    ("￥1,000と$5と€2と£3", "seɴ eɴ to ɡo doɾɯ to ɲi jɯːɾo to saɴ pondo"),
 ]
 
 
@@ -60,6 +67,22 @@ def test_every_phoneme_is_in_kokoros_vocabulary(kokoro_vocab: dict[str, int]) ->
         phonemes = japanese.phonemize(text)
         assert set(phonemes) <= set(kokoro_vocab), set(phonemes) - set(kokoro_vocab)
         assert len(japanese.phoneme_ids(phonemes, kokoro_vocab)) == len(phonemes)
+
+
+def test_no_character_of_latin_letters_or_symbols_read_by_openjtalk_is_dropped() -> None:
+    # Each of these, once dropped as punctuation, left its sentence spoken without it.
+    for text, spoken in [("（AI）", "ei ai"), ("A", "ei"), ("¥", "eɴ"), ("&", "ando")]:
+        assert japanese.phonemize(text).strip("()") == spoken
+
+
+def test_latin_words_are_found_in_the_text_for_word_spans() -> None:
+    # OpenJTalk returns ASCII full-width ("ＧｉｔＨｕｂ"): the surfaces are NFKC, so each word's
+    # span is its own, not the text back to the previous word ("、GitHub").
+    text = "例えば、GitHubでは、AIが書く。"
+    _, spoken = japanese.phonemize_words(text)
+    spans = japanese.word_spans(text, [surface for surface, _ in spoken])
+    words = [text[a:b] for a, b in spans]
+    assert words == ["例えば", "GitHub", "で", "は", "AI", "が", "書く"]
 
 
 def test_empty_and_symbol_only_text() -> None:
