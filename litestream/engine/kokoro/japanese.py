@@ -25,6 +25,13 @@ logger = logging.getLogger("litestream.engine.japanese")
 
 OPENJTALK_LOCK = threading.Lock()
 
+# How Japanese text is read into phonemes: a part of each Kokoro voice's fingerprint, so that
+# the shared sentence cache, which outlives a deploy, never serves audio read by an older rule.
+# Change it whenever the reading changes.
+# 2: symbols OpenJTalk reads are spoken ("AとB", "（AI）", "&", "¥"), ℃ and °C read ド, a currency
+#    sign before an amount said after it (was: every symbol node dropped).
+READING = "2"
+
 # --- one mora -> phonemes -----------------------------------------------------------------
 
 _VOWELS = "aiɯeo"

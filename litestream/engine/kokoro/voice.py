@@ -313,10 +313,12 @@ class KokoroVoice:
 
     @property
     def fingerprint(self) -> str:
-        """The joined model's checksum, its vocabulary and this style's vector."""
+        """The joined model's checksum, its vocabulary, this style's vector and how its text is
+        read (`japanese.READING`)."""
         return fingerprint_of("kokoro", file_sha256(self.model.model_path),
                               json.dumps(dict(self.model.vocab), sort_keys=True),
-                              np.ascontiguousarray(self._style, dtype=np.float32).tobytes())
+                              np.ascontiguousarray(self._style, dtype=np.float32).tobytes(),
+                              f"reading:{japanese.READING}")
 
     def __repr__(self) -> str:
         return f"KokoroVoice({self.style!r}, slot={self.slot})"

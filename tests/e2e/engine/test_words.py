@@ -122,3 +122,14 @@ def test_a_long_expansion_runs_in_pieces_and_keeps_its_words(voice: PiperVoice) 
     assert number.text == "1,234,567"
     assert number.end_sample - number.start_sample > 4 * (words[-3].end_sample
                                                           - words[-3].start_sample)
+
+
+def test_a_kokoro_fingerprint_follows_how_text_is_read(kokoro_model: KokoroModel,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A replica whose Japanese reader reads by another rule (another release) makes other
+    audio for the same text: the shared sentence cache keeps the two apart."""
+    from litestream.engine.kokoro import japanese
+
+    before = kokoro_model.voice("jf_alpha").fingerprint
+    monkeypatch.setattr(japanese, "READING", japanese.READING + "-next")
+    assert kokoro_model.voice("jf_alpha").fingerprint != before
