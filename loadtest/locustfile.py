@@ -12,6 +12,8 @@ feels goes into locust's statistics, request type "WS":
   first frame after it needed it (0 when the audio came early). protocol-v1: Timing promise.
 - `stall`: a failure per stall, response time = how long the listener ran dry.
 - `stream`: the whole stream, success on `done`; failure on an `error` or an abnormal close.
+  Its time ends at `done`; the user then listens to the end of the audio it received before
+  it waits (`wait_time`) and speaks again, so a user is one listener.
 
 WebSocket library: `websocket-client`, plain blocking socket I/O that gevent's monkey-patching
 makes cooperative (what locust-plugins uses too). `websockets.sync` was tried first: it closes
@@ -130,11 +132,15 @@ class ListenerUser(User):
         if ws is None:
             return
         try:
-            self._run_stream(ws, random.choice(PARAGRAPHS))
+            plays_until = self._run_stream(ws, random.choice(PARAGRAPHS))
         finally:
             ws.close()
+        # A listener hears what it received before it asks for more: `done` comes as soon as
+        # the last audio is sent, which is up to --max-lookahead-s before playback ends.
+        gevent.sleep(max(0.0, plays_until - time.perf_counter()))
 
-    def _run_stream(self, ws: WebSocket, text: str) -> None:
+    def _run_stream(self, ws: WebSocket, text: str) -> float:
+        """Speak `text`; returns when (perf_counter) playback of the audio received ends."""
         decoder = EventDecoder(self.encoding)
         clock: PlaybackClock | None = None
         first_chunk_seq: int | None = None
@@ -179,8 +185,9 @@ class ListenerUser(User):
             failure = StreamFailed(f"no message for {RECV_TIMEOUT_S:.0f} s")
         except (websocket.WebSocketConnectionClosedException, OSError):
             failure = StreamFailed("connection lost before done")
-        self._fire("stream", (time.perf_counter() - start) * 1000.0, length=audio_bytes,
-                   exception=failure)
+        end = time.perf_counter()
+        self._fire("stream", (end - start) * 1000.0, length=audio_bytes, exception=failure)
+        return end if clock is None else clock.ends_at(end)
 
     def _on_audio(self, clock: PlaybackClock, event: Audio, now: float, sent_at: float,
                   first_chunk_seq: int | None) -> None:

@@ -16,6 +16,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
+from urllib.parse import urlsplit
 
 from litestream.client import build_url
 from loadtest.lib.recorder import (
@@ -74,13 +75,22 @@ def parse_mix(spec: str) -> list[tuple[str, str]]:
         voice, sep, mode = item.partition("=")
         if not sep or not voice:
             raise SystemExit(f"--mix: {item!r} is not VOICE=TEXT")
-        text_for(mode)
+        try:
+            text_for(mode)
+        except ValueError as exc:
+            raise SystemExit(f"--mix: {exc}") from None
         pairs.append((voice, mode))
     return pairs
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if urlsplit(args.url).scheme not in ("ws", "wss"):
+        parser.error(f"--url must be a ws:// or wss:// stream URL, got {args.url!r}")
+    for flag, value in (("--token-rate", args.token_rate), ("--timeout-s", args.timeout_s)):
+        if not value > 0:
+            parser.error(f"{flag} must be > 0")
     if not args.allow_remote:
         check_loopback(args.url)
     try:
@@ -105,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps({**meta, "summary": asdict(summary)}))
     else:
         print(format_report(summary, meta))
-    return 0
+    return 0 if summary.with_audio else 1  # nothing heard: nothing was measured
 
 
 def _capacity(args: argparse.Namespace, meta: dict[str, Any]) -> int:

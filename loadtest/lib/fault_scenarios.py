@@ -50,11 +50,15 @@ class Outcome:
         stalls = sum(r.stall_count for r in self.bystanders)
         stall_ms = sum(r.stall_ms for r in self.bystanders)
         done = sum(1 for r in self.bystanders if r.done)
+        unconnected = [r.connect_error for r in self.bystanders if r.connect_error is not None]
         lines = [
             f"== {self.name}: {'PASS' if self.bystanders_ok else 'FAIL'}",
             f"   injected    {self.injected}",
         ]
         for r in self.faulted[:3]:
+            if r.connect_error is not None:  # it never spoke to a server: no close to report
+                lines.append(f"   faulted #{r.index}  not connected: {r.connect_error}")
+                continue
             refused = f"refused {r.refused_status}, " if r.refused else ""
             lines.append(f"   faulted #{r.index}  {refused}errors {r.errors or 'none'}, "
                          f"done {r.done}, "
@@ -66,7 +70,8 @@ class Outcome:
             f"   bystanders  {len(self.bystanders)}: done {done}, stalls {stalls} "
             f"({stall_ms:.0f} ms), first audio p50 {fmt_ms(percentile(ttfa, 50))} ms, "
             f"max {fmt_ms(max(ttfa) if ttfa else None)} ms, errors "
-            f"{[e for r in self.bystanders for e in r.errors] or 'none'}")
+            f"{[e for r in self.bystanders for e in r.errors] or 'none'}"
+            + (f"; not connected {len(unconnected)} ({unconnected[0]})" if unconnected else ""))
         lines.extend(f"   {note}" for note in self.notes)
         return "\n".join(lines)
 

@@ -8,7 +8,9 @@ each run it prints
   intonation worst);
 - the mean gap of silence at joins: trailing silence of one chunk plus leading silence of the
   next, as heard;
-- with ``--whisper``, the word error rate of a speech recognizer on each stream's audio.
+- with ``--whisper``, the word error rate of a speech recognizer on each stream's audio;
+- the streams not spoken (refused, unreachable, an error), counted by why; the command exits 1
+  when a run spoke none.
 
 The recognizer (faster-whisper with whisper base) pulls plain ``onnxruntime``, so it lives in a
 virtual environment of its own and runs as a subprocess on WAV files; it never enters
@@ -215,6 +217,13 @@ def transcribe(python: str, model_dir: Path, streams: Sequence[SpokenStream],
 def summarize(label: str, streams: Sequence[SpokenStream],
               hypotheses: Sequence[str] | None) -> dict[str, object]:
     ok = [s for s in streams if s.error is None and s.chunks]
+    # Why the others were not spoken (refused, no server, an error): the figures come from
+    # `spoken` streams only, and a reader must see that they are not all of them.
+    failed: dict[str, int] = {}
+    for s in streams:
+        if s.error is not None or not s.chunks:
+            why = s.error or "no audio"
+            failed[why] = failed.get(why, 0) + 1
     reports = [join_report(s) for s in ok]
     gaps = [g for r in reports for g in r.gaps_ms]
     sentences = sum(r.sentences for r in reports)
@@ -227,6 +236,8 @@ def summarize(label: str, streams: Sequence[SpokenStream],
         "joins_in_clause": sum(r.joins_in_clause for r in reports),
         "mean_join_gap_ms": round(float(np.mean(gaps)), 1) if gaps else None,
     }
+    if failed:
+        row["failed"] = failed
     if hypotheses is not None:
         errors = [word_errors(s.text, h) for s, h in zip(ok, hypotheses, strict=True)]
         row["wer"] = round(sum(e for e, _ in errors) / max(sum(n for _, n in errors), 1), 4)

@@ -173,6 +173,7 @@ class Summary:
     chunk_lateness_p99_ms: float | None
     chunks: int
     words_events: int = 0  # `words` events received (timestamps=word)
+    connect_error_example: str | None = None  # the first connection error, as the OS said it
 
 
 def summarize(results: Sequence[StreamResult], wall_s: float) -> Summary:
@@ -217,6 +218,8 @@ def summarize(results: Sequence[StreamResult], wall_s: float) -> Summary:
         chunk_lateness_p99_ms=percentile(lateness, 99),
         chunks=sum(r.chunks for r in results),
         words_events=sum(r.words_events for r in results),
+        connect_error_example=next(
+            (r.connect_error for r in results if r.connect_error is not None), None),
     )
 
 
@@ -333,6 +336,10 @@ RATE_LIMIT_HINT = ("the server's per-address limits, not its capacity (every str
                    "1000000 --chars-per-s 100000000")
 
 
+# A run in which no stream got audio measured nothing: the command says so and exits 1.
+NOTHING_HEARD = "no stream got audio: these figures measure nothing (see refused, connect errors)"
+
+
 def format_report(summary: Summary, meta: dict[str, Any]) -> str:
     m = meta["machine"]
     s = summary
@@ -355,7 +362,8 @@ def format_report(summary: Summary, meta: dict[str, Any]) -> str:
         f"p99 {fmt_ms(s.chunk_lateness_p99_ms)} ms, p50 {fmt_ms(s.chunk_lateness_p50_ms)} ms "
         f"over {s.chunks - s.with_audio} later chunks (negative = early)"
         + (f"; {s.words_events} words events" if s.words_events else ""),
-        f"refused        {s.refused} ({refused}); connect errors {s.connect_errors}",
+        f"refused        {s.refused} ({refused}); connect errors {s.connect_errors}"
+        + (f" ({s.connect_error_example})" if s.connect_error_example else ""),
         f"server errors  {errors}; abnormal closes {closes}; timed out {s.timed_out}",
         f"completed      {s.completed}/{s.streams} got done, {s.with_audio} got audio",
         f"audio          {s.audio_s_total:.1f} s total",
@@ -363,4 +371,6 @@ def format_report(summary: Summary, meta: dict[str, Any]) -> str:
     ]
     if "rate_limited" in s.errors:
         lines.append(f"rate_limited   {RATE_LIMIT_HINT}")
+    if s.with_audio == 0:
+        lines.append(f"nothing heard  {NOTHING_HEARD}")
     return "\n".join(lines)

@@ -86,12 +86,14 @@ def check_loopback(url: str) -> None:
 
 async def connect_recorded(url: str, result: StreamResult, *, open_timeout: float,
                            max_queue: int | None = 16) -> Any:
-    """The listener's WebSocket, or None with the refusal or connection error in `result`."""
+    """The listener's WebSocket, or None with the refusal or connection error in `result`.
+    A URL without a path means the stream endpoint, as for `litestream.client` (the server's
+    `/` is the player page, which answers an upgrade with 200 and HTML)."""
     from websockets.asyncio.client import connect
     from websockets.exceptions import InvalidStatus
 
     try:
-        ws = await connect(url, open_timeout=open_timeout, proxy=None,
+        ws = await connect(build_url(url, {}), open_timeout=open_timeout, proxy=None,
                            max_size=8 * 1024 * 1024, compression=None, max_queue=max_queue)
     except InvalidStatus as exc:
         result.refused_status = exc.response.status_code

@@ -49,6 +49,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from litestream.client import build_url
 from loadtest.lib import batches
 from loadtest.lib.net import free_port
 from loadtest.lib.recorder import percentile
@@ -210,8 +211,9 @@ class ClientOptions:
 
 
 def _ws_url(url: str, options: ClientOptions) -> str:
-    query = [f"{k}={v}" for k, v in (("voice", options.voice), ("pace", options.pace)) if v]
-    return url + ("?" + "&".join(query) if query else "")
+    """ws://host:port means the stream endpoint, as for litestream.client (`/` is the player's
+    page, which answers an upgrade with 200 and HTML)."""
+    return build_url(url, {"voice": options.voice or None, "pace": options.pace or None})
 
 
 def _http_url(url: str) -> str:

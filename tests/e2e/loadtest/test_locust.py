@@ -53,3 +53,29 @@ async def test_locust_headless_smoke(tmp_path: Path) -> None:
 
     # An exception in a task is a bug in the locustfile, not load: there must be none.
     assert read_rows(tmp_path / "run_exceptions.csv") == [], log
+
+
+async def test_a_user_is_one_listener_it_hears_a_paragraph_before_the_next(
+        tmp_path: Path) -> None:
+    """`done` comes as soon as the last audio is sent, seconds before a listener has heard it
+    (the server runs ahead of playback). A user that spoke again at `done` would be several
+    listeners at once. Each paragraph is seconds of audio, so in 8 s one user starts at most
+    two streams (two only if its first paragraph ends in time); before the fix it started one
+    every second or so."""
+    async with run_server() as srv:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
+            "-u", "1", "-r", "1", "-t", "8s", "--host", f"ws://127.0.0.1:{srv.port}",
+            "--csv", str(tmp_path / "run"), "--exit-code-on-error", "0", "--only-summary",
+            "--loglevel", "WARNING",
+            cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )
+        output, _ = await asyncio.wait_for(proc.communicate(), timeout=45)
+    log = output.decode(errors="replace")[-3000:]
+    assert proc.returncode == 0, f"locust exited {proc.returncode}:\n{log}"
+    stats = {row["Name"]: row for row in read_rows(tmp_path / "run_stats.csv")}
+    stream = stats["stream"]
+    assert int(stream["Request Count"]) >= 1, log
+    # The premise: a paragraph is seconds of audio (22.05 kHz s16le).
+    assert float(stream["Average Content Size"]) / (22050 * 2) > 4.0, log
+    assert 1 <= int(stats["connect"]["Request Count"]) <= 2, log

@@ -10,10 +10,14 @@ from __future__ import annotations
 import asyncio
 import itertools
 import math
+import subprocess
+import sys
 
 import pytest
 
+from loadtest.lib.net import free_port
 from loadtest.lib.recorder import (
+    NOTHING_HEARD,
     RATE_LIMIT_HINT,
     StreamRecorder,
     StreamResult,
@@ -28,6 +32,7 @@ from loadtest.lib.recorder import (
 )
 from loadtest.lib.streams import check_loopback, machine_info, run_load
 from loadtest.lib.texts import LONG, PARAGRAPH, text_for, words
+from tests import REPO
 
 RATE = 1000  # samples/s, s16le: 2 bytes per ms of audio
 
@@ -265,3 +270,44 @@ def test_a_load_test_over_the_servers_text_rate_says_it_met_the_limit_not_capaci
                                      "text": "paragraph", "token_rate": 0})
     assert f"rate_limited   {RATE_LIMIT_HINT}" in report
     assert "--chars-per-s 100000000" in report
+
+
+def test_a_url_without_a_path_loads_the_stream_endpoint() -> None:
+    # As for litestream.client: ws://host:port means /v1/stream, not the player page (whose
+    # 200 and HTML the tool counted as a refused handshake).
+    from tests.serverutil import run_server
+
+    async def main() -> Summary:
+        async with run_server(workers=2) as srv:
+            summary, _ = await run_load(f"ws://127.0.0.1:{srv.port}", streams=1,
+                                        text="paragraph", timeout_s=120)
+            return summary
+
+    summary = asyncio.run(main())
+    assert summary.refused == 0, summary.refused_by_status
+    assert summary.completed == 1 and summary.with_audio == 1
+
+
+def realtime_command(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "loadtest.realtime", *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_a_run_that_reaches_no_server_says_why_and_fails() -> None:
+    url = f"ws://127.0.0.1:{free_port()}/v1/stream"  # nothing listens there
+    run = realtime_command("--url", url, "--streams", "2")
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "connect errors 2 (ConnectionRefusedError" in run.stdout, run.stdout
+    assert f"nothing heard  {NOTHING_HEARD}" in run.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--mix", "joe=nope"], "--mix: unknown text 'nope'"),
+    (["--url", "http://127.0.0.1:1/v1/stream"], "--url must be a ws:// or wss://"),
+    (["--token-rate", "0", "--text", "tokens"], "--token-rate must be > 0"),
+    (["--timeout-s", "0"], "--timeout-s must be > 0"),
+])
+def test_a_bad_argument_is_a_message_not_a_traceback(args: list[str], message: str) -> None:
+    run = realtime_command(*args)
+    assert run.returncode != 0
+    assert message in run.stderr and "Traceback" not in run.stderr, run.stderr

@@ -210,3 +210,14 @@ def test_the_command_line_serves_two_replicas_and_deals_streams_to_both(tmp_path
     assert report["server"]["batches"]["encode"]["steps"] >= 6
     logs = [(tmp_path / name).read_text() for name in ("server.log", "server.1.log")]
     assert [log.count("stream done") for log in logs] == [3, 3]
+
+
+async def test_a_url_without_a_path_loads_the_stream_endpoint() -> None:
+    # As for litestream.client: ws://host:port means /v1/stream, not the player page (whose
+    # 200 and HTML the swarm counted as refused handshakes).
+    async with run_server() as srv:
+        config = SwarmConfig(urls=(f"ws://127.0.0.1:{srv.port}",), streams=1, processes=1,
+                             transport="ws", text="sentence", timeout_s=60)
+        report, _ = await asyncio.to_thread(swarm.run_swarm, config)
+    assert report.refused_by_status == {}, swarm.format_report(report)
+    assert report.admitted == report.completed == 1, swarm.format_report(report)

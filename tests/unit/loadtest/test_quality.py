@@ -9,6 +9,7 @@ from loadtest.lib.listening import (
     SpokenStream,
     join_report,
     silence_edges_ms,
+    summarize,
     word_errors,
 )
 
@@ -58,3 +59,17 @@ def test_word_errors_count_substitutions_insertions_and_deletions() -> None:
     assert word_errors("the cat sat", "the bat sat down") == (2, 3)
     assert word_errors("The cat, sat.", "the cat sat") == (0, 3)
     assert word_errors("one two three", "") == (3, 3)
+
+
+def test_a_run_row_says_how_many_streams_were_not_spoken_and_why() -> None:
+    # The figures come from spoken streams only: a burst in which the server refused some must
+    # not read as all of them.
+    spoken = SpokenStream("One. Two.", RATE, [SpokenChunk(0, "One. Two.", [tone(300)])])
+    refused = "RateLimited: handshake refused: HTTP 429: too many concurrent streams (limit 1)"
+    streams = [spoken, SpokenStream("One. Two.", error=refused),
+               SpokenStream("One. Two.", error=refused),
+               SpokenStream("One. Two.", error="bad_message")]
+    row = summarize("4 at once", streams, None)
+    assert row["streams"] == 4 and row["spoken"] == 1
+    assert row["failed"] == {refused: 2, "bad_message": 1}
+    assert "failed" not in summarize("alone", [spoken], None)
