@@ -45,7 +45,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -682,14 +682,25 @@ def _to_replicas(config: dict[str, Any]) -> str:
     return f" dealt to {len(urls)} replicas" if len(urls) > 1 else ""
 
 
+def _load(value: object) -> str:
+    return f"{value:.2f}" if isinstance(value, float) else str(value)
+
+
+def _by_status(counts: Mapping[str, int] | None) -> str:
+    """After the refused count: " {'503': 7}", or nothing when none was refused."""
+    return f" {dict(counts)}" if counts else ""
+
+
 def format_report(report: SwarmReport) -> str:
     c = report.config
     m = report.machine
     lines = [
-        f"machine {m['node']} | {m['cpu']} | nproc {m['nproc']} | load 1m {m['loadavg_1m']}",
+        f"machine {m['node']} | {m['cpu']} | nproc {m['nproc']} | load 1m "
+        f"{_load(m['loadavg_1m'])}",
         f"{report.streams} {c['transport']} streams of {c['text']} text over "
         f"{c['over_s']:.0f} s{_to_replicas(c)}: admitted {report.admitted}, refused "
-        f"{report.refused} {report.refused_by_status or ''}, completed {report.completed}, errors "
+        f"{report.refused}{_by_status(report.refused_by_status)}, completed {report.completed}, "
+        f"errors "
         f"{report.errors or 0}, order errors {report.order_errors}, peak concurrent "
         f"{report.peak_concurrent}",
         f"first audio p50 {_ms(report.ttfa_p50_ms)} p95 {_ms(report.ttfa_p95_ms)} "
