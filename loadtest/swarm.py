@@ -123,6 +123,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.json:
             with open(args.json, "w", encoding="utf-8") as f:
                 json.dump([asdict(r) | {"passed": r.passed} for r in reports], f, indent=1)
+    # A run where not one stream was admitted measured nothing (no server, every handshake
+    # refused): say so with the exit status, as loadtest.realtime does.
+    if all(r.admitted == 0 for r in reports):
+        print("nothing admitted: no stream reached the server's audio (see errors and refused "
+              "above)", file=sys.stderr)
+        return 1
     return 0
 
 

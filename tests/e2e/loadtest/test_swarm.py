@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 
 import pytest
 
 from litestream.engine.synthetic import VOICE_ID, SyntheticVoice
 from loadtest.lib import swarm
+from loadtest.lib.net import free_port
 from loadtest.lib.swarm import Listener, ListenerResult, SwarmConfig
+from tests import REPO
 from tests.serverutil import run_server
 
 RATE = 1000  # samples/s, s16le: 2 bytes per ms of audio
@@ -221,3 +225,12 @@ async def test_a_url_without_a_path_loads_the_stream_endpoint() -> None:
         report, _ = await asyncio.to_thread(swarm.run_swarm, config)
     assert report.refused_by_status == {}, swarm.format_report(report)
     assert report.admitted == report.completed == 1, swarm.format_report(report)
+
+
+def test_a_run_that_reaches_no_server_fails() -> None:
+    url = f"ws://127.0.0.1:{free_port()}/v1/stream"  # nothing listens there
+    run = subprocess.run([sys.executable, "-m", "loadtest.swarm", "--url", url, "--streams", "2",
+                          "--processes", "1", "--timeout-s", "10"],
+                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "admitted 0" in run.stdout and "nothing admitted" in run.stderr
