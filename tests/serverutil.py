@@ -62,10 +62,12 @@ class RunningServer:
 async def run_server(voices: Mapping[str, Voice] | None = None,
                      **overrides: Any) -> AsyncIterator[RunningServer]:
     """`async with run_server(workers=2) as srv:` -> srv.url, srv.http_url, srv.server.
-    ``voices`` (default: the shared Piper voice) replaces the voices the server serves."""
+    ``voices`` (default: the shared Piper voice) replaces the voices the server serves;
+    ``port=srv.port`` starts one where an earlier one was (a restart)."""
     overrides.setdefault("workers", 2)
     overrides.setdefault("deterministic", True)
-    config = config_mod.build(environ={}, host="127.0.0.1", port=free_port(), **overrides)
+    overrides.setdefault("port", free_port())
+    config = config_mod.build(environ={}, host="127.0.0.1", **overrides)
     server = LitestreamServer(config, voices=dict(voices) if voices else shared_voices())
     await server.start()
     try:

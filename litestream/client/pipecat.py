@@ -29,6 +29,7 @@ dependencies (it pins plain `onnxruntime`, which would replace onnxruntime-gpu).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections import deque
@@ -49,7 +50,7 @@ from pipecat.services.tts_service import TextAggregationMode, WebsocketTTSServic
 
 from litestream.client.events import Audio, Chunk, Cleared, Done, Error, Flushed, Ready, Words
 from litestream.client.playback import PlaybackClock
-from litestream.client.stream import connect
+from litestream.client.stream import HandshakeRefused, connect
 
 
 class _Stream(Protocol):
@@ -120,6 +121,10 @@ class LitestreamTTSService(WebsocketTTSService):
         self._clock: PlaybackClock | None = None  # the listener, for on_interrupted_heard
         self._first_live_seq = 0                   # chunks before this were heard in full
         self._last_context: str | None = None      # the turn run_tts last spoke for
+        self._connecting = asyncio.Lock()     # one handshake at a time: run_tts or the loop
+        self._retry_at = 0.0                  # monotonic: a refusal's Retry-After runs out
+        self._unspoken_context: str | None = None  # a turn with no stream, reported once
+        self._silent_contexts: set[str] = set()  # flushed with no chunk: nothing to say
         self.conversation_streams = 0         # streams opened (1 unless the server closed one)
         self.session_id: str | None = None    # the open stream's session (protocol-v1 ready)
         self._register_event_handler("on_interrupted_heard")
@@ -136,6 +141,12 @@ class LitestreamTTSService(WebsocketTTSService):
     async def _connect(self) -> None:
         await super()._connect()
         await self._connect_websocket()
+        if (self._stream is not None and self._receive_task is not None
+                and self._reconnect_in_progress):
+            # A turn opened the stream while the receive loop waits out a backoff before it
+            # retries: a new loop reads the stream now, not seconds into the turn.
+            await self.cancel_task(self._receive_task)
+            self._receive_task = None
         if self._stream is not None and self._receive_task is None:
             self._receive_task = self.create_task(self._receive_task_handler(self._report_error))
 
@@ -147,26 +158,34 @@ class LitestreamTTSService(WebsocketTTSService):
         await self._disconnect_websocket()
 
     async def _connect_websocket(self) -> None:
-        if self._stream is not None:
-            return
-        stack = contextlib.AsyncExitStack()
-        try:
-            voice = self._settings.voice if isinstance(self._settings.voice, str) else None
-            self._stream = await stack.enter_async_context(connect(
-                self._url, voice=voice, token=self._api_key, speed=self._speed,
-                format="s16le", timestamps="word"))
-        except Exception as exc:  # a refusal (HandshakeRefused) or the network
-            await stack.aclose()
-            self._stream = None
-            await self.push_error_frame(ErrorFrame(error=f"{self} cannot connect: {exc}"))
-            await self._call_event_handler("on_connection_error", str(exc))
-            return
-        self._stack = stack
-        self._flushes.clear()
-        self._clears_pending = 0
-        self._untimed.clear()
-        self.conversation_streams += 1
-        await self._call_event_handler("on_connected")
+        async with self._connecting:  # run_tts and the receive loop's reconnect may race
+            if self._stream is not None:
+                return
+            if time.monotonic() < self._retry_at:
+                return  # the server said when to come back (Retry-After): sooner is refused
+            stack = contextlib.AsyncExitStack()
+            try:
+                voice = self._settings.voice if isinstance(self._settings.voice, str) else None
+                self._stream = await stack.enter_async_context(connect(
+                    self._url, voice=voice, token=self._api_key, speed=self._speed,
+                    format="s16le", timestamps="word"))
+            except Exception as exc:  # a refusal (HandshakeRefused) or the network
+                await stack.aclose()
+                self._stream = None
+                if isinstance(exc, HandshakeRefused) and exc.retry_after_s:
+                    self._retry_at = time.monotonic() + exc.retry_after_s
+                # The exception carries a refusal's HTTP status: Pipecat files a 400, 401 or
+                # 403 as permanent (no retry can fix a wrong key) and stops giving work.
+                await self.push_error_frame(ErrorFrame(error=f"{self} cannot connect: {exc}",
+                                                       exception=exc))
+                await self._call_event_handler("on_connection_error", str(exc))
+                return
+            self._stack = stack
+            self._flushes.clear()
+            self._clears_pending = 0
+            self._untimed.clear()
+            self.conversation_streams += 1
+            await self._call_event_handler("on_connected")
 
     async def _disconnect_websocket(self) -> None:
         stack, self._stack, self._stream = self._stack, None, None
@@ -178,6 +197,21 @@ class LitestreamTTSService(WebsocketTTSService):
     async def _verify_connection(self) -> bool:
         return self._stream is not None
 
+    async def _reconnect_websocket(self, attempt_number: int) -> bool:
+        if self._stream is not None:
+            # A turn opened a stream (run_tts) while the receive loop waited to retry: read
+            # that one. Reconnecting again would drop the turn it carries.
+            return True
+        return await super()._reconnect_websocket(attempt_number)
+
+    async def _record_context_audio_outcome(self, context_id: str, received_audio: bool) -> None:
+        if context_id in self._silent_contexts:
+            # The server flushed the turn without a chunk: it had nothing to say ("...", an
+            # emoji). Not a TTS that went silent; Pipecat would count it toward giving up.
+            self._silent_contexts.discard(context_id)
+            return
+        await super()._record_context_audio_outcome(context_id, received_audio)
+
     # ------------------------------------------------------------ text in
 
     async def run_tts(self, text: str, context_id: str) -> AsyncGenerator[Frame | None, None]:
@@ -188,10 +222,12 @@ class LitestreamTTSService(WebsocketTTSService):
             played = [c.seq for c in self._clock.fully_played(time.monotonic())]
             if played:
                 self._first_live_seq = max(self._first_live_seq, max(played) + 1)
+        if self._stream is None and context_id != self._unspoken_context:
+            await self._connect()  # once per turn: not a handshake for every token
         if self._stream is None:
-            await self._connect()
-        if self._stream is None:
-            yield ErrorFrame(error=f"{self} not connected")
+            if context_id != self._unspoken_context:
+                self._unspoken_context = context_id
+                yield ErrorFrame(error=f"{self} not connected: this turn is not spoken")
             return
         try:
             await self._stream.send_text(text)
@@ -250,8 +286,21 @@ class LitestreamTTSService(WebsocketTTSService):
         stream = self._stream
         if stream is None:
             return
-        async for event in stream:
-            await self._on_event(event)
+        try:
+            async for event in stream:
+                await self._on_event(event)
+        except asyncio.CancelledError:
+            raise  # _disconnect is closing it
+        except Exception:
+            await self._forget_stream(stream)
+            raise
+        await self._forget_stream(stream)
+
+    async def _forget_stream(self, stream: _Stream) -> None:
+        """The server closed `stream` (or reading it failed): the next turn opens a new one
+        instead of sending into it, and the receive loop's reconnect does not wait on it."""
+        if self._stream is stream:
+            await self._disconnect_websocket()
 
     async def _on_event(self, event: object) -> None:
         now = time.monotonic()
@@ -275,7 +324,8 @@ class LitestreamTTSService(WebsocketTTSService):
         elif isinstance(event, Flushed):
             if self._flushes:
                 ctx = self._flushes.popleft()
-                self._context_base_ms.pop(ctx, None)
+                if self._context_base_ms.pop(ctx, None) is None:
+                    self._silent_contexts.add(ctx)  # no chunk: the text had nothing to say
                 await self.append_to_audio_context(ctx, TTSStoppedFrame(context_id=ctx))
                 await self.remove_audio_context(ctx)
         elif isinstance(event, Error):

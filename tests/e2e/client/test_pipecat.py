@@ -6,6 +6,7 @@ pipecat-ai is installed by `make install` (without its dependencies: see clients
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from typing import Any
@@ -36,7 +37,7 @@ from pipecat.transports.base_output import BaseOutputTransport
 from pipecat.transports.base_transport import TransportParams
 from pipecat.workers.runner import WorkerRunner
 
-from litestream.client import Chunk, Words
+from litestream.client import Chunk, Words, connect
 from litestream.client.pipecat import LitestreamTTSService, word_times
 from tests.serverutil import RunningServer, run_server
 
@@ -261,6 +262,96 @@ async def test_without_words_events_the_words_are_estimated_and_all_come_out(
 
     await run_pipeline(srv, script, ServerWithoutWords(url=srv.url))
     assert seen["words"] == TURN_1.split()
+
+
+def stopped(n: int) -> Callable[[list[Frame]], bool]:
+    return lambda frames: sum(isinstance(f, TTSStoppedFrame) for f in frames) >= n
+
+
+@module_loop
+async def test_turns_with_nothing_to_say_do_not_make_the_service_give_up(
+        srv: RunningServer) -> None:
+    """An LLM reply of only punctuation or an emoji: the server flushes it without a chunk.
+    Pipecat counts a turn without audio as a TTS gone silent and, after three in a row, stops
+    giving the service work; the next real reply was never spoken."""
+    seen: dict[str, Any] = {}
+
+    async def script(worker: PipelineWorker, sink: Sink, tts: LitestreamTTSService) -> None:
+        for turn, text in enumerate(("...", "\N{THUMBS UP SIGN}", "\N{EM DASH}"), start=1):
+            await worker.queue_frames(llm_turn(text))
+            await sink.wait_for(stopped(turn))
+        words_before = len(sink.of(TTSTextFrame))
+        await worker.queue_frames(llm_turn(TURN_2))
+        await sink.wait_for(stopped(4))
+        seen["usable"] = tts.is_usable
+        seen["words"] = [f.raw_text for f in sink.of(TTSTextFrame)[words_before:]]
+
+    await run_pipeline(srv, script)
+    assert seen["usable"]
+    assert seen["words"] == TURN_2.split()
+
+
+async def test_a_turn_after_the_server_restarted_is_spoken_on_a_new_stream() -> None:
+    """The server goes away between two turns (its streams close with 1001) and comes back on
+    the same port. The service's receive loop, refused while it was down, waits to retry; the
+    next turn opens a stream itself. That turn must be spoken on it, not dropped when the
+    loop's retry replaced the stream."""
+    seen: dict[str, Any] = {}
+    async with contextlib.AsyncExitStack() as first_server:
+        first = await first_server.enter_async_context(run_server())
+
+        async def script(worker: PipelineWorker, sink: Sink, tts: LitestreamTTSService) -> None:
+            await worker.queue_frames(llm_turn(TURN_1))
+            await sink.wait_for(stopped(1))
+            await first_server.aclose()  # the stream closes with 1001; nothing listens
+            async with run_server(port=first.port) as second:
+                words_before = len(sink.of(TTSTextFrame))
+                audio_before = len(sink.of(TTSAudioRawFrame))
+                await worker.queue_frames(llm_turn(TURN_2))
+                with contextlib.suppress(TimeoutError):  # a lost turn: the asserts say so
+                    await sink.wait_for(stopped(2))
+                seen["words"] = [f.raw_text for f in sink.of(TTSTextFrame)[words_before:]]
+                seen["audio_s"] = audio_s(sink.of(TTSAudioRawFrame)[audio_before:])
+                seen["streams"] = tts.conversation_streams
+                seen["open"] = tts.session_id in second.server.streams
+
+        await run_pipeline(first, script)
+    assert seen["audio_s"] > 0.5
+    assert seen["words"] == TURN_2.split()
+    assert seen["streams"] == 2 and seen["open"]
+
+
+def refusals(srv: RunningServer, reason: str) -> float:
+    value = srv.server.metrics.registry.get_sample_value(
+        "litestream_refusals_total", {"reason": reason})
+    return value or 0.0
+
+
+async def test_a_refused_handshake_is_not_retried_for_every_token() -> None:
+    """Refused at connect, the service tried again for each LLM token (a handshake, and an
+    error, per word) and took a wrong key for a passing failure."""
+    turn = "This reply has a dozen words and the server will not take it."
+    seen: dict[str, Any] = {}
+
+    async def two_turns(worker: PipelineWorker, sink: Sink, tts: LitestreamTTSService) -> None:
+        for n in (1, 2):
+            await worker.queue_frames(llm_turn(turn))
+            await sink.wait_for(lambda frames, n=n: sum(
+                isinstance(f, LLMFullResponseEndFrame) for f in frames) >= n)
+        seen["usable"] = tts.is_usable
+
+    async with run_server(api_keys=("good",), max_streams=1) as srv:
+        # A wrong key: one refusal at start, then the service is unusable (Pipecat's word for
+        # an error no retry fixes) and asks no more.
+        await run_pipeline(srv, two_turns, LitestreamTTSService(url=srv.url, api_key="bad"))
+        assert refusals(srv, "unauthorized") == 1
+        assert not seen["usable"]
+        # Full (503): at most one handshake at start and one per turn, and the service stays
+        # usable for when the server has room again.
+        async with connect(srv.url, token="good"):
+            await run_pipeline(srv, two_turns, LitestreamTTSService(url=srv.url, api_key="good"))
+        assert 1 <= refusals(srv, "max_streams") <= 3
+        assert seen["usable"]
 
 
 HEARD_TOLERANCE_MS = 100  # a word starting this close to the cut may fall on either side
