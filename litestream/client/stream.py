@@ -45,7 +45,7 @@ from litestream.client.events import (
     Words,
 )
 from litestream.errors import LitestreamError
-from litestream.protocol import STREAM_PATH, Encoding, decode, encode
+from litestream.protocol import PCM_FORMATS, STREAM_PATH, Encoding, decode, encode
 
 logger = logging.getLogger("litestream.client")
 
@@ -183,6 +183,12 @@ class EventDecoder:
         self.format = "s16le"  # updated by `ready`; audio frames decode with it
         self.sample_rate: int | None = None
         self._last_seq = -1  # json audio carries no seq: it belongs to the latest chunk
+        self._asked: str | None = None  # a format configured before any text: `ready` is older
+
+    def ask_format(self, fmt: str) -> None:
+        """A `config` changed the format before the stream's first text: every chunk comes in
+        it, even if the `ready` read after this call still names the handshake's."""
+        self.format = self._asked = fmt
 
     def feed(self, frame: str | bytes) -> Event | None:
         if self.encoding is Encoding.JSON and isinstance(frame, bytes):
@@ -190,7 +196,7 @@ class EventDecoder:
         obj = decode(frame, self.encoding)
         event = _event_from_message(obj, self.format)
         if isinstance(event, Ready):
-            self.format = event.format
+            self.format = self._asked or event.format
             self.sample_rate = event.sample_rate
         elif isinstance(event, Chunk):
             self._last_seq = event.seq
@@ -222,6 +228,7 @@ class ClientStream:
         self.encoding = encoding
         self._decoder = EventDecoder(encoding)
         self._finished = False
+        self._text_sent = False
         self.ready: Ready | None = None  # set once the `ready` event has been read
         self.done: Done | None = None
 
@@ -240,6 +247,7 @@ class ClientStream:
         message: dict[str, Any] = {"type": "text", "text": text}
         if flush:
             message["flush"] = True
+        self._text_sent = True
         await self._send(message)
 
     async def flush(self) -> None:
@@ -252,8 +260,21 @@ class ClientStream:
         await self._send({"type": "end"})
 
     async def configure(self, **fields: Any) -> None:
-        """Send a `config` message; fields left None are not sent."""
+        """Send a `config` message; fields left None are not sent.
+
+        ``format`` only before the first text. The server applies a new format from the next
+        chunk it cuts, which no event names, so this client could not tell which frames are in
+        which format and would decode some of them wrongly; open another stream instead.
+        """
+        fmt = fields.get("format")
+        if fmt is not None and fmt not in PCM_FORMATS:
+            raise ValueError(f"format must be one of {', '.join(PCM_FORMATS)}, not {fmt!r}")
+        if fmt is not None and fmt != self.format and self._text_sent:
+            raise ValueError("this client cannot change format after the stream's first text "
+                             "(no event says which chunk changes); open another stream")
         await self._send({"type": "config", **{k: v for k, v in fields.items() if v is not None}})
+        if fmt is not None and not self._text_sent:
+            self._decoder.ask_format(str(fmt))
 
     async def close(self) -> None:
         await self._ws.close()

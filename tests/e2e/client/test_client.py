@@ -205,6 +205,22 @@ async def test_synthesize_returns_int16_mono_at_voice_rate(server: RunningServer
 
 
 @module_loop
+async def test_a_format_configured_before_the_first_text_decodes_every_frame(
+        server: RunningServer) -> None:
+    async with connect(server.url) as stream:  # the handshake's format: s16le
+        await stream.configure(format="f32le")
+        await stream.send_text("Hello there. This is a test.")
+        with pytest.raises(ValueError, match="cannot change format after"):
+            await stream.configure(format="s16le")  # which chunk would change is not said
+        await stream.end()
+        audio = [e for e in [e async for e in stream] if isinstance(e, Audio)]
+    samples = np.concatenate([a.samples() for a in audio])
+    assert samples.dtype == np.float32 and {a.format for a in audio} == {"f32le"}
+    assert 0.05 < float(np.abs(samples).max()) <= 1.0  # speech as floats, not int16 read as f32
+    assert len(samples) > 22050  # over a second of it
+
+
+@module_loop
 async def test_synthesize_is_not_paced_to_a_listener(server: RunningServer) -> None:
     # Nobody plays a one-shot while it arrives: its audio may be far longer than the timeout
     # (at a listener's pace, with 20 s of lookahead at most, the last of this text's ~75 s of
