@@ -24,21 +24,27 @@ def read_rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-async def test_locust_headless_smoke(tmp_path: Path) -> None:
+async def run_locust(tmp_path: Path, users: int) -> tuple[dict[str, dict[str, str]], str]:
+    """A headless locust run of 8 s against a real server: its stats by request name, and the
+    tail of its output (the summary table, or a traceback)."""
     async with run_server() as srv:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
-            "-u", "2", "-r", "2", "-t", "8s", "--host", f"ws://127.0.0.1:{srv.port}",
+            "-u", str(users), "-r", str(users), "-t", "8s",
+            "--host", f"ws://127.0.0.1:{srv.port}",
             "--csv", str(tmp_path / "run"), "--exit-code-on-error", "0", "--only-summary",
             "--loglevel", "WARNING",
             cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         )
         # The server runs on this loop: wait without blocking it.
         output, _ = await asyncio.wait_for(proc.communicate(), timeout=45)
-    log = output.decode(errors="replace")[-3000:]  # the tail: summary table or traceback
+    log = output.decode(errors="replace")[-3000:]
     assert proc.returncode == 0, f"locust exited {proc.returncode}:\n{log}"
+    return {row["Name"]: row for row in read_rows(tmp_path / "run_stats.csv")}, log
 
-    stats = {row["Name"]: row for row in read_rows(tmp_path / "run_stats.csv")}
+
+async def test_locust_headless_smoke(tmp_path: Path) -> None:
+    stats, log = await run_locust(tmp_path, users=2)
     assert "ttfa" in stats, f"no ttfa row in {sorted(stats)}:\n{log}"
     ttfa = stats["ttfa"]
     assert ttfa["Type"] == "WS"
@@ -62,18 +68,7 @@ async def test_a_user_is_one_listener_it_hears_a_paragraph_before_the_next(
     listeners at once. Each paragraph is seconds of audio, so in 8 s one user starts at most
     two streams (two only if its first paragraph ends in time); before the fix it started one
     every second or so."""
-    async with run_server() as srv:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
-            "-u", "1", "-r", "1", "-t", "8s", "--host", f"ws://127.0.0.1:{srv.port}",
-            "--csv", str(tmp_path / "run"), "--exit-code-on-error", "0", "--only-summary",
-            "--loglevel", "WARNING",
-            cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-        )
-        output, _ = await asyncio.wait_for(proc.communicate(), timeout=45)
-    log = output.decode(errors="replace")[-3000:]
-    assert proc.returncode == 0, f"locust exited {proc.returncode}:\n{log}"
-    stats = {row["Name"]: row for row in read_rows(tmp_path / "run_stats.csv")}
+    stats, log = await run_locust(tmp_path, users=1)
     stream = stats["stream"]
     assert int(stream["Request Count"]) >= 1, log
     # The premise: a paragraph is seconds of audio (22.05 kHz s16le).
