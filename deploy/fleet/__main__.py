@@ -52,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
             print(Fleet.load(args.state_dir).describe())
         else:
             fleet = Fleet.load(args.state_dir)
+            for name in fleet.reap():
+                print(f"{name}: its process is gone; removed from the fleet")
             have = sorted(fleet.state.replicas.values(), key=lambda r: r.index)
             if args.replicas > len(have):
                 fleet.add_replicas(args.replicas - len(have))

@@ -109,6 +109,10 @@ class Autoscaler:
 
     def step(self) -> Decision:
         now = time.monotonic() - self._t0
+        # A replica that died is no longer serving: forget it, or it would be counted (and
+        # waited for, since it exports no sample) forever and never replaced.
+        for name in self.fleet.reap(self.serving()):
+            self.say(f"t={now:6.1f}s {name}: its process is gone; removed from the fleet")
         serving = self.serving()
         try:
             loads = {n: v for n, v in self.loads().items() if n in serving}

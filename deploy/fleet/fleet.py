@@ -442,6 +442,17 @@ class Fleet:
         self.save()
         self._write_targets()
 
+    def reap(self, names: Sequence[str] | None = None) -> list[str]:
+        """Forget the replicas (of `names`, or all) whose process is gone: a crash, an OOM
+        kill. A dead replica stays DOWN in HAProxy and in the state until then, where `scale`
+        and the autoscaler would count it as serving and never start its replacement."""
+        with self._lock:
+            dead = [n for n in (self.state.replicas if names is None else names)
+                    if n in self.state.replicas and not alive(self.state.replicas[n].pid)]
+        for name in dead:
+            self.forget(name)
+        return dead
+
     def drain_timeout_s(self) -> float:
         """How long a drained replica may take: its grace (LITESTREAM_DRAIN_GRACE_S or the
         --drain-grace-s in replica_args, 30 s by default) and 15 s to close and exit."""
