@@ -230,6 +230,14 @@ class Fleet:
             if old.running():
                 raise FleetError(f"a fleet is already running from {state_dir} "
                                  "(stop it with `make fleet-stop`)")
+        ports = Ports(base_port)
+        for what, port in (("haproxy", ports.public), ("haproxy's stats", ports.stats),
+                           ("prometheus", ports.prometheus), ("redis", ports.redis)):
+            # HAProxy binds with SO_REUSEPORT and the start checks only that a port answers,
+            # so a port already taken (another fleet, another checkout's) would seem to start.
+            if not _port_free(port):
+                raise FleetError(f"port {port} ({what}) is already in use: stop what holds "
+                                 "it, or choose another --base-port")
         for tool in ("haproxy", "redis-server", "prometheus"):
             if shutil.which(tool) is None:
                 raise FleetError(f"{tool} is not installed (deploy/fleet/install-deps.sh)")
@@ -538,6 +546,18 @@ def _has_shared_cache() -> bool:
 
     from litestream.config import Config
     return any(f.name == "cache_url" for f in fields(Config))
+
+
+def _port_free(port: int) -> bool:
+    """Whether nothing listens on 127.0.0.1:port (a bind without SO_REUSEPORT fails while
+    anything does, HAProxy's SO_REUSEPORT listeners too)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is free
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def _tcp_open(port: int) -> bool:
