@@ -16,8 +16,6 @@ import pytest
 
 from deploy.fleet import fleet
 
-pytestmark = pytest.mark.unit
-
 
 def listening(port: int) -> bool:
     with socket.socket() as sock:
