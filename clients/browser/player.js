@@ -109,6 +109,20 @@ function httpBase() {
   return ws;
 }
 
+// The server refuses one `text` message holding more than max_buffered_chars (20000 by
+// default) with a non-fatal text_too_long, and closes with 1009 on a message over
+// max_message_bytes (64 KiB): a long text goes as several `text` messages. The server joins
+// them as one text (fragments may split a word), so the cut needs no care beyond code points.
+// 4000 code points stay under 64 KiB even when JSON escapes every one of them (6 bytes).
+export const TEXT_PIECE_CHARS = 4000;
+
+export function textPieces(text, max = TEXT_PIECE_CHARS) {
+  const chars = Array.from(text);
+  const pieces = [];
+  for (let at = 0; at < chars.length; at += max) pieces.push(chars.slice(at, at + max).join(""));
+  return pieces;
+}
+
 // ------------------------------------------------------------------ audio output
 
 // One AudioContext (+ worklet node) per sample rate, reused across streams.
@@ -317,7 +331,7 @@ function onWorkletMessage(msg) {
     if (stats.ttfpMs == null) stats.ttfpMs = performance.now() - session.t0;
     render();
   } else if (msg.type === "drained") {
-    if (stats.state === "playing") setState("done");
+    if (stats.state === "playing") setState("done", session.warning);
     session.finish();
   }
 }
@@ -342,6 +356,7 @@ class Session {
     this.anchor = null; // {played, frame}: the worklet's played count at a context frame
     this.serverDone = false;
     this.closed = false;
+    this.warning = ""; // the last non-fatal server error, shown until the next Speak
   }
 
   start() {
@@ -358,7 +373,7 @@ class Session {
     ws.binaryType = "arraybuffer";
     this.ws = ws;
     ws.onopen = () => {
-      ws.send(JSON.stringify({ type: "text", text: this.text }));
+      for (const piece of textPieces(this.text)) ws.send(JSON.stringify({ type: "text", text: piece }));
       ws.send(JSON.stringify({ type: "end" }));
     };
     ws.onmessage = (event) => this.onMessage(event.data);
@@ -402,7 +417,11 @@ class Session {
       case "error":
         console.warn("server error", msg);
         if (msg.fatal) this.fail(`${msg.code}: ${msg.message}`);
-        else ui.message.textContent = `server: ${msg.code}: ${msg.message}`;
+        else {
+          // Kept on screen through "done": some of the text may not have been spoken.
+          this.warning = `server: ${msg.code}: ${msg.message}`;
+          ui.message.textContent = this.warning;
+        }
         break;
       case "cleared":
       case "flushed":

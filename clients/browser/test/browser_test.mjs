@@ -41,7 +41,7 @@ const { values: opts } = parseArgs({
     "stop-screenshot": { type: "string", default: process.env.LITESTREAM_STOP_SCREENSHOT },
     chromium: { type: "string", default: process.env.CHROMIUM ?? "/usr/bin/chromium" },
     timeout: { type: "string", default: process.env.BROWSER_TEST_TIMEOUT_S ?? "60" },
-    only: { type: "string" }, // "play" or "stop"
+    only: { type: "string" }, // "play", "stop" or "long" (only by name)
     headed: { type: "boolean", default: false },
   },
 });
@@ -359,6 +359,30 @@ async function stopCheck(browser) {
   await page.close();
 }
 
+// Long text (--only long, not part of the default run): speak LONG_TEXT, far over the server's
+// 20000-character limit on one `text` message, and record the page once the first chunk came
+// or the stream ended: state, chunks and the message the user sees. Then Stop. The caller
+// judges, knowing the server's limits.
+const LONG_TEXT = Array.from(
+  { length: 700 },
+  (_, i) => `Sentence ${i + 1} of a very long paragraph.`,
+).join(" ");
+
+async function longCheck(browser) {
+  const { page, problems } = await openPage(browser);
+  await page.fill("#text", LONG_TEXT);
+  await page.click("#speak");
+  await page.waitForFunction(
+    () => window.litestreamStats.chunks > 0 || ["done", "error"].includes(window.litestreamStats.state),
+    null, { timeout: TIMEOUT_MS },
+  );
+  const st = await getStats(page);
+  const message = await page.textContent("#message");
+  await page.click("#stop").catch(() => {});
+  summary.long = { chars: LONG_TEXT.length, state: st.state, chunks: st.chunks, message, pageProblems: problems };
+  await page.close();
+}
+
 async function main() {
   if (!opts.url) throw new Error("--url http://HOST:PORT (or LITESTREAM_HTTP_URL) is required");
   if (!existsSync(opts.chromium)) {
@@ -372,8 +396,11 @@ async function main() {
   });
   summary.browser = browser.version();
   try {
-    if (opts.only !== "stop") await playCheck(browser);
-    if (opts.only !== "play") await stopCheck(browser);
+    if (opts.only === "long") await longCheck(browser);
+    else {
+      if (opts.only !== "stop") await playCheck(browser);
+      if (opts.only !== "play") await stopCheck(browser);
+    }
   } finally {
     await browser.close();
   }

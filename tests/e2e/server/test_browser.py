@@ -132,3 +132,45 @@ async def test_browser_player_plays_and_stops(tmp_path: Path) -> None:
     assert 0 <= stop["playedAfterMs"] - stop["playedAtStopMs"] < 250
     _assert_png(play_png)
     _assert_png(stop_png)
+
+
+async def _run_long(node: str, chromium: str, http_url: str) -> dict[str, Any]:
+    """browser_test.mjs --only long against a server: the page's state, chunks and message."""
+    proc = await asyncio.create_subprocess_exec(
+        node, str(SCRIPT), "--url", http_url, "--only", "long", "--chromium", chromium,
+        cwd=TEST_DIR, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        raw, _ = await asyncio.wait_for(proc.communicate(), NODE_TIMEOUT_S)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        pytest.fail(f"browser_test.mjs --only long ran past {NODE_TIMEOUT_S} s")
+    output = raw.decode(errors="replace")
+    summary = _summary(output)
+    assert proc.returncode == 0 and summary["ok"], output[-4000:]
+    long: dict[str, Any] = summary["long"]
+    assert long["pageProblems"] == [], long
+    return long
+
+
+async def test_browser_player_speaks_a_text_over_one_messages_limit() -> None:
+    # 27191 characters: as one `text` message the server refused it (text_too_long, buffered
+    # text over 20000) and the page went to "done" with nothing spoken and nothing said.
+    node, chromium = _prerequisites()
+    async with run_server() as srv:
+        long = await _run_long(node, chromium, srv.http_url)
+    assert long["chars"] > 20000
+    assert long["chunks"] > 0 and long["state"] == "playing", long
+    assert long["message"] == "", long
+
+
+async def test_browser_player_keeps_a_servers_error_on_screen_after_done() -> None:
+    # Every piece of the text is over this server's buffered-text limit: each is refused with
+    # a non-fatal text_too_long and the stream ends with nothing spoken. "done" used to wipe
+    # the error, leaving the user no reason for the silence.
+    node, chromium = _prerequisites()
+    async with run_server(max_buffered_chars=100) as srv:
+        long = await _run_long(node, chromium, srv.http_url)
+    assert long["state"] == "done" and long["chunks"] == 0, long
+    assert "text_too_long" in long["message"], long
