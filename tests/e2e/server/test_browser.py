@@ -81,24 +81,12 @@ async def test_browser_player_plays_and_stops(tmp_path: Path) -> None:
     voices = {**shared_voices(), **registry.load_voices(
         make_tiny_piper(tmp_path), [], kokoro_voices=False, deterministic=True)}
     async with run_server(voices) as srv:
-        proc = await asyncio.create_subprocess_exec(
-            node, str(SCRIPT), "--url", srv.http_url,
-            "--screenshot", str(play_png), "--stop-screenshot", str(stop_png),
-            "--chromium", chromium,
-            cwd=TEST_DIR,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-        try:
-            raw, _ = await asyncio.wait_for(proc.communicate(), NODE_TIMEOUT_S)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
-            pytest.fail(f"browser_test.mjs ran past {NODE_TIMEOUT_S} s")
-    output = raw.decode(errors="replace")
+        returncode, output = await _browser_test(
+            node, "--url", srv.http_url, "--screenshot", str(play_png),
+            "--stop-screenshot", str(stop_png), "--chromium", chromium)
     summary = _summary(output)
 
-    assert proc.returncode == 0 and summary["ok"], (
+    assert returncode == 0 and summary["ok"], (
         f"browser checks failed: {summary.get('failures')}\noutput:\n{output[-4000:]}"
     )
     play, stop = summary["play"], summary["stop"]
@@ -134,10 +122,11 @@ async def test_browser_player_plays_and_stops(tmp_path: Path) -> None:
     _assert_png(stop_png)
 
 
-async def _run_long(node: str, chromium: str, http_url: str) -> dict[str, Any]:
-    """browser_test.mjs --only long against a server: the page's state, chunks and message."""
+async def _browser_test(node: str, *args: str) -> tuple[int | None, str]:
+    """browser_test.mjs with `args`, waited for without blocking the server on this loop:
+    its exit status and output."""
     proc = await asyncio.create_subprocess_exec(
-        node, str(SCRIPT), "--url", http_url, "--only", "long", "--chromium", chromium,
+        node, str(SCRIPT), *args,
         cwd=TEST_DIR, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )
     try:
@@ -145,10 +134,16 @@ async def _run_long(node: str, chromium: str, http_url: str) -> dict[str, Any]:
     except TimeoutError:
         proc.kill()
         await proc.wait()
-        pytest.fail(f"browser_test.mjs --only long ran past {NODE_TIMEOUT_S} s")
-    output = raw.decode(errors="replace")
+        pytest.fail(f"browser_test.mjs {' '.join(args)} ran past {NODE_TIMEOUT_S} s")
+    return proc.returncode, raw.decode(errors="replace")
+
+
+async def _run_long(node: str, chromium: str, http_url: str) -> dict[str, Any]:
+    """browser_test.mjs --only long against a server: the page's state, chunks and message."""
+    returncode, output = await _browser_test(node, "--url", http_url, "--only", "long",
+                                             "--chromium", chromium)
     summary = _summary(output)
-    assert proc.returncode == 0 and summary["ok"], output[-4000:]
+    assert returncode == 0 and summary["ok"], output[-4000:]
     long: dict[str, Any] = summary["long"]
     assert long["pageProblems"] == [], long
     return long
