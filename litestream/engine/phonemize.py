@@ -166,7 +166,7 @@ def phonemize_each(words: Sequence[str], espeak_voice: str) -> list[str]:
         backend = _backend(espeak_voice)
         result: list[str] = backend.phonemize(lines, strip=True)
     if len(result) != len(lines):  # phonemizer keeps one line per input; be sure of it
-        return [phonemize(line, espeak_voice) for line in lines]
+        return [phonemize(word, espeak_voice) for word in words]  # each read there, once
     return result
 
 

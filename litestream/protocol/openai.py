@@ -36,7 +36,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from litestream.protocol.v1 import PACES, SPEED_MAX, SPEED_MIN
+from litestream.protocol.v1 import PACES, SPEED_MAX, SPEED_MIN, lone_surrogate, shown_number
 
 SPEECH_PATH = "/v1/audio/speech"
 MODELS_PATH = "/v1/models"
@@ -189,13 +189,10 @@ def parse_speech_request(body: bytes, *, voices: Sequence[str], default_voice: s
                             f"{MAX_INPUT_CHARS}", "string_above_max_length")
     if not text.strip():
         raise _bad("input", "'input' is empty", "string_below_min_length")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        # JSON may escape a lone UTF-16 surrogate ("\ud800"); no voice can speak one (the
-        # phonemizer takes UTF-8), and a client error must not reach synthesis as a 500.
+    surrogate_at = lone_surrogate(text)
+    if surrogate_at is not None:  # a client error must not reach synthesis as a 500
         raise _bad("input", f"'input' is not valid Unicode: a lone surrogate at character "
-                            f"{exc.start}") from None
+                            f"{surrogate_at}")
 
     model = doc.get("model", "litestream")
     if not isinstance(model, str):
@@ -225,10 +222,8 @@ def parse_speech_request(body: bytes, *, voices: Sequence[str], default_voice: s
                                             and not math.isfinite(requested_speed)):
         raise _bad("speed", "'speed' must be a number", "invalid_type")
     if not OPENAI_SPEED_MIN <= requested_speed <= OPENAI_SPEED_MAX:
-        shown = str(requested_speed)
-        shown = shown if len(shown) <= 20 else f"{shown[:10]}... ({len(shown)} digits)"
         raise _bad("speed", f"'speed' must be {OPENAI_SPEED_MIN}..{OPENAI_SPEED_MAX}, got "
-                            f"{shown}")
+                            f"{shown_number(requested_speed)}")
     speed = min(SPEED_MAX, max(SPEED_MIN, float(requested_speed)))
 
     stream_format = doc.get("stream_format", "audio")

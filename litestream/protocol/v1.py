@@ -114,7 +114,7 @@ def validate_setting(name: str, value: Any, voices: frozenset[str]) -> Any:
         # Compared, never converted first: NaN fails the comparison, and an integer too big
         # for a float (JSON allows one) compares exactly where float() would overflow.
         if not SPEED_MIN <= value <= SPEED_MAX:
-            raise _invalid(f"speed must be {SPEED_MIN}..{SPEED_MAX}, got {_shown(value)}")
+            raise _invalid(f"speed must be {SPEED_MIN}..{SPEED_MAX}, got {shown_number(value)}")
         return float(value)
     if name == "format":
         if not isinstance(value, str):
@@ -151,10 +151,21 @@ def validate_setting(name: str, value: Any, voices: frozenset[str]) -> Any:
     raise _bad(f"unknown config field {name!r}")
 
 
-def _shown(value: float) -> str:
-    """A number for an error message: a huge integer is not written out in full."""
+def shown_number(value: float) -> str:
+    """A number for an error message: a huge integer (JSON allows one) is not written out in
+    full."""
     text = str(value)
     return text if len(text) <= 20 else f"{text[:10]}... ({len(text)} digits)"
+
+
+def lone_surrogate(text: str) -> int | None:
+    """Where ``text`` holds a lone UTF-16 surrogate, else None. JSON can escape one ("\\ud800"),
+    but it is not Unicode text: no voice can speak it (the phonemizer takes UTF-8)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return exc.start
+    return None
 
 
 CONFIG_FIELDS = ("voice", "speed", "format", "frame_ms", "priority", "timestamps", "pace")
@@ -193,10 +204,8 @@ def parse(obj: Mapping[str, Any], voices: frozenset[str]) -> ClientMessage:
         text = obj.get("text")
         if not isinstance(text, str):
             raise _bad("field 'text' must be a string")
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:  # a lone surrogate ("\ud800" in JSON) fails the phonemizer
-            raise _bad("field 'text' is not valid Unicode (lone surrogate)") from None
+        if lone_surrogate(text) is not None:
+            raise _bad("field 'text' is not valid Unicode (lone surrogate)")
         flush = obj.get("flush", False)
         if not isinstance(flush, bool):
             raise _bad("field 'flush' must be a boolean")
