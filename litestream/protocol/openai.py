@@ -17,6 +17,11 @@ OpenAI API leaves to the implementation is made here once and listed in docs/ope
 - `stream_format`: `audio` (the encoded file, sent as it is made) or `sse` (`speech.audio.delta`
   events with base64 audio of the chosen format, then `speech.audio.done`).
 - `instructions`: accepted and ignored (a Piper or Kokoro voice cannot be steered by a prompt).
+- `pcm` is 24 kHz, as OpenAI documents it and as drop-in clients (Pipecat's OpenAI service, the
+  SDK's examples) play it, whatever the voice's own rate: the audio is resampled to it.
+- `sample_rate` (litestream's, an extra body field): the rate of the body's audio, one of
+  `SAMPLE_RATES`, for any format but `opus` (always 48 kHz; 400 unless 48000). Left out: 24 kHz
+  for `pcm`, the voice's own rate for the others (their files state it).
 - `pace` (litestream's, an extra body field or the query parameter `?pace=`; the body's wins):
   protocol-v1's Pace, `download` by default (the file is synthesized as fast as capacity allows
   and the client's reading paces it) or `listener` (paced to real-time playback, like a
@@ -46,6 +51,10 @@ MAX_INPUT_CHARS = 4096  # OpenAI's documented limit
 MAX_BODY_BYTES = 64 * 1024  # 4,096 characters of 4-byte UTF-8 plus fields, with room
 OPENAI_SPEED_MIN, OPENAI_SPEED_MAX = 0.25, 4.0
 RESPONSE_FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm")
+PCM_RATE = 24_000  # OpenAI's documented rate of `pcm`, which drop-in clients assume
+OPUS_RATE = 48_000  # Ogg Opus is decoded at 48 kHz; its encoder is fed at that rate
+# Rates a request may ask for: those MP3 and AAC can carry (FLAC, WAV and PCM carry any).
+SAMPLE_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
 STREAM_FORMATS = ("audio", "sse")
 DEFAULT_PACE = "download"  # protocol-v1: Pace; a speech request is a file unless asked
 DEFAULT_RESPONSE_FORMAT = "mp3"
@@ -135,6 +144,7 @@ class SpeechRequest:
     requested_speed: float    # as sent, within OpenAI's range
     instructions: str | None  # as sent (ignored)
     pace: str = DEFAULT_PACE  # protocol-v1: Pace (litestream's own field)
+    sample_rate: int | None = None  # the body's rate when not the voice's own (litestream's)
 
     @property
     def content_type(self) -> str:
@@ -248,7 +258,22 @@ def parse_speech_request(body: bytes, *, voices: Sequence[str], default_voice: s
         input=text, voice=voice, response_format=fmt, speed=speed,
         stream_format=stream_format, model=model, requested_voice=raw_voice,
         requested_speed=float(requested_speed), instructions=instructions, pace=pace,
+        sample_rate=_sample_rate(doc.get("sample_rate"), fmt),
     )
+
+
+def _sample_rate(asked: Any, fmt: str) -> int | None:
+    """The rate the body's audio is sent at, when it is not the voice's own (None)."""
+    if asked is None:
+        return PCM_RATE if fmt == "pcm" else None
+    if not isinstance(asked, int) or isinstance(asked, bool):
+        raise _bad("sample_rate", "'sample_rate' must be an integer (Hz)", "invalid_type")
+    if asked not in SAMPLE_RATES:
+        raise _bad("sample_rate", f"'sample_rate' must be one of "
+                                  f"{', '.join(map(str, SAMPLE_RATES))}, got {shown_number(asked)}")
+    if fmt == "opus" and asked != OPUS_RATE:
+        raise _bad("sample_rate", f"'opus' is always {OPUS_RATE} Hz, got {asked}")
+    return asked
 
 
 def response_headers(request: SpeechRequest, sample_rate: int) -> list[tuple[str, str]]:

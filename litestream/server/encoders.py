@@ -13,6 +13,10 @@ bytes of each call can be sent at once, so a speech response streams while it is
   it never holds back a header to rewrite later: what it writes can be sent at once. Codecs
   whose rates are fixed (Opus: 48 kHz) get the audio resampled by PyAV.
 
+Any format can be sent at another rate than the voice's (`output_rate`: OpenAI's `pcm` is
+24 kHz; a request may ask for one): PyAV's resampler (FFmpeg's libswresample) converts it as it
+streams, holding back only its filter's few samples until `finish`.
+
 Encoding costs CPU (mp3 runs at about 100x real time); the server runs `feed` and `finish` in a
 thread executor, never on the event loop. PyAV releases the GIL while it encodes. An encoder
 belongs to one stream and is called by one thread at a time, in order.
@@ -74,18 +78,66 @@ def _s16(samples: np.ndarray) -> np.ndarray:
     return samples.reshape(-1).astype("<i2", copy=False)
 
 
-class PcmEncoder:
-    """Raw s16le mono: what protocol-v1 sends, with no frame headers."""
+class _Resampler:
+    """s16 mono from one rate to another, in pieces as they come (PyAV's AudioResampler)."""
 
-    def __init__(self, sample_rate: int) -> None:
+    def __init__(self, rate_in: int, rate_out: int) -> None:
+        import av  # imported here: only a rate change needs FFmpeg's libraries
+
+        self._rate_in = rate_in
+        self._resampler = av.AudioResampler(format="s16", layout="mono", rate=rate_out)
+        self._pts = 0
+        self._flushed = False
+
+    def feed(self, pcm: np.ndarray) -> np.ndarray:
+        import av
+
+        if pcm.size == 0:
+            return pcm
+        frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = self._rate_in
+        frame.pts = self._pts
+        self._pts += pcm.size
+        return self._samples(self._resampler.resample(frame))
+
+    def flush(self) -> np.ndarray:
+        """What the filter still holds; nothing on a second call."""
+        if self._flushed or self._pts == 0:
+            return np.zeros(0, dtype="<i2")
+        self._flushed = True
+        return self._samples(self._resampler.resample(None))
+
+    @staticmethod
+    def _samples(frames: list[AudioFrame]) -> np.ndarray:
+        parts = [f.to_ndarray().reshape(-1).astype("<i2", copy=False) for f in frames]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype="<i2")
+
+
+class PcmEncoder:
+    """Raw s16le mono: what protocol-v1 sends, with no frame headers; resampled to
+    `output_rate` when it differs from the voice's."""
+
+    def __init__(self, sample_rate: int, output_rate: int | None = None) -> None:
         self.format = "pcm"
         self.sample_rate = sample_rate
+        self.output_rate = output_rate or sample_rate
+        self._resampler = (None if self.output_rate == sample_rate
+                           else _Resampler(sample_rate, self.output_rate))
+
+    def _pcm(self, samples: np.ndarray) -> bytes:
+        pcm = _s16(samples)
+        if self._resampler is not None:
+            pcm = self._resampler.feed(pcm)
+        return pcm.tobytes()
+
+    def _tail(self) -> bytes:
+        return b"" if self._resampler is None else self._resampler.flush().tobytes()
 
     def feed(self, samples: np.ndarray) -> bytes:
-        return _s16(samples).tobytes()
+        return self._pcm(samples)
 
     def finish(self) -> bytes:
-        return b""
+        return self._tail()
 
 
 def wav_header(sample_rate: int, data_bytes: int = STREAMING_SIZE, channels: int = 1) -> bytes:
@@ -98,25 +150,25 @@ def wav_header(sample_rate: int, data_bytes: int = STREAMING_SIZE, channels: int
             + b"data" + struct.pack("<I", data_bytes))
 
 
-class WavEncoder:
+class WavEncoder(PcmEncoder):
     """Streaming WAV: the header goes out with the first bytes, sizes unknown."""
 
-    def __init__(self, sample_rate: int) -> None:
+    def __init__(self, sample_rate: int, output_rate: int | None = None) -> None:
+        super().__init__(sample_rate, output_rate)
         self.format = "wav"
-        self.sample_rate = sample_rate
         self._header_sent = False
 
     def _header(self) -> bytes:
         if self._header_sent:
             return b""
         self._header_sent = True
-        return wav_header(self.sample_rate)
+        return wav_header(self.output_rate)
 
     def feed(self, samples: np.ndarray) -> bytes:
-        return self._header() + _s16(samples).tobytes()
+        return self._header() + self._pcm(samples)
 
     def finish(self) -> bytes:
-        return self._header()  # an empty stream is still a WAV file
+        return self._header() + self._tail()  # an empty stream is still a WAV file
 
 
 class _Sink:
@@ -145,13 +197,13 @@ class _Sink:
 class AvEncoder:
     """mp3, opus (Ogg), aac (ADTS) or flac through PyAV, one packet at a time."""
 
-    def __init__(self, fmt: str, sample_rate: int) -> None:
+    def __init__(self, fmt: str, sample_rate: int, output_rate: int | None = None) -> None:
         import av  # imported here: only compressed formats need FFmpeg's libraries
 
         codec, container_format, rate, bit_rate = _AV_FORMATS[fmt]
         self.format = fmt
         self.sample_rate = sample_rate
-        self.output_rate = rate or sample_rate
+        self.output_rate = rate or output_rate or sample_rate
         self._sink = _Sink()
         self._container = av.open(self._sink, mode="w", format=container_format,
                                   options=_MUXER_OPTIONS.get(fmt, {}))
@@ -204,19 +256,20 @@ class AvEncoder:
         return head + self._sink.take()
 
 
-def output_rate(fmt: str, sample_rate: int) -> int:
-    """The sample rate of `fmt`'s output for input at `sample_rate` (Opus is always 48 kHz)."""
-    if fmt in _AV_FORMATS:
-        return _AV_FORMATS[fmt][2] or sample_rate
-    return sample_rate
+def output_rate(fmt: str, sample_rate: int, asked: int | None = None) -> int:
+    """The sample rate of `fmt`'s output for input at `sample_rate`: the codec's own where it
+    has one (Opus: 48 kHz), else `asked`, else the input's."""
+    fixed = _AV_FORMATS[fmt][2] if fmt in _AV_FORMATS else None
+    return fixed or asked or sample_rate
 
 
-def new_encoder(fmt: str, sample_rate: int) -> Encoder:
-    """An encoder for one of RESPONSE_FORMATS at the voice's `sample_rate`."""
+def new_encoder(fmt: str, sample_rate: int, asked_rate: int | None = None) -> Encoder:
+    """An encoder for one of RESPONSE_FORMATS, fed at the voice's `sample_rate`, writing at
+    `output_rate(fmt, sample_rate, asked_rate)`."""
     if fmt == "pcm":
-        return PcmEncoder(sample_rate)
+        return PcmEncoder(sample_rate, asked_rate)
     if fmt == "wav":
-        return WavEncoder(sample_rate)
+        return WavEncoder(sample_rate, asked_rate)
     if fmt in _AV_FORMATS:
-        return AvEncoder(fmt, sample_rate)
+        return AvEncoder(fmt, sample_rate, asked_rate)
     raise ValueError(f"unknown audio format {fmt!r}; one of {', '.join(RESPONSE_FORMATS)}")

@@ -182,7 +182,7 @@ class SpeechStream(Carrier):
         session = self.session
         assert session is not None
         rate = self.server.sample_rates[speech.voice]
-        encoder = new_encoder(speech.response_format, rate)
+        encoder = new_encoder(speech.response_format, rate, speech.sample_rate)
         loop = asyncio.get_running_loop()
         batch: list[bytes] = []
         while True:
@@ -240,7 +240,7 @@ class SpeechStream(Carrier):
             response = self.response
             if response is None:
                 headers = openai_api.response_headers(
-                    speech, output_rate(speech.response_format, rate))
+                    speech, output_rate(speech.response_format, rate, speech.sample_rate))
                 response = web.StreamResponse(status=200, headers=dict(headers))
                 response.enable_chunked_encoding()
                 await response.prepare(self.request)

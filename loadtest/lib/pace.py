@@ -29,8 +29,6 @@ from loadtest.lib.recorder import Summary
 from loadtest.lib.streams import run_load
 from loadtest.lib.texts import LONG, PARAGRAPH
 
-SAMPLE_RATE = 22050  # the bundled voice's; the speech endpoint's pcm is s16le at this rate
-
 # One line per finished step at DEBUG (synthesis/dispatcher.py, Synthesis.take_result).
 _STEP = re.compile(r"session=(\w+) seq=(\d+) (encode|decode) frames=(\d+) took ([\d.]+) ms")
 
@@ -166,7 +164,7 @@ class Download:
 async def download(http_url: str, text: str, *, client: Any = None,
                    response_format: str = "pcm") -> Download:
     """One `POST /v1/audio/speech` with the official `openai` client (its retries on), read to
-    its end; pcm, so the bytes say the audio's length."""
+    its end; pcm, so the bytes and the X-Sample-Rate header say the audio's length."""
     import openai
 
     own = client is None
@@ -175,21 +173,23 @@ async def download(http_url: str, text: str, *, client: Any = None,
     t0 = time.monotonic()
     first: float | None = None
     size = 0
+    rate = 24_000  # OpenAI's pcm rate, until the response says
     try:
         async with api.audio.speech.with_streaming_response.create(
                 model="tts-1", voice="alloy", input=text, response_format=response_format,
         ) as response:
+            rate = int(response.headers.get("x-sample-rate", rate))
             async for chunk in response.iter_bytes():
                 if first is None and chunk:
                     first = time.monotonic() - t0
                 size += len(chunk)
     except openai.APIError as exc:
-        return Download(False, time.monotonic() - t0, size / 2 / SAMPLE_RATE, first,
+        return Download(False, time.monotonic() - t0, size / 2 / rate, first,
                         f"{type(exc).__name__}: {exc}")
     finally:
         if own:
             await api.close()
-    return Download(True, time.monotonic() - t0, size / 2 / SAMPLE_RATE, first)
+    return Download(True, time.monotonic() - t0, size / 2 / rate, first)
 
 
 @dataclass

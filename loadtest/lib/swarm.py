@@ -282,7 +282,7 @@ async def _run_http(session: Any, options: ClientOptions, plan: StreamPlan,
             with contextlib.suppress(Exception):
                 result.error = (await response.json()).get("error", {}).get("code")
             return
-        listener.on_ready(int(response.headers.get("X-Sample-Rate", "22050")))
+        listener.on_ready(int(response.headers.get("X-Sample-Rate", "24000")))  # OpenAI's pcm
         odd = b""
         async for data in response.content.iter_any():
             if odd:

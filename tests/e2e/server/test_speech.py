@@ -31,7 +31,8 @@ from tests.serverutil import RunningServer, run_server, shared_voices, until
 module_loop = pytest.mark.asyncio(loop_scope="module")
 
 TEXT = "Sure, one moment. I am checking the opening hours for you."
-RATE = 22050
+RATE = 22050  # the bundled voice's: mp3, aac, flac and wav keep it
+PCM_RATE = openai_api.PCM_RATE  # OpenAI's 24 kHz, the voice's audio resampled
 # Encoder delay and padding of the lossy codecs, seconds (see tests/unit/server/test_encoders.py).
 PADDING_S = {"mp3": 0.11, "aac": 0.1, "opus": 0.03, "flac": 0.0, "wav": 0.0, "pcm": 0.0}
 
@@ -45,7 +46,7 @@ def client(srv: RunningServer, **kwargs: Any) -> openai.AsyncOpenAI:
 def decode(data: bytes, fmt: str) -> tuple[int, int]:
     """(sample rate, samples) of an encoded response."""
     if fmt == "pcm":
-        return RATE, len(data) // 2
+        return PCM_RATE, len(data) // 2
     with av.open(io.BytesIO(data)) as container:
         stream = container.streams.audio[0]
         samples = sum(frame.samples for frame in container.decode(stream))
@@ -74,7 +75,7 @@ async def pcm_samples(srv: RunningServer) -> int:
     """The reference: TEXT as raw PCM, in samples."""
     response = await client(srv).audio.speech.create(model="tts-1", voice="alloy", input=TEXT,
                                                      response_format="pcm")
-    assert response.response.headers["x-sample-rate"] == str(RATE)
+    assert response.response.headers["x-sample-rate"] == str(PCM_RATE)
     assert response.response.headers["content-type"] == "audio/pcm"
     data = response.content
     assert len(data) % 2 == 0
@@ -89,9 +90,9 @@ async def test_whole_file_in_each_format(srv: RunningServer, pcm_samples: int, f
         instructions="Speak cheerfully.")  # accepted and ignored
     assert response.response.headers["content-type"] == openai_api.CONTENT_TYPES[fmt]
     rate, samples = decode(response.content, fmt)
-    assert rate == (48000 if fmt == "opus" else RATE)
+    assert rate == {"opus": 48000, "pcm": PCM_RATE}.get(fmt, RATE)
     assert response.response.headers["x-sample-rate"] == str(rate)
-    seconds, expected = samples / rate, pcm_samples / RATE
+    seconds, expected = samples / rate, pcm_samples / PCM_RATE
     assert expected - 0.001 <= seconds <= expected + PADDING_S[fmt]
     assert expected > 2.0  # the text is spoken, not an empty file
 
@@ -108,7 +109,7 @@ async def test_streaming_response_in_each_format(srv: RunningServer, pcm_samples
         async for part in response.iter_bytes():
             parts.append(part)
     rate, samples = decode(b"".join(parts), fmt)
-    expected = pcm_samples / RATE
+    expected = pcm_samples / PCM_RATE
     assert expected - 0.001 <= samples / rate <= expected + PADDING_S[fmt]
 
 
@@ -137,7 +138,7 @@ async def test_first_bytes_arrive_while_the_rest_is_still_being_synthesized(
         in_flight = next(iter(srv.server.speech.values()))
         assert in_flight.session is not None and in_flight.session.cursor_ms < 30_000
         rest = [part async for part in parts]
-    total_s = (len(first) + sum(map(len, rest))) / 2 / RATE
+    total_s = (len(first) + sum(map(len, rest))) / 2 / PCM_RATE
     assert total_s > 20.0
 
 
@@ -156,6 +157,27 @@ async def test_sse_deltas_then_done(srv: RunningServer, pcm_samples: int) -> Non
     assert events[-1]["usage"]["input_tokens"] == len(TEXT)
     audio = b"".join(base64.b64decode(e["audio"]) for e in events[:-1])
     assert len(audio) // 2 == pcm_samples
+
+
+@module_loop
+@pytest.mark.parametrize("fmt,asked", [("pcm", RATE), ("pcm", 16000), ("wav", 16000),
+                                       ("mp3", 24000)])
+async def test_a_sample_rate_asked_for_is_what_the_body_holds(
+        srv: RunningServer, pcm_samples: int, fmt: str, asked: int) -> None:
+    """`sample_rate` (litestream's extra field): the same speech, at the rate asked; the
+    voice's own rate gives its samples untouched."""
+    response = await client(srv).audio.speech.create(
+        model="tts-1", voice="alloy", input=TEXT, response_format=fmt,  # type: ignore[arg-type]
+        extra_body={"sample_rate": asked})
+    assert response.response.headers["x-sample-rate"] == str(asked)
+    data = response.content
+    if fmt == "pcm":
+        rate, samples = asked, len(data) // 2
+    else:
+        rate, samples = decode(data, fmt)
+    assert rate == asked
+    expected = pcm_samples / PCM_RATE
+    assert expected - 0.002 <= samples / rate <= expected + PADDING_S[fmt] + 0.002
 
 
 @module_loop
@@ -199,6 +221,7 @@ async def test_bad_requests_get_openai_shaped_400s(srv: RunningServer) -> None:
         ({"input": TEXT, "voice": "zorro"}, "voice"),
         ({"input": TEXT, "speed": 5.0}, "speed"),
         ({"input": TEXT, "response_format": "ogg"}, "response_format"),
+        ({"input": TEXT, "extra_body": {"sample_rate": 22000}}, "sample_rate"),
     ]
     for fields, param in cases:
         body: dict[str, Any] = {"model": "tts-1", "voice": "alloy", **fields}

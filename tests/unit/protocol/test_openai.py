@@ -108,6 +108,34 @@ def test_a_bad_pace_is_invalid_param(body_pace: Any, query_pace: str | None) -> 
                                                                        "invalid_param")
 
 
+def test_pcm_is_24_khz_as_openais_and_other_formats_keep_the_voices_rate() -> None:
+    """Drop-in clients (Pipecat's OpenAI service, the SDK's examples) play pcm at 24 kHz."""
+    assert parse(response_format="pcm").sample_rate == oa.PCM_RATE == 24_000
+    for fmt in ("mp3", "aac", "flac", "wav", "opus"):
+        assert parse(response_format=fmt).sample_rate is None
+
+
+@pytest.mark.parametrize("fmt", ["pcm", "wav", "mp3", "aac", "flac"])
+def test_a_sample_rate_may_be_asked_for(fmt: str) -> None:
+    assert parse(response_format=fmt, sample_rate=16000).sample_rate == 16000
+    assert parse(response_format=fmt, sample_rate=22050).sample_rate == 22050
+
+
+@pytest.mark.parametrize("fields", [
+    {"sample_rate": 22000}, {"sample_rate": "24000"}, {"sample_rate": 24000.0},
+    {"sample_rate": True}, {"sample_rate": 10 ** 30},
+    {"sample_rate": 24000, "response_format": "opus"},
+])
+def test_a_bad_sample_rate_is_400_naming_it(fields: dict[str, Any]) -> None:
+    error = error_of(**fields)
+    assert (error.status, error.param) == (400, "sample_rate")
+    assert error.code in {"invalid_value", "invalid_type"}
+
+
+def test_opus_may_name_its_own_rate() -> None:
+    assert parse(response_format="opus", sample_rate=48000).sample_rate == 48000
+
+
 def test_voice_ids_openai_names_and_voice_objects() -> None:
     assert parse(voice="am_michael").voice == "am_michael"
     assert parse(voice="nova").voice == "af_nova"            # first candidate installed

@@ -137,3 +137,35 @@ def test_float_samples_are_refused() -> None:
         new_encoder("pcm", RATE).feed(np.zeros(10, dtype=np.float32))
     with pytest.raises(ValueError):
         new_encoder("ogg", RATE)
+
+
+@pytest.mark.parametrize("fmt", RESPONSE_FORMATS)
+def test_each_format_can_be_written_at_another_rate(fmt: str) -> None:
+    """OpenAI's pcm is 24 kHz whatever the voice's rate; a request may ask for another rate:
+    the audio is resampled as it streams, keeping its length and its pitch."""
+    asked = 24_000
+    encoder = new_encoder(fmt, RATE, asked)
+    samples = tone(2.0)
+    data = b"".join([encoder.feed(samples[i:i + 2205]) for i in range(0, len(samples), 2205)]
+                    + [encoder.finish()])
+    rate = output_rate(fmt, RATE, asked)
+    assert rate == (48000 if fmt == "opus" else asked)
+    if fmt == "pcm":
+        decoded = np.frombuffer(data, "<i2").astype(np.float64)
+    else:
+        decoded, decoded_rate = decode(data)
+        assert decoded_rate == rate
+    seconds = len(decoded) / rate
+    assert 2.0 - 0.002 <= seconds <= 2.0 + PADDING_S.get(fmt, 0.0) + 0.002
+    steady = decoded[rate // 4: -rate // 4]  # away from the codec's and filter's edges
+    spectrum = np.abs(np.fft.rfft(steady))
+    assert abs(np.argmax(spectrum) * rate / len(steady) - 330) < 5
+
+
+def test_resampled_pcm_of_nothing_is_nothing_and_finish_twice_is_harmless() -> None:
+    encoder = new_encoder("pcm", RATE, 24_000)
+    assert encoder.feed(np.zeros(0, dtype=np.int16)) == b""
+    assert encoder.finish() == b""
+    wav = new_encoder("wav", RATE, 16_000)
+    assert wav.finish() == wav_header(16_000)
+    assert wav.finish() == b""
