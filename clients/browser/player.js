@@ -594,9 +594,11 @@ class Session {
     }
     const error = body?.error;
     if (res.status === 426 || !error) {
-      // 426: a handshake would be let in now; the refusal (or the failure) has passed.
-      this.fail(`connection closed before it opened (${code}); the server accepts streams ` +
-        `now (HTTP ${res.status}): press Speak to try again`);
+      // 426: a handshake would be let in now. Either the refusal has passed, or it was this
+      // page's origin: a same-origin GET carries no Origin header, so the check cannot see it.
+      this.fail(`connection closed before it opened (${code}), yet the server would accept a ` +
+        `stream now (HTTP ${res.status}): press Speak to try again; if this keeps happening, ` +
+        `this page's origin (${location.origin}) may not be among the server's allowed origins`);
       return;
     }
     const header = Number(res.headers.get("Retry-After"));

@@ -474,7 +474,11 @@ async function corsCheck(browser) {
   denied.result.fetch = await speechFromPage(denied.page, server, opts.key);
   denied.result.origin = await denied.page.evaluate(() => location.origin);
   await denied.page.close();
-  summary.cors = { allowed: allowed.result, denied: denied.result };
+  // The server's own player, its origin not on the server's allowlist: the handshake is
+  // refused, and the plain GET (same-origin: no Origin header) would be let in.
+  const own = await playerOn(browser, `${server}/?token=${opts.key}`, "Not from here either.");
+  await own.page.close();
+  summary.cors = { allowed: allowed.result, denied: denied.result, own: own.result };
 }
 
 // Refused handshakes (--only refused, --url a server with --key and max_streams 1): the player

@@ -85,6 +85,12 @@ async def test_browser_on_another_origin_speaks_and_one_not_allowed_is_kept_out(
     assert denied["picker"] == 0, denied
     assert denied["state"] == "error", denied
     assert "allowed origins" in denied["message"] and denied_url in denied["message"], denied
+    # The server's own player, its origin not on the list: the handshake is refused, the
+    # player's same-origin check carries no Origin and would be let in; it says both.
+    own = summary["cors"]["own"]
+    assert own["state"] == "error", own
+    assert "HTTP 426" in own["message"] and srv.http_url in own["message"], own
+    assert "allowed origins" in own["message"], own
 
 
 async def test_browser_player_says_why_its_handshake_was_refused_and_retries() -> None:
