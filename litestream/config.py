@@ -203,7 +203,8 @@ class Config:
         default=None, metadata={"help": "file with one API key per line"}
     )
     allowed_origins: tuple[str, ...] = field(
-        default=(), metadata={"help": "allowed Origin headers (comma list); none: any"}
+        default=(), metadata={"help": "allowed Origin headers, for the WebSocket handshake "
+                              "and CORS alike (comma list); none: any"}
     )
     trusted_proxies: tuple[str, ...] = field(
         default=(), metadata={"help": "reverse proxies (addresses or CIDR networks, comma "

@@ -503,12 +503,25 @@ class ClientLimits:
         if wait > 0.0:
             return refuse(RefusalReason.RATE, "too many requests", retry_after_s=wait)
         if not self.streams.acquire(client):
-            return refuse(
-                RefusalReason.STREAMS,
-                f"too many concurrent streams (limit {self.streams.max_per_client})",
-                retry_after_s=STREAMS_RETRY_AFTER_S,
-            )
+            return self._streams_refusal()
         return None
+
+    def preview_handshake(self, client: str, now: float) -> Refusal | None:
+        """What admit_handshake would answer now, taking nothing: no message from the bucket,
+        no stream slot (a client asking why its handshake was refused is not a new stream)."""
+        wait = self.messages.wait_s(client, 1.0, now)
+        if wait > 0.0:
+            return refuse(RefusalReason.RATE, "too many requests", retry_after_s=wait)
+        if self.streams.count(client) >= self.streams.max_per_client:
+            return self._streams_refusal()
+        return None
+
+    def _streams_refusal(self) -> Refusal:
+        return refuse(
+            RefusalReason.STREAMS,
+            f"too many concurrent streams (limit {self.streams.max_per_client})",
+            retry_after_s=STREAMS_RETRY_AFTER_S,
+        )
 
     def on_message(self, client: str, chars: int, now: float) -> float:
         """0.0: go ahead (both buckets charged). Else seconds until it would be allowed.

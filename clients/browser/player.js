@@ -20,7 +20,15 @@
 //   {state, ttfaMs, ttfpMs, underruns, underrunMs, playedMs, bufferedMs, receivedMs, audioMs,
 //    chunks, words, word, positionMs, sampleRate, contextRate, contextState, voice, clearSent, cleared, error}
 // state: "idle" -> "connecting" -> "playing" -> "done" (server done AND buffer drained),
-//        or "stopped" (Stop pressed) / "error".
+//        or "stopped" (Stop pressed) / "error"; "waiting" between a refused handshake and
+//        its retry (429/503 with Retry-After), back to "connecting" after it.
+//
+// A refused handshake: the browser's WebSocket reports it only as close 1006, whatever the
+// server answered. So after a close before the stream opened, the player asks the same URL
+// over plain HTTP, which answers what the handshake would be told now (docs/protocol.md,
+// "Why a handshake was refused"): it shows the server's reason, and on 429 or 503 waits the
+// server's Retry-After and tries again (at most MAX_RETRIES times, Retry-After at most
+// MAX_RETRY_AFTER_S). stats.refusal holds {status, code, message, retryAfterS} of the last.
 
 const params = new URLSearchParams(location.search);
 const PREBUFFER_MS = Math.max(0, Number(params.get("prebuffer_ms") ?? 0) || 0);
@@ -69,6 +77,8 @@ function freshStats() {
     clearSent: false, // Stop sent {"type":"clear"}
     cleared: false, // ... and the server answered `cleared`
     error: null,
+    refusal: null, // the last refused handshake: {status, code, message, retryAfterS}
+    retries: 0, // handshakes retried after a Retry-After
   };
 }
 const stats = freshStats();
@@ -100,6 +110,17 @@ export function streamUrl(voice) {
   if (TOKEN) base.searchParams.set("token", TOKEN);
   return base.toString();
 }
+
+// The stream URL over plain HTTP (same path and query): what a refused handshake was told.
+function checkUrl(voice) {
+  const u = new URL(streamUrl(voice));
+  u.protocol = u.protocol === "wss:" ? "https:" : "http:";
+  return u;
+}
+
+// Retry a refused handshake by itself only within these bounds; past them, the user decides.
+const MAX_RETRIES = 3;
+const MAX_RETRY_AFTER_S = 30;
 
 function httpBase() {
   const ws = new URL(streamUrl());
@@ -235,7 +256,7 @@ function render() {
   ui.played.textContent = ms(stats.playedMs);
   ui.chunks.textContent = String(stats.chunks);
   ui.audio.textContent = ms(stats.audioMs);
-  const busy = stats.state === "connecting" || stats.state === "playing";
+  const busy = ["connecting", "playing", "waiting"].includes(stats.state);
   ui.stop.disabled = !busy;
   highlight();
 }
@@ -357,12 +378,18 @@ class Session {
     this.serverDone = false;
     this.closed = false;
     this.warning = ""; // the last non-fatal server error, shown until the next Speak
+    this.opened = false; // the handshake succeeded (onopen ran)
+    this.retryTimer = 0;
   }
 
   start() {
     Object.assign(stats, freshStats(), { state: "connecting" });
     ui.transcript.replaceChildren();
     setState("connecting");
+    this.connect();
+  }
+
+  connect() {
     let ws;
     try {
       ws = new WebSocket(streamUrl(this.voice));
@@ -373,6 +400,7 @@ class Session {
     ws.binaryType = "arraybuffer";
     this.ws = ws;
     ws.onopen = () => {
+      this.opened = true;
       for (const piece of textPieces(this.text)) ws.send(JSON.stringify({ type: "text", text: piece }));
       ws.send(JSON.stringify({ type: "end" }));
     };
@@ -541,12 +569,90 @@ class Session {
   onClose(event) {
     this.closed = true;
     if (session !== this) return;
-    if (stats.state === "connecting" || (stats.state === "playing" && !this.serverDone)) {
+    if (stats.state === "connecting" && !this.opened) {
+      this.explainRefusal(event.code);
+    } else if (stats.state === "connecting" || (stats.state === "playing" && !this.serverDone)) {
       this.fail(`connection closed (${event.code}${event.reason ? `: ${event.reason}` : ""})`);
     }
   }
 
+  // The handshake never completed: ask the same URL over HTTP what the server says to it.
+  async explainRefusal(code) {
+    const url = checkUrl(this.voice);
+    let res = null;
+    let body = null;
+    try {
+      res = await fetch(url, { cache: "no-store" });
+      body = await res.json().catch(() => null);
+    } catch {
+      res = null;
+    }
+    if (session !== this || stats.state !== "connecting") return;
+    if (res === null) {
+      this.fail(await this.unreadable(url, code));
+      return;
+    }
+    const error = body?.error;
+    if (res.status === 426 || !error) {
+      // 426: a handshake would be let in now. Either the refusal has passed, or it was this
+      // page's origin: a same-origin GET carries no Origin header, so the check cannot see it.
+      this.fail(`connection closed before it opened (${code}), yet the server would accept a ` +
+        `stream now (HTTP ${res.status}): press Speak to try again; if this keeps happening, ` +
+        `this page's origin (${location.origin}) may not be among the server's allowed origins`);
+      return;
+    }
+    const header = Number(res.headers.get("Retry-After"));
+    const retryAfterS = Number.isFinite(header) && header > 0 ? header
+      : Number(error.retry_after_s) || null;
+    stats.refusal = { status: res.status, code: error.code ?? null, message: error.message ?? "",
+      retryAfterS };
+    const why = `refused by the server: ${error.message} (HTTP ${res.status} ${error.code})`;
+    const retryable = res.status === 429 || res.status === 503;
+    if (retryable && retryAfterS != null && retryAfterS <= MAX_RETRY_AFTER_S
+        && stats.retries < MAX_RETRIES) {
+      this.waitAndRetry(why, retryAfterS);
+    } else {
+      this.fail(why);
+    }
+  }
+
+  // fetch itself failed: either the server did not let this page read its answer (CORS: this
+  // page's origin is not allowed) or it cannot be reached. A no-cors request tells the two
+  // apart: it succeeds, with an opaque answer, whenever the server answers at all.
+  async unreadable(url, code) {
+    try {
+      await fetch(new URL("/healthz", url), { mode: "no-cors", cache: "no-store" });
+    } catch {
+      return `cannot reach the server at ${url.host} (connection closed, ${code})`;
+    }
+    return `the server at ${url.host} refused the connection and does not let this page ` +
+      `read why: this page's origin (${location.origin}) is probably not among its allowed origins`;
+  }
+
+  waitAndRetry(why, retryAfterS) {
+    setState("waiting", `${why}; retrying in ${Math.ceil(retryAfterS)} s`);
+    const due = performance.now() + retryAfterS * 1000;
+    const tick = () => {
+      if (session !== this || stats.state !== "waiting") return;
+      const left = Math.ceil((due - performance.now()) / 1000);
+      if (left > 0) {
+        ui.message.textContent = `${why}; retrying in ${left} s`;
+        this.retryTimer = setTimeout(tick, Math.min(1000, due - performance.now()));
+        return;
+      }
+      stats.retries += 1;
+      setState("connecting", `retrying (${stats.retries} of ${MAX_RETRIES}) after: ${why}`);
+      this.connect();
+    };
+    this.retryTimer = setTimeout(tick, Math.min(1000, retryAfterS * 1000));
+  }
+
   stop() {
+    if (stats.state === "waiting") {
+      clearTimeout(this.retryTimer);
+      setState("stopped");
+      return;
+    }
     if (stats.state !== "connecting" && stats.state !== "playing") return;
     stats.playedAtStopMs = stats.playedMs;
     if (this.node) this.node.port.postMessage({ type: "clear" });

@@ -161,10 +161,16 @@ class Scheduler:
         (`_admission.RETRY_PRICE_EVERY_S`), refusals in between reuse the last price.
         Every price comes from `CostModel.price`, per voice.
         """
-        admission = self._admission.decide(now, voice, Pace(pace))
+        admission = self.would_admit(now, voice, pace)
         if not admission.accepted:
             self._stats.refused += 1
         return admission
+
+    def would_admit(self, now: float, voice: str | None = None,
+                    pace: Pace | str = Pace.LISTENER) -> Admission:
+        """`admit`'s answer, counting no refusal: for a client asking why its handshake was
+        refused (a plain GET of the stream endpoint), which is no new refusal."""
+        return self._admission.decide(now, voice, Pace(pace))
 
     def has_capacity(self, now: float) -> bool:
         """Would a new stream be admitted now? For readiness probes: counts no refusal."""

@@ -55,6 +55,7 @@ from litestream.security import (
 from litestream.server import routes, startup
 from litestream.server.carrier import DRAIN_RETRY_AFTER_S, Admitted
 from litestream.server.carrier import web_response as _web
+from litestream.server.cors import CorsPolicy, is_preflight
 from litestream.server.speech import SpeechStream
 from litestream.server.websocket import StreamConnection
 from litestream.session import GoingAway, SessionLimits, StreamSession, SynthesisResult
@@ -109,6 +110,7 @@ class LitestreamServer:
         self.keys = KeyCheck(config.all_api_keys())
         self.limits = ClientLimits.from_config(config)
         self.proxies = TrustedProxies.from_config(config)
+        self.cors = CorsPolicy(config.allowed_origins)
         self.cache = SentenceCache(config.cache_bytes)
         self.shared_cache: SharedCache | None = None
         if config.cache_url:
@@ -161,6 +163,7 @@ class LitestreamServer:
         app.router.add_post(openai_api.SPEECH_PATH, self._speech)
         app.router.add_route("*", "/{path:.*}", self._http)
         app.on_response_prepare.append(_server_header)
+        app.on_response_prepare.append(self._cors_headers)
         # Streams end by their own rules (drain closes them first); shutdown only waits for
         # handlers already told to finish.
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
@@ -267,8 +270,28 @@ class LitestreamServer:
 
     # ------------------------------------------------------------ plain HTTP
 
+    async def _cors_headers(self, request: web.Request, response: web.StreamResponse) -> None:
+        """CORS on every answer of a shared path (cors.py), refusals included, so a page on
+        an allowed origin reads why it was refused and when to retry."""
+        origin = request.headers.get("Origin")
+        if request.method == "OPTIONS" and is_preflight(
+                origin, request.headers.get("Access-Control-Request-Method")):
+            return  # the preflight's answer carries its own
+        for name, value in self.cors.response_headers(origin, request.path):
+            if name == "Vary":
+                response.headers.add(name, value)
+            else:
+                response.headers[name] = value
+
     async def _http(self, request: web.Request) -> web.StreamResponse:
         path = request.path
+        if request.method == "OPTIONS":
+            preflight = self.cors.preflight(
+                request.headers.get("Origin"), path,
+                request.headers.get("Access-Control-Request-Method"),
+                request.headers.get("Access-Control-Request-Headers"))
+            if preflight is not None:
+                return web.Response(status=preflight.status, headers=dict(preflight.headers))
         if path == "/healthz":
             return _web(routes.text(http.HTTPStatus.OK, "ok\n"))
         if path == "/readyz":
@@ -316,8 +339,33 @@ class LitestreamServer:
         Admitted: its stream is open in the scheduler now, so in a burst each admission test
         counts the ones accepted just before it."""
         now = self.now()
-        client_addr = self.proxies.client(request.remote,
-                                          request.headers.getall(FORWARDED_FOR, []))
+        refusal, client = self._checks(request, query, check, voice, pace, now, preview=False)
+        if refusal is not None:
+            self.metrics.refused(refusal.reason)
+            log.info("refused %s %s from %s: %d %s", request.method, request.path,
+                     self._client_addr(request), refusal.status, refusal.reason)
+            return refusal
+        session_id = uuid.uuid4().hex[:12]
+        self.synthesis.open_stream(session_id, priority(), now, pace(), voice())
+        return Admitted(client, session_id)
+
+    def preview(self, request: web.Request, query: dict[str, str],
+                check: Callable[[], Refusal | None], *, voice: Callable[[], str],
+                pace: Callable[[], str]) -> Refusal | None:
+        """What `admit` would answer now, opening nothing and taking nothing (no message from
+        the rate bucket, no stream slot, no refusal counted): for a browser whose handshake
+        was refused, which its WebSocket API only reports as close 1006."""
+        return self._checks(request, query, check, voice, pace, self.now(), preview=True)[0]
+
+    def _client_addr(self, request: web.Request) -> str:
+        return self.proxies.client(request.remote, request.headers.getall(FORWARDED_FOR, []))
+
+    def _checks(self, request: web.Request, query: dict[str, str],
+                check: Callable[[], Refusal | None], voice: Callable[[], str],
+                pace: Callable[[], str], now: float, *,
+                preview: bool) -> tuple[Refusal | None, str]:
+        """`admit`'s checks in its order: the first refusal (None: admitted) and the client
+        the limits count. Not a preview: an admitted client holds a stream slot now."""
         refusal: Refusal | None = None
         key_label: str | None = None
         if self.draining:
@@ -332,22 +380,22 @@ class LitestreamServer:
                 refusal = refuse_unauthorized()
         if refusal is None:
             refusal = check()
-        client = key_label or client_addr
+        client = key_label or self._client_addr(request)
         if refusal is None:
-            refusal = self.limits.admit_handshake(client, now)
+            if preview:
+                refusal = self.limits.preview_handshake(client, now)
+            else:
+                refusal = self.limits.admit_handshake(client, now)
         if refusal is None:
-            admission = self.synthesis.admit(now, voice(), pace())
+            if preview:
+                admission = self.synthesis.would_admit(now, voice(), pace())
+            else:
+                admission = self.synthesis.admit(now, voice(), pace())
             if not admission.accepted:
-                self.limits.release(client)
+                if not preview:
+                    self.limits.release(client)
                 refusal = refuse_admission(admission.reason, admission.retry_after_s)
-        if refusal is not None:
-            self.metrics.refused(refusal.reason)
-            log.info("refused %s %s from %s: %d %s", request.method, request.path, client_addr,
-                     refusal.status, refusal.reason)
-            return refusal
-        session_id = uuid.uuid4().hex[:12]
-        self.synthesis.open_stream(session_id, priority(), now, pace(), voice())
-        return Admitted(client, session_id)
+        return refusal, client
 
     def release(self, admitted: Admitted) -> int:
         """A stream admitted by admit() ended: free its scheduler state and quota slot.
@@ -383,8 +431,6 @@ class LitestreamServer:
 
     async def _stream(self, request: web.Request) -> web.StreamResponse:
         """protocol-v1: Endpoint. Refusals are plain HTTP, before the upgrade."""
-        if "websocket" not in request.headers.get("Upgrade", "").lower():
-            return _web(routes.text(http.HTTPStatus.UPGRADE_REQUIRED, "use a WebSocket client\n"))
         query = dict(request.query.items())
         parsed: list[HandshakeParams] = []
 
@@ -395,6 +441,16 @@ class LitestreamServer:
                 return refuse_bad_param(exc.param, exc.message)
             return None
 
+        if "websocket" not in request.headers.get("Upgrade", "").lower():
+            # docs/protocol.md, "Why a handshake was refused": a browser's WebSocket sees a
+            # refused handshake only as close 1006; the same URL over plain HTTP tells it
+            # the refusal the handshake would get now, or 426 when it would be let in.
+            refused = self.preview(request, query, check_query,
+                                   voice=lambda: parsed[0].settings.voice,
+                                   pace=lambda: parsed[0].settings.pace)
+            if refused is not None:
+                return _web(routes.refusal(refused))
+            return _web(routes.text(http.HTTPStatus.UPGRADE_REQUIRED, "use a WebSocket client\n"))
         admitted = self.admit(request, query, check_query,
                               voice=lambda: parsed[0].settings.voice,
                               priority=lambda: parsed[0].settings.priority,

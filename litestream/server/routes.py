@@ -75,7 +75,8 @@ def refusal(refused: Refusal) -> Answer:
         error["retry_after_s"] = round(refused.retry_after_s, 3)
     body = json.dumps({"error": error}, separators=(",", ":")).encode("utf-8")
     headers = [("Content-Type", "application/json"),
-               *_retry_and_challenge(refused.status, refused.retry_after_s)]
+               *_retry_and_challenge(refused.status, refused.retry_after_s),
+               ("Cache-Control", "no-store")]  # a plain GET of the endpoint reads it too
     return Answer(refused.status, tuple(headers), body)
 
 

@@ -314,6 +314,10 @@ class Synthesis:
     def admit(self, now: float, voice: str, pace: str = Pace.LISTENER) -> Admission:
         return self.scheduler.admit(now, voice, Pace(pace))
 
+    def would_admit(self, now: float, voice: str, pace: str = Pace.LISTENER) -> Admission:
+        """`admit`'s answer, counting no refusal (Scheduler.would_admit)."""
+        return self.scheduler.would_admit(now, voice, Pace(pace))
+
     def fullness(self, now: float) -> float:
         """Admitted load over capacity, 0..1 (Scheduler.fullness): 1 exactly when a new stream
         would be refused."""

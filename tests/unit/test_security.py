@@ -245,6 +245,25 @@ def test_client_limits_handshake_rate() -> None:
     assert limits.streams.count("k") == 2  # a refused handshake holds no slot
 
 
+def test_a_handshake_preview_says_what_the_handshake_would_and_takes_nothing() -> None:
+    limits = ClientLimits(messages_per_s=1.0, chars_per_s=1000.0, streams_per_key=1)
+    assert limits.preview_handshake("k", 0.0) is None
+    assert limits.admit_handshake("k", 0.0) is None  # the one slot, one of 2 messages
+    streams = limits.preview_handshake("k", 0.0)
+    assert streams is not None and streams.status == 429
+    assert streams.reason == RefusalReason.STREAMS
+    assert streams == limits.admit_handshake("k", 0.0)  # the second message: the bucket is dry
+    rate = limits.preview_handshake("k", 0.0)
+    assert rate is not None and rate.reason == RefusalReason.RATE
+    assert rate.retry_after_s == pytest.approx(1.0)
+    # Asked a hundred times, the preview took no message and no slot.
+    for _ in range(100):
+        limits.preview_handshake("k", 1.0)
+    limits.release("k")
+    assert limits.streams.count("k") == 0
+    assert limits.admit_handshake("k", 1.0) is None
+
+
 def test_client_limits_on_message() -> None:
     limits = ClientLimits(messages_per_s=10.0, chars_per_s=100.0, streams_per_key=4)
     assert limits.on_message("k", 150, 0.0) == 0.0  # chars burst is 200

@@ -41,7 +41,10 @@ const { values: opts } = parseArgs({
     "stop-screenshot": { type: "string", default: process.env.LITESTREAM_STOP_SCREENSHOT },
     chromium: { type: "string", default: process.env.CHROMIUM ?? "/usr/bin/chromium" },
     timeout: { type: "string", default: process.env.BROWSER_TEST_TIMEOUT_S ?? "60" },
-    only: { type: "string" }, // "play", "stop" or "long" (only by name)
+    only: { type: "string" }, // "play", "stop"; "long", "cors" or "refused" (only by name)
+    "page-url": { type: "string" }, // cors: the player served from an allowed other origin
+    "denied-url": { type: "string" }, // cors: the player served from an origin not allowed
+    key: { type: "string" }, // cors, refused: the server's API key
     headed: { type: "boolean", default: false },
   },
 });
@@ -383,6 +386,137 @@ async function longCheck(browser) {
   await page.close();
 }
 
+// Cross-origin (--only cors, --url the server, --page-url and --denied-url the player served by
+// another server on two other origins, --key): on the allowed origin, the player (pointed at
+// the server with ?server=) fills its voice picker and speaks to the end, and the page itself
+// fetches POST /v1/audio/speech (JSON, Authorization: Bearer) and decodes and plays the WAV,
+// reads a 401 and GET /v1/models; on the denied origin the same fetch is blocked and the
+// player says its origin is not allowed. The caller judges.
+async function speechFromPage(page, server, key) {
+  return page.evaluate(async ({ server, key }) => {
+    const out = {};
+    const speech = new URL("/v1/audio/speech", server).toString();
+    const body = JSON.stringify({ model: "tts-1", input: "Hello from another origin.",
+      response_format: "wav" });
+    try {
+      const res = await fetch(speech, { method: "POST", body,
+        headers: { "Content-Type": "application/json", Authorization: `Bearer ${key}`,
+          "X-Stainless-Retry-Count": "0" } });
+      out.status = res.status;
+      out.contentType = res.headers.get("Content-Type");
+      const bytes = await res.arrayBuffer();
+      out.bytes = bytes.byteLength;
+      const ctx = new AudioContext();
+      const decoded = await ctx.decodeAudioData(bytes);
+      out.durationMs = Math.round(decoded.duration * 1000);
+      out.sampleRate = decoded.sampleRate;
+      out.played = await playBuffer(ctx, decoded);
+      await ctx.close();
+    } catch (err) {
+      out.error = `${err.name}: ${err.message}`;
+    }
+    try {
+      const res = await fetch(speech, { method: "POST", body,
+        headers: { "Content-Type": "application/json", Authorization: "Bearer wrong" } });
+      out.badKey = { status: res.status, code: (await res.json()).error?.code };
+    } catch (err) {
+      out.badKey = { error: `${err.name}: ${err.message}` };
+    }
+    try {
+      const res = await fetch(new URL("/v1/models", server));
+      out.models = { status: res.status, count: (await res.json()).data?.length };
+    } catch (err) {
+      out.models = { error: `${err.name}: ${err.message}` };
+    }
+    return out;
+
+    // Plays an AudioBuffer to its end: resolves true on `ended`.
+    function playBuffer(ctx, buffer) {
+      return new Promise((resolve) => {
+        const node = new AudioBufferSourceNode(ctx, { buffer });
+        node.connect(ctx.destination);
+        node.onended = () => resolve(true);
+        node.start();
+      });
+    }
+  }, { server, key });
+}
+
+async function playerOn(browser, pageUrl, text) {
+  const page = await browser.newPage({ viewport: { width: 900, height: 760 } });
+  const problems = [];
+  page.on("pageerror", (err) => problems.push(`pageerror: ${err.message}`));
+  await page.goto(pageUrl, { waitUntil: "load" });
+  await page.waitForFunction(() => window.litestreamStats?.state === "idle", null, { timeout: 10_000 });
+  await page.waitForFunction(() => document.querySelectorAll("#voice option").length > 0, null, {
+    timeout: 5_000,
+  }).catch(() => {});
+  const picker = await page.evaluate(() => document.querySelectorAll("#voice option").length);
+  await page.fill("#text", text);
+  await page.click("#speak");
+  await page.waitForFunction(() => ["done", "error", "stopped"].includes(window.litestreamStats.state),
+    null, { timeout: TIMEOUT_MS });
+  const st = await getStats(page);
+  const message = await page.textContent("#message");
+  return { page, result: { picker, state: st.state, chunks: st.chunks, playedMs: Math.round(st.playedMs),
+    message, refusal: st.refusal, pageProblems: problems } };
+}
+
+async function corsCheck(browser) {
+  const server = new URL(opts.url).origin;
+  const allowedUrl = `${opts["page-url"]}/?server=${encodeURIComponent(server)}&token=${opts.key}`;
+  const allowed = await playerOn(browser, allowedUrl, "Spoken from a page on another origin.");
+  allowed.result.fetch = await speechFromPage(allowed.page, server, opts.key);
+  allowed.result.origin = await allowed.page.evaluate(() => location.origin);
+  await allowed.page.close();
+  const deniedUrl = `${opts["denied-url"]}/?server=${encodeURIComponent(server)}&token=${opts.key}`;
+  const denied = await playerOn(browser, deniedUrl, "This page's origin is not allowed.");
+  denied.result.fetch = await speechFromPage(denied.page, server, opts.key);
+  denied.result.origin = await denied.page.evaluate(() => location.origin);
+  await denied.page.close();
+  // The server's own player, its origin not on the server's allowlist: the handshake is
+  // refused, and the plain GET (same-origin: no Origin header) would be let in.
+  const own = await playerOn(browser, `${server}/?token=${opts.key}`, "Not from here either.");
+  await own.page.close();
+  summary.cors = { allowed: allowed.result, denied: denied.result, own: own.result };
+}
+
+// Refused handshakes (--only refused, --url a server with --key and max_streams 1): the player
+// without the key says the server's 401; with it, while the page itself holds the server's one
+// stream, Speak is refused with 503 and the player waits the Retry-After, showing why; the
+// holder closes, and the retry plays to the end. The caller judges.
+async function refusedCheck(browser) {
+  const base = new URL("/", opts.url).toString();
+  const noKey = await playerOn(browser, base, "Nobody hears this.");
+  await noKey.page.close();
+  const page = await browser.newPage();
+  await page.goto(`${base}?token=${opts.key}`, { waitUntil: "load" });
+  await page.waitForFunction(() => window.litestreamStats?.state === "idle", null, { timeout: 10_000 });
+  await page.evaluate((key) => new Promise((resolve, reject) => {
+    const ws = new WebSocket(`${location.origin.replace(/^http/, "ws")}/v1/stream?token=${key}`);
+    window.__holder = ws;
+    ws.onmessage = () => resolve(); // `ready`: the stream is open
+    ws.onclose = (e) => reject(new Error(`holder closed ${e.code}`));
+  }), opts.key);
+  await page.fill("#text", "Spoken once the server has room.");
+  await page.click("#speak");
+  await page.waitForFunction(() => ["waiting", "error", "done"].includes(window.litestreamStats.state),
+    null, { timeout: TIMEOUT_MS });
+  const waiting = { ...(await getStats(page)), message: await page.textContent("#message"),
+    stopEnabled: !(await page.isDisabled("#stop")) };
+  await page.evaluate(() => window.__holder.close(1000));
+  await page.waitForFunction(() => ["done", "error", "stopped"].includes(window.litestreamStats.state),
+    null, { timeout: TIMEOUT_MS });
+  const after = await getStats(page);
+  await page.close();
+  summary.refused = {
+    noKey: noKey.result,
+    waiting: { state: waiting.state, message: waiting.message, refusal: waiting.refusal,
+      stopEnabled: waiting.stopEnabled },
+    after: { state: after.state, retries: after.retries, chunks: after.chunks, error: after.error },
+  };
+}
+
 async function main() {
   if (!opts.url) throw new Error("--url http://HOST:PORT (or LITESTREAM_HTTP_URL) is required");
   if (!existsSync(opts.chromium)) {
@@ -397,6 +531,8 @@ async function main() {
   summary.browser = browser.version();
   try {
     if (opts.only === "long") await longCheck(browser);
+    else if (opts.only === "cors") await corsCheck(browser);
+    else if (opts.only === "refused") await refusedCheck(browser);
     else {
       if (opts.only !== "stop") await playCheck(browser);
       if (opts.only !== "play") await stopCheck(browser);
