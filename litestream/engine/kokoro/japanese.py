@@ -231,29 +231,38 @@ def _reading(node: Mapping[str, Any]) -> str:
 
 # OpenJTalk's dictionary knows some English words (Google グーグル, server サーバー, coffee
 # コーヒー); one it does not know it tags フィラー and spells letter by letter ("Python" is
-# ピーワイティーエイチオーエヌ). Such a word is read by e2k's C2K model instead (letters ->
-# katakana, a small GRU in numpy, its weights inside the wheel: nothing is downloaded), cut
-# where its case changes first: a part in capitals is an acronym and keeps OpenJTalk's letters
-# ("ChatGPT" is チャット + ジーピーティー, "OpenAI" オープン + エーアイ), as does a
-# word all in capitals ("JSON", "AWS") or a single letter.
+# ピーワイティーエイチオーエヌ). Such a word is read by e2k (small numpy models inside its
+# wheel: nothing is downloaded), cut where its case changes first: a part in capitals is an
+# acronym and is spelled ("ChatGPT" is チャット + ジーピーティー, "OpenAI" オープン + エーアイ), as
+# is a word all in capitals ("JSON", "AWS"), a single letter, and a part e2k's n-gram model
+# finds no English word ("js", "npm", "css": letters, as a speaker says them); the rest is read
+# by its C2K model (letters -> katakana).
 _UNKNOWN_POS = "フィラー"
 _LATIN_WORD = re.compile(r"[A-Za-z]+")
 _CASE_PARTS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+")
 _E2K_MAX_KANA = 32  # e2k's default is 16, which cuts a long word's reading
 _E2K_LOCK = threading.Lock()
-_e2k: Any = None
+_e2k: tuple[Any, Any] | None = None  # (C2K, NGram)
 
 
-def _english_katakana(word: str) -> str:
-    """Katakana for one English word in lower case (e2k C2K, the "turbo" model: of base and
-    turbo, the one that reads "Python" パイソン)."""
+def _english_katakana(word: str) -> str | None:
+    """Katakana for one English word (e2k's C2K "turbo" model: of its base and turbo models,
+    the one that reads "Python" パイソン), or None where it is no word to read (an
+    abbreviation: e2k's n-gram model)."""
     global _e2k
     with _E2K_LOCK:
         if _e2k is None:
-            from e2k import C2K
+            from e2k import C2K, NGram
 
-            _e2k = C2K(max_len=_E2K_MAX_KANA, model="turbo")
-        return str(_e2k(word.lower()))
+            _e2k = (C2K(max_len=_E2K_MAX_KANA, model="turbo"), NGram())
+        reader, is_word = _e2k
+        word = word.lower()
+        return str(reader(word)) if is_word(word) else None
+
+
+def _letters(part: str) -> str:
+    # Letter by letter, each alone: OpenJTalk reads some capitals as a word ("VS" バーサス).
+    return "".join(_reading(node) for letter in part for node in _frontend(letter))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -262,10 +271,8 @@ def _latin_reading(surface: str) -> str:
     know (see above)."""
     kana = []
     for part in _CASE_PARTS.findall(surface):
-        if part.isupper() or len(part) == 1:
-            kana.append("".join(_reading(node) for node in _frontend(part)))
-        else:
-            kana.append(_english_katakana(part))
+        said = None if part.isupper() or len(part) == 1 else _english_katakana(part)
+        kana.append(said if said is not None else _letters(part))
     return "".join(kana)
 
 

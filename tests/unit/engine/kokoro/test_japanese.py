@@ -91,7 +91,11 @@ LATIN_TABLE = [
     ("Pythonで書く", "paisoɴ de kakɯ"),
     ("GitHubのリポジトリ", "ɡʲiʔtohabɯ no ɾʲipoʥitoɾʲi"),  # cut where its case changes
     ("ChatGPTに聞いた", "ʨaʔtoʥiːpʲiːtʲiː ɲi kʲii ta"),  # GPT: an acronym's letters
-    ("OpenAIとMacBook", "oːpɯɴeːai to maʔkɯbɯʔkɯ"),
+    ("OpenAIとMacBook", "oːpɯɴeiai to maʔkɯbɯʔkɯ"),
+    # capitals letter by letter, not as a word OpenJTalk knows (VS バーサス)
+    ("VSCodeの拡張", "bɯiesɨkoːdo no kakɯʨoː"),
+    # no English word (e2k's n-gram model): an abbreviation's letters
+    ("npmでinstall", "enɯpʲiːemɯ de iɴsɨtoːɾɯ"),
     ("Dockerとdeploy", "doʔkaː to depɯɾoi"),
     ("Googleで検索", "ɡɯːɡɯɾɯ de keɴsakɯ"),  # in OpenJTalk's dictionary: its reading
     ("AIとAPIとJSON", "eːai to eːpʲiːai to ʥeːesɨoːenɯ"),  # capitals: letters
