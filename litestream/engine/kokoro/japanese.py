@@ -249,15 +249,26 @@ def _english_katakana(word: str) -> str | None:
     """Katakana for one English word (e2k's C2K "turbo" model: of its base and turbo models,
     the one that reads "Python" パイソン), or None where it is no word to read (an
     abbreviation: e2k's n-gram model)."""
-    global _e2k
     with _E2K_LOCK:
-        if _e2k is None:
-            from e2k import C2K, NGram
-
-            _e2k = (C2K(max_len=_E2K_MAX_KANA, model="turbo"), NGram())
-        reader, is_word = _e2k
+        reader, is_word = _e2k_models()
         word = word.lower()
         return str(reader(word)) if is_word(word) else None
+
+
+def _e2k_models() -> tuple[Any, Any]:
+    global _e2k
+    if _e2k is None:
+        from e2k import C2K, NGram
+
+        _e2k = (C2K(max_len=_E2K_MAX_KANA, model="turbo"), NGram())
+    return _e2k
+
+
+def load_english() -> None:
+    """Load e2k's models now (about 0.3 s, once a process; the n-gram model is most of it), not
+    on the first English word a listener waits for."""
+    with _E2K_LOCK:
+        _e2k_models()
 
 
 def _letters(part: str) -> str:

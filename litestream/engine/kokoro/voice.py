@@ -387,9 +387,11 @@ class KokoroVoice:
         return voice
 
     def warmup(self) -> None:
-        """One short synthesis per session (not per style): its first run plans the graph."""
+        """One short synthesis per session (not per style): its first run plans the graph; and
+        the English-word reader loaded, once a process (japanese.load_english)."""
         if self.model.warm_once(self.slot):
             self.synthesize(WARMUP_TEXT)
+            japanese.load_english()
 
     # -- inference -----------------------------------------------------------------------------
 
