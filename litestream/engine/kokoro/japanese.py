@@ -14,12 +14,15 @@ call holds ``OPENJTALK_LOCK``, as espeak-ng calls hold theirs.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import threading
 import unicodedata
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
+
+from litestream.text.reading_ja import Said, apply, read_japanese
 
 logger = logging.getLogger("litestream.engine.japanese")
 
@@ -30,7 +33,10 @@ OPENJTALK_LOCK = threading.Lock()
 # Change it whenever the reading changes.
 # 2: symbols OpenJTalk reads are spoken ("AとB", "（AI）", "&", "¥"), ℃ and °C read ド, a currency
 #    sign before an amount said after it (was: every symbol node dropped).
-READING = "2"
+# 3: English words OpenJTalk spells letter by letter read as katakana (e2k); times, dates,
+#    fractions, ranges, minus signs and dotted version numbers read as said
+#    (text/reading_ja.py).
+READING = "3"
 
 # --- one mora -> phonemes -----------------------------------------------------------------
 
@@ -168,12 +174,6 @@ def _to_katakana(text: str) -> str:
 
 # --- text -> words -> phonemes ------------------------------------------------------------
 
-# A currency sign before an amount, said after it as a Japanese speaker does ("¥1,000" is
-# 千円, not OpenJTalk's "エン セン"; "$5" is 5ドル where OpenJTalk reads no "$" at all).
-_CURRENCY = {"¥": "円", "$": "ドル", "€": "ユーロ", "£": "ポンド"}
-_AMOUNT = re.compile(r"([¥$€£])\s?(\d[\d,]*(?:\.\d+)?)")
-
-
 def _nfkc(text: str) -> str:
     # NFKC turns ℃ into "°C", which OpenJTalk reads as a mark and the letter C ("20℃" would
     # be "nijū" alone); ℃ itself it reads ド.
@@ -181,10 +181,36 @@ def _nfkc(text: str) -> str:
 
 
 def normalize(text: str) -> str:
-    """NFKC: full-width ASCII, digits and ！？ to half-width, half-width katakana to
-    full-width; 。 and 、 stay as they are (both are mapped below). ℃ stays (and "°C" becomes
-    it), and a currency sign before an amount goes after it as its word."""
-    return _AMOUNT.sub(lambda m: m.group(2) + _CURRENCY[m.group(1)], _nfkc(text))
+    """The text OpenJTalk is given: NFKC (full-width ASCII, digits and ！？ to half-width,
+    half-width katakana to full-width; 。 and 、 stay as they are, both are mapped below; ℃
+    stays, and "°C" becomes it), then read as a speaker reads it (text/reading_ja.py: amounts,
+    dates, times, ranges, minus signs)."""
+    text = _nfkc(text)
+    return apply(text, read_japanese(text))
+
+
+def _said(text: str) -> tuple[str, list[tuple[int, int]]]:
+    """``normalize(text)``, and for each of its characters the [start, end) of ``text`` it
+    stands for: its own character, or all of what a reading rule replaced."""
+    normalized = ""
+    starts: list[int] = []  # NFKC position -> index in text
+    for index, char in enumerate(text):
+        piece = _nfkc(char)
+        normalized += piece
+        starts.extend([index] * len(piece))
+    said = ""
+    owners: list[tuple[int, int]] = []
+    at = 0
+    for edit in [*read_japanese(normalized), Said(len(normalized), len(normalized), "")]:
+        for position in range(at, edit.start):
+            said += normalized[position]
+            owners.append((starts[position], starts[position] + 1))
+        if edit.said:
+            whole = (starts[edit.start], starts[edit.end - 1] + 1)
+            said += edit.said
+            owners.extend([whole] * len(edit.said))
+        at = edit.end
+    return said, owners
 
 
 def _frontend(text: str) -> list[dict[str, Any]]:
@@ -201,6 +227,73 @@ def _reading(node: Mapping[str, Any]) -> str:
     return str(node.get("pron") or node.get("read") or "").replace("’", "").replace("'", "")
 
 
+# --- Latin-script words ------------------------------------------------------------------
+
+# OpenJTalk's dictionary knows some English words (Google グーグル, server サーバー, coffee
+# コーヒー); one it does not know it tags フィラー and spells letter by letter ("Python" is
+# ピーワイティーエイチオーエヌ). Such a word is read by e2k (small numpy models inside its
+# wheel: nothing is downloaded), cut where its case changes first: a part in capitals is an
+# acronym and is spelled ("ChatGPT" is チャット + ジーピーティー, "OpenAI" オープン + エーアイ), as
+# is a word all in capitals ("JSON", "AWS"), a single letter, and a part e2k's n-gram model
+# finds no English word ("js", "npm", "css": letters, as a speaker says them); the rest is read
+# by its C2K model (letters -> katakana).
+_UNKNOWN_POS = "フィラー"
+_LATIN_WORD = re.compile(r"[A-Za-z]+")
+_CASE_PARTS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+")
+_E2K_MAX_KANA = 32  # e2k's default is 16, which cuts a long word's reading
+_E2K_LOCK = threading.Lock()
+_e2k: tuple[Any, Any] | None = None  # (C2K, NGram)
+
+
+def _english_katakana(word: str) -> str | None:
+    """Katakana for one English word (e2k's C2K "turbo" model: of its base and turbo models,
+    the one that reads "Python" パイソン), or None where it is no word to read (an
+    abbreviation: e2k's n-gram model)."""
+    with _E2K_LOCK:
+        reader, is_word = _e2k_models()
+        word = word.lower()
+        return str(reader(word)) if is_word(word) else None
+
+
+def _e2k_models() -> tuple[Any, Any]:
+    global _e2k
+    if _e2k is None:
+        from e2k import C2K, NGram
+
+        _e2k = (C2K(max_len=_E2K_MAX_KANA, model="turbo"), NGram())
+    return _e2k
+
+
+def load_english() -> None:
+    """Load e2k's models now (about 0.3 s, once a process; the n-gram model is most of it), not
+    on the first English word a listener waits for."""
+    with _E2K_LOCK:
+        _e2k_models()
+
+
+def _letters(part: str) -> str:
+    # Letter by letter, each alone: OpenJTalk reads some capitals as a word ("VS" バーサス).
+    return "".join(_reading(node) for letter in part for node in _frontend(letter))
+
+
+@functools.lru_cache(maxsize=4096)
+def _latin_reading(surface: str) -> str:
+    """The katakana a Japanese speaker says for a word of Latin letters OpenJTalk does not
+    know (see above)."""
+    kana = []
+    for part in _CASE_PARTS.findall(surface):
+        said = None if part.isupper() or len(part) == 1 else _english_katakana(part)
+        kana.append(said if said is not None else _letters(part))
+    return "".join(kana)
+
+
+def _node_reading(node: Mapping[str, Any], surface: str) -> str:
+    if (node.get("pos") == _UNKNOWN_POS and _LATIN_WORD.fullmatch(surface)
+            and not surface.isupper() and len(surface) > 1):
+        return _latin_reading(surface)
+    return _reading(node)
+
+
 def phonemize(text: str) -> str:
     """Kokoro phonemes for Japanese text: words separated by spaces, punctuation as ASCII."""
     return phonemize_words(text)[0]
@@ -214,6 +307,7 @@ def phonemize_words(text: str) -> tuple[str, list[tuple[str, str]]]:
         return "", []
     pieces: list[str] = []  # words and marks, in order
     spoken: list[tuple[str, str]] = []
+    numeral = glued = False  # this node is (part of) a number; the last piece is one
     for node in _frontend(text):
         # OpenJTalk hands back ASCII as full-width ("ＧｉｔＨｕｂ"): the surface as in the
         # NFKC text, so that word_spans finds it there.
@@ -222,11 +316,20 @@ def phonemize_words(text: str) -> tuple[str, list[tuple[str, str]]]:
         # OpenJTalk speaks it (the "." of "1.5" is a noun read テン; "A" alone or in "(AI)",
         # "&" and "¥" are symbols read エイ, アンド, エン); a mark without a reading is
         # punctuation.
-        word = kana_to_phonemes(_reading(node))
+        word = kana_to_phonemes(_node_reading(node, surface))
+        numeral = node.get("pos_group1") == "数" or (numeral and surface in (".", "点"))
         if word:
-            pieces.append(word)
+            # OpenJTalk gives a number as one word per digit and power of ten (1,234,567 is
+            # 百 二 十 三 万 四 千 ...): spaced, Kokoro says them as separate words, and
+            # "maɴ joɴ" was heard 万1 4. One number is one word.
+            if numeral and glued:
+                pieces[-1] += word
+            else:
+                pieces.append(word)
+            glued = numeral
             spoken.append((surface, word))
             continue
+        glued = False
         marks = "".join(PUNCTUATION.get(ch, "") for ch in surface)
         if marks.strip():
             pieces.append(marks.strip())
@@ -263,38 +366,51 @@ def phoneme_ids(phonemes: str, vocab: Mapping[str, int],
 
 
 def word_spans(text: str, surfaces: Sequence[str]) -> list[tuple[int, int]]:
-    """(char_start, char_end) in ``text`` of each word surface, found in order in its NFKC
-    form. OpenJTalk rewrites numbers (``100`` is the word ``百``): a run of words not found
-    takes the text between its found neighbours, all of it to the run's first word (the rest
-    get empty spans there)."""
-    starts: list[int] = []  # NFKC position -> index in text
-    normalized = ""
-    for index, char in enumerate(text):
-        piece = _nfkc(char)
-        normalized += piece
-        starts.extend([index] * len(piece))
-    starts.append(len(text))
+    """(char_start, char_end) in ``text`` of each word surface, found in order in the text as
+    read (``_said``: NFKC, and the reading rules' words in place of what they replaced).
+    OpenJTalk rewrites numbers (``100`` is the word ``百``): a run of words not found takes the
+    text between its found neighbours, all of it to the run's first word. A word read in place
+    of some text ("15:30" is read 15時30分) stands for all of it: the first word of a
+    replacement takes it, and the words after it there get empty spans."""
+    said, owners = _said(text)
     found: list[tuple[int, int] | None] = []
     cursor = 0
     for surface in surfaces:
-        at = normalized.find(surface, cursor) if surface else -1
+        at = said.find(surface, cursor) if surface else -1
         if at < 0:
             found.append(None)
             continue
         found.append((at, at + len(surface)))
         cursor = at + len(surface)
-    spans: list[tuple[int, int]] = []
+    places: list[tuple[int, int]] = []  # in ``said``
     for index, place in enumerate(found):
         if place is not None:
-            spans.append((starts[place[0]], starts[place[1] - 1] + 1))
+            places.append(place)
             continue
-        begin = spans[-1][1] if spans else 0
+        begin = places[-1][1] if places else 0
         if index > 0 and found[index - 1] is None:
-            spans.append((begin, begin))  # the run's first word took the text
+            places.append((begin, begin))  # the run's first word took the text
             continue
         following = next((p for p in found[index + 1:] if p is not None), None)
-        stop = starts[following[0]] if following is not None else len(text)
-        while stop > begin and not text[stop - 1].strip():
+        stop = following[0] if following is not None else len(said)
+        while begin < stop and _is_blank(said[begin]):
+            begin += 1
+        while stop > begin and _is_blank(said[stop - 1]):
             stop -= 1
-        spans.append((begin, stop))
+        places.append((begin, stop))
+    spans: list[tuple[int, int]] = []
+    taken = 0  # the end in ``text`` of the words so far: no two words share a character
+    for begin, stop in places:
+        if stop > begin:
+            start, end = max(owners[begin][0], taken), max(owners[stop - 1][1], taken)
+        else:
+            start = end = max(owners[begin][0] if begin < len(owners) else len(text), taken)
+        spans.append((start, end))
+        taken = end
     return spans
+
+
+def _is_blank(char: str) -> bool:
+    """A space or a mark not spoken: no part of a word's span ("、15:30" is "15:30")."""
+    return not char.strip() or (unicodedata.category(char).startswith("P")
+                                and char not in "%&@#")

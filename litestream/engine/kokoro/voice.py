@@ -29,7 +29,7 @@ import os
 import tempfile
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,7 @@ from litestream.engine.base import (
     Latent,
     Phonemes,
     VoiceDescription,
+    WordSpan,
     file_sha256,
     fingerprint_of,
 )
@@ -338,7 +339,16 @@ class KokoroVoice:
         ids = japanese.phoneme_ids(sentence, self.model.vocab, sources)
         spans = japanese.word_spans(text, [surface for surface, _ in spoken])
         found = word_spans(text, spans, sentence, [ph for _, ph in spoken], sources)
-        return Phonemes(ids, tuple(span for span in found if span.char_start < span.char_end))
+        # A word with no text of its own is the rest of the word before it ("15:30" is read
+        # as six words, 十 五 時 三 十 分, the first holding the text): its sounds are that
+        # word's, so the word lasts until they end.
+        words: list[WordSpan] = []
+        for span in found:
+            if span.char_start < span.char_end:
+                words.append(span)
+            elif words and span.end_id > words[-1].end_id:
+                words[-1] = replace(words[-1], end_id=span.end_id)
+        return Phonemes(ids, tuple(words))
 
     def encode(self, ids: Sequence[int], speed: float = 1.0, *,
                run_options: Any = None) -> Latent:
@@ -377,9 +387,11 @@ class KokoroVoice:
         return voice
 
     def warmup(self) -> None:
-        """One short synthesis per session (not per style): its first run plans the graph."""
+        """One short synthesis per session (not per style): its first run plans the graph; and
+        the English-word reader loaded, once a process (japanese.load_english)."""
         if self.model.warm_once(self.slot):
             self.synthesize(WARMUP_TEXT)
+            japanese.load_english()
 
     # -- inference -----------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from litestream.engine.base import DecodeWindow, Voice
+from litestream.engine.kokoro import japanese
 from litestream.engine.kokoro import voice as kokoro
 from litestream.engine.kokoro.voice import HOP, SAMPLE_RATE, KokoroFiles, KokoroModel
 from litestream.errors import VoiceError
@@ -150,3 +151,24 @@ def test_an_over_long_sentence_is_split_at_pauses(alpha: kokoro.KokoroVoice) -> 
     assert [t for p in pieces for t in p] == ids
     # No pause at all: cut at the context's end.
     assert [len(p) for p in alpha._pieces([letter] * 1200)] == [510, 510, 180]
+
+
+def test_words_keep_the_text_as_sent_while_it_is_read_as_said(
+        alpha: kokoro.KokoroVoice) -> None:
+    # "15:30" is read 十五時三十分 (six words of OpenJTalk's) and "5-10" 5から10; the words are
+    # the text's own, and "15:30" holds the sounds of all six, up to から's.
+    text = "会議は15:30から、5-10分、Pythonで。"
+    phonemes = alpha.phonemes(text)
+    words = [(w.text, w.char_start, w.char_end) for w in phonemes.words]
+    assert [w for w, _, _ in words] == ["会議", "は", "15:30", "から", "5", "-", "10", "分",
+                                        "Python", "で"]
+    assert all(text[start:end] == word for word, start, end in words)
+    pauses = {alpha.model.vocab[mark] for mark in " ,."}
+    time, after = phonemes.words[2], phonemes.words[3]
+    assert set(phonemes.ids[time.end_id:after.first_id]) <= pauses
+    spoken = japanese.phonemize(text)
+    assert "ʥɨːɡo ʥi saɴʥɨʔpɯɴ" in spoken and "paisoɴ" in spoken
+    # Every sound of the sentence is some word's: none is left between words.
+    held = sum(1 for w in phonemes.words for token in phonemes.ids[w.first_id:w.end_id]
+               if token not in pauses)
+    assert held == sum(1 for token in phonemes.ids if token not in pauses)

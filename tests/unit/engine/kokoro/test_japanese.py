@@ -17,12 +17,12 @@ PHONEME_TABLE = [
     ("今日は良い天気ですね。", "kʲoː βa joi teŋkʲi desɨ ne."),
     # long vowels from kanji (東京 tōkyō) and ー; へ read "e"; 100 spelled out; ッ held
     ("東京へ100円で行った。", "toːkʲoː e çakɯ eɴ de iʔta."),
-    # a date: numbers with counters (年 月 日) and their sound changes
-    ("2024年3月15日", "ɲi seɴ ɲi ʥɨː jo neɴ saŋɡaʦɨ ʥɨː ɡo ɲiʨi"),
+    # a date: numbers with counters (年 月 日) and their sound changes; a number is one word
+    ("2024年3月15日", "ɲiseɴɲiʥɨːjo neɴ saŋɡaʦɨ ʥɨːɡo ɲiʨi"),
     # a decimal point read テン, not dropped as punctuation
-    ("1.5キロ", "iʔteɴ ɡo kʲiɾo"),
+    ("1.5キロ", "iʔteɴɡo kʲiɾo"),
     # question mark, 先生 with its long e
-    ("先生は3時15分に来ます？", "seɴseː βa saɴ ʥi ʥɨː ɡo ɸɯɴ ɲi kʲi masɨ?"),
+    ("先生は3時15分に来ます？", "seɴseː βa saɴ ʥi ʥɨːɡo ɸɯɴ ɲi kʲi masɨ?"),
     # quotes and punctuation inside them; ！ at the end
     ("「はい。」と言った！", "“hai.” to iʔta!"),
     # katakana loanwords: palatal ピュ, long vowels, clause comma
@@ -39,7 +39,7 @@ PHONEME_TABLE = [
     ("人工知能（AI）の発展", "ʥiŋkoː ʨinoː (ei ai) no haʔteɴ"),
     ("AとBとA&B", "ei to bʲiː to ei ando bʲiː"),
     # ℃ (and °C) read ド, not dropped by NFKC's "°C"
-    ("気温は20℃、20°C。", "kʲioɴ βa ɲi ʥɨː do, ɲi ʥɨː do."),
+    ("気温は20℃、20°C。", "kʲioɴ βa ɲiʥɨː do, ɲiʥɨː do."),
     # a currency sign before the amount is said after it
     ("￥1,000と$5と€2と£3", "seɴ eɴ to ɡo doɾɯ to ɲi jɯːɾo to saɴ pondo"),
 ]
@@ -83,6 +83,61 @@ def test_latin_words_are_found_in_the_text_for_word_spans() -> None:
     spans = japanese.word_spans(text, [surface for surface, _ in spoken])
     words = [text[a:b] for a, b in spans]
     assert words == ["例えば", "GitHub", "で", "は", "AI", "が", "書く"]
+
+
+# Words of Latin letters: OpenJTalk's dictionary reads some; the rest it spelled letter by
+# letter ("Python" ピーワイティーエイチオーエヌ) and e2k now reads; capitals stay letters.
+LATIN_TABLE = [
+    ("Pythonで書く", "paisoɴ de kakɯ"),
+    ("GitHubのリポジトリ", "ɡʲiʔtohabɯ no ɾʲipoʥitoɾʲi"),  # cut where its case changes
+    ("ChatGPTに聞いた", "ʨaʔtoʥiːpʲiːtʲiː ɲi kʲii ta"),  # GPT: an acronym's letters
+    ("OpenAIとMacBook", "oːpɯɴeiai to maʔkɯbɯʔkɯ"),
+    # capitals letter by letter, not as a word OpenJTalk knows (VS バーサス)
+    ("VSCodeの拡張", "bɯiesɨkoːdo no kakɯʨoː"),
+    # no English word (e2k's n-gram model): an abbreviation's letters
+    ("npmでinstall", "enɯpʲiːemɯ de iɴsɨtoːɾɯ"),
+    ("Dockerとdeploy", "doʔkaː to depɯɾoi"),
+    ("Googleで検索", "ɡɯːɡɯɾɯ de keɴsakɯ"),  # in OpenJTalk's dictionary: its reading
+    ("AIとAPIとJSON", "eːai to eːpʲiːai to ʥeːesɨoːenɯ"),  # capitals: letters
+]
+
+
+@pytest.mark.parametrize(("text", "phonemes"), LATIN_TABLE)
+def test_latin_words_are_read_not_spelled(text: str, phonemes: str) -> None:
+    assert japanese.phonemize(text) == phonemes
+
+
+# What OpenJTalk read wrongly (text/reading_ja.py), and a number as one word.
+NUMBER_TABLE = [
+    ("15:30に集合", "ʥɨːɡo ʥi saɴʥɨʔpɯɴ ɲi ɕɨːɡoː"),  # was ʥɨː ɡo: saɴ ʥɨː
+    ("5-10分", "ɡo kaɾa ʥɨʔpɯɴ"),  # was ɡo ʥɨʔpɯɴ: the hyphen dropped
+    ("5〜10人", "ɡo kaɾa ʥɨː ɲiɴ"),  # was ɡo — ʥɨː ɲiɴ
+    ("2026-12-07", "ɲiseɴɲiʥɨːɾokɯ neɴ ʥɨːɲiɡaʦɨ nanoka"),  # was digit by digit
+    ("12/7に", "ʥɨːɲiɡaʦɨ nanoka ɲi"),  # was ʥɨː ɲi nana
+    ("1/3の", "saɴ bɯɴ no iʨi no"),  # was iʨi saɴ
+    ("-5度", "mainasɨ ɡo do"),  # was ɡo do
+    ("2.1.3", "ɲiːteɴiʨiteɴsaɴ"),  # was ɲiː teɴ iʨi. saɴ
+    # one number, one word: spaced, "maɴ joɴ" was heard 万1 4
+    ("1,234,567円", "çakɯɲiʥɨːsaɴmaɴjoɴseɴɡoçakɯɾokɯʥɨːnana eɴ"),
+]
+
+
+@pytest.mark.parametrize(("text", "phonemes"), NUMBER_TABLE)
+def test_numbers_times_dates_and_ranges_read_as_said(text: str, phonemes: str) -> None:
+    assert japanese.phonemize(text) == phonemes
+
+
+def test_word_spans_keep_the_text_as_sent() -> None:
+    # The text is read otherwise ("15:30" as 15時30分, "〜" as から, "1/3" as 3分の1), but each
+    # word's span is the text as sent: a replacement is one word, its first.
+    text = "会議は12/7（月）、15:30から。参加者は5〜10人、データの1/3はPythonで。"
+    _, spoken = japanese.phonemize_words(text)
+    spans = japanese.word_spans(text, [surface for surface, _ in spoken])
+    words = [text[a:b] for a, b in spans if b > a]
+    assert words == ["会議", "は", "12/7", "（月）", "15:30", "から", "参加", "者", "は", "5",
+                     "〜", "10", "人", "データ", "の", "1/3", "は", "Python", "で"]
+    assert all(a <= b for a, b in spans)
+    assert all(spans[i][1] <= spans[i + 1][0] for i in range(len(spans) - 1))
 
 
 def test_empty_and_symbol_only_text() -> None:
