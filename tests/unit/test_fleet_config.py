@@ -78,6 +78,10 @@ def test_haproxys_503_page_is_litestreams_refusal() -> None:
     assert int(headers["Retry-After"]) >= 1
     assert int(headers["Content-Length"]) == len(body)
     assert b'"code":"overloaded"' in body
+    # A page on another origin reads it as it reads a replica's own refusal (server/cors.py):
+    # it says only that the fleet is full, so every origin may.
+    assert headers["Access-Control-Allow-Origin"] == "*"
+    assert "Retry-After" in headers["Access-Control-Expose-Headers"]
 
 
 def test_prometheus_scrapes_replicas_and_haproxy_from_the_files_the_fleet_writes() -> None:
