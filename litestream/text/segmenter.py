@@ -179,6 +179,13 @@ def _plain_starts(text: str) -> list[int] | None:
     return [0] if m.group("next") is None else [0, len(text) - 1]
 
 
+# Abbreviations pysbd's lists lack, after which it starts a sentence even where a number or a
+# lowercase word follows ("approx. | 40 years old", "5 yrs. | old"): there no sentence starts.
+# Before a capital it may end one ("It took 5 hrs. Then"), and pysbd's cut stands.
+_GOES_ON_AFTER = re.compile(
+    r"(?<![\w.])(?i:approx|est|ca|cf|avg|incl|excl|esp|resp|yrs?|hrs|mins|secs|wks?|mos)\.\s+$")
+_GOES_ON = re.compile(r"[\da-z$€£¥(]")
+
 _GAPS = re.compile(_GAP)
 _GAPS_ANY = re.compile(r"\s+")
 
@@ -498,6 +505,8 @@ class Segmenter:
                 if gap is None or _speakable(text[at:gap.start()]):
                     continue
                 at = gap.end()
+            if _GOES_ON.match(text, at) and _GOES_ON_AFTER.search(text, 0, at):
+                continue
             if at > starts[-1]:
                 starts.append(at)
         return starts
