@@ -191,8 +191,8 @@ _PARTS = {2: ("half", "halves"), 3: ("third", "thirds"), 4: ("quarter", "quarter
           12: ("twelfth", "twelfths"), 16: ("sixteenth", "sixteenths")}
 # What a fraction alone may measure ("3/4 cup"); a mixed number ("1 1/2") needs none.
 _MEASURES = (
-    "of|cups?|c|tsp|tbsp|teaspoons?|tablespoons?|sticks?|pints?|quarts?|gallons?|liters?"
-    "|litres?|lbs?|pounds?|oz|ounces?|inch|inches|in|ft|feet|foot|yards?|miles?|mi|km|cm|mm"
+    "of|cups?|tsp|tbsp|teaspoons?|tablespoons?|sticks?|pints?|quarts?|gallons?|liters?"
+    "|litres?|lbs?|pounds?|oz|ounces?|inch|inches|ft|feet|foot|yards?|miles?|mi|km|cm|mm"
     "|meters?|metres?|kg|g|grams?|acres?|hours?|hrs?|minutes?|mins?|seconds?|days?|weeks?"
     "|months?|years?|turns?|pages?|slices?|servings?|portions?|pieces?")
 _FRACTION = re.compile(

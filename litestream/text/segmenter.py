@@ -16,7 +16,9 @@ Completion rule
 Sentence boundaries come from pysbd (abbreviations, decimals, initials and times do not split:
 "Dr. Smith paid $4.50 at 5 p.m. on Jan. 3rd." is one sentence); a sentence starts only after
 whitespace, so pysbd's cut inside a word (a URL's query: "example.com/a?" | "b=1") is ignored,
-and marks it cuts off a sentence's last word ("claim.**") stay with that sentence.
+and marks it cuts off a sentence's last word ("claim.**") stay with that sentence. Nor does
+one start after an abbreviation pysbd does not know when a number or a lowercase word follows
+("approx. 40 years", `_GOES_ON_AFTER`).
 A sentence in the buffer is complete when pysbd puts a boundary after it AND the next sentence
 has begun, because "Dr." at the end of a buffer is ambiguous until the next token arrives.
 "Hello there. How" emits "Hello there." and keeps "How". A sentence that ends in terminal

@@ -96,6 +96,7 @@ LEFT = [
     "version 1.90s",
     "We met on 3/4 and rated it 4/5.",  # a fraction alone: a date or a score as often
     "Read 5/4 cup.",                    # not a proper fraction
+    "The ratio was 1/2 in tests.",      # "in" is not surely inches
     "See 1/2/2026 and a/1/2.",
     "Use ~/bin and x~5.",
     "I was there. I think so.",         # "I" is a pronoun
