@@ -54,7 +54,9 @@ def _configure_library() -> None:
 # 2: the marks below left to espeak-ng (was: every "." and ":" cut).
 # 3: amounts, small ranges, units, ISO dates and decades said as a speaker says them, for
 #    English (text/reading.py).
-READING = "3"
+# 4: English: "~5", fractions, "24/7", abbreviations ("vs.", "approx.", "No. 5", "Dr. Smith"),
+#    Roman numerals after a ruler's name or a numbering word, and emoji not spoken.
+READING = "4"
 
 # Marks left to espeak-ng, as Piper leaves them (it hands espeak-ng the whole text), because cut
 # out as punctuation they put a sentence's pause where none is:

@@ -23,7 +23,22 @@ speaker says "five to ten". The rules, each for a form that has one reading:
   "in";
 - an ISO date ("2026-12-07", a real month and day): "December 7th, 2026";
 - a decade ("1990s", "1990's", "the 80s"): "nineteen nineties", "eighties" (espeak-ng: "nineteen
-  hundred ninety z", "eighty z").
+  hundred ninety z", "eighty z");
+- "~" before a number ("~5", "~$20"): "about" (espeak-ng: "tilde five");
+- a fraction (espeak-ng: "three slash four"): after a whole number ("1 1/2 cups": "1 and a half
+  cups"), or before "of" or a measure ("3/4 cup", "1/3 of them": "three quarters cup", "a third
+  of them"); proper, with a denominator of 2-10, 12 or 16. Alone it is as often a date ("on
+  3/4") or a score ("rated 4/5"), and is left. "24/7" is "24 7";
+- an abbreviation espeak-ng says letter by letter, as its short word, or with a sentence's
+  pause after its dot: "vs." "versus" (was "V S"), "approx." "approximately", "ca. 1900"
+  "circa", "No. 5" "number 5", "Fig. 3" "figure 3" (and "Eq.", "Vol.", "Ch.", "Sec." before a
+  number), and a title before a name ("Dr. Smith", "Mr.", "Mrs.", "Ms.", "Prof.", "St. Louis")
+  as the word, without the pause ("doctor. Smith");
+- a Roman numeral espeak-ng reads as "roman eight": after a ruler's name or title ("Henry VIII",
+  "Pope John Paul II", "King Charles III") "the 8th"; after a word that numbers a part or a kind
+  ("World War II", "Chapter IV", "Phase III", "Type 1") the number. Elsewhere it is left: "I" is
+  a pronoun, "IV" a drip, "Rocky II" or "Malcolm X" names;
+- an emoji (espeak-ng says its name: "party popper", "grinning face") is not spoken.
 """
 
 from __future__ import annotations
@@ -68,7 +83,8 @@ _UNITS = {
     "°C": ("degree Celsius", "degrees Celsius"), "°F": ("degree Fahrenheit", "degrees Fahrenheit"),
     "ms": ("millisecond", "milliseconds"), "sec": ("second", "seconds"),
     "secs": ("second", "seconds"), "min": ("minute", "minutes"), "mins": ("minute", "minutes"),
-    "hr": ("hour", "hours"), "hrs": ("hour", "hours"),
+    "hr": ("hour", "hours"), "hrs": ("hour", "hours"), "wk": ("week", "weeks"),
+    "wks": ("week", "weeks"), "yr": ("year", "years"), "yrs": ("year", "years"),
     "Hz": ("hertz", "hertz"), "kHz": ("kilohertz", "kilohertz"), "MHz": ("megahertz", "megahertz"),
     "GHz": ("gigahertz", "gigahertz"), "kW": ("kilowatt", "kilowatts"),
     "kWh": ("kilowatt hour", "kilowatt hours"), "KB": ("kilobyte", "kilobytes"),
@@ -93,10 +109,16 @@ _DECADE = re.compile(r"(?<![\w.,])(?:(1[1-9]|20)(\d)0|[’']?(\d)0)[’']?s\b")
 
 
 def read_english(text: str) -> str:
-    """``text`` with amounts, ranges, units, dates and decades written as they are read
-    (module doc)."""
+    """``text`` with amounts, ranges, units, dates, decades, fractions, abbreviations, Roman
+    numerals and emoji written as they are read (module doc)."""
+    if not text.isascii():
+        text = _drop_emoji(text)
+    text = _words(text)
     if not any(ch.isdigit() for ch in text):
         return text
+    text = _ABOUT.sub("about ", text)
+    text = _ROUND_THE_CLOCK.sub("24 7", text)
+    text = _FRACTION.sub(_fraction, text)
     text = _SYMBOL_FIRST.sub(_amount, text)
     text = _SYMBOL_AFTER.sub(_amount, text)
     text = _ISO_DATE.sub(_date, text)
@@ -155,3 +177,136 @@ def _amount(match: re.Match[str]) -> str:
     if decimals is not None:  # "$2.5": two point five dollars
         return f"{whole}.{decimals} {many}"
     return f"{whole} {one if whole == '1' else many}"
+
+
+# -- about, fractions -------------------------------------------------------------------------
+
+# "~5", "~ 5", "~$20", not "x~5" or "~~5".
+_ABOUT = re.compile(r"(?<![\w~])~\s?(?=[$€£¥]?\d)")
+_ROUND_THE_CLOCK = re.compile(r"(?<![\w/.,])24/7(?![\w/]|[.,]\d)")
+# denominator -> (one, many)
+_PARTS = {2: ("half", "halves"), 3: ("third", "thirds"), 4: ("quarter", "quarters"),
+          5: ("fifth", "fifths"), 6: ("sixth", "sixths"), 7: ("seventh", "sevenths"),
+          8: ("eighth", "eighths"), 9: ("ninth", "ninths"), 10: ("tenth", "tenths"),
+          12: ("twelfth", "twelfths"), 16: ("sixteenth", "sixteenths")}
+# What a fraction alone may measure ("3/4 cup"); a mixed number ("1 1/2") needs none.
+_MEASURES = (
+    "of|cups?|tsp|tbsp|teaspoons?|tablespoons?|sticks?|pints?|quarts?|gallons?|liters?"
+    "|litres?|lbs?|pounds?|oz|ounces?|inch|inches|ft|feet|foot|yards?|miles?|mi|km|cm|mm"
+    "|meters?|metres?|kg|g|grams?|acres?|hours?|hrs?|minutes?|mins?|seconds?|days?|weeks?"
+    "|months?|years?|turns?|pages?|slices?|servings?|portions?|pieces?")
+_FRACTION = re.compile(
+    r"(?<![\w/.,\-–])(?:(?P<whole>\d{1,3}) (?=\d/))?(?P<top>\d)/(?P<bottom>1[026]|[2-9])"
+    rf"(?![\w/\-–]|[.,]\d)(?(whole)|(?=\s(?:{_MEASURES})\b))")
+
+
+def _fraction(match: re.Match[str]) -> str:
+    top, bottom = int(match["top"]), int(match["bottom"])
+    if not 0 < top < bottom:
+        return match[0]
+    one, many = _PARTS[bottom]
+    said = f"a {one}" if top == 1 else f"{_SMALL[top]} {many}"
+    return f"{match['whole']} and {said}" if match["whole"] else said
+
+
+_SMALL = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+          "eleven", "twelve", "thirteen", "fourteen", "fifteen")
+
+# -- abbreviations, Roman numerals --------------------------------------------------------------
+
+# Read the same wherever they stand: the dot goes with them when a sentence goes on after it
+# (a lowercase word or a number), and stays where it may end one.
+_ALWAYS = {"vs": "versus", "Vs": "versus", "approx": "approximately",
+           "Approx": "Approximately"}
+_ALWAYS_WORD = re.compile(r"(?<![\w.])(?:(?P<abbr>[Vv]s)\.?(?=\s\S)"
+                          r"|(?P<long>[Aa]pprox)(?:\.(?=\s+[a-z\d$€£¥(\"“])|(?=\s)))")
+# Before a number only: "No. 5", "Fig. 3", "ca. 1900".
+_BEFORE_NUMBER = {"No": "number", "Nos": "numbers", "Fig": "figure", "Figs": "figures",
+                  "Eq": "equation", "Vol": "volume", "Ch": "chapter", "Sec": "section",
+                  "ca": "circa"}
+_NUMBERED = re.compile(r"(?<![\w.])(?P<abbr>No|Nos|Figs?|Eq|Vol|Ch|Sec|ca)\.\s?(?=\d)")
+# Before a name: "Dr. Smith" (espeak-ng: "doctor. Smith", a sentence's pause).
+_TITLES = {"Dr": "Doctor", "Mr": "Mister", "Mrs": "Mrs", "Ms": "Miz", "Prof": "Professor",
+           "St": "Saint"}
+_TITLE = re.compile(r"(?<![\w.])(?P<abbr>Dr|Mr|Mrs|Ms|Prof|St)\.(?=\s[A-Z][a-z])")
+# "St." is "Saint" at the start, or after a lowercase word or a clause mark ("in St. Louis",
+# "and, St. Paul"); after a name or a number it may be a street ("Main St. Then", "5th St.").
+_SAINT_AFTER = re.compile(r"(?:^|(?<!\S)[a-z][\w'’]* |[,;:(] ?)$")
+
+_ROMAN = r"X{0,3}(?:IX|IV|VI{0,3}|I{1,3})|X{1,3}"  # 1-39
+# Words that number a part or a kind: "Chapter IV" is "Chapter 4". Capitalized ones take "I"
+# too ("World War I", "Phase I"); lowercase ones ("part I wrote") only II and up.
+_NUMBERING = ("War|Chapter|Part|Volume|Vol\\.|Book|Act|Scene|Phase|Stage|Type|Class|Level|Tier"
+              "|Grade|Season|Episode|Article|Title|Section|Appendix|Round|Bowl|Council|Apollo")
+# Rulers' names and titles: "Henry VIII" is "Henry the 8th".
+_RULERS = ("King|Queen|Pope|Emperor|Empress|Tsar|Czar|Tsarina|Kaiser|Sultan|Pharaoh|Shah"
+           "|Henry|Louis|Elizabeth|George|Charles|Edward|William|James|Richard|John|Paul"
+           "|Benedict|Pius|Leo|Gregory|Innocent|Clement|Urban|Boniface|Alexander|Frederick"
+           "|Philip|Ferdinand|Peter|Catherine|Nicholas|Ivan|Gustav|Gustavus|Christian|Victor"
+           "|Emmanuel|Mary|Anne|Ramesses|Ramses|Amenhotep|Thutmose|Napoleon|Alfonso|Juan|Carlos"
+           "|Felipe|Olaf|Harald|Haakon|Magnus|Otto|Wilhelm|Francis|Joseph|Leopold|Rudolf"
+           "|Constantine|Justinian|Mehmed|Suleiman|Selim|Murad|Ptolemy|Cleopatra|Darius|Xerxes"
+           "|Antiochus|Rama|Edmund|Robert|David|Harold|Stephen|Matilda|Victoria")
+_ROMAN_NUMBER = re.compile(
+    rf"\b(?:(?P<numbering>{_NUMBERING})|(?P<lower>{_NUMBERING.lower()})|(?P<ruler>{_RULERS}))"
+    rf" (?P<numeral>{_ROMAN})(?![\w\-–]|['’](?!s\b)|\.\w)")
+_ROMAN_VALUES = {"I": 1, "V": 5, "X": 10}
+
+
+def _roman(numeral: str) -> int:
+    total = 0
+    for at, letter in enumerate(numeral):
+        value = _ROMAN_VALUES[letter]
+        following = _ROMAN_VALUES[numeral[at + 1]] if at + 1 < len(numeral) else 0
+        total += -value if value < following else value
+    return total
+
+
+def _roman_number(match: re.Match[str]) -> str:
+    numeral = match["numeral"]
+    word = match[0][: match.start("numeral") - match.start()]  # with its space
+    if match["numbering"]:
+        return f"{word}{_roman(numeral)}"
+    if match["lower"]:  # "the part I wrote": only II and up
+        return match[0] if numeral == "I" else f"{word}{_roman(numeral)}"
+    if numeral == "I" and not _RULER_TITLE.search(match.string, 0, match.start("numeral")):
+        return match[0]  # "Henry I" may be "Henry, I think": only after a title ("King John I")
+    number = _roman(numeral)
+    suffix = "th" if 10 <= number % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(number % 10,
+                                                                                   "th")
+    return f"{word}the {number}{suffix}"
+
+
+_RULER_TITLE = re.compile(r"\b(?:King|Queen|Pope|Emperor|Empress|Tsar|Czar|Kaiser|Sultan"
+                          r"|Pharaoh|Shah)(?: [A-Z]\w*){1,2} $")
+
+
+def _words(text: str) -> str:
+    if "." in text or "s " in text:
+        text = _ALWAYS_WORD.sub(lambda m: _ALWAYS[m["abbr"] or m["long"]], text)
+        text = _NUMBERED.sub(lambda m: _BEFORE_NUMBER[m["abbr"]] + " ", text)
+        text = _TITLE.sub(_title, text)
+    if "I" in text or "V" in text or "X" in text:
+        text = _ROMAN_NUMBER.sub(_roman_number, text)
+    return text
+
+
+def _title(match: re.Match[str]) -> str:
+    abbr = match["abbr"]
+    if abbr == "St" and not _SAINT_AFTER.search(match.string, 0, match.start()):
+        return match[0]
+    return _TITLES[abbr]
+
+
+# -- emoji ----------------------------------------------------------------------------------------
+
+# Pictographs, emoticons, transport, flags' letters, skin tones (U+1F000-U+1FAFF), the emoji
+# among the miscellaneous symbols and dingbats, the emoji variation selector and the keycap mark.
+_EMOJI = re.compile("[\U0001F000-\U0001FAFF\u2600-\u27BF\u2B50\u2B55\u2B1B\u2B1C"
+                    "\u2B05-\u2B07\uFE0F\u20E3\u200D]+")
+
+
+def _drop_emoji(text: str) -> str:
+    if not _EMOJI.search(text):
+        return text
+    return " ".join(_EMOJI.sub(" ", text).split())

@@ -16,7 +16,9 @@ Completion rule
 Sentence boundaries come from pysbd (abbreviations, decimals, initials and times do not split:
 "Dr. Smith paid $4.50 at 5 p.m. on Jan. 3rd." is one sentence); a sentence starts only after
 whitespace, so pysbd's cut inside a word (a URL's query: "example.com/a?" | "b=1") is ignored,
-and marks it cuts off a sentence's last word ("claim.**") stay with that sentence.
+and marks it cuts off a sentence's last word ("claim.**") stay with that sentence. Nor does
+one start after an abbreviation pysbd does not know when a number or a lowercase word follows
+("approx. 40 years", `_GOES_ON_AFTER`).
 A sentence in the buffer is complete when pysbd puts a boundary after it AND the next sentence
 has begun, because "Dr." at the end of a buffer is ambiguous until the next token arrives.
 "Hello there. How" emits "Hello there." and keeps "How". A sentence that ends in terminal
@@ -178,6 +180,13 @@ def _plain_starts(text: str) -> list[int] | None:
         return None
     return [0] if m.group("next") is None else [0, len(text) - 1]
 
+
+# Abbreviations pysbd's lists lack, after which it starts a sentence even where a number or a
+# lowercase word follows ("approx. | 40 years old", "5 yrs. | old"): there no sentence starts.
+# Before a capital it may end one ("It took 5 hrs. Then"), and pysbd's cut stands.
+_GOES_ON_AFTER = re.compile(
+    r"(?<![\w.])(?i:approx|est|ca|cf|avg|incl|excl|esp|resp|yrs?|hrs|mins|secs|wks?|mos)\.\s+$")
+_GOES_ON = re.compile(r"[\da-z$€£¥(]")
 
 _GAPS = re.compile(_GAP)
 _GAPS_ANY = re.compile(r"\s+")
@@ -498,6 +507,8 @@ class Segmenter:
                 if gap is None or _speakable(text[at:gap.start()]):
                     continue
                 at = gap.end()
+            if _GOES_ON.match(text, at) and _GOES_ON_AFTER.search(text, 0, at):
+                continue
             if at > starts[-1]:
                 starts.append(at)
         return starts

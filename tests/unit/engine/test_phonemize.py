@@ -119,9 +119,11 @@ def test_marks_espeak_reads_better_are_left_to_it() -> None:
         "æt θɹˈiː fˈɔːɹɾi fˈaɪv pˌiːˈɛm, ɪnðə jˌuːˌɛsˈeɪ ˈɑːfɪs.")
     assert phonemize("Take a tool, e.g. a hammer.", "en-us") == (
         "tˈeɪk ɐ tˈuːl, fˌɔːɹɛɡzˈæmpəl ɐ hˈæmɚ.")
-    # Before a capital a "." ends a clause, as espeak-ng's own rule has it; a sentence end with
-    # its space missing is still one; decimals are as before.
-    assert phonemize("Dr. Smith left.", "en-us") == "dˈɑːktɚ. smˈɪθ lˈɛft."
+    # Before a capital a "." ends a clause, as espeak-ng's own rule has it (a title before a
+    # name is read as its word, text/reading.py); a sentence end with its space missing is
+    # still one; decimals are as before.
+    assert phonemize("Gen. Smith left.", "en-us").startswith("dʒˈɛn. smˈɪθ")
+    assert phonemize("Dr. Smith left.", "en-us") == "dˈɑːktɚ smˈɪθ lˈɛft."
     assert phonemize("It ended.Then we left.", "en-us") == "ɪɾ ˈɛndᵻd.ðˈɛn wiː lˈɛft."
     assert phonemize("Pi is 3.14.", "en-us") == "pˈaɪ ɪz θɹˈiː pɔɪnt wˈʌn fˈɔːɹ."
 

@@ -25,11 +25,20 @@ CASES: list[tuple[str, str]] = [
      "Read Python (language) now."),
     ("1. **Install** it", "1. Install it"),
     ("WebSocketで**音声**を送ります。", "WebSocketで音声を送ります。"),
+    # Footnotes and HTML tags.
+    ("See the note[^1].", "See the note."),
+    ("[^note]: The footnote text.", "The footnote text."),
+    ("Line one<br>Line two.<br/>Three<BR />four.", "Line one Line two. Three four."),
+    ("A <b>bold</b> <a href=\"https://x.com\">link</a> and x<sup>2</sup>.",
+     "A bold link and x2."),
+    ("<p>One.</p><p>Two.</p>", "One. Two."),
     # Not formatting: arithmetic, code, a hashtag, a number sign, a lone tilde, plain brackets.
     ("2 * 3 = 6 and 2*3 too, x*y.", "2 * 3 = 6 and 2*3 too, x*y."),
     ("We're #1 and it costs ~5 dollars.", "We're #1 and it costs ~5 dollars."),
     ("The list [1, 2] (sorted) is fine.", "The list [1, 2] (sorted) is fine."),
     ("C++ and a+b are fine.", "C++ and a+b are fine."),
+    # Not a tag: generics, comparisons.
+    ("Use List<String> if a<b and 2 < 3 > 1.", "Use List<String> if a<b and 2 < 3 > 1."),
     ("Plain text.", "Plain text."),
     ("***", ""),
 ]

@@ -49,6 +49,36 @@ SAID = [
     ("the 80s and the '70s", "the eighties and the seventies"),
     ("the 1900s", "the nineteen hundreds"),
     ("the 2010s", "the twenty tens"),
+    # "~" before a number, fractions, "24/7"
+    ("It serves ~6 people.", "It serves about 6 people."),
+    ("It costs ~$20.", "It costs about 20 dollars."),
+    ("Add 1/2 cup of sugar and 3/4 cup of flour.",
+     "Add a half cup of sugar and three quarters cup of flour."),
+    ("About 1/3 of them left.", "About a third of them left."),
+    ("Use 1 1/2 cups and 2 3/4 inches.", "Use 1 and a half cups and 2 and three quarters inches."),
+    ("Cut 1/16 inch off.", "Cut a sixteenth inch off."),
+    ("Support is open 24/7.", "Support is open 24 7."),
+    ("He is 5 yrs old, 2 wks late.", "He is 5 years old, 2 weeks late."),
+    # abbreviations
+    ("It is Python vs. Rust, or Go vs Java.", "It is Python versus Rust, or Go versus Java."),
+    ("Bake for approx. 25 minutes.", "Bake for approximately 25 minutes."),
+    ("Approx. 5 people came.", "Approximately 5 people came."),
+    ("It was built ca. 1900.", "It was built circa 1900."),
+    ("See No. 5 in Fig. 3 and Eq. 2.", "See number 5 in figure 3 and equation 2."),
+    ("Dr. Smith met Mr. Jones, Mrs. Brown, Ms. Green and Prof. Black.",
+     "Doctor Smith met Mister Jones, Mrs Brown, Miz Green and Professor Black."),
+    ("She lives in St. Louis.", "She lives in Saint Louis."),
+    # Roman numerals
+    ("World War II ended in 1945.", "World War 2 ended in 1945."),
+    ("World War I, Part I and chapter IV.", "World War 1, Part 1 and chapter 4."),
+    ("Henry VIII had six wives.", "Henry the 8th had six wives."),
+    ("Louis XIV met Pope John Paul II and King John I.",
+     "Louis the 14th met Pope John Paul the 2nd and King John the 1st."),
+    ("Henry VIII's wives", "Henry the 8th's wives"),
+    ("Type II diabetes, Phase III trials.", "Type 2 diabetes, Phase 3 trials."),
+    # emoji
+    ("Great job 🎉!", "Great job !"),
+    ("I love it 😀 a lot ❤️ and 👍🏽 ok.", "I love it a lot and ok."),
 ]
 
 LEFT = [
@@ -64,6 +94,20 @@ LEFT = [
     "5 kgs",                   # not a unit as written
     "It is 70 kilograms.",
     "version 1.90s",
+    "We met on 3/4 and rated it 4/5.",  # a fraction alone: a date or a score as often
+    "Read 5/4 cup.",                    # not a proper fraction
+    "The ratio was 1/2 in tests.",      # "in" is not surely inches
+    "See 1/2/2026 and a/1/2.",
+    "Use ~/bin and x~5.",
+    "I was there. I think so.",         # "I" is a pronoun
+    "He needs an IV drip.",
+    "Rocky II and Malcolm X.",          # names, not a ruler's number
+    "the part I wrote",
+    "Henry I said so.",                 # "Henry, I said so": only after a title
+    "I live on Main St. Then I left.",  # a street
+    "no. 5",
+    "Washington DC and XL sizes.",
+    "It is 5 dollars vs",
 ]
 
 

@@ -4,6 +4,7 @@ property that the chunks do not depend on how the text was cut into fragments.""
 from __future__ import annotations
 
 import itertools
+import random
 import time
 import unicodedata
 
@@ -12,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pysbd.lang.english import English
 
+from litestream.text.reading import read_english
 from litestream.text.segmenter import PUNCTUATION, Segmenter, _plain_starts
 from loadtest.lib.texts import LONG, PARAGRAPH, words
 
@@ -111,6 +113,18 @@ TABLE: list[tuple[str, list[str]]] = [
     (
         "See https://x.com/search?q=tts&lang=en now. Ok.",
         ["See https://x.com/search?q=tts&lang=en now.", "Ok."],
+    ),
+    # Abbreviations pysbd lacks: no sentence starts after them with a number or a lowercase
+    # word; before a capital one may.
+    (
+        "Bake for approx. 25 minutes. He is 5 yrs. old, ca. 1900. It took 5 hrs. Then we left.",
+        ["Bake for approx. 25 minutes.", "He is 5 yrs. old, ca. 1900.", "It took 5 hrs.",
+         "Then we left."],
+    ),
+    # Footnotes and HTML tags an LLM writes are not spoken (markdown.py).
+    (
+        "See the note[^1]. Line one<br>Line two.\n\n[^1]: The note.",
+        ["See the note.", "Line one Line two.", "The note."],
     ),
 ]
 
@@ -317,8 +331,9 @@ def test_first_max_chars_must_fit_max_chars() -> None:
 # -- properties --------------------------------------------------------------------------------
 
 WORDS = ["the", "cat", "sat", "Smith", "ran", "house", "blue", "quickly", "a", "I", "yes"]
-ABBREVIATIONS = ["Dr.", "Mr.", "Mrs.", "e.g.", "i.e.", "U.S.", "p.m.", "Jan.", "J.", "R."]
-NUMBERS = ["$4.50", "3.14", "1,000", "5", "42", "2nd"]
+ABBREVIATIONS = ["Dr.", "Mr.", "Mrs.", "e.g.", "i.e.", "U.S.", "p.m.", "Jan.", "J.", "R.",
+                 "approx.", "yrs.", "ca.", "vs."]
+NUMBERS = ["$4.50", "3.14", "1,000", "5", "42", "2nd", "~5", "3/4", "24/7", "3:45pm"]
 INNER = [",", ";", ":", " —", "—", " (", ")", '"', "'"]
 ENDS = [".", "!", "?", "...", "?!", '."', ".'", ".)"]
 GAPS = [" ", " ", " ", "  ", "\n", "\n\n", "\t", " \n "]
@@ -630,3 +645,38 @@ def test_token_feeding_is_linear(text: str) -> None:
 def test_max_chars_must_be_positive() -> None:
     with pytest.raises(ValueError, match="max_chars"):
         Segmenter(max_chars=0)
+
+
+LLM_TEXT = (
+    "Quick notes 🍰: add 1/2 cup of sugar, then bake for approx. 25 minutes at 180°C. It "
+    "serves ~6 people and costs $5.99, i.e. about $1 each. Dr. Smith says it is Python vs. Rust "
+    "at 3:45pm, 24/7. See No. 5 in Fig. 3 for details[^1]. World War II ended in 1945, and "
+    "Henry VIII had six wives. Great job 🎉!<br>The 1st draft is done.\n\n"
+    "1. **First**, install it.\n2. Then run it, e.g. with `make`.\n\n[^1]: The note."
+)
+
+
+def test_llm_tokens_give_the_chunks_and_reading_of_the_text_sent_whole() -> None:
+    # An LLM streams 1-4 characters a token: a half-arrived "$5." or "3:4" must not change a
+    # chunk, nor so what is read (the reading works on whole chunks).
+    rng = random.Random(7)
+    for _ in range(20):
+        tokens, at = [], 0
+        while at < len(LLM_TEXT):
+            size = rng.randint(1, 4)
+            tokens.append(LLM_TEXT[at:at + size])
+            at += size
+        assert run_fragments(tokens) == run(LLM_TEXT)
+    chunks = run(LLM_TEXT)
+    assert [read_english(chunk) for chunk in chunks] == [
+        "Quick notes : add a half cup of sugar, then bake for approximately 25 minutes at 180 "
+        "degrees Celsius.",
+        "It serves about 6 people and costs 5 dollars and 99 cents, i.e. about 1 dollar each.",
+        "Doctor Smith says it is Python versus Rust at 3:45pm, 24 7.",
+        "See number 5 in figure 3 for details.",
+        "World War 2 ended in 1945, and Henry the 8th had six wives.",
+        "Great job ! The 1st draft is done.",
+        "1. First, install it.",
+        "2. Then run it, e.g. with `make`.",
+        "The note.",
+    ]
