@@ -32,7 +32,7 @@ from litestream import protocol
 from litestream.config import Config
 from litestream.engine import Voice
 from litestream.errors import CloseCode, ConfigError, LitestreamError
-from litestream.logs import SessionAdapter, setup_logging
+from litestream.logs import SessionAdapter, setup_logging, stream_fields
 from litestream.metrics import Metrics
 from litestream.protocol import STREAM_PATH, HandshakeParams, QueryError, StreamSettings
 from litestream.protocol import openai as openai_api
@@ -309,12 +309,14 @@ class LitestreamServer:
 
     def admit(self, request: web.Request, query: dict[str, str],
               check: Callable[[], Refusal | None], *, voice: Callable[[], str],
-              priority: Callable[[], str], pace: Callable[[], str]) -> Admitted | Refusal:
+              priority: Callable[[], str], pace: Callable[[], str],
+              request_id: str | None = None) -> Admitted | Refusal:
         """The checks every stream passes, WebSocket or HTTP, in this order: draining,
         Origin, API key, the request's own parameters (`check`; `voice`, `priority` and `pace`
         are read after it passed), the client's rate and stream quota, then admission control.
         Admitted: its stream is open in the scheduler now, so in a burst each admission test
-        counts the ones accepted just before it."""
+        counts the ones accepted just before it. `request_id`: a speech request's, on its
+        log lines."""
         now = self.now()
         client_addr = self.proxies.client(request.remote,
                                           request.headers.getall(FORWARDED_FOR, []))
@@ -343,11 +345,12 @@ class LitestreamServer:
         if refusal is not None:
             self.metrics.refused(refusal.reason)
             log.info("refused %s %s from %s: %d %s", request.method, request.path, client_addr,
-                     refusal.status, refusal.reason)
+                     refusal.status, refusal.reason,
+                     extra={} if request_id is None else {"request_id": request_id})
             return refusal
         session_id = uuid.uuid4().hex[:12]
         self.synthesis.open_stream(session_id, priority(), now, pace(), voice())
-        return Admitted(client, session_id)
+        return Admitted(client, session_id, request_id)
 
     def release(self, admitted: Admitted) -> int:
         """A stream admitted by admit() ended: free its scheduler state and quota slot.
@@ -370,6 +373,7 @@ class LitestreamServer:
             sample_rates=self.sample_rates, languages=self.languages,
             limits=self.session_limits, link=link,
             metrics=self.metrics, rate_check=partial(self.limits.on_message, admitted.client),
+            log_fields=stream_fields(admitted.session_id, admitted.request_id),
         )
         return session, link
 

@@ -29,6 +29,7 @@ class Admitted:
 
     client: str  # key label, or client address without keys
     session_id: str
+    request_id: str | None = None  # a speech request's (X-Request-Id); None for a WebSocket
 
 
 class Carrier:
@@ -61,9 +62,11 @@ def summarize(log: logging.Logger, session: StreamSession, link: StreamLink, *,
     """The stream's one summary line (logs.stream_summary). `underrun_ms` is read before the
     stream is released: the scheduler forgets its playback clock then."""
     stream_summary(
-        log, session=session.id, chars=session.chars, audio_ms=round(session.cursor_ms),
+        log, session=session.id, request_id=session.log_fields.get("request_id"),
+        chars=session.chars, audio_ms=round(session.cursor_ms),
         ttfa_ms=session.ttfa_ms, stalls=link.stalls, underrun_ms=underrun_ms,
         close_code=close_code, reason=session.close_reason or f"dropped {dropped} queued chunks",
+        protocol_errors=session.protocol_errors,
     )
 
 

@@ -13,8 +13,10 @@ from litestream.logs import (
     JsonFormatter,
     PlainFormatter,
     SessionAdapter,
+    clip,
     redact,
     setup_logging,
+    stream_fields,
     stream_summary,
 )
 
@@ -157,3 +159,34 @@ def test_records_still_reach_caplog(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO, logger="litestream"):
         SessionAdapter(logging.getLogger("litestream.server"), "s-5").info("hello")
     assert any(r.getMessage() == "hello" and r.__dict__["session"] == "s-5" for r in caplog.records)
+
+
+@pytest.mark.usefixtures("restore_litestream_logger")
+@pytest.mark.parametrize("json_output", [True, False])
+def test_a_speech_requests_lines_carry_its_request_id(json_output: bool) -> None:
+    buf = capture(json_output=json_output)
+    log = SessionAdapter(logging.getLogger("litestream.speech"), "s-3", "req_abc")
+    log.warning("speech client stopped reading; closing")
+    stream_summary(log, session="s-3", request_id="req_abc", chars=5, audio_ms=1, ttfa_ms=1,
+                   stalls=0, underrun_ms=0, close_code=1008, reason="slow reader",
+                   protocol_errors=2)
+    out = lines(buf)
+    assert len(out) == 2
+    if json_output:
+        objs = [json.loads(line) for line in out]
+        assert [(o["session"], o["request_id"]) for o in objs] == [("s-3", "req_abc")] * 2
+        assert objs[1]["protocol_errors"] == 2
+    else:
+        assert all("[s-3]" in line and "request_id=req_abc" in line for line in out)
+        assert "protocol_errors=2" in out[1]
+
+
+def test_stream_fields() -> None:
+    assert stream_fields("s") == {"session": "s"}
+    assert stream_fields("s", "r") == {"session": "s", "request_id": "r"}
+
+
+def test_clip_bounds_a_message_and_says_how_long_it_was() -> None:
+    assert clip("short") == "short"
+    clipped = clip("x" * 50_000)
+    assert len(clipped) < 200 and clipped.endswith("(50000 chars)")
