@@ -147,6 +147,10 @@ class Metrics:
             "litestream_synthesis_seconds", "Compute time spent synthesizing", registry=r)
         self.audio_seconds = Counter(
             "litestream_audio_seconds", "Audio synthesized", registry=r)
+        self.audio_sent_seconds = Counter(
+            "litestream_audio_sent_seconds",
+            "Audio handed to clients' sockets (what listeners received; a clear or a "
+            "disconnect drops the rest unsent)", registry=r)
         self.chunks = Counter("litestream_chunks", "Chunks sent", registry=r)
         self.bytes_sent = Counter(
             "litestream_bytes_sent", "Audio bytes sent to clients", registry=r)
@@ -264,6 +268,11 @@ class Metrics:
                 child.observe(compute_s)
         if audio_s > 0:
             self.audio_seconds.inc(audio_s)
+
+    def audio_sent(self, audio_s: float) -> None:
+        """A stream's writer took `audio_s` of its audio for the socket."""
+        if audio_s > 0:
+            self.audio_sent_seconds.inc(audio_s)
 
     def refused(self, reason: str) -> None:
         self.refusals.labels(reason=_label(reason, REFUSAL_REASONS)).inc()

@@ -196,6 +196,7 @@ class StreamSession:
         item = self._outbox.popleft()
         if isinstance(item, SendAudio):
             self._outbox_audio_ms -= item.audio_ms
+            self._metrics.audio_sent(item.audio_ms / 1000.0)
             if self._download:
                 # The client's reading paces a download (protocol-v1: Pace).
                 self._link.audio_taken(item.audio_ms / 1000.0)
@@ -223,6 +224,7 @@ class StreamSession:
             append(item)
         if audio_ms:
             self._outbox_audio_ms -= audio_ms
+            self._metrics.audio_sent(audio_ms / 1000.0)
             if self._download:
                 # The client's reading paces a download (protocol-v1: Pace).
                 self._link.audio_taken(audio_ms / 1000.0)

@@ -363,6 +363,23 @@ def test_clear_drops_unsent_frames_and_start_ms_counts_what_was_sent() -> None:
     assert done["stats"]["chunks"] == 2  # chunk 1 was never announced to the client
 
 
+def test_audio_sent_counts_what_the_writer_took_not_what_a_clear_dropped() -> None:
+    metrics = Metrics()
+    session, _ = opened(metrics=metrics)
+    session.receive(TextMsg("One. Two.", flush=True), 0.0)
+    session.receive(ChunkPlanned(0, "text 0", 200 * RATE // 1000), 1.0)
+    session.receive(ChunkAudio(0, audio(80), last=False), 1.0)  # 2 frames: one item
+    session.receive(ChunkAudio(0, audio(120), last=True), 1.0)  # 3 more: another
+    drain(session, limit=2)  # the chunk event and the first piece's item
+    items, _ = session.take_outgoing()  # and the second piece, as the WebSocket writer does
+    assert [type(i) for i in items] == [SendAudio]
+    result(session, 1, 100)  # queued, never taken
+    session.receive(ClearMsg(), 1.5)
+    drain(session)
+    sent_s = metrics.registry.get_sample_value("litestream_audio_sent_seconds_total")
+    assert sent_s == pytest.approx(0.200)  # chunk 0's 200 ms; chunk 1's 100 ms was dropped
+
+
 def test_clear_mid_sentence_stops_every_later_piece() -> None:
     session, _ = opened()
     session.receive(TextMsg("A long sentence.", flush=True), 0.0)
