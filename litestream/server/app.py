@@ -343,14 +343,21 @@ class LitestreamServer:
                 self.limits.release(client)
                 refusal = refuse_admission(admission.reason, admission.retry_after_s)
         if refusal is not None:
-            self.metrics.refused(refusal.reason)
-            log.info("refused %s %s from %s: %d %s", request.method, request.path, client_addr,
-                     refusal.status, refusal.reason,
-                     extra={} if request_id is None else {"request_id": request_id})
+            self.refused(request, refusal.status, refusal.reason, request_id)
             return refusal
         session_id = uuid.uuid4().hex[:12]
         self.synthesis.open_stream(session_id, priority(), now, pace(), voice())
         return Admitted(client, session_id, request_id)
+
+    def refused(self, request: web.Request, status: int, reason: str,
+                request_id: str | None = None) -> None:
+        """A stream refused before it opened: counted by reason, and one INFO line naming the
+        status the client got (and a speech request's id)."""
+        self.metrics.refused(reason)
+        client_addr = self.proxies.client(request.remote,
+                                          request.headers.getall(FORWARDED_FOR, []))
+        log.info("refused %s %s from %s: %d %s", request.method, request.path, client_addr,
+                 status, reason, extra={} if request_id is None else {"request_id": request_id})
 
     def release(self, admitted: Admitted) -> int:
         """A stream admitted by admit() ended: free its scheduler state and quota slot.

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 from collections.abc import Callable, Mapping, MutableMapping
@@ -91,6 +92,10 @@ class SpeechHost(Protocol):
 
     def release(self, admitted: Admitted) -> int: ...
 
+    def refused(self, request: web.Request, status: int, reason: str,
+                request_id: str | None = None) -> None:
+        """Count and log a request refused before admission could look at it."""
+
     def rate_wait_s(self, admitted: Admitted, chars: int) -> float:
         """Seconds until the client of `admitted` may send a text of `chars` (0.0: now)."""
 
@@ -136,11 +141,14 @@ class SpeechStream(Carrier):
             async with asyncio.timeout(timeout_s):
                 body = await request.read()
         except web.HTTPRequestEntityTooLarge:
+            # Counted and logged as every refusal is (a bad body: bad_param).
+            server.refused(request, 413, RefusalReason.BAD_PARAM, request_id)
             return _api_error(openai_api.ApiError(
                 413, f"request body over {openai_api.MAX_BODY_BYTES} bytes",
                 code="body_too_large"))
         except TimeoutError:
             # A body that trickles in holds a socket and a handler: answer, then close.
+            server.refused(request, 408, "other", request_id)
             answer = _api_error(openai_api.ApiError(
                 408, f"request body not received within {timeout_s:g} s",
                 code="request_timeout"))
@@ -157,7 +165,10 @@ class SpeechStream(Carrier):
                     query_pace=request.query.get("pace")))
             except openai_api.ApiError as exc:
                 bad.append(exc)
-                return refuse(RefusalReason.BAD_PARAM, exc.message, param=exc.param)
+                # The status the client gets (400, 415), which the refusal's line names.
+                return dataclasses.replace(
+                    refuse(RefusalReason.BAD_PARAM, exc.message, param=exc.param),
+                    status=exc.status)
             return None
 
         admitted = server.admit(request, dict(request.query.items()), check_body,

@@ -3,7 +3,11 @@ opened and ended, refusals and errors by reason, and the audio listeners receive
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import urllib.error
+import urllib.request
 
 import openai
 import pytest
@@ -85,3 +89,39 @@ async def test_counters_add_up_to_what_clients_got() -> None:
                     for code in ("normal", "going_away", "policy", "too_big", "internal",
                                  "try_again", "abnormal", "other"))
         assert total == 4
+
+
+async def test_every_refused_speech_request_is_counted_and_logged_with_its_status(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A body over 64 KiB (413) and one that never finishes arriving (408) were answered
+    without a count or a line; a body that is not JSON (415) was logged as a 400."""
+    caplog.set_level(logging.INFO, logger="litestream.server")
+    async with run_server(request_timeout_s=0.5) as srv:
+        answers = []
+        for body, content_type in ((b'{"input": "' + b"a" * 70_000 + b'"}', "application/json"),
+                                   (b"hi", "text/plain")):
+            answers.append(await asyncio.to_thread(post, srv, body, content_type))
+        reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+        writer.write(b"POST /v1/audio/speech HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                     b"application/json\r\nContent-Length: 100\r\n\r\n{\"inp")
+        status_line = await reader.readline()
+        writer.close()
+        answers.append((int(status_line.split()[1]), ""))
+        assert [status for status, _ in answers] == [413, 415, 408]
+        assert metric(srv, "litestream_refusals_total", reason="bad_param") == 2
+        assert metric(srv, "litestream_refusals_total", reason="other") == 1
+    lines = [r for r in caplog.records if r.getMessage().startswith("refused POST")]
+    assert [r.getMessage().split(": ")[1] for r in lines] == [
+        "413 bad_param", "415 bad_param", "408 other"]
+    assert [r.__dict__["request_id"] for r in lines[:2]] == [rid for _, rid in answers[:2]]
+
+
+def post(srv: RunningServer, body: bytes, content_type: str) -> tuple[int, str]:
+    """(status, X-Request-Id) of one POST /v1/audio/speech."""
+    request = urllib.request.Request(srv.http_url + "/v1/audio/speech", data=body,
+                                     headers={"Content-Type": content_type})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.headers["X-Request-Id"]
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers["X-Request-Id"]
