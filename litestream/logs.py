@@ -173,6 +173,7 @@ def stream_summary(
     close_code: int,
     reason: str,
     protocol_errors: int = 0,
+    dropped_chunks: int = 0,
 ) -> None:
     """The ONE line logged per finished stream, at INFO: counts only, never text."""
     # `reason` is a short code from the server ("end", "clear", "client_gone", ...); cap it
@@ -190,6 +191,8 @@ def stream_summary(
         "reason": reason,
         # Client messages answered with an `error` (only the first was logged, at INFO).
         "protocol_errors": int(protocol_errors),
+        # Chunks queued for synthesis and never spoken (the client left, a clear, a close).
+        "dropped_chunks": int(dropped_chunks),
     }
     base = logger.logger if isinstance(logger, logging.LoggerAdapter) else logger
     # The message stays short: both formatters print every field after it (plain: k=v).

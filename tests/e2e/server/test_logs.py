@@ -14,7 +14,7 @@ from websockets.asyncio.client import connect
 from litestream.logs import PlainFormatter
 from litestream.protocol import openai as openai_api
 from loadtest.lib.pace import step_lines
-from tests.serverutil import read_all, run_server
+from tests.serverutil import read_all, run_server, until
 
 # The loggers whose every line is about one stream.
 STREAM_LOGGERS = ("litestream.session", "litestream.synthesis", "litestream.speech")
@@ -84,3 +84,38 @@ async def test_a_speech_request_is_found_by_the_request_id_its_response_names(
     refused_id = bad.value.response.headers["x-request-id"]
     (refusal,) = [r for r in caplog.records if fields(r).get("request_id") == refused_id]
     assert "refused POST /v1/audio/speech" in refusal.getMessage()
+
+
+LONG = " ".join(f"This is sentence number {n} of a long answer." for n in range(12))
+
+
+async def test_the_summary_says_why_a_stream_the_server_did_not_close_ended(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """`reason` is a bounded code a pipeline can group by ("dropped 11 queued chunks" was not),
+    and the chunks never spoken are a field of their own."""
+    caplog.set_level(logging.INFO, logger="litestream")
+    sessions: dict[str, str] = {}
+    async with run_server(max_message_bytes=4096) as srv:
+        for how in ("close", "vanish", "too_big"):
+            async with connect(srv.url) as ws:
+                sessions[how] = json.loads(await ws.recv())["session"]
+                if how == "too_big":
+                    await ws.send(json.dumps({"type": "text", "text": "a" * 5000}))
+                    await ws.wait_closed()
+                    continue
+                await ws.send(json.dumps({"type": "text", "text": LONG, "flush": True}))
+                while not isinstance(await ws.recv(), bytes):
+                    pass
+                if how == "vanish":
+                    ws.transport.abort()
+                    continue
+            # (leaving the block sent a close frame)
+        await until(lambda: not srv.server.streams)
+    summaries = {fields(r)["session"]: fields(r) for r in caplog.records
+                 if fields(r).get("event") == "stream_summary"}
+    got = {how: (summaries[sid]["reason"], summaries[sid]["close_code"])
+           for how, sid in sessions.items()}
+    assert got == {"close": ("client_closed", 1000), "vanish": ("client_gone", 1006),
+                   "too_big": ("message_too_big", 1009)}
+    dropped = summaries[sessions["close"]]["dropped_chunks"]
+    assert isinstance(dropped, int) and dropped > 0
