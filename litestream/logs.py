@@ -31,6 +31,9 @@ _RECORD_ATTRS = frozenset(
     logging.LogRecord("x", logging.INFO, __file__, 0, "", None, None).__dict__
 ) | {"message", "asctime", "taskName"}
 
+# Libraries whose warnings go through litestream's handler too (setup_logging).
+LIBRARY_LOGGERS = ("aiohttp", "asyncio")
+
 # Marks the handler setup_logging() installed, so calling it twice replaces, not stacks.
 _HANDLER_MARK = "_litestream_handler"
 
@@ -125,18 +128,25 @@ def _timestamp(record: logging.LogRecord) -> str:
 def setup_logging(level: str, json_output: bool, stream: TextIO | None = None) -> logging.Logger:
     """Configure the "litestream" logger tree; safe to call again (replaces its handler).
 
-    Records still propagate to the root logger, which has no handler in a server process
-    (so nothing prints twice) and is where pytest's caplog listens.
+    The libraries the server runs on (LIBRARY_LOGGERS) write their warnings and errors through
+    the same handler: without one, Python's last-resort handler printed them as bare text
+    (a traceback over many lines) into a log that --log-json promised was one JSON object
+    a line. Records still propagate to the root logger, which has no handler in a server
+    process (so nothing prints twice) and is where pytest's caplog listens.
     """
     logger = logging.getLogger(ROOT_LOGGER)
     logger.setLevel(level.upper())
-    for handler in list(logger.handlers):
-        if getattr(handler, _HANDLER_MARK, False):
-            logger.removeHandler(handler)
     handler = logging.StreamHandler(sys.stderr if stream is None else stream)
     handler.setFormatter(JsonFormatter() if json_output else PlainFormatter())
     setattr(handler, _HANDLER_MARK, True)
-    logger.addHandler(handler)
+    for name in (ROOT_LOGGER, *LIBRARY_LOGGERS):
+        target = logging.getLogger(name)
+        for old in list(target.handlers):
+            if getattr(old, _HANDLER_MARK, False):
+                target.removeHandler(old)
+        target.addHandler(handler)
+        if name != ROOT_LOGGER and target.level == logging.NOTSET:
+            target.setLevel(logging.WARNING)  # their warnings, not their debug chatter
     return logger
 
 

@@ -25,6 +25,7 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from functools import partial
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from litestream import config as config_mod
@@ -32,7 +33,7 @@ from litestream import protocol
 from litestream.config import Config
 from litestream.engine import Voice
 from litestream.errors import CloseCode, ConfigError, LitestreamError
-from litestream.logs import SessionAdapter, setup_logging, stream_fields
+from litestream.logs import SessionAdapter, clip, setup_logging, stream_fields
 from litestream.metrics import Metrics
 from litestream.protocol import STREAM_PATH, HandshakeParams, QueryError, StreamSettings
 from litestream.protocol import openai as openai_api
@@ -70,6 +71,29 @@ from litestream.synthesis.workers import (
 from litestream.text import languages
 
 log = logging.getLogger("litestream.server")
+# aiohttp's own lines about connections (its "aiohttp.server"), in litestream's tree: the
+# format --log-json asked for, and a client's malformed request as one line (below).
+http_log = logging.getLogger("litestream.http")
+
+
+def _bad_request_in_one_line(record: logging.LogRecord) -> bool:
+    """A request aiohttp could not parse (a bad header, a body length that is not a number:
+    it answers 400) is the client's doing: one INFO line saying what was wrong, not an ERROR
+    with a traceback of aiohttp's parser for every such request. Any other error (a bug: 500)
+    keeps its level and traceback."""
+    exc = record.exc_info[1] if record.exc_info else None
+    if isinstance(exc, aiohttp.http.HttpProcessingError):
+        record.levelno, record.levelname = logging.INFO, logging.getLevelName(logging.INFO)
+        record.msg = "bad HTTP request from %s: %d %s"
+        remote = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+        # Its first line only: the rest quotes the client's bytes under a caret.
+        what = (str(exc.message).strip().splitlines() or [type(exc).__name__])[0]
+        record.args = (remote, exc.code, clip(what))
+        record.exc_info = record.exc_text = None
+    return True
+
+
+http_log.addFilter(_bad_request_in_one_line)
 
 # Fewer streams than this allowed by the open-files limit is a warning at start: a GPU server
 # is meant for about a thousand listeners (issue 17).
@@ -165,7 +189,8 @@ class LitestreamServer:
         # handlers already told to finish.
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
                                      shutdown_timeout=1.0,
-                                     keepalive_timeout=config.request_timeout_s)
+                                     keepalive_timeout=config.request_timeout_s,
+                                     logger=http_log)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.host, self.config.port, ssl_context=tls,
                            reuse_address=True, backlog=self.config.listen_backlog)

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from litestream.logs import (
+    LIBRARY_LOGGERS,
     JsonFormatter,
     PlainFormatter,
     SessionAdapter,
@@ -26,11 +27,12 @@ SECRET_KEY = "sk-live-0123456789abcdef"
 
 @pytest.fixture
 def restore_litestream_logger() -> Iterator[None]:
-    logger = logging.getLogger("litestream")
-    handlers, level = list(logger.handlers), logger.level
+    loggers = [logging.getLogger(name) for name in ("litestream", *LIBRARY_LOGGERS)]
+    saved = [(list(logger.handlers), logger.level) for logger in loggers]
     yield
-    logger.handlers[:] = handlers
-    logger.setLevel(level)
+    for logger, (handlers, level) in zip(loggers, saved, strict=True):
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
 
 
 def capture(json_output: bool, level: str = "INFO") -> io.StringIO:
@@ -190,3 +192,19 @@ def test_clip_bounds_a_message_and_says_how_long_it_was() -> None:
     assert clip("short") == "short"
     clipped = clip("x" * 50_000)
     assert len(clipped) < 200 and clipped.endswith("(50000 chars)")
+
+
+@pytest.mark.usefixtures("restore_litestream_logger")
+def test_a_librarys_error_is_a_json_line_too() -> None:
+    """aiohttp's and asyncio's errors went to Python's last-resort handler: bare text and a
+    traceback over many lines in a log of JSON lines."""
+    capture(json_output=False)
+    buf = capture(json_output=True)  # called twice: one handler each, not two
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        logging.getLogger("aiohttp.server").exception("Error handling request")
+    logging.getLogger("asyncio").info("not shown: a library's INFO")
+    (line,) = lines(buf)
+    obj = json.loads(line)
+    assert obj["logger"] == "aiohttp.server" and "ValueError: boom" in obj["exc"]

@@ -4,6 +4,7 @@ a client sending garbage is one INFO line, and the benchmark's parser reads the 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 
@@ -119,3 +120,22 @@ async def test_the_summary_says_why_a_stream_the_server_did_not_close_ended(
                    "too_big": ("message_too_big", 1009)}
     dropped = summaries[sessions["close"]]["dropped_chunks"]
     assert isinstance(dropped, int) and dropped > 0
+
+
+async def test_a_malformed_http_request_is_one_info_line(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """aiohttp logged each request it could not parse at ERROR with its parser's traceback,
+    and outside litestream's handler (bare text in a --log-json log)."""
+    caplog.set_level(logging.DEBUG)
+    async with run_server() as srv:
+        for _ in range(3):
+            reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n")
+            assert (await reader.readline()).split()[1] == b"400"
+            writer.close()
+    lines = [r for r in caplog.records if "request" in r.getMessage().lower()
+             and r.name.startswith(("aiohttp", "litestream.http"))]
+    assert [(r.name, r.levelno) for r in lines] == [("litestream.http", logging.INFO)] * 3
+    assert all(r.exc_info is None and "\n" not in r.getMessage() for r in lines)
+    assert lines[0].getMessage() == (
+        "bad HTTP request from 127.0.0.1: 400 Invalid character in Content-Length:")
