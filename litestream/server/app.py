@@ -295,6 +295,12 @@ class LitestreamServer:
     async def _http(self, request: web.Request) -> web.StreamResponse:
         path = request.path
         if path == "/healthz":
+            # Alive, unless no inference worker is left and none is coming (the pool stops
+            # replacing stuck ones past its limit): a liveness probe then restarts the process
+            # instead of an operator reading the ERROR line.
+            if self._pool is not None and self._pool.exhausted:
+                return _web(routes.text(http.HTTPStatus.SERVICE_UNAVAILABLE,
+                                        "no inference worker left: restart\n"))
             return _web(routes.text(http.HTTPStatus.OK, "ok\n"))
         if path == "/readyz":
             if self.draining:

@@ -194,6 +194,12 @@ class WorkerPool:
         return sum(1 for w in self._workers if w.state in (_State.IDLE, _State.BUSY))
 
     @property
+    def exhausted(self) -> bool:
+        """No worker serving and none warming to replace one: every worker was abandoned past
+        the limit of stuck threads (or failed to start). Only a restart serves again."""
+        return not self._workers and not self._closed
+
+    @property
     def abandoned_alive(self) -> int:
         """Abandoned threads still running (stuck in a call that never returned)."""
         self._abandoned = [w for w in self._abandoned
