@@ -51,15 +51,18 @@ CLOSE_CODE_LABELS: dict[int, str] = {
 CLOSE_LABELS: tuple[str, ...] = (*CLOSE_CODE_LABELS.values(), OTHER)
 
 # Time to first audio: resolve finely around the default first-audio target (Config's
-# first_audio_target_ms), which is always one of the bucket bounds.
+# first_audio_target_ms), which is always one of the bucket bounds, and in 10 ms steps below
+# 50 ms: a GPU's first audio (p95 23-55 ms measured, docs/benchmarks.md) and a cached
+# sentence's all fell in one bucket, where histogram_quantile can only guess.
 FIRST_AUDIO_TARGET_S: float = default_of("first_audio_target_ms") / 1000.0
-TTFA_BUCKETS_S = tuple(sorted({0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0,
-                               3.0, 5.0, FIRST_AUDIO_TARGET_S}))
+TTFA_BUCKETS_S = tuple(sorted({0.01, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3,
+                               0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, FIRST_AUDIO_TARGET_S}))
 # Deadline minus send time: below 0 the listener ran dry (late); the default jitter budget
-# (Config's jitter_ms) is one of the bucket bounds.
+# (Config's jitter_ms) is one of the bucket bounds, and 50 ms either side of 0 resolves a
+# piece that was just in time from one that was just late.
 JITTER_S: float = default_of("jitter_ms") / 1000.0
-SLACK_BUCKETS_S = tuple(sorted({-2.0, -1.0, -0.5, -0.25, -0.1, 0.0, 0.1, JITTER_S, 0.25, 0.5,
-                                1.0, 2.0, 3.0, 5.0, 7.5, 10.0}))
+SLACK_BUCKETS_S = tuple(sorted({-2.0, -1.0, -0.5, -0.25, -0.1, -0.05, 0.0, 0.05, 0.1, JITTER_S,
+                                0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0}))
 
 
 # Steps per engine run (a decode run's windows share one decode_batch): exact up to 8, then
@@ -144,6 +147,10 @@ class Metrics:
             "litestream_synthesis_seconds", "Compute time spent synthesizing", registry=r)
         self.audio_seconds = Counter(
             "litestream_audio_seconds", "Audio synthesized", registry=r)
+        self.audio_sent_seconds = Counter(
+            "litestream_audio_sent_seconds",
+            "Audio handed to clients' sockets (what listeners received; a clear or a "
+            "disconnect drops the rest unsent)", registry=r)
         self.chunks = Counter("litestream_chunks", "Chunks sent", registry=r)
         self.bytes_sent = Counter(
             "litestream_bytes_sent", "Audio bytes sent to clients", registry=r)
@@ -261,6 +268,11 @@ class Metrics:
                 child.observe(compute_s)
         if audio_s > 0:
             self.audio_seconds.inc(audio_s)
+
+    def audio_sent(self, audio_s: float) -> None:
+        """A stream's writer took `audio_s` of its audio for the socket."""
+        if audio_s > 0:
+            self.audio_sent_seconds.inc(audio_s)
 
     def refused(self, reason: str) -> None:
         self.refusals.labels(reason=_label(reason, REFUSAL_REASONS)).inc()

@@ -37,6 +37,8 @@ from __future__ import annotations
 import base64
 import json
 import math
+import re
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -46,6 +48,13 @@ from litestream.protocol.v1 import PACES, SPEED_MAX, SPEED_MIN, lone_surrogate, 
 SPEECH_PATH = "/v1/audio/speech"
 MODELS_PATH = "/v1/models"
 VOICES_PATH = "/v1/audio/voices"
+
+# Every speech response carries its request id, as OpenAI's API does (the `openai` client
+# reads it as `response.request_id`), and every log line of the request carries it too.
+REQUEST_ID_HEADER = "X-Request-Id"
+# One a proxy (nginx's $request_id) or the client set is kept, so one id follows the request
+# through every hop; anything else (too long, odd characters) is replaced by a new one.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9_.:@/+=-]{1,128}")
 
 MAX_INPUT_CHARS = 4096  # OpenAI's documented limit
 MAX_BODY_BYTES = 64 * 1024  # 4,096 characters of 4-byte UTF-8 plus fields, with room
@@ -274,6 +283,14 @@ def _sample_rate(asked: Any, fmt: str) -> int | None:
     if fmt == "opus" and asked != OPUS_RATE:
         raise _bad("sample_rate", f"'opus' is always {OPUS_RATE} Hz, got {asked}")
     return asked
+
+
+def request_id(sent: str | None) -> str:
+    """The id of one speech request: the `X-Request-Id` it came with when that is a sane
+    token (letters, digits and `_.:@/+=-`, at most 128), else a new `req_<32 hex>`."""
+    if sent is not None and _REQUEST_ID.fullmatch(sent):
+        return sent
+    return f"req_{uuid.uuid4().hex}"
 
 
 def response_headers(request: SpeechRequest, sample_rate: int) -> list[tuple[str, str]]:

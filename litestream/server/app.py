@@ -25,6 +25,7 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from functools import partial
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from litestream import config as config_mod
@@ -32,7 +33,7 @@ from litestream import protocol
 from litestream.config import Config
 from litestream.engine import Voice
 from litestream.errors import CloseCode, ConfigError, LitestreamError
-from litestream.logs import SessionAdapter, setup_logging
+from litestream.logs import SessionAdapter, clip, setup_logging, stream_fields
 from litestream.metrics import Metrics
 from litestream.protocol import STREAM_PATH, HandshakeParams, QueryError, StreamSettings
 from litestream.protocol import openai as openai_api
@@ -71,6 +72,29 @@ from litestream.synthesis.workers import (
 from litestream.text import languages
 
 log = logging.getLogger("litestream.server")
+# aiohttp's own lines about connections (its "aiohttp.server"), in litestream's tree: the
+# format --log-json asked for, and a client's malformed request as one line (below).
+http_log = logging.getLogger("litestream.http")
+
+
+def _bad_request_in_one_line(record: logging.LogRecord) -> bool:
+    """A request aiohttp could not parse (a bad header, a body length that is not a number:
+    it answers 400) is the client's doing: one INFO line saying what was wrong, not an ERROR
+    with a traceback of aiohttp's parser for every such request. Any other error (a bug: 500)
+    keeps its level and traceback."""
+    exc = record.exc_info[1] if record.exc_info else None
+    if isinstance(exc, aiohttp.http.HttpProcessingError):
+        record.levelno, record.levelname = logging.INFO, logging.getLevelName(logging.INFO)
+        record.msg = "bad HTTP request from %s: %d %s"
+        remote = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+        # Its first line only: the rest quotes the client's bytes under a caret.
+        what = (str(exc.message).strip().splitlines() or [type(exc).__name__])[0]
+        record.args = (remote, exc.code, clip(what))
+        record.exc_info = record.exc_text = None
+    return True
+
+
+http_log.addFilter(_bad_request_in_one_line)
 
 # Fewer streams than this allowed by the open-files limit is a warning at start: a GPU server
 # is meant for about a thousand listeners (issue 17).
@@ -168,7 +192,8 @@ class LitestreamServer:
         # handlers already told to finish.
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
                                      shutdown_timeout=1.0,
-                                     keepalive_timeout=config.request_timeout_s)
+                                     keepalive_timeout=config.request_timeout_s,
+                                     logger=http_log)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.host, self.config.port, ssl_context=tls,
                            reuse_address=True, backlog=self.config.listen_backlog)
@@ -293,6 +318,12 @@ class LitestreamServer:
             if preflight is not None:
                 return web.Response(status=preflight.status, headers=dict(preflight.headers))
         if path == "/healthz":
+            # Alive, unless no inference worker is left and none is coming (the pool stops
+            # replacing stuck ones past its limit): a liveness probe then restarts the process
+            # instead of an operator reading the ERROR line.
+            if self._pool is not None and self._pool.exhausted:
+                return _web(routes.text(http.HTTPStatus.SERVICE_UNAVAILABLE,
+                                        "no inference worker left: restart\n"))
             return _web(routes.text(http.HTTPStatus.OK, "ok\n"))
         if path == "/readyz":
             if self.draining:
@@ -332,22 +363,22 @@ class LitestreamServer:
 
     def admit(self, request: web.Request, query: dict[str, str],
               check: Callable[[], Refusal | None], *, voice: Callable[[], str],
-              priority: Callable[[], str], pace: Callable[[], str]) -> Admitted | Refusal:
+              priority: Callable[[], str], pace: Callable[[], str],
+              request_id: str | None = None) -> Admitted | Refusal:
         """The checks every stream passes, WebSocket or HTTP, in this order: draining,
         Origin, API key, the request's own parameters (`check`; `voice`, `priority` and `pace`
         are read after it passed), the client's rate and stream quota, then admission control.
         Admitted: its stream is open in the scheduler now, so in a burst each admission test
-        counts the ones accepted just before it."""
+        counts the ones accepted just before it. `request_id`: a speech request's, on its
+        log lines."""
         now = self.now()
         refusal, client = self._checks(request, query, check, voice, pace, now, preview=False)
         if refusal is not None:
-            self.metrics.refused(refusal.reason)
-            log.info("refused %s %s from %s: %d %s", request.method, request.path,
-                     self._client_addr(request), refusal.status, refusal.reason)
+            self.refused(request, refusal.status, refusal.reason, request_id)
             return refusal
         session_id = uuid.uuid4().hex[:12]
         self.synthesis.open_stream(session_id, priority(), now, pace(), voice())
-        return Admitted(client, session_id)
+        return Admitted(client, session_id, request_id)
 
     def preview(self, request: web.Request, query: dict[str, str],
                 check: Callable[[], Refusal | None], *, voice: Callable[[], str],
@@ -397,6 +428,15 @@ class LitestreamServer:
                 refusal = refuse_admission(admission.reason, admission.retry_after_s)
         return refusal, client
 
+    def refused(self, request: web.Request, status: int, reason: str,
+                request_id: str | None = None) -> None:
+        """A stream refused before it opened: counted by reason, and one INFO line naming the
+        status the client got (and a speech request's id)."""
+        self.metrics.refused(reason)
+        log.info("refused %s %s from %s: %d %s", request.method, request.path,
+                 self._client_addr(request), status, reason,
+                 extra={} if request_id is None else {"request_id": request_id})
+
     def release(self, admitted: Admitted) -> int:
         """A stream admitted by admit() ended: free its scheduler state and quota slot.
         Returns how many queued chunks were dropped."""
@@ -418,6 +458,7 @@ class LitestreamServer:
             sample_rates=self.sample_rates, languages=self.languages,
             limits=self.session_limits, link=link,
             metrics=self.metrics, rate_check=partial(self.limits.on_message, admitted.client),
+            log_fields=stream_fields(admitted.session_id, admitted.request_id),
         )
         return session, link
 

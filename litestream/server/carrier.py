@@ -15,7 +15,9 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from litestream.errors import CloseCode
 from litestream.logs import stream_summary
+from litestream.metrics import ABNORMAL_CLOSE
 from litestream.server.routes import Answer
 from litestream.session import SessionInput, StreamSession
 from litestream.synthesis import StreamLink
@@ -29,6 +31,7 @@ class Admitted:
 
     client: str  # key label, or client address without keys
     session_id: str
+    request_id: str | None = None  # a speech request's (X-Request-Id); None for a WebSocket
 
 
 class Carrier:
@@ -61,10 +64,23 @@ def summarize(log: logging.Logger, session: StreamSession, link: StreamLink, *,
     """The stream's one summary line (logs.stream_summary). `underrun_ms` is read before the
     stream is released: the scheduler forgets its playback clock then."""
     stream_summary(
-        log, session=session.id, chars=session.chars, audio_ms=round(session.cursor_ms),
+        log, session=session.id, request_id=session.log_fields.get("request_id"),
+        chars=session.chars, audio_ms=round(session.cursor_ms),
         ttfa_ms=session.ttfa_ms, stalls=link.stalls, underrun_ms=underrun_ms,
-        close_code=close_code, reason=session.close_reason or f"dropped {dropped} queued chunks",
+        close_code=close_code, reason=session.close_reason or _UNCHOSEN.get(close_code,
+                                                                           "client_closed"),
+        protocol_errors=session.protocol_errors, dropped_chunks=dropped,
     )
+
+
+# The summary's `reason` for a stream whose session chose no close: a bounded set of codes, as
+# the session's own ("done", "idle timeout", ...), so a log pipeline can group by it.
+_UNCHOSEN: dict[int, str] = {
+    ABNORMAL_CLOSE: "client_gone",  # no close frame: the client vanished
+    CloseCode.TOO_BIG: "message_too_big",  # the WebSocket library closed 1009
+    1007: "invalid_utf8",  # ... or 1007 (RFC 6455; not a protocol-v1 code)
+    CloseCode.INTERNAL_ERROR: "internal",  # the writer failed
+}
 
 
 def web_response(answer: Answer) -> web.Response:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 from collections.abc import Callable, Mapping, MutableMapping
@@ -26,7 +27,7 @@ from aiohttp import web
 
 from litestream.config import Config
 from litestream.errors import CLOSE_CODE_FOR_ERROR, CloseCode, ErrorCode
-from litestream.logs import SessionAdapter
+from litestream.logs import SessionAdapter, clip
 from litestream.metrics import ABNORMAL_CLOSE, Metrics
 from litestream.protocol import Encoding, EndMsg, StreamSettings, TextMsg
 from litestream.protocol import openai as openai_api
@@ -58,6 +59,8 @@ CLIENT_CHECK_S = 1.0  # while waiting for audio, look this often whether the cli
 # What a request answers when its session's first error comes before any byte of the body, by
 # the error's code (rate_limited: a refusal in OpenAI's shape, see `_error_answer`).
 _STATUS_FOR_ERROR = {ErrorCode.SYNTHESIS_FAILED.value: 500, ErrorCode.INTERNAL.value: 500}
+_SERVER_ERRORS = frozenset({ErrorCode.SYNTHESIS_FAILED.value, ErrorCode.INTERNAL.value,
+                            ErrorCode.OVERLOADED.value})
 
 
 class SpeechHost(Protocol):
@@ -81,12 +84,17 @@ class SpeechHost(Protocol):
 
     def admit(self, request: web.Request, query: dict[str, str],
               check: Callable[[], Refusal | None], *, voice: Callable[[], str],
-              priority: Callable[[], str], pace: Callable[[], str]) -> Admitted | Refusal: ...
+              priority: Callable[[], str], pace: Callable[[], str],
+              request_id: str | None = None) -> Admitted | Refusal: ...
 
     def new_session(self, admitted: Admitted, settings: StreamSettings,
                     encoding: Encoding) -> tuple[StreamSession, StreamLink]: ...
 
     def release(self, admitted: Admitted) -> int: ...
+
+    def refused(self, request: web.Request, status: int, reason: str,
+                request_id: str | None = None) -> None:
+        """Count and log a request refused before admission could look at it."""
 
     def rate_wait_s(self, admitted: Admitted, chars: int) -> float:
         """Seconds until the client of `admitted` may send a text of `chars` (0.0: now)."""
@@ -105,6 +113,10 @@ class SpeechStream(Carrier):
         self.response: web.StreamResponse | None = None
         self.admitted: Admitted | None = None
         self.close_code: int = CloseCode.NORMAL
+        # One a proxy or the client sent (X-Request-Id), else a new one (openai.request_id).
+        self.request_id = openai_api.request_id(
+            request.headers.get(openai_api.REQUEST_ID_HEADER))
+        self.log: logging.Logger | SessionAdapter = log  # the session's, once admitted
 
     # ------------------------------------------------------------ from the server
 
@@ -114,17 +126,29 @@ class SpeechStream(Carrier):
     # ------------------------------------------------------------ the request
 
     async def run(self) -> web.StreamResponse:
+        """Answer the request; every answer names its request id (X-Request-Id), as its log
+        lines do (an audio body's headers are written in `_write`)."""
+        response = await self._run()
+        if not response.prepared:
+            response.headers[openai_api.REQUEST_ID_HEADER] = self.request_id
+        return response
+
+    async def _run(self) -> web.StreamResponse:
         server, request = self.server, self.request
+        request_id = self.request_id
         timeout_s = server.config.request_timeout_s
         try:
             async with asyncio.timeout(timeout_s):
                 body = await request.read()
         except web.HTTPRequestEntityTooLarge:
+            # Counted and logged as every refusal is (a bad body: bad_param).
+            server.refused(request, 413, RefusalReason.BAD_PARAM, request_id)
             return _api_error(openai_api.ApiError(
                 413, f"request body over {openai_api.MAX_BODY_BYTES} bytes",
                 code="body_too_large"))
         except TimeoutError:
             # A body that trickles in holds a socket and a handler: answer, then close.
+            server.refused(request, 408, "other", request_id)
             answer = _api_error(openai_api.ApiError(
                 408, f"request body not received within {timeout_s:g} s",
                 code="request_timeout"))
@@ -141,12 +165,15 @@ class SpeechStream(Carrier):
                     query_pace=request.query.get("pace")))
             except openai_api.ApiError as exc:
                 bad.append(exc)
-                return refuse(RefusalReason.BAD_PARAM, exc.message, param=exc.param)
+                # The status the client gets (400, 415), which the refusal's line names.
+                return dataclasses.replace(
+                    refuse(RefusalReason.BAD_PARAM, exc.message, param=exc.param),
+                    status=exc.status)
             return None
 
         admitted = server.admit(request, dict(request.query.items()), check_body,
                                 voice=lambda: parsed[0].voice, priority=lambda: "normal",
-                                pace=lambda: parsed[0].pace)
+                                pace=lambda: parsed[0].pace, request_id=request_id)
         if isinstance(admitted, Refusal):
             return _api_error(bad[0] if bad else routes.api_refusal(admitted))
         speech = parsed[0]
@@ -157,7 +184,7 @@ class SpeechStream(Carrier):
         self.session = session
         server.speech[session.id] = self
         server.metrics.stream_opened()
-        slog = SessionAdapter(log, session.id)
+        slog = self.log = SessionAdapter(log, session.id, request_id)
         slog.info("speech: %d chars, voice %s (asked %s), %s%s, speed %g, pace %s",
                   len(speech.input), speech.voice, speech.requested_voice,
                   speech.response_format, " as sse" if speech.stream_format == "sse" else "",
@@ -209,8 +236,13 @@ class SpeechStream(Carrier):
                         session.receive(Disconnected(), self.server.now())
                         return self._gone()
                 case SendMessage(kind="error", payload=payload):
-                    log.warning("session=%s speech: %s", session.id, payload)
-                    return self._failed(json.loads(payload), len(speech.input))
+                    error = json.loads(payload)
+                    # The server's failures warn; what the client caused (its text over the
+                    # rate, say) is INFO, as a WebSocket's protocol errors are.
+                    self.log.log(logging.WARNING if error.get("code") in _SERVER_ERRORS
+                                 else logging.INFO, "speech ends with error %s: %s",
+                                 error.get("code"), clip(str(error.get("message", ""))))
+                    return self._failed(error, len(speech.input))
                 case SendMessage():
                     pass  # ready, chunk, done: the HTTP answer has no place for them
                 case Close(code=code):
@@ -239,9 +271,10 @@ class SpeechStream(Carrier):
         try:
             response = self.response
             if response is None:
-                headers = openai_api.response_headers(
-                    speech, output_rate(speech.response_format, rate, speech.sample_rate))
-                response = web.StreamResponse(status=200, headers=dict(headers))
+                headers = dict(openai_api.response_headers(
+                    speech, output_rate(speech.response_format, rate, speech.sample_rate)))
+                headers[openai_api.REQUEST_ID_HEADER] = self.request_id
+                response = web.StreamResponse(status=200, headers=headers)
                 response.enable_chunked_encoding()
                 await response.prepare(self.request)
                 self.response = response
@@ -255,7 +288,7 @@ class SpeechStream(Carrier):
                 async with asyncio.timeout(self.server.config.slow_reader_timeout_s):
                     await response.write(chunk)
         except TimeoutError:
-            log.warning("speech client stopped reading; closing")
+            self.log.warning("speech client stopped reading; closing")
             self.close_code = CloseCode.POLICY
             self.feed(SendTimeout(), self.server.now())
             self.abort()

@@ -200,6 +200,10 @@ class SessionObserver(Protocol):
     def error(self, code: str) -> None:
         """An `error` message with this code went to the client."""
 
+    def audio_sent(self, audio_s: float) -> None:
+        """The stream's writer took `audio_s` of audio frames for its socket (audio a clear,
+        a disconnect or a cut-off slow reader dropped from the outbox never counts)."""
+
 
 RateCheck = Callable[[int, float], float]  # (text chars, now) -> seconds to wait; 0: go ahead
 

@@ -36,6 +36,7 @@ from typing import Any, assert_never
 
 from litestream import protocol
 from litestream.errors import CloseCode, ErrorCode, ProtocolError
+from litestream.logs import clip, stream_fields
 from litestream.protocol import (
     ClearMsg,
     ClientMessage,
@@ -115,8 +116,12 @@ class StreamSession:
         link: SynthesisLink,
         metrics: SessionObserver,
         rate_check: RateCheck | None = None,
+        log_fields: Mapping[str, str] | None = None,
     ) -> None:
         self.id = session_id
+        # What every log line about this stream carries (logs.stream_fields): the session,
+        # and a speech request's request_id.
+        self.log_fields: dict[str, str] = {**stream_fields(session_id), **(log_fields or {})}
         self.settings = settings
         self.encoding = encoding
         self.state = StreamState.OPEN
@@ -143,6 +148,10 @@ class StreamSession:
         self.ttfa_ms: int | None = None
         self.close_code: CloseCode | None = None
         self.close_reason = ""
+        # Client messages answered with an `error`: the first is logged at INFO, the rest at
+        # DEBUG, and the summary line counts them all (a client sending garbage in a loop
+        # must not write a line per message).
+        self.protocol_errors = 0
         self._send(protocol.ready(session_id, settings, sample_rates[settings.voice]))
 
     # ------------------------------------------------------------ the two doors
@@ -158,7 +167,8 @@ class StreamSession:
                 try:
                     self._on_result(item, now)
                 except Exception:  # a bug must cost this stream only, never the server
-                    log.exception("session=%s internal error while handling a result", self.id)
+                    log.exception("internal error while handling a result",
+                                  extra=self.log_fields)
                     self._error(ProtocolError(ErrorCode.INTERNAL, "internal error", fatal=True),
                                 now)
             case ReceiveTimeout():
@@ -186,6 +196,7 @@ class StreamSession:
         item = self._outbox.popleft()
         if isinstance(item, SendAudio):
             self._outbox_audio_ms -= item.audio_ms
+            self._metrics.audio_sent(item.audio_ms / 1000.0)
             if self._download:
                 # The client's reading paces a download (protocol-v1: Pace).
                 self._link.audio_taken(item.audio_ms / 1000.0)
@@ -213,6 +224,7 @@ class StreamSession:
             append(item)
         if audio_ms:
             self._outbox_audio_ms -= audio_ms
+            self._metrics.audio_sent(audio_ms / 1000.0)
             if self._download:
                 # The client's reading paces a download (protocol-v1: Pace).
                 self._link.audio_taken(audio_ms / 1000.0)
@@ -254,10 +266,15 @@ class StreamSession:
                 item = protocol.parse(protocol.decode(item.data, self.encoding), self._voices)
             self._on_message(item, now)
         except ProtocolError as exc:
-            log.info("session=%s protocol error %s: %s", self.id, exc.code, exc.message)
+            self.protocol_errors += 1
+            level = logging.INFO if self.protocol_errors == 1 else logging.DEBUG
+            if log.isEnabledFor(level):
+                log.log(level, "protocol error %s: %s%s", exc.code, clip(exc.message),
+                        " (later ones at DEBUG, counted in the summary)" if level == logging.INFO
+                        else "", extra=self.log_fields)
             self._error(exc, now)
         except Exception:  # a bug must cost this stream only, never the server
-            log.exception("session=%s internal error while handling a message", self.id)
+            log.exception("internal error while handling a message", extra=self.log_fields)
             self._error(ProtocolError(ErrorCode.INTERNAL, "internal error", fatal=True), now)
 
     def _on_message(self, message: ClientMessage, now: float) -> None:
@@ -408,7 +425,8 @@ class StreamSession:
                 sentence.last_arrived = last
             case ChunkFailed(message=message):
                 # The scheduler side logs the failure with its cause; this is the stream's view.
-                log.debug("session=%s seq=%d failed: %s", self.id, result.seq, message)
+                log.debug("chunk failed: %s", message,
+                          extra={**self.log_fields, "seq": result.seq})
                 sentence.failed = True
             case _:
                 assert_never(result)
@@ -515,8 +533,8 @@ class StreamSession:
             # download is never cut for this: what its client has not read holds its
             # synthesis instead (download_buffer_s), and a client that stops reading
             # altogether is cut by the send timeout.
-            log.warning("session=%s %.1f s of audio waiting to be sent; cutting off",
-                        self.id, self._outbox_audio_ms / 1000.0)
+            log.warning("%.1f s of audio waiting to be sent; cutting off",
+                        self._outbox_audio_ms / 1000.0, extra=self.log_fields)
             self._drop_outbox()
             self._close(CloseCode.POLICY, SLOW_READER, now, abort=True)
 

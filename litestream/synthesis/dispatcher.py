@@ -24,6 +24,7 @@ import numpy as np
 
 from litestream.config import Config
 from litestream.engine.base import Latent, Voice, Word
+from litestream.logs import stream_fields
 from litestream.metrics import Metrics
 from litestream.scheduler import (
     Admission,
@@ -480,13 +481,15 @@ class Synthesis:
             else:  # cleared or closed: this sentence will not be finished
                 self._pieces.pop((step.stream_id, step.seq), None)
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("session=%s seq=%d %s frames=%d took %.1f ms, predicted %.1f ms",
-                      step.stream_id, step.seq, step.kind.value, step.frames,
-                      result.compute_s * 1e3, step.predicted_compute_s * 1e3)
+            # One line per step, all of it in fields (loadtest/lib/pace.py reads them).
+            log.debug("step", extra={
+                **stream_fields(step.stream_id), "seq": step.seq, "kind": step.kind.value,
+                "frames": step.frames, "took_ms": round(result.compute_s * 1e3, 1),
+                "predicted_ms": round(step.predicted_compute_s * 1e3, 1)})
         if step.overrun:
-            log.warning("session=%s seq=%d %s step took %.3f s, predicted %.3f s",
-                        step.stream_id, step.seq, step.kind.value, result.compute_s,
-                        step.predicted_compute_s)
+            log.warning("%s step took %.3f s, predicted %.3f s", step.kind.value,
+                        result.compute_s, step.predicted_compute_s,
+                        extra={**stream_fields(step.stream_id), "seq": step.seq})
         if inputs and link is not None and self._deliver is not None:
             self._deliver(step.stream_id, inputs)
 

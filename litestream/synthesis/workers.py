@@ -46,6 +46,7 @@ import onnxruntime as ort
 from litestream import protocol
 from litestream.engine.base import DecodeWindow, Latent, Phonemes, Voice
 from litestream.engine.words import timed
+from litestream.logs import stream_fields
 from litestream.scheduler import StepKind, SynthesisStep
 
 log = logging.getLogger("litestream.workers")
@@ -193,6 +194,12 @@ class WorkerPool:
         return sum(1 for w in self._workers if w.state in (_State.IDLE, _State.BUSY))
 
     @property
+    def exhausted(self) -> bool:
+        """No worker serving and none warming to replace one: every worker was abandoned past
+        the limit of stuck threads (or failed to start). Only a restart serves again."""
+        return not self._workers and not self._closed
+
+    @property
     def abandoned_alive(self) -> int:
         """Abandoned threads still running (stuck in a call that never returned)."""
         self._abandoned = [w for w in self._abandoned
@@ -292,9 +299,13 @@ class WorkerPool:
             return
         head = worker.steps[0]
         predicted = sum(step.predicted_compute_s for step in worker.steps)
-        log.warning("session=%s seq=%d %s step past its limit of %.2f s (predicted %.2f s, "
-                    "%d steps) on %s: terminating the run", head.stream_id, head.seq,
-                    head.kind.value, limit_s, predicted, len(worker.steps), worker.name)
+        # The run's first step names the line; a batch's other streams are listed too.
+        others = sorted({step.stream_id for step in worker.steps} - {head.stream_id})
+        log.warning("%s step past its limit of %.2f s (predicted %.2f s, %d steps) on %s: "
+                    "terminating the run", head.kind.value, limit_s, predicted,
+                    len(worker.steps), worker.name,
+                    extra={**stream_fields(head.stream_id), "seq": head.seq,
+                           **({"other_sessions": ",".join(others)} if others else {})})
         worker.terminated = True
         if worker.run_options is not None:
             worker.run_options.terminate = True
@@ -662,7 +673,8 @@ def _decode(voice: Voice, step: SynthesisStep, run_options: Any) -> WorkResult:
 def _failed(step: SynthesisStep, started: float, exc: Exception,
             run_options: Any = None) -> WorkResult:
     terminated = run_options is not None and bool(getattr(run_options, "terminate", False))
-    log.warning("session=%s seq=%d %s step failed: %s", step.stream_id, step.seq,
-                step.kind.value, TERMINATED if terminated else type(exc).__name__)
+    log.warning("%s step failed: %s", step.kind.value,
+                TERMINATED if terminated else type(exc).__name__,
+                extra={**stream_fields(step.stream_id), "seq": step.seq})
     error = TERMINATED if terminated else (repr(exc) or "failed")
     return WorkResult(step, time.perf_counter() - started, error=error)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import statistics
@@ -29,8 +30,46 @@ from loadtest.lib.recorder import Summary
 from loadtest.lib.streams import run_load
 from loadtest.lib.texts import LONG, PARAGRAPH
 
-# One line per finished step at DEBUG (synthesis/dispatcher.py, Synthesis.take_result).
-_STEP = re.compile(r"session=(\w+) seq=(\d+) (encode|decode) frames=(\d+) took ([\d.]+) ms")
+# One line per finished step at DEBUG (synthesis/dispatcher.py, Synthesis.take_result): its
+# session, kind, frames and time are fields, `[SESSION] step frames=N kind=K ... took_ms=T`
+# in the plain format, keys of the object in the JSON one. A tree from before 2026-12-07
+# (a base checkout) wrote them in the message: `session=S seq=N KIND frames=N took T ms`.
+_PLAIN_STEP = re.compile(r" litestream\.synthesis \[(\w+)\] step (.*)$")
+_FIELD = re.compile(r"(\w+)=(\S+)")
+_OLD_STEP = re.compile(r"session=(\w+) seq=\d+ (encode|decode) frames=(\d+) took ([\d.]+) ms")
+
+
+@dataclass(frozen=True)
+class StepLine:
+    """One step's DEBUG line: the stream, `encode` or `decode`, its frames and compute."""
+
+    session: str
+    kind: str
+    frames: int
+    took_ms: float
+
+
+def step_lines(log: str) -> list[StepLine]:
+    """Every step's line in a server's log (plain or JSON, this tree's or an older one's)."""
+    steps: list[StepLine] = []
+    for line in log.splitlines():
+        if line.startswith("{"):
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                continue
+            if obj.get("msg") == "step" and "session" in obj:
+                steps.append(StepLine(str(obj["session"]), str(obj["kind"]),
+                                      int(obj["frames"]), float(obj["took_ms"])))
+                continue
+            line = str(obj.get("msg", ""))
+        if old := _OLD_STEP.search(line):
+            steps.append(StepLine(old[1], old[2], int(old[3]), float(old[4])))
+        elif new := _PLAIN_STEP.search(line):
+            fields = dict(_FIELD.findall(new[2]))
+            steps.append(StepLine(new[1], fields["kind"], int(fields["frames"]),
+                                  float(fields["took_ms"])))
+    return steps
 
 
 def download_text(chars: int = 2500) -> str:
@@ -131,12 +170,11 @@ def burst_floor_s(log: str, workers: int, first_frames: int | None = None
     or, with none, the window's own time scaled by its frames plus context margins."""
     first_encode: dict[str, float] = {}
     first_window: dict[str, tuple[int, float]] = {}
-    for session, _seq, kind, frames, took in _STEP.findall(log):
-        ms = float(took)
-        if kind == "encode":
-            first_encode.setdefault(session, ms)
-        elif session in first_encode:
-            first_window.setdefault(session, (int(frames), ms))
+    for step in step_lines(log):
+        if step.kind == "encode":
+            first_encode.setdefault(step.session, step.took_ms)
+        elif step.session in first_encode:
+            first_window.setdefault(step.session, (step.frames, step.took_ms))
     streams = [s for s in first_window if s in first_encode]
     if first_frames is not None:
         short = [ms for frames, ms in first_window.values() if frames == first_frames]

@@ -10,11 +10,14 @@ from collections.abc import Iterator
 import pytest
 
 from litestream.logs import (
+    LIBRARY_LOGGERS,
     JsonFormatter,
     PlainFormatter,
     SessionAdapter,
+    clip,
     redact,
     setup_logging,
+    stream_fields,
     stream_summary,
 )
 
@@ -24,11 +27,12 @@ SECRET_KEY = "sk-live-0123456789abcdef"
 
 @pytest.fixture
 def restore_litestream_logger() -> Iterator[None]:
-    logger = logging.getLogger("litestream")
-    handlers, level = list(logger.handlers), logger.level
+    loggers = [logging.getLogger(name) for name in ("litestream", *LIBRARY_LOGGERS)]
+    saved = [(list(logger.handlers), logger.level) for logger in loggers]
     yield
-    logger.handlers[:] = handlers
-    logger.setLevel(level)
+    for logger, (handlers, level) in zip(loggers, saved, strict=True):
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
 
 
 def capture(json_output: bool, level: str = "INFO") -> io.StringIO:
@@ -157,3 +161,50 @@ def test_records_still_reach_caplog(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO, logger="litestream"):
         SessionAdapter(logging.getLogger("litestream.server"), "s-5").info("hello")
     assert any(r.getMessage() == "hello" and r.__dict__["session"] == "s-5" for r in caplog.records)
+
+
+@pytest.mark.usefixtures("restore_litestream_logger")
+@pytest.mark.parametrize("json_output", [True, False])
+def test_a_speech_requests_lines_carry_its_request_id(json_output: bool) -> None:
+    buf = capture(json_output=json_output)
+    log = SessionAdapter(logging.getLogger("litestream.speech"), "s-3", "req_abc")
+    log.warning("speech client stopped reading; closing")
+    stream_summary(log, session="s-3", request_id="req_abc", chars=5, audio_ms=1, ttfa_ms=1,
+                   stalls=0, underrun_ms=0, close_code=1008, reason="slow reader",
+                   protocol_errors=2)
+    out = lines(buf)
+    assert len(out) == 2
+    if json_output:
+        objs = [json.loads(line) for line in out]
+        assert [(o["session"], o["request_id"]) for o in objs] == [("s-3", "req_abc")] * 2
+        assert objs[1]["protocol_errors"] == 2
+    else:
+        assert all("[s-3]" in line and "request_id=req_abc" in line for line in out)
+        assert "protocol_errors=2" in out[1]
+
+
+def test_stream_fields() -> None:
+    assert stream_fields("s") == {"session": "s"}
+    assert stream_fields("s", "r") == {"session": "s", "request_id": "r"}
+
+
+def test_clip_bounds_a_message_and_says_how_long_it_was() -> None:
+    assert clip("short") == "short"
+    clipped = clip("x" * 50_000)
+    assert len(clipped) < 200 and clipped.endswith("(50000 chars)")
+
+
+@pytest.mark.usefixtures("restore_litestream_logger")
+def test_a_librarys_error_is_a_json_line_too() -> None:
+    """aiohttp's and asyncio's errors went to Python's last-resort handler: bare text and a
+    traceback over many lines in a log of JSON lines."""
+    capture(json_output=False)
+    buf = capture(json_output=True)  # called twice: one handler each, not two
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        logging.getLogger("aiohttp.server").exception("Error handling request")
+    logging.getLogger("asyncio").info("not shown: a library's INFO")
+    (line,) = lines(buf)
+    obj = json.loads(line)
+    assert obj["logger"] == "aiohttp.server" and "ValueError: boom" in obj["exc"]

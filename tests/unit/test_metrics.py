@@ -155,3 +155,34 @@ def test_load_gauge_has_a_sample_only_while_the_replica_takes_streams() -> None:
     m.set_load(None)  # warming up or draining
     assert not any(name == "litestream_load" for name, _ in samples(m))
     assert b"# TYPE litestream_load gauge" in m.render()[0]
+
+
+def quantile(m: Metrics, name: str, q: float) -> float:
+    """histogram_quantile(q, ...) as Prometheus computes it: linear within the bucket."""
+    buckets = sorted((float(labels[0][1]), v) for (n, labels), v in samples(m).items()
+                     if n == f"{name}_bucket" and labels[0][1] != "+Inf")
+    total = value(m, f"{name}_count")
+    below, lower = 0.0, 0.0
+    for bound, count in buckets:
+        if count >= q * total:
+            return lower + (bound - lower) * (q * total - below) / (count - below)
+        below, lower = count, bound
+    raise AssertionError("above the last bucket")
+
+
+@pytest.mark.parametrize("ttfa_ms", [15, 25, 35, 45])
+def test_a_gpus_first_audio_is_resolved_not_one_bucket(ttfa_ms: int) -> None:
+    """First audio on a GPU (or from the sentence cache) is 10-50 ms: the median
+    Prometheus computes from the buckets must land within 5 ms of it."""
+    m = Metrics()
+    for _ in range(100):
+        m.first_audio(ttfa_ms / 1000)
+    assert quantile(m, "litestream_ttfa_seconds", 0.5) == pytest.approx(ttfa_ms / 1000,
+                                                                         abs=0.005)
+
+
+def test_slack_tells_just_late_from_quite_late() -> None:
+    m = Metrics()
+    for slack_s in (-0.03, -0.03, -0.03, -0.09):
+        m.piece_sent(slack_s, 0)
+    assert quantile(m, "litestream_chunk_slack_seconds", 0.5) > -0.05

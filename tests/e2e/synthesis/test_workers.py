@@ -230,7 +230,8 @@ async def test_hung_chunk_gets_synthesis_failed_and_the_stream_goes_on(
         assert metric(srv, "litestream_watchdog_terminations_total") == 1
         assert metric(srv, "litestream_workers_serving") == 1
         assert metric(srv, "litestream_workers_replaced_total") == 0
-    assert any("terminating the run" in r.getMessage() for r in caplog.records)
+    (line,) = [r for r in caplog.records if "terminating the run" in r.getMessage()]
+    assert line.__dict__["session"] and "session=" not in line.getMessage()  # a field
 
 
 async def test_wedged_worker_takes_the_server_out_of_rotation_until_replaced() -> None:
@@ -262,6 +263,32 @@ async def test_wedged_worker_takes_the_server_out_of_rotation_until_replaced() -
             await ws.send(json.dumps({"type": "end"}))
             t = await read_all(ws)
         assert not t.of_type("error") and len(t.of_type("chunk")) == len(t.audio) >= 1
+
+
+async def test_healthz_fails_once_no_worker_is_left_to_serve() -> None:
+    """Past the limit of stuck threads the pool stops replacing workers: with none left the
+    process will never serve again, and /healthz says so (it answered 200, so a liveness probe
+    kept the dead pod, and the docs asked an operator to restart it by hand)."""
+    plan = FaultPlan()
+    async with faulty_server(plan, workers=1, watchdog_floor_s=3.0) as srv:
+        url = f"ws://127.0.0.1:{srv.port}/v1/stream"
+        healthz = f"http://127.0.0.1:{srv.port}/healthz"
+        for wedged in (1, 2):
+            async with connect(url) as ws:
+                await ws.send(json.dumps({"type": "text",
+                                          "text": f"{MARKERS[Fault.WEDGE]} stuck."}))
+                await ws.send(json.dumps({"type": "end"}))
+                await read_all(ws)
+            if wedged == 1:  # abandoned and replaced: still alive
+                assert metric(srv, "litestream_workers_replaced_total") == 1
+                assert await asyncio.to_thread(http_status, healthz) == 200
+                async with asyncio.timeout(60):
+                    while metric(srv, "litestream_workers_serving") != 1:
+                        await asyncio.sleep(0.05)
+        # The second stuck thread is one more than the pool's size: not replaced.
+        assert metric(srv, "litestream_workers_replaced_total") == 1
+        assert metric(srv, "litestream_workers_serving") == 0
+        assert await asyncio.to_thread(http_status, healthz) == 503
 
 
 async def test_readyz_is_503_until_every_worker_is_warm() -> None:

@@ -3,9 +3,12 @@ lines, and the download text."""
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
-from loadtest.lib.pace import burst_floor_s, campaign_texts, download_text
+from litestream.logs import JsonFormatter, PlainFormatter
+from loadtest.lib.pace import StepLine, burst_floor_s, campaign_texts, download_text, step_lines
 
 _LINE = ("2026-12-05 DEBUG litestream.synthesis session={} seq=0 {} frames={} took {} ms,"
          " predicted 30.0 ms")
@@ -37,6 +40,31 @@ def test_the_short_floor_counts_longer_first_windows_as_short_ones() -> None:
                                                       ("ddd", "decode", 64, 49.0)])
     floor, _ = burst_floor_s(alone, workers=1, first_frames=32)
     assert floor == pytest.approx((19 + 49 * (32 + 34) / (64 + 34)) / 1000)
+
+
+def _step_record(session: str, kind: str, frames: int, took_ms: float) -> logging.LogRecord:
+    """A step's DEBUG record as synthesis/dispatcher.py logs it (tests/e2e/server/test_logs.py
+    checks the server's own lines against step_lines)."""
+    record = logging.LogRecord("litestream.synthesis", logging.DEBUG, __file__, 1, "step", (),
+                               None)
+    record.__dict__.update(session=session, seq=0, kind=kind, frames=frames, took_ms=took_ms,
+                           predicted_ms=30.0)
+    return record
+
+
+@pytest.mark.parametrize("formatter", [PlainFormatter(), JsonFormatter()])
+def test_step_lines_read_the_fields_of_this_trees_lines(formatter: logging.Formatter) -> None:
+    rows = [("aaa", "encode", 0, 18.0), ("aaa", "decode", 32, 32.5)]
+    log = "\n".join([formatter.format(_step_record(*row)) for row in rows]
+                    + ["2026-12-05 INFO litestream.server [aaa] stream done chars=3"])
+    assert step_lines(log) == [StepLine(*row) for row in rows]
+    assert burst_floor_s(log, workers=1) == (pytest.approx(0.0505), 1)
+
+
+def test_step_lines_read_an_older_trees_json_lines() -> None:
+    line = ('{"ts":"x","level":"DEBUG","logger":"litestream.synthesis","msg":"session=abc seq=1 '
+            'decode frames=64 took 12.5 ms, predicted 30.0 ms"}')
+    assert step_lines(line) == [StepLine("abc", "decode", 64, 12.5)]
 
 
 def test_texts() -> None:

@@ -284,3 +284,15 @@ def test_voices_document_lists_installed_voices_and_openai_names() -> None:
     assert by_id["nova"]["alias_of"] == "af_nova"
     assert by_id["fable"]["alias_of"] == DEFAULT
     assert set(oa.OPENAI_VOICES) <= set(by_id)
+
+
+def test_a_request_keeps_a_sane_request_id_and_gets_a_new_one_otherwise() -> None:
+    # A proxy's id (nginx's $request_id, a UUID, OpenAI's own shape) follows the request.
+    for sent in ("3f1c0e9a2b7d4c6e8f0a1b2c3d4e5f60", "0b6e5f4a-1c2d-4e3f-8a9b-0c1d2e3f4a5b",
+                 "req_abc123"):
+        assert oa.request_id(sent) == sent
+    # Missing, empty, too long, or able to break a log line or a header: a new one.
+    for sent in (None, "", "x" * 129, "a b", "id\nforged=1", "ü"):
+        made = oa.request_id(sent)
+        assert made.startswith("req_") and len(made) == 36 and made != sent
+    assert oa.request_id(None) != oa.request_id(None)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import random
 import re
 from dataclasses import dataclass, field
@@ -362,6 +363,23 @@ def test_clear_drops_unsent_frames_and_start_ms_counts_what_was_sent() -> None:
     assert done["stats"]["chunks"] == 2  # chunk 1 was never announced to the client
 
 
+def test_audio_sent_counts_what_the_writer_took_not_what_a_clear_dropped() -> None:
+    metrics = Metrics()
+    session, _ = opened(metrics=metrics)
+    session.receive(TextMsg("One. Two.", flush=True), 0.0)
+    session.receive(ChunkPlanned(0, "text 0", 200 * RATE // 1000), 1.0)
+    session.receive(ChunkAudio(0, audio(80), last=False), 1.0)  # 2 frames: one item
+    session.receive(ChunkAudio(0, audio(120), last=True), 1.0)  # 3 more: another
+    drain(session, limit=2)  # the chunk event and the first piece's item
+    items, _ = session.take_outgoing()  # and the second piece, as the WebSocket writer does
+    assert [type(i) for i in items] == [SendAudio]
+    result(session, 1, 100)  # queued, never taken
+    session.receive(ClearMsg(), 1.5)
+    drain(session)
+    sent_s = metrics.registry.get_sample_value("litestream_audio_sent_seconds_total")
+    assert sent_s == pytest.approx(0.200)  # chunk 0's 200 ms; chunk 1's 100 ms was dropped
+
+
 def test_clear_mid_sentence_stops_every_later_piece() -> None:
     session, _ = opened()
     session.receive(TextMsg("A long sentence.", flush=True), 0.0)
@@ -499,6 +517,36 @@ def test_bad_frames_get_bad_message_and_the_stream_goes_on() -> None:
     session.receive(ClientFrame('{"type": "text", "text": "Fine.", "flush": true}'), 0.1)
     assert link.submitted[-1][1] == "Fine."
     assert session.state is StreamState.OPEN
+
+
+def test_a_client_sending_garbage_is_logged_once_and_counted(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The first protocol error of a stream is an INFO line; the rest are DEBUG (a fuzzer's
+    thousand frames are not a thousand lines), counted for the summary line. Each line carries
+    the session as a field, and a message echoing a huge value is clipped."""
+    caplog.set_level(logging.DEBUG, logger="litestream.session")
+    session, _ = opened()
+    huge = "my diary " * 5000
+    session.receive(ClientFrame(json.dumps({"type": huge})), 0.0)
+    for _ in range(49):
+        session.receive(ClientFrame("not json"), 0.0)
+    assert len(events(drain(session), "error")) == 50
+    assert session.protocol_errors == 50
+    lines = [r for r in caplog.records if r.name == "litestream.session"]
+    assert [r.levelno for r in lines] == [logging.INFO] + [logging.DEBUG] * 49
+    assert all(r.__dict__["session"] == "s1" and "s1" not in r.getMessage() for r in lines)
+    assert len(lines[0].getMessage()) < 300 and "(45" in lines[0].getMessage()
+
+
+def test_log_fields_go_on_the_sessions_lines(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="litestream.session")
+    session = StreamSession(
+        "s2", settings=StreamSettings(voice=VOICE, format="s16le", frame_ms=FRAME_MS),
+        encoding=Encoding.JSON, sample_rates={VOICE: RATE}, limits=limits(),
+        link=RecordingLink(), metrics=Metrics(), log_fields={"request_id": "req_1"})
+    session.receive(ClientFrame("not json"), 0.0)
+    (line,) = caplog.records
+    assert line.__dict__["session"] == "s2" and line.__dict__["request_id"] == "req_1"
 
 
 def test_too_much_buffered_text_is_refused_and_not_accepted() -> None:
