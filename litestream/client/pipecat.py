@@ -264,6 +264,8 @@ class LitestreamTTSService(WebsocketTTSService):
 
     async def on_audio_context_interrupted(self, context_id: str) -> None:
         self._context_base_ms.pop(context_id, None)
+        # A context cut before it ended never reaches _record_context_audio_outcome.
+        self._silent_contexts.discard(context_id)
         await super().on_audio_context_interrupted(context_id)
 
     async def _report_heard(self) -> None:
@@ -324,8 +326,11 @@ class LitestreamTTSService(WebsocketTTSService):
         elif isinstance(event, Flushed):
             if self._flushes:
                 ctx = self._flushes.popleft()
-                if self._context_base_ms.pop(ctx, None) is None:
-                    self._silent_contexts.add(ctx)  # no chunk: the text had nothing to say
+                if (self._context_base_ms.pop(ctx, None) is None
+                        and self.audio_context_available(ctx)):
+                    # No chunk: the text had nothing to say. Noted only for a context that
+                    # will still end (one Pipecat ended already was counted then).
+                    self._silent_contexts.add(ctx)
                 await self.append_to_audio_context(ctx, TTSStoppedFrame(context_id=ctx))
                 await self.remove_audio_context(ctx)
         elif isinstance(event, Error):

@@ -37,7 +37,7 @@ from pipecat.transports.base_output import BaseOutputTransport
 from pipecat.transports.base_transport import TransportParams
 from pipecat.workers.runner import WorkerRunner
 
-from litestream.client import Chunk, Words, connect
+from litestream.client import Chunk, Flushed, Words, connect
 from litestream.client.pipecat import LitestreamTTSService, word_times
 from tests.serverutil import RunningServer, run_server
 
@@ -288,6 +288,45 @@ async def test_turns_with_nothing_to_say_do_not_make_the_service_give_up(
 
     await run_pipeline(srv, script)
     assert seen["usable"]
+    assert seen["words"] == TURN_2.split()
+
+
+class BargeInAtSilentFlush(LitestreamTTSService):
+    """The user barges in the moment the server's `flushed` of a turn with nothing to say has
+    been handled, before Pipecat's audio task ended that turn's audio context (a race that is
+    rare live; here it is made certain by interrupting from the receive loop)."""
+
+    barge_in = True
+
+    async def _on_event(self, event: object) -> None:
+        await super()._on_event(event)
+        if isinstance(event, Flushed) and self.barge_in:
+            self.barge_in = False
+            await self.process_frame(InterruptionFrame(), FrameDirection.DOWNSTREAM)
+
+
+@module_loop
+async def test_a_silent_turn_cut_before_its_end_leaves_nothing_behind(
+        srv: RunningServer) -> None:
+    """The service notes each turn the server flushed without a chunk until Pipecat ends its
+    audio context. A turn interrupted first never ends: its note stayed for the life of the
+    conversation, one more for every such turn."""
+    seen: dict[str, Any] = {}
+
+    async def script(worker: PipelineWorker, sink: Sink, tts: LitestreamTTSService) -> None:
+        assert isinstance(tts, BargeInAtSilentFlush)
+        await worker.queue_frames(llm_turn("..."))
+        while tts.barge_in:
+            await asyncio.sleep(0.01)
+        await worker.queue_frames(llm_turn(TURN_2))  # the conversation goes on
+        await sink.wait_for(lambda frames: any(isinstance(f, TTSStoppedFrame) and
+                                               f.context_id != seen.get("silent")
+                                               for f in frames))
+        seen["notes"] = set(tts._silent_contexts)
+        seen["words"] = [f.raw_text for f in sink.of(TTSTextFrame)]
+
+    await run_pipeline(srv, script, BargeInAtSilentFlush(url=srv.url))
+    assert seen["notes"] == set()
     assert seen["words"] == TURN_2.split()
 
 
