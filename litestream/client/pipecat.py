@@ -6,7 +6,10 @@ timeout). Within a turn:
 
 - the LLM's text frames go to the server as they come (`text`), token by token by default:
   litestream's segmenter, not Pipecat's sentence aggregator, decides where chunks are cut, so
-  the first chunk can be short and first audio early;
+  the first chunk can be short and first audio early. Tokens that come less than
+  `text_interval_s` (25 ms) after the last `text` message wait that long and go as one: the
+  server limits messages per key or client address (`--messages-per-s`, 200 by default), and
+  a refused `text` is never spoken. A token after a pause goes at once;
 - the end of the LLM's response sends `flush`; the server's `flushed` ends the audio context;
 - audio frames (s16le at the voice's rate) are pushed as they arrive, resampled to the
   pipeline's output rate when it differs;
@@ -31,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -51,6 +55,8 @@ from pipecat.services.tts_service import TextAggregationMode, WebsocketTTSServic
 from litestream.client.events import Audio, Chunk, Cleared, Done, Error, Flushed, Ready, Words
 from litestream.client.playback import PlaybackClock
 from litestream.client.stream import HandshakeRefused, connect
+
+TEXT_INTERVAL_S = 0.025  # at most 40 `text` messages a second per conversation
 
 
 class _Stream(Protocol):
@@ -92,12 +98,15 @@ class LitestreamTTSService(WebsocketTTSService):
         sample_rate: output rate; None takes the pipeline's. Audio is resampled to it.
         text_aggregation_mode: TOKEN (default) sends LLM tokens as they come; SENTENCE lets
             Pipecat cut sentences first (adds latency; litestream cuts chunks itself).
+        text_interval_s: at most one `text` message per this many seconds: tokens closer
+            together are joined (0: a message per token, which a fast LLM can push over the
+            server's message rate).
     """
 
     def __init__(self, *, url: str, voice: str | None = None, api_key: str | None = None,
                  speed: float | None = None, sample_rate: int | None = None,
                  text_aggregation_mode: TextAggregationMode = TextAggregationMode.TOKEN,
-                 **kwargs: Any) -> None:
+                 text_interval_s: float = TEXT_INTERVAL_S, **kwargs: Any) -> None:
         super().__init__(
             text_aggregation_mode=text_aggregation_mode,
             push_text_frames=False,     # words come with their times (`words` events)
@@ -110,6 +119,11 @@ class LitestreamTTSService(WebsocketTTSService):
         self._url = url
         self._api_key = api_key
         self._speed = speed
+        self._text_interval_s = text_interval_s
+        self._pending: list[str] = []         # tokens waiting for the next `text` message
+        self._pending_sender: asyncio.Task[None] | None = None  # sends them when it is due
+        self._text_sent_at = -math.inf        # monotonic: the last `text` message went
+        self._sending = asyncio.Lock()        # messages go out in the order they were made
         self._stack: contextlib.AsyncExitStack | None = None
         self._stream: _Stream | None = None
         self._receive_task: Any = None
@@ -152,6 +166,9 @@ class LitestreamTTSService(WebsocketTTSService):
 
     async def _disconnect(self) -> None:
         await super()._disconnect()
+        if self._pending_sender is not None:
+            await self.cancel_task(self._pending_sender)
+            self._pending_sender = None
         if self._receive_task is not None:
             await self.cancel_task(self._receive_task)
             self._receive_task = None
@@ -230,12 +247,48 @@ class LitestreamTTSService(WebsocketTTSService):
                 yield ErrorFrame(error=f"{self} not connected: this turn is not spoken")
             return
         try:
-            await self._stream.send_text(text)
+            await self._send_text(text)
             await self.start_tts_usage_metrics(text)
         except Exception as exc:
             yield ErrorFrame(error=f"{self} send failed: {exc}")
             return
         yield None  # audio arrives through the receive task
+
+    async def _send_text(self, text: str) -> None:
+        """`text` now, or, within `text_interval_s` of the last `text` message, with the
+        tokens after it in one message when the interval is over."""
+        if self._pending or time.monotonic() - self._text_sent_at < self._text_interval_s:
+            self._pending.append(text)
+            if self._pending_sender is None:
+                self._pending_sender = self.create_task(self._send_pending_when_due())
+            return
+        self._pending.append(text)
+        await self._send_pending()
+
+    async def _send_pending_when_due(self) -> None:
+        try:
+            await asyncio.sleep(self._text_sent_at + self._text_interval_s - time.monotonic())
+            self._pending_sender = None  # tokens from now on wait for the next message
+            await self._send_pending()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            await self.push_error_frame(ErrorFrame(error=f"{self} send failed: {exc}"))
+        finally:
+            if self._pending_sender is asyncio.current_task():
+                self._pending_sender = None
+
+    async def _send_pending(self, *, flush: bool = False) -> bool:
+        """The waiting tokens as one `text` message (with `flush`); False if none waited. With
+        no stream they wait: the turn's next token opens one, and they go first on it."""
+        async with self._sending:
+            if not self._pending or self._stream is None:
+                return False
+            text = "".join(self._pending)
+            self._pending.clear()
+            self._text_sent_at = time.monotonic()
+            await self._stream.send_text(text, flush=flush)
+            return True
 
     async def flush_audio(self, context_id: str | None = None) -> None:
         """The LLM's response ended: speak what is buffered; `flushed` ends the context."""
@@ -243,7 +296,9 @@ class LitestreamTTSService(WebsocketTTSService):
         if self._stream is None or flush_id is None:
             return
         self._flushes.append(flush_id)
-        await self._stream.flush()
+        if not await self._send_pending(flush=True):  # the last tokens and the flush as one
+            async with self._sending:
+                await self._stream.flush()
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         if isinstance(frame, InterruptionFrame):
@@ -256,11 +311,13 @@ class LitestreamTTSService(WebsocketTTSService):
         playing): the clear is cheap and the server's `cleared` marks where new audio begins."""
         await self.stop_all_metrics()
         await self._report_heard()
+        self._pending.clear()  # tokens of the turn cut short, not yet sent: never sent
         if self._stream is not None and self._clears_pending == 0:
             self._clears_pending += 1
             self._flushes.clear()  # the server drops pending flush marks on clear
-            with contextlib.suppress(Exception):
-                await self._stream.clear()
+            async with self._sending:
+                with contextlib.suppress(Exception):
+                    await self._stream.clear()
 
     async def on_audio_context_interrupted(self, context_id: str) -> None:
         self._context_base_ms.pop(context_id, None)

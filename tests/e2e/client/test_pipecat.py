@@ -37,7 +37,7 @@ from pipecat.transports.base_output import BaseOutputTransport
 from pipecat.transports.base_transport import TransportParams
 from pipecat.workers.runner import WorkerRunner
 
-from litestream.client import Chunk, Flushed, Words, connect
+from litestream.client import Chunk, Error, Flushed, Words, connect
 from litestream.client.pipecat import LitestreamTTSService, word_times
 from tests.serverutil import RunningServer, run_server
 
@@ -391,6 +391,28 @@ async def test_a_refused_handshake_is_not_retried_for_every_token() -> None:
             await run_pipeline(srv, two_turns, LitestreamTTSService(url=srv.url, api_key="good"))
         assert 1 <= refusals(srv, "max_streams") <= 3
         assert seen["usable"]
+
+
+async def test_a_fast_llm_is_not_cut_by_the_servers_message_rate() -> None:
+    """The server limits each key (or client address) to `messages_per_s` (200 by default;
+    a 2 s burst). A fast LLM (several hundred tokens a second), or a few conversations of one
+    agent host at once, went over it with one `text` message per token: every token refused
+    was never spoken, and a refused `flush` left the turn unended. Here the limit is 3 a
+    second (a burst of 6) against one reply of 12 tokens, delivered as fast as an LLM can."""
+    seen: dict[str, Any] = {}
+
+    async def script(worker: PipelineWorker, sink: Sink, tts: LitestreamTTSService) -> None:
+        await worker.queue_frames(llm_turn(TURN_1))
+        with contextlib.suppress(TimeoutError):  # a lost flush: the asserts say so
+            await sink.wait_for(stopped(1), timeout=15)
+        assert isinstance(tts, TappedTTS)
+        seen["errors"] = [e.code for e in tts.events if isinstance(e, Error)]
+        seen["words"] = [f.raw_text for f in sink.of(TTSTextFrame)]
+
+    async with run_server(messages_per_s=3.0) as srv:
+        await run_pipeline(srv, script, TappedTTS(url=srv.url))
+    assert seen["errors"] == []
+    assert seen["words"] == TURN_1.split()
 
 
 HEARD_TOLERANCE_MS = 100  # a word starting this close to the cut may fall on either side
