@@ -124,6 +124,9 @@ class LitestreamTTSService(WebsocketTTSService):
         self._pending_sender: asyncio.Task[None] | None = None  # sends them when it is due
         self._text_sent_at = -math.inf        # monotonic: the last `text` message went
         self._sending = asyncio.Lock()        # messages go out in the order they were made
+        # The text given to run_tts since the listener's timeline began (the stream's start or
+        # the last `clear`): what of it no chunk carries yet, the server still held.
+        self._said: list[str] = []
         self._stack: contextlib.AsyncExitStack | None = None
         self._stream: _Stream | None = None
         self._receive_task: Any = None
@@ -198,6 +201,7 @@ class LitestreamTTSService(WebsocketTTSService):
                 await self._call_event_handler("on_connection_error", str(exc))
                 return
             self._stack = stack
+            self._said = list(self._pending)  # a new timeline: only what goes on this stream
             self._flushes.clear()
             self._clears_pending = 0
             self._untimed.clear()
@@ -246,6 +250,7 @@ class LitestreamTTSService(WebsocketTTSService):
                 self._unspoken_context = context_id
                 yield ErrorFrame(error=f"{self} not connected: this turn is not spoken")
             return
+        self._said.append(text)
         try:
             await self._send_text(text)
             await self.start_tts_usage_metrics(text)
@@ -315,6 +320,7 @@ class LitestreamTTSService(WebsocketTTSService):
         if self._stream is not None and self._clears_pending == 0:
             self._clears_pending += 1
             self._flushes.clear()  # the server drops pending flush marks on clear
+            self._said.clear()  # the next timeline starts at the `cleared`
             async with self._sending:
                 with contextlib.suppress(Exception):
                     await self._stream.clear()
@@ -328,7 +334,7 @@ class LitestreamTTSService(WebsocketTTSService):
     async def _report_heard(self) -> None:
         """Tell `on_interrupted_heard` handlers what the listener heard of the turn cut short:
         (service, heard, unheard): the turn's text up to the end of the last word whose start
-        was heard, and the rest of what was synthesized.
+        was heard, and the rest: what was synthesized, then the text the server still held.
 
         The listener is the PlaybackClock: it plays in real time from the first frame, as
         Pipecat's output transport does; a word counts as heard once its start has played, the
@@ -337,7 +343,10 @@ class LitestreamTTSService(WebsocketTTSService):
         if clock is None:
             return
         split = clock.heard_text(time.monotonic(), from_seq=self._first_live_seq)
-        await self._call_event_handler("on_interrupted_heard", split.heard, split.unheard)
+        # Then what the server still held, in no chunk yet (the sentence being written).
+        held = clock.unchunked("".join(self._said))
+        unheard = " ".join(part for part in (split.unheard, held) if part)
+        await self._call_event_handler("on_interrupted_heard", split.heard, unheard)
 
     # ------------------------------------------------------------ events out
 

@@ -191,6 +191,41 @@ async def test_interruption_clears_the_server_and_reports_what_was_heard(
     assert unheard and len(heard.split()) < 10
 
 
+@module_loop
+async def test_the_heard_report_counts_text_the_server_still_held_as_unheard(
+        srv: RunningServer) -> None:
+    """The user barges in while the LLM is still streaming: the server held the sentence
+    being written (a sentence is cut only once the next begins). The LLM said it and the user
+    never heard it, but `on_interrupted_heard` left it out of `unheard`."""
+    answer = ("Sure, one moment. I am checking the weather for you now. It looks like rain "
+              "this afternoon. Take an umbrella with you today.")
+    tokens = [w + " " for w in answer.split()]
+    reports: list[tuple[str, str]] = []
+    said: list[str] = []
+
+    async def script(worker: PipelineWorker, sink: Sink, tts: LitestreamTTSService) -> None:
+        @tts.event_handler("on_interrupted_heard")
+        async def _heard(service: Any, heard: str, unheard: str) -> None:
+            reports.append((heard, unheard))
+
+        await worker.queue_frame(LLMFullResponseStartFrame())
+        for token in tokens:  # an LLM a little faster than speech
+            await worker.queue_frame(LLMTextFrame(token))
+            said.append(token)
+            if sink.of(TTSAudioRawFrame) and len(said) >= 16:
+                break  # the user barges in, mid-sentence: the LLM stops
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(0.2)  # the tokens it wrote reach the service
+        await worker.queue_frame(InterruptionFrame())
+        while not reports:
+            await asyncio.sleep(0.01)
+
+    await run_pipeline(srv, script)
+    ((heard, unheard),) = reports
+    assert "".join(said).split() == heard.split() + unheard.split()
+    assert len(said) < len(tokens)
+
+
 class Speaker(BaseOutputTransport):
     """Stands in for a sound card behind Pipecat's real output transport: each chunk of audio
     the transport writes plays in real time after the one before (the transport paces its
