@@ -121,6 +121,7 @@ class LitestreamTTSService(WebsocketTTSService):
         self._speed = speed
         self._text_interval_s = text_interval_s
         self._pending: list[str] = []         # tokens waiting for the next `text` message
+        self._pending_context: str | None = None  # the turn they belong to
         self._pending_sender: asyncio.Task[None] | None = None  # sends them when it is due
         self._text_sent_at = -math.inf        # monotonic: the last `text` message went
         self._sending = asyncio.Lock()        # messages go out in the order they were made
@@ -252,16 +253,21 @@ class LitestreamTTSService(WebsocketTTSService):
             return
         self._said.append(text)
         try:
-            await self._send_text(text)
+            await self._send_text(text, context_id)
             await self.start_tts_usage_metrics(text)
         except Exception as exc:
             yield ErrorFrame(error=f"{self} send failed: {exc}")
             return
         yield None  # audio arrives through the receive task
 
-    async def _send_text(self, text: str) -> None:
+    async def _send_text(self, text: str, context_id: str) -> None:
         """`text` now, or, within `text_interval_s` of the last `text` message, with the
         tokens after it in one message when the interval is over."""
+        if context_id != self._pending_context:
+            # Tokens of an earlier turn still waiting had no stream to go on (it closed as
+            # that turn ended): said at the start of this turn they would be out of place.
+            self._pending.clear()
+            self._pending_context = context_id
         if self._pending or time.monotonic() - self._text_sent_at < self._text_interval_s:
             self._pending.append(text)
             if self._pending_sender is None:

@@ -395,6 +395,33 @@ async def test_a_turn_after_the_server_restarted_is_spoken_on_a_new_stream() -> 
     assert seen["streams"] == 2 and seen["open"]
 
 
+async def test_tokens_left_waiting_when_the_server_went_away_are_not_said_next_turn() -> None:
+    """Tokens close together wait to go as one `text` message. The server went away while
+    some of a turn's tokens waited (the turn ended with no stream to flush them on): the
+    next turn, on a new stream, began with them."""
+    seen: dict[str, Any] = {}
+    async with contextlib.AsyncExitStack() as first_server:
+        first = await first_server.enter_async_context(run_server())
+
+        async def script(worker: PipelineWorker, sink: Sink, tts: LitestreamTTSService) -> None:
+            turn = llm_turn("Sure, one moment. I am checking")
+            await worker.queue_frames(turn[:-1])  # the first token goes, the rest wait 5 s
+            await asyncio.sleep(0.3)
+            await first_server.aclose()  # the stream closes with 1001
+            await worker.queue_frame(turn[-1])
+            async with run_server(port=first.port) as second:
+                await worker.queue_frames(llm_turn(TURN_2))
+                await sink.wait_for(lambda frames: any(
+                    isinstance(f, TTSTextFrame) and f.text == "tomorrow" for f in frames))
+                assert isinstance(tts, TappedTTS)
+                seen["chunks"] = [e.text for e in tts.events if isinstance(e, Chunk)]
+                seen["open"] = tts.session_id in second.server.streams
+
+        await run_pipeline(first, script, TappedTTS(url=first.url, text_interval_s=5.0))
+    assert seen["open"]
+    assert seen["chunks"][-1] == TURN_2
+
+
 def refusals(srv: RunningServer, reason: str) -> float:
     value = srv.server.metrics.registry.get_sample_value(
         "litestream_refusals_total", {"reason": reason})
