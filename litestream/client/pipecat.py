@@ -19,7 +19,9 @@ timeout). Within a turn:
   `words` event, the voice's own time for every word, goes to Pipecat's word-timestamp
   mechanism (`add_word_timestamps`): Pipecat stamps each word's `TTSTextFrame` with the time
   its audio starts playing, the output transport releases it then, and an interruption drops
-  the frames of words not yet begun, so the LLM context keeps exactly the words heard. A
+  the frames of words not yet begun, so the LLM context keeps exactly the words heard (a
+  reply whose audio arrives while an earlier one still plays has its words moved later by
+  what the listener had still to play: `_listener_lead_s`). A
   server without word timestamps sends no `words`; its chunks' words are then spread over
   the chunk by character position (`word_times`), an estimate. The service also keeps a
   `PlaybackClock` (a listener playing in real time from the first frame) and, on
@@ -135,6 +137,10 @@ class LitestreamTTSService(WebsocketTTSService):
         self._flushes: deque[str] = deque()   # audio contexts waiting for `flushed`, in order
         self._clears_pending = 0              # `clear` sent, `cleared` not yet received
         self._context_base_ms: dict[str, float] = {}  # stream start_ms of a context's audio
+        # s added to a context's word times: audio of earlier contexts the listener had still
+        # to play when this one's began arriving (set at its first audio frame)
+        self._word_lead_s: dict[str, float] = {}
+        self._early_words: dict[str, list[tuple[str, float]]] = {}  # before its first audio
         self._untimed: dict[int, Chunk] = {}  # chunks announced, their words not yet given
         self._clock: PlaybackClock | None = None  # the listener, for on_interrupted_heard
         self._first_live_seq = 0                   # chunks before this were heard in full
@@ -333,6 +339,8 @@ class LitestreamTTSService(WebsocketTTSService):
 
     async def on_audio_context_interrupted(self, context_id: str) -> None:
         self._context_base_ms.pop(context_id, None)
+        self._word_lead_s.pop(context_id, None)
+        self._early_words.pop(context_id, None)
         # A context cut before it ended never reaches _record_context_audio_outcome.
         self._silent_contexts.discard(context_id)
         await super().on_audio_context_interrupted(context_id)
@@ -398,6 +406,8 @@ class LitestreamTTSService(WebsocketTTSService):
         elif isinstance(event, Flushed):
             if self._flushes:
                 ctx = self._flushes.popleft()
+                self._word_lead_s.pop(ctx, None)
+                self._early_words.pop(ctx, None)
                 if (self._context_base_ms.pop(ctx, None) is None
                         and self.audio_context_available(ctx)):
                     # No chunk: the text had nothing to say. Noted only for a context that
@@ -431,21 +441,48 @@ class LitestreamTTSService(WebsocketTTSService):
         if chunk is None or ctx is None:
             return
         base_ms = self._context_base_ms.setdefault(ctx, float(chunk.start_ms))
-        await self.add_word_timestamps(
-            [(w.text, (w.start_ms - base_ms) / 1000.0) for w in words.words], ctx)
+        await self._add_words(
+            ctx, [(w.text, (w.start_ms - base_ms) / 1000.0) for w in words.words])
+
+    async def _add_words(self, ctx: str, times: list[tuple[str, float]]) -> None:
+        """Words of `ctx`, timed from its first audio, to Pipecat, once that audio has come
+        and its lead is known (a chunk's `words` come before its audio)."""
+        lead_s = self._word_lead_s.get(ctx)
+        if lead_s is None:
+            self._early_words.setdefault(ctx, []).extend(times)
+            return
+        await self.add_word_timestamps([(word, at + lead_s) for word, at in times], ctx)
+
+    def _listener_lead_s(self, now: float) -> float:
+        """How much later than Pipecat's word clock assumes the listener hears the first sample
+        of a context whose first audio arrives now: after the audio of earlier contexts it has
+        still to play (a reply queued behind another, e.g. around a tool call). Pipecat starts
+        a context's word clock when its first audio is pushed, or at the previous context's
+        last word's start if that is later (never at that context's end), so without this
+        lead the words of the second reply were released, and kept in the LLM context at a
+        barge-in, up to that last word and its trailing silence (~0.4 s) early."""
+        clock = self._clock
+        if clock is None or clock.first_audio_at is None:
+            return 0.0
+        queued_s = clock.buffered_ms(now) / 1000.0
+        # Pipecat's own wait (its WordTimestampTracker's baseline rule, pipecat 1.14).
+        tracker_wait_ns = self._word_timestamp_tracker.last_pts - self.get_clock().get_time()
+        return max(0.0, queued_s - max(0, tracker_wait_ns) / 1e9)
 
     async def _on_audio(self, audio: Audio, now: float) -> None:
+        ctx = self._current_context()
+        if ctx is not None and ctx not in self._word_lead_s:
+            self._word_lead_s[ctx] = self._listener_lead_s(now)  # before this frame counts
+            await self._add_words(ctx, self._early_words.pop(ctx, []))
         if self._clock is not None:
             self._clock.on_audio(audio.seq, len(audio.pcm), now)
-        ctx = self._current_context()
         if ctx is None:
             return
         chunk = self._untimed.pop(audio.seq, None)
         if chunk is not None:  # no `words` came before its audio: a server without them
             base_ms = self._context_base_ms.setdefault(ctx, float(chunk.start_ms))
-            await self.add_word_timestamps(
-                word_times(chunk.text, (chunk.start_ms - base_ms) / 1000.0,
-                           chunk.duration_ms / 1000.0), ctx)
+            await self._add_words(ctx, word_times(
+                chunk.text, (chunk.start_ms - base_ms) / 1000.0, chunk.duration_ms / 1000.0))
         pcm = audio.pcm
         if self._server_rate and self._server_rate != self.sample_rate:
             pcm = await self._resampler.resample(pcm, self._server_rate, self.sample_rate)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
 from collections.abc import Callable
 from typing import Any
@@ -570,3 +571,68 @@ def test_the_service_is_built_on_pipecats_current_websocket_base_class() -> None
     assert hasattr(pipecat_tts.AudioContextTTSService, "__deprecated__")  # the mark looked for
     marked = [c.__name__ for c in LitestreamTTSService.__mro__ if hasattr(c, "__deprecated__")]
     assert marked == []
+
+
+@module_loop
+async def test_a_reply_queued_behind_another_keeps_exactly_the_words_heard(
+        srv: RunningServer) -> None:
+    """Two replies back to back (the LLM speaks, calls a tool, speaks again): the second's
+    audio arrives while the first's still plays. Pipecat starts a reply's word clock when its
+    first audio is pushed, or at the last word's start if that is later, not where the
+    first reply's audio ends: the second reply's words were released up to the first's last
+    word and trailing silence early (430 ms on the bundled voice), and a barge-in left words
+    in the LLM context that the user never heard."""
+    first = "Let me check that for you."
+    second = "Your total comes to twelve dollars. Shall I send the invoice now?"
+    target = second.split().index("dollars.")
+    tts = TappedTTS(url=srv.url)
+    speaker = Speaker()
+    context = LLMContext()
+    worker = PipelineWorker(Pipeline([tts, speaker, LLMAssistantAggregator(context)]),
+                            cancel_on_idle_timeout=False,
+                            params=PipelineParams(audio_out_sample_rate=OUT_RATE))
+    started = asyncio.Event()
+
+    @worker.event_handler("on_pipeline_started")
+    async def _started(worker: Any, frame: Any) -> None:
+        started.set()
+
+    def starts_ms() -> list[int]:
+        """The voice's word start times, from the stream's first audio: the speaker's clock
+        (it plays both replies without a gap)."""
+        chunks = [e for e in tts.events if isinstance(e, Chunk)]
+        timed = [w for e in tts.events if isinstance(e, Words) for w in e.words]
+        return [w.start_ms - chunks[0].start_ms for w in timed]
+
+    n_first = len(first.split())
+
+    async def drive() -> None:
+        await asyncio.wait_for(started.wait(), 20)
+        try:
+            await worker.queue_frames(llm_turn(first) + llm_turn(second))
+            while len(starts_ms()) <= n_first + target + 1:
+                await asyncio.sleep(0.005)
+            after_target, next_start = starts_ms()[n_first + target:n_first + target + 2]
+            # The cut: 200 ms before the next word starts (and well after the target began).
+            assert next_start - after_target > 4 * HEARD_TOLERANCE_MS
+            cut_ms = next_start - 2 * HEARD_TOLERANCE_MS
+            while speaker.heard_ms(time.monotonic()) < cut_ms:
+                await asyncio.sleep(0.005)
+            await worker.queue_frame(InterruptionFrame())
+            await asyncio.sleep(0.5)  # the aggregator writes the interrupted turn
+        finally:
+            await worker.queue_frame(EndFrame())
+
+    runner = WorkerRunner(handle_sigint=False)
+    await runner.add_workers(worker)
+    await asyncio.wait_for(asyncio.gather(runner.run(), drive()), 120)
+
+    heard_at = speaker.heard_at_interruption_ms
+    assert heard_at is not None
+    played = [(start, length) for start, length in speaker.plays
+              if length > 0 and start < speaker.plays[0][0] + heard_at / 1000]
+    gaps = [b[0] - (a[0] + a[1]) for a, b in itertools.pairwise(played)]
+    assert max(gaps) < 0.05, gaps  # the speaker played both replies without a pause
+    messages = [str(m["content"]) for m in context.get_messages()
+                if m.get("role") == "assistant"]
+    assert messages == [first, " ".join(second.split()[:target + 1])]
