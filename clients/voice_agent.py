@@ -8,7 +8,8 @@ Playback is simulated with `PlaybackClock` (no sound card). The stream asks for 
 timestamps (`timestamps=word`), so every chunk comes with the voice's time for each of its
 words. After --barge-in-after seconds of playback the "user" interrupts: the agent stops its
 LLM, sends `clear`, waits for `cleared`, and prints the words heard before the barge-in (every
-word whose start had played) and the rest, never heard. That split is what an agent must
+word whose start had played) and the rest, never heard: the chunks cut short or never played,
+and the text the server still held, sent but in no chunk yet. That split is what an agent must
 write into its chat history: the assistant said only what was heard.
 """
 
@@ -118,6 +119,7 @@ async def run_agent(
     reply_flushed = asyncio.Event()  # the server has sent all audio of the whole reply
     cleared = asyncio.Event()
     barge_at: float | None = None
+    sent: list[str] = []  # the text sent, token by token
 
     async with connect(url, voice=voice, token=token, encoding=encoding,
                        timestamps="word") as stream:
@@ -128,6 +130,7 @@ async def run_agent(
                 if first_word_at is None:
                     first_word_at = loop.time()
                 await stream.send_text(token_text)
+                sent.append(token_text)
                 report.words_sent += 1
             await stream.flush()  # the LLM turn is over: speak the tail now
 
@@ -207,7 +210,11 @@ async def run_agent(
     report.fully_played = [HeardChunk(c.seq, c.text, 1.0) for c in clock.fully_played(at)]
     report.partly_played = [HeardChunk(c.seq, c.text, f) for c, f in clock.partly_played(at)]
     report.unplayed = [c.text for c in clock.unplayed(at)]
-    report.words = clock.heard_text(at)
+    # Not heard: the rest of the chunks, then what the server still held, which no chunk
+    # carried (an unfinished sentence, or text a `listener` stream had not yet needed).
+    split = clock.heard_text(at)
+    held = clock.unchunked("".join(sent))
+    report.words = HeardText(split.heard, " ".join(p for p in (split.unheard, held) if p))
     report.stalls = list(clock.stalls)
     return report
 

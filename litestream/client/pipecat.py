@@ -6,7 +6,10 @@ timeout). Within a turn:
 
 - the LLM's text frames go to the server as they come (`text`), token by token by default:
   litestream's segmenter, not Pipecat's sentence aggregator, decides where chunks are cut, so
-  the first chunk can be short and first audio early;
+  the first chunk can be short and first audio early. Tokens that come less than
+  `text_interval_s` (25 ms) after the last `text` message wait that long and go as one: the
+  server limits messages per key or client address (`--messages-per-s`, 200 by default), and
+  a refused `text` is never spoken. A token after a pause goes at once;
 - the end of the LLM's response sends `flush`; the server's `flushed` ends the audio context;
 - audio frames (s16le at the voice's rate) are pushed as they arrive, resampled to the
   pipeline's output rate when it differs;
@@ -16,7 +19,9 @@ timeout). Within a turn:
   `words` event, the voice's own time for every word, goes to Pipecat's word-timestamp
   mechanism (`add_word_timestamps`): Pipecat stamps each word's `TTSTextFrame` with the time
   its audio starts playing, the output transport releases it then, and an interruption drops
-  the frames of words not yet begun, so the LLM context keeps exactly the words heard. A
+  the frames of words not yet begun, so the LLM context keeps exactly the words heard (a
+  reply whose audio arrives while an earlier one still plays has its words moved later by
+  what the listener had still to play: `_listener_lead_s`). A
   server without word timestamps sends no `words`; its chunks' words are then spread over
   the chunk by character position (`word_times`), an estimate. The service also keeps a
   `PlaybackClock` (a listener playing in real time from the first frame) and, on
@@ -31,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -51,6 +57,8 @@ from pipecat.services.tts_service import TextAggregationMode, WebsocketTTSServic
 from litestream.client.events import Audio, Chunk, Cleared, Done, Error, Flushed, Ready, Words
 from litestream.client.playback import PlaybackClock
 from litestream.client.stream import HandshakeRefused, connect
+
+TEXT_INTERVAL_S = 0.025  # at most 40 `text` messages a second per conversation
 
 
 class _Stream(Protocol):
@@ -92,12 +100,15 @@ class LitestreamTTSService(WebsocketTTSService):
         sample_rate: output rate; None takes the pipeline's. Audio is resampled to it.
         text_aggregation_mode: TOKEN (default) sends LLM tokens as they come; SENTENCE lets
             Pipecat cut sentences first (adds latency; litestream cuts chunks itself).
+        text_interval_s: at most one `text` message per this many seconds: tokens closer
+            together are joined (0: a message per token, which a fast LLM can push over the
+            server's message rate).
     """
 
     def __init__(self, *, url: str, voice: str | None = None, api_key: str | None = None,
                  speed: float | None = None, sample_rate: int | None = None,
                  text_aggregation_mode: TextAggregationMode = TextAggregationMode.TOKEN,
-                 **kwargs: Any) -> None:
+                 text_interval_s: float = TEXT_INTERVAL_S, **kwargs: Any) -> None:
         super().__init__(
             text_aggregation_mode=text_aggregation_mode,
             push_text_frames=False,     # words come with their times (`words` events)
@@ -110,6 +121,15 @@ class LitestreamTTSService(WebsocketTTSService):
         self._url = url
         self._api_key = api_key
         self._speed = speed
+        self._text_interval_s = text_interval_s
+        self._pending: list[str] = []         # tokens waiting for the next `text` message
+        self._pending_context: str | None = None  # the turn they belong to
+        self._pending_sender: asyncio.Task[None] | None = None  # sends them when it is due
+        self._text_sent_at = -math.inf        # monotonic: the last `text` message went
+        self._sending = asyncio.Lock()        # messages go out in the order they were made
+        # The text given to run_tts since the listener's timeline began (the stream's start or
+        # the last `clear`): what of it no chunk carries yet, the server still held.
+        self._said: list[str] = []
         self._stack: contextlib.AsyncExitStack | None = None
         self._stream: _Stream | None = None
         self._receive_task: Any = None
@@ -117,6 +137,10 @@ class LitestreamTTSService(WebsocketTTSService):
         self._flushes: deque[str] = deque()   # audio contexts waiting for `flushed`, in order
         self._clears_pending = 0              # `clear` sent, `cleared` not yet received
         self._context_base_ms: dict[str, float] = {}  # stream start_ms of a context's audio
+        # s added to a context's word times: audio of earlier contexts the listener had still
+        # to play when this one's began arriving (set at its first audio frame)
+        self._word_lead_s: dict[str, float] = {}
+        self._early_words: dict[str, list[tuple[str, float]]] = {}  # before its first audio
         self._untimed: dict[int, Chunk] = {}  # chunks announced, their words not yet given
         self._clock: PlaybackClock | None = None  # the listener, for on_interrupted_heard
         self._first_live_seq = 0                   # chunks before this were heard in full
@@ -152,6 +176,9 @@ class LitestreamTTSService(WebsocketTTSService):
 
     async def _disconnect(self) -> None:
         await super()._disconnect()
+        if self._pending_sender is not None:
+            await self.cancel_task(self._pending_sender)
+            self._pending_sender = None
         if self._receive_task is not None:
             await self.cancel_task(self._receive_task)
             self._receive_task = None
@@ -181,6 +208,7 @@ class LitestreamTTSService(WebsocketTTSService):
                 await self._call_event_handler("on_connection_error", str(exc))
                 return
             self._stack = stack
+            self._said = list(self._pending)  # a new timeline: only what goes on this stream
             self._flushes.clear()
             self._clears_pending = 0
             self._untimed.clear()
@@ -229,13 +257,55 @@ class LitestreamTTSService(WebsocketTTSService):
                 self._unspoken_context = context_id
                 yield ErrorFrame(error=f"{self} not connected: this turn is not spoken")
             return
+        self._said.append(text)
         try:
-            await self._stream.send_text(text)
+            await self._send_text(text, context_id)
             await self.start_tts_usage_metrics(text)
         except Exception as exc:
             yield ErrorFrame(error=f"{self} send failed: {exc}")
             return
         yield None  # audio arrives through the receive task
+
+    async def _send_text(self, text: str, context_id: str) -> None:
+        """`text` now, or, within `text_interval_s` of the last `text` message, with the
+        tokens after it in one message when the interval is over."""
+        if context_id != self._pending_context:
+            # Tokens of an earlier turn still waiting had no stream to go on (it closed as
+            # that turn ended): said at the start of this turn they would be out of place.
+            self._pending.clear()
+            self._pending_context = context_id
+        if self._pending or time.monotonic() - self._text_sent_at < self._text_interval_s:
+            self._pending.append(text)
+            if self._pending_sender is None:
+                self._pending_sender = self.create_task(self._send_pending_when_due())
+            return
+        self._pending.append(text)
+        await self._send_pending()
+
+    async def _send_pending_when_due(self) -> None:
+        try:
+            await asyncio.sleep(self._text_sent_at + self._text_interval_s - time.monotonic())
+            self._pending_sender = None  # tokens from now on wait for the next message
+            await self._send_pending()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            await self.push_error_frame(ErrorFrame(error=f"{self} send failed: {exc}"))
+        finally:
+            if self._pending_sender is asyncio.current_task():
+                self._pending_sender = None
+
+    async def _send_pending(self, *, flush: bool = False) -> bool:
+        """The waiting tokens as one `text` message (with `flush`); False if none waited. With
+        no stream they wait: the turn's next token opens one, and they go first on it."""
+        async with self._sending:
+            if not self._pending or self._stream is None:
+                return False
+            text = "".join(self._pending)
+            self._pending.clear()
+            self._text_sent_at = time.monotonic()
+            await self._stream.send_text(text, flush=flush)
+            return True
 
     async def flush_audio(self, context_id: str | None = None) -> None:
         """The LLM's response ended: speak what is buffered; `flushed` ends the context."""
@@ -243,7 +313,9 @@ class LitestreamTTSService(WebsocketTTSService):
         if self._stream is None or flush_id is None:
             return
         self._flushes.append(flush_id)
-        await self._stream.flush()
+        if not await self._send_pending(flush=True):  # the last tokens and the flush as one
+            async with self._sending:
+                await self._stream.flush()
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         if isinstance(frame, InterruptionFrame):
@@ -256,20 +328,27 @@ class LitestreamTTSService(WebsocketTTSService):
         playing): the clear is cheap and the server's `cleared` marks where new audio begins."""
         await self.stop_all_metrics()
         await self._report_heard()
+        self._pending.clear()  # tokens of the turn cut short, not yet sent: never sent
         if self._stream is not None and self._clears_pending == 0:
             self._clears_pending += 1
             self._flushes.clear()  # the server drops pending flush marks on clear
-            with contextlib.suppress(Exception):
-                await self._stream.clear()
+            self._said.clear()  # the next timeline starts at the `cleared`
+            async with self._sending:
+                with contextlib.suppress(Exception):
+                    await self._stream.clear()
 
     async def on_audio_context_interrupted(self, context_id: str) -> None:
         self._context_base_ms.pop(context_id, None)
+        self._word_lead_s.pop(context_id, None)
+        self._early_words.pop(context_id, None)
+        # A context cut before it ended never reaches _record_context_audio_outcome.
+        self._silent_contexts.discard(context_id)
         await super().on_audio_context_interrupted(context_id)
 
     async def _report_heard(self) -> None:
         """Tell `on_interrupted_heard` handlers what the listener heard of the turn cut short:
         (service, heard, unheard): the turn's text up to the end of the last word whose start
-        was heard, and the rest of what was synthesized.
+        was heard, and the rest: what was synthesized, then the text the server still held.
 
         The listener is the PlaybackClock: it plays in real time from the first frame, as
         Pipecat's output transport does; a word counts as heard once its start has played, the
@@ -278,7 +357,10 @@ class LitestreamTTSService(WebsocketTTSService):
         if clock is None:
             return
         split = clock.heard_text(time.monotonic(), from_seq=self._first_live_seq)
-        await self._call_event_handler("on_interrupted_heard", split.heard, split.unheard)
+        # Then what the server still held, in no chunk yet (the sentence being written).
+        held = clock.unchunked("".join(self._said))
+        unheard = " ".join(part for part in (split.unheard, held) if part)
+        await self._call_event_handler("on_interrupted_heard", split.heard, unheard)
 
     # ------------------------------------------------------------ events out
 
@@ -324,8 +406,13 @@ class LitestreamTTSService(WebsocketTTSService):
         elif isinstance(event, Flushed):
             if self._flushes:
                 ctx = self._flushes.popleft()
-                if self._context_base_ms.pop(ctx, None) is None:
-                    self._silent_contexts.add(ctx)  # no chunk: the text had nothing to say
+                self._word_lead_s.pop(ctx, None)
+                self._early_words.pop(ctx, None)
+                if (self._context_base_ms.pop(ctx, None) is None
+                        and self.audio_context_available(ctx)):
+                    # No chunk: the text had nothing to say. Noted only for a context that
+                    # will still end (one Pipecat ended already was counted then).
+                    self._silent_contexts.add(ctx)
                 await self.append_to_audio_context(ctx, TTSStoppedFrame(context_id=ctx))
                 await self.remove_audio_context(ctx)
         elif isinstance(event, Error):
@@ -354,21 +441,48 @@ class LitestreamTTSService(WebsocketTTSService):
         if chunk is None or ctx is None:
             return
         base_ms = self._context_base_ms.setdefault(ctx, float(chunk.start_ms))
-        await self.add_word_timestamps(
-            [(w.text, (w.start_ms - base_ms) / 1000.0) for w in words.words], ctx)
+        await self._add_words(
+            ctx, [(w.text, (w.start_ms - base_ms) / 1000.0) for w in words.words])
+
+    async def _add_words(self, ctx: str, times: list[tuple[str, float]]) -> None:
+        """Words of `ctx`, timed from its first audio, to Pipecat, once that audio has come
+        and its lead is known (a chunk's `words` come before its audio)."""
+        lead_s = self._word_lead_s.get(ctx)
+        if lead_s is None:
+            self._early_words.setdefault(ctx, []).extend(times)
+            return
+        await self.add_word_timestamps([(word, at + lead_s) for word, at in times], ctx)
+
+    def _listener_lead_s(self, now: float) -> float:
+        """How much later than Pipecat's word clock assumes the listener hears the first sample
+        of a context whose first audio arrives now: after the audio of earlier contexts it has
+        still to play (a reply queued behind another, e.g. around a tool call). Pipecat starts
+        a context's word clock when its first audio is pushed, or at the previous context's
+        last word's start if that is later (never at that context's end), so without this
+        lead the words of the second reply were released, and kept in the LLM context at a
+        barge-in, up to that last word and its trailing silence (~0.4 s) early."""
+        clock = self._clock
+        if clock is None or clock.first_audio_at is None:
+            return 0.0
+        queued_s = clock.buffered_ms(now) / 1000.0
+        # Pipecat's own wait (its WordTimestampTracker's baseline rule, pipecat 1.14).
+        tracker_wait_ns = self._word_timestamp_tracker.last_pts - self.get_clock().get_time()
+        return max(0.0, queued_s - max(0, tracker_wait_ns) / 1e9)
 
     async def _on_audio(self, audio: Audio, now: float) -> None:
+        ctx = self._current_context()
+        if ctx is not None and ctx not in self._word_lead_s:
+            self._word_lead_s[ctx] = self._listener_lead_s(now)  # before this frame counts
+            await self._add_words(ctx, self._early_words.pop(ctx, []))
         if self._clock is not None:
             self._clock.on_audio(audio.seq, len(audio.pcm), now)
-        ctx = self._current_context()
         if ctx is None:
             return
         chunk = self._untimed.pop(audio.seq, None)
         if chunk is not None:  # no `words` came before its audio: a server without them
             base_ms = self._context_base_ms.setdefault(ctx, float(chunk.start_ms))
-            await self.add_word_timestamps(
-                word_times(chunk.text, (chunk.start_ms - base_ms) / 1000.0,
-                           chunk.duration_ms / 1000.0), ctx)
+            await self._add_words(ctx, word_times(
+                chunk.text, (chunk.start_ms - base_ms) / 1000.0, chunk.duration_ms / 1000.0))
         pcm = audio.pcm
         if self._server_rate and self._server_rate != self.sample_rate:
             pcm = await self._resampler.resample(pcm, self._server_rate, self.sample_rate)

@@ -9,11 +9,16 @@ The voice agent, the locust user and the realtime benchmark share it (through
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from litestream.client.events import Chunk, Ready, Word, Words
 from litestream.protocol import BYTES_PER_SAMPLE
+
+# A markdown link's target, "](url)" (one level of parentheses inside, as Wikipedia's have): the
+# server speaks "[text](url)" as "text" (text/markdown.py).
+_LINK_TARGET = re.compile(r"\]\((?:[^()\s]|\([^()\s]*\))*\)")
 
 
 @dataclass(frozen=True)
@@ -240,6 +245,27 @@ class PlaybackClock:
             heard.append(c.text[:cut].strip())
             unheard.append(c.text[cut:].strip())
         return HeardText(" ".join(p for p in heard if p), " ".join(p for p in unheard if p))
+
+    def unchunked(self, sent: str) -> str:
+        """What of `sent`, the text sent on the stream since this clock's timeline began, no
+        chunk announced yet carries: text the server still held (a `listener` stream is
+        segmented and synthesized only as playback needs it), never spoken. After a barge-in
+        it belongs to what was not heard, after the last chunk's unheard rest.
+
+        A chunk's text is the sent text with whitespace, control characters and markdown
+        marks taken out, in order (text/segmenter.py), so each chunk's characters are found in
+        `sent` one after another; what follows the last of them is the rest. A link's target
+        (``[text](url)`` is spoken "text") is not searched: its characters are in no chunk."""
+        visible = _LINK_TARGET.sub(lambda m: " " * len(m.group()), sent)
+        at = 0
+        for _, c in sorted(self.chunks.items()):
+            for ch in c.text:
+                if ch.isspace():
+                    continue
+                found = visible.find(ch, at)
+                if found >= 0:
+                    at = found + 1
+        return sent[_after_punctuation(visible, at):].strip()
 
     def unplayed(self, t: float) -> list[ChunkPlayback]:
         """Chunks announced of which the listener had heard nothing by `t`."""

@@ -334,6 +334,24 @@ async def test_voice_agent_barge_in_reports_what_was_heard(server: RunningServer
     assert not report.errors
 
 
+@module_loop
+async def test_voice_agent_counts_text_the_server_still_held_as_not_heard(
+        server: RunningServer) -> None:
+    """The user barges in while the LLM is still streaming: the server still held text no
+    chunk carried yet (a sentence is cut only once the next one begins, and a `listener`
+    stream is chunked only as playback needs it). The agent had sent that text and it was
+    never heard, but the report's "not heard" left it out."""
+    agent = _load_voice_agent()
+    report = await agent.run_agent(server.url, barge_in_after_s=1.0, words_per_s=20.0,
+                                   timeout_s=30.0)
+    assert report.barged_in
+    sent = agent.CANNED_REPLY.split()[:report.words_sent]
+    assert 0 < len(sent) < report.words_total  # the LLM was stopped mid-reply
+    # Heard and not heard together: every word sent, in order, each once.
+    assert report.words.heard.split() + report.words.unheard.split() == sent
+    assert 0 < len(report.words.heard.split()) < len(sent)
+
+
 def _load_voice_agent() -> Any:
     path = REPO / "clients" / "voice_agent.py"
     spec = importlib.util.spec_from_file_location("voice_agent", path)

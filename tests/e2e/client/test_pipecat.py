@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
 from collections.abc import Callable
 from typing import Any
@@ -37,7 +38,7 @@ from pipecat.transports.base_output import BaseOutputTransport
 from pipecat.transports.base_transport import TransportParams
 from pipecat.workers.runner import WorkerRunner
 
-from litestream.client import Chunk, Words, connect
+from litestream.client import Chunk, Error, Flushed, Words, connect
 from litestream.client.pipecat import LitestreamTTSService, word_times
 from tests.serverutil import RunningServer, run_server
 
@@ -191,6 +192,41 @@ async def test_interruption_clears_the_server_and_reports_what_was_heard(
     assert unheard and len(heard.split()) < 10
 
 
+@module_loop
+async def test_the_heard_report_counts_text_the_server_still_held_as_unheard(
+        srv: RunningServer) -> None:
+    """The user barges in while the LLM is still streaming: the server held the sentence
+    being written (a sentence is cut only once the next begins). The LLM said it and the user
+    never heard it, but `on_interrupted_heard` left it out of `unheard`."""
+    answer = ("Sure, one moment. I am checking the weather for you now. It looks like rain "
+              "this afternoon. Take an umbrella with you today.")
+    tokens = [w + " " for w in answer.split()]
+    reports: list[tuple[str, str]] = []
+    said: list[str] = []
+
+    async def script(worker: PipelineWorker, sink: Sink, tts: LitestreamTTSService) -> None:
+        @tts.event_handler("on_interrupted_heard")
+        async def _heard(service: Any, heard: str, unheard: str) -> None:
+            reports.append((heard, unheard))
+
+        await worker.queue_frame(LLMFullResponseStartFrame())
+        for token in tokens:  # an LLM a little faster than speech
+            await worker.queue_frame(LLMTextFrame(token))
+            said.append(token)
+            if sink.of(TTSAudioRawFrame) and len(said) >= 16:
+                break  # the user barges in, mid-sentence: the LLM stops
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(0.2)  # the tokens it wrote reach the service
+        await worker.queue_frame(InterruptionFrame())
+        while not reports:
+            await asyncio.sleep(0.01)
+
+    await run_pipeline(srv, script)
+    ((heard, unheard),) = reports
+    assert "".join(said).split() == heard.split() + unheard.split()
+    assert len(said) < len(tokens)
+
+
 class Speaker(BaseOutputTransport):
     """Stands in for a sound card behind Pipecat's real output transport: each chunk of audio
     the transport writes plays in real time after the one before (the transport paces its
@@ -291,6 +327,45 @@ async def test_turns_with_nothing_to_say_do_not_make_the_service_give_up(
     assert seen["words"] == TURN_2.split()
 
 
+class BargeInAtSilentFlush(LitestreamTTSService):
+    """The user barges in the moment the server's `flushed` of a turn with nothing to say has
+    been handled, before Pipecat's audio task ended that turn's audio context (a race that is
+    rare live; here it is made certain by interrupting from the receive loop)."""
+
+    barge_in = True
+
+    async def _on_event(self, event: object) -> None:
+        await super()._on_event(event)
+        if isinstance(event, Flushed) and self.barge_in:
+            self.barge_in = False
+            await self.process_frame(InterruptionFrame(), FrameDirection.DOWNSTREAM)
+
+
+@module_loop
+async def test_a_silent_turn_cut_before_its_end_leaves_nothing_behind(
+        srv: RunningServer) -> None:
+    """The service notes each turn the server flushed without a chunk until Pipecat ends its
+    audio context. A turn interrupted first never ends: its note stayed for the life of the
+    conversation, one more for every such turn."""
+    seen: dict[str, Any] = {}
+
+    async def script(worker: PipelineWorker, sink: Sink, tts: LitestreamTTSService) -> None:
+        assert isinstance(tts, BargeInAtSilentFlush)
+        await worker.queue_frames(llm_turn("..."))
+        while tts.barge_in:
+            await asyncio.sleep(0.01)
+        await worker.queue_frames(llm_turn(TURN_2))  # the conversation goes on
+        await sink.wait_for(lambda frames: any(isinstance(f, TTSStoppedFrame) and
+                                               f.context_id != seen.get("silent")
+                                               for f in frames))
+        seen["notes"] = set(tts._silent_contexts)
+        seen["words"] = [f.raw_text for f in sink.of(TTSTextFrame)]
+
+    await run_pipeline(srv, script, BargeInAtSilentFlush(url=srv.url))
+    assert seen["notes"] == set()
+    assert seen["words"] == TURN_2.split()
+
+
 async def test_a_turn_after_the_server_restarted_is_spoken_on_a_new_stream() -> None:
     """The server goes away between two turns (its streams close with 1001) and comes back on
     the same port. The service's receive loop, refused while it was down, waits to retry; the
@@ -319,6 +394,33 @@ async def test_a_turn_after_the_server_restarted_is_spoken_on_a_new_stream() -> 
     assert seen["audio_s"] > 0.5
     assert seen["words"] == TURN_2.split()
     assert seen["streams"] == 2 and seen["open"]
+
+
+async def test_tokens_left_waiting_when_the_server_went_away_are_not_said_next_turn() -> None:
+    """Tokens close together wait to go as one `text` message. The server went away while
+    some of a turn's tokens waited (the turn ended with no stream to flush them on): the
+    next turn, on a new stream, began with them."""
+    seen: dict[str, Any] = {}
+    async with contextlib.AsyncExitStack() as first_server:
+        first = await first_server.enter_async_context(run_server())
+
+        async def script(worker: PipelineWorker, sink: Sink, tts: LitestreamTTSService) -> None:
+            turn = llm_turn("Sure, one moment. I am checking")
+            await worker.queue_frames(turn[:-1])  # the first token goes, the rest wait 5 s
+            await asyncio.sleep(0.3)
+            await first_server.aclose()  # the stream closes with 1001
+            await worker.queue_frame(turn[-1])
+            async with run_server(port=first.port) as second:
+                await worker.queue_frames(llm_turn(TURN_2))
+                await sink.wait_for(lambda frames: any(
+                    isinstance(f, TTSTextFrame) and f.text == "tomorrow" for f in frames))
+                assert isinstance(tts, TappedTTS)
+                seen["chunks"] = [e.text for e in tts.events if isinstance(e, Chunk)]
+                seen["open"] = tts.session_id in second.server.streams
+
+        await run_pipeline(first, script, TappedTTS(url=first.url, text_interval_s=5.0))
+    assert seen["open"]
+    assert seen["chunks"][-1] == TURN_2
 
 
 def refusals(srv: RunningServer, reason: str) -> float:
@@ -352,6 +454,28 @@ async def test_a_refused_handshake_is_not_retried_for_every_token() -> None:
             await run_pipeline(srv, two_turns, LitestreamTTSService(url=srv.url, api_key="good"))
         assert 1 <= refusals(srv, "max_streams") <= 3
         assert seen["usable"]
+
+
+async def test_a_fast_llm_is_not_cut_by_the_servers_message_rate() -> None:
+    """The server limits each key (or client address) to `messages_per_s` (200 by default;
+    a 2 s burst). A fast LLM (several hundred tokens a second), or a few conversations of one
+    agent host at once, went over it with one `text` message per token: every token refused
+    was never spoken, and a refused `flush` left the turn unended. Here the limit is 3 a
+    second (a burst of 6) against one reply of 12 tokens, delivered as fast as an LLM can."""
+    seen: dict[str, Any] = {}
+
+    async def script(worker: PipelineWorker, sink: Sink, tts: LitestreamTTSService) -> None:
+        await worker.queue_frames(llm_turn(TURN_1))
+        with contextlib.suppress(TimeoutError):  # a lost flush: the asserts say so
+            await sink.wait_for(stopped(1), timeout=15)
+        assert isinstance(tts, TappedTTS)
+        seen["errors"] = [e.code for e in tts.events if isinstance(e, Error)]
+        seen["words"] = [f.raw_text for f in sink.of(TTSTextFrame)]
+
+    async with run_server(messages_per_s=3.0) as srv:
+        await run_pipeline(srv, script, TappedTTS(url=srv.url))
+    assert seen["errors"] == []
+    assert seen["words"] == TURN_1.split()
 
 
 HEARD_TOLERANCE_MS = 100  # a word starting this close to the cut may fall on either side
@@ -447,3 +571,68 @@ def test_the_service_is_built_on_pipecats_current_websocket_base_class() -> None
     assert hasattr(pipecat_tts.AudioContextTTSService, "__deprecated__")  # the mark looked for
     marked = [c.__name__ for c in LitestreamTTSService.__mro__ if hasattr(c, "__deprecated__")]
     assert marked == []
+
+
+@module_loop
+async def test_a_reply_queued_behind_another_keeps_exactly_the_words_heard(
+        srv: RunningServer) -> None:
+    """Two replies back to back (the LLM speaks, calls a tool, speaks again): the second's
+    audio arrives while the first's still plays. Pipecat starts a reply's word clock when its
+    first audio is pushed, or at the last word's start if that is later, not where the
+    first reply's audio ends: the second reply's words were released up to the first's last
+    word and trailing silence early (430 ms on the bundled voice), and a barge-in left words
+    in the LLM context that the user never heard."""
+    first = "Let me check that for you."
+    second = "Your total comes to twelve dollars. Shall I send the invoice now?"
+    target = second.split().index("dollars.")
+    tts = TappedTTS(url=srv.url)
+    speaker = Speaker()
+    context = LLMContext()
+    worker = PipelineWorker(Pipeline([tts, speaker, LLMAssistantAggregator(context)]),
+                            cancel_on_idle_timeout=False,
+                            params=PipelineParams(audio_out_sample_rate=OUT_RATE))
+    started = asyncio.Event()
+
+    @worker.event_handler("on_pipeline_started")
+    async def _started(worker: Any, frame: Any) -> None:
+        started.set()
+
+    def starts_ms() -> list[int]:
+        """The voice's word start times, from the stream's first audio: the speaker's clock
+        (it plays both replies without a gap)."""
+        chunks = [e for e in tts.events if isinstance(e, Chunk)]
+        timed = [w for e in tts.events if isinstance(e, Words) for w in e.words]
+        return [w.start_ms - chunks[0].start_ms for w in timed]
+
+    n_first = len(first.split())
+
+    async def drive() -> None:
+        await asyncio.wait_for(started.wait(), 20)
+        try:
+            await worker.queue_frames(llm_turn(first) + llm_turn(second))
+            while len(starts_ms()) <= n_first + target + 1:
+                await asyncio.sleep(0.005)
+            after_target, next_start = starts_ms()[n_first + target:n_first + target + 2]
+            # The cut: 200 ms before the next word starts (and well after the target began).
+            assert next_start - after_target > 4 * HEARD_TOLERANCE_MS
+            cut_ms = next_start - 2 * HEARD_TOLERANCE_MS
+            while speaker.heard_ms(time.monotonic()) < cut_ms:
+                await asyncio.sleep(0.005)
+            await worker.queue_frame(InterruptionFrame())
+            await asyncio.sleep(0.5)  # the aggregator writes the interrupted turn
+        finally:
+            await worker.queue_frame(EndFrame())
+
+    runner = WorkerRunner(handle_sigint=False)
+    await runner.add_workers(worker)
+    await asyncio.wait_for(asyncio.gather(runner.run(), drive()), 120)
+
+    heard_at = speaker.heard_at_interruption_ms
+    assert heard_at is not None
+    played = [(start, length) for start, length in speaker.plays
+              if length > 0 and start < speaker.plays[0][0] + heard_at / 1000]
+    gaps = [b[0] - (a[0] + a[1]) for a, b in itertools.pairwise(played)]
+    assert max(gaps) < 0.05, gaps  # the speaker played both replies without a pause
+    messages = [str(m["content"]) for m in context.get_messages()
+                if m.get("role") == "assistant"]
+    assert messages == [first, " ".join(second.split()[:target + 1])]

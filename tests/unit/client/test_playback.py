@@ -54,3 +54,20 @@ def test_a_clear_keeps_the_words_heard_before_it() -> None:
     clock.clear(now=1.25)  # 250 ms into chunk 1: "It" and "costs" begun
     clock.on_cleared(1)
     assert clock.heard_text(5.0) == HeardText(f"{TEXT_0} It costs", "$1,234 today.")
+
+
+def test_unchunked_is_the_sent_text_no_chunk_carries_yet() -> None:
+    clock = listener()
+    # The server had cut the two chunks out of the text sent so far and still held the rest.
+    sent = f"{TEXT_0}  {TEXT_1} Shall I\nbook it? "
+    assert clock.unchunked(sent) == "Shall I\nbook it?"
+    assert clock.unchunked(f"{TEXT_0} {TEXT_1}") == ""
+    assert PlaybackClock(SR).unchunked("Nothing chunked yet.") == "Nothing chunked yet."
+
+
+def test_unchunked_finds_chunk_text_the_server_normalized() -> None:
+    # A chunk's text is the sent text without markdown marks and with single spaces.
+    clock = PlaybackClock(SR)
+    clock.on_chunk(Chunk(0, "Note: see the docs.", 0, 1000), now=0.0)
+    sent = "**Note:** see [the docs](https://example.com).** Then** call us."
+    assert clock.unchunked(sent) == "Then** call us."
