@@ -100,6 +100,12 @@ class _Sentence:
     failed: bool = False
 
 
+# A client may send thousands of bad messages a second (each is answered, and counted in
+# litestream_errors_total); logging each was 300,000 lines, 40 MB, in ten seconds from one
+# client. A stream logs its first few, enough to see what its client gets wrong.
+PROTOCOL_ERRORS_LOGGED = 5
+
+
 class StreamSession:
     """One stream's protocol state. Not thread-safe: the event loop owns it."""
 
@@ -128,6 +134,7 @@ class StreamSession:
         self._link = link
         self._metrics = metrics
         self._rate_check = rate_check
+        self.protocol_errors = 0  # error replies to this client's messages (all are counted)
         self._segmenter = self._new_segmenter(settings.voice)
         self._next_seq = 0
         self._sentences: dict[int, _Sentence] = {}
@@ -254,7 +261,12 @@ class StreamSession:
                 item = protocol.parse(protocol.decode(item.data, self.encoding), self._voices)
             self._on_message(item, now)
         except ProtocolError as exc:
-            log.info("session=%s protocol error %s: %s", self.id, exc.code, exc.message)
+            self.protocol_errors += 1
+            if self.protocol_errors <= PROTOCOL_ERRORS_LOGGED:
+                log.info("session=%s protocol error %s: %s", self.id, exc.code, exc.message)
+                if self.protocol_errors == PROTOCOL_ERRORS_LOGGED:
+                    log.info("session=%s further protocol errors of this stream are not logged"
+                             " (litestream_errors_total counts them)", self.id)
             self._error(exc, now)
         except Exception:  # a bug must cost this stream only, never the server
             log.exception("session=%s internal error while handling a message", self.id)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import random
 import re
 from dataclasses import dataclass, field
@@ -49,6 +50,7 @@ from litestream.session import (
     StreamSession,
     StreamState,
 )
+from litestream.session.session import PROTOCOL_ERRORS_LOGGED
 from litestream.synthesis import StreamLink, scheduler_config
 
 RATE = 1000  # samples per second: 1 sample = 1 ms, so the arithmetic reads plainly
@@ -885,3 +887,18 @@ def test_bad_timestamps_value_is_refused() -> None:
     session.receive(ClientFrame(json.dumps({"type": "config", "timestamps": True})), 0.0)
     assert [e["code"] for e in events(drain(session), "error")] == ["invalid_param",
                                                                    "bad_message"]
+
+
+def test_a_flood_of_bad_messages_is_answered_whole_but_logged_only_at_first(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Every bad message gets its error (and is counted), but a client sending thousands a
+    second cannot fill the server's logs: a stream logs its first few."""
+    session, _ = make()
+    with caplog.at_level(logging.INFO, logger="litestream.session"):
+        for i in range(1000):
+            session.receive(ClientFrame(json.dumps({"type": f"bogus{i}"})), 0.0)
+    errors = [m for kind, m in (item[:2] for item in drain(session)) if kind == "event"
+              and m["type"] == "error"]
+    assert len(errors) == 1000 and session.state is StreamState.OPEN
+    logged = [r for r in caplog.records if r.name == "litestream.session"]
+    assert len(logged) == PROTOCOL_ERRORS_LOGGED + 1  # and one line saying the rest are not
