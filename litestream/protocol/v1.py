@@ -105,7 +105,7 @@ def validate_setting(name: str, value: Any, voices: frozenset[str]) -> Any:
         if value not in voices:
             raise ProtocolError(
                 ErrorCode.INVALID_VOICE,
-                f"unknown voice {value!r}; available: {', '.join(sorted(voices))}",
+                f"unknown voice {shown(value)}; available: {', '.join(sorted(voices))}",
             )
         return value
     if name == "speed":
@@ -120,7 +120,7 @@ def validate_setting(name: str, value: Any, voices: frozenset[str]) -> Any:
         if not isinstance(value, str):
             raise _bad("field 'format' must be a string")
         if value not in PCM_FORMATS:
-            raise _invalid(f"format must be one of {', '.join(PCM_FORMATS)}, got {value!r}")
+            raise _invalid(f"format must be one of {', '.join(PCM_FORMATS)}, got {shown(value)}")
         return value
     if name == "frame_ms":
         if isinstance(value, bool) or not isinstance(value, int | float):
@@ -134,21 +134,32 @@ def validate_setting(name: str, value: Any, voices: frozenset[str]) -> Any:
         if not isinstance(value, str):
             raise _bad("field 'priority' must be a string")
         if value not in PRIORITIES:
-            raise _invalid(f"priority must be one of {', '.join(PRIORITIES)}, got {value!r}")
+            raise _invalid(f"priority must be one of {', '.join(PRIORITIES)}, got {shown(value)}")
         return value
     if name == "timestamps":
         if not isinstance(value, str):
             raise _bad("field 'timestamps' must be a string")
         if value not in TIMESTAMPS:
-            raise _invalid(f"timestamps must be one of {', '.join(TIMESTAMPS)}, got {value!r}")
+            raise _invalid(f"timestamps must be one of {', '.join(TIMESTAMPS)}, got {shown(value)}")
         return value
     if name == "pace":
         if not isinstance(value, str):
             raise _bad("field 'pace' must be a string")
         if value not in PACES:
-            raise _invalid(f"pace must be one of {', '.join(PACES)}, got {value!r}")
+            raise _invalid(f"pace must be one of {', '.join(PACES)}, got {shown(value)}")
         return value
-    raise _bad(f"unknown config field {name!r}")
+    raise _bad(f"unknown config field {shown(name)}")
+
+
+def shown(value: object) -> str:
+    """A client's value in an error message, as Python writes it, cut short: an error echoes
+    at most this much of what a client sent (a 60 KB message type was echoed, and logged,
+    whole)."""
+    text = repr(value)
+    return text if len(text) <= SHOWN_CHARS else f"{text[:SHOWN_CHARS]}... ({len(text)} chars)"
+
+
+SHOWN_CHARS = 60
 
 
 def shown_number(value: float) -> str:
@@ -223,7 +234,7 @@ def parse(obj: Mapping[str, Any], voices: frozenset[str]) -> ClientMessage:
         return ClearMsg()
     if kind == "end":
         return EndMsg()
-    raise _bad(f"unknown message type {kind!r}")
+    raise _bad(f"unknown message type {shown(kind)}")
 
 
 def apply_config(settings: StreamSettings, msg: ConfigMsg) -> StreamSettings:
@@ -262,17 +273,18 @@ def parse_query(query: Mapping[str, str], defaults: StreamSettings,
             if name == "speed" or name == "frame_ms":
                 value = float(raw)
         except ValueError:
-            raise QueryError(name, f"query parameter {name!r}: {raw!r} is not a number") from None
+            raise QueryError(name, f"query parameter {shown(name)}: {shown(raw)} is not a "
+                                   "number") from None
         try:
             changes[name] = validate_setting(name, value, voices)
         except ProtocolError as exc:
-            raise QueryError(name, f"query parameter {name!r}: {exc.message}") from None
+            raise QueryError(name, f"query parameter {shown(name)}: {exc.message}") from None
     enc_raw = query.get("encoding", "json")
     try:
         encoding = Encoding(enc_raw)
     except ValueError:
         raise QueryError("encoding", f"query parameter 'encoding' must be json or msgpack, "
-                                     f"got {enc_raw!r}") from None
+                                     f"got {shown(enc_raw)}") from None
     return HandshakeParams(settings=replace(defaults, **changes), encoding=encoding)
 
 

@@ -503,6 +503,7 @@ class LitestreamServer:
             max_msg_size=self.config.max_message_bytes,  # over it: close 1009
             compress=False,  # PCM does not compress; deflate would cost CPU we need for synthesis
             heartbeat=KEEPALIVE_S,
+            autoping=False,  # the stream's writer answers pings (StreamConnection.pong)
         )
         try:
             await ws.prepare(request)

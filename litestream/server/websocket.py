@@ -53,6 +53,9 @@ class StreamConnection(Carrier):
     # library refused (1009 over max_message_bytes, 1007 text that is not UTF-8), or 1011
     # when the writer itself failed.
     closed_with: int | None = None
+    # The payload of the newest client ping not answered yet: the writer answers it, under
+    # its slow-reader timeout (RFC 6455 5.5.3 lets only the newest of several be answered).
+    pong: bytes | None = None
 
     @property
     def id(self) -> str:
@@ -103,6 +106,14 @@ class StreamConnection(Carrier):
             if msg.type is WSMsgType.TEXT or msg.type is WSMsgType.BINARY:
                 self.feed(ClientFrame(msg.data), self.now())
                 self.dispatch()
+            elif msg.type is WSMsgType.PING:
+                # Not aiohttp's autoping: it writes the pong here and awaits the socket's drain
+                # with no bound, so a client that sent pings and stopped reading held this loop,
+                # its stream and its socket forever (no idle timeout, no slow-reader cut).
+                self.pong = msg.data
+                self.wakeup.set()
+            elif msg.type is WSMsgType.PONG:
+                pass  # an answer to the heartbeat (aiohttp saw it arrive)
             else:  # CLOSE, CLOSING, CLOSED or ERROR (a message over max_msg_size: 1009 sent)
                 if msg.type is WSMsgType.ERROR and isinstance(msg.data, WebSocketError):
                     self.closed_with = msg.data.code  # aiohttp closed with this code
@@ -134,7 +145,10 @@ class StreamConnection(Carrier):
                 self.wakeup.clear()
                 items, end = session.take_outgoing()
                 parts = ws_frames(items)
-                items.clear()  # what waits below holds no audio (nor parts, once written)
+                items.clear()
+                if self.pong is not None:
+                    parts += ws_frame(self.pong, _FIN_PONG)
+                    self.pong = None  # what waits below holds no audio (nor parts, once written)
                 if parts:
                     transport = request.transport
                     if ws.closed or transport is None or transport.is_closing():
@@ -195,18 +209,22 @@ def ws_audio_frames(item: SendAudio) -> list[bytes | memoryview]:
     return parts
 
 
-_FIN_TEXT, _FIN_BINARY = 0x81, 0x82  # a whole message's first byte: FIN + opcode (RFC 6455 5.2)
+# A whole message's first byte: FIN + opcode (RFC 6455 5.2).
+_FIN_TEXT, _FIN_BINARY, _FIN_PONG = 0x81, 0x82, 0x8A
 
 
-def ws_frame(payload: str | bytes | memoryview) -> tuple[bytes, bytes | memoryview]:
+def ws_frame(payload: str | bytes | memoryview,
+             first: int | None = None) -> tuple[bytes, bytes | memoryview]:
     """One unmasked server-to-client WebSocket message (RFC 6455 5.2): its header and its
-    payload, a text frame for a str and a binary frame for bytes. What aiohttp's writer
-    writes for `send_str`/`send_bytes` without compression, which these streams never use."""
+    payload, a text frame for a str and a binary frame for bytes (`first`: another first
+    byte, a pong's). What aiohttp's writer writes for `send_str`/`send_bytes`/`pong` without
+    compression, which these streams never use."""
     data: bytes | memoryview
     if isinstance(payload, str):
-        data, first = payload.encode(), _FIN_TEXT
+        data, kind = payload.encode(), _FIN_TEXT
     else:
-        data, first = payload, _FIN_BINARY
+        data, kind = payload, _FIN_BINARY
+    first = kind if first is None else first
     size = len(data)
     if size < 126:
         return bytes((first, size)), data

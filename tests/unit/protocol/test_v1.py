@@ -176,3 +176,14 @@ def test_pcm_formats_and_frames() -> None:
     frames = list(protocol.split_frames(b"x" * (size * 2 + 10), size))
     assert [len(f) for f in frames] == [size, size, 10]
     assert protocol.samples_to_ms(22050, 22050) == 1000
+
+
+def test_an_error_echoes_at_most_a_little_of_what_the_client_sent() -> None:
+    """A 60 KB message type (or voice, or format) is named in the error cut short: the error
+    goes back to the client and into the server's log."""
+    for obj in ({"type": "x" * 60_000}, {"type": "config", "format": "y" * 60_000},
+                {"type": "config", "voice": "z" * 60_000}):
+        with pytest.raises(ProtocolError) as caught:
+            protocol.parse(obj, frozenset({"v"}))
+        assert len(caught.value.message) < 200
+        assert "60002 chars" in caught.value.message

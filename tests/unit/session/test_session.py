@@ -933,3 +933,20 @@ def test_bad_timestamps_value_is_refused() -> None:
     session.receive(ClientFrame(json.dumps({"type": "config", "timestamps": True})), 0.0)
     assert [e["code"] for e in events(drain(session), "error")] == ["invalid_param",
                                                                    "bad_message"]
+
+
+def test_a_flood_of_bad_messages_is_answered_whole_but_logged_only_at_first(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Every bad message gets its error (and is counted), but a client sending thousands a
+    second cannot fill the server's logs (300,000 lines, 40 MB, in ten seconds from one client
+    before): a stream logs its first at INFO, the rest at DEBUG, counted for its summary."""
+    session, _ = make()
+    with caplog.at_level(logging.INFO, logger="litestream.session"):
+        for i in range(1000):
+            session.receive(ClientFrame(json.dumps({"type": f"bogus{i}"})), 0.0)
+    errors = [m for kind, m in (item[:2] for item in drain(session)) if kind == "event"
+              and m["type"] == "error"]
+    assert len(errors) == 1000 and session.state is StreamState.OPEN
+    logged = [r for r in caplog.records if r.name == "litestream.session"]
+    assert len(logged) == 1
+    assert session.protocol_errors == 1000
