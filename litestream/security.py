@@ -413,6 +413,10 @@ class RateLimiter:
             self.consume(client, cost, now)
         return wait
 
+    def forget(self, client: str) -> None:
+        """Drop `client`'s bucket (it will never be asked for again)."""
+        self._buckets.pop(client, None)
+
     def _sweep(self, now: float) -> None:
         while len(self._buckets) > self.max_clients:
             self._buckets.popitem(last=False)
@@ -464,12 +468,22 @@ class StreamQuota:
 # paragraph or a quick run of LLM tokens at once without tripping the limit.
 BURST_S = 2.0
 
+# The most of its client's message and text rates (and bursts) one stream may use. The buckets
+# are per key or address, shared by its streams: one stream sending 33,000 tiny messages a
+# second took the whole budget, and a listener beside it on the same address had 10 of its 12
+# sentences refused `rate_limited`. Capped at half, a stream that floods leaves its
+# neighbours the other half; one well-behaved stream (an LLM's tokens, batched by the Pipecat
+# service to at most 40 messages a second) stays far below it.
+STREAM_SHARE = 0.5
+
 
 class ClientLimits:
-    """Per-client limits from Config: message rate, text rate, concurrent streams.
+    """Per-client limits from Config: message rate, text rate, concurrent streams; and per
+    stream, at most `STREAM_SHARE` of its client's rates.
 
     `client` is the key label from KeyCheck.check() when keys are configured, else the
     client's address, so limits are "per key (or client address)" as Config documents.
+    `stream` is the stream's session id.
     """
 
     def __init__(
@@ -488,6 +502,12 @@ class ClientLimits:
             chars_per_s, max(1.0, chars_per_s * burst_s), max_clients=max_clients
         )
         self.streams = StreamQuota(streams_per_key)
+        self.stream_messages = RateLimiter(
+            messages_per_s * STREAM_SHARE, max(1.0, messages_per_s * burst_s * STREAM_SHARE),
+            max_clients=max_clients)
+        self.stream_chars = RateLimiter(
+            chars_per_s * STREAM_SHARE, max(1.0, chars_per_s * burst_s * STREAM_SHARE),
+            max_clients=max_clients)
 
     @classmethod
     def from_config(cls, config: Config) -> ClientLimits:
@@ -523,24 +543,37 @@ class ClientLimits:
             retry_after_s=STREAMS_RETRY_AFTER_S,
         )
 
-    def on_message(self, client: str, chars: int, now: float) -> float:
-        """0.0: go ahead (both buckets charged). Else seconds until it would be allowed.
+    def on_message(self, client: str, chars: int, now: float, stream: str | None = None) -> float:
+        """0.0: go ahead (the client's buckets charged, and the stream's). Else seconds until
+        it would be allowed.
 
-        A refused message charges neither bucket, so a limited client is not pushed further
-        into debt by its own refused messages. Pass chars=0 for control messages.
+        A refused message charges no bucket, so a limited client is not pushed further into
+        debt by its own refused messages, and a stream over its own share takes nothing from
+        its neighbours. Pass chars=0 for control messages.
         """
-        wait = self.message_wait_s(client, chars, now)
+        wait = self.message_wait_s(client, chars, now, stream)
         if wait > 0.0:
             return wait
         self.messages.consume(client, 1.0, now)
         self.chars.consume(client, chars, now)
+        if stream is not None:
+            self.stream_messages.consume(stream, 1.0, now)
+            self.stream_chars.consume(stream, chars, now)
         return 0.0
 
-    def message_wait_s(self, client: str, chars: int, now: float) -> float:
+    def message_wait_s(self, client: str, chars: int, now: float,
+                       stream: str | None = None) -> float:
         """Seconds until a message of `chars` would be allowed (0.0: now). Consumes nothing:
         the Retry-After of a message on_message refused."""
-        return max(self.messages.wait_s(client, 1.0, now), self.chars.wait_s(client, chars, now))
+        wait = max(self.messages.wait_s(client, 1.0, now), self.chars.wait_s(client, chars, now))
+        if stream is not None:
+            wait = max(wait, self.stream_messages.wait_s(stream, 1.0, now),
+                       self.stream_chars.wait_s(stream, chars, now))
+        return wait
 
-    def release(self, client: str) -> None:
+    def release(self, client: str, stream: str | None = None) -> None:
         """The stream admitted by admit_handshake() closed."""
         self.streams.release(client)
+        if stream is not None:
+            self.stream_messages.forget(stream)
+            self.stream_chars.forget(stream)

@@ -441,14 +441,15 @@ class LitestreamServer:
         """A stream admitted by admit() ended: free its scheduler state and quota slot.
         Returns how many queued chunks were dropped."""
         dropped = self.synthesis.close_stream(admitted.session_id, self.now())
-        self.limits.release(admitted.client)
+        self.limits.release(admitted.client, admitted.session_id)
         self.synthesis.dispatch()
         return dropped
 
     def rate_wait_s(self, admitted: Admitted, chars: int) -> float:
         """Seconds until the client of `admitted` may send a text of `chars` (0.0: now): the
         Retry-After of a speech request whose input its session refused over the rate."""
-        return self.limits.message_wait_s(admitted.client, chars, self.now())
+        return self.limits.message_wait_s(admitted.client, chars, self.now(),
+                                          admitted.session_id)
 
     def new_session(self, admitted: Admitted, settings: StreamSettings,
                     encoding: protocol.Encoding) -> tuple[StreamSession, StreamLink]:
@@ -457,7 +458,8 @@ class LitestreamServer:
             admitted.session_id, settings=settings, encoding=encoding,
             sample_rates=self.sample_rates, languages=self.languages,
             limits=self.session_limits, link=link,
-            metrics=self.metrics, rate_check=partial(self.limits.on_message, admitted.client),
+            metrics=self.metrics, rate_check=partial(self.limits.on_message, admitted.client,
+                               stream=admitted.session_id),
             log_fields=stream_fields(admitted.session_id, admitted.request_id),
         )
         return session, link

@@ -14,8 +14,10 @@ import os
 import socket
 import struct
 
+from websockets.asyncio.client import connect
+
 from litestream.server.websocket import StreamConnection
-from tests.serverutil import RunningServer, run_server, until
+from tests.serverutil import RunningServer, read_all, run_server, until
 
 
 def client_frame(opcode: int, payload: bytes) -> bytes:
@@ -96,3 +98,44 @@ def read_until_close(sock: socket.socket) -> int | None:
         if head[0] & 0x0F == 0x8:
             code: int = struct.unpack("!H", payload[:2])[0]
             return code
+
+
+async def test_a_stream_flooding_messages_leaves_its_neighbour_on_the_same_address_served(
+) -> None:
+    """The message rate is per key (or address), shared by its streams. One stream sending
+    messages as fast as it can took the whole budget: a listener beside it on the same
+    address had most of its sentences refused `rate_limited`, never spoken. Now one stream may
+    use at most half (security.STREAM_SHARE): the flood is refused, the neighbour is not."""
+    sentences = [f"Sentence number {n} is here." for n in range(4)]
+    async with (run_server(messages_per_s=40.0) as srv, connect(srv.url) as flood,
+                connect(srv.url) as listener):
+        flooding = True
+        refused_flood = 0
+
+        async def send_flood() -> None:
+            while flooding:
+                for _ in range(20):
+                    await flood.send('{"type": "config", "speed": 1.0}')
+                await asyncio.sleep(0)
+
+        async def read_flood() -> None:
+            nonlocal refused_flood
+            async for message in flood:
+                if isinstance(message, str) and '"rate_limited"' in message:
+                    refused_flood += 1
+
+        tasks = [asyncio.create_task(send_flood()), asyncio.create_task(read_flood())]
+        await asyncio.sleep(0.5)  # the flood has spent the address's burst by now
+        for text in sentences:
+            await listener.send(json.dumps({"type": "text", "text": text}))
+            await asyncio.sleep(0.1)
+        await listener.send(json.dumps({"type": "end"}))
+        heard = await read_all(listener)
+        flooding = False
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    assert refused_flood > 0  # the premise: the flood went over the rate
+    assert [e["code"] for e in heard.of_type("error")] == []
+    assert heard.events[-1]["type"] == "done" and heard.close_code == 1000
+    assert "".join(c["text"] for c in heard.of_type("chunk")) == "".join(sentences)
