@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from litestream.protocol.v1 import PACES, SPEED_MAX, SPEED_MIN, lone_surrogate, shown_number
+from litestream.text.languages import base_language, script_language
 
 SPEECH_PATH = "/v1/audio/speech"
 MODELS_PATH = "/v1/models"
@@ -105,6 +106,22 @@ OPENAI_VOICE_MAP: dict[str, tuple[str, ...]] = {
 }
 OPENAI_VOICES = tuple(OPENAI_VOICE_MAP)
 
+# OpenAI's voices speak any language; a litestream voice speaks one. So a name resolves in the
+# language of the input (text/languages.script_language; the default voice's where the script
+# says none): these tables give its candidates in each language, by the voice's character
+# (the Kokoro Japanese voices: jf_* female, jm_kumo male). With none of them installed, the
+# default voice if it speaks that language, else the first installed voice that does.
+OPENAI_VOICES_BY_LANGUAGE: dict[str, dict[str, tuple[str, ...]]] = {
+    "en": OPENAI_VOICE_MAP,
+    "ja": {
+        "alloy": ("jf_alpha",), "ash": ("jm_kumo",), "ballad": ("jm_kumo",),
+        "coral": ("jf_gongitsune", "jf_alpha"), "echo": ("jm_kumo",), "fable": ("jm_kumo",),
+        "onyx": ("jm_kumo",), "nova": ("jf_nezumi", "jf_alpha"),
+        "sage": ("jf_tebukuro", "jf_alpha"), "shimmer": ("jf_alpha",), "verse": ("jm_kumo",),
+        "marin": ("jf_gongitsune", "jf_alpha"), "cedar": ("jm_kumo",),
+    },
+}
+
 
 # ---------------------------------------------------------------- errors
 
@@ -161,20 +178,40 @@ class SpeechRequest:
             self.response_format]
 
 
-def resolve_voice(name: str, installed: Sequence[str], default: str) -> str | None:
-    """A litestream voice id for `name`: itself when installed, the mapped voice for an OpenAI
-    name (the default voice when none of its candidates is installed), else None."""
+def resolve_voice(name: str, installed: Sequence[str], default: str, *,
+                  languages: Mapping[str, str] | None = None,
+                  language: str | None = None) -> str | None:
+    """A litestream voice id for `name`: itself when installed; for an OpenAI name, the
+    installed voice that speaks it in `language` (the input's; the default voice's when None)
+    by `OPENAI_VOICES_BY_LANGUAGE`, `languages` giving each installed voice's language; else
+    None. Without `languages`, the English candidates or the default voice."""
     if name in installed:
         return name
-    candidates = OPENAI_VOICE_MAP.get(name.lower())
-    if candidates is None:
+    key = name.lower()
+    if key not in OPENAI_VOICE_MAP:
         return None
-    return next((c for c in candidates if c in installed), default)
+    if languages is None:
+        return next((c for c in OPENAI_VOICE_MAP[key] if c in installed), default)
+
+    def speaks(voice: str) -> str:
+        return base_language(languages.get(voice, "en"))
+
+    want = language or speaks(default)
+    for candidate in OPENAI_VOICES_BY_LANGUAGE.get(want, {}).get(key, ()):
+        if candidate in installed and speaks(candidate) == want:
+            return candidate
+    if speaks(default) == want:
+        return default
+    return next((v for v in sorted(installed) if speaks(v) == want), default)
 
 
-def voice_mapping(installed: Sequence[str], default: str) -> dict[str, str]:
-    """Each OpenAI voice name -> the installed voice that speaks it on this server."""
-    return {name: resolve_voice(name, installed, default) or default for name in OPENAI_VOICES}
+def voice_mapping(installed: Sequence[str], default: str,
+                  languages: Mapping[str, str] | None = None,
+                  language: str | None = None) -> dict[str, str]:
+    """Each OpenAI voice name -> the installed voice that speaks it on this server (for text
+    in `language`: the default voice's when None)."""
+    return {name: resolve_voice(name, installed, default, languages=languages, language=language)
+            or default for name in OPENAI_VOICES}
 
 
 def _is_number(value: Any) -> bool:
@@ -183,7 +220,8 @@ def _is_number(value: Any) -> bool:
 
 def parse_speech_request(body: bytes, *, voices: Sequence[str], default_voice: str,
                          content_type: str | None = None,
-                         query_pace: str | None = None) -> SpeechRequest:
+                         query_pace: str | None = None,
+                         languages: Mapping[str, str] | None = None) -> SpeechRequest:
     """Validate a request body (and the `pace` query parameter, when given). Raises ApiError
     (400, 413 or 415) with the field at fault."""
     if content_type is not None and "json" not in content_type.lower():
@@ -222,7 +260,8 @@ def parse_speech_request(body: bytes, *, voices: Sequence[str], default_voice: s
         raw_voice = raw_voice.get("id")
     if not isinstance(raw_voice, str) or not raw_voice:
         raise _bad("voice", "'voice' must be a voice name or {\"id\": name}", "invalid_type")
-    voice = resolve_voice(raw_voice, voices, default_voice)
+    voice = resolve_voice(raw_voice, voices, default_voice, languages=languages,
+                          language=script_language(text))
     if voice is None:
         raise _bad("voice", f"unknown voice {raw_voice!r}; available: "
                             f"{', '.join(sorted({*voices, *OPENAI_VOICES}))}")
@@ -346,14 +385,21 @@ class VoiceEntry:
 
 def voices_document(installed: Iterable[VoiceEntry], default: str) -> dict[str, Any]:
     """GET /v1/audio/voices: installed voices, then the OpenAI names with the voice each maps
-    to. Clients of OpenAI-compatible servers read either `data` or `voices`; both are here."""
+    to (`alias_of`: for text in the default voice's language; `alias_of_by_language`: for text
+    in each installed language). Clients of OpenAI-compatible servers read either `data` or
+    `voices`; both are here."""
     entries = list(installed)
     ids = [v.id for v in entries]
+    languages = {v.id: v.language for v in entries}
+    spoken = sorted({base_language(v.language) for v in entries})
+    by_language = {lang: voice_mapping(ids, default, languages, lang) for lang in spoken}
     voices: list[dict[str, Any]] = [
         {"id": v.id, "name": v.id, "object": "audio.voice", "language": v.language,
          "sample_rate": v.sample_rate, "default": v.id == default}
         for v in entries
     ]
-    for name, target in voice_mapping(ids, default).items():
-        voices.append({"id": name, "name": name, "object": "audio.voice", "alias_of": target})
+    for name, target in voice_mapping(ids, default, languages).items():
+        voices.append({"id": name, "name": name, "object": "audio.voice", "alias_of": target,
+                       "alias_of_by_language": {lang: by_language[lang][name]
+                                                for lang in spoken}})
     return {"object": "list", "default": default, "data": voices, "voices": voices}

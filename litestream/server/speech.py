@@ -75,6 +75,9 @@ class SpeechHost(Protocol):
     @property
     def sample_rates(self) -> Mapping[str, int]: ...
     @property
+    def languages(self) -> Mapping[str, str]:
+        """Each voice's language (an OpenAI voice name speaks the input's language)."""
+    @property
     def metrics(self) -> Metrics: ...
     @property
     def synthesis(self) -> Synthesis: ...
@@ -162,7 +165,7 @@ class SpeechStream(Carrier):
                 parsed.append(openai_api.parse_speech_request(
                     body, voices=sorted(server.voice_ids), default_voice=server.default_voice,
                     content_type=request.headers.get("Content-Type"),
-                    query_pace=request.query.get("pace")))
+                    query_pace=request.query.get("pace"), languages=server.languages))
             except openai_api.ApiError as exc:
                 bad.append(exc)
                 # The status the client gets (400, 415), which the refusal's line names.

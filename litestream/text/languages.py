@@ -34,3 +34,35 @@ def segmenter_language(language: str) -> str:
 
 def calibration_text(language: str) -> str:
     return CALIBRATION_TEXTS.get(base_language(language), CALIBRATION_TEXTS["en"])
+
+
+def _is_kana(ch: str) -> bool:
+    return "\u3040" <= ch <= "\u30ff" or "\uff66" <= ch <= "\uff9f"  # with half-width kana
+
+
+def _is_han(ch: str) -> bool:
+    return "\u4e00" <= ch <= "\u9fff" or "\u3400" <= ch <= "\u4dbf"
+
+
+def script_language(text: str) -> str | None:
+    """The language a text's script says, where it says one: "ja" for text mostly in Japanese
+    script (kana and kanji; any kana at all marks Han characters as Japanese, not Chinese),
+    "en" for text mostly in Latin letters, None for anything else (digits and marks only,
+    Chinese without kana, other scripts). Counts letters only, so an English word or two in a
+    Japanese sentence ("Pythonで書く") keeps it Japanese as a whole. Pure, one pass."""
+    kana = han = latin = 0
+    for ch in text:
+        if ch.isascii():
+            latin += ch.isalpha()
+        elif _is_kana(ch):
+            kana += 1
+        elif _is_han(ch):
+            han += 1
+        elif ch.isalpha() and ch < "\u0250":  # Latin letters with accents ("café")
+            latin += 1
+    japanese = kana + han if kana else 0
+    if japanese and japanese * 3 >= latin:  # a kana is worth about three Latin letters of speech
+        return "ja"
+    if latin and latin >= han:
+        return "en"
+    return None

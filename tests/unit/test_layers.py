@@ -30,7 +30,7 @@ PACKAGE = ROOT / "litestream"
 ALLOWED: dict[str, frozenset[str]] = {
     "errors": frozenset(),
     "logs": frozenset(),
-    "protocol": frozenset({"errors"}),
+    "protocol": frozenset({"errors", "text"}),
     "config": frozenset({"errors", "protocol"}),
     "security": frozenset({"errors", "config"}),
     "text": frozenset({"errors"}),

@@ -244,3 +244,35 @@ async def test_unknown_voice_is_invalid_voice(mixed: RunningServer) -> None:
     assert "24000 Hz" in errors[1]["message"]
     assert [c["text"] for c in t.of_type("chunk")] == ["はい。"]
     _check_audio(t, 24000)
+
+
+@module_loop
+async def test_an_openai_voice_name_speaks_the_language_of_the_input(
+        mixed: RunningServer) -> None:
+    """OpenAI's voices speak any language, a litestream voice one: "alloy" with Japanese text
+    was the English voice saying "Japanese letter" for every character (12 s for 17). Now the
+    name resolves in the input's language, by the voice's character (alloy and nova female,
+    onyx male), with the official client."""
+    import openai
+
+    api = openai.AsyncOpenAI(base_url=mixed.http_url + "/v1", api_key="unused", max_retries=0)
+    try:
+        cases = [("alloy", "こんにちは、今日はいい天気ですね。", "jf_alpha"),
+                 ("nova", "ありがとうございます。", "jf_nezumi"),
+                 ("onyx", "Pythonでスクリプトを書きます。", "jm_kumo"),
+                 ("alloy", "Hello there, how are you?", "en_US-joe-medium"),
+                 ("jf_alpha", "Hello there.", "jf_alpha")]  # a voice id is what it says
+        for name, text, speaks in cases:
+            response = await api.audio.speech.create(model="tts-1", voice=name, input=text,
+                                                     response_format="wav")
+            assert response.response.headers["x-litestream-voice"] == speaks, (name, text)
+            audio_s = (len(response.content) - 44) / 2 / int(
+                response.response.headers["x-sample-rate"])
+            assert 0.5 < audio_s < 0.5 * len(text), (name, text, audio_s)
+    finally:
+        await api.close()
+    url = mixed.http_url + "/v1/audio/voices"
+    doc = json.loads(await asyncio.to_thread(lambda: urllib.request.urlopen(url).read()))
+    alloy = next(v for v in doc["data"] if v["id"] == "alloy")
+    assert alloy["alias_of"] == "en_US-joe-medium"
+    assert alloy["alias_of_by_language"]["ja"] == "jf_alpha"

@@ -146,6 +146,40 @@ def test_voice_ids_openai_names_and_voice_objects() -> None:
     assert parse(voice="nova").requested_voice == "nova"
 
 
+MIXED = ("en_US-joe-medium", "jf_alpha", "jf_nezumi", "jm_kumo")
+MIXED_LANGUAGES = {"en_US-joe-medium": "en_US", "jf_alpha": "ja", "jf_nezumi": "ja",
+                   "jm_kumo": "ja"}
+
+
+def parse_mixed(text: str, voice: str, default: str = DEFAULT) -> oa.SpeechRequest:
+    body = json.dumps({"input": text, "voice": voice}).encode()
+    return oa.parse_speech_request(body, voices=MIXED, default_voice=default,
+                                   languages=MIXED_LANGUAGES)
+
+
+@pytest.mark.parametrize("name,text,default,speaks", [
+    ("alloy", "今日はいい天気ですね。", DEFAULT, "jf_alpha"),
+    ("nova", "今日はいい天気ですね。", DEFAULT, "jf_nezumi"),
+    ("onyx", "今日はいい天気ですね。", DEFAULT, "jm_kumo"),
+    ("sage", "今日はいい天気ですね。", DEFAULT, "jf_alpha"),   # its first choice not installed
+    ("alloy", "Hello there.", DEFAULT, DEFAULT),
+    ("alloy", "Hello there.", "jf_alpha", DEFAULT),  # a Japanese default: English text
+    ("alloy", "12345", "jf_alpha", "jf_alpha"),       # no script: the default's language
+    ("jf_alpha", "Hello there.", DEFAULT, "jf_alpha"),  # a voice id is taken as it is
+])
+def test_an_openai_name_speaks_the_inputs_language(name: str, text: str, default: str,
+                                                   speaks: str) -> None:
+    assert parse_mixed(text, name, default).voice == speaks
+
+
+def test_a_language_no_installed_voice_speaks_falls_back_to_the_default() -> None:
+    only_english = {"en_US-joe-medium": "en_US"}
+    body = json.dumps({"input": "今日はいい天気ですね。", "voice": "alloy"}).encode()
+    request = oa.parse_speech_request(body, voices=("en_US-joe-medium",), default_voice=DEFAULT,
+                                      languages=only_english)
+    assert request.voice == DEFAULT
+
+
 def test_every_openai_voice_name_maps_to_an_installed_voice() -> None:
     for name in ("alloy", "ash", "ballad", "coral", "echo", "fable", "onyx", "nova", "sage",
                  "shimmer", "verse"):
