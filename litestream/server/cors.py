@@ -41,9 +41,12 @@ from litestream.security import origin_allowed
 MAX_AGE_S = 7200
 
 # Response headers a page may read beyond the CORS-safelisted ones (Content-Type,
-# Cache-Control, Content-Length, ...): when to retry (both forms the official client reads)
-# and a 401's challenge.
-EXPOSE_HEADERS = ("Retry-After", "retry-after-ms", "WWW-Authenticate")
+# Cache-Control, Content-Length, ...): when to retry (both forms the official client reads),
+# a 401's challenge, and what a speech body is: its rate (X-Sample-Rate, the only place a
+# `pcm` body's rate is stated), voice and speed, and the request's id (docs/openai.md, which
+# the official client reads as `request_id`). Without them a page saw null for each.
+EXPOSE_HEADERS = ("Retry-After", "retry-after-ms", "WWW-Authenticate", "X-Request-Id",
+                  "X-Sample-Rate", "X-Litestream-Voice", "X-Litestream-Speed")
 
 # Request headers every endpoint takes from a browser. A preflight also gets back whatever
 # else it asks for (the official JavaScript client sends its own X-Stainless-* headers and

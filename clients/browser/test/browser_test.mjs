@@ -404,6 +404,10 @@ async function speechFromPage(page, server, key) {
           "X-Stainless-Retry-Count": "0" } });
       out.status = res.status;
       out.contentType = res.headers.get("Content-Type");
+      // What the server says beside the body: only what it exposes is readable here.
+      out.sampleRateHeader = res.headers.get("X-Sample-Rate");
+      out.requestId = res.headers.get("X-Request-Id");
+      out.voiceHeader = res.headers.get("X-Litestream-Voice");
       const bytes = await res.arrayBuffer();
       out.bytes = bytes.byteLength;
       const ctx = new AudioContext();

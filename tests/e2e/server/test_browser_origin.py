@@ -74,6 +74,11 @@ async def test_browser_on_another_origin_speaks_and_one_not_allowed_is_kept_out(
     assert fetched.get("error") is None, fetched
     assert fetched["status"] == 200 and fetched["contentType"] == "audio/wav", fetched
     assert fetched["durationMs"] > 500 and fetched["played"] is True, fetched
+    # The headers that say what the body is (X-Sample-Rate: the only place `pcm`'s rate is
+    # stated) and which request it was (X-Request-Id, as the official client reads it).
+    assert fetched["sampleRateHeader"] == "22050", fetched  # the Piper voice's, in a WAV
+    assert fetched["requestId"] and fetched["requestId"].startswith("req_"), fetched
+    assert fetched["voiceHeader"], fetched
     # A refusal is readable too (so is its reason), and so is GET /v1/models.
     assert fetched["badKey"] == {"status": 401, "code": "invalid_api_key"}, fetched
     assert fetched["models"]["status"] == 200 and fetched["models"]["count"] > 0, fetched

@@ -23,6 +23,10 @@ def test_an_allowlist_echoes_an_origin_on_it_and_grants_no_other() -> None:
     assert granted["Access-Control-Allow-Origin"] == APP
     assert granted["Vary"] == "Origin"
     assert "retry-after-ms" in granted["Access-Control-Expose-Headers"]
+    # What a speech body is and which request it was: a page reads them as a client does.
+    exposed = granted["Access-Control-Expose-Headers"].split(", ")
+    for name in ("X-Sample-Rate", "X-Request-Id", "X-Litestream-Voice", "X-Litestream-Speed"):
+        assert name in exposed
     for origin in ("https://evil.example", "http://app.example", "null", None):
         assert policy.response_headers(origin, SPEECH) == (("Vary", "Origin"),)
 
