@@ -13,7 +13,8 @@ Scale-up acts at once: new replicas are started and join HAProxy (runtime API `a
 once their /readyz is green; the next decision waits until Prometheus has a sample from every
 serving replica. Scale-down takes the largest recommendation of the last `--down-window-s`
 (the HPA's stabilization window, 300 s by default, so a dip does not drain replicas that are
-needed again a minute later) and drains the replicas with the fewest open streams: HAProxy
+needed again a minute later; the replicas found at the start count as one recommendation, as
+the HPA's do) and drains the replicas with the fewest open streams: HAProxy
 sends them nothing new, SIGTERM, they exit when their streams are done, then they leave
 HAProxy. Without a figure from Prometheus it holds the replica count and says so once.
 
@@ -57,7 +58,13 @@ class DownWindow:
         self.window_s = window_s
         self._seen: deque[tuple[float, int]] = deque()
 
-    def add(self, now: float, desired: int) -> int:
+    def add(self, now: float, desired: int, current: int | None = None) -> int:
+        """Record `desired` at `now`; the highest of the window. The first call also records
+        `current`, the replicas found, at `now`, as the HPA does (recordInitialRecommendation):
+        so a started or restarted autoscaler drains nothing for a window, where it drained an
+        idle replica at its first decision."""
+        if not self._seen and current is not None:
+            self._seen.append((now, current))
         self._seen.append((now, desired))
         while self._seen and self._seen[0][0] < now - self.window_s:
             self._seen.popleft()
@@ -128,10 +135,10 @@ class Autoscaler:
             return Decision(now, len(serving), None, loads, len(serving), len(serving),
                             "wait-samples")
         mean = sum(loads.values()) / len(loads) if loads else 0.0
-        recommended = desired_replicas(len(serving), mean, self.target, self.tolerance,
-                                       self.lo, self.hi)
-        stabilized = self.window.add(now, recommended)
         current = len(serving)
+        recommended = desired_replicas(current, mean, self.target, self.tolerance,
+                                       self.lo, self.hi)
+        stabilized = self.window.add(now, recommended, current)
         if recommended > current:
             decision = Decision(now, current, mean, loads, recommended, recommended, "up")
             self.say(decision.line())

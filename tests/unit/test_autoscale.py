@@ -3,9 +3,13 @@
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
+
 import pytest
 
-from deploy.fleet.autoscale import DownWindow, desired_replicas
+from deploy.fleet import fleet
+from deploy.fleet.autoscale import Autoscaler, DownWindow, desired_replicas
 from loadtest.lib.autoscale_run import Refusal, RunResult, Sample, wanted
 from loadtest.lib.recorder import StreamResult
 
@@ -68,3 +72,34 @@ def test_a_run_is_judged_on_its_replica_counts_refusals_and_streams() -> None:
     failed = {name for name, held in run.checks() if not held}
     assert failed == {"0 stalls in streams already playing",
                       "refusals only while a new replica warms"}
+
+
+def test_a_started_autoscaler_waits_a_window_before_it_drains(tmp_path: Path) -> None:
+    """docs/operations.md, "The local autoscaler": scale-down takes the highest recommendation
+    of the last window, as the HPA's does, and the HPA counts the replicas it found as one
+    (recordInitialRecommendation). Started (or restarted) on an idle fleet of 2, the local
+    one drained a replica at its first decision, 1 s in: a dip at a restart cost a replica."""
+    procs = [subprocess.Popen(["sleep", "120"]) for _ in range(2)]
+    try:
+        f = fleet.Fleet(tmp_path, fleet.State(base_port=18480, replica_args=[], next_index=3))
+        for i, proc in enumerate(procs, start=1):
+            f.state.replicas[f"r{i}"] = fleet.Replica(f"r{i}", i, 18490 + i, proc.pid)
+        f.save()
+        scaler = Autoscaler(f, target=0.7, lo=1, hi=3, tolerance=0.1, down_window_s=300,
+                            say=lambda line: None)
+        scaler.loads = lambda: {"r1": 0.0, "r2": 0.0}  # type: ignore[method-assign]
+        drained: list[int] = []
+        scaler.scale_down = drained.append  # type: ignore[method-assign]
+        decision = scaler.step()
+        assert (decision.recommended, decision.action, drained) == (1, "hold", [])
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+
+
+def test_the_window_counts_the_replicas_found_at_its_start() -> None:
+    window = DownWindow(window_s=15.0)
+    assert window.add(0.0, 1, current=3) == 3  # the 3 found, as a recommendation at 0 s
+    assert window.add(14.9, 1, current=3) == 3
+    assert window.add(15.1, 1, current=3) == 1  # only a window's start is seeded
