@@ -10,6 +10,11 @@ timeout). Within a turn:
 - the end of the LLM's response sends `flush`; the server's `flushed` ends the audio context;
 - audio frames (s16le at the voice's rate) are pushed as they arrive, resampled to the
   pipeline's output rate when it differs;
+- a stream lost mid-turn (its server killed, or its drain out of grace: a close other than
+  1000) is replaced by a new one (Pipecat's reconnect, or the next turn's text), which is sent
+  what the lost one had not spoken, with its flushes: the turns in flight are spoken to their
+  end (the chunk that was playing, again whole) and their audio contexts end
+  (`litestream.client.unspoken`);
 - Pipecat's interruption (barge-in) sends `clear`; audio still in flight from before the clear
   is dropped until the server's `cleared`;
 - what was heard: the stream asks for word timestamps (`timestamps=word`), and each chunk's
@@ -47,10 +52,12 @@ from pipecat.frames.frames import (
 from pipecat.processors.frame_processor import FrameDirection
 from pipecat.services.settings import TTSSettings
 from pipecat.services.tts_service import TextAggregationMode, WebsocketTTSService
+from pipecat.services.websocket_service import WebsocketService
 
 from litestream.client.events import Audio, Chunk, Cleared, Done, Error, Flushed, Ready, Words
 from litestream.client.playback import PlaybackClock
 from litestream.client.stream import HandshakeRefused, connect
+from litestream.client.unspoken import Unspoken
 
 
 class _Stream(Protocol):
@@ -117,6 +124,9 @@ class LitestreamTTSService(WebsocketTTSService):
         self._flushes: deque[str] = deque()   # audio contexts waiting for `flushed`, in order
         self._clears_pending = 0              # `clear` sent, `cleared` not yet received
         self._context_base_ms: dict[str, float] = {}  # stream start_ms of a context's audio
+        self._context_audio_ms: dict[str, float] = {}  # audio pushed into a context so far
+        self._unspoken = Unspoken()           # sent, not yet spoken: sent again if the stream
+        self._speaking: str | None = None     # is lost; the chunk whose audio is arriving
         self._untimed: dict[int, Chunk] = {}  # chunks announced, their words not yet given
         self._clock: PlaybackClock | None = None  # the listener, for on_interrupted_heard
         self._first_live_seq = 0                   # chunks before this were heard in full
@@ -152,6 +162,7 @@ class LitestreamTTSService(WebsocketTTSService):
 
     async def _disconnect(self) -> None:
         await super()._disconnect()
+        self._unspoken.clear()  # the pipeline stops: nothing is to be spoken any more
         if self._receive_task is not None:
             await self.cancel_task(self._receive_task)
             self._receive_task = None
@@ -184,8 +195,36 @@ class LitestreamTTSService(WebsocketTTSService):
             self._flushes.clear()
             self._clears_pending = 0
             self._untimed.clear()
+            self._speaking = None
             self.conversation_streams += 1
+            await self._resume_unspoken()
             await self._call_event_handler("on_connected")
+
+    async def _resume_unspoken(self) -> None:
+        """The stream before this one was lost mid-turn (its server died, or its drain ran
+        out of grace): send what it had not spoken, and its flushes, again on this one, so
+        the turns in flight are spoken to their end (the chunk that was playing is spoken
+        again whole) instead of stopping mid-answer and never ending their audio context."""
+        segments = self._unspoken.segments()
+        if self._stream is None or not segments:
+            return
+        logger.warning(f"{self} stream lost mid-turn: speaking its last "
+                       f"{self._unspoken.chars()} characters again on a new stream")
+        # The new stream's audio starts at 0: a context resumed here goes on after the audio
+        # it already pushed, which is where its next words' times count from.
+        for ctx in self._context_base_ms:
+            self._context_base_ms[ctx] = -self._context_audio_ms.get(ctx, 0.0)
+        with contextlib.suppress(Exception):  # lost again: the next stream tries again
+            for segment in segments:
+                if segment.text:
+                    await self._stream.send_text(segment.text)
+                if segment.flush is not None:
+                    if not self.audio_context_available(segment.flush):
+                        # It went quiet while the new stream was found (Pipecat ends a
+                        # context after a few seconds without audio): open it again.
+                        await self.create_audio_context(segment.flush)
+                    self._flushes.append(segment.flush)
+                    await self._stream.flush()
 
     async def _disconnect_websocket(self) -> None:
         stack, self._stack, self._stream = self._stack, None, None
@@ -202,6 +241,11 @@ class LitestreamTTSService(WebsocketTTSService):
             # A turn opened a stream (run_tts) while the receive loop waited to retry: read
             # that one. Reconnecting again would drop the turn it carries.
             return True
+        if self._unspoken.segments():
+            # Pipecat's WebsocketTTSService closes every audio context before it reconnects,
+            # since its providers cannot resume a context on a new connection. This one does
+            # (_resume_unspoken): the contexts stay open for the audio still to come.
+            return await WebsocketService._reconnect_websocket(self, attempt_number)
         return await super()._reconnect_websocket(attempt_number)
 
     async def _record_context_audio_outcome(self, context_id: str, received_audio: bool) -> None:
@@ -230,6 +274,7 @@ class LitestreamTTSService(WebsocketTTSService):
                 yield ErrorFrame(error=f"{self} not connected: this turn is not spoken")
             return
         try:
+            self._unspoken.sent_text(text)  # before the send: a failed send is sent again
             await self._stream.send_text(text)
             await self.start_tts_usage_metrics(text)
         except Exception as exc:
@@ -243,6 +288,7 @@ class LitestreamTTSService(WebsocketTTSService):
         if self._stream is None or flush_id is None:
             return
         self._flushes.append(flush_id)
+        self._unspoken.sent_flush(flush_id)
         await self._stream.flush()
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
@@ -259,11 +305,14 @@ class LitestreamTTSService(WebsocketTTSService):
         if self._stream is not None and self._clears_pending == 0:
             self._clears_pending += 1
             self._flushes.clear()  # the server drops pending flush marks on clear
+            self._unspoken.clear()  # and the text: nothing of it is to be spoken
+            self._speaking = None
             with contextlib.suppress(Exception):
                 await self._stream.clear()
 
     async def on_audio_context_interrupted(self, context_id: str) -> None:
         self._context_base_ms.pop(context_id, None)
+        self._context_audio_ms.pop(context_id, None)
         await super().on_audio_context_interrupted(context_id)
 
     async def _report_heard(self) -> None:
@@ -308,6 +357,7 @@ class LitestreamTTSService(WebsocketTTSService):
             self._server_rate = event.sample_rate
             self.session_id = event.session
             self._clock = PlaybackClock.for_ready(event)
+            self._first_live_seq = 0  # a new stream counts its chunks from 0
         elif isinstance(event, Cleared):
             self._clears_pending = max(0, self._clears_pending - 1)
             self._untimed.clear()  # chunks the clear dropped: their audio never comes
@@ -322,12 +372,15 @@ class LitestreamTTSService(WebsocketTTSService):
         elif isinstance(event, Audio):
             await self._on_audio(event, now)
         elif isinstance(event, Flushed):
+            self._speaking = None
+            self._unspoken.flushed()
             if self._flushes:
                 ctx = self._flushes.popleft()
                 if self._context_base_ms.pop(ctx, None) is None:
                     self._silent_contexts.add(ctx)  # no chunk: the text had nothing to say
                 await self.append_to_audio_context(ctx, TTSStoppedFrame(context_id=ctx))
                 await self.remove_audio_context(ctx)
+                self._context_audio_ms.pop(ctx, None)
         elif isinstance(event, Error):
             logger.warning(f"{self} server error {event.code}: {event.message}")
             if event.fatal:
@@ -336,6 +389,9 @@ class LitestreamTTSService(WebsocketTTSService):
             logger.debug(f"{self} stream done: {event.stats}")
 
     async def _on_chunk(self, chunk: Chunk, now: float) -> None:
+        if self._speaking is not None:  # the chunk before this one has all its audio in
+            self._unspoken.spoken(self._speaking)
+        self._speaking = chunk.text
         if self._clock is not None:
             self._clock.on_chunk(chunk, now)
         ctx = self._current_context()
@@ -370,6 +426,9 @@ class LitestreamTTSService(WebsocketTTSService):
                 word_times(chunk.text, (chunk.start_ms - base_ms) / 1000.0,
                            chunk.duration_ms / 1000.0), ctx)
         pcm = audio.pcm
+        if self._server_rate:
+            self._context_audio_ms[ctx] = (self._context_audio_ms.get(ctx, 0.0)
+                                           + len(pcm) / 2 / self._server_rate * 1000.0)
         if self._server_rate and self._server_rate != self.sample_rate:
             pcm = await self._resampler.resample(pcm, self._server_rate, self.sample_rate)
         await self.append_to_audio_context(

@@ -447,3 +447,34 @@ def test_the_service_is_built_on_pipecats_current_websocket_base_class() -> None
     assert hasattr(pipecat_tts.AudioContextTTSService, "__deprecated__")  # the mark looked for
     marked = [c.__name__ for c in LitestreamTTSService.__mro__ if hasattr(c, "__deprecated__")]
     assert marked == []
+
+
+@module_loop
+async def test_a_stream_lost_mid_turn_is_replaced_and_the_turn_spoken_to_its_end(
+        srv: RunningServer) -> None:
+    """The replica under a stream dies mid-turn (here its connection is cut, as a SIGKILL
+    does: the client sees 1006). The service reconnected, but the turn's text already sent was
+    never spoken, its audio context never ended (no `flushed` on the new stream), and the next
+    turn queued behind it. Now the unspoken text goes again on the new stream."""
+    turn = ("The first sentence of a long answer is spoken now. The second one follows it "
+            "closely. A third sentence comes after that. And the fourth sentence ends it all.")
+    seen: dict[str, Any] = {}
+
+    async def script(worker: PipelineWorker, sink: Sink, tts: LitestreamTTSService) -> None:
+        await worker.queue_frames(llm_turn(turn))
+        await sink.wait_for(lambda frames: any(isinstance(f, TTSAudioRawFrame)
+                                               for f in frames))
+        srv.server.streams[tts.session_id or ""].request.transport.abort()
+        with contextlib.suppress(TimeoutError):  # a turn that never ends: the asserts say so
+            await sink.wait_for(stopped(1), timeout=60)
+        seen["stopped"] = len(sink.of(TTSStoppedFrame))
+        seen["words"] = [f.raw_text for f in sink.of(TTSTextFrame)]
+        seen["streams"] = tts.conversation_streams
+
+    await run_pipeline(srv, script)
+    assert seen["streams"] == 2
+    assert seen["stopped"] == 1, "the turn's audio context never ended"
+    # Every word is spoken, in order, once in the text frames the LLM context keeps (the
+    # chunk that was playing when the stream was lost is spoken again whole; Pipecat's word
+    # sequencer does not repeat words it has released).
+    assert " ".join(seen["words"]).split() == turn.split()
