@@ -73,7 +73,7 @@ class Decision:
     loads: dict[str, float]
     recommended: int
     desired: int
-    action: str  # hold | up | down | no-metric | wait-samples | up-retry-wait
+    action: str  # hold | up | down | no-metric | wait-samples | up-retry-wait | fleet-gone
 
     def line(self) -> str:
         load = "-" if self.mean_load is None else f"{self.mean_load:.2f}"
@@ -111,6 +111,10 @@ class Autoscaler:
 
     def step(self) -> Decision:
         now = time.monotonic() - self._t0
+        # The replicas as the state file says: `scale` may have changed them meanwhile.
+        if not self.fleet.reload():
+            self.say(f"t={now:6.1f}s the fleet was stopped (its state file is gone)")
+            return Decision(now, 0, None, {}, 0, 0, "fleet-gone")
         # A replica that died is no longer serving: forget it, or it would be counted (and
         # waited for, since it exports no sample) forever and never replaced.
         for name in self.fleet.reap(self.serving()):
@@ -189,6 +193,8 @@ class Autoscaler:
     def run(self, interval_s: float, stop: threading.Event, log_every: bool) -> None:
         while not stop.is_set():
             decision = self.step()
+            if decision.action == "fleet-gone":
+                break
             if log_every and decision.action not in ("up", "down"):
                 self.say(decision.line())
             stop.wait(interval_s)

@@ -220,6 +220,7 @@ class Fleet:
         # The autoscaler drains in threads while it may start replicas: one writer at a time.
         self._lock = threading.RLock()
         self._starting: set[int] = set()  # replica indices being started (start_replica)
+        self._stopped = False  # the state file was removed by `down` (reload)
 
     # ------------------------------------------------ opening
 
@@ -276,8 +277,29 @@ class Fleet:
         except (FleetError, OSError, ValueError, TypeError, KeyError):
             return self
 
+    def reload(self) -> bool:
+        """Take the state file's view of the fleet, for a process that outlives one command
+        (the autoscaler): `scale` may have added or drained replicas since, and a copy kept
+        in memory would write them out of the state at its next save, leaving them running
+        where `make fleet-stop` never sees them. False once the fleet was stopped (`down`
+        removed the state file); this object then never writes the file again, which would
+        bring back a fleet that is gone."""
+        try:
+            state = Fleet.load(self.dir).state
+        except FleetError:
+            with self._lock:
+                self._stopped = True
+            return False
+        except (OSError, ValueError, TypeError, KeyError):
+            return True  # being rewritten: keep this copy for now
+        with self._lock:
+            self.state = state
+        return True
+
     def save(self) -> None:
         with self._lock:
+            if self._stopped:
+                return
             tmp = self.dir / "state.json.tmp"
             tmp.write_text(self.state.to_json())
             tmp.replace(self.dir / "state.json")

@@ -36,6 +36,7 @@ def state(tmp_path: Path) -> Iterator[fleet.Fleet]:
     f = fleet.Fleet(tmp_path, fleet.State(
         base_port=free_base(), next_index=7,  # as after six replicas came and went
         replica_args=["--voice", "synthetic", "--no-kokoro", "--workers", "1"]))
+    f.save()
     yield f
     for replica in list(f.state.replicas.values()):
         fleet.stop_pid(replica.pid, 10)
@@ -59,6 +60,7 @@ def test_a_new_replica_takes_the_lowest_index_whose_port_is_free(state: fleet.Fl
 def test_the_autoscaler_goes_on_when_a_replica_fails_to_start(state: fleet.Fleet) -> None:
     f = state
     f.state.replica_args.append("--no-such-flag")  # every replica exits at start
+    f.save()
     said: list[str] = []
     scaler = Autoscaler(f, target=0.7, lo=1, hi=3, tolerance=0.1, down_window_s=300,
                         say=said.append)
