@@ -39,7 +39,7 @@ from pipecat.workers.runner import WorkerRunner
 
 from litestream.client import Chunk, Words, connect
 from litestream.client.pipecat import LitestreamTTSService, word_times
-from tests.serverutil import RunningServer, run_server
+from tests.serverutil import RunningServer, run_server, until
 
 # One event loop and one server for the module: a server takes seconds to start.
 module_loop = pytest.mark.asyncio(loop_scope="module")
@@ -478,3 +478,38 @@ async def test_a_stream_lost_mid_turn_is_replaced_and_the_turn_spoken_to_its_end
     # chunk that was playing when the stream was lost is spoken again whole; Pipecat's word
     # sequencer does not repeat words it has released).
     assert " ".join(seen["words"]).split() == turn.split()
+
+
+@module_loop
+async def test_what_was_heard_counts_the_new_streams_chunks_after_a_lost_stream(
+        srv: RunningServer) -> None:
+    """A turn heard in full, then the next turn's stream is lost and the turn resumed on a new
+    stream; the listener interrupts it. The report must name what was heard of the resumed
+    turn. It skipped the new stream's first chunks: the service counted chunks from where the
+    lost stream's had got to (chunk numbers start at 0 on every stream)."""
+    long_text = " ".join(["This is a long answer that the user will interrupt."] * 6)
+    heard_reports: list[tuple[str, str]] = []
+
+    async def script(worker: PipelineWorker, sink: Sink, tts: LitestreamTTSService) -> None:
+        @tts.event_handler("on_interrupted_heard")
+        async def _heard(service: Any, heard: str, unheard: str) -> None:
+            heard_reports.append((heard, unheard))
+
+        await worker.queue_frames(llm_turn(TURN_1))
+        await sink.wait_for(stopped(1))
+        await asyncio.sleep(audio_s(sink.of(TTSAudioRawFrame)) + 0.5)  # heard in full
+        before = len(sink.of(TTSAudioRawFrame))
+        await worker.queue_frames(llm_turn(long_text))
+        await sink.wait_for(lambda frames: len(sink.of(TTSAudioRawFrame)) > before)
+        first = tts.session_id
+        srv.server.streams[first or ""].request.transport.abort()
+        lost_at = len(sink.of(TTSAudioRawFrame))
+        await until(lambda: tts.session_id not in (None, first)
+                    and len(sink.of(TTSAudioRawFrame)) > lost_at)
+        await asyncio.sleep(1.5)  # the listener plays the resumed turn's first words
+        await worker.queue_frame(InterruptionFrame())
+        await sink.wait_for(lambda frames: bool(heard_reports))
+
+    await run_pipeline(srv, script)
+    heard, unheard = heard_reports[0]
+    assert heard and long_text.startswith(f"{heard} {unheard}".strip())
