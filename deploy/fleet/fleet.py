@@ -41,6 +41,7 @@ BACKEND = "replicas"
 # (haproxy.cfg explains them): out within ~1 s of turning unready, back after 2 good checks.
 SERVER_OPTIONS = "check inter 500ms fall 2 rise 2"
 READY_TIMEOUT_S = 300.0
+PARTS = ("haproxy", "redis", "prometheus")  # the parts besides the replicas
 LOG_START = "== fleet: started"  # the line before each process's output in its log
 
 
@@ -385,6 +386,27 @@ class Fleet:
         wait_until("prometheus", lambda: http_status(f"{self.prometheus_url}/-/ready") == 200,
                    60, pid, log)
 
+    def restart(self, part: str) -> None:
+        """Start a part again whose process is gone (a crash, an OOM kill, `kill`): redis
+        (empty: the replicas fill it again), prometheus (its data kept), or haproxy, which
+        then gets every replica back (they were added at run time, not in haproxy.cfg): each
+        is marked UP or DOWN by its own checks, as before."""
+        if part not in PARTS:
+            raise FleetError(f"no part {part!r} (one of {', '.join(PARTS)})")
+        pid = self.state.pids.get(part)
+        if pid is not None and alive(pid):
+            raise FleetError(f"{part} is running (pid {pid})")
+        if part == "redis":
+            self._start_redis()
+        elif part == "prometheus":
+            self._start_prometheus()
+        else:
+            self.socket_path.unlink(missing_ok=True)  # the dead one's: "started" too early
+            self._start_haproxy()
+            for replica in list(self.state.replicas.values()):
+                if alive(replica.pid):
+                    self.join(replica)
+
     def _write_targets(self) -> None:
         """The file_sd target lists prometheus.yml names; written whole, then renamed."""
         with self._lock:
@@ -564,13 +586,22 @@ class Fleet:
         states = {}
         with contextlib.suppress(OSError):
             states = self.server_states()
+
+        def life(part: str) -> str:
+            pid = self.state.pids.get(part)
+            if pid is None:
+                return ""
+            return (f"  pid {pid}  alive" if alive(pid) else
+                    f"  pid {pid}  GONE: python -m deploy.fleet restart {part}")
+
         lines = [f"public   {self.url}  (HTTP: {self.http_url})",
-                 f"haproxy  http://127.0.0.1:{self.ports.stats}/stats  (metrics: /metrics)",
-                 f"prometheus {self.prometheus_url}",
-                 f"redis    {self.redis_url}"]
+                 f"haproxy  http://127.0.0.1:{self.ports.stats}/stats  (metrics: /metrics)"
+                 + life("haproxy"),
+                 f"prometheus {self.prometheus_url}" + life("prometheus"),
+                 f"redis    {self.redis_url}" + life("redis")]
         for r in self.state.replicas.values():
-            life = "alive" if alive(r.pid) else "gone"
-            lines.append(f"{r.name:8} http://127.0.0.1:{r.port}  pid {r.pid}  {life}  "
+            state = "alive" if alive(r.pid) else "gone"
+            lines.append(f"{r.name:8} http://127.0.0.1:{r.port}  pid {r.pid}  {state}  "
                          f"haproxy {states.get(r.name, '-')}")
         return "\n".join(lines)
 
