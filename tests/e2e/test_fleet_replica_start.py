@@ -48,6 +48,7 @@ def test_a_new_replica_takes_the_lowest_index_whose_port_is_free(state: fleet.Fl
                               f.dir / "r1.log")
     f.state.replicas["r1"] = fleet.Replica("r1", 1, f.ports.replica(1), placeholder)
     with socket.socket() as other:  # another program holds r2's port
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers do
         other.bind(("127.0.0.1", f.ports.replica(2)))
         other.listen()
         replica = f.start_replica()
