@@ -18,7 +18,8 @@ timeout). Within a turn:
   what the lost one had not spoken, with its flushes, then the tokens still waiting for their
   `text` message: the turns in flight are spoken to their end (the chunk that was playing,
   again whole) and their audio contexts end (`litestream.client.unspoken`). A turn that ends
-  with no stream is not finished: at the next turn's start its rest would be out of place;
+  before the reconnect has a new stream keeps its end for that stream; if the next turn comes
+  first, the rest of that turn is not said (at the next turn's start it would be out of place);
 - Pipecat's interruption (barge-in) sends `clear`; audio still in flight from before the clear
   is dropped until the server's `cleared`;
 - what was heard: the stream asks for word timestamps (`timestamps=word`), and each chunk's
@@ -152,6 +153,7 @@ class LitestreamTTSService(WebsocketTTSService):
         self._context_audio_ms: dict[str, float] = {}  # audio pushed into a context so far
         self._unspoken = Unspoken()           # sent, not yet spoken: sent again if the stream
         self._speaking: str | None = None     # is lost; the chunk whose audio is arriving
+        self._unsent_end: str | None = None   # a turn ended with no stream: its flush, kept
         self._untimed: dict[int, Chunk] = {}  # chunks announced, their words not yet given
         self._clock: PlaybackClock | None = None  # the listener, for on_interrupted_heard
         self._first_live_seq = 0                   # chunks before this were heard in full
@@ -191,6 +193,7 @@ class LitestreamTTSService(WebsocketTTSService):
             await self.cancel_task(self._pending_sender)
             self._pending_sender = None
         self._unspoken.clear()  # the pipeline stops: nothing is to be spoken any more
+        self._unsent_end = None
         if self._receive_task is not None:
             await self.cancel_task(self._receive_task)
             self._receive_task = None
@@ -261,6 +264,7 @@ class LitestreamTTSService(WebsocketTTSService):
                     await stream.send_text(segment.text, flush=segment.flush is not None)
                 elif segment.flush is not None:
                     await stream.flush()
+            self._unsent_end = None  # sent now, on this stream
 
     async def _disconnect_websocket(self) -> None:
         stack, self._stack, self._stream = self._stack, None, None
@@ -305,12 +309,14 @@ class LitestreamTTSService(WebsocketTTSService):
                 self._first_live_seq = max(self._first_live_seq, max(played) + 1)
         if context_id != self._pending_context:
             # A new turn. The turn before it, if its end came with no stream to send it on
-            # (or never came), is not said: its tokens still waiting, and what it sent that
-            # was not spoken. Said at the start of this turn they would be out of place.
-            # (Checked before the connect, which sends the lost stream's unspoken text again:
-            # earlier turns, ended on it, keep theirs.)
+            # and no stream replaced the lost one since (or it never ended), is not said:
+            # its tokens still waiting, and what it sent that was not spoken. Said at the start
+            # of this turn they would be out of place. (Checked before the connect, which
+            # sends the lost stream's unspoken text again: earlier turns, ended on it, keep
+            # theirs.)
             self._pending.clear()
-            self._unspoken.drop_turn()
+            self._unspoken.drop_turn(self._unsent_end)
+            self._unsent_end = None
             self._pending_context = context_id
         if self._stream is None and context_id != self._unspoken_context:
             await self._connect()  # once per turn: not a handshake for every token
@@ -376,7 +382,20 @@ class LitestreamTTSService(WebsocketTTSService):
     async def flush_audio(self, context_id: str | None = None) -> None:
         """The LLM's response ended: speak what is buffered; `flushed` ends the context."""
         flush_id = context_id or self.get_active_audio_context_id()
-        if self._stream is None or flush_id is None:
+        if flush_id is None:
+            return
+        if self._stream is None:
+            if self._pending or self._unspoken:
+                # The stream was lost mid-turn and none has taken its place yet. The turn's
+                # rest (its tokens waiting too) and its end are kept for the stream that
+                # replaces it (Pipecat's reconnect), which speaks the turn to its end. If the
+                # next turn comes first, run_tts drops them (_unsent_end).
+                text = "".join(self._pending)
+                self._pending.clear()
+                if text:
+                    self._unspoken.sent_text(text)
+                self._unspoken.sent_flush(flush_id)
+                self._unsent_end = flush_id
             return
         await self._send_pending(flush_id)
 
@@ -394,6 +413,7 @@ class LitestreamTTSService(WebsocketTTSService):
         self._pending.clear()  # tokens of the turn cut short, not yet sent: never sent
         # Nor is what was sent and not spoken, on this stream or one that replaces it.
         self._unspoken.clear()
+        self._unsent_end = None
         self._speaking = None
         if self._stream is not None and self._clears_pending == 0:
             self._clears_pending += 1

@@ -79,11 +79,13 @@ class Unspoken:
         """A `clear` was sent: what it drops is not to be spoken, here or anywhere."""
         self._segments.clear()
 
-    def drop_turn(self) -> None:
-        """Let go of the text sent since the last flush mark: a new turn began, and that turn
-        never sent its end (it came with no stream), so said on a new stream it would be out
-        of place. Earlier turns, ended on a stream, keep theirs."""
-        if self._segments and self._segments[-1].flush is None:
+    def drop_turn(self, flush: str | None = None) -> None:
+        """Let go of the last turn's text, which a new turn makes out of place: the text sent
+        since the last flush mark (`flush` None: that turn never ended), or the last segment
+        if its mark is `flush` (that turn ended with no stream to send its flush on, and was
+        kept for the stream replacing the lost one, which did not come before the new turn).
+        Earlier turns, ended on a stream, keep theirs."""
+        if self._segments and self._segments[-1].flush == flush:
             self._segments.pop()
 
     def __bool__(self) -> bool:

@@ -741,3 +741,36 @@ async def test_a_stream_lost_while_tokens_wait_speaks_the_turn_once_and_in_order
     assert seen["stopped"] == 1
     assert " ".join(seen["words"]).split() == turn.split()
 
+
+async def test_a_turn_that_ends_while_its_lost_stream_is_replaced_is_spoken_to_its_end() -> None:
+    """The stream is lost mid-turn and the turn ends before a new one could be opened (the
+    server restarts; Pipecat's reconnect waits to retry). The turn's rest, its tokens still
+    waiting too, and its end go on the stream the reconnect opens, before any next turn: it
+    is spoken to its end. (When the next turn comes first, they are not said: the test of
+    tokens left waiting above.)"""
+    turn = "Sure, one moment. I am checking"
+    seen: dict[str, Any] = {}
+    async with contextlib.AsyncExitStack() as first_server:
+        first = await first_server.enter_async_context(run_server())
+        # The reconnect's second try comes after the new server is up (it takes seconds).
+        tts = TappedTTS(url=first.url, text_interval_s=5.0, reconnect_backoff_min_wait=8.0,
+                        reconnect_backoff_max_wait=8.0)
+
+        async def script(worker: PipelineWorker, sink: Sink, _: LitestreamTTSService) -> None:
+            frames = llm_turn(turn)
+            await worker.queue_frames(frames[:-1])  # the first token goes, the rest wait 5 s
+            await asyncio.sleep(0.3)
+            await first_server.aclose()  # the stream closes with 1001; the reconnect fails
+            await worker.queue_frame(frames[-1])  # the turn ends with no stream
+            async with run_server(port=first.port) as second:
+                await until(lambda: tts.session_id in second.server.streams, timeout_s=30)
+                with contextlib.suppress(TimeoutError):  # a lost rest: the asserts say so
+                    await sink.wait_for(lambda frames: any(
+                        isinstance(f, TTSTextFrame) and f.raw_text.startswith("checking")
+                        for f in frames), timeout=30)
+                seen["chunks"] = chunks_of_last_stream(tts)
+                seen["flushed"] = any(isinstance(e, Flushed) for e in tts.events)
+
+        await run_pipeline(first, script, tts)
+    assert " ".join(seen["chunks"]).split() == turn.split()
+    assert seen["flushed"], "the turn's end never reached the new stream"

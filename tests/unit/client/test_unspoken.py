@@ -73,5 +73,12 @@ def test_a_new_turn_drops_the_turn_left_without_its_end_and_keeps_earlier_ones()
     assert ledger.segments() == [Segment("An earlier turn. ", "turn-1")]
     ledger.drop_turn()  # no text after the last mark: nothing goes
     assert ledger.segments() == [Segment("An earlier turn. ", "turn-1")]
+    # A turn whose end was kept (no stream to send its flush on) goes by its mark.
+    ledger.sent_text("A turn whose end came with no stream.")
+    ledger.sent_flush("turn-3")
+    ledger.drop_turn("turn-1")  # not the last turn: kept
+    assert len(ledger.segments()) == 2
+    ledger.drop_turn("turn-3")
+    assert ledger.segments() == [Segment("An earlier turn. ", "turn-1")]
     ledger.flushed()
     assert not ledger
