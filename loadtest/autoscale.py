@@ -1,6 +1,6 @@
 """The local autoscaler shown at work: 1 -> 3 replicas as load rises, 3 -> 1 as it falls.
 
-    python -m loadtest.autoscale [--per-replica 8] [--down-window-s 15]
+    python -m loadtest.autoscale [--per-replica 8] [--down-window-s 15] [--base-port P]
 
 Starts a fleet of one synthetic-voice replica (deploy/fleet) and the autoscaler beside it
 (`python -m deploy.fleet.autoscale`), offers streams through HAProxy along a profile (3, rising
@@ -29,6 +29,8 @@ def main() -> int:
     parser.add_argument("--down-window-s", type=float, default=15.0,
                         help="the autoscaler's scale-down window (short for the demonstration)")
     parser.add_argument("--state-dir", type=Path, default=None)
+    parser.add_argument("--base-port", type=int, default=0,
+                        help="the fleet's public port (P..P+3, replicas P+11..); 0: a free block")
     args = parser.parse_args()
     info = machine_info()
     print(f"machine: {info['cpu']}, {info['nproc']} cores, load {info['loadavg_1m_at_start']}")
@@ -36,7 +38,8 @@ def main() -> int:
           f"synthetic voice; target litestream_load {args.target}")
     with tempfile.TemporaryDirectory(prefix="litestream-autoscale-") as tmp:
         result = asyncio.run(run(args.state_dir or Path(tmp), per_replica=args.per_replica,
-                                 target=args.target, down_window_s=args.down_window_s))
+                                 target=args.target, down_window_s=args.down_window_s,
+                                 base_port=args.base_port))
     for line in result.report():
         print(line)
     ok = True

@@ -5,6 +5,7 @@
   down      drain every replica (no stream is cut), then stop the rest
   status    the parts, and HAProxy's view of each replica
   scale N   add replicas, or drain the newest ones, until there are N
+  restart PART   start haproxy, redis or prometheus again after it died
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from deploy.fleet.fleet import DEFAULT_BASE_PORT, DEFAULT_STATE_DIR, Fleet, FleetError
+from deploy.fleet.fleet import DEFAULT_BASE_PORT, DEFAULT_STATE_DIR, PARTS, Fleet, FleetError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("status")
     scale = sub.add_parser("scale")
     scale.add_argument("replicas", type=int)
+    restart = sub.add_parser("restart")
+    restart.add_argument("part", choices=PARTS)
     args = parser.parse_args(argv)
 
     try:
@@ -50,6 +53,10 @@ def main(argv: list[str] | None = None) -> int:
             Fleet.load(args.state_dir).down()
         elif args.command == "status":
             print(Fleet.load(args.state_dir).describe())
+        elif args.command == "restart":
+            fleet = Fleet.load(args.state_dir)
+            fleet.restart(args.part)
+            print(fleet.describe())
         else:
             fleet = Fleet.load(args.state_dir)
             for name in fleet.reap():

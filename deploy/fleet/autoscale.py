@@ -37,6 +37,7 @@ from pathlib import Path
 from deploy.fleet.fleet import DEFAULT_STATE_DIR, Fleet, FleetError
 
 LOAD_QUERY = 'litestream_load{job="litestream"}'
+UP_RETRY_S = 10.0  # after a scale-up whose replica did not start, wait this long to try again
 
 
 def desired_replicas(current: int, mean_load: float, target: float, tolerance: float,
@@ -79,7 +80,7 @@ class Decision:
     loads: dict[str, float]
     recommended: int
     desired: int
-    action: str  # hold | up | down | no-metric | wait-samples
+    action: str  # hold | up | down | no-metric | wait-samples | up-retry-wait | fleet-gone
 
     def line(self) -> str:
         load = "-" if self.mean_load is None else f"{self.mean_load:.2f}"
@@ -102,6 +103,7 @@ class Autoscaler:
         self._lock = threading.Lock()
         self._t0 = time.monotonic()
         self._no_metric_said = False
+        self._up_after = 0.0  # monotonic: no scale-up before this, after one that failed
 
     def serving(self) -> list[str]:
         with self._lock:
@@ -116,6 +118,10 @@ class Autoscaler:
 
     def step(self) -> Decision:
         now = time.monotonic() - self._t0
+        # The replicas as the state file says: `scale` may have changed them meanwhile.
+        if not self.fleet.reload():
+            self.say(f"t={now:6.1f}s the fleet was stopped (its state file is gone)")
+            return Decision(now, 0, None, {}, 0, 0, "fleet-gone")
         # A replica that died is no longer serving: forget it, or it would be counted (and
         # waited for, since it exports no sample) forever and never replaced.
         for name in self.fleet.reap(self.serving()):
@@ -139,7 +145,9 @@ class Autoscaler:
         recommended = desired_replicas(current, mean, self.target, self.tolerance,
                                        self.lo, self.hi)
         stabilized = self.window.add(now, recommended, current)
-        if recommended > current:
+        if recommended > current and time.monotonic() < self._up_after:
+            decision = Decision(now, current, mean, loads, recommended, current, "up-retry-wait")
+        elif recommended > current:
             decision = Decision(now, current, mean, loads, recommended, recommended, "up")
             self.say(decision.line())
             self.scale_up(recommended - current)
@@ -153,7 +161,16 @@ class Autoscaler:
 
     def scale_up(self, count: int) -> None:
         t0 = time.monotonic()
-        started = self.fleet.add_replicas(count)
+        try:
+            started = self.fleet.add_replicas(count)
+        except (FleetError, OSError) as exc:
+            # A replica that exited at start (a bad flag, no memory) or never turned ready
+            # has been stopped and forgotten; the others joined. The autoscaler goes on, and
+            # tries again after a pause, not every second.
+            self._up_after = time.monotonic() + UP_RETRY_S
+            self.say(f"t={time.monotonic() - self._t0:6.1f}s up: failed, trying again in "
+                     f"{UP_RETRY_S:.0f} s: {exc}")
+            return
         self.say(f"t={time.monotonic() - self._t0:6.1f}s up: "
                  f"{', '.join(r.name for r in started)} ready and in HAProxy after "
                  f"{time.monotonic() - t0:.1f} s")
@@ -183,6 +200,8 @@ class Autoscaler:
     def run(self, interval_s: float, stop: threading.Event, log_every: bool) -> None:
         while not stop.is_set():
             decision = self.step()
+            if decision.action == "fleet-gone":
+                break
             if log_every and decision.action not in ("up", "down"):
                 self.say(decision.line())
             stop.wait(interval_s)

@@ -15,6 +15,7 @@ LITESTREAM_DRAIN_GRACE_S), wait for the process to exit, then `del server`.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import shutil
@@ -40,6 +41,8 @@ BACKEND = "replicas"
 # (haproxy.cfg explains them): out within ~1 s of turning unready, back after 2 good checks.
 SERVER_OPTIONS = "check inter 500ms fall 2 rise 2"
 READY_TIMEOUT_S = 300.0
+PARTS = ("haproxy", "redis", "prometheus")  # the parts besides the replicas
+LOG_START = "== fleet: started"  # the line before each process's output in its log
 
 
 class FleetError(Exception):
@@ -88,6 +91,8 @@ class State:
     replica_args: list[str]
     pids: dict[str, int] = field(default_factory=dict)  # haproxy, redis, prometheus
     replicas: dict[str, Replica] = field(default_factory=dict)
+    # Unused since replicas take the lowest free index (Fleet.start_replica); kept so that a
+    # state file written before still loads.
     next_index: int = 1
 
     def to_json(self) -> str:
@@ -142,6 +147,11 @@ def spawn(args: Sequence[str], log: Path, env: dict[str, str] | None = None,
     """A detached process (its own session, so it outlives the command that started it and a
     Ctrl-C there), its output appended to `log`."""
     with open(log, "ab") as out:
+        # Logs are appended (a replica's name, and so its log, is reused once it is gone):
+        # this line marks where each process's output starts.
+        out.write(f"{LOG_START} {time.strftime('%Y-%m-%dT%H:%M:%S')} "
+                  f"{' '.join(args)}\n".encode())
+        out.flush()
         proc = subprocess.Popen(list(args), cwd=cwd, env=env, stdin=subprocess.DEVNULL,
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     return proc.pid
@@ -168,7 +178,8 @@ def wait_until(what: str, check: Callable[[], bool], timeout_s: float, pid: int 
     deadline = time.monotonic() + timeout_s
     while not check():
         if pid is not None and not alive(pid):
-            tail = log.read_text(errors="replace")[-2000:] if log and log.exists() else ""
+            text = log.read_text(errors="replace") if log and log.exists() else ""
+            tail = text.rsplit(LOG_START, 1)[-1][-2000:]  # this process's output only
             raise FleetError(f"{what}: the process exited\n{tail}")
         if time.monotonic() > deadline:
             raise FleetError(f"{what}: not within {timeout_s:.0f} s")
@@ -209,6 +220,8 @@ class Fleet:
         self.ports = Ports(state.base_port)
         # The autoscaler drains in threads while it may start replicas: one writer at a time.
         self._lock = threading.RLock()
+        self._starting: set[int] = set()  # replica indices being started (start_replica)
+        self._stopped = False  # the state file was removed by `down` (reload)
 
     # ------------------------------------------------ opening
 
@@ -265,8 +278,29 @@ class Fleet:
         except (FleetError, OSError, ValueError, TypeError, KeyError):
             return self
 
+    def reload(self) -> bool:
+        """Take the state file's view of the fleet, for a process that outlives one command
+        (the autoscaler): `scale` may have added or drained replicas since, and a copy kept
+        in memory would write them out of the state at its next save, leaving them running
+        where `make fleet-stop` never sees them. False once the fleet was stopped (`down`
+        removed the state file); this object then never writes the file again, which would
+        bring back a fleet that is gone."""
+        try:
+            state = Fleet.load(self.dir).state
+        except FleetError:
+            with self._lock:
+                self._stopped = True
+            return False
+        except (OSError, ValueError, TypeError, KeyError):
+            return True  # being rewritten: keep this copy for now
+        with self._lock:
+            self.state = state
+        return True
+
     def save(self) -> None:
         with self._lock:
+            if self._stopped:
+                return
             tmp = self.dir / "state.json.tmp"
             tmp.write_text(self.state.to_json())
             tmp.replace(self.dir / "state.json")
@@ -352,6 +386,27 @@ class Fleet:
         wait_until("prometheus", lambda: http_status(f"{self.prometheus_url}/-/ready") == 200,
                    60, pid, log)
 
+    def restart(self, part: str) -> None:
+        """Start a part again whose process is gone (a crash, an OOM kill, `kill`): redis
+        (empty: the replicas fill it again), prometheus (its data kept), or haproxy, which
+        then gets every replica back (they were added at run time, not in haproxy.cfg): each
+        is marked UP or DOWN by its own checks, as before."""
+        if part not in PARTS:
+            raise FleetError(f"no part {part!r} (one of {', '.join(PARTS)})")
+        pid = self.state.pids.get(part)
+        if pid is not None and alive(pid):
+            raise FleetError(f"{part} is running (pid {pid})")
+        if part == "redis":
+            self._start_redis()
+        elif part == "prometheus":
+            self._start_prometheus()
+        else:
+            self.socket_path.unlink(missing_ok=True)  # the dead one's: "started" too early
+            self._start_haproxy()
+            for replica in list(self.state.replicas.values()):
+                if alive(replica.pid):
+                    self.join(replica)
+
     def _write_targets(self) -> None:
         """The file_sd target lists prometheus.yml names; written whole, then renamed."""
         with self._lock:
@@ -374,17 +429,29 @@ class Fleet:
         return args + list(self.state.replica_args)
 
     def start_replica(self) -> Replica:
-        """Spawn one replica (not yet in HAProxy: `join` adds it once it is ready)."""
+        """Spawn one replica (not yet in HAProxy: `join` adds it once it is ready).
+
+        It takes the lowest index that no replica holds and whose port is free: an index that
+        only grew (r1, r2, ... r300 over a day of autoscaling) walked the replicas' ports far
+        past the fleet's block, into other services' ports (9090 from the default base), and a
+        port something else holds would only make the replica exit at start."""
         with self._lock:
-            index = self.state.next_index
-            self.state.next_index += 1
+            held = {r.index for r in self.state.replicas.values()} | self._starting
+            index = next(i for i in itertools.count(1)
+                         if i not in held and _port_free(self.ports.replica(i)))
+            # Reserved until the replica is in the state: its port is not bound yet.
+            self._starting.add(index)
         name = f"r{index}"
         port = self.ports.replica(index)
         env = {k: v for k, v in os.environ.items() if not k.startswith("LITESTREAM_")}
         env["PYTHONPATH"] = str(ROOT)
-        pid = spawn(self.replica_command(port), self.dir / f"{name}.log", env=env)
-        with self._lock:
-            replica = self.state.replicas[name] = Replica(name, index, port, pid)
+        try:
+            pid = spawn(self.replica_command(port), self.dir / f"{name}.log", env=env)
+            with self._lock:
+                replica = self.state.replicas[name] = Replica(name, index, port, pid)
+        finally:
+            with self._lock:
+                self._starting.discard(index)
         self.save()
         self._write_targets()
         return replica
@@ -406,15 +473,28 @@ class Fleet:
 
     def add_replicas(self, count: int) -> list[Replica]:
         """Start `count` replicas at once, join each to HAProxy as it turns ready, and return
-        when HAProxy has marked every one UP."""
+        when HAProxy has marked every one UP. A replica that exits at start or is not ready in
+        time is stopped and forgotten (nothing of it is left in the state, HAProxy or
+        Prometheus), the others still join, and then FleetError says what failed."""
         started = [self.start_replica() for _ in range(count)]
+        joined: list[Replica] = []
+        failed: list[str] = []
         for replica in started:
-            self.wait_ready(replica)
-            self.join(replica)
-        names = {replica.name for replica in started}
+            try:
+                self.wait_ready(replica)
+                self.join(replica)
+            except (FleetError, OSError) as exc:  # OSError: HAProxy's socket
+                stop_pid(replica.pid, 5)
+                self.forget(replica.name)
+                failed.append(str(exc))
+                continue
+            joined.append(replica)
+        names = {replica.name for replica in joined}
         wait_until("haproxy: every new replica UP",
                    lambda: all(self.server_states().get(n) == "UP" for n in names), 10)
-        return started
+        if failed:
+            raise FleetError("\n".join(failed))
+        return joined
 
     def drain(self, name: str, timeout_s: float | None = None) -> None:
         """Take a replica away without cutting a stream: HAProxy sends it nothing new, SIGTERM
@@ -440,9 +520,11 @@ class Fleet:
             haproxy_command(self.socket_path, f"set server {server} state maint")
             # del server needs the server's connections gone; HAProxy closes them shortly.
             deadline = time.monotonic() + 10
-            while "Server deleted" not in haproxy_command(self.socket_path,
-                                                          f"del server {server}"):
-                if time.monotonic() > deadline:
+            while True:
+                answer = haproxy_command(self.socket_path, f"del server {server}")
+                # "No such server": it never joined (it failed to start), or it is gone.
+                if ("Server deleted" in answer or "No such server" in answer
+                        or time.monotonic() > deadline):
                     break
                 time.sleep(0.2)
         with self._lock:
@@ -504,13 +586,22 @@ class Fleet:
         states = {}
         with contextlib.suppress(OSError):
             states = self.server_states()
+
+        def life(part: str) -> str:
+            pid = self.state.pids.get(part)
+            if pid is None:
+                return ""
+            return (f"  pid {pid}  alive" if alive(pid) else
+                    f"  pid {pid}  GONE: python -m deploy.fleet restart {part}")
+
         lines = [f"public   {self.url}  (HTTP: {self.http_url})",
-                 f"haproxy  http://127.0.0.1:{self.ports.stats}/stats  (metrics: /metrics)",
-                 f"prometheus {self.prometheus_url}",
-                 f"redis    {self.redis_url}"]
+                 f"haproxy  http://127.0.0.1:{self.ports.stats}/stats  (metrics: /metrics)"
+                 + life("haproxy"),
+                 f"prometheus {self.prometheus_url}" + life("prometheus"),
+                 f"redis    {self.redis_url}" + life("redis")]
         for r in self.state.replicas.values():
-            life = "alive" if alive(r.pid) else "gone"
-            lines.append(f"{r.name:8} http://127.0.0.1:{r.port}  pid {r.pid}  {life}  "
+            state = "alive" if alive(r.pid) else "gone"
+            lines.append(f"{r.name:8} http://127.0.0.1:{r.port}  pid {r.pid}  {state}  "
                          f"haproxy {states.get(r.name, '-')}")
         return "\n".join(lines)
 

@@ -2,6 +2,7 @@
 
 `stream.py` holds the SDK (`connect`, `ClientStream`, `EventDecoder`, `synthesize`), re-exported
 here; `events.py` the events a client receives, `playback.py` a simulated real-time listener,
+`unspoken.py` the text a stream was sent and has not spoken (to send again on a new stream),
 `pipecat.py` the Pipecat TTS service (the [pipecat] extra; import it from there).
 """
 
@@ -36,6 +37,7 @@ from litestream.client.stream import (
     connect,
     synthesize,
 )
+from litestream.client.unspoken import Unspoken
 
 __all__ = [
     "Audio",
@@ -61,6 +63,7 @@ __all__ = [
     "StreamError",
     "Unauthorized",
     "Unavailable",
+    "Unspoken",
     "Word",
     "Words",
     "build_url",

@@ -13,6 +13,13 @@ timeout). Within a turn:
 - the end of the LLM's response sends `flush`; the server's `flushed` ends the audio context;
 - audio frames (s16le at the voice's rate) are pushed as they arrive, resampled to the
   pipeline's output rate when it differs;
+- a stream lost mid-turn (its server killed, or its drain out of grace: a close other than
+  1000) is replaced by a new one (Pipecat's reconnect, or the next turn's text), which is sent
+  what the lost one had not spoken, with its flushes, then the tokens still waiting for their
+  `text` message: the turns in flight are spoken to their end (the chunk that was playing,
+  again whole) and their audio contexts end (`litestream.client.unspoken`). A turn that ends
+  before the reconnect has a new stream keeps its end for that stream; if the next turn comes
+  first, the rest of that turn is not said (at the next turn's start it would be out of place);
 - Pipecat's interruption (barge-in) sends `clear`; audio still in flight from before the clear
   is dropped until the server's `cleared`;
 - what was heard: the stream asks for word timestamps (`timestamps=word`), and each chunk's
@@ -53,10 +60,12 @@ from pipecat.frames.frames import (
 from pipecat.processors.frame_processor import FrameDirection
 from pipecat.services.settings import TTSSettings
 from pipecat.services.tts_service import TextAggregationMode, WebsocketTTSService
+from pipecat.services.websocket_service import WebsocketService
 
 from litestream.client.events import Audio, Chunk, Cleared, Done, Error, Flushed, Ready, Words
 from litestream.client.playback import PlaybackClock
 from litestream.client.stream import HandshakeRefused, connect
+from litestream.client.unspoken import Unspoken
 
 TEXT_INTERVAL_S = 0.025  # at most 40 `text` messages a second per conversation
 
@@ -141,6 +150,10 @@ class LitestreamTTSService(WebsocketTTSService):
         # to play when this one's began arriving (set at its first audio frame)
         self._word_lead_s: dict[str, float] = {}
         self._early_words: dict[str, list[tuple[str, float]]] = {}  # before its first audio
+        self._context_audio_ms: dict[str, float] = {}  # audio pushed into a context so far
+        self._unspoken = Unspoken()           # sent, not yet spoken: sent again if the stream
+        self._speaking: str | None = None     # is lost; the chunk whose audio is arriving
+        self._unsent_end: str | None = None   # a turn ended with no stream: its flush, kept
         self._untimed: dict[int, Chunk] = {}  # chunks announced, their words not yet given
         self._clock: PlaybackClock | None = None  # the listener, for on_interrupted_heard
         self._first_live_seq = 0                   # chunks before this were heard in full
@@ -179,6 +192,8 @@ class LitestreamTTSService(WebsocketTTSService):
         if self._pending_sender is not None:
             await self.cancel_task(self._pending_sender)
             self._pending_sender = None
+        self._unspoken.clear()  # the pipeline stops: nothing is to be spoken any more
+        self._unsent_end = None
         if self._receive_task is not None:
             await self.cancel_task(self._receive_task)
             self._receive_task = None
@@ -193,12 +208,11 @@ class LitestreamTTSService(WebsocketTTSService):
             stack = contextlib.AsyncExitStack()
             try:
                 voice = self._settings.voice if isinstance(self._settings.voice, str) else None
-                self._stream = await stack.enter_async_context(connect(
+                stream: _Stream = await stack.enter_async_context(connect(
                     self._url, voice=voice, token=self._api_key, speed=self._speed,
                     format="s16le", timestamps="word"))
             except Exception as exc:  # a refusal (HandshakeRefused) or the network
                 await stack.aclose()
-                self._stream = None
                 if isinstance(exc, HandshakeRefused) and exc.retry_after_s:
                     self._retry_at = time.monotonic() + exc.retry_after_s
                 # The exception carries a refusal's HTTP status: Pipecat files a 400, 401 or
@@ -207,13 +221,50 @@ class LitestreamTTSService(WebsocketTTSService):
                                                        exception=exc))
                 await self._call_event_handler("on_connection_error", str(exc))
                 return
-            self._stack = stack
-            self._said = list(self._pending)  # a new timeline: only what goes on this stream
-            self._flushes.clear()
-            self._clears_pending = 0
-            self._untimed.clear()
-            self.conversation_streams += 1
+            # Held while the stream is set and the lost one's text is sent again: tokens
+            # waiting (_send_pending) go on it after that text, in the order they were said.
+            async with self._sending:
+                self._stack, self._stream = stack, stream
+                self._flushes.clear()
+                self._clears_pending = 0
+                self._untimed.clear()
+                self._speaking = None
+                self.conversation_streams += 1
+                # A new timeline: what goes on this stream, the lost one's unspoken text first.
+                self._said = [s.text for s in self._unspoken.segments()] + self._pending
+                await self._resume_unspoken(stream)
             await self._call_event_handler("on_connected")
+
+    async def _resume_unspoken(self, stream: _Stream) -> None:
+        """The stream before this one was lost mid-turn (its server died, or its drain ran
+        out of grace): send what it had not spoken, and its flushes, again on this one, so
+        the turns in flight are spoken to their end (the chunk that was playing is spoken
+        again whole) instead of stopping mid-answer and never ending their audio context.
+        Tokens that were waiting for their `text` message (`_pending`) were never sent: they
+        are not in `_unspoken`, and go after this as they would have."""
+        segments = self._unspoken.segments()
+        if not segments:
+            return
+        logger.warning(f"{self} stream lost mid-turn: speaking its last "
+                       f"{self._unspoken.chars()} characters again on a new stream")
+        # The new stream's audio starts at 0: a context resumed here goes on after the audio
+        # it already pushed, which is where its next words' times count from.
+        for ctx in self._context_base_ms:
+            self._context_base_ms[ctx] = -self._context_audio_ms.get(ctx, 0.0)
+        with contextlib.suppress(Exception):  # lost again: the next stream tries again
+            for segment in segments:
+                if segment.flush is not None:
+                    if not self.audio_context_available(segment.flush):
+                        # It went quiet while the new stream was found (Pipecat ends a
+                        # context after a few seconds without audio): open it again.
+                        await self.create_audio_context(segment.flush)
+                    self._flushes.append(segment.flush)
+                if segment.text:
+                    self._text_sent_at = time.monotonic()
+                    await stream.send_text(segment.text, flush=segment.flush is not None)
+                elif segment.flush is not None:
+                    await stream.flush()
+            self._unsent_end = None  # sent now, on this stream
 
     async def _disconnect_websocket(self) -> None:
         stack, self._stack, self._stream = self._stack, None, None
@@ -230,6 +281,12 @@ class LitestreamTTSService(WebsocketTTSService):
             # A turn opened a stream (run_tts) while the receive loop waited to retry: read
             # that one. Reconnecting again would drop the turn it carries.
             return True
+        if self._unspoken or self._pending:
+            # Pipecat's WebsocketTTSService closes every audio context before it reconnects,
+            # since its providers cannot resume a context on a new connection. This one does
+            # (_resume_unspoken, then the tokens still waiting): the contexts stay open for
+            # the audio still to come, and the turn keeps its context id.
+            return await WebsocketService._reconnect_websocket(self, attempt_number)
         return await super()._reconnect_websocket(attempt_number)
 
     async def _record_context_audio_outcome(self, context_id: str, received_audio: bool) -> None:
@@ -250,6 +307,17 @@ class LitestreamTTSService(WebsocketTTSService):
             played = [c.seq for c in self._clock.fully_played(time.monotonic())]
             if played:
                 self._first_live_seq = max(self._first_live_seq, max(played) + 1)
+        if context_id != self._pending_context:
+            # A new turn. The turn before it, if its end came with no stream to send it on
+            # and no stream replaced the lost one since (or it never ended), is not said:
+            # its tokens still waiting, and what it sent that was not spoken. Said at the start
+            # of this turn they would be out of place. (Checked before the connect, which
+            # sends the lost stream's unspoken text again: earlier turns, ended on it, keep
+            # theirs.)
+            self._pending.clear()
+            self._unspoken.drop_turn(self._unsent_end)
+            self._unsent_end = None
+            self._pending_context = context_id
         if self._stream is None and context_id != self._unspoken_context:
             await self._connect()  # once per turn: not a handshake for every token
         if self._stream is None:
@@ -259,21 +327,16 @@ class LitestreamTTSService(WebsocketTTSService):
             return
         self._said.append(text)
         try:
-            await self._send_text(text, context_id)
+            await self._send_text(text)
             await self.start_tts_usage_metrics(text)
         except Exception as exc:
             yield ErrorFrame(error=f"{self} send failed: {exc}")
             return
         yield None  # audio arrives through the receive task
 
-    async def _send_text(self, text: str, context_id: str) -> None:
+    async def _send_text(self, text: str) -> None:
         """`text` now, or, within `text_interval_s` of the last `text` message, with the
         tokens after it in one message when the interval is over."""
-        if context_id != self._pending_context:
-            # Tokens of an earlier turn still waiting had no stream to go on (it closed as
-            # that turn ended): said at the start of this turn they would be out of place.
-            self._pending.clear()
-            self._pending_context = context_id
         if self._pending or time.monotonic() - self._text_sent_at < self._text_interval_s:
             self._pending.append(text)
             if self._pending_sender is None:
@@ -295,27 +358,46 @@ class LitestreamTTSService(WebsocketTTSService):
             if self._pending_sender is asyncio.current_task():
                 self._pending_sender = None
 
-    async def _send_pending(self, *, flush: bool = False) -> bool:
-        """The waiting tokens as one `text` message (with `flush`); False if none waited. With
-        no stream they wait: the turn's next token opens one, and they go first on it."""
+    async def _send_pending(self, flush_id: str | None = None) -> None:
+        """The waiting tokens as one `text` message, with the `flush` that ends the turn of
+        audio context `flush_id` if given. With no stream they wait: the turn's next token or
+        its end opens one, and they go on it after what the lost stream had not spoken."""
         async with self._sending:
-            if not self._pending or self._stream is None:
-                return False
+            if self._stream is None or not (self._pending or flush_id):
+                return
             text = "".join(self._pending)
             self._pending.clear()
-            self._text_sent_at = time.monotonic()
-            await self._stream.send_text(text, flush=flush)
-            return True
+            # Noted before the send: what a lost stream may not have spoken is sent again.
+            if text:
+                self._unspoken.sent_text(text)
+                self._text_sent_at = time.monotonic()
+            if flush_id is not None:
+                self._flushes.append(flush_id)
+                self._unspoken.sent_flush(flush_id)
+            if text:  # the last tokens and the flush as one message
+                await self._stream.send_text(text, flush=flush_id is not None)
+            else:
+                await self._stream.flush()
 
     async def flush_audio(self, context_id: str | None = None) -> None:
         """The LLM's response ended: speak what is buffered; `flushed` ends the context."""
         flush_id = context_id or self.get_active_audio_context_id()
-        if self._stream is None or flush_id is None:
+        if flush_id is None:
             return
-        self._flushes.append(flush_id)
-        if not await self._send_pending(flush=True):  # the last tokens and the flush as one
-            async with self._sending:
-                await self._stream.flush()
+        if self._stream is None:
+            if self._pending or self._unspoken:
+                # The stream was lost mid-turn and none has taken its place yet. The turn's
+                # rest (its tokens waiting too) and its end are kept for the stream that
+                # replaces it (Pipecat's reconnect), which speaks the turn to its end. If the
+                # next turn comes first, run_tts drops them (_unsent_end).
+                text = "".join(self._pending)
+                self._pending.clear()
+                if text:
+                    self._unspoken.sent_text(text)
+                self._unspoken.sent_flush(flush_id)
+                self._unsent_end = flush_id
+            return
+        await self._send_pending(flush_id)
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         if isinstance(frame, InterruptionFrame):
@@ -329,6 +411,10 @@ class LitestreamTTSService(WebsocketTTSService):
         await self.stop_all_metrics()
         await self._report_heard()
         self._pending.clear()  # tokens of the turn cut short, not yet sent: never sent
+        # Nor is what was sent and not spoken, on this stream or one that replaces it.
+        self._unspoken.clear()
+        self._unsent_end = None
+        self._speaking = None
         if self._stream is not None and self._clears_pending == 0:
             self._clears_pending += 1
             self._flushes.clear()  # the server drops pending flush marks on clear
@@ -339,6 +425,7 @@ class LitestreamTTSService(WebsocketTTSService):
 
     async def on_audio_context_interrupted(self, context_id: str) -> None:
         self._context_base_ms.pop(context_id, None)
+        self._context_audio_ms.pop(context_id, None)
         self._word_lead_s.pop(context_id, None)
         self._early_words.pop(context_id, None)
         # A context cut before it ended never reaches _record_context_audio_outcome.
@@ -390,6 +477,7 @@ class LitestreamTTSService(WebsocketTTSService):
             self._server_rate = event.sample_rate
             self.session_id = event.session
             self._clock = PlaybackClock.for_ready(event)
+            self._first_live_seq = 0  # a new stream counts its chunks from 0
         elif isinstance(event, Cleared):
             self._clears_pending = max(0, self._clears_pending - 1)
             self._untimed.clear()  # chunks the clear dropped: their audio never comes
@@ -404,6 +492,8 @@ class LitestreamTTSService(WebsocketTTSService):
         elif isinstance(event, Audio):
             await self._on_audio(event, now)
         elif isinstance(event, Flushed):
+            self._speaking = None
+            self._unspoken.flushed()
             if self._flushes:
                 ctx = self._flushes.popleft()
                 self._word_lead_s.pop(ctx, None)
@@ -415,6 +505,7 @@ class LitestreamTTSService(WebsocketTTSService):
                     self._silent_contexts.add(ctx)
                 await self.append_to_audio_context(ctx, TTSStoppedFrame(context_id=ctx))
                 await self.remove_audio_context(ctx)
+                self._context_audio_ms.pop(ctx, None)
         elif isinstance(event, Error):
             logger.warning(f"{self} server error {event.code}: {event.message}")
             if event.fatal:
@@ -423,6 +514,9 @@ class LitestreamTTSService(WebsocketTTSService):
             logger.debug(f"{self} stream done: {event.stats}")
 
     async def _on_chunk(self, chunk: Chunk, now: float) -> None:
+        if self._speaking is not None:  # the chunk before this one has all its audio in
+            self._unspoken.spoken(self._speaking)
+        self._speaking = chunk.text
         if self._clock is not None:
             self._clock.on_chunk(chunk, now)
         ctx = self._current_context()
@@ -484,6 +578,9 @@ class LitestreamTTSService(WebsocketTTSService):
             await self._add_words(ctx, word_times(
                 chunk.text, (chunk.start_ms - base_ms) / 1000.0, chunk.duration_ms / 1000.0))
         pcm = audio.pcm
+        if self._server_rate:
+            self._context_audio_ms[ctx] = (self._context_audio_ms.get(ctx, 0.0)
+                                           + len(pcm) / 2 / self._server_rate * 1000.0)
         if self._server_rate and self._server_rate != self.sample_rate:
             pcm = await self._resampler.resample(pcm, self._server_rate, self.sample_rate)
         await self.append_to_audio_context(

@@ -110,12 +110,12 @@ def wanted(profile: Sequence[tuple[float, float]], t: float) -> int:
 
 async def run(state_dir: Path, *, per_replica: int = 8, max_replicas: int = 3,
               target: float = 0.7, down_window_s: float = 15.0, token_rate: float = 6.0,
-              profile: Sequence[tuple[float, float]] = PROFILE,
+              profile: Sequence[tuple[float, float]] = PROFILE, base_port: int = 0,
               say: Callable[[str], None] = print) -> RunResult:
     result = RunResult()
     serve = ["--voice", "synthetic", "--workers", "1", "--max-streams", str(per_replica),
              "--drain-grace-s", "60", "--no-kokoro"]
-    with running_fleet(1, base_port=free_port_block(20), state_dir=state_dir,
+    with running_fleet(1, base_port=base_port or free_port_block(20), state_dir=state_dir,
                        replica_args=serve, say=say) as fleet:
         scaler = subprocess.Popen(
             [sys.executable, "-m", "deploy.fleet.autoscale", "--state-dir", str(state_dir),

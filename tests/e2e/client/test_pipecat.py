@@ -38,9 +38,9 @@ from pipecat.transports.base_output import BaseOutputTransport
 from pipecat.transports.base_transport import TransportParams
 from pipecat.workers.runner import WorkerRunner
 
-from litestream.client import Chunk, Error, Flushed, Words, connect
+from litestream.client import Chunk, Error, Flushed, Ready, Words, connect
 from litestream.client.pipecat import LitestreamTTSService, word_times
-from tests.serverutil import RunningServer, run_server
+from tests.serverutil import RunningServer, run_server, until
 
 # One event loop and one server for the module: a server takes seconds to start.
 module_loop = pytest.mark.asyncio(loop_scope="module")
@@ -636,3 +636,141 @@ async def test_a_reply_queued_behind_another_keeps_exactly_the_words_heard(
     messages = [str(m["content"]) for m in context.get_messages()
                 if m.get("role") == "assistant"]
     assert messages == [first, " ".join(second.split()[:target + 1])]
+
+
+@module_loop
+async def test_a_stream_lost_mid_turn_is_replaced_and_the_turn_spoken_to_its_end(
+        srv: RunningServer) -> None:
+    """The replica under a stream dies mid-turn (here its connection is cut, as a SIGKILL
+    does: the client sees 1006). The service reconnected, but the turn's text already sent was
+    never spoken, its audio context never ended (no `flushed` on the new stream), and the next
+    turn queued behind it. Now the unspoken text goes again on the new stream."""
+    turn = ("The first sentence of a long answer is spoken now. The second one follows it "
+            "closely. A third sentence comes after that. And the fourth sentence ends it all.")
+    seen: dict[str, Any] = {}
+
+    async def script(worker: PipelineWorker, sink: Sink, tts: LitestreamTTSService) -> None:
+        await worker.queue_frames(llm_turn(turn))
+        await sink.wait_for(lambda frames: any(isinstance(f, TTSAudioRawFrame)
+                                               for f in frames))
+        srv.server.streams[tts.session_id or ""].request.transport.abort()
+        with contextlib.suppress(TimeoutError):  # a turn that never ends: the asserts say so
+            await sink.wait_for(stopped(1), timeout=60)
+        seen["stopped"] = len(sink.of(TTSStoppedFrame))
+        seen["words"] = [f.raw_text for f in sink.of(TTSTextFrame)]
+        seen["streams"] = tts.conversation_streams
+
+    await run_pipeline(srv, script)
+    assert seen["streams"] == 2
+    assert seen["stopped"] == 1, "the turn's audio context never ended"
+    # Every word is spoken, in order, once in the text frames the LLM context keeps (the
+    # chunk that was playing when the stream was lost is spoken again whole; Pipecat's word
+    # sequencer does not repeat words it has released).
+    assert " ".join(seen["words"]).split() == turn.split()
+
+
+@module_loop
+async def test_what_was_heard_counts_the_new_streams_chunks_after_a_lost_stream(
+        srv: RunningServer) -> None:
+    """A turn heard in full, then the next turn's stream is lost and the turn resumed on a new
+    stream; the listener interrupts it. The report must name what was heard of the resumed
+    turn. It skipped the new stream's first chunks: the service counted chunks from where the
+    lost stream's had got to (chunk numbers start at 0 on every stream)."""
+    long_text = " ".join(["This is a long answer that the user will interrupt."] * 6)
+    heard_reports: list[tuple[str, str]] = []
+
+    async def script(worker: PipelineWorker, sink: Sink, tts: LitestreamTTSService) -> None:
+        @tts.event_handler("on_interrupted_heard")
+        async def _heard(service: Any, heard: str, unheard: str) -> None:
+            heard_reports.append((heard, unheard))
+
+        await worker.queue_frames(llm_turn(TURN_1))
+        await sink.wait_for(stopped(1))
+        await asyncio.sleep(audio_s(sink.of(TTSAudioRawFrame)) + 0.5)  # heard in full
+        before = len(sink.of(TTSAudioRawFrame))
+        await worker.queue_frames(llm_turn(long_text))
+        await sink.wait_for(lambda frames: len(sink.of(TTSAudioRawFrame)) > before)
+        first = tts.session_id
+        srv.server.streams[first or ""].request.transport.abort()
+        lost_at = len(sink.of(TTSAudioRawFrame))
+        await until(lambda: tts.session_id not in (None, first)
+                    and len(sink.of(TTSAudioRawFrame)) > lost_at)
+        await asyncio.sleep(1.5)  # the listener plays the resumed turn's first words
+        await worker.queue_frame(InterruptionFrame())
+        await sink.wait_for(lambda frames: bool(heard_reports))
+
+    await run_pipeline(srv, script)
+    heard, unheard = heard_reports[0]
+    assert heard and long_text.startswith(f"{heard} {unheard}".strip())
+
+
+def chunks_of_last_stream(tts: TappedTTS) -> list[str]:
+    """The text of each chunk on the service's latest stream (from its last `ready`)."""
+    start = max(i for i, e in enumerate(tts.events) if isinstance(e, Ready))
+    return [e.text for e in tts.events[start:] if isinstance(e, Chunk)]
+
+
+@module_loop
+async def test_a_stream_lost_while_tokens_wait_speaks_the_turn_once_and_in_order(
+        srv: RunningServer) -> None:
+    """Tokens close together wait to go as one `text` message, and a stream lost mid-turn is
+    replaced and sent what it had not spoken. Lost while some of the turn's tokens waited: the
+    new stream gets the text sent before, then the tokens that waited, then the rest, each
+    once and in order (a token is unspoken text once it is sent, not while it waits)."""
+    turn = "Sure, one moment. I am checking the weather for you now."
+    frames = llm_turn(turn)
+    tts = TappedTTS(url=srv.url, text_interval_s=5.0)
+    seen: dict[str, Any] = {}
+
+    async def script(worker: PipelineWorker, sink: Sink, _: LitestreamTTSService) -> None:
+        await worker.queue_frames(frames[:4])  # "Sure, " goes at once; "one moment. " waits
+        await asyncio.sleep(0.3)
+        first = tts.session_id
+        srv.server.streams[first or ""].request.transport.abort()  # as a SIGKILL: 1006
+        await until(lambda: tts.session_id not in (None, first), timeout_s=30)
+        await worker.queue_frames(frames[4:])  # the rest of the turn, and its end
+        with contextlib.suppress(TimeoutError):  # a turn that never ends: the asserts say so
+            await sink.wait_for(stopped(1), timeout=60)
+        seen["stopped"] = len(sink.of(TTSStoppedFrame))
+        seen["words"] = [f.raw_text for f in sink.of(TTSTextFrame)]
+        seen["chunks"] = chunks_of_last_stream(tts)
+
+    await run_pipeline(srv, script, tts)
+    assert tts.conversation_streams == 2
+    assert " ".join(seen["chunks"]).split() == turn.split()
+    assert seen["stopped"] == 1
+    assert " ".join(seen["words"]).split() == turn.split()
+
+
+async def test_a_turn_that_ends_while_its_lost_stream_is_replaced_is_spoken_to_its_end() -> None:
+    """The stream is lost mid-turn and the turn ends before a new one could be opened (the
+    server restarts; Pipecat's reconnect waits to retry). The turn's rest, its tokens still
+    waiting too, and its end go on the stream the reconnect opens, before any next turn: it
+    is spoken to its end. (When the next turn comes first, they are not said: the test of
+    tokens left waiting above.)"""
+    turn = "Sure, one moment. I am checking"
+    seen: dict[str, Any] = {}
+    async with contextlib.AsyncExitStack() as first_server:
+        first = await first_server.enter_async_context(run_server())
+        # The reconnect's second try comes after the new server is up (it takes seconds).
+        tts = TappedTTS(url=first.url, text_interval_s=5.0, reconnect_backoff_min_wait=8.0,
+                        reconnect_backoff_max_wait=8.0)
+
+        async def script(worker: PipelineWorker, sink: Sink, _: LitestreamTTSService) -> None:
+            frames = llm_turn(turn)
+            await worker.queue_frames(frames[:-1])  # the first token goes, the rest wait 5 s
+            await asyncio.sleep(0.3)
+            await first_server.aclose()  # the stream closes with 1001; the reconnect fails
+            await worker.queue_frame(frames[-1])  # the turn ends with no stream
+            async with run_server(port=first.port) as second:
+                await until(lambda: tts.session_id in second.server.streams, timeout_s=30)
+                with contextlib.suppress(TimeoutError):  # a lost rest: the asserts say so
+                    await sink.wait_for(lambda frames: any(
+                        isinstance(f, TTSTextFrame) and f.raw_text.startswith("checking")
+                        for f in frames), timeout=30)
+                seen["chunks"] = chunks_of_last_stream(tts)
+                seen["flushed"] = any(isinstance(e, Flushed) for e in tts.events)
+
+        await run_pipeline(first, script, tts)
+    assert " ".join(seen["chunks"]).split() == turn.split()
+    assert seen["flushed"], "the turn's end never reached the new stream"
