@@ -167,11 +167,15 @@ class Config:
         metadata={"help": "a download stream's audio made and not yet read by its client, "
                           "beyond which its synthesis waits, s"},
     )
-    max_chunk_chars: int = field(default=300, metadata={"help": "longest chunk, characters"})
+    max_chunk_chars: int = field(
+        default=300,
+        metadata={"help": "longest chunk, characters (of English speech: a third as many "
+                          "Japanese ones)"})
     first_chunk_chars: int = field(
         default=80,
-        metadata={"help": "a run's first sentence longer than this is cut once, at a clause "
-                          "boundary within it, for sooner first audio (0: never)"},
+        metadata={"help": "a run's first sentence longer than this (characters, as "
+                          "max_chunk_chars counts them) is cut once, at a clause boundary "
+                          "within it, for sooner first audio (0: never)"},
     )
     cache_bytes: int = field(
         default=256 * 1024 * 1024,

@@ -15,6 +15,14 @@ CALIBRATION_TEXTS: Mapping[str, str] = {
     "ja": "今日は穏やかな天気です。夕方には雲が広がり、雨が降るかもしれません。",
 }
 
+# How much speech one character of a language carries, in characters of English (1 where not
+# listed). The segmenter's limits (--max-chunk-chars, --first-chunk-chars) are counted in
+# characters of English, so they mean the same length of speech in every language: a Japanese
+# character is about three of English (jf_alpha says 151 ms of audio a character of an LLM's
+# reply, joe 50 ms), so a Japanese first sentence is cut at a clause past 27 characters (about
+# 4 s of speech, as 80 English characters are), not 80 (12 s).
+SPEECH_PER_CHAR: Mapping[str, int] = {"ja": 3}
+
 # pysbd's languages; a voice in any other language is segmented with the English rules, which
 # split at . ! ? as most scripts do.
 _SEGMENTER_LANGUAGES = frozenset(LANGUAGE_CODES)
@@ -30,6 +38,11 @@ def segmenter_language(language: str) -> str:
     """The segmenter's rules for a voice's language (pysbd's code; "en" where it has none)."""
     base = base_language(language)
     return base if base in _SEGMENTER_LANGUAGES else "en"
+
+
+def speech_per_char(language: str) -> int:
+    """Characters of English one character of ``language`` is worth in speech (SPEECH_PER_CHAR)."""
+    return SPEECH_PER_CHAR.get(base_language(language), 1)
 
 
 def calibration_text(language: str) -> str:

@@ -63,6 +63,16 @@ of that sentence is one chunk, cut only by the `max_chars` rule. The decision is
 word completes (or at `flush`), so token streams get the same cut, as soon as their first
 clause is known, as text sent whole.
 
+Languages
+---------
+The limits (`max_chars`, `hard_max_chars`, `first_max_chars`) are characters of English speech,
+so they mean the same length of speech in every language: in a language whose character says
+more (`languages.SPEECH_PER_CHAR`: Japanese, about three English characters a character) they
+are that many times fewer characters. A Japanese reply's first sentence of 46 characters
+(7 s of speech) was one chunk under the 80 that suit English (4 s); a Kokoro voice makes a
+whole chunk before any of its audio, so the listener waited for all of it (2.8 s on a 2-core
+CPU) where the first clause alone takes a third of that.
+
 Chunks are normalized: runs of whitespace (newlines included) become one space, ends trimmed,
 control and format characters (Unicode Cc/Cf) dropped, and markdown's formatting marks, which
 espeak-ng would read aloud ("asterisk asterisk"), removed (markdown.py). A piece with no letter
@@ -80,7 +90,7 @@ from dataclasses import dataclass
 import pysbd
 from pysbd.lang.english import English
 
-from litestream.text.languages import base_language
+from litestream.text.languages import base_language, speech_per_char
 from litestream.text.markdown import unmark
 
 __all__ = ["PUNCTUATION", "Punctuation", "Segmenter"]
@@ -216,6 +226,12 @@ def _speakable(text: str) -> bool:
     return any(ch.isalnum() for ch in text)
 
 
+def _in_language(chars: int, weight: int) -> int:
+    """A limit of `chars` characters of English speech, in characters of a language whose
+    character carries `weight` of them."""
+    return max(1, round(chars / weight))
+
+
 def _cut(
     text: str, pos: int, limit: int, hard_limit: int, punct: Punctuation, *,
     clauses_only: bool = False,
@@ -278,12 +294,15 @@ class Segmenter:
         hard = _HARD_FACTOR * max_chars if hard_max_chars is None else hard_max_chars
         if hard < max_chars:
             raise ValueError(f"hard_max_chars must be >= max_chars ({max_chars}), got {hard}")
-        self.max_chars = max_chars
-        self.hard_max_chars = hard
-        self.first_max_chars = first_max_chars
+        key = base_language(language) or "en"
+        # The limits are given in characters of English speech (see "Languages" above).
+        weight = speech_per_char(key)
+        self.max_chars = _in_language(max_chars, weight)
+        self.hard_max_chars = _in_language(hard, weight)
+        self.first_max_chars = (None if first_max_chars is None
+                                else _in_language(first_max_chars, weight))
         self._first = False  # the next chunk starts a run of speech (see _start_run)
         self._start_run()
-        key = base_language(language) or "en"
         self.punctuation = PUNCTUATION.get(key, _LATIN)
         self._triggers = self.punctuation.gap_triggers
         self._quiet = _quiet_stretch(self._triggers)

@@ -198,3 +198,23 @@ def test_long_sentence_streamed_by_character_is_cut_only_at_clauses() -> None:
 def test_english_rules_unchanged_by_the_japanese_table() -> None:
     segmenter = Segmenter()
     assert segmenter.feed("Dr. Smith paid $4.50. Then") == ["Dr. Smith paid $4.50."]
+
+
+def test_limits_count_characters_of_english_speech() -> None:
+    # A Japanese character says about three English ones: the first sentence of a reply, 46
+    # characters (7 s of speech), is cut at its clause as an English one of that length is,
+    # so a Kokoro voice, which makes a whole chunk before any audio, starts sooner.
+    text = ("東京では午後から雨が降るかもしれませんので、"
+            "出かける際には傘を持っていくことをおすすめします。また、明日の朝は晴れます。")
+    chunks = ["東京では午後から雨が降るかもしれませんので、",
+              "出かける際には傘を持っていくことをおすすめします。", "また、明日の朝は晴れます。"]
+    assert _segment(text, [text], max_chars=300, first_max_chars=80) == chunks
+    assert _segment(text, list(text), max_chars=300, first_max_chars=80) == chunks
+    segmenter = Segmenter(language="ja", max_chars=300, first_max_chars=80)
+    assert (segmenter.max_chars, segmenter.first_max_chars, segmenter.hard_max_chars) == (
+        100, 27, 300)
+    # A sentence of 135 characters (20 s of speech) is cut at a clause, as 300 English ones are.
+    clause = "あ" * 44 + "、"
+    assert _segment(clause * 3, [clause * 3], max_chars=300) == [clause * 2, clause]
+    english = Segmenter(language="en", max_chars=300, first_max_chars=80)
+    assert (english.max_chars, english.first_max_chars) == (300, 80)
