@@ -36,7 +36,10 @@ OPENJTALK_LOCK = threading.Lock()
 # 3: English words OpenJTalk spells letter by letter read as katakana (e2k); times, dates,
 #    fractions, ranges, minus signs and dotted version numbers read as said
 #    (text/reading_ja.py).
-READING = "3"
+# 4: the same speech; a number's words are one word, found where its digits are ("第1章と第一章":
+#    the word 一 of "1" took the 一 of 第一章, and every word after it was misplaced), and a
+#    cached sentence carries its words.
+READING = "4"
 
 # --- one mora -> phonemes -----------------------------------------------------------------
 
@@ -324,10 +327,11 @@ def phonemize_words(text: str) -> tuple[str, list[tuple[str, str]]]:
             # "maɴ joɴ" was heard 万1 4. One number is one word.
             if numeral and glued:
                 pieces[-1] += word
+                spoken[-1] = (spoken[-1][0] + surface, spoken[-1][1] + word)
             else:
                 pieces.append(word)
+                spoken.append((surface, word))
             glued = numeral
-            spoken.append((surface, word))
             continue
         glued = False
         marks = "".join(PUNCTUATION.get(ch, "") for ch in surface)
@@ -376,12 +380,13 @@ def word_spans(text: str, surfaces: Sequence[str]) -> list[tuple[int, int]]:
     found: list[tuple[int, int] | None] = []
     cursor = 0
     for surface in surfaces:
-        at = said.find(surface, cursor) if surface else -1
-        if at < 0:
-            found.append(None)
-            continue
-        found.append((at, at + len(surface)))
-        cursor = at + len(surface)
+        place = _digits_ahead(said, cursor, surface)
+        if place is None:
+            at = said.find(surface, cursor) if surface else -1
+            place = (at, at + len(surface)) if at >= 0 else None
+        found.append(place)
+        if place is not None:
+            cursor = place[1]
     places: list[tuple[int, int]] = []  # in ``said``
     for index, place in enumerate(found):
         if place is not None:
@@ -408,6 +413,33 @@ def word_spans(text: str, surfaces: Sequence[str]) -> list[tuple[int, int]]:
         spans.append((start, end))
         taken = end
     return spans
+
+
+_KANJI_NUMERALS = frozenset("〇一二三四五六七八九十百千万億兆")
+
+
+_DIGITS = re.compile(r"\d+(?:[.,]\d+)*[〇一二三四五六七八九十百千万億兆]*")
+_NUMERAL_HEAD = re.compile(r"[〇一二三四五六七八九十百千万億兆.,点]+")
+
+
+def _digits_ahead(said: str, cursor: int, surface: str) -> tuple[int, int] | None:
+    """Where in ``said`` a word OpenJTalk made of digits stands: it writes the digits it
+    reads as kanji ("1,234" is the word 千二百三十四, "1日" 一日), so such a word is the number
+    next in the text ("1,234", "1万", with what follows it there: "1日"), never a kanji
+    numeral further on ("1位は一郎" is not 一 of 一郎). None: no such word."""
+    if not surface or surface[0] not in _KANJI_NUMERALS:
+        return None
+    while cursor < len(said) and _is_blank(said[cursor]):
+        cursor += 1
+    number = _DIGITS.match(said, cursor)
+    if number is None:
+        return None
+    end = number.end()
+    head = _NUMERAL_HEAD.match(surface)
+    rest = surface[head.end():] if head else ""
+    if rest and said.startswith(rest, end):
+        end += len(rest)
+    return cursor, end
 
 
 def _is_blank(char: str) -> bool:

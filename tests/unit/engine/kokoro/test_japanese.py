@@ -140,6 +140,24 @@ def test_word_spans_keep_the_text_as_sent() -> None:
     assert all(spans[i][1] <= spans[i + 1][0] for i in range(len(spans) - 1))
 
 
+@pytest.mark.parametrize(("text", "words"), [
+    # OpenJTalk writes digits as kanji ("1" is the word 一): that word is the digits, not a
+    # kanji numeral further on, and the words after it keep their places.
+    ("第1章と第一章。", ["第", "1", "章", "と", "第", "一", "章"]),
+    ("1位は一郎。", ["1", "位", "は", "一郎"]),
+    ("1日と一日。", ["1日", "と", "一日"]),
+    ("2. 二番目の項目", ["2", "二番", "目", "の", "項目"]),
+    # a number is one word ("1,234" was 千 二 百 三 十 四, six), "1万" with its kanji
+    ("価格は1,234円、一万円。", ["価格", "は", "1,234", "円", "一万", "円"]),
+    ("1万円と3.5ドル", ["1万", "円", "と", "3.5", "ドル"]),
+    ("ＡＢＣ１２３を入力。", ["ＡＢＣ", "１２３", "を", "入力"]),
+])
+def test_word_spans_of_numbers(text: str, words: list[str]) -> None:
+    _, spoken = japanese.phonemize_words(text)
+    spans = japanese.word_spans(text, [surface for surface, _ in spoken])
+    assert [text[a:b] for a, b in spans] == words
+
+
 def test_empty_and_symbol_only_text() -> None:
     assert japanese.phonemize("") == ""
     assert japanese.phonemize("   ") == ""
