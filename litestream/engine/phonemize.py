@@ -56,7 +56,10 @@ def _configure_library() -> None:
 #    English (text/reading.py).
 # 4: English: "~5", fractions, "24/7", abbreviations ("vs.", "approx.", "No. 5", "Dr. Smith"),
 #    Roman numerals after a ruler's name or a numbering word, and emoji not spoken.
-READING = "4"
+# 5: English: Chinese characters, kana and Hangul not spoken (were "Chinese letter",
+#    "Japanese letter" each), full-width forms as ASCII (were "letter FF21"), Japanese
+#    punctuation as ASCII marks.
+READING = "5"
 
 # Marks left to espeak-ng, as Piper leaves them (it hands espeak-ng the whole text), because cut
 # out as punctuation they put a sentence's pause where none is:

@@ -38,7 +38,16 @@ speaker says "five to ten". The rules, each for a form that has one reading:
   "Pope John Paul II", "King Charles III") "the 8th"; after a word that numbers a part or a kind
   ("World War II", "Chapter IV", "Phase III", "Type 1") the number. Elsewhere it is left: "I" is
   a pronoun, "IV" a drip, "Rocky II" or "Malcolm X" names;
-- an emoji (espeak-ng says its name: "party popper", "grinning face") is not spoken.
+- an emoji (espeak-ng says its name: "party popper", "grinning face") is not spoken;
+- full-width letters, digits and marks ("ＡＢＣ１２３", "（", "！"; espeak-ng reads each as its
+  code: "letter FF21") are read as their ASCII twins;
+- Chinese characters, kana and Hangul (a Japanese name in kanji, "田中さん", or a Japanese
+  sentence; espeak-ng says "Chinese letter", "Japanese letter" for each character, about a
+  second each, and for Hangul switches to its Korean voice, whose language marks "(ko)" Piper
+  then speaks) are not spoken, as an English speaker who cannot read them would not; a
+  bracket or quote left empty goes with them, and Japanese punctuation is read as its ASCII
+  twin ("。" a full stop, "、" a comma, "「」" quotes, "〜" a dash). A voice of the language
+  speaks them: the OpenAI endpoint picks one by the text's script (`languages.script_language`).
 """
 
 from __future__ import annotations
@@ -112,7 +121,7 @@ def read_english(text: str) -> str:
     """``text`` with amounts, ranges, units, dates, decades, fractions, abbreviations, Roman
     numerals and emoji written as they are read (module doc)."""
     if not text.isascii():
-        text = _drop_emoji(text)
+        text = _drop_east_asian(_drop_emoji(text))
     text = _words(text)
     if not any(ch.isdigit() for ch in text):
         return text
@@ -310,3 +319,44 @@ def _drop_emoji(text: str) -> str:
     if not _EMOJI.search(text):
         return text
     return " ".join(_EMOJI.sub(" ", text).split())
+
+
+# -- East Asian scripts ---------------------------------------------------------------------------
+
+# Full-width ASCII (U+FF01-U+FF5E) and the ideographic space: their ASCII twins.
+# "～" (U+FF5E) is the wave dash as Japanese writes it ("5～10"), so it is read as "〜" below.
+_FULL_WIDTH = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5E)} | {0x3000: 0x20}
+# Letters of scripts an English voice cannot read: CJK radicals, kana (with ・ and ー; half-width
+# too), Bopomofo, Hangul (jamo and syllables), the CJK ideographs (with extensions and
+# compatibility forms), and the iteration and closing marks (々〆〇).
+_UNREAD = re.compile(
+    "[\u2E80-\u2FDF\u3005-\u3007\u3021-\u3029\u3031-\u3035\u303B\u303C"
+    "\u3040-\u30FF\u3100-\u312F\u3130-\u318F\u31A0-\u31FF\u3400-\u4DBF"
+    "\u4E00-\u9FFF\u1100-\u11FF\uA960-\uA97F\uAC00-\uD7FF\uF900-\uFAFF\uFF66-\uFFDC"
+    "\U00020000-\U0003134F]+")
+_SPACE_BEFORE_MARK = re.compile(r" +(?=[.,!?;:](?!\S))")
+_GONE = "\x00"  # where unread letters stood, until empty brackets around them are dropped
+# Brackets and quotes holding nothing left but where letters were: "Tokyo (東京)" is "Tokyo".
+_EMPTIED = re.compile(
+    "[(\\[「『【〈《〔〖〘〚“\"\u301D｢]"
+    f"[\\s{_GONE}]*{_GONE}[\\s{_GONE}]*"
+    "[)\\]」』】〉》〕〗〙〛”\"\u301E\u301F｣]")
+# Japanese punctuation (and the half-width forms): the ASCII marks espeak-ng pauses at.
+_MARKS = str.maketrans({
+    "。": ". ", "、": ", ", "｡": ". ", "､": ", ", "･": " ", "「": '"', "」": '"', "『": '"',
+    "』": '"', "｢": '"', "｣": '"', "〝": '"', "〞": '"', "〟": '"', "【": "(", "】": ")",
+    "〈": "(", "〉": ")", "《": "(", "》": ")", "〔": "(", "〕": ")", "〖": "(", "〗": ")",
+    "〘": "(", "〙": ")", "〚": "(", "〛": ")", "〜": "-", "～": "-", "〃": " ", "〓": " ",
+})
+
+
+def _drop_east_asian(text: str) -> str:
+    if not any(ch >= "\u1100" for ch in text):
+        return text
+    read = text.translate(_FULL_WIDTH)
+    if _UNREAD.search(read):
+        read = _EMPTIED.sub(" ", _UNREAD.sub(_GONE, read)).replace(_GONE, " ")
+    read = read.translate(_MARKS)
+    if read == text:
+        return text
+    return _SPACE_BEFORE_MARK.sub("", " ".join(read.split()))  # "is こんにちは." is "is."

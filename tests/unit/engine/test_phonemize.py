@@ -136,6 +136,14 @@ def test_an_english_voice_says_amounts_and_ranges_as_a_speaker_does() -> None:
     assert "dˈɑːlɚz" in phonemize_each(["$5.99"], "en-us")[0]  # a word alone reads the same
 
 
+def test_an_english_voice_does_not_name_japanese_characters() -> None:
+    # espeak-ng alone: "I met Chinese letter Chinese letter Japanese letter Japanese letter".
+    said = phonemize("I met 田中さん in 東京 (ｶﾀｶﾅ) and 서울.", "en-us")
+    assert said == phonemize("I met in and.", "en-us")
+    assert phonemize_each(["田中さん", "(東京)", "ＡＢＣ"], "en-us") == [
+        "", "", phonemize("ABC", "en-us")]
+
+
 def test_another_language_is_given_the_text_as_written() -> None:
     # The rules are English; a German voice reads "$5" by its own language's rules.
     assert "dˈɑːlɚz" not in phonemize("Es kostet $5.", "de")

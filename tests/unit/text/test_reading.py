@@ -79,6 +79,16 @@ SAID = [
     # emoji
     ("Great job 🎉!", "Great job !"),
     ("I love it 😀 a lot ❤️ and 👍🏽 ok.", "I love it a lot and ok."),
+    # Chinese characters, kana and Hangul: not spoken (espeak-ng: "Chinese letter" each);
+    # full-width forms: their ASCII twins (espeak-ng: "letter FF21")
+    ("I met 田中さん yesterday.", "I met yesterday."),
+    ("The word for hello is こんにちは.", "The word for hello is."),
+    ("Tokyo (東京) and Seoul (서울) are big.", "Tokyo and Seoul are big."),
+    ("He said “東京” and 「はい」.", "He said and."),
+    ("Café in ｶﾀｶﾅ and ＡＢＣ１２３！", "Café in and ABC123!"),
+    ("It costs ＄５ for ５〜１０ or ５～１０ items.",
+     "It costs 5 dollars for 5 to 10 or 5 to 10 items."),
+    ("Yes。No、maybe【note】", "Yes. No, maybe(note)"),
 ]
 
 LEFT = [
