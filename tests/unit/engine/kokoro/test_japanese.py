@@ -176,6 +176,10 @@ SEGMENT_TABLE = [
     ("本当!そうです?はい。", ["本当!", "そうです?", "はい。"]),
     # a line break after 。 completes the sentence; 、 alone does not
     ("一行目。\n二行目、続き。", ["一行目。", "二行目、続き。"]),
+    # a URL's query is no sentence end (as in spaced text); a ? or ! after Japanese is
+    ("詳細はhttps://example.com/search?q=東京&x=1を見て。次。",
+     ["詳細はhttps://example.com/search?q=東京&x=1を見て。", "次。"]),
+    ("OK!次へ。本当?!すごい。", ["OK!", "次へ。", "本当?!", "すごい。"]),
 ]
 
 
