@@ -39,6 +39,10 @@ class VoiceDescription:
     # Word timestamps: "exact" (the model's own phoneme durations, which fix the audio's
     # length) or "estimated" (the chunk's length spread over its phonemes).
     timestamps: str = "estimated"
+    # Whether a chunk's audio streams while the chunk is made (Piper's decode windows), or
+    # exists only once the whole chunk is (Kokoro): then a run's first clauses go out as
+    # chunks of their own (text/segmenter.py, "Voices that make a chunk whole").
+    streams_in_chunk: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -130,6 +130,9 @@ class LitestreamServer:
         self.sample_rates = {voice_id: v.sample_rate for voice_id, v in self.voices.items()}
         self.languages = {voice_id: languages.segmenter_language(v.language)
                           for voice_id, v in self.voices.items()}
+        self.whole_chunk_voices = frozenset(
+            voice_id for voice_id, v in self.voices.items()
+            if not v.description.streams_in_chunk)
         self.metrics = Metrics()
         self.keys = KeyCheck(config.all_api_keys())
         self.limits = ClientLimits.from_config(config)
@@ -457,7 +460,7 @@ class LitestreamServer:
         session = StreamSession(
             admitted.session_id, settings=settings, encoding=encoding,
             sample_rates=self.sample_rates, languages=self.languages,
-            limits=self.session_limits, link=link,
+            whole_chunk_voices=self.whole_chunk_voices, limits=self.session_limits, link=link,
             metrics=self.metrics, rate_check=partial(self.limits.on_message, admitted.client,
                                stream=admitted.session_id),
             log_fields=stream_fields(admitted.session_id, admitted.request_id),

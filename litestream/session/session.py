@@ -113,6 +113,7 @@ class StreamSession:
         encoding: Encoding,
         sample_rates: Mapping[str, int],
         languages: Mapping[str, str] | None = None,
+        whole_chunk_voices: frozenset[str] = frozenset(),
         limits: SessionLimits,
         link: SynthesisLink,
         metrics: SessionObserver,
@@ -129,6 +130,8 @@ class StreamSession:
         self._rates = sample_rates
         # Each voice's segmenter language (its sentence and clause rules); "en" where unknown.
         self._languages = languages or {}
+        # Voices whose chunk audio exists only once the whole chunk is made (Kokoro).
+        self._whole_chunks = whole_chunk_voices
         self._voices = frozenset(sample_rates)
         self._limits = limits
         self._link = link
@@ -340,19 +343,22 @@ class StreamSession:
         """The voice's language picks the sentence and clause rules."""
         return Segmenter(max_chars=self._limits.max_chunk_chars,
                          first_max_chars=self._limits.first_chunk_chars or None,
-                         language=self._languages.get(voice, "en"))
+                         language=self._languages.get(voice, "en"),
+                         whole_chunks=voice in self._whole_chunks)
 
     def _change_voice(self, voice: str, now: float) -> None:
         """`config` with a voice: `ready` fixed the stream's sample rate, so a voice of another
         rate is refused (nothing of the message applies); text buffered before a change of
-        language is spoken by the old voice, then the new language's rules take over."""
+        language (or between a voice that streams inside a chunk and one that does not) is
+        spoken by the old voice, then the new voice's rules take over."""
         rate = self._rates[self.settings.voice]
         if self._rates.get(voice, rate) != rate:
             raise ProtocolError(
                 ErrorCode.INVALID_VOICE,
                 f"voice {voice!r} speaks at {self._rates[voice]} Hz, this stream at {rate} Hz;"
                 " open a new stream for it")
-        if self._languages.get(voice, "en") != self._languages.get(self.settings.voice, "en"):
+        if (self._languages.get(voice, "en") != self._languages.get(self.settings.voice, "en")
+                or (voice in self._whole_chunks) != (self.settings.voice in self._whole_chunks)):
             self._submit(self._segmenter.flush(), now)
             self._segmenter = self._new_segmenter(voice)
 

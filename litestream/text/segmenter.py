@@ -63,6 +63,17 @@ of that sentence is one chunk, cut only by the `max_chars` rule. The decision is
 word completes (or at `flush`), so token streams get the same cut, as soon as their first
 clause is known, as text sent whole.
 
+Voices that make a chunk whole
+------------------------------
+A voice that cannot stream inside a chunk (Kokoro: its audio exists only once the whole chunk
+is made) plays a short first sentence ("はい。", half a second) while the next is made whole,
+and a long next sentence (46 characters, 2.5 s on a 2-core CPU) left the listener 2 s of
+silence. With `whole_chunks`, the first-sentence rule above holds for the run's first
+`first_max_chars` characters, not only its first chunk: each chunk until the run's chunks hold
+that many is cut at its last clause boundary within `first_max_chars`, so the audio made
+before the listener runs dry grows clause by clause. Piper's voices stream inside a sentence
+(decode windows) and keep the rule for the first sentence alone.
+
 Languages
 ---------
 The limits (`max_chars`, `hard_max_chars`, `first_max_chars`) are characters of English speech,
@@ -285,7 +296,7 @@ class Segmenter:
 
     def __init__(
         self, *, max_chars: int = 300, hard_max_chars: int | None = None, language: str = "en",
-        first_max_chars: int | None = None,
+        first_max_chars: int | None = None, whole_chunks: bool = False,
     ) -> None:
         if max_chars < 1:
             raise ValueError(f"max_chars must be >= 1, got {max_chars}")
@@ -301,7 +312,11 @@ class Segmenter:
         self.hard_max_chars = _in_language(hard, weight)
         self.first_max_chars = (None if first_max_chars is None
                                 else _in_language(first_max_chars, weight))
-        self._first = False  # the next chunk starts a run of speech (see _start_run)
+        # A voice that makes a chunk's audio whole before any of it plays: the first
+        # first_max_chars of a run go out as clauses, not only its first sentence's.
+        self.whole_chunks = whole_chunks
+        self._first = False  # the next chunk is cut as a run's first (see _start_run)
+        self._run_chars = 0  # characters of the run's chunks so far
         self._start_run()
         self.punctuation = PUNCTUATION.get(key, _LATIN)
         self._triggers = self.punctuation.gap_triggers
@@ -402,6 +417,7 @@ class Segmenter:
     def _start_run(self) -> None:
         """The next chunk starts a run of speech: a long first sentence is cut at a clause."""
         self._first = self.first_max_chars is not None
+        self._run_chars = 0
 
     def _gapped(self, text: str) -> str:
         """Unspaced text with a gap after each run of break marks (see _UNSPACED_BREAKS).
@@ -490,12 +506,12 @@ class Segmenter:
         """A run's first sentence, once longer than first_max_chars: its first clause goes out
         alone when one ends within first_max_chars; either way the decision is taken once."""
         limit = self.first_max_chars
-        if not self._first or limit is None or len(self._buf) <= limit:
-            return
-        self._first = False
-        text = self._buf.replace("\n", " ")
-        cut = _cut(text, 0, limit, limit, self.punctuation, clauses_only=True)
-        if cut is not None:
+        while self._first and limit is not None and len(self._buf) > limit:
+            self._first = False  # _emit_chunk says whether the next chunk is cut so too
+            text = self._buf.replace("\n", " ")
+            cut = _cut(text, 0, limit, limit, self.punctuation, clauses_only=True)
+            if cut is None:
+                return
             self._emit_chunk(text[: cut[0]], out)
             self._drop_head(cut[1])
 
@@ -556,7 +572,9 @@ class Segmenter:
         chunk = unmark(chunk)
         if _speakable(chunk):
             out.append(chunk)
-            self._first = False
+            self._run_chars += len(chunk)
+            self._first = (self.whole_chunks and self.first_max_chars is not None
+                           and self._run_chars < self.first_max_chars)
 
     def _plan(self, text: str) -> list[tuple[int, int]]:
         """Spans of one sentence `text` (single spaces) to emit: whole unless over max_chars."""

@@ -204,7 +204,7 @@ def describe_styles(files: KokoroFiles) -> list[VoiceDescription]:
 
 def _description(style: str) -> VoiceDescription:
     return VoiceDescription(id=style, model="kokoro", language="ja", sample_rate=SAMPLE_RATE,
-                            timestamps="estimated",
+                            timestamps="estimated", streams_in_chunk=False,
                             gender=style_gender(style), source=SOURCE)
 
 

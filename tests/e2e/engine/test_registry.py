@@ -161,7 +161,8 @@ async def test_voices_endpoint_lists_every_voice(mixed: RunningServer) -> None:
                          "jf_nezumi", "jf_tebukuro", "jm_kumo"}
     assert rows["jm_kumo"] == {"id": "jm_kumo", "model": "kokoro", "language": "ja",
                                "sample_rate": 24000, "gender": "male",
-                               "source": rows["jm_kumo"]["source"], "timestamps": "estimated"}
+                               "source": rows["jm_kumo"]["source"], "timestamps": "estimated",
+                               "streams_in_chunk": False}
     assert rows["de_DE-tiny-x_low"]["sample_rate"] == TINY_RATE
     # Word times: the VITS voice's own durations; a graph with none (not VITS) is estimated.
     assert rows["en_US-joe-medium"]["timestamps"] == "exact"

@@ -950,3 +950,25 @@ def test_a_flood_of_bad_messages_is_answered_whole_but_logged_only_at_first(
     logged = [r for r in caplog.records if r.name == "litestream.session"]
     assert len(logged) == 1
     assert session.protocol_errors == 1000
+
+
+def test_a_voice_that_makes_chunks_whole_gets_its_first_clauses_as_chunks() -> None:
+    """A short first sentence plays while the next is made; for a voice whose audio exists
+    only once the whole chunk is (Kokoro), the run's first clauses are chunks of their own, so
+    the listener waits for one clause, not a whole long sentence (2 s of silence on a CPU)."""
+    text = ("はい。東京では午後から雨が降るかもしれませんので、"
+            "出かける際には傘を持っていくことをおすすめします。")
+    said = {}
+    for whole in (frozenset(), frozenset({"jf"})):
+        link = RecordingLink()
+        session = StreamSession(
+            "s1", settings=StreamSettings(voice="jf", format="s16le", frame_ms=FRAME_MS),
+            encoding=Encoding.JSON, sample_rates={"jf": 24_000}, languages={"jf": "ja"},
+            whole_chunk_voices=whole, limits=limits(first_chunk_chars=80), link=link,
+            metrics=Metrics())
+        session.receive(TextMsg(text), 0.0)
+        session.receive(EndMsg(), 0.0)
+        said[whole] = [submitted[1] for submitted in link.submitted]
+    assert said[frozenset()] == ["はい。", text[3:]]
+    assert said[frozenset({"jf"})] == ["はい。", "東京では午後から雨が降るかもしれませんので、",
+                                       "出かける際には傘を持っていくことをおすすめします。"]

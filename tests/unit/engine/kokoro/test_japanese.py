@@ -183,7 +183,7 @@ SEGMENT_TABLE = [
 ]
 
 
-def _segment(text: str, pieces: list[str], **options: int) -> list[str]:
+def _segment(text: str, pieces: list[str], **options: int | bool) -> list[str]:
     segmenter = Segmenter(language="ja", **options)  # type: ignore[arg-type]
     out: list[str] = []
     for piece in pieces:
@@ -240,3 +240,20 @@ def test_limits_count_characters_of_english_speech() -> None:
     assert _segment(clause * 3, [clause * 3], max_chars=300) == [clause * 2, clause]
     english = Segmenter(language="en", max_chars=300, first_max_chars=80)
     assert (english.max_chars, english.first_max_chars) == (300, 80)
+
+
+def test_a_voice_that_makes_chunks_whole_has_its_first_clauses_cut() -> None:
+    # Kokoro makes a chunk whole before any of its audio: after a short first sentence the
+    # run's first clauses go out alone (while the run's chunks hold under 27 characters), as
+    # the first sentence's would, fed whole or by character alike.
+    text = ("はい。これは長い文で、読点だけが続き、終わりがなかなか来ないので、"
+            "どこで区切るかを確かめるためのもので、最後にはここで終わります。次の文。")
+    chunks = ["はい。", "これは長い文で、読点だけが続き、", "終わりがなかなか来ないので、",
+              "どこで区切るかを確かめるためのもので、最後にはここで終わります。", "次の文。"]
+    options = {"max_chars": 300, "first_max_chars": 80, "whole_chunks": True}
+    assert _segment(text, [text], **options) == chunks
+    assert _segment(text, list(text), **options) == chunks
+    assert _segment(text, [text[i:i + 3] for i in range(0, len(text), 3)], **options) == chunks
+    # Without it only the first sentence is cut (it is short here: nothing is).
+    assert _segment(text, [text], max_chars=300, first_max_chars=80) == [
+        "はい。", "".join(chunks[1:4]), "次の文。"]
