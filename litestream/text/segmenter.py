@@ -325,8 +325,8 @@ class Segmenter:
         self._plain = key == "en"  # plain English text skips pysbd: see _plain_starts
         self._breaks = _UNSPACED_BREAKS.get(key)  # None: a language with word spaces
         self._after_break = False  # unspaced text: the last character was a break mark
-        self._in_latin = False  # ... in a run of ASCII ? and ! right after ASCII (`_gapped`)
-        self._ascii = False  # ... the last character was ASCII, not whitespace
+        self._inside = ""  # ... a run of marks that may be inside a word (`_gapped`)
+        self._last = ""  # ... the last character ("" for whitespace)
         self._buf = ""  # normalized unfinished tail: single " " or "\n" gaps, no trailing space
         self._pending_ws = False  # whitespace seen after the last word, not yet written
         self._pending_nl = False  # ... and it held a line break
@@ -411,7 +411,8 @@ class Segmenter:
     def clear(self) -> None:
         """Drop buffered text (barge-in). The next text starts a new run of speech."""
         self._reset_buffer()
-        self._after_break = self._in_latin = self._ascii = False
+        self._after_break = False
+        self._inside = self._last = ""
         self._start_run()
 
     def _start_run(self) -> None:
@@ -425,17 +426,23 @@ class Segmenter:
         assert self._breaks is not None
         out = []
         for ch in text:
-            if (self._after_break and not ch.isspace() and ch not in self._breaks
-                    and not (self._in_latin and ch.isascii())):
-                out.append(" ")
+            if self._after_break and not ch.isspace() and ch not in self._breaks:
+                # A mark inside a word is no break: ASCII ? and ! in a run of ASCII
+                # ("search?q=1": a URL's query is no sentence, as in spaced text), a
+                # full-width comma between digits ("１，２３４円": one number, never cut).
+                inside = (ch.isascii() if self._inside == "ascii"
+                          else ch.isdigit() if self._inside == "digit" else False)
+                if not inside:
+                    out.append(" ")
             out.append(ch)
             if ch in self._breaks:
-                # ASCII ? and ! inside a run of ASCII ("search?q=1", "a?b") are part of a
-                # word, as in spaced text: a URL's query is no sentence.
-                latin = ch in "!?" and (self._in_latin if self._after_break else self._ascii)
-                self._in_latin = latin
+                if not self._after_break:
+                    self._inside = ("ascii" if ch in "!?" and self._last.isascii()
+                                    else "digit" if ch == "，" and self._last.isdigit() else "")
+                elif not (self._inside == "ascii" and ch in "!?"):
+                    self._inside = ""
             self._after_break = ch in self._breaks
-            self._ascii = ch.isascii() and not ch.isspace()
+            self._last = "" if ch.isspace() else ch
         return "".join(out)
 
     # -- input --------------------------------------------------------------------------------

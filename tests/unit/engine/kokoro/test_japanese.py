@@ -257,3 +257,13 @@ def test_a_voice_that_makes_chunks_whole_has_its_first_clauses_cut() -> None:
     # Without it only the first sentence is cut (it is short here: nothing is).
     assert _segment(text, [text], max_chars=300, first_max_chars=80) == [
         "はい。", "".join(chunks[1:4]), "次の文。"]
+
+
+def test_a_number_with_full_width_commas_is_never_cut() -> None:
+    # "，" is a clause break, but not between digits: cut there, the chunks read "1,234," and
+    # "567円", two numbers.
+    text = "今回のご請求の合計金額は税込みで１，２３４，５６７円となっております。以上です。"
+    chunks = [text[:-5], "以上です。"]
+    for pieces in ([text], list(text)):
+        assert _segment(text, pieces, max_chars=300, first_max_chars=80) == chunks
+        assert _segment(text, pieces, max_chars=30) == chunks
