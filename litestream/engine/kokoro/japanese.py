@@ -39,7 +39,9 @@ OPENJTALK_LOCK = threading.Lock()
 # 4: the same speech; a number's words are one word, found where its digits are ("第1章と第一章":
 #    the word 一 of "1" took the 一 of 第一章, and every word after it was misplaced), and a
 #    cached sentence carries its words.
-READING = "4"
+# 5: two times joined by a dash ("10:00-18:00") and a wave dash before 午前/午後 read から; a
+#    dot inside a name of Latin letters ("example.com") ドット (text/reading_ja.py).
+READING = "5"
 
 # --- one mora -> phonemes -----------------------------------------------------------------
 

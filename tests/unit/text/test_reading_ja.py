@@ -34,6 +34,12 @@ SAID = [
     ("50%〜60%", "50%から60%"),
     ("3日〜5日", "3日から5日"),
     ("10:00〜12:00", "10時から12時"),
+    ("営業時間は10:00-18:00です", "営業時間は10時から18時です"),
+    ("9:00 - 17:30まで", "9時から17時30分まで"),
+    ("午前9時〜午後5時", "午前9時から午後5時"),
+    # a dot inside a name of Latin letters
+    ("example.comを見て", "exampleドットcomを見て"),
+    ("main.pyとwww.google.co.jp", "mainドットpyとwwwドットgoogleドットcoドットjp"),
     # a minus sign
     ("気温は-5度", "気温はマイナス5度"),
     ("(−3)", "(マイナス3)"),
@@ -55,6 +61,9 @@ UNTOUCHED = [
     "A-5判",  # a name with a number
     "よろしく〜",  # a wave dash with no number after it
     "v2.1",
+    "e.g.とi.e.とU.S.A.",  # abbreviations' dots
+    "Mr.Smith",
+    "3.14",
 ]
 
 
