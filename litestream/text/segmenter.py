@@ -61,7 +61,11 @@ clause punctuation, where the voice pauses anyway, never inside a clause; when t
 `first_max_chars` characters hold no clause boundary, the sentence is not cut at all. The rest
 of that sentence is one chunk, cut only by the `max_chars` rule. The decision is taken when a
 word completes (or at `flush`), so token streams get the same cut, as soon as their first
-clause is known, as text sent whole.
+clause is known, as text sent whole. In a language without spaces a "word" runs from one
+clause mark to the next, so a clause within the limit also goes out at the character where
+the buffer passes the limit (the cut then depends only on the first `first_max_chars + 1`
+characters): the first audio of "東京では雨が降るかもしれませんので、出かける際には..." waited
+for the whole second clause to arrive (a second of an LLM's tokens) before its first went out.
 
 Voices that make a chunk whole
 ------------------------------
@@ -70,8 +74,9 @@ is made) plays a short first sentence ("はい。", half a second) while the nex
 and a long next sentence (46 characters, 2.5 s on a 2-core CPU) left the listener 2 s of
 silence. With `whole_chunks`, the first-sentence rule above holds for the run's first
 `first_max_chars` characters, not only its first chunk: each chunk until the run's chunks hold
-that many is cut at its last clause boundary within `first_max_chars`, so the audio made
-before the listener runs dry grows clause by clause. Piper's voices stream inside a sentence
+that many is cut at its last clause boundary within `first_max_chars` (or, none there, at its
+first within twice that: such a voice gains from any cut), so the audio made before the
+listener runs dry grows clause by clause. Piper's voices stream inside a sentence
 (decode windows) and keep the rule for the first sentence alone.
 
 Languages
@@ -474,6 +479,8 @@ class Segmenter:
             run = run[1:]
         # Without pending whitespace the run continues the last word (or starts the buffer).
         self._buf += run
+        if self._breaks is not None and run:
+            self._first_clause(out, in_word=True)
 
     def _whitespace(self, run: str, out: list[str]) -> None:
         if not self._buf:
@@ -509,18 +516,27 @@ class Segmenter:
             # the rest of this whitespace run becomes leading whitespace (trimmed).
             out.extend(self._emit_buffer())
 
-    def _first_clause(self, out: list[str]) -> None:
+    def _first_clause(self, out: list[str], *, in_word: bool = False) -> None:
         """A run's first sentence, once longer than first_max_chars: its first clause goes out
-        alone when one ends within first_max_chars; either way the decision is taken once."""
+        alone when one ends within first_max_chars; either way the decision is taken once, when
+        a word completes. `in_word`: a word of unspaced text grew past the limit (see "A long
+        first sentence"): a clause within the limit goes out now; no decision otherwise."""
         limit = self.first_max_chars
         while self._first and limit is not None and len(self._buf) > limit:
-            self._first = False  # _emit_chunk says whether the next chunk is cut so too
-            text = self._buf.replace("\n", " ")
-            cut = _cut(text, 0, limit, limit, self.punctuation, clauses_only=True)
+            # A word just completed ends at a gap: a clause mark there is a boundary too.
+            text = self._buf.replace("\n", " ") + (" " if self._pending_ws else "")
+            reach = limit if in_word or not self.whole_chunks else 2 * limit
+            cut = _cut(text, 0, limit, reach, self.punctuation, clauses_only=True)
             if cut is None:
+                if not in_word and (not self.whole_chunks or len(self._buf) > reach):
+                    self._first = False  # decided: no clause goes out alone
                 return
+            self._first = False  # _emit_chunk says whether the next chunk is cut so too
             self._emit_chunk(text[: cut[0]], out)
-            self._drop_head(cut[1])
+            if cut[1] > len(self._buf):
+                self._reset_buffer()  # the whole buffer was the clause
+            else:
+                self._drop_head(cut[1])
 
     def _drop_head(self, start: int) -> None:
         if start <= 0:

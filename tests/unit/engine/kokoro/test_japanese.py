@@ -6,7 +6,11 @@ from pyopenjtalk-plus, the real dictionary, not a mock.
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from litestream.engine.kokoro import japanese
 from litestream.text.segmenter import Segmenter
@@ -267,3 +271,57 @@ def test_a_number_with_full_width_commas_is_never_cut() -> None:
     for pieces in ([text], list(text)):
         assert _segment(text, pieces, max_chars=300, first_max_chars=80) == chunks
         assert _segment(text, pieces, max_chars=30) == chunks
+
+
+def test_a_first_clause_goes_out_once_the_text_passes_the_limit() -> None:
+    # Japanese has no spaces: a "word" runs from one clause mark to the next, and the first
+    # clause waited for the whole second one. It goes out at the character where the buffer
+    # passes the limit (27 characters), whatever the clause after it.
+    text = ("東京では午後から雨が降るかもしれませんので、"
+            "出かける際には傘を持っていくことをおすすめします。")
+    segmenter = Segmenter(language="ja", max_chars=300, first_max_chars=80)
+    out = [segmenter.feed(char) for char in text]
+    # At the 27th character (28 in the buffer, with the gap after 、), not the 。 (47th).
+    assert out[26] == ["東京では午後から雨が降るかもしれませんので、"]
+    assert not any(out[:26])
+
+
+def test_a_voice_that_makes_chunks_whole_cuts_at_a_clause_past_the_limit() -> None:
+    # No clause ends within 27 characters: such a voice still gains from the first clause
+    # (within twice that), where a voice that streams keeps the sentence whole.
+    text = ("本日は東京都内の天気予報についてご案内させていただきますが、"
+            "午後からは雨が降りますので、傘をお持ちください。")
+    first = "本日は東京都内の天気予報についてご案内させていただきますが、"
+    for pieces in ([text], list(text)):
+        assert _segment(text, pieces, max_chars=300, first_max_chars=80, whole_chunks=True) == [
+            first, "午後からは雨が降りますので、傘をお持ちください。"]
+        assert _segment(text, pieces, max_chars=300, first_max_chars=80) == [text]
+
+
+# Pieces of an LLM's Japanese reply, and what the segmenter must not be fooled by.
+_PIECES = ["あ", "東京では", "、", "。", "！", "？", "!", "?", "「", "」", "（", "）", "１，２３４",
+           "5,000円", "15:30", "Python", " ", "\n", "https://a.com/b?c=1", "ので", "ます",
+           "…", "**", "😊", "ＡＢＣ", "，", "かもしれません", "出かける際には傘を持って"]
+
+
+@st.composite
+def _fragmented_japanese(draw: st.DrawFn) -> tuple[str, list[str]]:
+    text = "".join(draw(st.lists(st.sampled_from(_PIECES), min_size=1, max_size=50)))
+    cuts = sorted(set(draw(st.lists(st.integers(0, len(text)), max_size=40))))
+    return text, [text[a:b] for a, b in itertools.pairwise([0, *cuts, len(text)])]
+
+
+@settings(max_examples=300, deadline=None)
+@given(_fragmented_japanese(), st.sampled_from([40, 120, 300]), st.sampled_from([0, 20, 40]),
+       st.booleans())
+def test_japanese_fragments_do_not_change_chunks(
+        case: tuple[str, list[str]], max_chars: int, first: int, whole: bool) -> None:
+    text, fragments = case
+    options: dict[str, int | bool] = {"max_chars": max_chars, "whole_chunks": whole}
+    if first:
+        options["first_max_chars"] = first
+    chunks = _segment(text, [text], **options)
+    assert _segment(text, fragments, **options) == chunks
+    # Nothing said is lost.
+    assert ([ch for ch in text if ch.isalnum()]
+            == [ch for chunk in chunks for ch in chunk if ch.isalnum()])
