@@ -43,10 +43,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import math
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Any, Protocol
 
 from loguru import logger
@@ -96,6 +97,30 @@ def word_times(text: str, start_s: float, duration_s: float) -> list[tuple[str, 
         out.append((word, start_s + duration_s * at / total))
         at += len(word)
     return out
+
+
+def _unspaced(char: str) -> bool:
+    """A character of a script written without spaces between words (kana, CJK ideographs,
+    Hangul, and the CJK and full-width punctuation around them)."""
+    return ("\u3000" <= char <= "\u9fff" or "\uac00" <= char <= "\ud7af"
+            or "\uff00" <= char <= "\uffef")
+
+
+def joined_words(text: str, spans: Sequence[tuple[int, int]]) -> list[bool]:
+    """For each word of a chunk (its ``(char_start, char_end)`` in ``text``), whether it joins
+    its neighbours with no space between them: Pipecat's ``includes_inter_frame_spaces``.
+
+    Pipecat writes the words it was given into the LLM's context, with a space between two
+    unless both say they carry their own spacing. Japanese has no spaces: "はい。東京では" went
+    into the context as "はい。 東京 で は", the assistant's own turns as an LLM reads them. A
+    word joins when no whitespace stands between it and the word before or after it (the
+    chunk's first word: when the chunk starts in an unspaced script); English words, spaced,
+    keep Pipecat's spaces. Pipecat's flag is one per word, not per gap, so two English words
+    between Japanese ones ("とHello worldと") lose their space; three or more keep theirs."""
+    adjacent = [bool(text) and _unspaced(text[0]) if i == 0
+                else not any(ch.isspace() for ch in text[spans[i - 1][1]:start])
+                for i, (start, _) in enumerate(spans)]
+    return [adjacent[i] or (i + 1 < len(spans) and adjacent[i + 1]) for i in range(len(spans))]
 
 
 class LitestreamTTSService(WebsocketTTSService):
@@ -149,7 +174,8 @@ class LitestreamTTSService(WebsocketTTSService):
         # s added to a context's word times: audio of earlier contexts the listener had still
         # to play when this one's began arriving (set at its first audio frame)
         self._word_lead_s: dict[str, float] = {}
-        self._early_words: dict[str, list[tuple[str, float]]] = {}  # before its first audio
+        # Words (text, s, joined: `joined_words`) before the context's first audio.
+        self._early_words: dict[str, list[tuple[str, float, bool]]] = {}
         self._context_audio_ms: dict[str, float] = {}  # audio pushed into a context so far
         self._unspoken = Unspoken()           # sent, not yet spoken: sent again if the stream
         self._speaking: str | None = None     # is lost; the chunk whose audio is arriving
@@ -535,17 +561,21 @@ class LitestreamTTSService(WebsocketTTSService):
         if chunk is None or ctx is None:
             return
         base_ms = self._context_base_ms.setdefault(ctx, float(chunk.start_ms))
-        await self._add_words(
-            ctx, [(w.text, (w.start_ms - base_ms) / 1000.0) for w in words.words])
+        joined = joined_words(chunk.text, [(w.char_start, w.char_end) for w in words.words])
+        await self._add_words(ctx, [(w.text, (w.start_ms - base_ms) / 1000.0, join)
+                                    for w, join in zip(words.words, joined, strict=True)])
 
-    async def _add_words(self, ctx: str, times: list[tuple[str, float]]) -> None:
+    async def _add_words(self, ctx: str, times: list[tuple[str, float, bool]]) -> None:
         """Words of `ctx`, timed from its first audio, to Pipecat, once that audio has come
-        and its lead is known (a chunk's `words` come before its audio)."""
+        and its lead is known (a chunk's `words` come before its audio). Words that join their
+        neighbours (`joined_words`) go in calls of their own, flagged so."""
         lead_s = self._word_lead_s.get(ctx)
         if lead_s is None:
             self._early_words.setdefault(ctx, []).extend(times)
             return
-        await self.add_word_timestamps([(word, at + lead_s) for word, at in times], ctx)
+        for join, run in itertools.groupby(times, key=lambda timed: timed[2]):
+            await self.add_word_timestamps([(word, at + lead_s) for word, at, _ in run], ctx,
+                                           includes_inter_frame_spaces=join)
 
     def _listener_lead_s(self, now: float) -> float:
         """How much later than Pipecat's word clock assumes the listener hears the first sample
@@ -575,8 +605,9 @@ class LitestreamTTSService(WebsocketTTSService):
         chunk = self._untimed.pop(audio.seq, None)
         if chunk is not None:  # no `words` came before its audio: a server without them
             base_ms = self._context_base_ms.setdefault(ctx, float(chunk.start_ms))
-            await self._add_words(ctx, word_times(
-                chunk.text, (chunk.start_ms - base_ms) / 1000.0, chunk.duration_ms / 1000.0))
+            await self._add_words(ctx, [
+                (word, at, _unspaced(word[0])) for word, at in word_times(
+                    chunk.text, (chunk.start_ms - base_ms) / 1000.0, chunk.duration_ms / 1000.0)])
         pcm = audio.pcm
         if self._server_rate:
             self._context_audio_ms[ctx] = (self._context_audio_ms.get(ctx, 0.0)

@@ -36,10 +36,11 @@ from pipecat.services import tts_service as pipecat_tts
 from pipecat.services.tts_service import WebsocketTTSService
 from pipecat.transports.base_output import BaseOutputTransport
 from pipecat.transports.base_transport import TransportParams
+from pipecat.utils.string import TextPartForConcatenation, concatenate_aggregated_text
 from pipecat.workers.runner import WorkerRunner
 
 from litestream.client import Chunk, Error, Flushed, Ready, Words, connect
-from litestream.client.pipecat import LitestreamTTSService, word_times
+from litestream.client.pipecat import LitestreamTTSService, joined_words, word_times
 from tests.serverutil import RunningServer, run_server, until
 
 # One event loop and one server for the module: a server takes seconds to start.
@@ -562,6 +563,32 @@ def test_word_times_spread_a_chunk_by_character_position() -> None:
     assert times[1][1] == pytest.approx(1.0 + 1.7 * 6 / 17)
     assert times[2][1] == pytest.approx(1.0 + 1.7 * 10 / 17)
     assert word_times("", 0.0, 1.0) == []
+
+
+@pytest.mark.parametrize(("text", "words", "context"), [
+    # Japanese: no space between words (it was "はい。 東京 で は 雨 です。")
+    ("はい。東京では雨です。", ["はい", "東京", "で", "は", "雨", "です"],
+     "はい。東京では雨です。"),
+    # an English name inside it: spaced where the text is
+    ("これはVisual Studio Codeで書く。", ["これ", "は", "Visual", "Studio", "Code", "で", "書く"],
+     "これはVisual Studio Codeで書く。"),
+    ("ChatGPT は便利。", ["ChatGPT", "は", "便利"], "ChatGPT は便利。"),
+    # English: Pipecat's spaces, as before
+    ("Sure, one moment.", ["Sure", "one", "moment"], "Sure, one moment."),
+])
+def test_words_of_unspaced_text_join_in_the_llm_context(
+        text: str, words: list[str], context: str) -> None:
+    spans = []
+    for word in words:
+        start = text.index(word, spans[-1][1] if spans else 0)
+        spans.append((start, start + len(word)))
+    joined = joined_words(text, spans)
+    # What Pipecat writes into the context (its assistant aggregator's concatenation) from
+    # each word's text as the LLM wrote it: the word and the punctuation after it.
+    raw = [text[start:spans[i + 1][0] if i + 1 < len(spans) else len(text)].strip()
+           for i, (start, _) in enumerate(spans)]
+    parts = [TextPartForConcatenation(r, join) for r, join in zip(raw, joined, strict=True)]
+    assert concatenate_aggregated_text(parts) == context
 
 
 def test_the_service_is_built_on_pipecats_current_websocket_base_class() -> None:
