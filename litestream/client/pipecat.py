@@ -64,7 +64,7 @@ from pipecat.services.tts_service import TextAggregationMode, WebsocketTTSServic
 from pipecat.services.websocket_service import WebsocketService
 
 from litestream.client.events import Audio, Chunk, Cleared, Done, Error, Flushed, Ready, Words
-from litestream.client.playback import PlaybackClock
+from litestream.client.playback import PlaybackClock, join_text, unspaced_script
 from litestream.client.stream import HandshakeRefused, connect
 from litestream.client.unspoken import Unspoken
 
@@ -99,13 +99,6 @@ def word_times(text: str, start_s: float, duration_s: float) -> list[tuple[str, 
     return out
 
 
-def _unspaced(char: str) -> bool:
-    """A character of a script written without spaces between words (kana, CJK ideographs,
-    Hangul, and the CJK and full-width punctuation around them)."""
-    return ("\u3000" <= char <= "\u9fff" or "\uac00" <= char <= "\ud7af"
-            or "\uff00" <= char <= "\uffef")
-
-
 def joined_words(text: str, spans: Sequence[tuple[int, int]]) -> list[bool]:
     """For each word of a chunk (its ``(char_start, char_end)`` in ``text``), whether it joins
     its neighbours with no space between them: Pipecat's ``includes_inter_frame_spaces``.
@@ -117,7 +110,7 @@ def joined_words(text: str, spans: Sequence[tuple[int, int]]) -> list[bool]:
     chunk's first word: when the chunk starts in an unspaced script); English words, spaced,
     keep Pipecat's spaces. Pipecat's flag is one per word, not per gap, so two English words
     between Japanese ones ("とHello worldと") lose their space; three or more keep theirs."""
-    adjacent = [bool(text) and _unspaced(text[0]) if i == 0
+    adjacent = [bool(text) and unspaced_script(text[0]) if i == 0
                 else not any(ch.isspace() for ch in text[spans[i - 1][1]:start])
                 for i, (start, _) in enumerate(spans)]
     return [adjacent[i] or (i + 1 < len(spans) and adjacent[i + 1]) for i in range(len(spans))]
@@ -472,7 +465,7 @@ class LitestreamTTSService(WebsocketTTSService):
         split = clock.heard_text(time.monotonic(), from_seq=self._first_live_seq)
         # Then what the server still held, in no chunk yet (the sentence being written).
         held = clock.unchunked("".join(self._said))
-        unheard = " ".join(part for part in (split.unheard, held) if part)
+        unheard = join_text((split.unheard, held))
         await self._call_event_handler("on_interrupted_heard", split.heard, unheard)
 
     # ------------------------------------------------------------ events out
@@ -606,7 +599,7 @@ class LitestreamTTSService(WebsocketTTSService):
         if chunk is not None:  # no `words` came before its audio: a server without them
             base_ms = self._context_base_ms.setdefault(ctx, float(chunk.start_ms))
             await self._add_words(ctx, [
-                (word, at, _unspaced(word[0])) for word, at in word_times(
+                (word, at, unspaced_script(word[0])) for word, at in word_times(
                     chunk.text, (chunk.start_ms - base_ms) / 1000.0, chunk.duration_ms / 1000.0)])
         pcm = audio.pcm
         if self._server_rate:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -244,7 +245,7 @@ class PlaybackClock:
             cut = _after_punctuation(c.text, begun[-1].char_end) if begun else 0
             heard.append(c.text[:cut].strip())
             unheard.append(c.text[cut:].strip())
-        return HeardText(" ".join(p for p in heard if p), " ".join(p for p in unheard if p))
+        return HeardText(join_text(heard), join_text(unheard))
 
     def unchunked(self, sent: str) -> str:
         """What of `sent`, the text sent on the stream since this clock's timeline began, no
@@ -271,6 +272,26 @@ class PlaybackClock:
         """Chunks announced of which the listener had heard nothing by `t`."""
         head = self.played_ms(t)
         return [c for _, c in sorted(self.chunks.items()) if self._heard_ms(c, head) <= 0]
+
+
+def unspaced_script(char: str) -> bool:
+    """A character of a script written without spaces between words (kana, CJK ideographs,
+    Hangul, and the CJK and full-width punctuation around them)."""
+    return ("\u3000" <= char <= "\u9fff" or "\uac00" <= char <= "\ud7af"
+            or "\uff00" <= char <= "\uffef")
+
+
+def join_text(parts: Iterable[str]) -> str:
+    """Pieces of a turn's text (chunks) joined as it reads: with a space, but none between two
+    of a script without spaces ("はい。" + "東京では" is "はい。東京では")."""
+    out = ""
+    for part in parts:
+        if not part:
+            continue
+        if out and not (unspaced_script(out[-1]) and unspaced_script(part[0])):
+            out += " "
+        out += part
+    return out
 
 
 def _after_punctuation(text: str, at: int) -> int:

@@ -71,3 +71,20 @@ def test_unchunked_finds_chunk_text_the_server_normalized() -> None:
     clock.on_chunk(Chunk(0, "Note: see the docs.", 0, 1000), now=0.0)
     sent = "**Note:** see [the docs](https://example.com).** Then** call us."
     assert clock.unchunked(sent) == "Then** call us."
+
+
+def test_japanese_chunks_join_without_a_space() -> None:
+    # Japanese has no spaces: "はい。" then "東京では..." is one text, not "はい。 東京では".
+    clock = PlaybackClock(SR)
+    chunks = ((0, "はい。", 0, 500, (Word("はい", 0, 400, 0, 2),)),
+              (1, "東京では雨です。", 500, 1200, (
+                  Word("東京", 500, 800, 0, 2), Word("で", 800, 900, 2, 3),
+                  Word("は", 900, 1000, 3, 4), Word("雨", 1000, 1300, 4, 5),
+                  Word("です", 1300, 1600, 5, 7))),
+              (2, "OK.", 1700, 200, (Word("OK", 1700, 1900, 0, 2),)))
+    for seq, text, start, duration, timed in chunks:
+        clock.on_chunk(Chunk(seq, text, start, duration), now=0.0)
+        clock.on_words(Words(seq, timed))
+        clock.on_audio(seq, duration * MS, now=0.0)
+    assert clock.heard_text(0.85) == HeardText("はい。東京で", "は雨です。 OK.")
+    assert clock.heard_text(9.0) == HeardText("はい。東京では雨です。 OK.", "")
