@@ -468,18 +468,21 @@ class StreamQuota:
 # paragraph or a quick run of LLM tokens at once without tripping the limit.
 BURST_S = 2.0
 
-# The most of its client's message and text rates (and bursts) one stream may use. The buckets
-# are per key or address, shared by its streams: one stream sending 33,000 tiny messages a
-# second took the whole budget, and a listener beside it on the same address had 10 of its 12
-# sentences refused `rate_limited`. Capped at half, a stream that floods leaves its
-# neighbours the other half; one well-behaved stream (an LLM's tokens, batched by the Pipecat
-# service to at most 40 messages a second) stays far below it.
+# The most of its client's message rate (and burst) one stream may use. The bucket is per key
+# or address, shared by its streams: one stream sending 33,000 tiny messages a second took the
+# whole budget, and a listener beside it on the same address had 10 of its 12 sentences refused
+# `rate_limited`. Capped at half, a stream that floods leaves its neighbours the other half;
+# one well-behaved stream (an LLM's tokens, batched by the Pipecat service to at most 40
+# messages a second) stays far below it. The text rate is not split: a stream's text is bounded
+# by its own limits (`max_buffered_chars`, `max_stream_chars`), and a page that sends a long
+# text at once (the browser player: 27,000 characters in 4,000-character pieces) needs the
+# client's whole text burst.
 STREAM_SHARE = 0.5
 
 
 class ClientLimits:
     """Per-client limits from Config: message rate, text rate, concurrent streams; and per
-    stream, at most `STREAM_SHARE` of its client's rates.
+    stream, at most `STREAM_SHARE` of its client's message rate.
 
     `client` is the key label from KeyCheck.check() when keys are configured, else the
     client's address, so limits are "per key (or client address)" as Config documents.
@@ -504,9 +507,6 @@ class ClientLimits:
         self.streams = StreamQuota(streams_per_key)
         self.stream_messages = RateLimiter(
             messages_per_s * STREAM_SHARE, max(1.0, messages_per_s * burst_s * STREAM_SHARE),
-            max_clients=max_clients)
-        self.stream_chars = RateLimiter(
-            chars_per_s * STREAM_SHARE, max(1.0, chars_per_s * burst_s * STREAM_SHARE),
             max_clients=max_clients)
 
     @classmethod
@@ -558,7 +558,6 @@ class ClientLimits:
         self.chars.consume(client, chars, now)
         if stream is not None:
             self.stream_messages.consume(stream, 1.0, now)
-            self.stream_chars.consume(stream, chars, now)
         return 0.0
 
     def message_wait_s(self, client: str, chars: int, now: float,
@@ -567,8 +566,7 @@ class ClientLimits:
         the Retry-After of a message on_message refused."""
         wait = max(self.messages.wait_s(client, 1.0, now), self.chars.wait_s(client, chars, now))
         if stream is not None:
-            wait = max(wait, self.stream_messages.wait_s(stream, 1.0, now),
-                       self.stream_chars.wait_s(stream, chars, now))
+            wait = max(wait, self.stream_messages.wait_s(stream, 1.0, now))
         return wait
 
     def release(self, client: str, stream: str | None = None) -> None:
@@ -576,4 +574,3 @@ class ClientLimits:
         self.streams.release(client)
         if stream is not None:
             self.stream_messages.forget(stream)
-            self.stream_chars.forget(stream)
