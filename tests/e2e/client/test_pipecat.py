@@ -479,6 +479,18 @@ async def test_a_fast_llm_is_not_cut_by_the_servers_message_rate() -> None:
     assert seen["words"] == TURN_1.split()
 
 
+def agent_pipeline(srv: RunningServer) -> tuple[TappedTTS, Speaker, LLMContext, PipelineWorker]:
+    """tts -> Pipecat's output transport (to a real-time speaker) -> the assistant aggregator,
+    as a voice agent's output runs: the service, the speaker, the LLM context and the worker."""
+    tts = TappedTTS(url=srv.url)
+    speaker = Speaker()
+    context = LLMContext()
+    worker = PipelineWorker(Pipeline([tts, speaker, LLMAssistantAggregator(context)]),
+                            cancel_on_idle_timeout=False,
+                            params=PipelineParams(audio_out_sample_rate=OUT_RATE))
+    return tts, speaker, context, worker
+
+
 HEARD_TOLERANCE_MS = 100  # a word starting this close to the cut may fall on either side
 
 
@@ -493,12 +505,7 @@ async def test_interruption_keeps_exactly_the_words_heard_in_the_llm_context(
     answer = ("Sure. Your total comes to $1,234.56 for 12 items, and it is due on the fourth "
               "of March. Shall I send the invoice now?")
     target = answer.split().index("items,")
-    tts = TappedTTS(url=srv.url)
-    speaker = Speaker()
-    context = LLMContext()
-    worker = PipelineWorker(Pipeline([tts, speaker, LLMAssistantAggregator(context)]),
-                            cancel_on_idle_timeout=False,
-                            params=PipelineParams(audio_out_sample_rate=OUT_RATE))
+    tts, speaker, context, worker = agent_pipeline(srv)
     started = asyncio.Event()
     reports: list[tuple[str, str]] = []
 
@@ -612,12 +619,7 @@ async def test_a_reply_queued_behind_another_keeps_exactly_the_words_heard(
     first = "Let me check that for you."
     second = "Your total comes to twelve dollars. Shall I send the invoice now?"
     target = second.split().index("dollars.")
-    tts = TappedTTS(url=srv.url)
-    speaker = Speaker()
-    context = LLMContext()
-    worker = PipelineWorker(Pipeline([tts, speaker, LLMAssistantAggregator(context)]),
-                            cancel_on_idle_timeout=False,
-                            params=PipelineParams(audio_out_sample_rate=OUT_RATE))
+    tts, speaker, context, worker = agent_pipeline(srv)
     started = asyncio.Event()
 
     @worker.event_handler("on_pipeline_started")
