@@ -59,7 +59,10 @@ def _configure_library() -> None:
 # 5: English: Chinese characters, kana and Hangul not spoken (were "Chinese letter",
 #    "Japanese letter" each), full-width forms as ASCII (were "letter FF21"), Japanese
 #    punctuation as ASCII marks.
-READING = "5"
+# 6: English: words of other scripts (Cyrillic, Arabic, Hebrew, Indic, Thai, Georgian, ...) and
+#    Greek words not spoken (were letter names); a lone Greek letter is, apart from a Latin one
+#    ("Δt": "delta t", was "deltat"); "μm", "µs", "μg" after a number as units.
+READING = "6"
 
 # Marks left to espeak-ng, as Piper leaves them (it hands espeak-ng the whole text), because cut
 # out as punctuation they put a sentence's pause where none is:

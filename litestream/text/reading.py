@@ -48,10 +48,19 @@ speaker says "five to ten". The rules, each for a form that has one reading:
   bracket or quote left empty goes with them, and Japanese punctuation is read as its ASCII
   twin ("。" a full stop, "、" a comma, "「」" quotes, "〜" a dash). A voice of the language
   speaks them: the OpenAI endpoint picks one by the text's script (`languages.script_language`).
+- so is a word of another script the English voice has no rules for (Cyrillic, Arabic, Hebrew,
+  Thai, Devanagari and the other Indic scripts, Georgian, Armenian, Ethiopic ...; espeak-ng
+  names each letter, "Arabic meem Arabic ra", or switches to a voice of the language whose
+  marks "(hi)" Piper speaks), and a Greek word ("Γειά σου": "gamma epsilon iota alpha"). A
+  lone Greek letter is what a speaker says by its name, in science and maths ("α = 0.05",
+  "π r²", "β-blocker", "Ω"), and is kept; beside a Latin letter it stands apart ("Δt" is
+  "delta t", espeak-ng: "deltat"). Each word is decided whole: "p-значение" goes, "Δt" stays.
+  Latin letters with diacritics ("café", "Łódź") are Latin.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 
 __all__ = ["read_english"]
@@ -99,6 +108,9 @@ _UNITS = {
     "kWh": ("kilowatt hour", "kilowatt hours"), "KB": ("kilobyte", "kilobytes"),
     "MB": ("megabyte", "megabytes"), "GB": ("gigabyte", "gigabytes"),
     "TB": ("terabyte", "terabytes"),
+    "μm": ("micrometer", "micrometers"), "µm": ("micrometer", "micrometers"),
+    "μs": ("microsecond", "microseconds"), "µs": ("microsecond", "microseconds"),
+    "μg": ("microgram", "micrograms"), "µg": ("microgram", "micrograms"),
 }
 _UNIT_NAMES = "|".join(re.escape(u) for u in sorted(_UNITS, key=len, reverse=True))
 # A number, then the unit, then no more of a word ("5 kgs" is left, as is "5 kilograms").
@@ -121,7 +133,7 @@ def read_english(text: str) -> str:
     """``text`` with amounts, ranges, units, dates, decades, fractions, abbreviations, Roman
     numerals and emoji written as they are read (module doc)."""
     if not text.isascii():
-        text = _drop_east_asian(_drop_emoji(text))
+        text = _drop_unread(_drop_emoji(text))
     text = _words(text)
     if not any(ch.isdigit() for ch in text):
         return text
@@ -321,7 +333,7 @@ def _drop_emoji(text: str) -> str:
     return " ".join(_EMOJI.sub(" ", text).split())
 
 
-# -- East Asian scripts ---------------------------------------------------------------------------
+# -- other scripts -------------------------------------------------------------------------------
 
 # Full-width ASCII (U+FF01-U+FF5E) and the ideographic space: their ASCII twins.
 # "～" (U+FF5E) is the wave dash as Japanese writes it ("5～10"), so it is read as "〜" below.
@@ -350,12 +362,77 @@ _MARKS = str.maketrans({
 })
 
 
-def _drop_east_asian(text: str) -> str:
-    if not any(ch >= "\u1100" for ch in text):
+# Letters of other scripts an English voice cannot read, as whole Unicode blocks: Cyrillic,
+# Armenian, Hebrew, Arabic (with Syriac, Thaana, N'Ko, Samaritan, Mandaic), the Indic scripts
+# to Sinhala, Thai, Lao, Tibetan, Myanmar, Georgian, Ethiopic, Cherokee, Canadian syllabics,
+# Ogham, Runic, Khmer, Mongolian and the other scripts of South and Southeast Asia, Tifinagh,
+# Vai, Bamum, Lisu, and the presentation forms of Hebrew and Arabic. Not Latin Extended-D/E
+# (U+A720-A7FF, U+AB30-AB6F), nor the byte order mark (U+FEFF).
+_OTHER_SCRIPT = (
+    "\u0400-\u052F\u0530-\u058F\u0590-\u05FF\u0600-\u08FF\u0900-\u0DFF\u0E00-\u0FFF"
+    "\u1000-\u10FF\u1200-\u1C7F\u1C80-\u1CBF\u2D00-\u2DFF\uA4D0-\uA4FF\uA500-\uA6FF"
+    "\uA800-\uAB2F\uAB70-\uABFF\uFB13-\uFB17\uFB1D-\uFDFF\uFE70-\uFEFC"
+    "\U00010000-\U00011FFF\U0001E800-\U0001E95F")
+_GREEK = "\u0370-\u03FF\u1F00-\u1FFF"
+# The Greek letters science and maths use as symbols: the plain letters, and the symbol forms
+# (ϑ ϕ ϖ ϰ ϱ ϵ). An accented letter ("ά") or punctuation (";" U+037E) is Greek writing.
+_GREEK_SYMBOL = "[\u0391-\u03A9\u03B1-\u03C9\u03D1\u03D5\u03D6\u03F0\u03F1\u03F5]"
+_FOREIGN_WORD = re.compile(f"\\S*[{_OTHER_SCRIPT}{_GREEK}]\\S*")
+_OTHER_LETTER = re.compile(f"[{_OTHER_SCRIPT}]")
+# Two Greek letters in a row, or any Greek but a symbol letter: a Greek word.
+_GREEK_WORD = re.compile(f"[{_GREEK}]{{2}}|(?!{_GREEK_SYMBOL})[{_GREEK}]")
+_SYMBOL_LETTER = re.compile(_GREEK_SYMBOL)
+_MARKS_AROUND = re.compile(f"(?P<before>[^\\w{_OTHER_SCRIPT}{_GREEK}]*).+?"
+                           f"(?P<after>[^\\w{_OTHER_SCRIPT}{_GREEK}]*)$")
+_GREEK_TEXT = re.compile(f"[{_GREEK}]")
+
+
+def _drop_foreign_words(text: str) -> str:
+    """``text`` with each word of another script, and each Greek word, as _GONE. A lone Greek
+    letter beside a Greek word is Greek writing too ("Ο Νίκος", the article)."""
+    words = list(_FOREIGN_WORD.finditer(text))
+    gone = [_OTHER_LETTER.search(m[0]) is not None or _GREEK_WORD.search(m[0]) is not None
+            for m in words]
+    greek = [g and _GREEK_TEXT.search(m[0]) is not None for m, g in zip(words, gone, strict=True)]
+    read, end = [], 0
+    for at, match in enumerate(words):
+        beside_greek = any(
+            0 <= other < len(words) and greek[other]
+            and text[min(match.end(), words[other].end()):
+                     max(match.start(), words[other].start())].isspace()
+            for other in (at - 1, at + 1))
+        read.append(text[end:match.start()])
+        if gone[at] or beside_greek:  # the marks around it stay: "(Москва)," is "(),"
+            read.append(_MARKS_AROUND.sub(lambda m: m["before"] + _GONE + m["after"], match[0]))
+        else:
+            read.append(_symbol_word(match[0]))
+        end = match.end()
+    return "".join(read) + text[end:]
+
+
+def _symbol_word(word: str) -> str:
+    if word.rstrip(".,;:!?)") in _UNITS:  # "5 μm" is "5 micrometers" (_UNIT)
+        return word
+    # A symbol letter against another letter ("Δt", "mΩ"): espeak-ng runs them together
+    # ("deltat"); apart, it is "delta t".
+    spaced = [word[0]]
+    for before, ch in itertools.pairwise(word):
+        if before.isalpha() and ch.isalpha() and (
+                _SYMBOL_LETTER.match(before) or _SYMBOL_LETTER.match(ch)):
+            spaced.append(" ")
+        spaced.append(ch)
+    return "".join(spaced)
+
+
+def _drop_unread(text: str) -> str:
+    if not any(ch >= "\u0370" for ch in text):
         return text
     read = text.translate(_FULL_WIDTH)
     if _UNREAD.search(read):
-        read = _EMPTIED.sub(" ", _UNREAD.sub(_GONE, read)).replace(_GONE, " ")
+        read = _UNREAD.sub(_GONE, read)
+    read = _drop_foreign_words(read)
+    if _GONE in read:
+        read = _EMPTIED.sub(" ", read).replace(_GONE, " ")
     read = read.translate(_MARKS)
     if read == text:
         return text

@@ -144,6 +144,15 @@ def test_an_english_voice_does_not_name_japanese_characters() -> None:
         "", "", phonemize("ABC", "en-us")]
 
 
+def test_an_english_voice_does_not_name_letters_of_other_scripts() -> None:
+    # espeak-ng alone: "P R I V E T", "Arabic meem Arabic ra ...", "deltat".
+    said = phonemize("Say привет or مرحبا, with Δt.", "en-us")
+    assert said == phonemize("Say or, with Δ t.", "en-us")
+    assert "dˈɛltə tˈiː" in said
+    assert phonemize_each(["привет", "(مرحبا),", "α"], "en-us") == [
+        "", phonemize(",", "en-us"), phonemize("alpha", "en-us")]
+
+
 def test_another_language_is_given_the_text_as_written() -> None:
     # The rules are English; a German voice reads "$5" by its own language's rules.
     assert "dˈɑːlɚz" not in phonemize("Es kostet $5.", "de")

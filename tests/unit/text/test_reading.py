@@ -89,6 +89,17 @@ SAID = [
     ("It costs ＄５ for ５〜１０ or ５～１０ items.",
      "It costs 5 dollars for 5 to 10 or 5 to 10 items."),
     ("Yes。No、maybe【note】", "Yes. No, maybe(note)"),
+    # words of other scripts: not spoken (espeak-ng: "Arabic meem Arabic ra", "P R I V E T",
+    # or "(hi)" flags of another voice); a Greek word too, but not a lone Greek letter
+    ("In Russian привет is hi, in Arabic مرحبا.", "In Russian is hi, in Arabic."),
+    ("Moscow (Москва), p-значение, שלום, नमस्ते!", "Moscow,,,!"),
+    ("Thai สวัสดี, Georgian გამარჯობა, Armenian Բարեւ, Amharic ሰላም.",
+     "Thai, Georgian, Armenian, Amharic."),
+    ("Greek: Γειά σου, and Ο Νίκος ήρθε.", "Greek:, and."),
+    ("With α = 0.05, π r² and Ω, a β-blocker, an α-helix.",
+     "With α = 0.05, π r² and Ω, a β-blocker, an α-helix."),
+    ("Δt and ΔG in mΩ", "Δ t and Δ G in m Ω"),  # espeak-ng: "deltat"
+    ("A 5 μm cell in 3 µs.", "A 5 micrometer cell in 3 microseconds."),
 ]
 
 LEFT = [
@@ -118,6 +129,8 @@ LEFT = [
     "no. 5",
     "Washington DC and XL sizes.",
     "It is 5 dollars vs",
+    "A café in Łódź, naïve Ærø and Ångström.",  # Latin with diacritics
+    "the α and β chains, χ² and the σ of it",   # lone Greek letters: their names
 ]
 
 
