@@ -356,13 +356,13 @@ class LitestreamTTSService(WebsocketTTSService):
     async def _send_text(self, text: str) -> None:
         """`text` now, or, within `text_interval_s` of the last `text` message, with the
         tokens after it in one message when the interval is over."""
-        if self._pending or time.monotonic() - self._text_sent_at < self._text_interval_s:
-            self._pending.append(text)
-            if self._pending_sender is None:
-                self._pending_sender = self.create_task(self._send_pending_when_due())
-            return
+        waits = bool(self._pending) or (
+            time.monotonic() - self._text_sent_at < self._text_interval_s)
         self._pending.append(text)
-        await self._send_pending()
+        if not waits:
+            await self._send_pending()
+        elif self._pending_sender is None:
+            self._pending_sender = self.create_task(self._send_pending_when_due())
 
     async def _send_pending_when_due(self) -> None:
         try:

@@ -190,11 +190,12 @@ def resolve_voice(name: str, installed: Sequence[str], default: str, *,
     key = name.lower()
     if key not in OPENAI_VOICE_MAP:
         return None
-    if languages is None:
-        return next((c for c in OPENAI_VOICE_MAP[key] if c in installed), default)
+    if languages is None:  # every voice taken as English: its candidates, else the default
+        language = None
+    known: Mapping[str, str] = languages or {}
 
     def speaks(voice: str) -> str:
-        return base_language(languages.get(voice, "en"))
+        return base_language(known.get(voice, "en"))
 
     want = language or speaks(default)
     for candidate in OPENAI_VOICES_BY_LANGUAGE.get(want, {}).get(key, ()):

@@ -145,10 +145,10 @@ class StreamConnection(Carrier):
                 self.wakeup.clear()
                 items, end = session.take_outgoing()
                 parts = ws_frames(items)
-                items.clear()
+                items.clear()  # what waits below holds no audio (nor parts, once written)
                 if self.pong is not None:
                     parts += ws_frame(self.pong, _FIN_PONG)
-                    self.pong = None  # what waits below holds no audio (nor parts, once written)
+                    self.pong = None
                 if parts:
                     transport = request.transport
                     if ws.closed or transport is None or transport.is_closing():

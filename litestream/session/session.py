@@ -101,7 +101,6 @@ class _Sentence:
     failed: bool = False
 
 
-
 class StreamSession:
     """One stream's protocol state. Not thread-safe: the event loop owns it."""
 
@@ -137,7 +136,6 @@ class StreamSession:
         self._link = link
         self._metrics = metrics
         self._rate_check = rate_check
-        self.protocol_errors = 0  # error replies to this client's messages (all are counted)
         self._segmenter = self._new_segmenter(settings.voice)
         self._next_seq = 0
         self._sentences: dict[int, _Sentence] = {}
